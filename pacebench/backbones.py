@@ -1,0 +1,147 @@
+"""Pre-trained backbones from local files only: nothing is ever downloaded.
+
+A named backbone fixes the timm architecture, the standard file name inside the weights directory
+(PACEBENCH_WEIGHTS) and where such a file comes from. Any other timm architecture works with an explicit weights
+file. Loading goes through timm's own converters (`checkpoint_filter_fn`: .npz reading, position-embedding
+resizing, Swin key renaming), never unpickles arbitrary objects (torch.load(weights_only=True) or safetensors), and
+always drops the checkpoint's classifier: the task gets a fresh nn.Linear head with PyTorch's default init.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from pacebench.errors import DataError, UsageError
+from pacebench.registry import Registry
+from pacebench.settings import results_dir, weights_dir
+
+
+@dataclass(frozen=True)
+class Backbone:
+    arch: str
+    filename: str
+    source: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    in_results: bool = False  # the file is made by pacebench itself (the demo), under results/checkpoints
+
+
+BACKBONES: Registry[Backbone] = Registry("backbone")
+BACKBONES.register("vit_b16_in21k")(Backbone(
+    "vit_base_patch16_224", "ViT-B_16.npz",
+    "the original Google ImageNet-21k checkpoint (gs://vit_models/imagenet21k/ViT-B_16.npz)"))
+BACKBONES.register("swin_b_in22k")(Backbone(
+    "swin_base_patch4_window7_224", "swin_base_patch4_window7_224_22k.pth",
+    "Microsoft's Swin-B ImageNet-22k release (github.com/microsoft/Swin-Transformer), or timm's "
+    "swin_base_patch4_window7_224.ms_in22k model.safetensors renamed"))
+BACKBONES.register("vit_b_laion2b_in12k")(Backbone(
+    "vit_base_patch16_clip_224", "vit_base_patch16_clip_224.laion2b_ft_in12k.safetensors",
+    "timm's vit_base_patch16_clip_224.laion2b_ft_in12k model.safetensors, saved under this name"))
+BACKBONES.register("vit_demo")(Backbone(
+    "vit_tiny_patch16_224", "vit_demo_digits04.safetensors",
+    "`pacebench run demo`, which pre-trains it on scikit-learn digits 0-4",
+    kwargs={"patch_size": 4, "embed_dim": 64, "depth": 6, "num_heads": 4, "mlp_ratio": 2.0},
+    in_results=True))
+
+
+def demo_checkpoint_dir() -> Path:
+    return results_dir() / "checkpoints"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Resolved:
+    name: str
+    arch: str
+    weights: Path | None
+    kwargs: dict[str, Any]
+
+
+def resolve(name: str, weights: Path | None = None) -> Resolved:
+    """A named backbone (weights from the weights directory unless given) or any timm architecture + a file."""
+    if name in BACKBONES:
+        b = BACKBONES.get(name)
+        path = weights or (demo_checkpoint_dir() if b.in_results else weights_dir()) / b.filename
+        if not path.is_file():
+            raise DataError(f"weights for backbone {name} not found at {path}; put {b.filename} there "
+                            f"(set PACEBENCH_WEIGHTS or --weights); it comes from {b.source}")
+        return Resolved(name, b.arch, path, b.kwargs)
+    import timm
+
+    if not timm.is_model(name):
+        raise UsageError(f"unknown backbone {name!r}; use one of {', '.join(BACKBONES.names())} "
+                         "or a timm architecture name with --weights FILE")
+    if weights is None:
+        raise UsageError(f"backbone {name} is a timm architecture: give its weights file with --weights FILE")
+    if not weights.is_file():
+        raise DataError(f"weights file {weights} not found")
+    return Resolved(name, name, weights, {})
+
+
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """Tensors only: safetensors, or torch.load with weights_only=True (no arbitrary unpickling)."""
+    import torch
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: dict[str, Any] = load_file(str(path))
+        elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise UsageError(f"weights file {path}: unsupported type {suffix!r}; use .npz, .pth/.pt or .safetensors")
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise DataError(f"cannot read weights file {path}: {str(exc).splitlines()[0]}") from None
+    for key in ("model", "state_dict", "module"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Loads a local checkpoint into `model` through timm's converter for its architecture; head excluded."""
+    if path.suffix.lower() == ".npz":
+        model.load_pretrained(str(path))  # timm's .npz reader (resamples the position embedding itself)
+        return
+    state = read_state_dict(path)
+    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        state = filter_fn(state, model)
+    head = model.pretrained_cfg.get("classifier", "head")
+    state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(head + ".") and "relative_position_index" not in k
+               and "attn_mask" not in k]
+    if missing:
+        raise DataError(f"weights file {path} does not fit {type(model).__name__}: missing {missing[:3]} ...; "
+                        "is it the right architecture?")
+
+
+def build(name: str, num_classes: int, image_size: int, drop_path: float, weights: Path | None = None,
+          pretrained: bool = True) -> tuple[nn.Module, str]:
+    """Creates the backbone with a fresh `num_classes` head; returns (model, SHA-256 of the weights file)."""
+    import timm
+
+    r = resolve(name, weights) if pretrained else Resolved(name, BACKBONES.get(name).arch, None,
+                                                            BACKBONES.get(name).kwargs)
+    model = timm.create_model(r.arch, pretrained=False, num_classes=num_classes, drop_path_rate=drop_path,
+                              img_size=image_size, **r.kwargs)
+    if r.weights is None:
+        return model, ""
+    load_weights(model, r.weights)
+    model.reset_classifier(num_classes)  # a new nn.Linear with PyTorch's default init, whatever the file held
+    return model, sha256(r.weights)

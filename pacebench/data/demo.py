@@ -1,0 +1,62 @@
+"""The offline demo data: scikit-learn's handwritten digits (1,797 real 8x8 scans, shipped inside the package).
+
+Source task (pre-training): digits 0-4. Target task (fine-tuning): digits 5-9 relabelled 0-4, split VTAB-style per
+class: `shots` train images, shots/4 (at least 1) val images, train+val for the final phase, and every remaining
+image as test. The split depends only on `split_seed` (default 0), never on the run seed. Images are upsampled to
+the requested size and made 3-channel, so the same ViT code path as real RGB data is used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from pacebench.data.base import READERS, DataRequest, Indexed, Splits
+
+SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
+
+
+def digits_tensors(classes: tuple[int, ...], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images of the given digits as normalised [N, 3, S, S] float tensors, labels renumbered 0..len(classes)-1."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    keep = np.isin(digits.target, classes)
+    x = torch.tensor(digits.images[keep], dtype=torch.float32).unsqueeze(1) / 16.0
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = ((x - 0.5) / 0.5).expand(-1, 3, -1, -1).contiguous()
+    y = torch.tensor([classes.index(int(t)) for t in digits.target[keep]])
+    return x, y
+
+
+def split_indices(y: torch.Tensor, shots: int, split_seed: int) -> dict[str, list[int]]:
+    rng = np.random.default_rng(split_seed)
+    n_val = max(1, shots // 4)
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for c in sorted(set(y.tolist())):
+        idx = rng.permutation(np.flatnonzero(y.numpy() == c)).tolist()
+        out["train"] += idx[:shots]
+        out["val"] += idx[shots:shots + n_val]
+        out["test"] += idx[shots + n_val:]
+    out["trainval"] = out["train"] + out["val"]
+    return out
+
+
+class InMemory(Indexed):
+    in_memory = True  # tensors already in memory: loader workers would only add overhead
+
+
+@READERS.register("demo")
+def read_demo(request: DataRequest) -> Splits:
+    x, y = digits_tensors(TARGET_CLASSES, request.image_size)
+    parts = split_indices(y, int(request.options.get("shots", 10)), int(request.options.get("split_seed", 0)))
+
+    def subset(name: str) -> InMemory:
+        i = torch.tensor(parts[name])
+        return InMemory(TensorDataset(x[i], y[i]))
+
+    if request.phase == "tune":
+        return Splits(subset("train"), {"val": subset("val")}, len(TARGET_CLASSES))
+    return Splits(subset("trainval"), {"test": subset("test")}, len(TARGET_CLASSES))

@@ -1,0 +1,41 @@
+"""PACE_lazy (the authors' "lazy half"): the consistency term only every N-th step.
+
+On a PACE step the first half of the batch is duplicated, so the forward pass still holds B samples:
+CE(first copy) + λ·consistency. On the other steps: one noisy forward over the full batch, CE only.
+N = 1 makes every step a half-batch PACE step, at the baseline's cost per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from pacebench.methods.base import StepOutput, cross_entropy, register
+from pacebench.methods.pace import Pace, PaceConfig
+
+
+@dataclass(frozen=True)
+class LazyConfig(PaceConfig):
+    interval: int = 2  # N
+
+    def validate(self) -> list[tuple[str, bool, str]]:
+        return [*super().validate(), ("interval", self.interval >= 1, "N >= 1")]
+
+
+@register
+class PaceLazy(Pace):
+    name = "pace_lazy"
+    description = "PACE every N-th step on the duplicated first half of the batch; noisy CE on the other steps"
+    Config = LazyConfig
+
+    def is_pace_step(self) -> bool:
+        return self.steps % self.cfg.interval == 0  # type: ignore[attr-defined]
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
+        if self.is_pace_step():
+            half = max(1, x.shape[0] // 2)
+            return self.pace_loss(model, x[:half], y[:half])
+        logits = model(x)
+        ce = cross_entropy(logits, y)
+        return StepOutput(ce, logits, {"ce": ce, "consistency": ce.new_zeros(())})

@@ -1,0 +1,42 @@
+"""PACE over M >= 2 weight-sharing networks (paper Fig. 5): M noisy copies in one forward pass.
+
+CE is taken on the first copy, as in PACE. The consistency term is the mean over all M(M-1)/2 pairs of copies of
+the PACE term mean_b ‖f_i(x) - f_j(x)‖², so M = 2 is exactly PACE and λ keeps its meaning as M grows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from pacebench.droppath import copies
+from pacebench.methods.base import StepOutput, consistency, cross_entropy, register
+from pacebench.methods.pace import NoisyMethod, PaceConfig, split_copies
+
+
+@dataclass(frozen=True)
+class MultiConfig(PaceConfig):
+    copies: int = 3  # M
+
+    def validate(self) -> list[tuple[str, bool, str]]:
+        return [*super().validate(), ("copies", self.copies >= 2, "M >= 2")]
+
+
+@register
+class PaceMulti(NoisyMethod):
+    name = "pace_multi"
+    description = "PACE across M weight-sharing noisy copies: CE on the first, mean pairwise consistency"
+    Config = MultiConfig
+    parts = ("ce", "consistency")
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
+        m = self.cfg.copies  # type: ignore[attr-defined]
+        with copies(model, m):
+            outs = split_copies(model(torch.cat([x] * m)), m)
+        ce = cross_entropy(outs[0], y)
+        pairs = list(itertools.combinations(outs, 2))
+        cons = torch.stack([consistency(a, b) for a, b in pairs]).mean()
+        return StepOutput(ce + self.cfg.lam * cons, outs[0], {"ce": ce, "consistency": cons})  # type: ignore[attr-defined]

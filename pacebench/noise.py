@@ -1,0 +1,124 @@
+"""Noise on the adapter branch and the σ schedules over depth.
+
+The noise is drawn per sample and per output channel and shared across tokens (and across Swin's spatial
+positions): shape [B, 1, C] for token inputs [B, N, C], [B, 1, 1, C] for [B, H, W, C], [B, C] for pooled ones.
+It exists only in training mode and when σ > 0. `z ~ N(1, σ²)` multiplies Δh for PACE; the ablations swap the kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from pacebench.errors import UsageError
+from pacebench.registry import Registry
+
+NoiseFn = Callable[[Tensor, float], Tensor]
+NOISES: Registry[NoiseFn] = Registry("noise kind")
+
+
+def noise_shape(t: Tensor) -> tuple[int, ...]:
+    """One value per sample and channel, broadcast over every axis in between (tokens, H, W)."""
+    return (t.shape[0],) + (1,) * (t.ndim - 2) + (t.shape[-1],)
+
+
+@NOISES.register("gauss_mul")
+def gauss_mul(t: Tensor, sigma: float) -> Tensor:
+    """PACE: Δh ⊙ z with z ~ N(1, σ²)."""
+    return t * (1 + sigma * torch.randn(noise_shape(t), device=t.device, dtype=t.dtype))
+
+
+@NOISES.register("gauss_add")
+def gauss_add(t: Tensor, sigma: float) -> Tensor:
+    """PACE_add: Δh + ε with ε ~ N(0, σ²)."""
+    return t + sigma * torch.randn(noise_shape(t), device=t.device, dtype=t.dtype)
+
+
+@NOISES.register("dropout")
+def dropout(t: Tensor, rate: float) -> Tensor:
+    """PACE_drop: Δh ⊙ m / (1 - p), m ~ Bernoulli(1 - p); here the schedule's value is the drop rate p."""
+    p = min(rate, 0.999)
+    keep = torch.empty(noise_shape(t), device=t.device, dtype=t.dtype).bernoulli_(1 - p)
+    return t * keep / (1 - p)
+
+
+class Noise(nn.Module):
+    """Applies a registered noise kind with a fixed σ, in training mode only."""
+
+    def __init__(self, kind: str, sigma: float) -> None:
+        super().__init__()
+        self.kind, self.sigma, self.fn = kind, float(sigma), NOISES.get(kind)
+
+    def forward(self, t: Tensor) -> Tensor:
+        if not self.training or self.sigma == 0:
+            return t
+        return self.fn(t, self.sigma)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, sigma={self.sigma:.4g}"
+
+
+# ---- σ schedules: (family, depth, σ) -> one value per position, blocks 0..depth-1 then the head at `depth` ----
+Schedule = Callable[[str, int, float], list[float]]
+SCHEDULES: Registry[Schedule] = Registry("sigma schedule")
+
+
+@SCHEDULES.register("code")
+def code_schedule(family: str, depth: int, sigma: float) -> list[float]:
+    """The authors' code. ViT: first block 0, then σ(D+1-l)/D for l = 1..D (head at l = D), so 12 blocks and
+    σ = 1.2 give 0, 1.2, 1.1, ..., 0.2, 0.1. Swin (and any other family): σ(D+1-l)/(D+1) for l = 0..D."""
+    if family == "vit":
+        return [0.0] + [sigma * (depth + 1 - l) / depth for l in range(1, depth + 1)]
+    return paper_schedule(family, depth, sigma)
+
+
+@SCHEDULES.register("paper")
+def paper_schedule(family: str, depth: int, sigma: float) -> list[float]:
+    """The paper's reading ("σ decreases linearly with depth"): σ(D+1-l)/(D+1) for every position l = 0..D."""
+    return [sigma * (depth + 1 - l) / (depth + 1) for l in range(depth + 1)]
+
+
+@SCHEDULES.register("const")
+def const_schedule(family: str, depth: int, sigma: float) -> list[float]:
+    """PACE_σ=: one σ at every position that the default schedule perturbs."""
+    return [sigma if s > 0 else 0.0 for s in code_schedule(family, depth, sigma)]
+
+
+@SCHEDULES.register("increasing")
+def increasing_schedule(family: str, depth: int, sigma: float) -> list[float]:
+    """PACE_σ↑: the default schedule's values in reverse over the perturbed positions (smallest first)."""
+    values = code_schedule(family, depth, sigma)
+    noisy = [i for i, s in enumerate(values) if s > 0]
+    out = [0.0] * len(values)
+    for i, s in zip(noisy, reversed([values[i] for i in noisy]), strict=True):
+        out[i] = s
+    return out
+
+
+def schedule(name: str, family: str, depth: int, sigma: float) -> list[float]:
+    if sigma < 0:
+        raise UsageError(f"sigma must be >= 0, got {sigma}")
+    return SCHEDULES.get(name)(family, depth, sigma)
+
+
+def apply_noise(model: nn.Module, kind: str | None, sigma: float = 0.0, schedule_name: str = "code",
+                target: str = "delta") -> list[float]:
+    """Puts noise of `kind` on every adapted layer and the head, σ by position; kind None removes all noise.
+
+    Returns the per-position σ list (empty when kind is None).
+    """
+    from pacebench.adapters import layout_of, noisy_layers
+
+    layers = list(noisy_layers(model))
+    if kind is None:
+        for layer in layers:
+            layer.noise, layer.noise_target = nn.Identity(), "delta"
+        return []
+    NOISES.get(kind)
+    layout = layout_of(model)
+    sigmas = schedule(schedule_name, layout.family, layout.depth, sigma)
+    for layer in layers:
+        layer.noise, layer.noise_target = Noise(kind, sigmas[layer.position]), target
+    return sigmas

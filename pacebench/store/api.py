@@ -1,0 +1,225 @@
+"""The results store: runs and their epochs in any SQLAlchemy database (SQLite by default).
+
+Every write is one short transaction, so a crash or a kill loses at most the epoch in flight and never a finished
+run. SQLite runs in WAL mode with a busy timeout, so one writer per worker and any number of readers work on one
+machine; for several machines use PostgreSQL (SQLite over a network file system is not safe).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, delete, event, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacebench.errors import PacebenchError, UsageError
+from pacebench.spec import RunSpec
+from pacebench.store.models import EpochRow, RunRow
+from pacebench.store.records import EpochRecord, RunRecord
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+STATUSES = ("queued", "running", "done", "failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(engine: Engine) -> str | None:
+    """Brings the schema to the newest revision; returns the revision it was at (None for an empty database)."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.begin() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        cfg = _alembic_config(conn)
+        if current != ScriptDirectory.from_config(cfg).get_current_head():
+            command.upgrade(cfg, "head")
+    return current
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(f"cannot parse database URL {url!r}; use e.g. sqlite:///results/pacebench.db "
+                         "or postgresql://user@host/db") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _record(row: RunRow) -> RunRecord:
+    return RunRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(RunRecord)})
+
+
+def _epoch_record(row: EpochRow) -> EpochRecord:
+    return EpochRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(EpochRecord)})
+
+
+class Store:
+    """Opens (and upgrades) the database at `url`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = _make_engine(url)
+            upgrade(self.engine)
+        except PacebenchError:
+            raise
+        except (SQLAlchemyError, ImportError, OSError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise PacebenchError(f"cannot open database {url}: {reason}; check --db / PACEBENCH_DB") from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on any error, always close."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # ---- runs -------------------------------------------------------------------------------------------------
+    def add_run(self, spec: RunSpec, origin: str = "direct") -> RunRecord:
+        """Inserts `spec` as a queued run, or returns the existing run with the same key (whatever its status)."""
+        existing = self.get_run(spec.key)
+        if existing is not None:
+            return existing
+        row = RunRow(
+            key=spec.key, suite=spec.suite, dataset=spec.dataset, data_options=dict(spec.data_options),
+            backbone=spec.backbone, weights_sha256=spec.weights_sha256, adapter=spec.train.adapter,
+            rank=spec.train.rank, method=spec.method, method_config=dict(spec.method_config), seed=spec.seed,
+            hparams=dataclasses.asdict(spec.train), phase=spec.phase, origin=origin, status="queued",
+            versions={}, metrics={}, created_at=utcnow(),
+        )
+        try:
+            with self.session() as s:
+                s.add(row)
+        except IntegrityError:  # another worker inserted the same key first
+            pass
+        record = self.get_run(spec.key)
+        assert record is not None
+        return record
+
+    def get_run(self, key_or_id: str | int) -> RunRecord | None:
+        column = RunRow.id if isinstance(key_or_id, int) else RunRow.key
+        with self.session() as s:
+            row = s.scalars(select(RunRow).where(column == key_or_id)).one_or_none()
+            return None if row is None else _record(row)
+
+    def runs(self, **filters: Any) -> list[RunRecord]:
+        """Runs matching equality filters on run columns (a list or tuple value means 'any of')."""
+        query = select(RunRow).order_by(RunRow.id)
+        for name, value in filters.items():
+            if value is None:
+                continue
+            column = getattr(RunRow, name, None)
+            if column is None:
+                raise UsageError(f"cannot filter runs by {name!r}")
+            query = query.where(column.in_(value) if isinstance(value, list | tuple) else column == value)
+        with self.session() as s:
+            return [_record(r) for r in s.scalars(query)]
+
+    def claim(self, key: str, worker: str | None = None, stale_after: timedelta = timedelta(minutes=10)) -> bool:
+        """Marks the run as running for this worker. False if it is done, or running with a fresh heartbeat.
+
+        The UPDATE carries the expected status in its WHERE clause, so two workers can never claim one run.
+        """
+        worker = worker or worker_name()
+        now = utcnow()
+        claimable = (RunRow.status.in_(("queued", "failed"))) | (
+            (RunRow.status == "running") & ((RunRow.heartbeat_at.is_(None)) | (RunRow.heartbeat_at < now - stale_after))
+        )
+        with self.session() as s:
+            result = s.execute(
+                update(RunRow).where(RunRow.key == key, claimable)
+                .values(status="running", worker=worker, error=None, heartbeat_at=now, started_at=now, finished_at=None)
+            )
+            claimed = result.rowcount == 1
+            if claimed:  # a re-run starts from a clean slate
+                run_id = s.scalars(select(RunRow.id).where(RunRow.key == key)).one()
+                s.execute(delete(EpochRow).where(EpochRow.run_id == run_id))
+        return claimed
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        with self.session() as s:
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+
+    def heartbeat(self, run_id: int) -> None:
+        self.update_run(run_id, heartbeat_at=utcnow())
+
+    def finish_run(self, run_id: int, metrics: dict[str, Any]) -> None:
+        now = utcnow()
+        self.update_run(run_id, status="done", metrics=metrics, finished_at=now, heartbeat_at=now, error=None)
+
+    def fail_run(self, run_id: int, error: str) -> None:
+        self.update_run(run_id, status="failed", error=error, finished_at=utcnow())
+
+    def requeue(self, run_id: int) -> None:
+        self.update_run(run_id, status="queued", worker=None)
+
+    def delete_runs(self, ids: Iterable[int]) -> int:
+        with self.session() as s:
+            ids = list(ids)
+            s.execute(delete(EpochRow).where(EpochRow.run_id.in_(ids)))
+            return s.execute(delete(RunRow).where(RunRow.id.in_(ids))).rowcount
+
+    # ---- epochs -----------------------------------------------------------------------------------------------
+    def add_epoch(self, run_id: int, record: EpochRecord) -> None:
+        """Writes one epoch row (replacing a row for the same epoch left by an interrupted attempt)."""
+        values = {f.name: getattr(record, f.name) for f in dataclasses.fields(EpochRecord) if f.name != "run_id"}
+        with self.session() as s:
+            s.execute(delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch == record.epoch))
+            s.add(EpochRow(run_id=run_id, **values))
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utcnow()))
+
+    def epochs(self, run_id: int) -> list[EpochRecord]:
+        with self.session() as s:
+            rows = s.scalars(select(EpochRow).where(EpochRow.run_id == run_id).order_by(EpochRow.epoch))
+            return [_epoch_record(r) for r in rows]
+
+    def epochs_of(self, run_ids: Iterable[int]) -> list[EpochRecord]:
+        with self.session() as s:
+            rows = s.scalars(select(EpochRow).where(EpochRow.run_id.in_(list(run_ids)))
+                             .order_by(EpochRow.run_id, EpochRow.epoch))
+            return [_epoch_record(r) for r in rows]

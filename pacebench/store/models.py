@@ -1,0 +1,73 @@
+"""SQLAlchemy 2.0 tables. Callers never see these classes: the store API returns plain records.
+
+`runs` holds one row per run key with its full spec, status and provenance; `epochs` one row per (run, epoch).
+The schema is owned by the Alembic revisions in migrations/; change both together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pacebench.store.types import SafeFloat, SafeJSON
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    suite: Mapped[str] = mapped_column(String(64), index=True)
+    dataset: Mapped[str] = mapped_column(String(128), index=True)
+    data_options: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    backbone: Mapped[str] = mapped_column(String(128))
+    weights_sha256: Mapped[str] = mapped_column(String(64), default="")
+    adapter: Mapped[str] = mapped_column(String(64))
+    rank: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(64), index=True)
+    method_config: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    seed: Mapped[int] = mapped_column(Integer)
+    hparams: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    phase: Mapped[str] = mapped_column(String(16), index=True)
+    origin: Mapped[str] = mapped_column(String(16), default="direct")
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    device: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    versions: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    trainable_params: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    adapter_params: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    head_params: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class EpochRow(Base):
+    __tablename__ = "epochs"
+    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_epochs_run_epoch"), Index("ix_epochs_run", "run_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    lr: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    loss: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    parts: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    train_acc: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    val_acc: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    test_acc: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    evals: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    grad_norm_mean: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    grad_norm_max: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    fp_distance: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    wall_time: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)

@@ -1,0 +1,57 @@
+"""Plain records the store hands out: frozen dataclasses, safe to keep after the session closes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    key: str
+    suite: str
+    dataset: str
+    data_options: dict[str, Any]
+    backbone: str
+    weights_sha256: str
+    adapter: str
+    rank: int
+    method: str
+    method_config: dict[str, Any]
+    seed: int
+    hparams: dict[str, Any]
+    phase: str
+    origin: str
+    status: str
+    error: str | None
+    device: str | None
+    worker: str | None
+    versions: dict[str, Any]
+    git_commit: str | None
+    trainable_params: int | None
+    adapter_params: int | None
+    head_params: int | None
+    metrics: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    lr: float | None = None
+    loss: float | None = None
+    parts: dict[str, float] = field(default_factory=dict)
+    train_acc: float | None = None
+    val_acc: float | None = None
+    test_acc: float | None = None
+    evals: dict[str, float] = field(default_factory=dict)
+    grad_norm_mean: float | None = None
+    grad_norm_max: float | None = None
+    fp_distance: float | None = None
+    wall_time: float | None = None
+    run_id: int | None = None

@@ -1,0 +1,211 @@
+"""One training run, start to finish: data, backbone + adapters, method, AdamW + cosine schedule, evaluation.
+
+The loop follows the authors' code: AdamW on the trainable parameters (weight decay on all of them), no gradient
+clipping, timm's cosine schedule with linear warm-up stepped once per epoch, evaluation every `eval_every` epochs
+and at the end on merged weights, the last evaluation reported (no best-epoch picking). Per epoch it records the
+loss and its named parts, train accuracy, the gradient norm (mean and max over steps) and, at evaluation epochs,
+the FP-distance of paper Eq. 5 on the training set.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from pacebench import adapters, backbones
+from pacebench.data import READERS, DataRequest, Splits
+from pacebench.droppath import share_drop_path
+from pacebench.methods import METHODS, Method, SetupInfo
+from pacebench.methods.fpa import pretrained_logits
+from pacebench.spec import RunSpec
+from pacebench.store import EpochRecord
+from pacebench.suites import load_suite
+
+EpochCallback = Callable[[int, EpochRecord], None]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a run executes; none of this is part of the run key."""
+
+    device: torch.device
+    data_root: Path
+    weights: Path | None = None
+    num_workers: int = 4
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def load_splits(spec: RunSpec, data_root: Path) -> Splits:
+    suite = load_suite(spec.suite)
+    ds = suite.dataset(spec.dataset)
+    request = DataRequest(root=data_root / suite.data_dir / ds.folder, dataset=ds.name, phase=spec.phase,
+                          num_classes=ds.classes, image_size=spec.train.image_size,
+                          options={**ds.data, **spec.data_options})
+    return READERS.get(suite.reader)(request)
+
+
+def build_model(spec: RunSpec, num_classes: int, weights: Path | None) -> tuple[nn.Module, Method, str]:
+    """Backbone with a fresh head, adapters injected, DropPath shared if the method asks; returns the sha too."""
+    model, sha = backbones.build(spec.backbone, num_classes, spec.train.image_size, spec.train.drop_path, weights)
+    adapters.inject(model, spec.train.adapter, spec.train.rank)
+    cls = METHODS.get(spec.method)
+    method = cls(cls.make_config(spec.method_config))
+    if method.shares_drop_path:
+        share_drop_path(model)
+    return model, method, sha
+
+
+def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, generator: torch.Generator | None
+           ) -> DataLoader:
+    workers = 0 if getattr(dataset, "in_memory", False) else env.num_workers
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train and len(dataset) >= batch_size,
+                      num_workers=workers, generator=generator, pin_memory=env.device.type == "cuda",
+                      persistent_workers=train and workers > 0)
+
+
+def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: list[int] | None,
+             autocast: Callable[[], Any]) -> float:
+    """Top-1 accuracy in percent on merged weights; `classes` restricts the logits (ImageNet-A/-R)."""
+    model.eval()
+    subset = torch.tensor(classes, device=device) if classes else None
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    total = 0
+    with adapters.merged(model), autocast():
+        for x, y, _ in data:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x)
+            pred = subset[logits[:, subset].argmax(-1)] if subset is not None else logits.argmax(-1)
+            correct += (pred == y).sum()
+            total += y.numel()
+    return 100.0 * correct.item() / max(total, 1)
+
+
+@torch.no_grad()
+def fp_distance(model: nn.Module, data: DataLoader, device: torch.device, autocast: Callable[[], Any]) -> float:
+    """Paper Eq. 5: mean over samples of ‖f(θ0+Δθ)(x) - f(θ0)(x)‖² on the logits, in eval mode."""
+    model.eval()
+    total, count = torch.zeros((), device=device), 0
+    with autocast():
+        for x, _, _ in data:
+            x = x.to(device, non_blocking=True)
+            with adapters.merged(model):
+                tuned = model(x).float()
+            total += (tuned - pretrained_logits(model, x).float()).pow(2).sum()
+            count += x.shape[0]
+    return total.item() / max(count, 1)
+
+
+class EpochStats:
+    """Accumulates on the device; `finish()` is the epoch's one CPU-GPU sync."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.steps, self.seen = device, 0, 0
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.gn_sum = torch.zeros((), device=device)
+        self.gn_max = torch.zeros((), device=device)
+        self.parts: dict[str, Tensor] = {}
+
+    def add(self, loss: Tensor, parts: dict[str, Tensor], logits: Tensor, y: Tensor, gn: Tensor | None) -> None:
+        self.steps += 1
+        self.seen += logits.shape[0]
+        self.loss += loss.detach().float()
+        for name, value in parts.items():
+            self.parts[name] = self.parts.get(name, torch.zeros((), device=self.device)) + value.detach().float()
+        self.correct += (logits.detach().argmax(-1) == y[: logits.shape[0]]).sum()
+        if gn is not None:
+            self.gn_sum += gn
+            self.gn_max = torch.maximum(self.gn_max, gn)
+
+    def finish(self) -> dict[str, Any]:
+        n = max(self.steps, 1)
+        values = torch.stack([self.loss / n, self.correct * 100.0 / max(self.seen, 1), self.gn_sum / n, self.gn_max])
+        loss, acc, gn_mean, gn_max = values.tolist()
+        return {"loss": loss, "train_acc": acc, "grad_norm_mean": gn_mean, "grad_norm_max": gn_max,
+                "parts": {k: v.item() / n for k, v in self.parts.items()}}
+
+
+def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
+              | None = None) -> dict[str, Any]:
+    """Trains `spec` and returns its final metrics; `on_epoch` receives every epoch's record (the store writes it)."""
+    from timm.scheduler import CosineLRScheduler
+
+    generator = seed_everything(spec.seed)
+    splits = load_splits(spec, env.data_root)
+    model, method, _ = build_model(spec, splits.num_classes, env.weights)
+    model.to(env.device)
+    facts = method.setup(model, SetupInfo(len(splits.train), splits.num_classes))  # type: ignore[arg-type]
+    counts = adapters.count_parameters(model)
+    if setup_info:
+        setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter, "head_params": counts.head,
+                    **facts})
+    params = [p for p in model.parameters() if p.requires_grad]
+    t = spec.train
+    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    schedule = CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.min_lr, warmup_t=t.warmup_epochs,
+                                 warmup_lr_init=t.warmup_lr, t_in_epochs=True)
+    method.autocast = autocast_for(t.precision, env.device)
+    train_data = loader(splits.train, t.batch_size, env, True, generator)
+    eval_data = {name: loader(d, t.eval_batch_size, env, False, None) for name, d in splits.evals.items()}
+    fp_data = loader(splits.train, t.eval_batch_size, env, False, None)
+    final: dict[str, Any] = {}
+    for epoch in range(t.epochs):
+        start = time.perf_counter()
+        schedule.step(epoch)
+        model.train()
+        stats = EpochStats(env.device)
+        for x, y, idx in train_data:
+            batch = (x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True),
+                     idx.to(env.device, non_blocking=True))
+            out = method.step(model, batch, optimizer, params)
+            stats.add(out.loss, out.parts, out.logits, batch[1], out.grad_norm)
+        row = stats.finish()
+        if not math.isfinite(row["loss"]):
+            raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
+        evals: dict[str, float] = {}
+        fp = None
+        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
+            evals = {name: evaluate(model, d, env.device, splits.eval_classes.get(name), method.autocast)
+                     for name, d in eval_data.items()}
+            fp = fp_distance(model, fp_data, env.device, method.autocast)
+            final = {"train_acc": row["train_acc"], "evals": evals, "fp_distance": fp, "epoch": epoch}
+        record = EpochRecord(
+            epoch=epoch, lr=optimizer.param_groups[0]["lr"], loss=row["loss"], parts=row["parts"],
+            train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=_test_acc(evals), evals=evals,
+            grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
+            wall_time=time.perf_counter() - start,
+        )
+        on_epoch(epoch, record)
+    return {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
+
+
+def _test_acc(evals: dict[str, float]) -> float | None:
+    """The headline test number: 'test', or the mean over several target sets (domain adaptation)."""
+    if "test" in evals:
+        return evals["test"]
+    targets = [v for k, v in evals.items() if k != "val"]
+    return sum(targets) / len(targets) if targets else None
