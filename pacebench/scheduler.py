@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pacebench import __version__
-from pacebench.errors import PacebenchError, UsageError
+from pacebench.errors import PacebenchError, UsageError, one_line
 from pacebench.settings import repo_root
 from pacebench.spec import RunSpec
 from pacebench.store import EpochRecord, RunRecord, Store
@@ -160,7 +160,7 @@ def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = 
             store.fail_run(record.id, "interrupted")
             raise
         except PacebenchError as exc:
-            store.fail_run(record.id, str(exc))
+            store.fail_run(record.id, one_line(exc))
             raise
         except Exception as exc:  # a bug or a numerical failure: keep it with the run, go on with the others
             store.fail_run(record.id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")

@@ -53,11 +53,13 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def load_splits(spec: RunSpec, data_root: Path) -> Splits:
+    from pacebench.data.check import data_options, dataset_root
+
     suite = load_suite(spec.suite)
     ds = suite.dataset(spec.dataset)
-    request = DataRequest(root=data_root / suite.data_dir / ds.folder, dataset=ds.name, phase=spec.phase,
+    request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
                           num_classes=ds.classes, image_size=spec.train.image_size,
-                          options={**ds.data, **spec.data_options})
+                          options=data_options(ds, spec.data_options))
     return READERS.get(suite.reader)(request)
 
 

@@ -1,0 +1,3 @@
+from pacebench.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""`pacebench data ...`: check that the benchmark data sets lie on disk as the readers expect.
+
+torch and the readers are imported inside the command, so that `pacebench --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pacebench.settings import data_root
+from pacebench.suites import all_suites, load_suite
+
+app = typer.Typer(help="Check data sets on disk.", no_args_is_help=True)
+
+STATUS_STYLE = {"found": "green", "missing": "yellow", "broken": "red"}
+
+
+@app.callback()
+def _group() -> None:
+    """Check data sets on disk."""  # keeps `check` a named sub-command even while it is the only one
+
+
+@app.command()
+def check(
+    suite: Annotated[str | None, typer.Argument(help="Suite to check (default: every suite).")] = None,
+    root: Annotated[Path | None, typer.Option("--root", help="Data root (default: $PACEBENCH_DATA or ./data).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Also decode every image (slow).")] = False,
+) -> None:
+    """Check that every list, split file and image the readers need is present, with labels in range."""
+    from pacebench.data.check import check_suite
+
+    root = root or data_root()
+    suites = [load_suite(suite)] if suite else list(all_suites().values())
+    results = [result for s in suites for result in check_suite(s, root, full)]
+    table = Table("suite", "dataset", "status", "sizes", title=f"Data under {root}")
+    table.add_column("first problem", overflow="fold")  # fold, never cut: the path in it is what to fix
+    for r in results:
+        first = r.problems[0] + (f" (+{len(r.problems) - 1} more)" if len(r.problems) > 1 else "") if r.problems else ""
+        sizes = " ".join(f"{name}={n}" for name, n in r.sizes.items()) or "-"
+        table.add_row(r.suite, r.dataset, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", sizes, first)
+    console = Console()
+    console.print(table)
+    problems = [(r, p) for r in results for p in r.problems]
+    for r, problem in problems:
+        console.print(f"{r.suite}/{r.dataset}: {problem}", markup=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)

@@ -1,0 +1,34 @@
+"""`pacebench db ...`: the results database's schema."""
+
+from __future__ import annotations
+
+import typer
+
+from pacebench.cli.common import db_url, DbOption, console
+
+app = typer.Typer(help="Manage the results database (it also upgrades itself when opened).", no_args_is_help=True)
+
+
+@app.command()
+def upgrade(db: DbOption = None) -> None:
+    """Create the database or migrate it to the newest schema revision."""
+    from pacebench.store import Store
+
+    url = db_url(db)
+    Store(url)
+    console.print(f"database {url} is at the newest revision ({current_revision(url)})")
+
+
+@app.command()
+def current(db: DbOption = None) -> None:
+    """Print the schema revision of the database."""
+    console.print(current_revision(db_url(db)))
+
+
+def current_revision(url: str) -> str:
+    from alembic.runtime.migration import MigrationContext
+
+    from pacebench.store import Store
+
+    with Store(url).engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() or "empty"

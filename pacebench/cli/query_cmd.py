@@ -1,0 +1,102 @@
+"""`pacebench runs`, `methods`, `suites`, `inspect`: look at what is stored, registered and configured."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pacebench.cli.common import db_url, DataOption, DbOption, console
+from pacebench.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def runs(
+        suite: Annotated[str | None, typer.Option("--suite")] = None,
+        dataset: Annotated[str | None, typer.Option("--dataset")] = None,
+        method: Annotated[str | None, typer.Option("--method")] = None,
+        status: Annotated[str | None, typer.Option("--status", help="queued | running | done | failed")] = None,
+        phase: Annotated[str | None, typer.Option("--phase", help="tune | final")] = None,
+        limit: Annotated[int, typer.Option("--limit", help="Show the newest N.")] = 50,
+        db: DbOption = None,
+    ) -> None:
+        """List runs with their status and headline metrics."""
+        from pacebench.store import STATUSES, Store
+
+        if status and status not in STATUSES:
+            raise UsageError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+        records = Store(db_url(db)).runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
+        table = Table("id", "key", "suite", "dataset", "method", "config", "seed", "phase", "status", "train",
+                      "val", "test", "params", "device", title=f"{len(records)} runs in {db}")
+        for r in records[-limit:]:
+            m = r.metrics or {}
+            status_text = r.status if not r.error else f"{r.status}: {r.error.splitlines()[0][:60]}"
+            table.add_row(str(r.id), r.key, r.suite, _dataset_label(r), r.method, _config(r.method_config),
+                          str(r.seed), r.phase, status_text, _num(m.get("train_acc")), _num(m.get("val_acc")),
+                          _num(m.get("test_acc")), f"{r.trainable_params or 0:,}", r.device or "")
+        console.print(table)
+
+    @app.command()
+    def methods() -> None:
+        """List the registered methods with their description and hyperparameters (defaults)."""
+        from pacebench.methods import METHODS
+
+        table = Table("method", "description", "hyperparameters (--hp NAME=VALUE)", title="methods")
+        for name, cls in METHODS.items():
+            table.add_row(name, cls.description, _config(cls.make_config({}).as_dict()) or "–")
+        console.print(table)
+
+    @app.command()
+    def suites(data_root: DataOption = None) -> None:
+        """List the suites, their datasets, and whether each dataset's folder is found under the data root."""
+        from pacebench.settings import data_root as default_root
+        from pacebench.suites import all_suites
+
+        root = data_root or default_root()
+        table = Table("suite", "dataset", "classes", "group", "folder", "data", title=f"suites (data root {root})")
+        for suite in all_suites().values():
+            for ds in suite.datasets.values():
+                folder = root / suite.data_dir / ds.folder
+                found = "built in" if suite.reader == "demo" else ("found" if folder.is_dir() else "missing")
+                table.add_row(suite.name, ds.name, str(ds.classes), ds.group, str(folder), found)
+        console.print(table)
+
+    @app.command()
+    def inspect(
+        backbone: Annotated[str, typer.Option("--backbone", help="Named backbone or timm architecture.")]
+        = "vit_b16_in21k",
+        adapter: Annotated[str, typer.Option("--adapter")] = "lora_mul+vpt_add",
+        rank: Annotated[int, typer.Option("--rank")] = 10,
+        classes: Annotated[int, typer.Option("--classes")] = 100,
+        sigma: Annotated[float, typer.Option("--sigma")] = 1.2,
+        schedule: Annotated[str, typer.Option("--schedule", help="code | paper | const | increasing")] = "code",
+        image_size: Annotated[int, typer.Option("--image-size")] = 224,
+    ) -> None:
+        """Trainable parameter count and the σ schedule of a set-up, without weights or data."""
+        from pacebench.inspect import describe
+
+        info = describe(backbone, adapter, rank, classes, sigma, schedule, image_size)
+        console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} rank {rank}, "
+                      f"{classes} classes")
+        console.print(f"  trainable parameters: adapters {info.adapter:,} + head {info.head:,} = "
+                      f"[bold]{info.adapter + info.head:,}[/] ({(info.adapter + info.head) / 1e6:.2f} M)")
+        table = Table("position", "σ", "adapted Linear layers", title=f"σ schedule '{schedule}', σ = {sigma}")
+        for position, (s, layers) in enumerate(zip(info.sigmas, info.layers, strict=True)):
+            name = "head" if position == info.depth else f"block {position}"
+            table.add_row(name, f"{s:.4g}", str(layers))
+        console.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _config(config: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in config.items())
+
+
+def _dataset_label(r) -> str:  # type: ignore[no-untyped-def]
+    return r.dataset + ("" if not r.data_options else " " + json.dumps(r.data_options, separators=(",", ":")))

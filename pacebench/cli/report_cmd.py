@@ -1,0 +1,65 @@
+"""`pacebench report` and `pacebench plot`: the paper's tables and figures, made from the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pacebench.cli.common import db_url, DbOption, console
+
+FORMATS = ("rich", "md", "latex", "csv")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def report(
+        table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, "
+                                           "6/ablations.")] = "demo",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="rich | md | latex | csv")] = "rich",
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
+        = None,
+        suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
+        dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+        db: DbOption = None,
+    ) -> None:
+        """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside."""
+        from pacebench.errors import UsageError
+        from pacebench.report import render_table
+        from pacebench.store import Store
+
+        if fmt not in FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        rendered = render_table(table, Store(db_url(db)), fmt, suite=suite, dataset=dataset)
+        if out is None:
+            console.print(rendered)
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
+        console.print(f"wrote {out}")
+
+    @app.command()
+    def plot(
+        figure: Annotated[str, typer.Argument(help="grad-norm, fp-distance, accuracy, lambda-sweep.")],
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG file (default results/FIGURE.png).")]
+        = None,
+        suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
+        dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+        db: DbOption = None,
+    ) -> None:
+        """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
+        from pacebench.report import draw_figure
+        from pacebench.settings import results_dir
+        from pacebench.store import Store
+
+        path = draw_figure(figure, Store(db_url(db)), out or results_dir() / f"{figure}.png", suite=suite, dataset=dataset)
+        console.print(f"wrote {path}")
+
+
+def _plain(renderable: object) -> str:
+    from rich.console import Console
+
+    capture = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    capture.print(renderable)
+    return capture.export_text()
