@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
         status: Annotated[str | None, typer.Option("--status", help="queued | running | done | failed")] = None,
         phase: Annotated[str | None, typer.Option("--phase", help="tune | final")] = None,
         limit: Annotated[int, typer.Option("--limit", help="Show the newest N.")] = 50,
+        wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device.")]
+        = False,
         db: DbOption = None,
     ) -> None:
         """List runs with their status and headline metrics."""
@@ -28,15 +30,21 @@ def register(app: typer.Typer) -> None:
 
         if status and status not in STATUSES:
             raise UsageError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
-        records = Store(db_url(db)).runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
-        table = Table("id", "key", "suite", "dataset", "method", "config", "seed", "phase", "status", "train",
-                      "val", "test", "params", "device", title=f"{len(records)} runs in {db}")
+        url = db_url(db)
+        records = Store(url).runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
+        columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
+        if wide:
+            columns[1:1] = ["key", "suite"]
+            columns += ["config", "params", "device"]
+        table = Table(*columns, title=f"{len(records)} runs in {url}")
         for r in records[-limit:]:
             m = r.metrics or {}
-            status_text = r.status if not r.error else f"{r.status}: {r.error.splitlines()[0][:60]}"
-            table.add_row(str(r.id), r.key, r.suite, _dataset_label(r), r.method, _config(r.method_config),
-                          str(r.seed), r.phase, status_text, _num(m.get("train_acc")), _num(m.get("val_acc")),
-                          _num(m.get("test_acc")), f"{r.trainable_params or 0:,}", r.device or "")
+            error = f": {r.error.splitlines()[0][:60]}" if r.error else ""
+            row = {"id": str(r.id), "key": r.key, "suite": r.suite, "dataset": _dataset_label(r), "method": r.method,
+                   "config": _config(r.method_config), "seed": str(r.seed), "phase": r.phase,
+                   "status": r.status + error, "train": _num(m.get("train_acc")), "val": _num(m.get("val_acc")),
+                   "test": _num(m.get("test_acc")), "params": f"{r.trainable_params or 0:,}", "device": r.device or ""}
+            table.add_row(*(row[c] for c in columns))
         console.print(table)
 
     @app.command()

@@ -1,0 +1,132 @@
+"""The command line through Typer's CliRunner: every command, the error paths, and a complete tiny demo run."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pacebench.cli import app
+
+runner = CliRunner()
+TINY = ["--epochs", "2", "-t", "batch_size=16", "-t", "eval_every=1", "--device", "cpu", "--seeds", "0"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """A results folder holding a quickly pre-trained demo backbone (1 epoch instead of the demo's 60)."""
+    path = tmp_path_factory.mktemp("results")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PACEBENCH_RESULTS", str(path))
+    from pacebench.pretrain import pretrain_demo_backbone
+    from pacebench.scheduler import weights_sha256
+
+    weights_sha256.cache_clear()
+    pretrain_demo_backbone(epochs=1)
+    yield path
+    weights_sha256.cache_clear()
+    mp.undo()
+
+
+def invoke(*args: str, db: str | None = None):
+    extra = ["--db", db] if db else []
+    return runner.invoke(app, [*args, *extra])
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, pacebench.cli; print('torch' in sys.modules, 'timm' in sys.modules, 'pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]
+
+
+def test_methods_lists_every_registered_method():
+    from pacebench.methods import METHODS
+
+    result = invoke("methods")
+    assert result.exit_code == 0
+    for name in METHODS.names():
+        assert name in result.output
+
+
+def test_suites_lists_the_demo():
+    result = invoke("suites")
+    assert result.exit_code == 0 and "digits" in result.output and "built in" in result.output
+
+
+def test_inspect_counts_vit_b16_exactly():
+    result = runner.invoke(app, ["inspect", "--backbone", "vit_b16_in21k", "--adapter", "lora_mul+vpt_add",
+                                 "--rank", "10", "--classes", "100"])
+    assert result.exit_code == 0, result.output
+    assert "2,203,104" in result.output and "76,900" in result.output and "2,280,004" in result.output
+    assert "0.1" in result.output and "1.2" in result.output
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["run", "nosuchsuite"], 2, "unknown suite 'nosuchsuite'; choose one of"),
+    (["run", "demo", "--methods", "baseline,nosuch"], 2, "unknown method 'nosuch'"),
+    (["run", "demo", "--datasets", "nosuch"], 2, "unknown dataset 'nosuch' in suite demo"),
+    (["run", "demo", "--hp", "lam"], 2, "--hp takes NAME=VALUE"),
+    (["run", "demo", "--hp", "lam=-1"], 2, "λ >= 0"),
+    (["run", "demo", "--hp", "nosuch=1"], 2, "no selected method has hyperparameter 'nosuch'"),
+    (["run", "demo", "-t", "lr=abc"], 2, "training setting lr must be float"),
+    (["run", "demo", "-t", "colour=1"], 2, "unknown training setting 'colour'"),
+    (["run", "demo", "--seeds", "0,x"], 2, "--seeds takes comma-separated integers"),
+    (["run", "demo", "--device", "tpu"], 2, "--device"),
+    (["run", "demo", "--phase", "test"], 2, "--phase must be one of"),
+    (["runs", "--status", "nope"], 2, "--status must be one of"),
+    (["report", "--format", "pdf"], 2, "--format must be one of"),
+])
+def test_bad_input_is_one_clear_line(args, code, message, tmp_path):
+    result = invoke(*args, db=f"sqlite:///{tmp_path}/x.db")
+    assert result.exit_code == code, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_an_error_not_a_cpu_run(tmp_path, results):
+    db = f"sqlite:///{tmp_path}/x.db"
+    result = invoke("run", "demo", "--device", "cuda", db=db)
+    assert result.exit_code == 2 and "CUDA is not available" in result.output
+    assert invoke("runs", db=db).output.count("demo") == 0
+
+
+def test_unopenable_database_exits_1(tmp_path):
+    (tmp_path / "f").write_text("")
+    result = invoke("runs", db=f"sqlite:///{tmp_path}/f/x.db")
+    assert result.exit_code == 1 and "cannot open database" in result.output
+
+
+def test_db_upgrade_and_current(tmp_path):
+    db = f"sqlite:///{tmp_path}/new.db"
+    assert "0001_v0_1_0" in invoke("db", "upgrade", db=db).output
+    assert invoke("db", "current", db=db).output.strip() == "0001_v0_1_0"
+
+
+def test_tiny_demo_run_end_to_end(tmp_path, results):
+    db = f"sqlite:///{tmp_path}/demo.db"
+    result = invoke("run", "demo", "--methods", "baseline,pace", *TINY, db=db)
+    assert result.exit_code == 0, result.output
+    con = sqlite3.connect(tmp_path / "demo.db")
+    runs = con.execute("select id, method, status, trainable_params, device, versions, metrics from runs").fetchall()
+    assert [(r[1], r[2], r[4]) for r in runs] == [("baseline", "done", "cpu"), ("pace", "done", "cpu")]
+    assert all(r[3] and r[3] > 0 for r in runs) and all('"torch"' in r[5] for r in runs)
+    epochs = con.execute("select run_id, epoch, lr, loss, train_acc, test_acc, grad_norm_mean, grad_norm_max, "
+                         "fp_distance, wall_time, parts from epochs order by run_id, epoch").fetchall()
+    assert [(e[0], e[1]) for e in epochs] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    for e in epochs:
+        assert all(v is not None for v in e[2:10]), e
+        assert e[6] > 0 and e[7] >= e[6]  # gradient norm: max over steps >= mean
+    assert '"consistency"' in epochs[-1][10] and '"ce"' in epochs[-1][10]
+
+    again = invoke("run", "demo", "--methods", "baseline,pace", *TINY, db=db)
+    assert again.exit_code == 0 and again.output.count("skipped-done") == 2
+    assert con.execute("select count(*) from runs").fetchone()[0] == 2
+
+    listed = invoke("runs", "--suite", "demo", db=db)
+    assert listed.exit_code == 0 and "baseline" in listed.output and "done" in listed.output

@@ -1,0 +1,136 @@
+"""The results store: round trips (NaN and infinities included), migrations, run keys, claiming."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from pacebench.errors import PacebenchError, UsageError
+from pacebench.spec import RunSpec, TrainConfig
+from pacebench.store import EpochRecord, Store
+from pacebench.store.api import utcnow
+
+
+def spec(**changes) -> RunSpec:
+    base = RunSpec(suite="demo", dataset="digits", method="pace", seed=0, train=TrainConfig(epochs=3),
+                   backbone="vit_demo", method_config={"lam": 1.0, "sigma": 1.2}, data_options={"shots": 20})
+    return base.with_(**changes)
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(f"sqlite:///{tmp_path}/r.db")
+
+
+def test_migration_to_head_on_an_empty_file(tmp_path):
+    path = tmp_path / "new" / "fresh.db"
+    Store(f"sqlite:///{path}")
+    tables = {r[0] for r in sqlite3.connect(path).execute("select name from sqlite_master where type='table'")}
+    assert {"runs", "epochs", "alembic_version"} <= tables
+    revision = sqlite3.connect(path).execute("select version_num from alembic_version").fetchone()[0]
+    assert revision == "0001_v0_1_0"
+    Store(f"sqlite:///{path}")  # opening again is a no-op, not a second migration
+
+
+def test_epoch_round_trip_keeps_nan_and_infinities(store):
+    run = store.add_run(spec())
+    values = dict(lr=1e-3, loss=math.nan, train_acc=math.inf, val_acc=-math.inf, test_acc=None,
+                  grad_norm_mean=0.5, grad_norm_max=math.nan, fp_distance=2.5, wall_time=0.1)
+    store.add_epoch(run.id, EpochRecord(epoch=0, parts={"ce": math.nan, "consistency": math.inf, "x": 1.0},
+                                        evals={"val": -math.inf}, **values))
+    (back,) = store.epochs(run.id)
+    assert math.isnan(back.loss) and back.train_acc == math.inf and back.val_acc == -math.inf
+    assert back.test_acc is None and back.grad_norm_mean == 0.5 and math.isnan(back.grad_norm_max)
+    assert math.isnan(back.parts["ce"]) and back.parts["consistency"] == math.inf and back.parts["x"] == 1.0
+    assert back.evals == {"val": -math.inf}
+
+
+def test_run_round_trip_and_plain_records(store):
+    s = spec()
+    run = store.add_run(s)
+    assert run.key == s.key and run.status == "queued" and run.method_config == {"lam": 1.0, "sigma": 1.2}
+    assert run.hparams["epochs"] == 3 and run.data_options == {"shots": 20} and run.phase == "final"
+    assert type(run).__module__ == "pacebench.store.records"  # never an ORM row
+    store.finish_run(run.id, {"test_acc": 91.5, "evals": {"test": 91.5}, "fp": math.nan})
+    done = store.get_run(s.key)
+    assert done.status == "done" and done.metrics["test_acc"] == 91.5 and math.isnan(done.metrics["fp"])
+
+
+def test_epoch_is_unique_per_run_and_epoch(store):
+    run = store.add_run(spec())
+    store.add_epoch(run.id, EpochRecord(epoch=1, loss=1.0))
+    store.add_epoch(run.id, EpochRecord(epoch=1, loss=0.5))  # an interrupted attempt's row is replaced
+    assert [e.loss for e in store.epochs(run.id)] == [0.5]
+
+
+def test_run_key_is_stable_and_sensitive():
+    a = spec()
+    assert a.key == spec().key == spec(method_config={"sigma": 1.2, "lam": 1.0}).key  # dict order is irrelevant
+    assert len(a.key) == 16 and int(a.key, 16) >= 0
+    for change in (dict(seed=1), dict(method="baseline"), dict(train=TrainConfig(epochs=4)), dict(phase="tune"),
+                   dict(weights_sha256="ab"), dict(data_options={"shots": 10}), dict(dataset="other")):
+        assert spec(**change).key != a.key, change
+
+
+def test_run_key_does_not_change_across_releases():
+    """Keys of stored runs must stay valid: a change to RunSpec's hashing must be deliberate (and migrated)."""
+    s = RunSpec(suite="demo", dataset="digits", method="baseline", seed=0, train=TrainConfig(), backbone="vit_demo")
+    assert s.key == KNOWN_KEY
+
+
+KNOWN_KEY = "accc63a06238fa80"  # written down when 0.1.0 was released
+
+
+def test_add_run_returns_the_existing_run(store):
+    first = store.add_run(spec())
+    store.finish_run(first.id, {"test_acc": 1.0})
+    again = store.add_run(spec())
+    assert again.id == first.id and again.status == "done"
+    assert len(store.runs()) == 1
+
+
+def test_claim_is_exclusive_and_done_runs_are_never_claimed(store):
+    run = store.add_run(spec())
+    assert store.claim(run.key, "w1")
+    assert not store.claim(run.key, "w2")  # fresh heartbeat: someone is on it
+    store.finish_run(run.id, {})
+    assert not store.claim(run.key, "w3")
+
+
+def test_stale_and_failed_runs_are_claimed_again(store):
+    run = store.add_run(spec())
+    store.claim(run.key, "w1")
+    store.add_epoch(run.id, EpochRecord(epoch=0, loss=1.0))
+    store.update_run(run.id, heartbeat_at=utcnow() - timedelta(hours=1))
+    assert store.claim(run.key, "w2")
+    assert store.epochs(run.id) == []  # a re-run starts from a clean slate
+    store.fail_run(run.id, "boom")
+    assert store.get_run(run.id).error == "boom"
+    assert store.claim(run.key, "w3") and store.get_run(run.id).error is None
+
+
+def test_filters(store):
+    store.add_run(spec())
+    store.add_run(spec(method="baseline", method_config={}))
+    assert [r.method for r in store.runs(method="baseline")] == ["baseline"]
+    assert len(store.runs(method=["baseline", "pace"])) == 2
+    with pytest.raises(UsageError):
+        store.runs(colour="red")
+
+
+def test_unopenable_database_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PacebenchError, match="cannot open database"):
+        Store(f"sqlite:///{tmp_path}/file/sub/r.db")
+    with pytest.raises(UsageError, match="cannot parse database URL"):
+        Store("not a url")
+    with pytest.raises(PacebenchError, match="cannot open database"):
+        Store("nosuchdialect://x")
+
+
+def test_invalid_training_setting():
+    with pytest.raises(UsageError, match="epochs"):
+        TrainConfig(epochs=0)
