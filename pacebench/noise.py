@@ -45,15 +45,24 @@ def dropout(t: Tensor, rate: float) -> Tensor:
 
 
 class Noise(nn.Module):
-    """Applies a registered noise kind with a fixed σ, in training mode only."""
+    """Applies a registered noise kind with a fixed σ, in training mode only.
+
+    `batch` is the model's input batch size, set by a pre-hook (see `apply_noise`). Swin's window attention sees
+    [B·windows, N, C]; timm orders the windows sample by sample, so folding them back to [B, windows·N, C] gives one
+    draw per sample, shared by all its windows, as for every other layer.
+    """
 
     def __init__(self, kind: str, sigma: float) -> None:
         super().__init__()
         self.kind, self.sigma, self.fn = kind, float(sigma), NOISES.get(kind)
+        self.batch: int | None = None
 
     def forward(self, t: Tensor) -> Tensor:
         if not self.training or self.sigma == 0:
             return t
+        b = self.batch
+        if b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0:
+            return self.fn(t.reshape(b, -1, t.shape[-1]), self.sigma).reshape(t.shape)
         return self.fn(t, self.sigma)
 
     def extra_repr(self) -> str:
@@ -115,10 +124,27 @@ def apply_noise(model: nn.Module, kind: str | None, sigma: float = 0.0, schedule
     if kind is None:
         for layer in layers:
             layer.noise, layer.noise_target = nn.Identity(), "delta"
+        _set_hook(model, None)
         return []
     NOISES.get(kind)
     layout = layout_of(model)
     sigmas = schedule(schedule_name, layout.family, layout.depth, sigma)
+    modules = []
     for layer in layers:
-        layer.noise, layer.noise_target = Noise(kind, sigmas[layer.position]), target
+        layer.noise, layer.noise_target = Noise(kind, sigmas[layer.position]).train(layer.training), target
+        modules.append(layer.noise)
+
+    def record_batch(_model: nn.Module, args: tuple) -> None:
+        for m in modules:
+            m.batch = args[0].shape[0]
+
+    _set_hook(model, model.register_forward_pre_hook(record_batch))
     return sigmas
+
+
+def _set_hook(model: nn.Module, handle: object | None) -> None:
+    """Keeps at most one batch-recording hook on the model (setup may run more than once)."""
+    old = getattr(model, "_pacebench_noise_hook", None)
+    if old is not None:
+        old.remove()
+    model._pacebench_noise_hook = handle  # type: ignore[assignment]

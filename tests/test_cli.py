@@ -130,3 +130,34 @@ def test_tiny_demo_run_end_to_end(tmp_path, results):
 
     listed = invoke("runs", "--suite", "demo", db=db)
     assert listed.exit_code == 0 and "baseline" in listed.output and "done" in listed.output
+
+
+def test_report_and_plot_after_a_demo_run(tmp_path, results):
+    db = f"sqlite:///{tmp_path}/demo.db"
+    assert invoke("run", "demo", "--methods", "baseline,pace", *TINY, db=db).exit_code == 0
+    table = invoke("report", "--table", "demo", "--format", "md", db=db)
+    assert table.exit_code == 0, table.output
+    assert "baseline" in table.output and "pace" in table.output and "|" in table.output
+    csv = invoke("report", "--table", "demo", "--format", "csv", "--out", str(tmp_path / "t.csv"), db=db)
+    assert csv.exit_code == 0 and (tmp_path / "t.csv").read_text().count("\n") >= 3
+    out = tmp_path / "g.png"
+    figure = invoke("plot", "grad-norm", "--suite", "demo", "--out", str(out), db=db)
+    assert figure.exit_code == 0, figure.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_without_runs_says_what_to_run(tmp_path):
+    result = invoke("report", "--table", "demo", db=f"sqlite:///{tmp_path}/empty.db")
+    assert result.exit_code == 1 and "pacebench run demo" in result.output
+
+
+def test_tune_runs_phase_one_on_val_then_phase_two_on_test(tmp_path, results):
+    db = f"sqlite:///{tmp_path}/tune.db"
+    result = invoke("tune", "demo", "--methods", "pace", "--grid", "lam=0.1,1", "--seeds", "0", "--tune-seeds", "0",
+                    "--epochs", "1", "-t", "batch_size=16", "--device", "cpu", db=db)
+    assert result.exit_code == 0, result.output
+    con = sqlite3.connect(tmp_path / "tune.db")
+    rows = con.execute("select phase, origin, status, method_config, metrics from runs order by id").fetchall()
+    assert [r[:3] for r in rows] == [("tune", "tune", "done")] * 2 + [("final", "tune", "done")]
+    assert all('"test_acc": null' in r[4] or '"test"' not in r[4] for r in rows[:2])  # phase 1 never scores test
+    assert '"test"' in rows[2][4]

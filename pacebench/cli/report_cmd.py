@@ -33,7 +33,10 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         rendered = render_table(table, Store(db_url(db)), fmt, suite=suite, dataset=dataset)
         if out is None:
-            console.print(rendered)
+            if isinstance(rendered, str):
+                typer.echo(rendered, nl=not rendered.endswith("\n"))  # no rich wrapping or markup in md/latex/csv
+            else:
+                console.print(rendered)
             return
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
@@ -58,8 +61,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _plain(renderable: object) -> str:
+    import io
+
     from rich.console import Console
 
-    capture = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    capture = Console(width=200, record=True, file=io.StringIO())
     capture.print(renderable)
     return capture.export_text()

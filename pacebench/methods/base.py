@@ -93,9 +93,12 @@ class Method:
             if name not in known:
                 accepted = ", ".join(known) or "none"
                 raise UsageError(f"method {cls.name} has no hyperparameter {raw_name!r}; accepted: {accepted}")
-            kind = {"float": float, "int": int, "str": str, "bool": bool}[str(known[name])]
+            kind = {"float": float, "int": int, "str": str}[str(known[name])]
             try:
-                kwargs[name] = kind(float(value)) if kind is int else kind(value)
+                number = float(value) if kind is int else None
+                if number is not None and not number.is_integer():
+                    raise ValueError
+                kwargs[name] = int(number) if number is not None else kind(value)
             except (TypeError, ValueError):
                 raise UsageError(f"{cls.name} {name} must be {kind.__name__}, got {value!r}") from None
         return cls.Config(**kwargs)

@@ -44,6 +44,7 @@ class Sam(Method):
         norm = grad_norm(params)
         scale = self.cfg.rho / (norm + 1e-12)  # type: ignore[attr-defined]
         with torch.no_grad():
+            saved = [p.detach().clone() for p in params]  # (θ + e) - e is not θ in floating point: keep θ itself
             shifts = [p.grad * scale if p.grad is not None else None for p in params]
             for p, e in zip(params, shifts, strict=True):
                 if e is not None:
@@ -52,9 +53,8 @@ class Sam(Method):
         with self.autocast():
             self.loss(model, x, y, idx).loss.backward()
         with torch.no_grad():
-            for p, e in zip(params, shifts, strict=True):
-                if e is not None:
-                    p.sub_(e)
+            for p, old in zip(params, saved, strict=True):
+                p.copy_(old)
         optimizer.step()
         self.steps += 1
         out.grad_norm = norm

@@ -1,0 +1,32 @@
+"""Tables and figures from the results database: a pure gather step (store -> data) and a render step each.
+
+    tables.py   TABLES: name -> gather(store, *, suite, dataset) -> TableData (title, DataFrame, notes)
+    render.py   TableData -> rich Table, Markdown, LaTeX (booktabs) or CSV
+    figures.py  FIGURES: name -> gather(store, **filters) -> DataFrame, and a matplotlib draw step
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pacebench.report.figures import FIGURES, plot
+from pacebench.report.render import FORMATS, render
+from pacebench.report.tables import TABLES, TableData, gather, table_names
+from pacebench.store import Store
+
+
+def render_table(name: str, store: Store, fmt: str = "rich", suite: str | None = None,
+                 dataset: str | None = None) -> Any:
+    """Gathers table `name` (or an alias) and renders it: a str for "md", "latex", "csv"; a rich renderable for
+    "rich"."""
+    return render(gather(name, store, suite=suite, dataset=dataset), fmt)
+
+
+def draw_figure(name: str, store: Store, out: Path, **filters: Any) -> Path:
+    """Same as `figures.plot`: writes figure `name` as a PNG and returns its path."""
+    return plot(name, store, out, **filters)
+
+
+__all__ = ["FIGURES", "FORMATS", "TABLES", "TableData", "draw_figure", "gather", "plot", "render", "render_table",
+           "table_names"]

@@ -1,0 +1,461 @@
+"""The paper's tables, each a pure gather step: store -> `TableData` (a title, a DataFrame, notes). Nothing draws here.
+
+Every table reads only finished phase-2 runs (phase "final", status "done": trained on train+val, scored on test),
+and never averages runs made on different weight files: each (backbone, weights sha256) gets its own rows.
+Frames hold numbers (NaN where nothing was measured; the renderers print "–"); a column named in `TableData.pm`
+has its standard deviation over seeds (ddof=1) in a sibling column, rendered as "mean ± std".
+
+A new table is one function with a `@table(...)` line; `pacebench report --table NAME` finds it by name or alias.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from pacebench.errors import PacebenchError
+from pacebench.reference import group_means, reference_table
+from pacebench.registry import Registry
+from pacebench.store import RunRecord, Store
+from pacebench.suites import Suite, all_suites, load_suite
+
+PHASE_NOTE = "phase-2 runs only (train+val -> test)"
+DOMAIN_TARGETS = ("imagenet", "imagenet_sketch", "imagenet_v2", "imagenet_a", "imagenet_r")  # Table 4's columns
+ACC = ".2f"
+NAN = math.nan
+
+
+@dataclass
+class TableData:
+    """One gathered table: numbers in `frame`, what a reader must know in `notes`.
+
+    `pm` maps a mean column to its std column ("mean ± std" when rendered); `formats` gives a column's format spec
+    (default ".2f" for numbers).
+    """
+
+    title: str
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    pm: dict[str, str] = field(default_factory=dict)
+    formats: dict[str, str] = field(default_factory=dict)
+
+
+Gather = Callable[..., TableData]
+
+
+@dataclass(frozen=True)
+class TableDef:
+    name: str
+    description: str
+    gather: Gather
+    aliases: tuple[str, ...] = ()
+
+
+TABLES: Registry[TableDef] = Registry("table")
+
+
+def table(name: str, description: str, aliases: tuple[str, ...] = ()) -> Callable[[Gather], Gather]:
+    """Registers a gather function `(store, *, suite=None, dataset=None) -> TableData` under `name` and `aliases`."""
+
+    def decorator(fn: Gather) -> Gather:
+        entry = TableDef(name, description, fn, aliases)
+        for key in (name, *aliases):
+            TABLES.register(key)(entry)
+        return fn
+
+    return decorator
+
+
+def table_names() -> list[str]:
+    """Canonical table names (aliases left out), in registration order."""
+    return list(dict.fromkeys(entry.name for _, entry in TABLES.items()))
+
+
+def gather(name: str, store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    """The table `name` (or an alias: "1", "vtab", "table1", ...) gathered from `store`."""
+    return TABLES.get(name).gather(store, suite=suite, dataset=dataset)
+
+
+# ---- selecting and labelling runs (shared with figures.py) --------------------------------------------------------
+
+
+def finished_runs(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
+                  methods: Iterable[str] | None = None) -> list[RunRecord]:
+    """Done runs of `phase`, optionally of one suite / dataset (a dataset alias means its canonical name; without a
+    suite, in whichever suites define it)."""
+    names: str | list[str] | None = dataset
+    if suite is not None and dataset is not None:
+        names = load_suite(suite).dataset(dataset).name
+    elif dataset is not None:
+        names = sorted({ds.name for s in all_suites().values() for ds in s.datasets.values()
+                        if dataset in (ds.name, *ds.aliases)}) or dataset
+    method_list = list(methods) if methods is not None else None
+    return store.runs(phase=phase, status="done", suite=suite, dataset=names, method=method_list)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def data_key(run: RunRecord) -> tuple[str, str, str]:
+    return run.suite, run.dataset, dumps(run.data_options)
+
+
+def data_label(run: RunRecord) -> str:
+    options = "".join(f" {k}={v}" for k, v in sorted(run.data_options.items()))
+    return f"{run.suite}/{run.dataset}{options}"
+
+
+def weights_key(run: RunRecord) -> str:
+    """Which pre-trained weights a run started from; runs with different keys are never averaged together."""
+    return f"{run.backbone}@{run.weights_sha256[:8] or 'none'}"
+
+
+def settings(run: RunRecord) -> dict[str, Any]:
+    """A run's training settings and method hyperparameters in one flat dict."""
+    return {**run.hparams, **run.method_config}
+
+
+def setting_key(run: RunRecord) -> str:
+    return dumps({"method_config": run.method_config, "train": run.hparams})
+
+
+def _value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def config_labels(runs: list[RunRecord], scope: Callable[[RunRecord], Any] = lambda r: r.method,
+                  exclude: Iterable[str] = ()) -> dict[int, str]:
+    """Per run id: the settings that differ between the runs of its scope ("lam=0.5 lr=0.001"), "" where all agree."""
+    groups: dict[Any, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        groups[scope(run)].append(run)
+    skip = set(exclude)
+    labels = {}
+    for members in groups.values():
+        flat = {r.id: settings(r) for r in members}
+        names = sorted(set().union(*flat.values()) - skip)
+        varying = [n for n in names if len({dumps(f.get(n)) for f in flat.values()}) > 1]
+        for rid, f in flat.items():
+            labels[rid] = " ".join(f"{n}={_value(f.get(n))}" for n in varying)
+    return labels
+
+
+def method_rank(method: str) -> tuple[int, str]:
+    """Sort key: the baseline first, then PACE and the Table-6 ablations, the efficiency variants, then the rest."""
+    from pacebench.methods import ABLATIONS, EFFICIENCY
+
+    order = [*ABLATIONS, *EFFICIENCY]
+    return (order.index(method) if method in order else len(order), method)
+
+
+def weights_note(runs: list[RunRecord]) -> list[str]:
+    keys = sorted({weights_key(r) for r in runs})
+    if len(keys) < 2:
+        return []
+    return [f"runs on {len(keys)} different weight files ({', '.join(keys)}); each kept in its own rows, "
+            "never averaged together"]
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else NAN
+
+
+def std(values: list[float]) -> float:
+    """Sample standard deviation over seeds (ddof=1); NaN for fewer than two."""
+    return statistics.stdev(values) if len(values) > 1 else NAN
+
+
+def _metric(run: RunRecord, name: str) -> float | None:
+    value = run.metrics.get(name)
+    return None if value is None else float(value)
+
+
+def one_setting(runs: list[RunRecord], where: str, notes: list[str]) -> list[RunRecord]:
+    """The runs of one table cell that share one setting. A cell holding several settings (say two λ) keeps the one
+    with the most seeds, then the most recently finished, and says so in `notes`: they are never averaged."""
+    by_setting: dict[str, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        by_setting[setting_key(run)].append(run)
+    if len(by_setting) == 1:
+        return runs
+    chosen = max(by_setting.values(), key=lambda rs: (len(rs), max(r.finished_at or r.created_at for r in rs)))
+    label = config_labels(runs, scope=lambda r: 0)[chosen[0].id]
+    notes.append(f"{where}: {len(by_setting)} settings in the store; showing the one with most seeds ({label})")
+    return chosen
+
+
+def sort_rows(frame: pd.DataFrame, key: Callable[[pd.Series], Any]) -> pd.DataFrame:
+    """The frame's rows ordered by `key(row)`, renumbered from 0."""
+    if frame.empty:
+        return frame
+    keys = [key(r) for _, r in frame.iterrows()]
+    return frame.iloc[sorted(range(len(frame)), key=keys.__getitem__)].reset_index(drop=True)
+
+
+# ---- paper-shaped tables: methods x columns --------------------------------------------------------------------
+
+Summary = Callable[[dict[str, float]], dict[str, float]]  # a row's values -> its summary columns (means)
+
+
+def _paper_rows(suite: Suite, labels: Mapping[str, str], columns: list[str], summary: Summary
+                ) -> list[dict[str, Any]]:
+    """The reference CSV's rows `labels` (method -> paper row name), with our summary columns filled in from them
+    unless the paper prints its own (its "mean" is kept as printed)."""
+    ref = reference_table(suite)
+    if ref is None:
+        return []
+    rows = []
+    for method, paper_name in labels.items():
+        match = ref[ref["method"] == paper_name]
+        if match.empty:
+            continue
+        values = {c: float(match.iloc[0][c]) for c in columns if c in match.columns}
+        row = {**summary(values), **values}
+        if "mean" in match.columns:
+            row["mean"] = float(match.iloc[0]["mean"])
+        rows.append({"method": method, "source": f"paper ({paper_name})", "weights": "", "seeds": NAN, **row})
+    return rows
+
+
+def _wide_table(title: str, suite: Suite, runs: list[RunRecord], columns: list[str],
+                values: Callable[[RunRecord], dict[str, float]], summary: Summary, paper: Mapping[str, str],
+                notes: list[str]) -> TableData:
+    """Rows = (weights, method), columns = `columns` (mean over seeds of `values(run)`), then `summary(row)`."""
+    known = [r for r in runs if r.dataset in suite.datasets]
+    if len(known) < len(runs):
+        notes.append(f"{len(runs) - len(known)} runs on datasets not in suite {suite.name} left out")
+    cells: dict[tuple[str, str, tuple[str, str, str]], list[RunRecord]] = defaultdict(list)
+    for run in known:
+        cells[(weights_key(run), run.method, data_key(run))].append(run)
+    rows: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    seeds: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for (wkey, method, _), members in cells.items():
+        members = one_setting(members, f"{data_label(members[0])} {method}", notes)
+        seeds[(wkey, method)].append(len(members))
+        for run in members:
+            for col, v in values(run).items():
+                rows[(wkey, method)][col].append(v)
+    records = []
+    for (wkey, method), by_col in rows.items():
+        row = {c: mean(by_col.get(c, [])) for c in columns}
+        records.append({"method": method, "source": "measured", "weights": wkey, "seeds": min(seeds[(wkey, method)]),
+                        **row, **summary(row)})
+    records += _paper_rows(suite, paper, columns, summary)
+    if not known:
+        notes.append(f"no finished phase-final runs of suite {suite.name} yet; run `pacebench run {suite.name}`")
+    summary_cols = list(summary({c: NAN for c in columns}))
+    frame = pd.DataFrame(records, columns=["method", "source", "weights", "seeds", *columns, *summary_cols])
+    frame = sort_rows(frame, lambda r: (method_rank(r["method"]), r["source"] != "measured", r["weights"]))
+    if len(set(frame.loc[frame.source == "measured", "weights"])) <= 1:
+        frame = frame.drop(columns="weights")
+    notes[:0] = [PHASE_NOTE, *weights_note(known)]
+    return TableData(title, frame, notes, formats={"seeds": "d"})
+
+
+def _test_acc(run: RunRecord) -> dict[str, float]:
+    acc = _metric(run, "test_acc")
+    return {} if acc is None else {run.dataset: acc}
+
+
+def _suite_summary(suite: Suite) -> Summary:
+    """Group means (when the suite has groups) and the paper's mean of the group means (NaN if any is missing)."""
+
+    def summary(values: dict[str, float]) -> dict[str, float]:
+        groups = group_means({k: v for k, v in values.items() if not math.isnan(v)}, suite)
+        out = {} if list(groups) == [""] else dict(groups)
+        out["mean"] = mean(list(groups.values()))
+        return out
+
+    return summary
+
+
+@table("vtab", "Table 1: VTAB-1k test accuracy per dataset, group means and the mean of group means",
+       aliases=("1", "table1"))
+def vtab_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    s = load_suite(suite or "vtab")
+    notes = ["cells: mean test accuracy over seeds; 'mean' is the mean of the group means (paper convention)",
+             "paper rows: Table 1's Baseline (LoRA_mul+VPT_add / LoRA_add per Table 7) and +PACE"]
+    return _wide_table(f"Table 1: {s.description}", s, finished_runs(store, s.name, dataset), list(s.datasets),
+                       _test_acc, _suite_summary(s), {"baseline": "Baseline", "pace": "+PACE"}, notes)
+
+
+@table("fgvc", "Table 3: FGVC test accuracy per dataset and their mean", aliases=("3", "table3"))
+def fgvc_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    s = load_suite(suite or "fgvc")
+    notes = ["cells: mean test accuracy over seeds; 'mean' is the plain mean of the datasets",
+             "paper rows: Table 3's LoRA+VPT and +PACE (the paper's 'mean' column kept as printed)"]
+    return _wide_table(f"Table 3: {s.description}", s, finished_runs(store, s.name, dataset), list(s.datasets),
+                       _test_acc, _suite_summary(s), {"baseline": "LoRA+VPT", "pace": "+PACE"}, notes)
+
+
+def _domain_evals(run: RunRecord) -> dict[str, float]:
+    evals = run.metrics.get("evals") or {}
+    return {k: float(evals[k]) for k in DOMAIN_TARGETS if evals.get(k) is not None}
+
+
+def _plain_mean(values: dict[str, float]) -> dict[str, float]:
+    return {"mean": mean(list(values.values()))}  # NaN in -> NaN out: a partial row gets no mean
+
+
+@table("domain", "Table 4: domain adaptation, ImageNet 16-shot -> ImageNet, -Sketch, -V2, -A, -R",
+       aliases=("4", "table4"))
+def domain_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    s = load_suite(suite or "domain")
+    notes = ["cells: mean over seeds of metrics['evals'][target]; 'mean' is the plain mean of the five targets",
+             "paper rows: Table 4's LoRA+VPT and +PACE"]
+    return _wide_table(f"Table 4: {s.description}", s, finished_runs(store, s.name, dataset), list(DOMAIN_TARGETS),
+                       _domain_evals, _plain_mean, {"baseline": "LoRA+VPT", "pace": "+PACE"}, notes)
+
+
+@table("fewshot", "Table 2: few-shot test accuracy per dataset and shots (mean over seeds and split seeds)",
+       aliases=("2", "table2"))
+def fewshot_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    s = load_suite(suite or "fewshot")
+    runs = [r for r in finished_runs(store, s.name, dataset) if r.dataset in s.datasets]
+    notes: list[str] = []
+    shots = sorted({int(k) for ds in s.datasets.values() for k in ds.options.get("shots", [])})
+    columns = [f"{k}-shot" for k in shots]
+    # cell (weights, method, dataset, shots): mean over training seeds per split seed, then over split seeds
+    per_split: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
+    seeds: dict[tuple[str, str], list[int]] = defaultdict(list)
+    cells: dict[tuple[str, str, tuple[str, str, str]], list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        cells[(weights_key(run), run.method, data_key(run))].append(run)
+    for (wkey, method, _), members in cells.items():
+        members = one_setting(members, f"{data_label(members[0])} {method}", notes)
+        accs = [a for a in (_metric(r, "test_acc") for r in members) if a is not None]
+        if accs and "shots" in members[0].data_options:
+            per_split[(wkey, method, members[0].dataset, int(members[0].data_options["shots"]))].append(mean(accs))
+            seeds[(wkey, method)].append(len(accs))
+    values: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    for (wkey, method, ds, k), split_means in per_split.items():
+        values[(wkey, method, ds)][f"{k}-shot"] = mean(split_means)
+    records = []
+    for wkey, method in seeds:
+        per_ds = {ds: {c: values.get((wkey, method, ds), {}).get(c, NAN) for c in columns} for ds in s.datasets}
+        per_ds["average"] = {c: mean([per_ds[ds][c] for ds in s.datasets]) for c in columns}
+        for ds, row in per_ds.items():
+            records.append({"dataset": ds, "method": method, "source": "measured", "weights": wkey,
+                            "seeds": min(seeds[(wkey, method)]), **row})
+    ref = reference_table(s)
+    if ref is not None:
+        for method, paper_name in {"baseline": "LoRA+VPT", "pace": "LoRA+VPT+PACE"}.items():
+            rows = ref[ref["method"] == paper_name]
+            for ds in [*s.datasets, "average"]:
+                got = rows[rows["dataset"] == ds]
+                row = {f"{int(k)}-shot": float(v) for k, v in zip(got["shots"], got["top1"], strict=True)}
+                records.append({"dataset": ds, "method": method, "source": f"paper ({paper_name})", "weights": "",
+                                "seeds": NAN, **{c: row.get(c, NAN) for c in columns}})
+    frame = pd.DataFrame(records, columns=["dataset", "method", "source", "weights", "seeds", *columns])
+    order = {ds: i for i, ds in enumerate([*s.datasets, "average"])}
+    frame = sort_rows(frame, lambda r: (order[r["dataset"]], method_rank(r["method"]), r["source"] != "measured",
+                                        r["weights"]))
+    if len(set(frame.loc[frame.source == "measured", "weights"])) <= 1:
+        frame = frame.drop(columns="weights")
+    if not runs:
+        notes.append(f"no finished phase-final runs of suite {s.name} yet; run `pacebench run {s.name}`")
+    notes[:0] = [PHASE_NOTE, *weights_note(runs),
+                 "cells: mean test accuracy over training seeds, then over split seeds; 'average' is the plain mean "
+                 "of the datasets", "paper rows: Table 2's LoRA+VPT and LoRA+VPT+PACE"]
+    return TableData(f"Table 2: {s.description}", frame, notes, formats={"seeds": "d"})
+
+
+# ---- per-method summaries: demo and Table 6 ---------------------------------------------------------------------
+
+
+def _final_grad_norms(store: Store, runs: list[RunRecord]) -> dict[int, float]:
+    """Per run: grad_norm_mean of its last epoch."""
+    last: dict[int, float] = {}
+    for e in store.epochs_of([r.id for r in runs]):  # ordered by epoch, so the last one wins
+        if e.run_id is not None and e.grad_norm_mean is not None:
+            last[e.run_id] = e.grad_norm_mean
+    return last
+
+
+def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str]) -> pd.DataFrame:
+    """One row per (data, weights, method, setting): seeds, test/train accuracy, gap, grad norm, FP-distance."""
+    groups: dict[tuple[Any, ...], list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        groups[(data_key(run), weights_key(run), run.method, setting_key(run))].append(run)
+    labels = config_labels(runs, scope=lambda r: (data_key(r), r.method))
+    grad = _final_grad_norms(store, runs)
+    records = []
+    for (_, wkey, method, _), members in groups.items():
+        test = [a for a in (_metric(r, "test_acc") for r in members) if a is not None]
+        train = [a for a in (_metric(r, "train_acc") for r in members) if a is not None]
+        fp = [a for a in (_metric(r, "fp_distance") for r in members) if a is not None]
+        records.append({
+            "data": data_label(members[0]), "method": method, "config": labels[members[0].id], "weights": wkey,
+            "seeds": len(members), "test acc": mean(test), "test acc std": std(test), "train acc": mean(train),
+            "gap (train - test)": mean(train) - mean(test),
+            "grad norm": mean([grad[r.id] for r in members if r.id in grad]), "FP-distance": mean(fp),
+        })
+    frame = sort_rows(pd.DataFrame(records), lambda r: (r["data"], method_rank(r["method"]), r["config"],
+                                                        r["weights"]))
+    for col, keep in (("data", frame["data"].nunique() > 1), ("config", (frame["config"] != "").any()),
+                      ("weights", frame["weights"].nunique() > 1)):
+        if not keep:
+            frame = frame.drop(columns=col)
+    notes[:0] = [PHASE_NOTE, *weights_note(runs)]
+    return frame
+
+
+SUMMARY_FORMATS = {"seeds": "d", "grad norm": ".4g", "FP-distance": ".4g"}
+
+
+@table("demo", "Per method: seeds, test accuracy (mean ± std), train accuracy, gap, final grad norm, FP-distance")
+def demo_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    name = suite or "demo"
+    runs = finished_runs(store, name, dataset)
+    if not runs:
+        raise PacebenchError(f"no finished phase-final runs for suite {name}; run `pacebench run {name}` first")
+    notes: list[str] = []
+    frame = _summary_rows(store, runs, notes)
+    notes += ["grad norm: grad_norm_mean of the last epoch, mean over seeds; FP-distance and train accuracy at the "
+              "last evaluation; std over seeds (ddof=1)"]
+    where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else f"suite {name}"
+    return TableData(f"Per-method summary: {where}", frame, notes, pm={"test acc": "test acc std"},
+                     formats=SUMMARY_FORMATS)
+
+
+TABLE6_ROWS = {"baseline": "LoRA+VPT", "noise": "+Noise", "pace": "+PACE", "pace_add": "+PACE_add",
+               "pace_h": "+PACE_h", "pace_drop": "+PACE_drop", "pace_sigma_const": "+PACE_sigma_const",
+               "pace_sigma_inc": "+PACE_sigma_inc", "fpa": "+FPA", "sam": "+SAM", "gp": "+GP", "fpa_gp": "+FPA+GP",
+               "l1": "+L1"}
+
+
+@table("ablations", "Table 6: the ablations on one dataset, measured mean ± std, the paper's CIFAR-100 beside",
+       aliases=("6", "table6"))
+def ablations_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    from pacebench.methods import ABLATIONS
+
+    runs = finished_runs(store, suite, dataset, methods=ABLATIONS)
+    if not runs:
+        where = "/".join(x for x in (suite, dataset) if x)
+        raise PacebenchError(f"no finished phase-final runs of the Table-6 methods{f' for {where}' if where else ''}; "
+                             f"run `pacebench ablate {dataset or 'cifar'} --suite {suite or 'vtab'}` first "
+                             "(offline: `pacebench ablate digits --suite demo`)")
+    notes: list[str] = []
+    frame = _summary_rows(store, runs, notes)
+    frame = frame.drop(columns=[c for c in ("train acc", "gap (train - test)") if c in frame.columns])
+    on_cifar = [r for r in runs if (r.suite, r.dataset) == ("vtab", "cifar")]
+    if on_cifar:
+        ref = reference_table(load_suite("vtab"), "ablations")
+        paper = {} if ref is None else dict(zip(ref["method"], ref["cifar100_vtab"], strict=True))
+        cifar_labels = {data_label(r) for r in on_cifar}
+        is_cifar = (frame["data"].isin(cifar_labels) if "data" in frame.columns
+                    else pd.Series(True, index=frame.index))
+        frame["paper (CIFAR-100)"] = [float(paper.get(TABLE6_ROWS.get(m, ""), NAN)) if c else NAN
+                                      for m, c in zip(frame["method"], is_cifar, strict=True)]
+        notes.append("paper (CIFAR-100): Table 6's cifar100_vtab column (LoRA+VPT baseline, mean of three seeds)")
+    where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else "several datasets"
+    return TableData(f"Table 6: ablations on {where}", frame, notes, pm={"test acc": "test acc std"},
+                     formats=SUMMARY_FORMATS)

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny real timm backbones that build and run in well under a second on a CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+# Tiny models: one intra-op thread is ~100x faster than two on a shared 2-core box (OpenMP spin-waits).
+torch.set_num_threads(1)
+
+
+def tiny_vit(depth: int = 3, num_classes: int = 5, drop_path_rate: float = 0.1, seed: int = 0) -> nn.Module:
+    """A 3-block ViT on 32 px images with 8 px patches (16 tokens + cls), embed dim 32."""
+    torch.manual_seed(seed)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=32,
+                             depth=depth, num_heads=2, num_classes=num_classes, drop_path_rate=drop_path_rate)
+
+
+def tiny_swin(num_classes: int = 5, drop_path_rate: float = 0.1, seed: int = 0) -> nn.Module:
+    """A 4-stage Swin (1, 1, 2, 1 blocks) on 32 px images, window 4: stage 0 has 4 windows per image."""
+    torch.manual_seed(seed)
+    return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=32, patch_size=4,
+                             window_size=4, embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2),
+                             num_classes=num_classes, drop_path_rate=drop_path_rate)
+
+
+@pytest.fixture
+def make_vit() -> Callable[..., nn.Module]:
+    return tiny_vit
+
+
+@pytest.fixture
+def make_swin() -> Callable[..., nn.Module]:
+    return tiny_swin

@@ -1,0 +1,383 @@
+"""Tables and figures from a store filled with synthetic runs: the gathered numbers, what is left out, the renderers.
+
+Every number asserted here is worked out by hand from the runs written below.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from pacebench.errors import PacebenchError
+from pacebench.reference import reference_table
+from pacebench.report import FIGURES, TABLES, TableData, gather, plot, render, render_table, table_names
+from pacebench.report.figures import accuracy_data, fp_distance_data, grad_norm_data, lambda_sweep_data
+from pacebench.report.render import to_csv, to_latex, to_markdown
+from pacebench.spec import RunSpec, TrainConfig
+from pacebench.store import EpochRecord, RunRecord, Store
+from pacebench.suites import load_suite
+
+W1, W2 = "1" * 64, "2" * 64
+TRAIN = TrainConfig(epochs=3)
+
+
+def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", method: str = "baseline", seed: int = 0,
+             phase: str = "final", status: str = "done", weights: str = W1, options: dict | None = None,
+             config: dict | None = None, train_cfg: TrainConfig = TRAIN, test: float | None = None,
+             train: float | None = None, val: float | None = None, fp: float | None = None,
+             evals: dict | None = None, epochs: Sequence[EpochRecord] = ()) -> RunRecord:
+    """A run written the way the scheduler writes one: add, claim, epochs, then finish (or fail after finishing, so
+    a failed run still carries numbers that must not show up)."""
+    spec = RunSpec(suite=suite, dataset=dataset, method=method, seed=seed, train=train_cfg, backbone="vit_demo",
+                   weights_sha256=weights, method_config=config or {}, data_options=options or {},
+                   phase=phase)  # type: ignore[arg-type]
+    record = store.add_run(spec)
+    assert store.claim(spec.key)
+    for epoch in epochs:
+        store.add_epoch(record.id, epoch)
+    metrics = {"train_acc": train, "val_acc": val, "test_acc": test, "evals": evals or {}, "fp_distance": fp,
+               "epoch": 2}
+    if status in ("done", "failed"):
+        store.finish_run(record.id, metrics)
+    if status == "failed":
+        store.fail_run(record.id, "boom")
+    got = store.get_run(record.id)
+    assert got is not None and got.status == status
+    return got
+
+
+def epochs(grad: Sequence[float], train: Sequence[float] = (50.0, 60.0, 70.0), test: float | None = None,
+           fp: dict[int, float] | None = None) -> list[EpochRecord]:
+    """Three epochs; the last one is an evaluation epoch with `test` (and FP-distances where `fp` says)."""
+    fp = fp or {}
+    return [EpochRecord(epoch=i, grad_norm_mean=g, train_acc=t, test_acc=test if i == 2 else None,
+                        fp_distance=fp.get(i), evals={"test": test} if i == 2 and test is not None else {})
+            for i, (g, t) in enumerate(zip(grad, train, strict=True))]
+
+
+def row(frame: pd.DataFrame, **where: object) -> pd.Series:
+    mask = pd.Series(True, index=frame.index)
+    for column, value in where.items():
+        mask &= frame[column] == value
+    assert mask.sum() == 1, f"expected one row for {where}, got {mask.sum()}:\n{frame}"
+    return frame[mask].iloc[0]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """demo/digits: baseline x3 and pace x2 on weights W1, pace x1 on W2, plus a tune run and a failed run."""
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('demo')}/r.db")
+    for seed, (test, train, fp, last) in enumerate([(80, 90, 0.1, 1.0), (82, 91, 0.2, 2.0), (84, 92, 0.3, 3.0)]):
+        make_run(store, seed=seed, test=test, train=train, fp=fp, epochs=epochs([9.0, 5.0, last], test=test))
+    for seed, (test, last) in enumerate([(85, 0.5), (87, 1.5)]):
+        make_run(store, method="pace", seed=seed, test=test, train=88, fp=0.05, config={"lam": 1.0},
+                 epochs=epochs([4.0, 2.0, last], test=test))
+    make_run(store, method="pace", seed=0, weights=W2, test=50, train=60, fp=1.0, config={"lam": 1.0})
+    make_run(store, method="pace", seed=7, phase="tune", test=99, train=99, val=99, config={"lam": 1.0})
+    make_run(store, method="pace", seed=8, status="failed", test=1, train=1, config={"lam": 1.0})
+    make_run(store, method="pace", seed=9, status="running", config={"lam": 1.0})
+    return store
+
+
+# ---- registry ---------------------------------------------------------------------------------------------------
+
+
+def test_table_names_and_aliases():
+    assert table_names() == ["vtab", "fgvc", "domain", "fewshot", "demo", "ablations"]
+    for alias, name in [("1", "vtab"), ("table1", "vtab"), ("2", "fewshot"), ("3", "fgvc"), ("4", "domain"),
+                        ("6", "ablations"), ("demo", "demo")]:
+        assert TABLES.get(alias).name == name
+    assert set(FIGURES.names()) == {"grad-norm", "fp-distance", "accuracy", "lambda-sweep"}
+
+
+# ---- demo table ---------------------------------------------------------------------------------------------------
+
+
+def test_demo_table_numbers_and_exclusions(demo):
+    data = gather("demo", demo)
+    frame = data.frame
+    assert "phase-2 runs only (train+val -> test)" in data.notes
+    assert list(frame["method"]) == ["baseline", "pace", "pace"]  # baseline first; tune/failed/running runs left out
+    base = row(frame, method="baseline")
+    assert base["seeds"] == 3
+    assert base["test acc"] == pytest.approx(82.0)
+    assert base["test acc std"] == pytest.approx(2.0)  # sample std of 80, 82, 84
+    assert base["train acc"] == pytest.approx(91.0)
+    assert base["gap (train - test)"] == pytest.approx(9.0)
+    assert base["grad norm"] == pytest.approx(2.0)  # last-epoch grad norms 1, 2, 3
+    assert base["FP-distance"] == pytest.approx(0.2)
+
+
+def test_demo_table_never_averages_across_weights(demo):
+    frame = gather("demo", demo).frame
+    assert "weights" in frame.columns
+    on_w1 = row(frame, method="pace", weights=f"vit_demo@{W1[:8]}")
+    on_w2 = row(frame, method="pace", weights=f"vit_demo@{W2[:8]}")
+    assert (on_w1["seeds"], on_w1["test acc"], on_w1["grad norm"]) == (2, pytest.approx(86.0), pytest.approx(1.0))
+    assert (on_w2["seeds"], on_w2["test acc"]) == (1, pytest.approx(50.0))
+    assert math.isnan(on_w2["test acc std"]) and math.isnan(on_w2["grad norm"])  # one seed; no epochs logged
+    assert any("2 different weight files" in note for note in gather("demo", demo).notes)
+
+
+def test_demo_table_separates_settings_and_needs_runs(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    with pytest.raises(PacebenchError, match="pacebench run demo"):
+        gather("demo", store)
+    make_run(store, method="pace", config={"lam": 1.0}, test=80, train=90)
+    make_run(store, method="pace", config={"lam": 0.1}, test=70, train=90)
+    frame = gather("demo", store).frame
+    assert "weights" not in frame.columns
+    assert row(frame, config="lam=1")["test acc"] == 80
+    assert row(frame, config="lam=0.1")["test acc"] == 70
+
+
+# ---- paper tables ---------------------------------------------------------------------------------------------
+
+
+def test_vtab_table_partial(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    make_run(store, suite="vtab", dataset="cifar", seed=0, test=70)
+    make_run(store, suite="vtab", dataset="cifar", seed=1, test=72)
+    make_run(store, suite="vtab", dataset="dtd", seed=0, test=60)
+    make_run(store, suite="vtab", dataset="dtd", seed=1, test=10, phase="tune")
+    data = gather("1", store)
+    frame = data.frame
+    assert list(frame.columns[:3]) == ["method", "source", "seeds"]
+    assert list(frame.columns[3:22]) == list(load_suite("vtab").datasets)
+    assert list(frame.columns[22:]) == ["Natural", "Specialized", "Structured", "mean"]
+    base = row(frame, method="baseline", source="measured")
+    assert (base["cifar"], base["dtd"], base["seeds"]) == (71.0, 60.0, 1)
+    assert math.isnan(base["svhn"]) and math.isnan(base["Natural"]) and math.isnan(base["mean"])
+    paper = row(frame, method="baseline", source="paper (Baseline)")
+    assert (paper["cifar"], paper["mean"]) == (74.9, 76.4)
+    assert paper["Natural"] == pytest.approx(statistics.fmean([74.9, 93.3, 72.0, 99.4, 91.0, 91.5, 54.8]))
+    assert row(frame, method="pace", source="paper (+PACE)")["cifar"] == 79.0
+    assert list(frame["source"]) == ["measured", "paper (Baseline)", "paper (+PACE)"]
+    md = render(data, "md")
+    assert "| baseline | measured | 1 | 71.00 | 93.30" not in md  # caltech101 was not measured
+    assert "| baseline | measured | 1 | 71.00 | – | 60.00 | – |" in md
+
+
+def test_vtab_mean_is_the_mean_of_group_means(tmp_path):
+    """Measured values equal to the paper's +PACE row must give its 79.0 (not the 19-dataset mean, 76.9)."""
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    suite = load_suite("vtab")
+    ref = reference_table(suite)
+    pace = ref[ref["method"] == "+PACE"].iloc[0]
+    for ds in suite.datasets:
+        make_run(store, suite="vtab", dataset=ds, method="pace", config={"lam": 1.0}, test=float(pace[ds]))
+    measured = row(gather("vtab", store).frame, method="pace", source="measured")
+    assert measured["mean"] == pytest.approx(79.0, abs=0.01)
+    assert measured["Natural"] == pytest.approx(84.33, abs=0.01)
+    assert statistics.fmean(float(pace[ds]) for ds in suite.datasets) == pytest.approx(76.93, abs=0.01)
+
+
+def test_paper_table_cell_keeps_one_setting(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    for seed, test in enumerate([80, 82]):
+        make_run(store, suite="vtab", dataset="cifar", method="pace", seed=seed, config={"lam": 1.0}, test=test)
+    make_run(store, suite="vtab", dataset="cifar", method="pace", seed=0, config={"lam": 0.1}, test=10)
+    data = gather("vtab", store)
+    assert row(data.frame, method="pace", source="measured")["cifar"] == 81.0
+    assert any("2 settings" in n and "lam=1" in n for n in data.notes)
+
+
+def test_vtab_table_weights_rows(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    make_run(store, suite="vtab", dataset="cifar", test=70, weights=W1)
+    make_run(store, suite="vtab", dataset="cifar", test=50, weights=W2)
+    frame = gather("vtab", store).frame
+    assert row(frame, source="measured", weights=f"vit_demo@{W1[:8]}")["cifar"] == 70
+    assert row(frame, source="measured", weights=f"vit_demo@{W2[:8]}")["cifar"] == 50
+
+
+def test_fewshot_table_means_over_seeds_then_splits(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    runs = [(0, 0, 10.0), (0, 1, 20.0), (1, 0, 30.0)]  # (split seed, seed, test): split means 15 and 30
+    for split, seed, test in runs:
+        make_run(store, suite="fewshot", dataset="fgvc_aircraft", seed=seed, test=test,
+                 options={"shots": 1, "split_seed": split})
+    frame = gather("fewshot", store).frame
+    assert list(frame.columns) == ["dataset", "method", "source", "seeds", "1-shot", "2-shot", "4-shot", "8-shot",
+                                   "16-shot"]
+    cell = row(frame, dataset="fgvc_aircraft", method="baseline", source="measured")
+    assert cell["1-shot"] == pytest.approx(22.5)  # not 20.0, the flat mean over three runs
+    assert math.isnan(cell["2-shot"])
+    assert math.isnan(row(frame, dataset="average", method="baseline", source="measured")["1-shot"])
+    ref = reference_table(load_suite("fewshot"))
+    expected = ref[(ref.method == "LoRA+VPT+PACE") & (ref.dataset == "food101") & (ref.shots == 16)]["top1"].item()
+    assert row(frame, dataset="food101", method="pace", source="paper (LoRA+VPT+PACE)")["16-shot"] == expected
+
+
+def test_fgvc_and_domain_tables(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    for ds, test in zip(load_suite("fgvc").datasets, [80, 70, 99, 90, 86], strict=True):
+        make_run(store, suite="fgvc", dataset=ds, test=test)
+    fgvc = gather("3", store).frame
+    assert row(fgvc, source="measured")["mean"] == pytest.approx(85.0)
+    assert row(fgvc, source="paper (+PACE)")["mean"] == 91.5
+    targets = {"imagenet": 79.0, "imagenet_sketch": 31.0, "imagenet_v2": 69.0, "imagenet_a": 16.0, "imagenet_r": 35.0}
+    make_run(store, suite="domain", dataset="imagenet", method="pace", seed=0, evals=targets,
+             options={"shots": 16, "split_seed": 0})
+    make_run(store, suite="domain", dataset="imagenet", method="pace", seed=1, evals={**targets, "imagenet_a": 18.0},
+             options={"shots": 16, "split_seed": 0})
+    make_run(store, suite="domain", dataset="imagenet", method="baseline", evals={"imagenet": 78.0},
+             options={"shots": 16, "split_seed": 0})
+    domain = gather("domain", store).frame
+    pace = row(domain, method="pace", source="measured")
+    assert (pace["imagenet_a"], pace["mean"]) == (17.0, pytest.approx(46.2))
+    base = row(domain, method="baseline", source="measured")
+    assert base["imagenet"] == 78.0 and math.isnan(base["imagenet_r"]) and math.isnan(base["mean"])
+
+
+def test_paper_tables_without_runs_show_paper_rows_only(tmp_path):
+    data = gather("fgvc", Store(f"sqlite:///{tmp_path}/r.db"))
+    assert list(data.frame["source"]) == ["paper (LoRA+VPT)", "paper (+PACE)"]
+    assert any("pacebench run fgvc" in n for n in data.notes)
+
+
+def test_ablations_table(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    with pytest.raises(PacebenchError, match="pacebench ablate"):
+        gather("ablations", store)
+    for method, tests in [("baseline", [74, 76]), ("pace", [79]), ("fpa", [77]), ("pace_lazy", [90])]:
+        for seed, test in enumerate(tests):
+            make_run(store, suite="vtab", dataset="cifar", method=method, seed=seed, test=test, train=95)
+    make_run(store, suite="demo", dataset="digits", method="sam", test=60)
+    data = gather("6", store, suite="vtab", dataset="cifar100")  # an alias of cifar
+    frame = data.frame
+    assert list(frame["method"]) == ["baseline", "pace", "fpa"]  # Table-6 order; pace_lazy is not an ablation
+    base = row(frame, method="baseline")
+    assert (base["test acc"], base["test acc std"], base["paper (CIFAR-100)"]) == (75.0, pytest.approx(2 ** 0.5), 74.9)
+    assert row(frame, method="fpa")["paper (CIFAR-100)"] == 76.6
+    assert gather("ablations", store, dataset="cifar-100").frame.equals(frame)  # alias, no suite named
+    both = gather("ablations", store).frame  # any suite: one row per data set, paper values only beside vtab/cifar
+    assert math.isnan(row(both, method="sam")["paper (CIFAR-100)"])
+    assert row(both, method="sam", data="demo/digits")["test acc"] == 60
+
+
+# ---- renderers --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small() -> TableData:
+    frame = pd.DataFrame({"method": ["baseline", "pace_h"], "seeds": [2, 1], "test acc": [81.0, math.nan],
+                          "test acc std": [1.0, math.nan], "grad norm": [0.012345, 2.5]})
+    return TableData("Demo: 5% of x_y", frame, ["phase-2 runs only (train+val -> test)"],
+                     pm={"test acc": "test acc std"}, formats={"seeds": "d", "grad norm": ".3g"})
+
+
+def test_markdown(small):
+    assert to_markdown(small) == (
+        "**Demo: 5% of x_y**\n\n"
+        "| method | seeds | test acc | grad norm |\n"
+        "| --- | ---: | ---: | ---: |\n"
+        "| baseline | 2 | 81.00 ± 1.00 | 0.0123 |\n"
+        "| pace_h | 1 | – | 2.5 |\n\n"
+        "- phase-2 runs only (train+val -> test)\n")
+
+
+def test_csv(small):
+    assert to_csv(small) == ("method,seeds,test acc,test acc std,grad norm\n"
+                             "baseline,2,81,1,0.012345\n"
+                             "pace_h,1,–,–,2.5\n")
+
+
+def test_latex(small):
+    text = to_latex(small)
+    assert r"\begin{tabular}{lrrr}" in text
+    assert r"\caption{Demo: 5\% of x\_y}" in text
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines.index(r"\toprule") < lines.index(r"method & seeds & test acc & grad norm \\") \
+        < lines.index(r"\midrule") < lines.index(r"baseline & 2 & 81.00 $\pm$ 1.00 & 0.0123 \\") \
+        < lines.index(r"pace\_h & 1 & -- & 2.5 \\") < lines.index(r"\bottomrule")
+    assert r"train+val $\rightarrow$ test" in text
+
+
+def test_rich_and_render_table(small, demo):
+    console = Console(record=True, width=160)
+    console.print(render(small, "rich"))
+    text = console.export_text()
+    assert "81.00 ± 1.00" in text and "–" in text and "phase-2 runs only" in text
+    assert render_table("demo", demo, "csv").startswith("method,weights,seeds,test acc,test acc std,train acc")
+    with pytest.raises(PacebenchError, match="unknown format"):
+        render(small, "html")
+
+
+# ---- figures --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def curves(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """demo/digits: baseline x2 and pace x1 with per-epoch logs; a λ sweep of pace and fpa in the tune phase."""
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('curves')}/r.db")
+    make_run(store, seed=0, test=80, epochs=epochs([3, 2, 1], train=(50, 60, 70), test=80, fp={2: 0.2}))
+    make_run(store, seed=1, test=84, epochs=epochs([5, 4, 3], train=(52, 62, 74), test=84, fp={2: 0.4}))
+    make_run(store, method="pace", config={"lam": 1.0}, test=90, epochs=epochs([1, 1, 1], test=90, fp={2: 0.1}))
+    sweep = [("pace", 0.1, 0, [2, 2, 2]), ("pace", 0.1, 1, [4, 4, 4]), ("pace", 1.0, 0, [1, 1, 1]),
+             ("fpa", 1.0, 0, [3, 3, 3]), ("baseline", None, 0, [6, 6, 6])]
+    for method, lam, seed, grad in sweep:
+        make_run(store, method=method, seed=seed, phase="tune", val=50, config={} if lam is None else {"lam": lam},
+                 epochs=epochs(grad))
+    return store
+
+
+def test_grad_norm_gather(curves):
+    frame = grad_norm_data(curves)
+    base = frame[frame.series == "baseline"].set_index("epoch")
+    assert list(base["mean"]) == [4.0, 3.0, 2.0]
+    assert list(base["min"]) == [3.0, 2.0, 1.0] and list(base["max"]) == [5.0, 4.0, 3.0]
+    assert list(base["n"]) == [2, 2, 2]
+    assert set(frame.series) == {"baseline", "pace"}  # the tune-phase sweep is not mixed in
+    assert "demo/digits, phase final, 3 runs" in frame.attrs["data"]
+
+
+def test_fp_distance_and_accuracy_gather(curves):
+    fp = fp_distance_data(curves)
+    assert list(fp["epoch"]) == [2, 2]  # only evaluation epochs have an FP-distance
+    assert fp.set_index("series").loc["baseline", "mean"] == pytest.approx(0.3)
+    acc = accuracy_data(curves)
+    base = acc[acc.series == "baseline"]
+    assert list(base[base.metric == "train acc"]["mean"]) == [51.0, 61.0, 72.0]
+    test = base[base.metric == "test acc"]
+    assert (list(test["epoch"]), list(test["mean"])) == ([2], [82.0])
+
+
+def test_lambda_sweep_gather(curves):
+    frame = lambda_sweep_data(curves)  # takes the tune phase, where the sweep is
+    pace = frame[frame.method == "pace"].set_index("lam")
+    assert (pace.loc[0.1, "mean"], pace.loc[0.1, "n"], pace.loc[1.0, "mean"]) == (3.0, 2, 1.0)
+    assert set(frame.series) == {"baseline", "pace", "fpa"}  # λ is the x axis, not part of the label
+    assert math.isnan(frame[frame.method == "baseline"]["lam"].item())
+    assert "phase tune" in frame.attrs["data"]
+
+
+@pytest.mark.parametrize("name", ["grad-norm", "fp-distance", "accuracy", "lambda-sweep"])
+def test_each_figure_writes_a_png(curves, tmp_path, name):
+    path = plot(name, curves, tmp_path / "figs" / f"{name}.png", suite="demo", dataset="digits5-9")
+    assert path == tmp_path / "figs" / f"{name}.png"
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+def test_figures_say_which_runs_are_missing(tmp_path, curves):
+    empty = Store(f"sqlite:///{tmp_path}/r.db")
+    with pytest.raises(PacebenchError, match="no finished final-phase runs for demo; run `pacebench run demo`"):
+        plot("grad-norm", empty, tmp_path / "x.png", suite="demo")
+    make_run(empty, suite="vtab", dataset="cifar", test=1, epochs=epochs([1, 1, 1]))
+    make_run(empty, suite="vtab", dataset="dtd", test=1, epochs=epochs([1, 1, 1]))
+    with pytest.raises(PacebenchError, match="2 data sets match"):
+        plot("grad-norm", empty, tmp_path / "x.png")
+    with pytest.raises(PacebenchError, match="no finished final-phase runs of pace, fpa, baseline"):
+        plot("lambda-sweep", empty, tmp_path / "x.png", suite="demo")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_into_a_folder(curves, tmp_path: Path):
+    assert plot("grad-norm", curves, tmp_path) == tmp_path / "grad-norm.png"
