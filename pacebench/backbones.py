@@ -10,6 +10,7 @@ always drops the checkpoint's classifier: the task gets a fresh nn.Linear head w
 from __future__ import annotations
 
 import hashlib
+import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,8 +105,10 @@ def read_state_dict(path: Path) -> dict[str, Any]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
             raise UsageError(f"weights file {path}: unsupported type {suffix!r}; use .npz, .pth/.pt or .safetensors")
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise DataError(f"cannot read weights file {path}: {str(exc).splitlines()[0]}") from None
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise DataError(f"cannot read weights file {path}: {reason} (only tensors are loaded, never pickled "
+                        "objects; re-save it as a plain state dict or .safetensors)") from None
     for key in ("model", "state_dict", "module"):
         if isinstance(state.get(key), dict):
             state = state[key]
@@ -123,7 +126,12 @@ def load_weights(model: nn.Module, path: Path) -> None:
         state = filter_fn(state, model)
     head = model.pretrained_cfg.get("classifier", "head")
     state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, _ = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc).splitlines()[0])
+        raise DataError(f"weights file {path} does not fit {type(model).__name__}: {detail}; is it the right "
+                        "architecture?") from None
     missing = [k for k in missing if not k.startswith(head + ".") and "relative_position_index" not in k
                and "attn_mask" not in k]
     if missing:

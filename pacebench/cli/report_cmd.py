@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         = None,
         suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
         dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+        shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
+        split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
+        phase: Annotated[str, typer.Option("--phase", help="final or tune runs.")] = "final",
         db: DbOption = None,
     ) -> None:
         """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
@@ -56,7 +59,9 @@ def register(app: typer.Typer) -> None:
         from pacebench.settings import results_dir
         from pacebench.store import Store
 
-        path = draw_figure(figure, Store(db_url(db)), out or results_dir() / f"{figure}.png", suite=suite, dataset=dataset)
+        options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
+        path = draw_figure(figure, Store(db_url(db)), out or results_dir() / f"{figure}.png", suite=suite,
+                           dataset=dataset, phase=phase, options=options or None)
         console.print(f"wrote {path}")
 
 

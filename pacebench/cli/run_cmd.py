@@ -22,6 +22,8 @@ Train = Annotated[list[str] | None, typer.Option("--train", "-t", help="Training
                                                  "warmup_epochs, drop_path, image_size, ...); repeatable.")]
 Backbone = Annotated[str | None, typer.Option("--backbone", help="Named backbone or timm architecture.")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="Weights file (.npz, .pth/.pt, .safetensors).")]
+WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", envvar="PACEBENCH_WEIGHTS", help="Folder holding "
+                                                 "the named backbones' standard files (default ./weights).")]
 Shots = Annotated[str | None, typer.Option("--shots", help="Few-shot: comma-separated shots (default: suite's).")]
 SplitSeeds = Annotated[str | None, typer.Option("--split-seeds", help="Few-shot: comma-separated split seeds.")]
 Workers = Annotated[int, typer.Option("--workers", help="Data-loader worker processes.")]
@@ -48,13 +50,18 @@ def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, e
                        phase=phase, backbone=backbone, weights=weights, options=options or None)
 
 
-def _environment(device: str, data_root: Path | None, weights: Path | None, workers: int, threads: int) -> Any:
+def _environment(device: str, data_root: Path | None, weights: Path | None, workers: int, threads: int,
+                 weights_dir: Path | None = None) -> Any:
     import torch
+
+    from pacebench.settings import WEIGHTS_ENV
 
     from pacebench.scheduler import resolve_device
     from pacebench.settings import data_root as default_data_root
     from pacebench.train import Environment
 
+    if weights_dir is not None:
+        os.environ[WEIGHTS_ENV] = str(weights_dir)  # read by backbones.resolve, here and in the planning step
     resolved = resolve_device(device)
     if resolved.type == "cpu":
         if threads < 1:
@@ -118,6 +125,7 @@ def register(app: typer.Typer) -> None:
         train: Train = None,
         backbone: Backbone = None,
         weights: Weights = None,
+        weights_dir: WeightsDir = None,
         shots: Shots = None,
         split_seeds: SplitSeeds = None,
         phase: Annotated[str, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).")]
@@ -139,7 +147,7 @@ def register(app: typer.Typer) -> None:
         if phase not in PHASES:
             raise UsageError(f"--phase must be one of {', '.join(PHASES)}, got {phase!r}")
         method_names = split_list(methods) or []
-        env = _environment(device, data_root, weights, workers, threads)
+        env = _environment(device, data_root, weights, workers, threads, weights_dir)
         specs = plan(_request(suite, datasets, method_names, seeds, epochs, hp, train, backbone, weights, shots,
                               split_seeds, phase))
         execute_plan(specs, db, env, dry_run=dry_run)
@@ -159,6 +167,7 @@ def register(app: typer.Typer) -> None:
         train: Train = None,
         backbone: Backbone = None,
         weights: Weights = None,
+        weights_dir: WeightsDir = None,
         db: DbOption = None,
         data_root: DataOption = None,
         workers: Workers = min(8, os.cpu_count() or 1),
@@ -170,7 +179,7 @@ def register(app: typer.Typer) -> None:
         from pacebench.scheduler import plan
 
         methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
-        env = _environment(device, data_root, weights, workers, threads)
+        env = _environment(device, data_root, weights, workers, threads, weights_dir)
         specs = plan(_request(suite, dataset, methods, seeds, epochs, hp, train, backbone, weights, None, None))
         execute_plan(specs, db, env, dry_run=dry_run)
         if not dry_run:
@@ -190,6 +199,7 @@ def register(app: typer.Typer) -> None:
         train: Train = None,
         backbone: Backbone = None,
         weights: Weights = None,
+        weights_dir: WeightsDir = None,
         shots: Shots = None,
         split_seeds: SplitSeeds = None,
         db: DbOption = None,
@@ -205,7 +215,7 @@ def register(app: typer.Typer) -> None:
         from pacebench.store import Store
 
         method_names = split_list(methods) or []
-        env = _environment(device, data_root, weights, workers, threads)
+        env = _environment(device, data_root, weights, workers, threads, weights_dir)
         specs = []
         for point in grid_points(grid_values(grid)):
             request = _request(suite, datasets, method_names, tune_seeds, epochs, None, train, backbone, weights,

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The CUDA checks recorded in benchmarks/RESULTS.md, as run on a lent GPU machine (no network there: pacebench
+# runs from the checkout with PYTHONPATH, the machine's own torch/timm, and carried wheels for SQLAlchemy/Alembic).
+#   OUT=/some/dir bash benchmarks/gpu_session.sh
+set -uo pipefail
+export PYTHONPATH="${PYTHONPATH:-}:$PWD" PYTHONUNBUFFERED=1 PACEBENCH_RESULTS=/tmp/pb PACEBENCH_DB=sqlite:////tmp/pb/gpu.db
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/pb
+pb() { python3 -m pacebench "$@"; }
+nvidia-smi -L; python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
+
+echo "== 1. step speed and memory, ViT-B/16 224px batch 64, every method, fp32 and bf16"
+python3 benchmarks/speed.py --device cuda --out "$OUT/speed_vitb16.json" 2>&1 | tee "$OUT/speed.md"
+
+echo "== 2. the demo on CUDA (fp32, then bf16), 3 seeds"
+pb run demo --device cuda --methods baseline,pace --seeds 0,1,2 --workers 0 | tail -8
+pb run demo --device cuda --methods baseline,pace --seeds 0,1,2 -t precision=bf16 --workers 0 | tail -8
+pb report --table demo --format md | tee "$OUT/demo_cuda.md"
+pb plot grad-norm --suite demo --out "$OUT/demo_cuda_grad_norm.png"
+
+echo "== 3. the VTAB pipeline at paper scale: NOAH lists 800/200/1000, ViT-B/16 from a local .safetensors file"
+python3 - <<'PY'
+import sys, timm, torch
+sys.path.insert(0, "tests")
+from pathlib import Path
+from fake_trees import make_vtab
+from safetensors.torch import save_file
+make_vtab(Path("/tmp/data/vtab-1k/cifar"), classes=100, sizes={"test": 1000})
+m = timm.create_model("vit_base_patch16_224", pretrained=False)
+save_file({k: v.contiguous() for k, v in m.state_dict().items()}, "/tmp/vitb16_random.safetensors")
+PY
+pb data check vtab --root /tmp/data | tail -4
+for prec in fp32 bf16; do
+  /usr/bin/time -f "%e s wall ($prec)" python3 -m pacebench run vtab --datasets cifar100 --methods baseline,pace \
+    --backbone vit_base_patch16_224 --weights /tmp/vitb16_random.safetensors --data-root /tmp/data \
+    --epochs 3 -t eval_every=1 -t precision=$prec --device cuda --workers 12 | tail -3
+done
+python3 - <<'PY' | tee "$OUT/vtab_epochs.md"
+import sqlite3
+con = sqlite3.connect("/tmp/pb/gpu.db")
+q = """select r.method, json_extract(r.hparams, '$.precision'), e.epoch, round(e.wall_time, 2), round(e.loss, 3),
+       round(e.grad_norm_mean, 3), round(e.fp_distance, 3) from epochs e join runs r on r.id = e.run_id
+       where r.suite = 'vtab' order by r.id, e.epoch"""
+print("| method | precision | epoch | wall s (12 steps + eval 1000 + FP-distance 1000) | loss | grad norm | FP-dist |")
+print("|---|---|---|---|---|---|---|")
+for row in con.execute(q):
+    print("| " + " | ".join(map(str, row)) + " |")
+PY
+cp /tmp/pb/gpu.db "$OUT/gpu.db"
