@@ -79,14 +79,14 @@ def code_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """The authors' code. ViT: first block 0, then σ(D+1-l)/D for l = 1..D (head at l = D), so 12 blocks and
     σ = 1.2 give 0, 1.2, 1.1, ..., 0.2, 0.1. Swin (and any other family): σ(D+1-l)/(D+1) for l = 0..D."""
     if family == "vit":
-        return [0.0] + [sigma * (depth + 1 - l) / depth for l in range(1, depth + 1)]
+        return [0.0] + [sigma * (depth + 1 - pos) / depth for pos in range(1, depth + 1)]
     return paper_schedule(family, depth, sigma)
 
 
 @SCHEDULES.register("paper")
 def paper_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """The paper's reading ("σ decreases linearly with depth"): σ(D+1-l)/(D+1) for every position l = 0..D."""
-    return [sigma * (depth + 1 - l) / (depth + 1) for l in range(depth + 1)]
+    return [sigma * (depth + 1 - pos) / (depth + 1) for pos in range(depth + 1)]
 
 
 @SCHEDULES.register("const")

@@ -12,7 +12,7 @@ import subprocess
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +154,7 @@ def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = 
             hooks.epoch_done(spec, epoch, rec)
 
         try:
-            metrics = train_run(spec, env, on_epoch, lambda facts, run_id=record.id: store.update_run(run_id, **{
-                k: v for k, v in facts.items() if k in ("trainable_params", "adapter_params", "head_params")}))
+            metrics = train_run(spec, env, on_epoch, partial(_store_counts, store, record.id))
         except KeyboardInterrupt:
             store.fail_run(record.id, "interrupted")
             raise
@@ -171,6 +170,12 @@ def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = 
         outcomes.append(Outcome(spec, store.get_run(record.id), "done"))  # type: ignore[arg-type]
         hooks.run_finished(outcomes[-1])
     return outcomes
+
+
+def _store_counts(store: Store, run_id: int, facts: dict[str, Any]) -> None:
+    """Keeps the parameter counts that the trainer reports once the model is built."""
+    store.update_run(run_id, **{k: v for k, v in facts.items() if k in ("trainable_params", "adapter_params",
+                                                                        "head_params")})
 
 
 def resolve_device(name: str) -> Any:

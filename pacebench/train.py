@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +77,8 @@ def build_model(spec: RunSpec, num_classes: int, weights: Path | None) -> tuple[
 def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, generator: torch.Generator | None
            ) -> DataLoader:
     workers = 0 if getattr(dataset, "in_memory", False) else env.num_workers
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train and len(dataset) >= batch_size,
+    size = len(dataset)  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train and size >= batch_size,
                       num_workers=workers, generator=generator, pin_memory=env.device.type == "cuda",
                       persistent_workers=train and workers > 0)
 
@@ -89,11 +90,11 @@ def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: list[int] | None,
+def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: Sequence[int] | None,
              autocast: Callable[[], Any]) -> float:
     """Top-1 accuracy in percent on merged weights; `classes` restricts the logits (ImageNet-A/-R)."""
     model.eval()
-    subset = torch.tensor(classes, device=device) if classes else None
+    subset = torch.tensor(list(classes), device=device) if classes else None
     correct = torch.zeros((), device=device, dtype=torch.long)
     total = 0
     with adapters.merged(model), autocast():

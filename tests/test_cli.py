@@ -161,3 +161,18 @@ def test_tune_runs_phase_one_on_val_then_phase_two_on_test(tmp_path, results):
     assert [r[:3] for r in rows] == [("tune", "tune", "done")] * 2 + [("final", "tune", "done")]
     assert all('"test_acc": null' in r[4] or '"test"' not in r[4] for r in rows[:2])  # phase 1 never scores test
     assert '"test"' in rows[2][4]
+
+
+def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, results):
+    from pacebench.methods import ABLATIONS, EFFICIENCY
+
+    db = f"sqlite:///{tmp_path}/ablate.db"
+    result = invoke("ablate", "digits", "--suite", "demo", "--efficiency", "--epochs", "1", "-t", "batch_size=16",
+                    "--device", "cpu", db=db)
+    assert result.exit_code == 0, result.output
+    con = sqlite3.connect(tmp_path / "ablate.db")
+    rows = con.execute("select method, status from runs").fetchall()
+    assert sorted(m for m, _ in rows) == sorted(ABLATIONS + EFFICIENCY)
+    assert {s for _, s in rows} == {"done"}
+    table = invoke("report", "--table", "ablations", "--format", "csv", db=db)
+    assert table.exit_code == 0 and all(m in table.output for m in ABLATIONS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pacebench.cli.common import db_url, DbOption, console
+from pacebench.cli.common import DbOption, console, db_url
 
 app = typer.Typer(help="Manage the results database (it also upgrades itself when opened).", no_args_is_help=True)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pacebench.cli.common import db_url, DataOption, DbOption, console
+from pacebench.cli.common import DataOption, DbOption, console, db_url
 from pacebench.errors import UsageError
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pacebench.cli.common import db_url, DbOption, console
+from pacebench.cli.common import DbOption, console, db_url
 
 FORMATS = ("rich", "md", "latex", "csv")
 

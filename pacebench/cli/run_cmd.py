@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pacebench.cli.common import db_url, DataOption, DbOption, console, grid_values, int_list, key_values, split_list
+from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list, key_values, split_list
 from pacebench.errors import UsageError
 
 Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).")]
@@ -54,9 +54,8 @@ def _environment(device: str, data_root: Path | None, weights: Path | None, work
                  weights_dir: Path | None = None) -> Any:
     import torch
 
-    from pacebench.settings import WEIGHTS_ENV
-
     from pacebench.scheduler import resolve_device
+    from pacebench.settings import WEIGHTS_ENV
     from pacebench.settings import data_root as default_data_root
     from pacebench.train import Environment
 
@@ -85,13 +84,15 @@ def _preflight(specs: list[Any], data_root: Path) -> None:
             require_data(suite, suite.dataset(spec.dataset), data_root, spec.phase, spec.data_options)
 
 
-def execute_plan(specs: list[Any], db: str, env: Any, origin: str = "direct", dry_run: bool = False) -> list[Any]:
+def execute_plan(specs: list[Any], db: str | None, env: Any, origin: str = "direct",
+                 dry_run: bool = False) -> list[Any]:
     from pacebench.cli.progress import RichHooks
     from pacebench.scheduler import execute
     from pacebench.spec import PHASES
     from pacebench.store import Store
 
-    store = Store(db_url(db))
+    db = db_url(db)
+    store = Store(db)
     done = {r.key for r in store.runs(key=[s.key for s in specs], status="done")}
     console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {env.device} -> {db}")
     phases = sorted({s.phase for s in specs})

@@ -10,7 +10,7 @@ double backward, so setup() switches timm's attention to its plain-math path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +29,7 @@ def use_math_attention(model: nn.Module) -> int:
     changed = 0
     for m in model.modules():
         if getattr(m, "fused_attn", False):
-            m.fused_attn = False
+            m.fused_attn = False  # type: ignore[assignment]
             changed += 1
     return changed
 
@@ -46,8 +46,8 @@ class GpConfig(MethodConfig):
 class GradientPenalty(Method):
     name = "gp"
     description = "Table 6 GP: CE + λ·‖∇θ CE‖₂, exact by double backprop"
-    Config = GpConfig
-    parts = ("ce", "gp")
+    Config: ClassVar[type[MethodConfig]] = GpConfig
+    parts: ClassVar[tuple[str, ...]] = ("ce", "gp")
     shares_drop_path = False
 
     def setup(self, model: nn.Module, info: SetupInfo) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from pacebench.adapters import adapter_parameters
@@ -29,5 +30,5 @@ class L1(Method):
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
         logits = model(x)
         ce = cross_entropy(logits, y)
-        l1 = sum(p.abs().sum() for p in adapter_parameters(model))
+        l1 = torch.stack([p.abs().sum() for p in adapter_parameters(model)]).sum()
         return StepOutput(ce + self.cfg.lam * l1, logits, {"ce": ce, "l1": l1})  # type: ignore[attr-defined]

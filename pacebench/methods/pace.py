@@ -62,7 +62,7 @@ def split_copies(logits: Tensor, n: int) -> list[Tensor]:
 class Pace(NoisyMethod):
     name = "pace"
     description = "PACE: multiplicative noise on adapters, CE + λ·consistency between two noisy copies"
-    Config = PaceConfig
+    Config: ClassVar[type[MethodConfig]] = PaceConfig
     parts = ("ce", "consistency")
 
     def pace_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:

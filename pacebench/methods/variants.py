@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from pacebench.methods.base import MethodConfig, StepOutput, cross_entropy, register
-from pacebench.noise import SCHEDULES
 from pacebench.methods.pace import NoisyMethod, Pace, PaceConfig
+from pacebench.noise import SCHEDULES
 
 
 @register

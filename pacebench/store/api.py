@@ -8,8 +8,8 @@ machine; for several machines use PostgreSQL (SQLite over a network file system 
 from __future__ import annotations
 
 import dataclasses
-import socket
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -175,7 +175,7 @@ class Store:
                 update(RunRow).where(RunRow.key == key, claimable)
                 .values(status="running", worker=worker, error=None, heartbeat_at=now, started_at=now, finished_at=None)
             )
-            claimed = result.rowcount == 1
+            claimed = result.rowcount == 1  # type: ignore[attr-defined]
             if claimed:  # a re-run starts from a clean slate
                 run_id = s.scalars(select(RunRow.id).where(RunRow.key == key)).one()
                 s.execute(delete(EpochRow).where(EpochRow.run_id == run_id))
@@ -202,7 +202,7 @@ class Store:
         with self.session() as s:
             ids = list(ids)
             s.execute(delete(EpochRow).where(EpochRow.run_id.in_(ids)))
-            return s.execute(delete(RunRow).where(RunRow.id.in_(ids))).rowcount
+            return s.execute(delete(RunRow).where(RunRow.id.in_(ids))).rowcount  # type: ignore[attr-defined]
 
     # ---- epochs -----------------------------------------------------------------------------------------------
     def add_epoch(self, run_id: int, record: EpochRecord) -> None:
