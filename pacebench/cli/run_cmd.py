@@ -30,6 +30,7 @@ Workers = Annotated[int, typer.Option("--workers", help="Data-loader worker proc
 Threads = Annotated[int, typer.Option("--threads", envvar="PACEBENCH_THREADS", help="CPU runs: torch intra-op "
                                       "threads. 1 is the default: on the demo's tiny model two threads are 3.5x "
                                       "slower on a 2-core machine (OpenMP spin-waits); raise it for big models.")]
+DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")]
 
 
@@ -133,7 +134,7 @@ def register(app: typer.Typer) -> None:
         = "final",
         db: DbOption = None,
         data_root: DataOption = None,
-        workers: Workers = min(8, os.cpu_count() or 1),
+        workers: Workers = DEFAULT_WORKERS,
         threads: Threads = 1,
         dry_run: DryRun = False,
     ) -> None:
@@ -171,7 +172,7 @@ def register(app: typer.Typer) -> None:
         weights_dir: WeightsDir = None,
         db: DbOption = None,
         data_root: DataOption = None,
-        workers: Workers = min(8, os.cpu_count() or 1),
+        workers: Workers = DEFAULT_WORKERS,
         threads: Threads = 1,
         dry_run: DryRun = False,
     ) -> None:
@@ -205,7 +206,7 @@ def register(app: typer.Typer) -> None:
         split_seeds: SplitSeeds = None,
         db: DbOption = None,
         data_root: DataOption = None,
-        workers: Workers = min(8, os.cpu_count() or 1),
+        workers: Workers = DEFAULT_WORKERS,
         threads: Threads = 1,
         dry_run: DryRun = False,
     ) -> None:
