@@ -57,8 +57,12 @@ class Noise(nn.Module):
         self.kind, self.sigma, self.fn = kind, float(sigma), NOISES.get(kind)
         self.batch: int | None = None
 
+    @property
+    def active(self) -> bool:
+        return self.training and self.sigma != 0
+
     def forward(self, t: Tensor) -> Tensor:
-        if not self.training or self.sigma == 0:
+        if not self.active:
             return t
         b = self.batch
         if b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0:

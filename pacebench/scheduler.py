@@ -41,15 +41,45 @@ class PlanRequest:
 
 @cache
 def weights_sha256(backbone: str, weights: Path | None) -> str:
+    """The SHA-256 of the backbone's weights file. Pure: a demo backbone that is not pre-trained yet hashes to ""
+    (planning never trains anything); `materialise` pre-trains it and fills the hash in before runs execute."""
     from pacebench import backbones
 
-    b = backbones.BACKBONES.get(backbone) if backbone in backbones.BACKBONES else None
-    if b is not None and b.in_results and weights is None:
-        from pacebench.pretrain import pretrain_demo_backbone
-
-        pretrain_demo_backbone()
+    if _pretrainable(backbone, weights) and not _demo_path(backbone).is_file():
+        return ""
     resolved = backbones.resolve(backbone, weights)
     return backbones.sha256(resolved.weights) if resolved.weights else ""
+
+
+def _pretrainable(backbone: str, weights: Path | None) -> bool:
+    from pacebench import backbones
+
+    return weights is None and backbone in backbones.BACKBONES and backbones.BACKBONES.get(backbone).in_results
+
+
+def _demo_path(backbone: str) -> Path:
+    from pacebench import backbones
+
+    return backbones.demo_checkpoint_dir() / backbones.BACKBONES.get(backbone).filename
+
+
+def materialise(specs: list[RunSpec], device_type: str) -> list[RunSpec]:
+    """What must be settled before run keys are final: precision 'auto' becomes bf16 on CUDA and fp32 elsewhere,
+    and a demo backbone planned before it existed is pre-trained now and its hash filled in."""
+    from dataclasses import replace
+
+    from pacebench.pretrain import pretrain_demo_backbone
+
+    out = []
+    for spec in specs:
+        if spec.train.precision == "auto":
+            spec = spec.with_(train=replace(spec.train, precision="bf16" if device_type == "cuda" else "fp32"))
+        if not spec.weights_sha256 and _pretrainable(spec.backbone, None):
+            pretrain_demo_backbone()
+            weights_sha256.cache_clear()
+            spec = spec.with_(weights_sha256=weights_sha256(spec.backbone, None))
+        out.append(spec)
+    return out
 
 
 def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha256) -> list[RunSpec]:

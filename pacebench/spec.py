@@ -21,6 +21,9 @@ PHASES: dict[str, str] = {
 }
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training hyperparameters. Defaults follow the authors' VTAB-1k code (see IMPLEMENTATION_NOTES.md)."""
@@ -38,7 +41,7 @@ class TrainConfig:
     adapter: str = "lora_mul+vpt_add"
     rank: int = 10
     image_size: int = 224
-    precision: str = "fp32"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere; resolved before the run key is taken
 
     def __post_init__(self) -> None:
         checks = {
@@ -52,12 +55,12 @@ class TrainConfig:
             "eval_every": self.eval_every >= 1,
             "rank": self.rank >= 1,
             "image_size": self.image_size >= 1,
-            "precision": self.precision in ("fp32", "bf16"),
+            "precision": self.precision in PRECISIONS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise UsageError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
-                             "epochs/batch sizes/rank >= 1, lr > 0, 0 <= drop_path < 1, precision fp32|bf16")
+                             "epochs/batch sizes/rank >= 1, lr > 0, 0 <= drop_path < 1, precision auto|fp32|bf16")
 
 
 TRAIN_FIELDS = {f.name: f.type for f in fields(TrainConfig)}

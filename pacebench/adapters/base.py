@@ -5,10 +5,18 @@
 Noise acts on the adapter branch Δh only (paper Eq. 11), or on the whole output h for the PACE_h ablation
 (`noise_target = "output"`). Every kind folds into a plain Linear for evaluation (Eq. 13): `merge()` adds ΔW, Δb
 to the base weights in place, `unmerge()` subtracts them again.
+
+Fast path: while a layer's noise is off (the baseline, layers with σ = 0, evaluation) it computes one product with
+the merged weight, F.linear(x, W0 + ΔW, b0 + Δb), instead of W0 x and ΔW x; the graph still reaches D, U, the
+prompt and δb. Only a noisy layer pays for two products (measured cheaper than one stacked product: the stacked
+weight's backward also computes the frozen W0's gradient). `plain_paths()` switches every fast path off, so tests
+can check that both give the same values and gradients.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 import torch
@@ -41,11 +49,29 @@ def _sum(tensors: list[Tensor | None]) -> Tensor | None:
 class Noisy(nn.Module):
     """Base for layers that carry a noise module and a depth position (for the σ schedule)."""
 
+    fast_paths: ClassVar[bool] = True  # see the module docstring; switched off only by `plain_paths()`
+
     def __init__(self, position: int) -> None:
         super().__init__()
         self.position = position
         self.noise: nn.Module = nn.Identity()
         self.noise_target = "delta"
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the next forward draws noise (a Noise module in training mode with σ > 0)."""
+        return bool(getattr(self.noise, "active", False))
+
+
+@contextmanager
+def plain_paths() -> Iterator[None]:
+    """Computes every layer the plain way (W0 x + noise(ΔW x + Δb), copies duplicated at the input): the reference
+    the fast paths are tested against."""
+    saved, Noisy.fast_paths = Noisy.fast_paths, False
+    try:
+        yield
+    finally:
+        Noisy.fast_paths = saved
 
 
 class AdaptedLinear(Noisy):
@@ -81,10 +107,19 @@ class AdaptedLinear(Noisy):
             return db.expand(*x.shape[:-1], self.out_features) if db is not None else x.new_zeros(())
         return F.linear(x, dw, db)
 
+    def merged_weight(self) -> tuple[Tensor, Tensor | None]:
+        """(W0 + ΔW, b0 + Δb) as differentiable functions of the adapter parameters."""
+        dw, db = self.delta_weight(), self.delta_bias()
+        w = self.base.weight if dw is None else self.base.weight + dw
+        b0 = self.base.bias
+        return w, (b0 if db is None else db if b0 is None else b0 + db)
+
     def forward(self, x: Tensor) -> Tensor:
-        h0 = self.base(x)
         if self.merged or not self.enabled:
-            return h0
+            return self.base(x)
+        if self.fast_paths and not self.noisy:
+            return F.linear(x, *self.merged_weight())  # one product instead of two: noise(Δh) is Δh here
+        h0 = self.base(x)
         if self.noise_target == "output":
             return self.noise(h0 + self.delta(x))
         return h0 + self.noise(self.delta(x))

@@ -88,10 +88,12 @@ def _preflight(specs: list[Any], data_root: Path) -> None:
 def execute_plan(specs: list[Any], db: str | None, env: Any, origin: str = "direct",
                  dry_run: bool = False) -> list[Any]:
     from pacebench.cli.progress import RichHooks
-    from pacebench.scheduler import execute
+    from pacebench.scheduler import execute, materialise
     from pacebench.spec import PHASES
     from pacebench.store import Store
 
+    if not dry_run:
+        specs = materialise(specs, env.device.type)
     db = db_url(db)
     store = Store(db)
     done = {r.key for r in store.runs(key=[s.key for s in specs], status="done")}

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pacebench.droppath import copies
 from pacebench.methods.base import StepOutput, consistency, cross_entropy, register
 from pacebench.methods.pace import NoisyMethod, PaceConfig, split_copies
+from pacebench.prefix import forward_copies
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,7 @@ class PaceMulti(NoisyMethod):
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
         m = self.cfg.copies  # type: ignore[attr-defined]
-        with copies(model, m):
-            outs = split_copies(model(torch.cat([x] * m)), m)
+        outs = split_copies(forward_copies(model, x, m), m)
         ce = cross_entropy(outs[0], y)
         pairs = list(itertools.combinations(outs, 2))
         cons = torch.stack([consistency(a, b) for a, b in pairs]).mean()

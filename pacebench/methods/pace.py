@@ -3,8 +3,9 @@
     loss = CE(f1(x), y) + λ · mean_b Σ_c (f1(x) - f2(x))²
 
 f1 and f2 share weights but not noise: the batch is concatenated with itself, so each row gets its own z. Neither
-half is detached. DropPath masks are shared by the two copies of a sample. The Table-6 noise ablations are this
-class with another noise kind, target or σ schedule (see variants.py).
+half is detached. DropPath masks are shared by the two copies of a sample; the noise-free prefix (patch embedding,
+block 0 under the authors' ViT schedule) runs once and is duplicated after (`prefix.forward_copies`). The Table-6
+noise ablations are this class with another noise kind, target or σ schedule (see variants.py).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
-from pacebench.droppath import copies
 from pacebench.methods.base import Method, MethodConfig, SetupInfo, StepOutput, consistency, cross_entropy, register
 from pacebench.noise import SCHEDULES, apply_noise
+from pacebench.prefix import forward_copies
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,7 @@ class Pace(NoisyMethod):
     parts = ("ce", "consistency")
 
     def pace_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
-        with copies(model, 2):
-            logits1, logits2 = split_copies(model(torch.cat([x, x])), 2)
+        logits1, logits2 = split_copies(forward_copies(model, x, 2), 2)
         ce, cons = cross_entropy(logits1, y), consistency(logits1, logits2)
         return StepOutput(ce + self.cfg.lam * cons, logits1, {"ce": ce, "consistency": cons})  # type: ignore[attr-defined]
 
