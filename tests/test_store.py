@@ -25,13 +25,27 @@ def store(tmp_path) -> Store:
     return Store(f"sqlite:///{tmp_path}/r.db")
 
 
+def head_revision() -> str:
+    """The one head of the migration chain (two heads would be a merge mistake)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from pacebench.store.api import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    heads = ScriptDirectory.from_config(cfg).get_heads()
+    assert len(heads) == 1, f"migrations have several heads {heads}: chain them (down_revision)"
+    return heads[0]
+
+
 def test_migration_to_head_on_an_empty_file(tmp_path):
     path = tmp_path / "new" / "fresh.db"
     Store(f"sqlite:///{path}")
     tables = {r[0] for r in sqlite3.connect(path).execute("select name from sqlite_master where type='table'")}
-    assert {"runs", "epochs", "alembic_version"} <= tables
+    assert {"runs", "epochs", "speed", "alembic_version"} <= tables
     revision = sqlite3.connect(path).execute("select version_num from alembic_version").fetchone()[0]
-    assert revision == "0001_v0_1_0"
+    assert revision == head_revision()
     Store(f"sqlite:///{path}")  # opening again is a no-op, not a second migration
 
 
@@ -77,7 +91,9 @@ def test_run_key_is_stable_and_sensitive():
 
 def test_run_key_does_not_change_across_releases():
     """Keys of stored runs must stay valid: a change to RunSpec's hashing must be deliberate (and migrated)."""
-    s = RunSpec(suite="demo", dataset="digits", method="baseline", seed=0, train=TrainConfig(), backbone="vit_demo")
+    # precision is resolved (fp32 on CPU, bf16 on CUDA) before a key is taken: stored runs never hold "auto"
+    s = RunSpec(suite="demo", dataset="digits", method="baseline", seed=0, train=TrainConfig(precision="fp32"),
+                backbone="vit_demo")
     assert s.key == KNOWN_KEY
 
 

@@ -215,7 +215,7 @@ def register(app: typer.Typer) -> None:
         """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
         (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed."""
         from pacebench.protocol import final_specs, grid_points, select_best
-        from pacebench.scheduler import plan
+        from pacebench.scheduler import materialise, plan
         from pacebench.store import Store
 
         method_names = split_list(methods) or []
@@ -226,6 +226,8 @@ def register(app: typer.Typer) -> None:
                                shots, split_seeds, phase="tune")
             specs += plan(_with_point(request, point))
         specs = list({s.key: s for s in specs}.values())
+        if not dry_run:
+            specs = materialise(specs, env.device.type)  # final keys: the store is queried by them below
         console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
         execute_plan(specs, db, env, origin="tune", dry_run=dry_run)
         if dry_run:
