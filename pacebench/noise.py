@@ -17,6 +17,7 @@ from pacebench.registry import Registry
 
 NoiseFn = Callable[[Tensor, float], Tensor]
 NOISES: Registry[NoiseFn] = Registry("noise kind")
+ADDITIVE = {"gauss_add"}  # kinds that add to t; every other kind multiplies it (see `Noise.factors`)
 
 
 def noise_shape(t: Tensor) -> tuple[int, ...]:
@@ -60,6 +61,16 @@ class Noise(nn.Module):
     @property
     def active(self) -> bool:
         return self.training and self.sigma != 0
+
+    def factors(self, t: Tensor) -> tuple[Tensor | None, Tensor | None] | None:
+        """(scale, shift) with noise(t) = t * scale + shift, drawn exactly as `forward(t)` would draw them (same
+        shape, dtype and random numbers), so a layer can fold them into cheaper arithmetic. None where this
+        module must see t itself (Swin's windows, folded by batch)."""
+        if self.batch and t.ndim > 2 and t.shape[0] != self.batch:
+            return None
+        unit = t.new_zeros(noise_shape(t)) if self.kind in ADDITIVE else t.new_ones(noise_shape(t))
+        drawn = self.fn(unit, self.sigma)
+        return (None, drawn) if self.kind in ADDITIVE else (drawn, None)
 
     def forward(self, t: Tensor) -> Tensor:
         if not self.active:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pacebench import adapters
 from pacebench.data import READERS, DataRequest, Splits
+from pacebench.data.cache import normalise
 from pacebench.methods import SetupInfo
 from pacebench.methods.fpa import pretrained_logits
 from pacebench.prepare import prepare
@@ -44,6 +45,7 @@ class Environment:
     weights: Path | None = None
     num_workers: int = 4
     compile: bool = False  # torch.compile each block (same values as eager; tested on CPU)
+    cache_dir: Path | None = None  # decoded-image cache (data.cache; the CLI uses results/cache); None: decode always
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -53,14 +55,14 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def load_splits(spec: RunSpec, data_root: Path) -> Splits:
+def load_splits(spec: RunSpec, data_root: Path, cache_dir: Path | None = None) -> Splits:
     from pacebench.data.check import data_options, dataset_root
 
     suite = load_suite(spec.suite)
     ds = suite.dataset(spec.dataset)
     request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
                           num_classes=ds.classes, image_size=spec.train.image_size,
-                          options=data_options(ds, spec.data_options))
+                          options=data_options(ds, spec.data_options), cache_dir=cache_dir)
     return READERS.get(suite.reader)(request)
 
 
@@ -118,7 +120,7 @@ def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: 
     total = 0
     with adapters.merged(model), autocast():
         for x, y, _ in data:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = normalise(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             logits = model(x)
             pred = subset[logits[:, subset].argmax(-1)] if subset is not None else logits.argmax(-1)
             correct += (pred == y).sum()
@@ -133,7 +135,7 @@ def fp_distance(model: nn.Module, data: DataLoader, device: torch.device, autoca
     total, count = torch.zeros((), device=device), 0
     with autocast():
         for x, _, _ in data:
-            x = x.to(device, non_blocking=True)
+            x = normalise(x.to(device, non_blocking=True))
             with adapters.merged(model):
                 tuned = model(x).float()
             total += (tuned - pretrained_logits(model, x).float()).pow(2).sum()
@@ -177,7 +179,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     from timm.scheduler import CosineLRScheduler
 
     generator = seed_everything(spec.seed)
-    splits = load_splits(spec, env.data_root)
+    splits = load_splits(spec, env.data_root, env.cache_dir)
     ready = prepare(spec, SetupInfo(len(splits.train), splits.num_classes),  # type: ignore[arg-type]
                     env.device, env.weights)
     model, method, params = ready.model, ready.method, ready.params
@@ -202,7 +204,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         model.train()
         stats = EpochStats(env.device)
         for x, y, idx in train_data:
-            batch = (x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True),
+            batch = (normalise(x.to(env.device, non_blocking=True)), y.to(env.device, non_blocking=True),
                      idx.to(env.device, non_blocking=True))
             out = method.step(model, batch, optimizer, params)
             stats.add(out.loss, out.parts, out.logits, batch[1], out.grad_norm)

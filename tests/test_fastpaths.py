@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from pacebench import adapters
 from pacebench.adapters import KINDS, AdaptedLinear, plain_paths
 from pacebench.methods import METHODS, SetupInfo
-from pacebench.noise import Noise
+from pacebench.noise import NOISES, Noise
 from pacebench.prefix import noise_free_blocks
 from pacebench.prepare import attach
 from pacebench.train import compile_blocks
@@ -42,13 +42,15 @@ def assert_same(a: tuple[Tensor, list[Tensor]], b: tuple[Tensor, list[Tensor]]) 
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("noise", ["none", "sigma0", "eval", "noisy"])
+@pytest.mark.parametrize("noise", ["none", "sigma0", "eval", "gauss_mul", "gauss_add", "dropout", "output"])
 def test_adapted_linear_fast_path_equals_two_products(kind, noise):
     base = nn.Linear(6, 4)
     layer = AdaptedLinear(base, [adapters.PARTS.get(n)(base, 2) for n in kind.split("+")], position=1)
     randomise_adapters(layer)
     if noise != "none":
-        layer.noise = Noise("gauss_mul", 0.0 if noise == "sigma0" else 0.7)
+        noise_kind = noise if noise in NOISES else "gauss_mul"
+        layer.noise = Noise(noise_kind, {"sigma0": 0.0, "dropout": 0.3}.get(noise, 0.7))
+        layer.noise_target = "output" if noise == "output" else "delta"
     layer.train(noise != "eval")
     params = [p for p in layer.parameters() if p.requires_grad]
     x = torch.randn(3, 5, 6, requires_grad=True)
@@ -57,7 +59,7 @@ def test_adapted_linear_fast_path_equals_two_products(kind, noise):
         return (layer(x) * torch.linspace(-1, 1, 4)).pow(2).sum()
 
     fast = grads_and_loss(run, params + [x], seed=0)
-    assert layer.noisy == (noise == "noisy")
+    assert layer.noisy == (noise not in ("none", "sigma0", "eval"))
     with plain_paths():
         plain = grads_and_loss(run, params + [x], seed=0)
     assert_same(fast, plain)

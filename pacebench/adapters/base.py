@@ -6,11 +6,13 @@ Noise acts on the adapter branch Δh only (paper Eq. 11), or on the whole output
 (`noise_target = "output"`). Every kind folds into a plain Linear for evaluation (Eq. 13): `merge()` adds ΔW, Δb
 to the base weights in place, `unmerge()` subtracts them again.
 
-Fast path: while a layer's noise is off (the baseline, layers with σ = 0, evaluation) it computes one product with
+Fast paths: while a layer's noise is off (the baseline, layers with σ = 0, evaluation) it computes one product with
 the merged weight, F.linear(x, W0 + ΔW, b0 + Δb), instead of W0 x and ΔW x; the graph still reaches D, U, the
-prompt and δb. Only a noisy layer pays for two products (measured cheaper than one stacked product: the stacked
-weight's backward also computes the frozen W0's gradient). `plain_paths()` switches every fast path off, so tests
-can check that both give the same values and gradients.
+prompt and δb. Noise that adds to Δh (PACE_add) or acts on the whole output (PACE_h) also needs only that one
+product. Multiplicative noise on Δh pays for two products, joined by one fused multiply-add (measured cheaper than
+one stacked product, whose backward also computes the frozen W0's gradient). The noise values are those the plain
+path would draw (`Noise.factors`). `plain_paths()` switches every fast path off, so tests can check that both
+give the same values and gradients.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pacebench.noise import ADDITIVE
 from pacebench.registry import Registry
 
 
@@ -117,12 +120,32 @@ class AdaptedLinear(Noisy):
     def forward(self, x: Tensor) -> Tensor:
         if self.merged or not self.enabled:
             return self.base(x)
-        if self.fast_paths and not self.noisy:
-            return F.linear(x, *self.merged_weight())  # one product instead of two: noise(Δh) is Δh here
+        if self.fast_paths:
+            if not self.noisy:
+                return F.linear(x, *self.merged_weight())  # one product instead of two: noise(Δh) is Δh here
+            out = self._fast_noisy(x)
+            if out is not None:
+                return out
         h0 = self.base(x)
         if self.noise_target == "output":
             return self.noise(h0 + self.delta(x))
         return h0 + self.noise(self.delta(x))
+
+    def _fast_noisy(self, x: Tensor) -> Tensor | None:
+        """The noisy forward in its cheapest exact form, or None where the noise must see Δh itself."""
+        additive = getattr(self.noise, "kind", None) in ADDITIVE
+        if self.noise_target == "output" or additive:  # z ⊙ (h0 + Δh), or h0 + Δh + ε: one merged product
+            h = F.linear(x, *self.merged_weight())
+            factors = self.noise.factors(h)  # type: ignore[operator]
+            if factors is None:
+                return None
+            scale, shift = factors
+            return h * scale if scale is not None else h + shift
+        h0, t = self.base(x), self.delta(x)
+        factors = self.noise.factors(t)  # type: ignore[operator]
+        if factors is None or factors[0] is None:
+            return None
+        return torch.addcmul(h0, t, factors[0])  # h0 + t ⊙ z in one pass
 
     @torch.no_grad()
     def merge(self) -> None:

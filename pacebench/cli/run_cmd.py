@@ -32,6 +32,8 @@ Threads = Annotated[int, typer.Option("--threads", envvar="PACEBENCH_THREADS", h
                                       "slower on a 2-core machine (OpenMP spin-waits); raise it for big models.")]
 DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")]
+Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile every block (same values as "
+                                       "eager; worth it on a GPU, where it fuses the element-wise work).")]
 
 
 def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, epochs: int | None,
@@ -52,12 +54,13 @@ def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, e
 
 
 def _environment(device: str, data_root: Path | None, weights: Path | None, workers: int, threads: int,
-                 weights_dir: Path | None = None) -> Any:
+                 weights_dir: Path | None = None, compile_: bool = False) -> Any:
     import torch
 
     from pacebench.scheduler import resolve_device
     from pacebench.settings import WEIGHTS_ENV
     from pacebench.settings import data_root as default_data_root
+    from pacebench.settings import results_dir
     from pacebench.train import Environment
 
     if weights_dir is not None:
@@ -68,7 +71,7 @@ def _environment(device: str, data_root: Path | None, weights: Path | None, work
             raise UsageError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     return Environment(device=resolved, data_root=data_root or default_data_root(), weights=weights,
-                       num_workers=workers)
+                       num_workers=workers, compile=compile_, cache_dir=results_dir() / "cache")
 
 
 def _preflight(specs: list[Any], data_root: Path) -> None:
@@ -138,6 +141,7 @@ def register(app: typer.Typer) -> None:
         data_root: DataOption = None,
         workers: Workers = DEFAULT_WORKERS,
         threads: Threads = 1,
+        compile_: Compile = False,
         dry_run: DryRun = False,
     ) -> None:
         """Train every (dataset, method, seed) of SUITE that is not done yet, keeping everything in the database.
@@ -151,7 +155,7 @@ def register(app: typer.Typer) -> None:
         if phase not in PHASES:
             raise UsageError(f"--phase must be one of {', '.join(PHASES)}, got {phase!r}")
         method_names = split_list(methods) or []
-        env = _environment(device, data_root, weights, workers, threads, weights_dir)
+        env = _environment(device, data_root, weights, workers, threads, weights_dir, compile_)
         specs = plan(_request(suite, datasets, method_names, seeds, epochs, hp, train, backbone, weights, shots,
                               split_seeds, phase))
         execute_plan(specs, db, env, dry_run=dry_run)

@@ -28,6 +28,7 @@ class DataRequest:
     num_classes: int
     image_size: int = 224
     options: dict[str, Any] = field(default_factory=dict)  # e.g. shots, split_seed for few-shot
+    cache_dir: Path | None = None  # where a reader may keep decoded images (data.cache); None: decode every epoch
 
 
 @dataclass

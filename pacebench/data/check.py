@@ -50,11 +50,19 @@ class Layout:
     def sources(self) -> list[Source]:
         return [*self.train, *self.evals.values()]
 
-    def splits(self, num_classes: int, train_transform: Callable, eval_transform: Callable) -> Splits:
+    def splits(self, num_classes: int, train_transform: Callable, eval_transform: Callable,
+               cached: Callable[[list[Item], str], Any] | None = None) -> Splits:
+        """Datasets decoding each image when fetched, or, with `cached` (items, name) -> dataset, from a cache."""
         evals = {name: src.read() for name, src in self.evals.items()}
+        train_items = [item for src in self.train for item in src.read()]
+        if cached is not None:
+            train, tests = cached(train_items, "train"), {name: cached(items, name) for name, items in evals.items()}
+        else:
+            train = ListDataset(train_items, train_transform)
+            tests = {name: ListDataset(items, eval_transform) for name, items in evals.items()}
         return Splits(
-            train=Indexed(ListDataset([item for src in self.train for item in src.read()], train_transform)),
-            evals={name: Indexed(ListDataset(items, eval_transform)) for name, items in evals.items()},
+            train=Indexed(train),
+            evals={name: Indexed(d) for name, d in tests.items()},
             num_classes=num_classes,
             eval_classes={name: sorted({y for _, y in evals[name]}) for name, src in self.evals.items() if src.subset},
         )

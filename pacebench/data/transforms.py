@@ -17,9 +17,14 @@ def _to_normalized_tensor() -> list:
     return [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
+def square_resize(size: int) -> T.Resize:
+    """VTAB-1k's only image operation: resize to size x size, bicubic (what `data.cache` stores)."""
+    return T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC)
+
+
 def vtab_transform(size: int) -> T.Compose:
     """Resize to size x size (bicubic), to tensor, ImageNet mean/std; the same for train and eval."""
-    return T.Compose([T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC), *_to_normalized_tensor()])
+    return T.Compose([square_resize(size), *_to_normalized_tensor()])
 
 
 def _resize_size(size: int) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pacebench.data.base import READERS, DataRequest, Splits
+from pacebench.data.cache import CachedImages
 from pacebench.data.check import LAYOUTS, Layout, Source, for_phase
 from pacebench.data.images import read_list
 from pacebench.data.transforms import vtab_transform
@@ -42,5 +43,12 @@ def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int)
 @READERS.register("vtab")
 def read(request: DataRequest) -> Splits:
     transform = vtab_transform(request.image_size)  # no augmentation: the same for train and eval
+    cached = None
+    if request.cache_dir is not None:  # a fixed resize: decode once into uint8, normalise on the device
+        cached = partial(_cached, size=request.image_size, cache_dir=request.cache_dir, prefix=request.dataset)
     return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, transform, transform)
+        request.num_classes, transform, transform, cached)
+
+
+def _cached(items: list, name: str, size: int, cache_dir: Path, prefix: str) -> CachedImages:
+    return CachedImages(items, size, cache_dir, f"{prefix}-{name}")

@@ -1,0 +1,88 @@
+"""Each image decoded once per data set, not once per epoch: resized uint8 pixels in a memory-mapped file.
+
+A split whose transform is a fixed resize (VTAB-1k: bicubic to size x size, no augmentation) is decoded and
+resized once into `results/cache/<name>-<key>.u8` ([n, size, size, 3] uint8: VTAB-1k's 1,000 training images at
+224 px are 150 MB). The key hashes the image paths with their sizes and modification times, the image size and the
+resize recipe, so a changed file or list builds a new cache, never a stale one. Items come out as uint8 CHW tensors;
+`normalise` turns a batch into the ImageNet-normalised floats on the device, with the same arithmetic as
+torchvision's ToTensor + Normalize, so cached and decoded inputs are equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from pacebench.data.images import Item, load_rgb
+from pacebench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, square_resize
+from pacebench.errors import DataError
+
+RECIPE = "square-bicubic-v1"  # bump when the decode or resize changes: old caches are then never read
+
+
+def cache_key(items: list[Item], size: int) -> str:
+    digest = hashlib.sha256(f"{RECIPE}:{size}".encode())
+    for path, label in items:
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise DataError(f"cannot read image {path}: no such file; restore it or remove it from its split list"
+                            ) from None
+        digest.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+class CachedImages(Dataset):
+    """(uint8 CHW image, label) pairs of `items`, resized to size x size; built on first use, then memory-mapped."""
+
+    in_memory = True  # no loader workers needed: an item is a slice of a mapped array
+
+    def __init__(self, items: list[Item], size: int, cache_dir: Path, name: str = "split", threads: int = 4) -> None:
+        self.labels = [label for _, label in items]
+        self.size = size
+        self.path = cache_dir / f"{name}-{cache_key(items, size)}.u8"
+        self.decode_seconds = 0.0
+        if not self.path.is_file():
+            self.decode_seconds = self._build(items, threads)
+        shape = (len(items), size, size, 3)
+        self.pixels = np.memmap(self.path, dtype=np.uint8, mode="r", shape=shape) if items else np.zeros(shape, np.uint8)
+
+    def _build(self, items: list[Item], threads: int) -> float:
+        start = time.perf_counter()
+        resize = square_resize(self.size)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(len(items), 1), self.size, self.size, 3))
+
+        def one(i: int) -> None:
+            out[i] = np.asarray(resize(load_rgb(items[i][0])), dtype=np.uint8)
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:  # Pillow decodes and resizes without the GIL
+            list(pool.map(one, range(len(items))))
+        out.flush()
+        del out
+        os.replace(tmp, self.path)  # atomic: a killed build leaves no half-written cache behind
+        return time.perf_counter() - start
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return torch.from_numpy(np.array(self.pixels[i])).permute(2, 0, 1), self.labels[i]
+
+
+def normalise(x: Tensor) -> Tensor:
+    """uint8 images (any device) -> ImageNet-normalised float32, as ToTensor + Normalize compute it; floats pass."""
+    if x.dtype != torch.uint8:
+        return x
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(-1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(-1, 1, 1)
+    return x.float().div(255).sub(mean).div(std)
