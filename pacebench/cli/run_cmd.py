@@ -58,9 +58,8 @@ def _environment(device: str, data_root: Path | None, weights: Path | None, work
     import torch
 
     from pacebench.scheduler import resolve_device
-    from pacebench.settings import WEIGHTS_ENV
+    from pacebench.settings import WEIGHTS_ENV, results_dir
     from pacebench.settings import data_root as default_data_root
-    from pacebench.settings import results_dir
     from pacebench.train import Environment
 
     if weights_dir is not None:

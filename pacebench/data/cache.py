@@ -53,7 +53,7 @@ class CachedImages(Dataset):
         if not self.path.is_file():
             self.decode_seconds = self._build(items, threads)
         shape = (len(items), size, size, 3)
-        self.pixels = np.memmap(self.path, dtype=np.uint8, mode="r", shape=shape) if items else np.zeros(shape, np.uint8)
+        self.pixels = np.memmap(self.path, dtype=np.uint8, mode="r", shape=shape) if items else np.zeros(shape, "u1")
 
     def _build(self, items: list[Item], threads: int) -> float:
         start = time.perf_counter()
@@ -62,13 +62,12 @@ class CachedImages(Dataset):
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(len(items), 1), self.size, self.size, 3))
 
-        def one(i: int) -> None:
+        def one(i: int, out: np.memmap = out) -> None:
             out[i] = np.asarray(resize(load_rgb(items[i][0])), dtype=np.uint8)
 
         with ThreadPoolExecutor(max(1, threads)) as pool:  # Pillow decodes and resizes without the GIL
             list(pool.map(one, range(len(items))))
         out.flush()
-        del out
         os.replace(tmp, self.path)  # atomic: a killed build leaves no half-written cache behind
         return time.perf_counter() - start
 
