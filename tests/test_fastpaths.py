@@ -60,6 +60,7 @@ def test_adapted_linear_fast_path_equals_two_products(kind, noise):
 
     fast = grads_and_loss(run, params + [x], seed=0)
     assert layer.noisy == (noise not in ("none", "sigma0", "eval"))
+    assert layer._per_sample_pays(x), "a narrow layer on the CPU: multiplicative noise takes the per-sample path"
     with plain_paths():
         plain = grads_and_loss(run, params + [x], seed=0)
     assert_same(fast, plain)
