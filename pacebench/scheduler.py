@@ -81,12 +81,9 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
 
 def _accepts(method: str, name: str) -> bool:
     """A --hp value applies to every selected method that has that hyperparameter (lam for pace and fpa, ...)."""
-    import dataclasses
-
     from pacebench.methods import METHODS
-    from pacebench.methods.base import ALIASES
 
-    return ALIASES.get(name, name) in {f.name for f in dataclasses.fields(METHODS.get(method).Config)}
+    return METHODS.get(method).Config.accepts(name)
 
 
 def check_method_overrides(methods: list[str], overrides: dict[str, Any]) -> None:
