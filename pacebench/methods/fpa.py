@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from pacebench.adapters import disabled
 from pacebench.methods.base import TABLE6, Method, MethodConfig, StepOutput, ce_only, consistency, hp, register
 
-
 FPA_HELP = "weight λ of the FP-distance to the pre-trained model"
 FPA_GRID = [0.01, 0.1, 1.0, 10.0]  # the paper sweeps FPA's λ over 1e-3 .. 5e4 (Fig. 4)
 
