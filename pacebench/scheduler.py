@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pacebench import __version__
+from pacebench.choices import Phase
 from pacebench.errors import PacebenchError, UsageError, one_line
 from pacebench.settings import repo_root
 from pacebench.spec import RunSpec
@@ -33,7 +34,7 @@ class PlanRequest:
     seeds: list[int] = field(default_factory=lambda: [0])
     train: dict[str, Any] = field(default_factory=dict)  # user overrides of TrainConfig fields
     method: dict[str, Any] = field(default_factory=dict)  # user overrides of method hyperparameters
-    phase: str = "final"
+    phase: Phase = Phase.final
     backbone: str | None = None
     weights: Path | None = None
     options: dict[str, list[Any]] | None = None  # restrict the data-option grid, e.g. {"shots": [16]}
@@ -73,7 +74,7 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
                 for seed in req.seeds:
                     specs.append(RunSpec(suite=suite.name, dataset=ds.name, method=method, seed=seed, train=train,
                                          backbone=backbone, weights_sha256=weights_hash, method_config=config,
-                                         data_options=options, phase=req.phase))  # type: ignore[arg-type]
+                                         data_options=options, phase=req.phase))
     if not specs:
         raise UsageError("the selection names no runs; check --datasets and --shots/--split-seeds")
     return specs

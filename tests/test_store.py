@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import math
 import sqlite3
 from datetime import timedelta
@@ -69,7 +70,7 @@ def test_epoch_is_unique_per_run_and_epoch(store):
 def test_run_key_is_stable_and_sensitive():
     a = spec()
     assert a.key == spec().key == spec(method_config={"sigma": 1.2, "lam": 1.0}).key  # dict order is irrelevant
-    assert len(a.key) == 16 and int(a.key, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", a.key), a.key  # 16 lower-case hex digits, nothing else
     for change in (dict(seed=1), dict(method="baseline"), dict(train=TrainConfig(epochs=4)), dict(phase="tune"),
                    dict(weights_sha256="ab"), dict(data_options={"shots": 10}), dict(dataset="other")):
         assert spec(**change).key != a.key, change

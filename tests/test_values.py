@@ -57,3 +57,12 @@ def test_unknown_names_are_listed_with_the_known_ones():
         coerce_train({"learning_rate": "1"})
     with pytest.raises(UsageError, match="unknown method pace hyperparameter 'lamda'; known: schedule, sigma, lam"):
         METHODS.get("pace").make_config({"lamda": 1})
+
+
+def test_every_schedule_and_format_choice_has_exactly_one_implementation():
+    from pacebench.choices import Format, Schedule
+    from pacebench.noise import SCHEDULES
+    from pacebench.report.render import FORMATS
+
+    assert list(SCHEDULES.names()) == list(Schedule)
+    assert sorted(FORMATS.names()) == sorted(Format)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from pacebench.cli.common import DataOption, DbOption, console, db_url
-from pacebench.errors import UsageError
+from pacebench.choices import Phase, Schedule, Status
 
 
 def register(app: typer.Typer) -> None:
@@ -18,18 +18,16 @@ def register(app: typer.Typer) -> None:
         suite: Annotated[str | None, typer.Option("--suite")] = None,
         dataset: Annotated[str | None, typer.Option("--dataset")] = None,
         method: Annotated[str | None, typer.Option("--method")] = None,
-        status: Annotated[str | None, typer.Option("--status", help="queued | running | done | failed")] = None,
-        phase: Annotated[str | None, typer.Option("--phase", help="tune | final")] = None,
+        status: Annotated[Status | None, typer.Option("--status")] = None,
+        phase: Annotated[Phase | None, typer.Option("--phase")] = None,
         limit: Annotated[int, typer.Option("--limit", help="Show the newest N.")] = 50,
         wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device.")]
         = False,
         db: DbOption = None,
     ) -> None:
         """List runs with their status and headline metrics."""
-        from pacebench.store import STATUSES, Store
+        from pacebench.store import Store
 
-        if status and status not in STATUSES:
-            raise UsageError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
         url = db_url(db)
         records = Store(url).runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
         columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
@@ -80,7 +78,7 @@ def register(app: typer.Typer) -> None:
         rank: Annotated[int, typer.Option("--rank")] = 10,
         classes: Annotated[int, typer.Option("--classes")] = 100,
         sigma: Annotated[float, typer.Option("--sigma")] = 1.2,
-        schedule: Annotated[str, typer.Option("--schedule", help="code | paper | const | increasing")] = "code",
+        schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.code,
         image_size: Annotated[int, typer.Option("--image-size")] = 224,
     ) -> None:
         """Trainable parameter count and the σ schedule of a set-up, without weights or data."""

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list, key_values, split_list
+from pacebench.choices import Phase
 from pacebench.errors import UsageError
 
 Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).")]
@@ -36,7 +37,7 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop
 
 def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, epochs: int | None,
              hp: list[str] | None, train: list[str] | None, backbone: str | None, weights: Path | None,
-             shots: str | None, split_seeds: str | None, phase: str = "final") -> Any:
+             shots: str | None, split_seeds: str | None, phase: Phase = Phase.final) -> Any:
     from pacebench.scheduler import PlanRequest, check_method_overrides
 
     train_values: dict[str, Any] = key_values(train, "--train")
@@ -130,8 +131,8 @@ def register(app: typer.Typer) -> None:
         weights_dir: WeightsDir = None,
         shots: Shots = None,
         split_seeds: SplitSeeds = None,
-        phase: Annotated[str, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).")]
-        = "final",
+        phase: Annotated[Phase, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).")]
+        = Phase.final,
         db: DbOption = None,
         data_root: DataOption = None,
         workers: Workers = DEFAULT_WORKERS,
@@ -144,10 +145,7 @@ def register(app: typer.Typer) -> None:
         runs the paper's full two-phase protocol.
         """
         from pacebench.scheduler import plan
-        from pacebench.spec import PHASES
 
-        if phase not in PHASES:
-            raise UsageError(f"--phase must be one of {', '.join(PHASES)}, got {phase!r}")
         method_names = split_list(methods) or []
         env = _environment(device, data_root, weights, workers, threads, weights_dir)
         specs = plan(_request(suite, datasets, method_names, seeds, epochs, hp, train, backbone, weights, shots,
@@ -212,16 +210,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
         (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed."""
-        from pacebench.protocol import final_specs, grid_points, select_best
+        from pacebench import protocol
+        from pacebench.protocol import final_specs, select_best
         from pacebench.scheduler import plan
         from pacebench.store import Store
 
         method_names = split_list(methods) or []
         env = _environment(device, data_root, weights, workers, threads, weights_dir)
         specs = []
-        for point in grid_points(grid_values(grid)):
+        for point in protocol.grid(grid_values(grid)):
             request = _request(suite, datasets, method_names, tune_seeds, epochs, None, train, backbone, weights,
-                               shots, split_seeds, phase="tune")
+                               shots, split_seeds, phase=Phase.tune)
             specs += plan(_with_point(request, point))
         specs = list({s.key: s for s in specs}.values())
         console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")

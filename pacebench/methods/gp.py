@@ -10,7 +10,7 @@ double backward, so setup() switches timm's attention to its plain-math path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -52,7 +52,7 @@ G = TypeVar("G", bound=MethodConfig)
 class PenaltyMethod(Method[G], Generic[G]):
     """`base_loss` + λ_gp·‖∇θ CE‖₂ on plain-math attention; subclasses give the base loss and the weight."""
 
-    parts = ("ce", "gp")
+    parts: ClassVar[tuple[str, ...]] = ("ce", "gp")
 
     def setup(self, model: nn.Module, info: SetupInfo) -> dict[str, Any]:
         return {**super().setup(model, info), "math_attention_modules": use_math_attention(model)}

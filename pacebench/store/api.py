@@ -27,7 +27,6 @@ from pacebench.store.models import EpochRow, RunRow, RunWeightsRow
 from pacebench.store.records import EpochRecord, RunRecord
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-STATUSES = ("queued", "running", "done", "failed")
 
 
 def utcnow() -> datetime:
