@@ -17,7 +17,6 @@ from pacebench.adapters.layout import Layout, layout_of
 from pacebench.errors import UsageError
 
 
-
 def _kinds() -> dict[str, str]:
     """Every adapter kind with its description, from the registered parts: each weight part with each prompt part
     (the paper's LoRA+VPT family first), then each part alone."""

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pacebench.cli.common import DataOption, DbOption, console, db_url
 from pacebench.choices import Phase, Schedule, Status
+from pacebench.cli.common import DataOption, DbOption, console, db_url
 
 
 def register(app: typer.Typer) -> None:

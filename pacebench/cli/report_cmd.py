@@ -11,7 +11,6 @@ from pacebench.choices import Format
 from pacebench.cli.common import DbOption, console, db_url
 
 
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def report(

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list, key_values, split_list
 from pacebench.choices import Phase
+from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list, key_values, split_list
 from pacebench.errors import UsageError
 
 Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).")]
