@@ -152,7 +152,7 @@ def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = 
             hooks.epoch_done(spec, epoch, rec)
 
         try:
-            result = train_run(spec, env, on_epoch, partial(_store_counts, store, record.id))
+            result = train_run(spec, env, on_epoch, partial(_store_setup, store, record.id))
         except KeyboardInterrupt:
             store.fail_run(record.id, "interrupted")
             raise
@@ -170,10 +170,14 @@ def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = 
     return outcomes
 
 
-def _store_counts(store: Store, run_id: int, facts: dict[str, Any]) -> None:
-    """Keeps the parameter counts that the trainer reports once the model is built."""
-    store.update_run(run_id, **{k: v for k, v in facts.items() if k in ("trainable_params", "adapter_params",
-                                                                        "head_params")})
+COUNTS = ("trainable_params", "adapter_params", "head_params")
+
+
+def _store_setup(store: Store, run_id: int, facts: dict[str, Any]) -> None:
+    """Keeps what the trainer reports once the model is built: the parameter counts in their columns, the rest
+    (σ per depth position, attention kernel, ...) in the run's `setup`."""
+    store.update_run(run_id, **{k: v for k, v in facts.items() if k in COUNTS},
+                     setup={k: v for k, v in facts.items() if k not in COUNTS})
 
 
 def resolve_device(name: str) -> Any:

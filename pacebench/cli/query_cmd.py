@@ -47,13 +47,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def methods() -> None:
-        """List the registered methods with their description and hyperparameters (defaults)."""
+        """List the registered methods (tags, paper row, description) and their hyperparameters: default, the
+        search grid `ablate` uses, and what each means; then the adapter kinds for `-t adapter=KIND`."""
+        from pacebench.adapters import DESCRIPTIONS
         from pacebench.methods import METHODS
 
-        table = Table("method", "description", "hyperparameters (--hp NAME=VALUE)", title="methods")
+        table = Table("method", "tags", "paper row", "description", title="methods (tags: table6 = `pacebench "
+                      "ablate`, efficiency = `ablate --efficiency`)")
+        params = Table("method", "--hp NAME", "default", "search grid", "meaning", title="hyperparameters")
         for name, cls in METHODS.items():
-            table.add_row(name, cls.description, _config(cls.make_config({}).as_dict()) or "–")
+            table.add_row(name, ", ".join(sorted(cls.tags)), cls.paper_row or "", cls.description)
+            grid = cls.search_grid()
+            for hp_name, default, text in cls.hyperparameters():
+                params.add_row(name, hp_name, str(default), ", ".join(map(str, grid.get(hp_name, []))), text)
         console.print(table)
+        console.print(params)
+        kinds = Table("adapter kind (-t adapter=KIND)", "what it adds", title="adapters")
+        for kind, text in DESCRIPTIONS.items():
+            kinds.add_row(kind, text)
+        console.print(kinds)
 
     @app.command()
     def suites(data_root: DataOption = None) -> None:
@@ -82,7 +94,7 @@ def register(app: typer.Typer) -> None:
         image_size: Annotated[int, typer.Option("--image-size")] = 224,
     ) -> None:
         """Trainable parameter count and the σ schedule of a set-up, without weights or data."""
-        from pacebench.inspect import describe
+        from pacebench.footprint import describe
 
         info = describe(backbone, adapter, rank, classes, sigma, schedule, image_size)
         console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} rank {rank}, "

@@ -8,14 +8,13 @@ from typing import Annotated
 import typer
 
 from pacebench.choices import Format
-from pacebench.cli.common import DbOption, console, db_url
+from pacebench.cli.common import DbOption, RegistryHelp, console, db_url
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def report(
-        table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, "
-                                           "6/ablations.")] = "demo",
+        table: Annotated[str, typer.Option("--table", "-t", help="Table (number/name): {tables}.")] = "demo",
         fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.rich,
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
         = None,
@@ -38,9 +37,9 @@ def register(app: typer.Typer) -> None:
         out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
         console.print(f"wrote {out}")
 
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def plot(
-        figure: Annotated[str, typer.Argument(help="grad-norm, fp-distance, accuracy, lambda-sweep.")],
+        figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
         out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG file (default results/FIGURE.png).")]
         = None,
         suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,

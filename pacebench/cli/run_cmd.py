@@ -9,18 +9,28 @@ from typing import Annotated, Any
 import typer
 
 from pacebench.choices import Phase
-from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list, key_values, split_list
+from pacebench.cli.common import (
+    DataOption,
+    DbOption,
+    RegistryHelp,
+    console,
+    db_url,
+    grid_values,
+    int_list,
+    key_values,
+    split_list,
+)
 from pacebench.errors import UsageError
 
 Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).")]
 Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds.")]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Override the suite's epochs.")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N (cuda without CUDA is an error).")]
-Hp = Annotated[list[str] | None, typer.Option("--hp", help="Method hyperparameter NAME=VALUE (lam, sigma, interval, "
-                                              "copies, p, rho, ...); repeatable; applies to methods that have it.")]
-Train = Annotated[list[str] | None, typer.Option("--train", "-t", help="Training setting NAME=VALUE (lr, "
-                                                 "weight_decay, rank, batch_size, adapter, precision, eval_every, "
-                                                 "warmup_epochs, drop_path, image_size, ...); repeatable.")]
+Hp = Annotated[list[str] | None, typer.Option("--hp", help="Method hyperparameter NAME=VALUE, one of: "
+                                              "{hyperparameters}; repeatable; applies to every selected method that "
+                                              "has it (`pacebench methods`).")]
+Train = Annotated[list[str] | None, typer.Option("--train", "-t", help="Training setting NAME=VALUE, one of: "
+                                                 "{training_settings}; repeatable.")]
 Backbone = Annotated[str | None, typer.Option("--backbone", help="Named backbone or timm architecture.")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="Weights file (.npz, .pth/.pt, .safetensors).")]
 WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", envvar="PACEBENCH_WEIGHTS", help="Folder holding "
@@ -116,11 +126,12 @@ def execute_plan(specs: list[Any], db: str | None, env: Any, origin: str = "dire
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def run(
-        suite: Annotated[str, typer.Argument(help="Suite: demo, vtab, fewshot, fgvc, domain (`pacebench suites`).")],
+        suite: Annotated[str, typer.Argument(help="Suite, one of: {suites} (`pacebench suites`).")],
         datasets: Datasets = None,
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods.")] = "baseline,pace",
+        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.")]
+        = "baseline,pace",
         seeds: Seeds = "0",
         epochs: Epochs = None,
         device: Device = "auto",
@@ -154,12 +165,13 @@ def register(app: typer.Typer) -> None:
         if not dry_run:
             console.print(f"next: [bold]pacebench report --table {suite}[/] and [bold]pacebench plot grad-norm[/]")
 
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def ablate(
-        dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo).")],
+        dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo). "
+                                               "Runs: {table6}.")],
         suite: Annotated[str, typer.Option("--suite", help="Suite the dataset belongs to.")] = "vtab",
-        efficiency: Annotated[bool, typer.Option("--efficiency", help="Also the lazy / fast / multi-network "
-                                                 "settings of Fig. 5.")] = False,
+        efficiency: Annotated[bool, typer.Option("--efficiency", help="Also Fig. 5's efficiency variants: "
+                                                 "{efficiency}.")] = False,
         seeds: Seeds = "0",
         epochs: Epochs = None,
         device: Device = "auto",
@@ -174,7 +186,8 @@ def register(app: typer.Typer) -> None:
         threads: Threads = 1,
         dry_run: DryRun = False,
     ) -> None:
-        """Run the baseline, PACE and every Table-6 ablation on one dataset (phase 2 settings)."""
+        """Run the baseline, PACE and every Table-6 ablation (the methods tagged table6) on one dataset (phase 2
+        settings)."""
         from pacebench.methods import ABLATIONS, EFFICIENCY
         from pacebench.scheduler import plan
 
@@ -185,11 +198,11 @@ def register(app: typer.Typer) -> None:
         if not dry_run:
             console.print("next: [bold]pacebench report --table ablations[/]")
 
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def tune(
-        suite: Annotated[str, typer.Argument(help="Suite to tune.")],
+        suite: Annotated[str, typer.Argument(help="Suite to tune, one of: {suites}.")],
         datasets: Datasets = None,
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods.")] = "pace",
+        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.")] = "pace",
         grid: Annotated[list[str] | None, typer.Option("--grid", help="NAME=V1,V2,... over a method hyperparameter "
                                                        "or training setting; repeatable.")] = None,
         seeds: Annotated[str, typer.Option("--seeds", help="Phase-2 seeds (paper: three).")] = "0,1,2",

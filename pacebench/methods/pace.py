@@ -31,8 +31,8 @@ from pacebench.methods.base import (
 )
 from pacebench.noise import apply_noise
 
-SIGMA_HELP = "noise scale σ of the most perturbed position (multiplicative noise z ~ N(1, σ²) on Δh)"
-SCHEDULE_HELP = f"how σ varies over depth: {', '.join(Schedule)} (code: the authors', falling with depth)"
+SIGMA_HELP = "noise scale σ at the most perturbed position (the schedule scales it over depth)"
+SCHEDULE_HELP = f"σ over depth: {', '.join(Schedule)} (code: the authors', falling with depth)"
 LAM_HELP = "weight λ of the consistency term"
 SIGMA_GRID = [0.5, 0.8, 1.2, 1.6]  # multiplicative noise: z ~ N(1, σ²), σ of order 1
 LAM_GRID = [0.1, 0.5, 1.0, 2.0]
