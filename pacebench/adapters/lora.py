@@ -3,7 +3,6 @@
 - `lora_add` (method B):  ΔW = D U,          Δb = b0 ⊙ δb
 - `lora_mul` (method A):  ΔW = W0 ⊙ (D U),   Δb = b0 ⊙ δb
 
-Registered in this order (lora_mul first), so the paper's default LoRA_mul + VPT_add leads the adapter kinds.
 D (out x r) and δb start at zero and U (r x in) is xavier-uniform, so Δh = 0 at the start of training.
 """
 
@@ -27,19 +26,19 @@ class _LoRA(AdapterPart):
         return None if self.bias_scale is None else base.bias * self.bias_scale
 
 
-@PARTS.register("lora_mul")
-class LoRAMul(_LoRA):
-    name = "lora_mul"
-    description = "LoRA_mul: ΔW = W0 ⊙ (D U), Δb = b0 ⊙ δb (with VPT_add: the paper's LoRA+VPT, Table 7 method A)"
-
-    def delta_weight(self, base: nn.Linear) -> Tensor:
-        return base.weight * (self.lora_down @ self.lora_up)
-
-
 @PARTS.register("lora_add")
 class LoRAAdd(_LoRA):
     name = "lora_add"
-    description = "LoRA_add: ΔW = D U, Δb = b0 ⊙ δb (Table 7 method B)"
+    description = "LoRA_add: ΔW = D U (Table 7 method B)"
 
     def delta_weight(self, base: nn.Linear) -> Tensor:
         return self.lora_down @ self.lora_up
+
+
+@PARTS.register("lora_mul")
+class LoRAMul(_LoRA):
+    name = "lora_mul"
+    description = "LoRA_mul: ΔW = W0 ⊙ (D U) (Table 7 method A, with VPT_add the paper's LoRA+VPT)"
+
+    def delta_weight(self, base: nn.Linear) -> Tensor:
+        return base.weight * (self.lora_down @ self.lora_up)
