@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any
 
+from pacebench.choices import Phase, Precision
 from pacebench.errors import UsageError
+from pacebench.values import parse_fields
 
-Phase = Literal["tune", "final"]
-PHASES: dict[str, str] = {
-    "tune": "phase 1: train on the train split (VTAB train800), score on the validation split (val200)",
-    "final": "phase 2: train on train+val (VTAB train800val200), score on the test split",
+PHASES: dict[Phase, str] = {
+    Phase.tune: "phase 1: train on the train split (VTAB train800), score on the validation split (val200)",
+    Phase.final: "phase 2: train on train+val (VTAB train800val200), score on the test split",
 }
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyperparameters. Defaults follow the authors' VTAB-1k code (see IMPLEMENTATION_NOTES.md)."""
+    """Training hyperparameters. Defaults follow the authors' VTAB-1k code (docs/implementation.md)."""
 
     epochs: int = 300
     batch_size: int = 64
@@ -41,9 +40,11 @@ class TrainConfig:
     adapter: str = "lora_mul+vpt_add"
     rank: int = 10
     image_size: int = 224
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere; resolved before the run key is taken
+    precision: Precision = Precision.auto  # bf16 autocast on CUDA, fp32 elsewhere; resolved before the key
 
     def __post_init__(self) -> None:
+        precision = parse_fields(TrainConfig, {"precision": self.precision}, "training setting")["precision"]
+        object.__setattr__(self, "precision", precision)  # a stored run's "bf16" reads back as Precision.bf16
         checks = {
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
@@ -55,29 +56,20 @@ class TrainConfig:
             "eval_every": self.eval_every >= 1,
             "rank": self.rank >= 1,
             "image_size": self.image_size >= 1,
-            "precision": self.precision in PRECISIONS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise UsageError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
-                             "epochs/batch sizes/rank >= 1, lr > 0, 0 <= drop_path < 1, precision auto|fp32|bf16")
+                             "epochs/batch sizes/rank >= 1, lr > 0, 0 <= drop_path < 1")
 
 
-TRAIN_FIELDS = {f.name: f.type for f in fields(TrainConfig)}
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 
-def coerce_train(values: dict[str, Any]) -> dict[str, Any]:
-    """Converts strings from the command line or a suite file to the TrainConfig field types."""
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        if name not in TRAIN_FIELDS:
-            raise UsageError(f"unknown training setting {name!r}; known: {', '.join(TRAIN_FIELDS)}")
-        kind = {"int": int, "float": float, "str": str}[str(TRAIN_FIELDS[name])]
-        try:
-            out[name] = kind(float(value)) if kind is int and isinstance(value, str) and "e" in value else kind(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"training setting {name} must be {kind.__name__}, got {value!r}") from None
-    return out
+def coerce_train(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Converts strings from the command line or a suite file to the TrainConfig field types (`values.parse_fields`:
+    the same rules as method hyperparameters)."""
+    return parse_fields(TrainConfig, values, "training setting")
 
 
 @dataclass(frozen=True)
@@ -93,7 +85,7 @@ class RunSpec:
     weights_sha256: str = ""
     method_config: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
-    phase: Phase = "final"
+    phase: Phase = Phase.final
 
     @property
     def key(self) -> str:

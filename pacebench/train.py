@@ -66,6 +66,13 @@ def load_splits(spec: RunSpec, data_root: Path, cache_dir: Path | None = None) -
     return READERS.get(suite.reader)(request)
 
 
+def attention_kernel(model: nn.Module) -> str:
+    """Which attention timm runs: "fused" (scaled_dot_product_attention), "math" (plain matmul + softmax; the
+    gradient penalty needs it for its double backward), "mixed", or "none" for a model without timm attention."""
+    flags = {bool(m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")}
+    return {frozenset(): "none", frozenset({True}): "fused", frozenset({False}): "math"}.get(frozenset(flags), "mixed")
+
+
 def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, generator: torch.Generator | None
            ) -> DataLoader:
     workers = 0 if getattr(dataset, "in_memory", False) else env.num_workers
@@ -173,9 +180,18 @@ class EpochStats:
                 "parts": {k: v.item() / n for k, v in self.parts.items()}}
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished run: its final metrics and its trained adapter and head tensors (kept with the run)."""
+
+    metrics: dict[str, Any]
+    weights: dict[str, Tensor]
+
+
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
-              | None = None) -> dict[str, Any]:
-    """Trains `spec` and returns its final metrics; `on_epoch` receives every epoch's record (the store writes it)."""
+              | None = None) -> TrainResult:
+    """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
+    (the store writes it)."""
     from timm.scheduler import CosineLRScheduler
 
     generator = seed_everything(spec.seed)
@@ -185,10 +201,11 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     model, method, params = ready.model, ready.method, ready.params
     if env.compile:
         compile_blocks(model)
+    facts = {**ready.facts, "attention": attention_kernel(model)}
     counts = adapters.count_parameters(model)
     if setup_info:
         setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter, "head_params": counts.head,
-                    **ready.facts})
+                    **facts})
     t = spec.train
     optimizer = make_optimizer(params, t.lr, t.weight_decay, env.device)
     schedule = CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.min_lr, warmup_t=t.warmup_epochs,
@@ -225,7 +242,8 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
             wall_time=time.perf_counter() - start,
         )
         on_epoch(epoch, record)
-    return {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
+    metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
+    return TrainResult(metrics, adapters.trainable_state(model))
 
 
 def _test_acc(evals: dict[str, float]) -> float | None:

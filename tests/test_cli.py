@@ -12,6 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from pacebench.cli import app
+from pacebench.store import Store
+from pacebench.store.api import head_revision
 
 runner = CliRunner()
 TINY = ["--epochs", "2", "-t", "batch_size=16", "-t", "eval_every=1", "--device", "cpu", "--seeds", "0"]
@@ -77,14 +79,14 @@ def test_inspect_counts_vit_b16_exactly():
     (["run", "demo", "-t", "colour=1"], 2, "unknown training setting 'colour'"),
     (["run", "demo", "--seeds", "0,x"], 2, "--seeds takes comma-separated integers"),
     (["run", "demo", "--device", "tpu"], 2, "--device"),
-    (["run", "demo", "--phase", "test"], 2, "--phase must be one of"),
-    (["runs", "--status", "nope"], 2, "--status must be one of"),
-    (["report", "--format", "pdf"], 2, "--format must be one of"),
+    (["run", "demo", "--phase", "test"], 2, "'test' is not one of 'tune', 'final'"),  # StrEnum choices: click says
+    (["runs", "--status", "nope"], 2, "'nope' is not one of 'queued', 'running', 'done', 'failed'"),
+    (["report", "--format", "pdf"], 2, "'pdf' is not one of 'rich', 'md', 'latex', 'csv'"),
 ])
 def test_bad_input_is_one_clear_line(args, code, message, tmp_path):
     result = invoke(*args, db=f"sqlite:///{tmp_path}/x.db")
     assert result.exit_code == code, result.output
-    assert message in " ".join(result.output.split())
+    assert message in " ".join(result.output.replace("│", " ").split())  # click's choice errors come boxed
     assert "Traceback" not in result.output
 
 
@@ -103,11 +105,10 @@ def test_unopenable_database_exits_1(tmp_path):
 
 
 def test_db_upgrade_and_current(tmp_path):
-    from test_store import head_revision
-
     db = f"sqlite:///{tmp_path}/new.db"
-    assert head_revision() in invoke("db", "upgrade", db=db).output.replace("\n", "")
-    assert invoke("db", "current", db=db).output.strip() == head_revision()
+    head = head_revision()
+    assert head in invoke("db", "upgrade", db=db).output
+    assert invoke("db", "current", db=db).output.strip() == head
 
 
 def test_tiny_demo_run_end_to_end(tmp_path, results):
@@ -118,6 +119,9 @@ def test_tiny_demo_run_end_to_end(tmp_path, results):
     runs = con.execute("select id, method, status, trainable_params, device, versions, metrics from runs").fetchall()
     assert [(r[1], r[2], r[4]) for r in runs] == [("baseline", "done", "cpu"), ("pace", "done", "cpu")]
     assert all(r[3] and r[3] > 0 for r in runs) and all('"torch"' in r[5] for r in runs)
+    setups = {r.method: r.setup for r in Store(db).runs()}  # the set-up facts are kept with each run
+    assert setups["baseline"] == {"attention": "fused"} and setups["pace"]["attention"] == "fused"
+    assert setups["pace"]["sigmas"][0] == 0 and setups["pace"]["sigmas"][1] == pytest.approx(1.2)
     epochs = con.execute("select run_id, epoch, lr, loss, train_acc, test_acc, grad_norm_mean, grad_norm_max, "
                          "fp_distance, wall_time, parts from epochs order by run_id, epoch").fetchall()
     assert [(e[0], e[1]) for e in epochs] == [(1, 0), (1, 1), (2, 0), (2, 1)]
@@ -125,6 +129,10 @@ def test_tiny_demo_run_end_to_end(tmp_path, results):
         assert all(v is not None for v in e[2:10]), e
         assert e[6] > 0 and e[7] >= e[6]  # gradient norm: max over steps >= mean
     assert '"consistency"' in epochs[-1][10] and '"ce"' in epochs[-1][10]
+    for run_id, *_ in runs:  # each finished run keeps its trained adapters and head, and nothing frozen
+        weights = Store(db).run_weights(run_id)
+        assert weights and any(".head." in n or n.startswith("head.") for n in weights)
+        assert any("lora" in n for n in weights) and not any(n.endswith("base.weight") for n in weights)
 
     again = invoke("run", "demo", "--methods", "baseline,pace", *TINY, db=db)
     assert again.exit_code == 0 and again.output.count("skipped-done") == 2
@@ -176,5 +184,28 @@ def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, 
     rows = con.execute("select method, status from runs").fetchall()
     assert sorted(m for m, _ in rows) == sorted(ABLATIONS + EFFICIENCY)
     assert {s for _, s in rows} == {"done"}
+    setups = {r.method: r.setup for r in Store(db).runs()}
+    assert setups["gp"]["attention"] == setups["fpa_gp"]["attention"] == "math"  # double backward needs it
+    assert setups["sam"]["attention"] == "fused" and setups["pace_add"]["sigmas"][1] == pytest.approx(1.2)
     table = invoke("report", "--table", "ablations", "--format", "csv", db=db)
     assert table.exit_code == 0 and all(m in table.output for m in ABLATIONS)
+
+
+def test_help_lists_what_the_registries_hold():
+    """The option help is read from the registries when shown, so it cannot fall behind them."""
+    from pacebench.methods import ABLATIONS, EFFICIENCY, METHODS
+    from pacebench.report import FIGURES, table_names
+    from pacebench.spec import TRAIN_FIELDS
+
+    def text(*args: str) -> str:
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.replace("│", " ").split())
+
+    run = text("run", "--help")
+    assert all(m in run for m in METHODS.names()) and all(f in run for f in TRAIN_FIELDS)
+    assert "{methods}" not in run and "{hyperparameters}" not in run
+    ablate = text("ablate", "--help")
+    assert all(m in ablate for m in (*ABLATIONS, *EFFICIENCY))
+    assert all(t in text("report", "--help") for t in table_names())
+    assert all(f in text("plot", "--help") for f in FIGURES.names())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ import pytest
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, Store
-from pacebench.store.api import utcnow
+from pacebench.store.api import head_revision, utcnow
 
 
 def spec(**changes) -> RunSpec:
@@ -23,20 +24,6 @@ def spec(**changes) -> RunSpec:
 @pytest.fixture
 def store(tmp_path) -> Store:
     return Store(f"sqlite:///{tmp_path}/r.db")
-
-
-def head_revision() -> str:
-    """The one head of the migration chain (two heads would be a merge mistake)."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from pacebench.store.api import MIGRATIONS
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    heads = ScriptDirectory.from_config(cfg).get_heads()
-    assert len(heads) == 1, f"migrations have several heads {heads}: chain them (down_revision)"
-    return heads[0]
 
 
 def test_migration_to_head_on_an_empty_file(tmp_path):
@@ -83,7 +70,7 @@ def test_epoch_is_unique_per_run_and_epoch(store):
 def test_run_key_is_stable_and_sensitive():
     a = spec()
     assert a.key == spec().key == spec(method_config={"sigma": 1.2, "lam": 1.0}).key  # dict order is irrelevant
-    assert len(a.key) == 16 and int(a.key, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", a.key), a.key  # 16 lower-case hex digits, nothing else
     for change in (dict(seed=1), dict(method="baseline"), dict(train=TrainConfig(epochs=4)), dict(phase="tune"),
                    dict(weights_sha256="ab"), dict(data_options={"shots": 10}), dict(dataset="other")):
         assert spec(**change).key != a.key, change
@@ -150,3 +137,17 @@ def test_unopenable_database_is_a_clear_error(tmp_path):
 def test_invalid_training_setting():
     with pytest.raises(UsageError, match="epochs"):
         TrainConfig(epochs=0)
+
+
+def test_finished_run_keeps_its_weights_bit_for_bit(store):
+    import torch
+
+    run = store.add_run(spec())
+    weights = {"blocks.0.attn.qkv.lora.down": torch.randn(6, 2), "head.linear.bias": torch.tensor([1.0, math.nan])}
+    assert store.run_weights(run.id) is None
+    store.finish_run(run.id, {"test_acc": 50.0}, weights)
+    back = store.run_weights(run.id)
+    assert back.keys() == weights.keys()
+    for name, tensor in weights.items():
+        assert torch.equal(back[name].nan_to_num(7.0), tensor.nan_to_num(7.0))
+    assert store.delete_runs([run.id]) == 1 and store.run_weights(run.id) is None

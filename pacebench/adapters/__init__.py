@@ -9,21 +9,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
 from pacebench.adapters import lora, vpt  # noqa: F401  (registration)
 from pacebench.adapters.base import PARTS, AdaptedLinear, AdapterPart, Noisy, NoisyHead, plain_paths
 from pacebench.adapters.layout import Layout, layout_of
 from pacebench.errors import UsageError
 
-KINDS = ("lora_mul+vpt_add", "lora_add+vpt_add", "lora_mul", "lora_add", "vpt_add")
-DESCRIPTIONS = {
-    "lora_mul+vpt_add": "LoRA_mul + VPT_add, the paper's LoRA+VPT baseline (Table 7 method A)",
-    "lora_add+vpt_add": "LoRA_add + VPT_add",
-    "lora_mul": "ΔW = W0 ⊙ (D U), Δb = b0 ⊙ δb",
-    "lora_add": "ΔW = D U, Δb = b0 ⊙ δb (Table 7 method B)",
-    "vpt_add": "Δb = W0 P_d P_u: a per-layer prompt folded into the bias",
-}
+
+def _kinds() -> dict[str, str]:
+    """Every adapter kind with its description, from the registered parts: each weight part with each prompt part
+    (the paper's LoRA+VPT family first), then each part alone."""
+    weights = [cls for _, cls in PARTS.items() if not cls.prompt]
+    prompts = [cls for _, cls in PARTS.items() if cls.prompt]
+    pairs = {f"{w.name}+{p.name}": f"{w.description} + {p.description}" for w in weights for p in prompts}
+    return {**pairs, **{name: cls.description for name, cls in PARTS.items()}}
+
+
+DESCRIPTIONS = _kinds()
+KINDS = tuple(DESCRIPTIONS)
 
 
 def parse_kind(kind: str) -> list[str]:
@@ -91,6 +95,12 @@ def count_parameters(model: nn.Module) -> ParamCount:
     return ParamCount(sum(p.numel() for p in adapter_parameters(model)), sum(p.numel() for p in head_parameters(model)))
 
 
+def trainable_state(model: nn.Module) -> dict[str, Tensor]:
+    """The trained tensors of a run (adapters and head) by their names in the model, detached on the CPU: what a
+    finished run keeps so that it can be evaluated again or exported without the optimizer state."""
+    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
 def merge(model: nn.Module) -> None:
     for layer in adapted_layers(model):
         layer.merge()
@@ -127,5 +137,5 @@ def disabled(model: nn.Module) -> Iterator[nn.Module]:
 __all__ = [
     "DESCRIPTIONS", "KINDS", "AdaptedLinear", "Layout", "NoisyHead", "ParamCount", "adapted_layers",
     "adapter_parameters", "count_parameters", "disabled", "head_parameters", "inject", "merge", "merged",
-    "noisy_layers", "parse_kind", "plain_paths", "unmerge",
+    "noisy_layers", "parse_kind", "plain_paths", "trainable_state", "unmerge",
 ]

@@ -1,7 +1,7 @@
 """issue 13: the `speed` table written by `pacebench bench`.
 
-Revision ID: 0002_i13_speed
-Revises: 0001_v0_1_0
+Revision ID: 0004_i13_speed
+Revises: 0003_i8_run_setup
 Create Date: 2026-11-24
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 from pacebench.store.types import SafeFloat, SafeJSON
 
-revision = "0002_i13_speed"
-down_revision = "0001_v0_1_0"
+revision = "0004_i13_speed"
+down_revision = "0003_i8_run_setup"
 branch_labels = None
 depends_on = None
 
