@@ -38,6 +38,7 @@ class PlanRequest:
     backbone: str | None = None
     weights: Path | None = None
     options: dict[str, list[Any]] | None = None  # restrict the data-option grid, e.g. {"shots": [16]}
+    device: str = "cpu"  # the device type the runs train on: precision "auto" resolves to bf16 on "cuda"
 
 
 @cache
@@ -67,14 +68,11 @@ def _demo_path(backbone: str) -> Path:
 def materialise(specs: list[RunSpec], device_type: str) -> list[RunSpec]:
     """What must be settled before run keys are final: precision 'auto' becomes bf16 on CUDA and fp32 elsewhere,
     and a demo backbone planned before it existed is pre-trained now and its hash filled in."""
-    from dataclasses import replace
-
     from pacebench.pretrain import pretrain_demo_backbone
 
     out = []
     for spec in specs:
-        if spec.train.precision == "auto":
-            spec = spec.with_(train=replace(spec.train, precision="bf16" if device_type == "cuda" else "fp32"))
+        spec = spec.with_(train=spec.train.for_device(device_type))
         if not spec.weights_sha256 and _pretrainable(spec.backbone, None):
             pretrain_demo_backbone()
             weights_sha256.cache_clear()
@@ -94,7 +92,7 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
     weights_hash = sha(backbone, req.weights)
     specs = []
     for ds in suite.select(req.datasets):
-        train = suite.resolve_train(ds, req.train)
+        train = suite.resolve_train(ds, req.train).for_device(req.device)
         for options in ds.variants():
             if req.options and any(options.get(k) not in v for k, v in req.options.items()):
                 continue

@@ -63,6 +63,13 @@ class TrainConfig:
                              "epochs/batch sizes/rank >= 1, lr > 0, 0 <= drop_path < 1")
 
 
+    def for_device(self, device_type: str) -> TrainConfig:
+        """Precision "auto" resolved: bf16 autocast on CUDA, fp32 elsewhere (what the run stores and is keyed by)."""
+        if self.precision != Precision.auto:
+            return self
+        return replace(self, precision=Precision.bf16 if device_type == "cuda" else Precision.fp32)
+
+
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 

@@ -83,10 +83,10 @@ def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, gen
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' is bf16 autocast on CUDA and fp32 elsewhere; the run records the resolved value."""
+    """'auto' is bf16 autocast on CUDA and fp32 elsewhere (`TrainConfig.for_device`)."""
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
-    return precision
+    return str(precision)
 
 
 def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:

@@ -65,7 +65,9 @@ def test_planning_never_pretrains_the_demo_backbone(tmp_path, monkeypatch):
     try:
         specs = plan(PlanRequest(suite="demo", methods=["baseline"], seeds=[0]))
         assert specs[0].weights_sha256 == "" and not (tmp_path / "checkpoints").exists()
-        assert specs[0].train.precision == "auto"
+        assert specs[0].train.precision == "fp32", "planned for the CPU"
+        cuda = plan(PlanRequest(suite="demo", methods=["baseline"], seeds=[0], device="cuda"))
+        assert cuda[0].train.precision == "bf16" and cuda[0].key != specs[0].key
         assert materialise(specs[:0], "cuda") == []
         from dataclasses import replace
 

@@ -49,7 +49,7 @@ Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.com
 
 def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, epochs: int | None,
              hp: list[str] | None, train: list[str] | None, backbone: str | None, weights: Path | None,
-             shots: str | None, split_seeds: str | None, phase: Phase = Phase.final) -> Any:
+             shots: str | None, split_seeds: str | None, phase: Phase = Phase.final, device: str = "cpu") -> Any:
     from pacebench.scheduler import PlanRequest, check_method_overrides
 
     train_values: dict[str, Any] = key_values(train, "--train")
@@ -61,7 +61,7 @@ def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, e
                                  "split_seed": int_list(split_seeds, "--split-seeds")}.items() if v}
     return PlanRequest(suite=suite, datasets=split_list(datasets), methods=methods,
                        seeds=int_list(seeds, "--seeds") or [0], train=train_values, method=method_values,
-                       phase=phase, backbone=backbone, weights=weights, options=options or None)
+                       phase=phase, backbone=backbone, weights=weights, options=options or None, device=device)
 
 
 def _environment(device: str, data_root: Path | None, weights: Path | None, workers: int, threads: int,
@@ -165,7 +165,7 @@ def register(app: typer.Typer) -> None:
         method_names = split_list(methods) or []
         env = _environment(device, data_root, weights, workers, threads, weights_dir, compile_)
         specs = plan(_request(suite, datasets, method_names, seeds, epochs, hp, train, backbone, weights, shots,
-                              split_seeds, phase))
+                              split_seeds, phase, env.device.type))
         execute_plan(specs, db, env, dry_run=dry_run)
         if not dry_run:
             console.print(f"next: [bold]pacebench report --table {suite}[/] and [bold]pacebench plot grad-norm[/]")
@@ -198,7 +198,8 @@ def register(app: typer.Typer) -> None:
 
         methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
         env = _environment(device, data_root, weights, workers, threads, weights_dir)
-        specs = plan(_request(suite, dataset, methods, seeds, epochs, hp, train, backbone, weights, None, None))
+        specs = plan(_request(suite, dataset, methods, seeds, epochs, hp, train, backbone, weights, None, None,
+                              device=env.device.type))
         execute_plan(specs, db, env, dry_run=dry_run)
         if not dry_run:
             console.print("next: [bold]pacebench report --table ablations[/]")
@@ -238,11 +239,11 @@ def register(app: typer.Typer) -> None:
         specs = []
         for point in protocol.grid(grid_values(grid)):
             request = _request(suite, datasets, method_names, tune_seeds, epochs, None, train, backbone, weights,
-                               shots, split_seeds, phase=Phase.tune)
+                               shots, split_seeds, phase=Phase.tune, device=env.device.type)
             specs += plan(_with_point(request, point))
         specs = list({s.key: s for s in specs}.values())
         if not dry_run:
-            specs = materialise(specs, env.device.type)  # final keys: the store is queried by them below
+            specs = materialise(specs, env.device.type)  # final keys (demo hash): the store is queried by them
         console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
         execute_plan(specs, db, env, origin="tune", dry_run=dry_run)
         if dry_run:
