@@ -106,12 +106,15 @@ def build(cfg: BenchConfig, method: str, device: torch.device) -> Callable[[], A
     return lambda: ready.method.step(ready.model, (x, y, idx), optimizer, ready.params)
 
 
-def count_flops(step: Callable[[], Any]) -> float:
+def count_flops(step: Callable[[], Any], steps: int = 2) -> float:
+    """Mean FLOPs per step over `steps` steps (pace_lazy alternates a PACE step and a plain one). Only products
+    and attention are counted: element-wise work (noise, norms, activations) is not in the FLOP model."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        step()
-    return float(counter.get_total_flops())
+        for _ in range(steps):
+            step()
+    return float(counter.get_total_flops()) / steps
 
 
 def peak_flops(device: torch.device, precision: str) -> float | None:

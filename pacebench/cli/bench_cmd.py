@@ -57,8 +57,9 @@ def register(app: typer.Typer) -> None:
         records = as_records(cfg, run(cfg))
         target = Store(db_url(db)) if store else _MemoryStore()
         target.add_speed(records)
-        rows = target.speed()[-len(records):]
-        console.print(render(speed_table(_Rows(rows)), "rich"))
+        table = speed_table(_Rows(target.speed()[-len(records):]))
+        table.frame = table.frame.drop(columns=["when", "device", "backbone", "precision", "batch", "px"])
+        console.print(render(table, "rich"))
 
 
 class _Rows:
