@@ -80,10 +80,15 @@ class CachedImages(Dataset):
         return self.pixels[i], self.labels[i]
 
 
+_STATS: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+
 def normalise(x: Tensor) -> Tensor:
     """uint8 images (any device) -> ImageNet-normalised float32, as ToTensor + Normalize compute it; floats pass."""
     if x.dtype != torch.uint8:
         return x
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(-1, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(-1, 1, 1)
+    if x.device not in _STATS:  # copied to the device once, not every step (a host-to-device copy waits)
+        _STATS[x.device] = (torch.tensor(IMAGENET_MEAN, device=x.device).view(-1, 1, 1),
+                            torch.tensor(IMAGENET_STD, device=x.device).view(-1, 1, 1))
+    mean, std = _STATS[x.device]
     return x.float().div(255).sub(mean).div(std)
