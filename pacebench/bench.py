@@ -69,10 +69,11 @@ def sync(device: torch.device) -> None:
 
 def interleaved(steps: dict[str, Callable[[], Any]], warmup: int, repeats: int, device: torch.device
                 ) -> dict[str, list[float]]:
-    """Seconds per call of each function, calls interleaved round by round; warm-up rounds are dropped."""
+    """Seconds per call of each function, calls interleaved round by round (every other round in reverse order, so
+    no function always follows the same one); warm-up rounds are dropped. Lists are aligned by round."""
     times: dict[str, list[float]] = {name: [] for name in steps}
     for round_ in range(warmup + repeats):
-        for name, step in steps.items():
+        for name, step in (reversed(steps.items()) if round_ % 2 else steps.items()):
             sync(device)
             start = time.perf_counter()
             step()
