@@ -92,7 +92,7 @@ def build(cfg: BenchConfig, method: str, device: torch.device) -> Callable[[], A
     from pacebench.train import autocast_for, compile_blocks, make_optimizer
 
     torch.manual_seed(0)
-    extra = {"patch_size": cfg.patch_size} if cfg.patch_size else {}
+    extra: dict[str, Any] = {"patch_size": cfg.patch_size} if cfg.patch_size else {}
     model = timm.create_model(cfg.backbone, pretrained=False, num_classes=cfg.classes, drop_path_rate=0.1,
                               img_size=cfg.image_size, **extra)
     ready = attach(model, method, SetupInfo(cfg.batch * 4, cfg.classes), cfg.adapter, cfg.rank, device=device)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from pacebench.adapters import noisy_layers
 from pacebench.adapters.base import Noisy
 from pacebench.droppath import SharedDropPath, copies
+from pacebench.noise import Noise
 
 STEM = ("patch_embed", "pos_drop", "patch_drop", "norm_pre")  # what a timm ViT runs before its blocks
 
@@ -52,7 +53,7 @@ def noise_free_blocks(model: nn.Module) -> int:
 class _Duplicate:
     """The pre-hook that turns the prefix's [B, ...] activations into n stacked copies."""
 
-    def __init__(self, n: int, noises: Iterable[nn.Module]) -> None:
+    def __init__(self, n: int, noises: Iterable[Noise]) -> None:
         self.n, self.noises = n, list(noises)
 
     def __call__(self, _block: nn.Module, args: tuple) -> tuple:
@@ -70,7 +71,7 @@ def forward_copies(model: nn.Module, x: Tensor, n: int) -> Tensor:
         with copies(model, n):
             return model(torch.cat([x] * n))
     tail = [m for block in blocks[split:] for m in block.modules() if isinstance(m, SharedDropPath)]
-    noises = [layer.noise for layer in noisy_layers(model) if hasattr(layer.noise, "batch")]
+    noises = [layer.noise for layer in noisy_layers(model) if isinstance(layer.noise, Noise)]
     handle = blocks[split].register_forward_pre_hook(_Duplicate(n, noises))
     for m in tail:
         m.copies = n
