@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from pacebench.data.base import READERS, DataRequest, Indexed, Splits
+from pacebench.data.base import DataRequest, Indexed, Splits, register_builtin
 
 SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
@@ -48,7 +48,7 @@ class InMemory(Indexed):
     in_memory = True  # tensors already in memory: loader workers would only add overhead
 
 
-@READERS.register("demo")
+@register_builtin("demo")
 def read_demo(request: DataRequest) -> Splits:
     x, y = digits_tensors(TARGET_CLASSES, request.image_size)
     parts = split_indices(y, int(request.options.get("shots", 10)), int(request.options.get("split_seed", 0)))

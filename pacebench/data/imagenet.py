@@ -23,10 +23,9 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
-from pacebench.data.base import READERS, DataRequest, Splits
-from pacebench.data.check import LAYOUTS, Layout, Source, for_phase, option
+from pacebench.data.base import Layout, Source, for_phase, option, register_layout
 from pacebench.data.fewshot import meta_source, train_source
-from pacebench.data.images import IMAGE_SUFFIXES, Item, check_label
+from pacebench.data.images import IMAGE_SUFFIXES, ImageDir, Item, check_label
 from pacebench.data.transforms import crop_eval_transform, crop_train_transform
 from pacebench.errors import DataError
 
@@ -84,18 +83,13 @@ def folder_items(folder: Path, label_of: Callable[[Path], int]) -> list[Item]:
     return items
 
 
-@LAYOUTS.register("imagenet")
+@register_layout("imagenet", crop_train_transform, crop_eval_transform)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     imagenet, classes = root / "imagenet", ClassOrder(root / "imagenet", num_classes)
     train = train_source(imagenet, option(options, "shots", 16), option(options, "split_seed", 0), num_classes)
     targets = {name: Source(name, root / folder, partial(folder_items, root / folder, partial(label_of, classes)),
-                            subset=subset)
+                            ImageDir(root / folder), subset=subset)
                for name, (folder, label_of, subset) in TARGETS.items()}
     evals = {"tune": {"val": meta_source(imagenet, "val", "val_meta.list", num_classes)}, "final": targets}
     return Layout((train,), for_phase(evals, phase))
 
-
-@READERS.register("imagenet")
-def read(request: DataRequest) -> Splits:
-    return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, crop_train_transform(request.image_size), crop_eval_transform(request.image_size))
