@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -45,9 +46,11 @@ class TrainConfig:
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
             "eval_batch_size": self.eval_batch_size >= 1,
-            "lr": self.lr > 0,
-            "weight_decay": self.weight_decay >= 0,
+            "lr": 0 < self.lr < math.inf,
+            "weight_decay": 0 <= self.weight_decay < math.inf,
             "warmup_epochs": self.warmup_epochs >= 0,
+            "warmup_lr": 0 <= self.warmup_lr < math.inf,
+            "min_lr": 0 <= self.min_lr < math.inf,
             "drop_path": 0 <= self.drop_path < 1,
             "eval_every": self.eval_every >= 1,
             "rank": self.rank >= 1,
@@ -57,7 +60,8 @@ class TrainConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise UsageError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
-                             "epochs/batch sizes/rank >= 1, lr > 0, 0 <= drop_path < 1, precision fp32|bf16")
+                             "epochs/batch sizes/rank >= 1, 0 < lr < inf, weight_decay/min_lr/warmup_lr finite and "
+                             ">= 0, 0 <= drop_path < 1, precision fp32|bf16")
 
 
 TRAIN_FIELDS = {f.name: f.type for f in fields(TrainConfig)}

@@ -78,10 +78,24 @@ class Suite:
         return cls.make_config(values).as_dict()
 
 
+# the type each dataset key must have in a suite file (classes is checked on its own: a positive integer)
+DATASET_TYPES: dict[str, tuple[type, str]] = {"folder": (str, "a string"), "group": (str, "a string"),
+                                              "aliases": (list, "a list of names"), "train": (dict, "a table"),
+                                              "methods": (dict, "a table"), "options": (dict, "a table"),
+                                              "data": (dict, "a table")}
+
+
 def _dataset(name: str, raw: dict[str, Any]) -> DatasetDef:
     known = {"classes", "folder", "aliases", "group", "train", "methods", "options", "data"}
+    if not isinstance(raw, dict):
+        raise UsageError(f"dataset {name} must be a table ([datasets.{name}]) in its suite file")
     if "classes" not in raw:
-        raise UsageError(f"dataset {name} has no 'classes' in its suite file")
+        raise UsageError(f"dataset {name} has no 'classes'")
+    if type(raw["classes"]) is not int or raw["classes"] < 1:
+        raise UsageError(f"dataset {name}: classes must be a positive integer, got {raw['classes']!r}")
+    wrong = [(k, rule) for k, (kind, rule) in DATASET_TYPES.items() if k in raw and not isinstance(raw[k], kind)]
+    if wrong:
+        raise UsageError(f"dataset {name}: {wrong[0][0]} must be {wrong[0][1]}, got {raw[wrong[0][0]]!r}")
     bad = [k for k, v in raw.get("options", {}).items() if not isinstance(v, list)]
     if bad:
         raise UsageError(f"dataset {name}: option {bad[0]!r} must be a list (a grid of values), e.g. [16]")
@@ -107,6 +121,13 @@ def parse_suite(path: Path) -> Suite:
     missing = [k for k in ("reader", "backbone") if k not in raw]
     if missing:
         raise UsageError(f"suite file {path} has no {missing[0]!r} key")
+    try:
+        return _suite(path, raw)
+    except UsageError as exc:
+        raise UsageError(f"suite file {path}: {exc}") from None
+
+
+def _suite(path: Path, raw: dict[str, Any]) -> Suite:
     suite = Suite(
         name=raw.get("name", path.stem),
         description=raw.get("description", ""),
@@ -122,7 +143,7 @@ def parse_suite(path: Path) -> Suite:
     names = [n for ds in suite.datasets.values() for n in (ds.name, *ds.aliases)]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise UsageError(f"suite file {path}: dataset name or alias {twice[0]!r} is used twice")
+        raise UsageError(f"dataset name or alias {twice[0]!r} is used twice")
     return suite
 
 

@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
         if status and status not in STATUSES:
             raise UsageError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
         url = db_url(db)
-        records = Store(url).runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
+        store = Store(url, readonly=True)
+        records = store.runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
         columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
         if wide:
             columns[1:1] = ["key", "suite"]

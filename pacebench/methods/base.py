@@ -7,6 +7,7 @@ step. SAM and the gradient penalty override `step()` because they need more than
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ class MethodConfig:
     """Base for method hyperparameters; subclasses add fields and check them in `validate()`."""
 
     def __post_init__(self) -> None:
-        for name, ok, rule in self.validate():
+        infinite = [f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), float)
+                    and not math.isfinite(getattr(self, f.name))]
+        for name, ok, rule in [(name, False, "a finite number") for name in infinite] + self.validate():
             if not ok:
                 raise UsageError(f"invalid {type(self).__name__} {name}={getattr(self, name)!r}: needs {rule}")
 
