@@ -153,7 +153,7 @@ def load_npz(model: nn.Module, path: Path) -> None:
         raise DataError(f"weights file {path} does not fit {type(model).__name__}: it has no entry {exc}; is it "
                         "the right architecture?") from None
     except (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
-        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read weights file {path}: {reason}; is it Google's .npz ViT checkpoint, "
                         "complete and uncorrupted?") from None
 
