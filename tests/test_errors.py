@@ -119,7 +119,8 @@ CASES: dict[str, tuple[Args, int, str]] = {
                                                  _corrupt(t, ".safetensors"), *TINY, "--db", f"sqlite:///{t}/w.db"],
                              1, "cannot read weights file"),
     "corrupt .npz": (lambda t, m, p, d: ["run", "demo", "-m", "baseline", *WEIGHTS, "--weights", _corrupt(t, ".npz"),
-                                         *TINY, "--db", f"sqlite:///{t}/w.db"], 1, "is it Google's .npz ViT checkpoint"),
+                                         *TINY, "--db", f"sqlite:///{t}/w.db"], 1,
+                     "is it Google's .npz ViT checkpoint"),
     "unknown adapter": (lambda t, m, p, d: ["run", "demo", "-t", "adapter=nosuch", "--db", f"sqlite:///{t}/a.db"], 2,
                         "unknown adapter 'nosuch'"),
 }
