@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -240,3 +241,44 @@ def test_npz_of_another_architecture_is_a_data_error(tmp_path):
     np.savez(tmp_path / "w.npz", **{"embedding/kernel": np.zeros((16, 16, 3, 192), np.float32)})
     with pytest.raises(DataError, match="does not fit VisionTransformer"):
         backbones.build(ARCH, num_classes=5, image_size=SIZE, drop_path=0.0, weights=tmp_path / "w.npz")
+
+
+# ------------------------------------------------------------------------------------------------------ end to end
+def test_pack_one_based_labels_and_npz_through_data_check_and_run(tmp_path, monkeypatch, google_npz):
+    """FGVC images only in an HDF5 pack, CUB-style 1-based labels, Google .npz weights: `data check` approves and
+    shows the mapping, `run` trains (loader workers reading the pack) and records the mapping with the run."""
+    import sqlite3
+
+    from conftest import assert_ok
+    from fake_trees import write_suites
+    from typer.testing import CliRunner
+
+    from pacebench.cli import app
+    from pacebench.suites import all_suites
+
+    root = tmp_path / "data" / "fgvc" / "CUB_200_2011"
+    make_fgvc(root)
+    one_based(root)
+    names = [f"{c.name}/{f.name}" for c in sorted((root / "images").iterdir()) for f in sorted(c.iterdir())]
+    with h5py.File(root / "images.hdf5", "w") as h5:
+        for name in names:
+            h5.create_dataset(name, data=np.asarray((root / "images" / name).read_bytes()))
+    shutil.rmtree(root / "images")
+    monkeypatch.setenv("PACEBENCH_SUITES", str(write_suites(tmp_path / "suites")))
+    all_suites.cache_clear()
+    runner, db = CliRunner(), f"sqlite:///{tmp_path}/r.db"
+    try:
+        check = runner.invoke(app, ["data", "check", "fgvc", "--root", str(tmp_path / "data")])
+        run = runner.invoke(app, ["run", "fgvc", "--datasets", "cub", "-m", "pace", "--backbone", ARCH, "--weights",
+                                  str(google_npz[1]), "-t", f"image_size={SIZE}", "-t", "batch_size=4", "--epochs",
+                                  "1", "--device", "cpu", "--workers", "2", "--data-root", str(tmp_path / "data"),
+                                  "--db", db])
+    finally:
+        all_suites.cache_clear()
+    assert "cub: labels renumbered (sorted train ids -> class index): 1->0, 2->1, 3->2" in check.output
+    assert "cub: images from the HDF5 pack" in check.output
+    assert re.search(r"cub\s*│\s*found", check.output), check.output  # (dogs has no folder here: "missing")
+    assert_ok(run)
+    with sqlite3.connect(tmp_path / "r.db") as con:
+        ((status, metrics),) = con.execute("select status, metrics from runs").fetchall()
+    assert status == "done" and json.loads(metrics)["label_ids"] == [1, 2, 3]
