@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from torch import nn
 
 # Tiny models: one intra-op thread is ~100x faster than two on a shared 2-core box (OpenMP spin-waits).
@@ -67,3 +69,18 @@ def assert_one_line_error(result, code: int, message: str) -> None:
 def assert_ok(result) -> None:
     """Exit 0 with no exception kept by the runner."""
     assert result.exit_code == 0 and result.exception is None, (result.output, result.exception)
+
+
+@pytest.fixture
+def sqlite_pragmas():
+    """PRAGMAs run on every new SQLite connection while the test runs (a full disk, a read-only file: the tests run
+    as root, where file permissions would not stop a write)."""
+    pragmas: list[str] = []
+
+    def on_connect(dbapi_conn, _record):
+        for pragma in pragmas:
+            dbapi_conn.execute(pragma)
+
+    event.listen(Engine, "connect", on_connect)
+    yield pragmas
+    event.remove(Engine, "connect", on_connect)

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_ok, assert_one_line_error
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from pacebench.cli import app
@@ -124,21 +122,6 @@ CASES: dict[str, tuple[Args, int, str]] = {
     "unknown adapter": (lambda t, m, p, d: ["run", "demo", "-t", "adapter=nosuch", "--db", f"sqlite:///{t}/a.db"], 2,
                         "unknown adapter 'nosuch'"),
 }
-
-
-@pytest.fixture
-def sqlite_pragmas():
-    """PRAGMAs run on every new SQLite connection while the test runs (a full disk, a read-only file: the tests run
-    as root, where file permissions would not stop a write)."""
-    pragmas: list[str] = []
-
-    def on_connect(dbapi_conn, _record):
-        for pragma in pragmas:
-            dbapi_conn.execute(pragma)
-
-    event.listen(Engine, "connect", on_connect)
-    yield pragmas
-    event.remove(Engine, "connect", on_connect)
 
 
 @pytest.mark.parametrize("case", list(CASES))

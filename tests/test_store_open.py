@@ -10,8 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, Table, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import MetaData, Table
 
 from pacebench.errors import PacebenchError
 from pacebench.store import EpochRecord, Store
@@ -30,47 +29,32 @@ def tables(path: Path) -> set[str]:
         return {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
 
 
-@pytest.fixture
-def sqlite_pragma(monkeypatch):
-    """Runs a PRAGMA on every new SQLite connection of every engine while the test runs (to simulate a full disk
-    or a read-only file: the tests run as root, where file permissions would not stop a write)."""
-    pragmas: list[str] = []
-
-    def on_connect(dbapi_conn, _record):
-        for pragma in pragmas:
-            dbapi_conn.execute(pragma)
-
-    event.listen(Engine, "connect", on_connect)
-    yield pragmas
-    event.remove(Engine, "connect", on_connect)
-
-
-def test_failed_first_open_leaves_a_usable_database(tmp_path, sqlite_pragma):
+def test_failed_first_open_leaves_a_usable_database(tmp_path, sqlite_pragmas):
     path = tmp_path / "r.db"
-    sqlite_pragma.append("PRAGMA max_page_count=4")  # the disk fills up while the schema is being created
+    sqlite_pragmas.append("PRAGMA max_page_count=4")  # the disk fills up while the schema is being created
     with pytest.raises(PacebenchError, match="cannot open database .*full") as info:
         Store(f"sqlite:///{path}")
     assert "\n" not in str(info.value)
     assert tables(path) == set()  # nothing half-built
-    sqlite_pragma.clear()
+    sqlite_pragmas.clear()
     Store(f"sqlite:///{path}")
     assert set(Base.metadata.tables) | {"alembic_version"} == tables(path)
 
 
-def test_disk_full_during_a_run_is_one_line(tmp_path, sqlite_pragma):
+def test_disk_full_during_a_run_is_one_line(tmp_path, sqlite_pragmas):
     store = Store(f"sqlite:///{tmp_path}/r.db")
     from test_store import spec
 
     run = store.add_run(spec())
-    sqlite_pragma.append("PRAGMA max_page_count=1")
+    sqlite_pragmas.append("PRAGMA max_page_count=1")
     store.engine.dispose()  # new connections get the limit
     with pytest.raises(PacebenchError, match=r"database .*full; free disk space"):
         store.add_epoch(run.id, EpochRecord(epoch=0, loss=1.0, parts={"ce": "x" * 100_000}))
 
 
-def test_read_only_file_on_write_is_one_line(tmp_path, sqlite_pragma):
+def test_read_only_file_on_write_is_one_line(tmp_path, sqlite_pragmas):
     Store(f"sqlite:///{tmp_path}/r.db")
-    sqlite_pragma.append("PRAGMA query_only=ON")  # SQLite answers as for a read-only file
+    sqlite_pragmas.append("PRAGMA query_only=ON")  # SQLite answers as for a read-only file
     with pytest.raises(PacebenchError, match="readonly database; the database file or its folder is read-only"):
         Store(f"sqlite:///{tmp_path}/r.db")
 
@@ -109,23 +93,17 @@ def test_foreign_database_is_refused_untouched(tmp_path):
     assert path.read_bytes() == before and tables(path) == {"runs"}  # no stray alembic_version, no WAL switch
 
 
-def test_newer_or_unknown_revision_is_refused(tmp_path):
+@pytest.mark.parametrize(("damage", "message"), [
+    ("update alembic_version set version_num = '0099_future'", "revision '0099_future', which this pacebench does not"),
+    ("drop table epochs", "lacks the table.s. epochs"),
+])
+def test_unknown_revision_or_missing_table_is_refused(tmp_path, damage, message):
     path = tmp_path / "r.db"
     Store(f"sqlite:///{path}")
     with sqlite3.connect(path) as con:
-        con.execute("update alembic_version set version_num = '0099_from_the_future'")
+        con.execute(damage)
     for readonly in (False, True):
-        with pytest.raises(PacebenchError, match="revision '0099_from_the_future', which this pacebench does not"):
-            Store(f"sqlite:///{path}", readonly=readonly)
-
-
-def test_missing_table_is_named(tmp_path):
-    path = tmp_path / "r.db"
-    Store(f"sqlite:///{path}")
-    with sqlite3.connect(path) as con:
-        con.execute("drop table epochs")
-    for readonly in (False, True):
-        with pytest.raises(PacebenchError, match="lacks the table.s. epochs"):
+        with pytest.raises(PacebenchError, match=message):
             Store(f"sqlite:///{path}", readonly=readonly)
 
 
