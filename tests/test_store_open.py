@@ -151,3 +151,51 @@ def test_orm_models_equal_the_migration_head(tmp_path):
             table.to_metadata(changed)
         Table("extra", changed)
         assert compare_metadata(context, changed)  # the comparison sees a difference when there is one
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throw-away PostgreSQL server on a loopback port (skipped where no server binaries or driver are installed).
+    initdb refuses to run as root, so as root the server runs as `nobody` in a world-writable temporary folder."""
+    import glob
+    import os
+    import socket
+    import subprocess
+    import tempfile
+
+    pytest.importorskip("psycopg")
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("no PostgreSQL server installed")
+    bindir = Path(bins[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="pacebench-pg-"))
+    folder.chmod(0o777)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_user = ["su", "nobody", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
+    start = (f"{bindir}/initdb -D {folder}/data -A trust -U postgres >{folder}/init.log 2>&1 && {bindir}/pg_ctl -w "
+             f"-D {folder}/data -o '-p {port} -k {folder} -c listen_addresses=127.0.0.1' -l {folder}/log start")
+    if subprocess.run([*as_user, start], capture_output=True).returncode != 0:
+        pytest.skip(f"could not start PostgreSQL: {(folder / 'init.log').read_text()[-300:]}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_user, f"{bindir}/pg_ctl -D {folder}/data -m immediate stop"], capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgres_concurrent_first_opens_and_refusals(postgres_url):
+    ctx = multiprocessing.get_context("fork")
+    barrier, errors = ctx.Barrier(4), ctx.Queue()
+    workers = [ctx.Process(target=_open, args=(postgres_url, barrier, errors)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0] * 4 and errors.empty(), errors.get()
+    assert Store(postgres_url, readonly=True).runs() == []
+    from sqlalchemy import create_engine, text
+
+    with create_engine(postgres_url).begin() as conn:
+        conn.execute(text("update alembic_version set version_num = '0099_future'"))
+    with pytest.raises(PacebenchError, match="which this pacebench does not know"):
+        Store(postgres_url)
