@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from fake_trees import make_fewshot, make_fgvc, make_vtab
+from fake_trees import WNIDS, make_domain, make_fewshot, make_fgvc, make_vtab
 from torch.utils.data import DataLoader, Dataset
 
 from pacebench import backbones
@@ -95,6 +95,31 @@ class PidProbe(Dataset):
     def __getitem__(self, i: int):
         x, y, _ = self.dataset[i]
         return x, y, self.dataset.base.images._pid
+
+
+def pack_folder(folder: Path) -> None:
+    """Replaces an image folder by its HDF5 pack beside it: every file's bytes under its path inside the folder."""
+    with h5py.File(folder.with_name(folder.name + ".hdf5"), "w") as h5:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            h5.create_dataset(path.relative_to(folder).as_posix(), data=np.asarray(path.read_bytes()))
+    shutil.rmtree(folder)
+
+
+def test_domain_targets_and_class_order_read_from_packs(tmp_path):
+    make_domain(tmp_path)
+    expected = read("imagenet", tmp_path, "final", len(WNIDS))
+    for folder in ("imagenet/images", "imagenet-sketch", "imagenetv2", "imagenet-a", "imagenet-r"):
+        pack_folder(tmp_path / folder)
+    packed = read("imagenet", tmp_path, "final", len(WNIDS))  # no classes.txt: the order comes from the pack
+    assert packed.eval_classes == expected.eval_classes
+    assert packed.train.base.items == expected.train.base.items  # (training crops are random: items only)
+    for name, dataset in packed.evals.items():
+        assert dataset.base.items == expected.evals[name].base.items, name
+        assert torch.equal(dataset[len(dataset) - 1][0], expected.evals[name][len(dataset) - 1][0]), name
+    suite = Suite("d", "", "imagenet", "", "vit", {})
+    result = check_dataset(suite, DatasetDef("imagenet", len(WNIDS), ".", options={"shots": [16], "split_seed": [0]}),
+                           tmp_path, full=True)
+    assert (result.status, result.problems) == ("found", []) and len(result.notes) == 5
 
 
 def test_data_check_reads_packs_and_names_a_missing_entry(tmp_path):

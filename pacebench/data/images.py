@@ -175,6 +175,24 @@ class ImageDir:
                 self._pid = os.getpid()
             return self._h5
 
+    def class_folders(self, sub: str = "") -> dict[str, list[Path]]:
+        """{class folder name: its images, sorted} for the class folders in `sub` (a folder inside this one, "" for
+        this one), read from the files or from the pack; a missing `sub` is a `DataError`."""
+        base = self.folder / sub
+        if not self.packed:
+            if not base.is_dir():
+                raise DataError(f"missing data folder {base}; put that data set there (or its HDF5 pack {self.pack})")
+            return {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                    for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+        import h5py
+
+        pack = self._file()
+        group = pack[sub] if sub else pack
+        if sub and (sub not in pack or not isinstance(group, h5py.Group)):
+            raise DataError(f"missing data folder {base}: the pack {self.pack} has no group {sub!r}; re-create it")
+        return {name: [base / name / key for key in sorted(group[name]) if Path(key).suffix.lower() in IMAGE_SUFFIXES]
+                for name in sorted(group) if isinstance(group[name], h5py.Group) and not name.startswith(".")}
+
     def exists(self, path: Path) -> bool:
         if not self.packed:
             return Path(path).is_file()
