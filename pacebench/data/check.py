@@ -6,7 +6,7 @@ each problem with the exact path to fix, reading images from their folder or fro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,13 +64,13 @@ def find_problems(sources: Iterable[Source], full: bool = False,
             problems.append(str(exc))
             continue
         counts[src.name] = len(items)
-        absent = src.images.missing()
-        if absent:
-            problems.append(absent)
-            continue
         if sizes and src.size is not None and len(items) != src.size:
             problems.append(f"{src.path} lists {len(items)} images, the protocol needs exactly {src.size}; "
                             "use the benchmark's original split files")
+        absent = src.images.missing()
+        if absent:  # one line for the folder (and its pack), not one per image
+            problems.append(absent)
+            continue
         paths = list(dict.fromkeys(path for path, _ in items))  # VTAB's train800val200 repeats train800's files
         try:
             present = {path: src.images.exists(path) for path in paths}
@@ -119,7 +119,7 @@ def check_dataset(suite: Suite, ds: DatasetDef, data_root: Path, full: bool = Fa
                        list(dict.fromkeys(notes)))
 
 
-def _label_note(label_ids: Any) -> list[str]:
+def _label_note(label_ids: Callable[[], list[int]] | None) -> list[str]:
     """'labels renumbered: 1->0, 2->1, ...' when the layout maps the data set's own label ids to class indices."""
     if label_ids is None:
         return []
