@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from pacebench.choices import Schedule
 from pacebench.errors import UsageError
 from pacebench.registry import Registry
 
@@ -70,11 +71,11 @@ class Noise(nn.Module):
 
 
 # ---- σ schedules: (family, depth, σ) -> one value per position, blocks 0..depth-1 then the head at `depth` ----
-Schedule = Callable[[str, int, float], list[float]]
-SCHEDULES: Registry[Schedule] = Registry("sigma schedule")
+ScheduleFn = Callable[[str, int, float], list[float]]
+SCHEDULES: Registry[ScheduleFn] = Registry("sigma schedule")
 
 
-@SCHEDULES.register("code")
+@SCHEDULES.register(Schedule.code)
 def code_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """The authors' code. ViT: first block 0, then σ(D+1-l)/D for l = 1..D (head at l = D), so 12 blocks and
     σ = 1.2 give 0, 1.2, 1.1, ..., 0.2, 0.1. Swin (and any other family): σ(D+1-l)/(D+1) for l = 0..D."""
@@ -83,19 +84,19 @@ def code_schedule(family: str, depth: int, sigma: float) -> list[float]:
     return paper_schedule(family, depth, sigma)
 
 
-@SCHEDULES.register("paper")
+@SCHEDULES.register(Schedule.paper)
 def paper_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """The paper's reading ("σ decreases linearly with depth"): σ(D+1-l)/(D+1) for every position l = 0..D."""
     return [sigma * (depth + 1 - pos) / (depth + 1) for pos in range(depth + 1)]
 
 
-@SCHEDULES.register("const")
+@SCHEDULES.register(Schedule.const)
 def const_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """PACE_σ=: one σ at every position that the default schedule perturbs."""
     return [sigma if s > 0 else 0.0 for s in code_schedule(family, depth, sigma)]
 
 
-@SCHEDULES.register("increasing")
+@SCHEDULES.register(Schedule.increasing)
 def increasing_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """PACE_σ↑: the default schedule's values in reverse over the perturbed positions (smallest first)."""
     values = code_schedule(family, depth, sigma)

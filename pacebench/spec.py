@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any
 
+from pacebench.choices import Phase, Precision
 from pacebench.errors import UsageError
+from pacebench.values import parse_fields
 
-Phase = Literal["tune", "final"]
-PHASES: dict[str, str] = {
-    "tune": "phase 1: train on the train split (VTAB train800), score on the validation split (val200)",
-    "final": "phase 2: train on train+val (VTAB train800val200), score on the test split",
+PHASES: dict[Phase, str] = {
+    Phase.tune: "phase 1: train on the train split (VTAB train800), score on the validation split (val200)",
+    Phase.final: "phase 2: train on train+val (VTAB train800val200), score on the test split",
 }
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyperparameters. Defaults follow the authors' VTAB-1k code (see IMPLEMENTATION_NOTES.md)."""
+    """Training hyperparameters. Defaults follow the authors' VTAB-1k code (docs/implementation.md)."""
 
     epochs: int = 300
     batch_size: int = 64
@@ -39,46 +40,39 @@ class TrainConfig:
     adapter: str = "lora_mul+vpt_add"
     rank: int = 10
     image_size: int = 224
-    precision: str = "fp32"
+    precision: Precision = Precision.fp32
 
     def __post_init__(self) -> None:
+        precision = parse_fields(TrainConfig, {"precision": self.precision}, "training setting")["precision"]
+        object.__setattr__(self, "precision", precision)  # a stored run's "bf16" reads back as Precision.bf16
         checks = {
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
             "eval_batch_size": self.eval_batch_size >= 1,
-            "lr": 0 < self.lr < math.inf,
-            "weight_decay": 0 <= self.weight_decay < math.inf,
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
             "warmup_epochs": self.warmup_epochs >= 0,
-            "warmup_lr": 0 <= self.warmup_lr < math.inf,
-            "min_lr": 0 <= self.min_lr < math.inf,
+            "warmup_lr": self.warmup_lr >= 0,  # (non-finite values never get here: values.parse_fields refuses them)
+            "min_lr": self.min_lr >= 0,  # timm's scheduler would stop on a bare AssertionError
             "drop_path": 0 <= self.drop_path < 1,
             "eval_every": self.eval_every >= 1,
             "rank": self.rank >= 1,
             "image_size": self.image_size >= 1,
-            "precision": self.precision in ("fp32", "bf16"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise UsageError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
-                             "epochs/batch sizes/rank >= 1, 0 < lr < inf, weight_decay/min_lr/warmup_lr finite and "
-                             ">= 0, 0 <= drop_path < 1, precision fp32|bf16")
+                             "epochs/batch sizes/rank >= 1, lr > 0, weight_decay/min_lr/warmup_lr >= 0, "
+                             "0 <= drop_path < 1")
 
 
-TRAIN_FIELDS = {f.name: f.type for f in fields(TrainConfig)}
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 
-def coerce_train(values: dict[str, Any]) -> dict[str, Any]:
-    """Converts strings from the command line or a suite file to the TrainConfig field types."""
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        if name not in TRAIN_FIELDS:
-            raise UsageError(f"unknown training setting {name!r}; known: {', '.join(TRAIN_FIELDS)}")
-        kind = {"int": int, "float": float, "str": str}[str(TRAIN_FIELDS[name])]
-        try:
-            out[name] = kind(float(value)) if kind is int and isinstance(value, str) and "e" in value else kind(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"training setting {name} must be {kind.__name__}, got {value!r}") from None
-    return out
+def coerce_train(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Converts strings from the command line or a suite file to the TrainConfig field types (`values.parse_fields`:
+    the same rules as method hyperparameters)."""
+    return parse_fields(TrainConfig, values, "training setting")
 
 
 @dataclass(frozen=True)
@@ -94,7 +88,7 @@ class RunSpec:
     weights_sha256: str = ""
     method_config: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
-    phase: Phase = "final"
+    phase: Phase = Phase.final
 
     @property
     def key(self) -> str:

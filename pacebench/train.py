@@ -62,6 +62,13 @@ def build_model(spec: RunSpec, num_classes: int, weights: Path | None) -> tuple[
     return model, method, sha
 
 
+def attention_kernel(model: nn.Module) -> str:
+    """Which attention timm runs: "fused" (scaled_dot_product_attention), "math" (plain matmul + softmax; the
+    gradient penalty needs it for its double backward), "mixed", or "none" for a model without timm attention."""
+    flags = {bool(m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")}
+    return {frozenset(): "none", frozenset({True}): "fused", frozenset({False}): "math"}.get(frozenset(flags), "mixed")
+
+
 def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, generator: torch.Generator | None
            ) -> DataLoader:
     workers = 0 if getattr(dataset, "in_memory", False) else env.num_workers
@@ -159,6 +166,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     model, method, _ = build_model(spec, splits.num_classes, env.weights)
     model.to(env.device)
     facts = method.setup(model, SetupInfo(len(splits.train), splits.num_classes))  # type: ignore[arg-type]
+    facts["attention"] = attention_kernel(model)
     counts = adapters.count_parameters(model)
     if setup_info:
         setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter, "head_params": counts.head,

@@ -29,6 +29,7 @@ class _LoRA(AdapterPart):
 @PARTS.register("lora_add")
 class LoRAAdd(_LoRA):
     name = "lora_add"
+    description = "LoRA_add: ΔW = D U (Table 7 method B)"
 
     def delta_weight(self, base: nn.Linear) -> Tensor:
         return self.lora_down @ self.lora_up
@@ -37,6 +38,7 @@ class LoRAAdd(_LoRA):
 @PARTS.register("lora_mul")
 class LoRAMul(_LoRA):
     name = "lora_mul"
+    description = "LoRA_mul: ΔW = W0 ⊙ (D U) (Table 7 method A, with VPT_add the paper's LoRA+VPT)"
 
     def delta_weight(self, base: nn.Linear) -> Tensor:
         return base.weight * (self.lora_down @ self.lora_up)

@@ -1,4 +1,4 @@
-"""Image transforms of the paper's protocols (see IMPLEMENTATION_NOTES.md, section Data).
+"""Image transforms of the paper's protocols (docs/implementation.md).
 
 VTAB-1k resizes to a square with no augmentation, for training and evaluation alike (the NOAH protocol every VTAB
 result in the paper follows). Few-shot, FGVC and domain adaptation train on random crops with flips and evaluate on

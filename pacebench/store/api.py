@@ -33,7 +33,6 @@ from pacebench.store.models import Base, EpochRow, RunRow, RunWeightsRow
 from pacebench.store.records import EpochRecord, RunRecord
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-STATUSES = ("queued", "running", "done", "failed")
 
 
 def utcnow() -> datetime:
@@ -61,6 +60,13 @@ def _script() -> Any:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config(None))
+
+
+def head_revision() -> str:
+    """The newest Alembic revision shipped with this package (what `upgrade` brings a database to)."""
+    head = _script().get_current_head()
+    assert head is not None
+    return head
 
 
 def _lock_schema(conn: Connection) -> None:
@@ -105,7 +111,7 @@ def upgrade(engine: Engine, url: str = "") -> str | None:
     with engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE") as conn, conn.begin():
         _lock_schema(conn)
         current = check_schema(conn, url)
-        if current != _script().get_current_head():
+        if current != head_revision():
             command.upgrade(_alembic_config(conn), "head")
         _check_tables(conn, url)
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
@@ -123,7 +129,7 @@ def schema_revision(url: str) -> tuple[str | None, str]:
     try:
         engine = _make_engine(url, readonly=True)
         with engine.connect() as conn:
-            return check_schema(conn, url), _script().get_current_head()
+            return check_schema(conn, url), head_revision()
     except (SQLAlchemyError, OSError) as exc:
         raise database_error(url, exc, "cannot open ") from None
 
@@ -220,7 +226,7 @@ class Store:
     def _check_readable(self) -> None:
         with self.engine.connect() as conn:
             current = check_schema(conn, self.url)
-            head = _script().get_current_head()
+            head = head_revision()
             if current is None:
                 raise PacebenchError(f"{self.url} holds no pacebench results (empty database); {FIX}, or make "
                                      "one with `pacebench run`")
