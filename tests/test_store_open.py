@@ -67,16 +67,20 @@ def _open(url: str, barrier, errors) -> None:
         errors.put(f"{type(exc).__name__}: {exc}")
 
 
-def test_concurrent_first_opens_create_the_schema_once(tmp_path):
-    url = f"sqlite:///{tmp_path}/fresh.db"
+def open_at_once(url: str, processes: int = 4) -> None:
+    """Opens `url` from several processes released at the same moment; fails the test on any error."""
     ctx = multiprocessing.get_context("fork")
-    barrier, errors = ctx.Barrier(4), ctx.Queue()
-    workers = [ctx.Process(target=_open, args=(url, barrier, errors)) for _ in range(4)]
+    barrier, errors = ctx.Barrier(processes), ctx.Queue()
+    workers = [ctx.Process(target=_open, args=(url, barrier, errors)) for _ in range(processes)]
     for w in workers:
         w.start()
     for w in workers:
         w.join(120)
-    assert [w.exitcode for w in workers] == [0] * 4 and errors.empty(), errors.get()
+    assert [w.exitcode for w in workers] == [0] * processes and errors.empty(), errors.get()
+
+
+def test_concurrent_first_opens_create_the_schema_once(tmp_path):
+    open_at_once(f"sqlite:///{tmp_path}/fresh.db")
     with sqlite3.connect(tmp_path / "fresh.db") as con:
         assert con.execute("select version_num from alembic_version").fetchall() == [(head(),)]
         assert con.execute("pragma journal_mode").fetchone() == ("wal",)
@@ -184,14 +188,7 @@ def postgres_url():
 
 
 def test_postgres_concurrent_first_opens_and_refusals(postgres_url):
-    ctx = multiprocessing.get_context("fork")
-    barrier, errors = ctx.Barrier(4), ctx.Queue()
-    workers = [ctx.Process(target=_open, args=(postgres_url, barrier, errors)) for _ in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    assert [w.exitcode for w in workers] == [0] * 4 and errors.empty(), errors.get()
+    open_at_once(postgres_url)
     assert Store(postgres_url, readonly=True).runs() == []
     from sqlalchemy import create_engine, text
 
