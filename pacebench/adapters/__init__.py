@@ -21,7 +21,7 @@ DESCRIPTIONS = {
     "lora_mul+vpt_add": "LoRA_mul + VPT_add, the paper's LoRA+VPT baseline (Table 7 method A)",
     "lora_add+vpt_add": "LoRA_add + VPT_add",
     "lora_mul": "ΔW = W0 ⊙ (D U), Δb = b0 ⊙ δb",
-    "lora_add": "ΔW = D U, Δb = b0 ⊙ δb (Table 7 method B)",
+    "lora_add": "ΔW = D U, Δb = δb (Table 7 method B; merged bias b0 + δb)",
     "vpt_add": "Δb = W0 P_d P_u: a per-layer prompt folded into the bias",
 }
 
