@@ -17,17 +17,23 @@ from torch import Tensor, nn
 
 from pacebench.droppath import copies
 from pacebench.methods.base import Method, MethodConfig, SetupInfo, StepOutput, consistency, cross_entropy, register
-from pacebench.noise import SCHEDULES, apply_noise
+from pacebench.noise import NOISE_GROUPS, SCHEDULES, apply_noise
+
+
+def group_check(group: str) -> tuple[str, bool, str]:
+    return ("noise_group", group in NOISE_GROUPS, f"one of {', '.join(NOISE_GROUPS)}")
 
 
 @dataclass(frozen=True)
 class NoiseConfig(MethodConfig):
     sigma: float = 1.2
     schedule: str = "code"  # "code": the authors' σ schedule; "paper": linear over every position
+    noise_group: str = "window"  # "window": per Swin window as the code draws it; "sample": the paper's wording
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [("sigma", self.sigma >= 0, "σ >= 0"),
-                ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES.names())}")]
+                ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES.names())}"),
+                group_check(self.noise_group)]
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,9 @@ class NoisyMethod(Method):
         return self.cfg.sigma  # type: ignore[attr-defined]
 
     def setup(self, model: nn.Module, info: SetupInfo) -> dict[str, Any]:
-        sigmas = apply_noise(model, self.noise_kind, self.noise_level(), self.cfg.schedule,  # type: ignore[attr-defined]
-                             self.noise_target)
+        cfg = self.cfg
+        sigmas = apply_noise(model, self.noise_kind, self.noise_level(), cfg.schedule,  # type: ignore[attr-defined]
+                             self.noise_target, cfg.noise_group)  # type: ignore[attr-defined]
         return {"sigmas": sigmas}
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from pacebench.methods.base import MethodConfig, StepOutput, cross_entropy, register
-from pacebench.methods.pace import NoisyMethod, Pace, PaceConfig
+from pacebench.methods.pace import NoisyMethod, Pace, PaceConfig, group_check
 from pacebench.noise import SCHEDULES
 
 
@@ -41,10 +41,12 @@ class PaceDropConfig(MethodConfig):
     lam: float = 1.0
     p: float = 0.1  # drop rate at the most perturbed position; the σ schedule scales it over depth
     schedule: str = "code"
+    noise_group: str = "window"
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [("lam", self.lam >= 0, "λ >= 0"), ("p", 0 <= self.p < 1, "0 <= p < 1"),
-                ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES.names())}")]
+                ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES.names())}"),
+                group_check(self.noise_group)]
 
 
 @register
