@@ -1,7 +1,9 @@
 """One training run, start to finish: data, backbone + adapters, method, AdamW + cosine schedule, evaluation.
 
 The loop follows the authors' code: AdamW on the trainable parameters (weight decay on all of them), no gradient
-clipping, timm's cosine schedule with linear warm-up stepped once per epoch, evaluation every `eval_every` epochs
+clipping, timm's cosine schedule with linear warm-up stepped once per epoch *after* the epoch (`scheduler.step(ep)`
+after epoch ep, so epoch 0 trains at the warm-up start lr and epoch e at the schedule's value for e - 1), evaluation
+every `eval_every` epochs
 and at the end on merged weights, the last evaluation reported (no best-epoch picking). Per epoch it records the
 loss and its named parts, train accuracy, the gradient norm (mean and max over steps) and, at evaluation epochs,
 the FP-distance of paper Eq. 5 on the training set.
@@ -178,7 +180,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     final: dict[str, Any] = {}
     for epoch in range(t.epochs):
         start = time.perf_counter()
-        schedule.step(epoch)
+        lr = optimizer.param_groups[0]["lr"]  # what this epoch trains at: the warm-up start lr, then s(epoch - 1)
         model.train()
         stats = EpochStats(env.device)
         for x, y, idx in train_data:
@@ -197,12 +199,13 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
             fp = fp_distance(model, fp_data, env.device, method.autocast)
             final = {"train_acc": row["train_acc"], "evals": evals, "fp_distance": fp, "epoch": epoch}
         record = EpochRecord(
-            epoch=epoch, lr=optimizer.param_groups[0]["lr"], loss=row["loss"], parts=row["parts"],
+            epoch=epoch, lr=lr, loss=row["loss"], parts=row["parts"],
             train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=_test_acc(evals), evals=evals,
             grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
             wall_time=time.perf_counter() - start,
         )
         on_epoch(epoch, record)
+        schedule.step(epoch)  # after the epoch, as the authors' code does
     return {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
 
 

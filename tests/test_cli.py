@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import subprocess
 import sys
@@ -176,3 +177,16 @@ def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, 
     assert {s for _, s in rows} == {"done"}
     table = invoke("report", "--table", "ablations", "--format", "csv", db=db)
     assert table.exit_code == 0 and all(m in table.output for m in ABLATIONS)
+
+
+def test_lr_steps_after_each_epoch_like_the_authors(tmp_path, results):
+    """Epoch 0 trains at the warm-up start lr, epoch e at the schedule's value for e - 1 (hand-computed here)."""
+    db = f"sqlite:///{tmp_path}/lr.db"
+    args = ["--epochs", "4", "-t", "batch_size=16", "-t", "eval_every=4", "-t", "warmup_epochs=2", "-t", "lr=0.1",
+            "-t", "warmup_lr=0.02", "-t", "min_lr=0.01", "--device", "cpu", "--seeds", "0"]
+    result = invoke("run", "demo", "--methods", "baseline", *args, db=db)
+    assert result.exit_code == 0, result.output
+    lrs = [r[0] for r in sqlite3.connect(tmp_path / "lr.db").execute("select lr from epochs order by epoch")]
+    # s(t): warm-up 0.02 + t (0.1 - 0.02) / 2 for t < 2, then 0.01 + 0.045 (1 + cos(π t / 4))
+    s0, s1, s2 = 0.02, 0.06, 0.01 + 0.045 * (1 + math.cos(math.pi / 2))
+    assert lrs == pytest.approx([0.02, s0, s1, s2], rel=1e-12)
