@@ -27,8 +27,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from pacebench import adapters, backbones
 from pacebench.data import READERS, DataRequest, Splits
+from pacebench.data.transforms import batch_mixup
 from pacebench.droppath import share_drop_path
-from pacebench.methods import METHODS, Method, SetupInfo
+from pacebench.errors import UsageError
+from pacebench.methods import METHODS, Method, SetupInfo, StepOutput
 from pacebench.methods.fpa import pretrained_logits
 from pacebench.spec import RunSpec
 from pacebench.store import EpochRecord
@@ -55,13 +57,16 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def load_splits(spec: RunSpec, data_root: Path) -> Splits:
+    """The run's datasets, normalised with the backbone's mean/std and augmented as `spec.train.augment` says."""
     from pacebench.data.check import data_options, dataset_root
 
     suite = load_suite(spec.suite)
     ds = suite.dataset(spec.dataset)
+    mean, std = backbones.normalization(spec.backbone)
     request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
                           num_classes=ds.classes, image_size=spec.train.image_size,
-                          options=data_options(ds, spec.data_options))
+                          options=data_options(ds, spec.data_options), mean=mean, std=std,
+                          augment=spec.train.augment)
     return READERS.get(suite.reader)(request)
 
 
@@ -141,7 +146,8 @@ class EpochStats:
         self.loss += loss.detach().float()
         for name, value in parts.items():
             self.parts[name] = self.parts.get(name, torch.zeros((), device=self.device)) + value.detach().float()
-        self.correct += (logits.detach().argmax(-1) == y[: logits.shape[0]]).sum()
+        labels = y.argmax(-1) if y.ndim > 1 else y  # soft (Mixup) targets: their largest share counts as the label
+        self.correct += (logits.detach().argmax(-1) == labels[: logits.shape[0]]).sum()
         if gn is not None:
             self.gn_sum += gn
             self.gn_max = torch.maximum(self.gn_max, gn)
@@ -154,6 +160,25 @@ class EpochStats:
                 "parts": {k: v.item() / n for k, v in self.parts.items()}}
 
 
+def check_mixup_batch(mixup: Callable | None, batch_size: int, num_train: int) -> None:
+    """timm's Mixup pairs each sample with its mirror in the batch, so every batch must have an even size."""
+    batch = batch_size if num_train >= batch_size else num_train  # a set smaller than the batch: one short step
+    if mixup is not None and batch % 2:
+        raise UsageError(f"Mixup needs an even batch, but this run's batches hold {batch} images; use an even "
+                         "batch_size (or augment=standard)")
+
+
+def train_step(method: Method, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], optimizer: torch.optim.Optimizer,
+               params: list[nn.Parameter], mixup: Callable | None) -> tuple[StepOutput, Tensor]:
+    """One optimisation step; with Mixup the batch is mixed once here, before the method sees it, so both PACE
+    copies get the same mixed image and the CE uses the soft targets. Returns the output and the targets used."""
+    x, y, idx = batch
+    if mixup is not None:
+        x, y = mixup(x, y)
+    out = method.step(model, (x, y, idx), optimizer, params)
+    return out, y
+
+
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
               | None = None) -> dict[str, Any]:
     """Trains `spec` and returns its final metrics; `on_epoch` receives every epoch's record (the store writes it)."""
@@ -161,6 +186,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
 
     generator = seed_everything(spec.seed)
     splits = load_splits(spec, env.data_root)
+    mean, std = backbones.normalization(spec.backbone)
     model, method, _ = build_model(spec, splits.num_classes, env.weights)
     model.to(env.device)
     facts = method.setup(model, SetupInfo(len(splits.train), splits.num_classes))  # type: ignore[arg-type]
@@ -174,6 +200,8 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     schedule = CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.min_lr, warmup_t=t.warmup_epochs,
                                  warmup_lr_init=t.warmup_lr, t_in_epochs=True)
     method.autocast = autocast_for(t.precision, env.device)
+    mixup = batch_mixup(t.augment, splits.num_classes)
+    check_mixup_batch(mixup, t.batch_size, len(splits.train))  # type: ignore[arg-type]
     train_data = loader(splits.train, t.batch_size, env, True, generator)
     eval_data = {name: loader(d, t.eval_batch_size, env, False, None) for name, d in splits.evals.items()}
     fp_data = loader(splits.train, t.eval_batch_size, env, False, None)
@@ -186,8 +214,8 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         for x, y, idx in train_data:
             batch = (x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True),
                      idx.to(env.device, non_blocking=True))
-            out = method.step(model, batch, optimizer, params)
-            stats.add(out.loss, out.parts, out.logits, batch[1], out.grad_norm)
+            out, targets = train_step(method, model, batch, optimizer, params, mixup)
+            stats.add(out.loss, out.parts, out.logits, targets, out.grad_norm)
         row = stats.finish()
         if not math.isfinite(row["loss"]):
             raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
@@ -206,7 +234,8 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         )
         on_epoch(epoch, record)
         schedule.step(epoch)  # after the epoch, as the authors' code does
-    return {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
+    return {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"]),
+            "normalize": {"mean": list(mean), "std": list(std)}}
 
 
 def _test_acc(evals: dict[str, float]) -> float | None:

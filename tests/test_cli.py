@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import subprocess
@@ -190,3 +191,5 @@ def test_lr_steps_after_each_epoch_like_the_authors(tmp_path, results):
     # s(t): warm-up 0.02 + t (0.1 - 0.02) / 2 for t < 2, then 0.01 + 0.045 (1 + cos(π t / 4))
     s0, s1, s2 = 0.02, 0.06, 0.01 + 0.045 * (1 + math.cos(math.pi / 2))
     assert lrs == pytest.approx([0.02, s0, s1, s2], rel=1e-12)
+    (metrics,) = sqlite3.connect(tmp_path / "lr.db").execute("select metrics from runs").fetchone()
+    assert json.loads(metrics)["normalize"] == {"mean": [0.5] * 3, "std": [0.5] * 3}  # stored with the run

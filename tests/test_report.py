@@ -381,3 +381,16 @@ def test_figures_say_which_runs_are_missing(tmp_path, curves):
 
 def test_plot_into_a_folder(curves, tmp_path: Path):
     assert plot("grad-norm", curves, tmp_path) == tmp_path / "grad-norm.png"
+
+
+def test_runs_from_before_a_change_that_alters_them_are_left_out_with_a_note(tmp_path):
+    """A run stored under the key an earlier pacebench gave it (here: before the lr step moved after the epoch) is
+    not averaged with new runs of the same setting."""
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    make_run(store, seed=0, test=80, train=90)
+    old = make_run(store, seed=1, test=10, train=90)
+    store.update_run(old.id, key="0123456789abcdef")  # a key today's code no longer gives this spec
+    data = gather("demo", store)
+    assert row(data.frame, method="baseline")["seeds"] == 1
+    assert row(data.frame, method="baseline")["test acc"] == pytest.approx(80.0)
+    assert any("1 finished run(s) made before a pacebench change" in note for note in data.notes)

@@ -1,7 +1,9 @@
 """The paper's tables, each a pure gather step: store -> `TableData` (a title, a DataFrame, notes). Nothing draws here.
 
 Every table reads only finished phase-2 runs (phase "final", status "done": trained on train+val, scored on test),
-and never averages runs made on different weight files: each (backbone, weights sha256) gets its own rows.
+and never averages runs made on different weight files: each (backbone, weights sha256) gets its own rows. Runs an
+earlier pacebench made before a change that alters their result (`spec.is_current` is False) are left out, with a
+note, rather than averaged with new ones.
 Frames hold numbers (NaN where nothing was measured; the renderers print "–"); a column named in `TableData.pm`
 has its standard deviation over seeds (ddof=1) in a sibling column, rendered as "mean ± std".
 
@@ -23,6 +25,7 @@ import pandas as pd
 from pacebench.errors import PacebenchError
 from pacebench.reference import group_means, reference_table
 from pacebench.registry import Registry
+from pacebench.spec import is_current
 from pacebench.store import RunRecord, Store
 from pacebench.suites import Suite, all_suites, load_suite
 
@@ -80,7 +83,12 @@ def table_names() -> list[str]:
 
 def gather(name: str, store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
     """The table `name` (or an alias: "1", "vtab", "table1", ...) gathered from `store`."""
-    return TABLES.get(name).gather(store, suite=suite, dataset=dataset)
+    data = TABLES.get(name).gather(store, suite=suite, dataset=dataset)
+    outdated = [r for r in store.runs(phase="final", status="done", suite=suite) if not is_current(r)]
+    if outdated:
+        data.notes.append(f"{len(outdated)} finished run(s) made before a pacebench change that alters their "
+                          "results are left out; run them again (their settings now give new run keys)")
+    return data
 
 
 # ---- selecting and labelling runs (shared with figures.py) --------------------------------------------------------
@@ -88,8 +96,8 @@ def gather(name: str, store: Store, suite: str | None = None, dataset: str | Non
 
 def finished_runs(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                   methods: Iterable[str] | None = None) -> list[RunRecord]:
-    """Done runs of `phase`, optionally of one suite / dataset (a dataset alias means its canonical name; without a
-    suite, in whichever suites define it)."""
+    """Done runs of `phase` that today's code would still give the same key, optionally of one suite / dataset (a
+    dataset alias means its canonical name; without a suite, in whichever suites define it)."""
     names: str | list[str] | None = dataset
     if suite is not None and dataset is not None:
         names = load_suite(suite).dataset(dataset).name
@@ -97,7 +105,8 @@ def finished_runs(store: Store, suite: str | None = None, dataset: str | None = 
         names = sorted({ds.name for s in all_suites().values() for ds in s.datasets.values()
                         if dataset in (ds.name, *ds.aliases)}) or dataset
     method_list = list(methods) if methods is not None else None
-    return store.runs(phase=phase, status="done", suite=suite, dataset=names, method=method_list)
+    runs = store.runs(phase=phase, status="done", suite=suite, dataset=names, method=method_list)
+    return [r for r in runs if is_current(r)]
 
 
 def dumps(value: Any) -> str:
