@@ -160,6 +160,14 @@ class EpochStats:
                 "parts": {k: v.item() / n for k, v in self.parts.items()}}
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished run: its final metrics and its trained adapter and head tensors (kept with the run)."""
+
+    metrics: dict[str, Any]
+    weights: dict[str, Tensor]
+
+
 def check_mixup_batch(mixup: Callable | None, batch_size: int, num_train: int) -> None:
     """timm's Mixup pairs each sample with its mirror in the batch, so every batch must have an even size."""
     batch = batch_size if num_train >= batch_size else num_train  # a set smaller than the batch: one short step
@@ -180,8 +188,9 @@ def train_step(method: Method, model: nn.Module, batch: tuple[Tensor, Tensor, Te
 
 
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
-              | None = None) -> dict[str, Any]:
-    """Trains `spec` and returns its final metrics; `on_epoch` receives every epoch's record (the store writes it)."""
+              | None = None) -> TrainResult:
+    """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
+    (the store writes it)."""
     from timm.scheduler import CosineLRScheduler
 
     generator = seed_everything(spec.seed)
@@ -234,8 +243,9 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         )
         on_epoch(epoch, record)
         schedule.step(epoch)  # after the epoch, as the authors' code does
-    return {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"]),
-            "normalize": {"mean": list(mean), "std": list(std)}}
+    metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"]),
+               "normalize": {"mean": list(mean), "std": list(std)}}
+    return TrainResult(metrics, adapters.trainable_state(model))
 
 
 def _test_acc(evals: dict[str, float]) -> float | None:
