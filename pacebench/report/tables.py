@@ -492,12 +492,12 @@ def params_table(store: Store, suite: str | None = None, dataset: str | None = N
             if got:
                 measured.append(mean([float(g) for g in got]))
         ref = reference_table(s, "params")
-        printed = ref[ref["suite"] == s.name]["params_m"] if ref is not None else []
+        printed = [float(v) for v in ref[ref["suite"] == s.name]["params_m"]] if ref is not None else []
         records.append({
             "suite": s.name, "backbone": s.backbone, "datasets": len(datasets),
             "code (M)": mean([(c.adapter + c.head) / 1e6 for c in counted]),
             "measured (M)": mean(measured) / 1e6 if len(measured) == len(datasets) else NAN,
-            "paper (M)": float(printed.iloc[0]) if len(printed) and not dataset else NAN,
+            "paper (M)": printed[0] if printed and not dataset else NAN,
         })
     notes = ["code (M): adapter + head parameters counted on the suite's backbone, adapter, rank and class count per "
              "dataset, as the authors' code builds them, averaged over the datasets",
