@@ -15,27 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
+from pacebench.choices import Augment, Phase, Precision
 from pacebench.errors import PacebenchError, UsageError
+from pacebench.values import parse_fields
 
-Phase = Literal["tune", "final"]
-AUGMENTS: dict[str, str] = {  # built in pacebench.data.transforms
-    "standard": "the protocol's own transform: VTAB resize only; random crop + flip elsewhere; hard labels",
-    "strong": "NOAH's: timm RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, bicubic random-resized crop, "
-              "Mixup 0.8 / CutMix 1.0 with label smoothing 0.1 (soft targets)",
-}
-PHASES: dict[str, str] = {
-    "tune": "phase 1: train on the train split (VTAB train800), score on the validation split (val200)",
-    "final": "phase 2: train on train+val (VTAB train800val200), score on the test split",
+PHASES: dict[Phase, str] = {
+    Phase.tune: "phase 1: train on the train split (VTAB train800), score on the validation split (val200)",
+    Phase.final: "phase 2: train on train+val (VTAB train800val200), score on the test split",
 }
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyperparameters. Defaults follow the authors' VTAB-1k code (see IMPLEMENTATION_NOTES.md)."""
+    """Training hyperparameters. Defaults follow the authors' VTAB-1k code (docs/implementation.md)."""
 
     epochs: int = 300
     batch_size: int = 64
@@ -50,10 +47,13 @@ class TrainConfig:
     adapter: str = "lora_mul+vpt_add"
     rank: int = 10
     image_size: int = 224
-    precision: str = "fp32"
-    augment: str = "standard"  # training augmentation, see AUGMENTS; the domain suite asks for "strong"
+    precision: Precision = Precision.fp32
+    augment: Augment = Augment.standard  # training augmentation; the domain suite asks for "strong"
 
     def __post_init__(self) -> None:
+        typed = parse_fields(TrainConfig, {"precision": self.precision, "augment": self.augment}, "training setting")
+        for name, value in typed.items():  # a stored run's "bf16" reads back as Precision.bf16
+            object.__setattr__(self, name, value)
         checks = {
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
@@ -65,31 +65,20 @@ class TrainConfig:
             "eval_every": self.eval_every >= 1,
             "rank": self.rank >= 1,
             "image_size": self.image_size >= 1,
-            "precision": self.precision in ("fp32", "bf16"),
-            "augment": self.augment in AUGMENTS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise UsageError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
-                             f"epochs/batch sizes/rank >= 1, lr > 0, 0 <= drop_path < 1, precision fp32|bf16, "
-                             f"augment {'|'.join(AUGMENTS)}")
+                             "epochs/batch sizes/rank >= 1, lr > 0, 0 <= drop_path < 1")
 
 
-TRAIN_FIELDS = {f.name: f.type for f in fields(TrainConfig)}
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 
-def coerce_train(values: dict[str, Any]) -> dict[str, Any]:
-    """Converts strings from the command line or a suite file to the TrainConfig field types."""
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        if name not in TRAIN_FIELDS:
-            raise UsageError(f"unknown training setting {name!r}; known: {', '.join(TRAIN_FIELDS)}")
-        kind = {"int": int, "float": float, "str": str}[str(TRAIN_FIELDS[name])]
-        try:
-            out[name] = kind(float(value)) if kind is int and isinstance(value, str) and "e" in value else kind(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"training setting {name} must be {kind.__name__}, got {value!r}") from None
-    return out
+def coerce_train(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Converts strings from the command line or a suite file to the TrainConfig field types (`values.parse_fields`:
+    the same rules as method hyperparameters)."""
+    return parse_fields(TrainConfig, values, "training setting")
 
 
 @dataclass(frozen=True)
@@ -105,7 +94,7 @@ class RunSpec:
     weights_sha256: str = ""
     method_config: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
-    phase: Phase = "final"
+    phase: Phase = Phase.final
 
     @property
     def key(self) -> str:

@@ -81,6 +81,13 @@ def build_model(spec: RunSpec, num_classes: int, weights: Path | None) -> tuple[
     return model, method, sha
 
 
+def attention_kernel(model: nn.Module) -> str:
+    """Which attention timm runs: "fused" (scaled_dot_product_attention), "math" (plain matmul + softmax; the
+    gradient penalty needs it for its double backward), "mixed", or "none" for a model without timm attention."""
+    flags = {bool(m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")}
+    return {frozenset(): "none", frozenset({True}): "fused", frozenset({False}): "math"}.get(frozenset(flags), "mixed")
+
+
 def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, generator: torch.Generator | None
            ) -> DataLoader:
     workers = 0 if getattr(dataset, "in_memory", False) else env.num_workers
@@ -199,6 +206,8 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     model, method, _ = build_model(spec, splits.num_classes, env.weights)
     model.to(env.device)
     facts = method.setup(model, SetupInfo(len(splits.train), splits.num_classes))  # type: ignore[arg-type]
+    facts["attention"] = attention_kernel(model)
+    facts["normalize"] = {"mean": list(mean), "std": list(std)}  # the mean/std the inputs were normalised with
     counts = adapters.count_parameters(model)
     if setup_info:
         setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter, "head_params": counts.head,
@@ -243,8 +252,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         )
         on_epoch(epoch, record)
         schedule.step(epoch)  # after the epoch, as the authors' code does
-    metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"]),
-               "normalize": {"mean": list(mean), "std": list(std)}}
+    metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
     return TrainResult(metrics, adapters.trainable_state(model))
 
 

@@ -27,6 +27,7 @@ class _LoRA(AdapterPart):
 @PARTS.register("lora_add")
 class LoRAAdd(_LoRA):
     name = "lora_add"
+    description = "LoRA_add: ΔW = D U, Δb = δb (Table 7 method B; merged bias b0 + δb)"
 
     def __init__(self, base: nn.Linear, rank: int) -> None:
         super().__init__(base, rank)
@@ -42,6 +43,7 @@ class LoRAAdd(_LoRA):
 @PARTS.register("lora_mul")
 class LoRAMul(_LoRA):
     name = "lora_mul"
+    description = "LoRA_mul: ΔW = W0 ⊙ (D U), Δb = b0 ⊙ δb (Table 7 method A; with VPT_add the paper's LoRA+VPT)"
 
     def __init__(self, base: nn.Linear, rank: int) -> None:
         super().__init__(base, rank)

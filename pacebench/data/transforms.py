@@ -1,9 +1,9 @@
-"""Image transforms of the paper's protocols and the training augmentations a run can ask for.
+"""Image transforms of the paper's protocols and the training augmentations a run can ask for (docs/implementation.md).
 
 Every transform normalises with the backbone's own mean/std (`backbones.normalization`: ImageNet's for the authors'
 ViT-B and Swin-B, CLIP's for the LAION-2B ViT-B, timm's pretrained configuration for any other architecture).
 
-Training augmentation (`TrainConfig.augment`, registered in `AUGMENTS`):
+Training augmentation (`TrainConfig.augment`, one of `choices.Augment`):
 - "standard": each protocol's own transform. VTAB-1k resizes to a square with no augmentation, for training and
   evaluation alike (the NOAH protocol every VTAB result in the paper follows). Few-shot, FGVC and domain adaptation
   train on random crops with flips, resizing the short side to 256/224 of the crop size first (256 for 224 px).
@@ -22,7 +22,7 @@ from typing import Any
 from torchvision import transforms as T
 
 from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
-from pacebench.spec import AUGMENTS  # noqa: F401  (the names and their one-line descriptions)
+from pacebench.choices import Augment
 
 Stats = tuple[float, ...]
 STRONG_TRANSFORM: dict[str, Any] = {"auto_augment": "rand-m9-mstd0.5-inc1", "color_jitter": 0.4, "re_prob": 0.25,
@@ -65,12 +65,12 @@ def strong_train_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = 
 
 def train_transform(augment: str, size: int, mean: Stats, std: Stats, standard: Callable[..., Callable]) -> Callable:
     """The training transform for `augment`: the reader's `standard(size, mean, std)`, or the strong one."""
-    return standard(size, mean, std) if augment == "standard" else strong_train_transform(size, mean, std)
+    return standard(size, mean, std) if augment == Augment.standard else strong_train_transform(size, mean, std)
 
 
 def batch_mixup(augment: str, num_classes: int) -> Callable | None:
     """timm's Mixup/CutMix for the strong augmentation (None otherwise): (x, y) -> (mixed x, soft targets)."""
-    if augment != "strong":
+    if augment != Augment.strong:
         return None
     from timm.data import Mixup
 
