@@ -70,7 +70,8 @@ class PaperTable:
     description: str = ""
 
 
-REFERENCE_FILES = ("table", "hparams", "ablations", "backbones")  # [reference] keys naming the paper's CSV files
+# [reference] keys naming the paper's CSV files
+REFERENCE_FILES = ("table", "hparams", "ablations", "backbones", "params")
 
 
 @dataclass(frozen=True)

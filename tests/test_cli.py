@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import sqlite3
 import subprocess
 import sys
@@ -103,7 +105,9 @@ def test_tiny_demo_run_end_to_end(tmp_path, results):
     assert [(r[1], r[2], r[4]) for r in runs] == [("baseline", "done", "cpu"), ("pace", "done", "cpu")]
     assert all(r[3] and r[3] > 0 for r in runs) and all('"torch"' in r[5] for r in runs)
     setups = {r.method: r.setup for r in Store(db).runs()}  # the set-up facts are kept with each run
-    assert setups["baseline"] == {"attention": "fused"} and setups["pace"]["attention"] == "fused"
+    normalize = {"mean": [0.5] * 3, "std": [0.5] * 3}  # the demo backbone's own
+    assert setups["baseline"] == {"attention": "fused", "normalize": normalize}
+    assert setups["pace"]["attention"] == "fused" and setups["pace"]["normalize"] == normalize
     assert setups["pace"]["sigmas"][0] == 0 and setups["pace"]["sigmas"][1] == pytest.approx(1.2)
     epochs = con.execute("select run_id, epoch, lr, loss, train_acc, test_acc, grad_norm_mean, grad_norm_max, "
                          "fp_distance, wall_time, parts from epochs order by run_id, epoch").fetchall()
@@ -197,3 +201,18 @@ def test_help_lists_what_the_registries_hold():
     assert all(m in ablate for m in (*ABLATIONS, *EFFICIENCY))
     assert all(t in text("report", "--help") for t in table_names())
     assert all(f in text("plot", "--help") for f in FIGURES.names())
+
+
+def test_lr_steps_after_each_epoch_like_the_authors(tmp_path, results):
+    """Epoch 0 trains at the warm-up start lr, epoch e at the schedule's value for e - 1 (hand-computed here)."""
+    db = f"sqlite:///{tmp_path}/lr.db"
+    args = ["--epochs", "4", "-t", "batch_size=16", "-t", "eval_every=4", "-t", "warmup_epochs=2", "-t", "lr=0.1",
+            "-t", "warmup_lr=0.02", "-t", "min_lr=0.01", "--device", "cpu", "--seeds", "0"]
+    result = invoke("run", "demo", "--methods", "baseline", *args, db=db)
+    assert result.exit_code == 0, result.output
+    lrs = [r[0] for r in sqlite3.connect(tmp_path / "lr.db").execute("select lr from epochs order by epoch")]
+    # s(t): warm-up 0.02 + t (0.1 - 0.02) / 2 for t < 2, then 0.01 + 0.045 (1 + cos(π t / 4))
+    s0, s1, s2 = 0.02, 0.06, 0.01 + 0.045 * (1 + math.cos(math.pi / 2))
+    assert lrs == pytest.approx([0.02, s0, s1, s2], rel=1e-12)
+    (setup,) = sqlite3.connect(tmp_path / "lr.db").execute("select setup from runs").fetchone()
+    assert json.loads(setup)["normalize"] == {"mean": [0.5] * 3, "std": [0.5] * 3}  # stored with the run

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch.utils.data import Dataset
 
+from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.data.images import ImageDir, Item, ListDataset
+from pacebench.data.transforms import train_transform
 from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
 
@@ -43,6 +45,9 @@ class DataRequest:
     num_classes: int
     image_size: int = 224
     options: dict[str, Any] = field(default_factory=dict)  # e.g. shots, split_seed for few-shot
+    mean: tuple[float, ...] = IMAGENET_MEAN  # the backbone's normalisation (see backbones.normalization)
+    std: tuple[float, ...] = IMAGENET_STD
+    augment: str = "standard"  # training augmentation (see pacebench.data.transforms)
 
 
 @dataclass
@@ -117,7 +122,7 @@ class Layout:
 
 
 LayoutFn = Callable[[Path, str, Mapping[str, Any], int], Layout]
-TransformFn = Callable[[int], Callable]  # image size -> transform
+TransformFn = Callable[..., Callable]  # (image size, mean, std) -> transform
 
 
 @dataclass(frozen=True)
@@ -140,19 +145,20 @@ class Reader:
 READERS: Registry[Reader] = Registry("data reader")
 
 
-def _read_layout(layout: LayoutFn, train_transform: TransformFn, eval_transform: TransformFn,
-                 request: DataRequest) -> Splits:
+def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn, request: DataRequest) -> Splits:
+    size, mean, std = request.image_size, request.mean, request.std
     return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, train_transform(request.image_size), eval_transform(request.image_size))
+        request.num_classes, train_transform(request.augment, size, mean, std, standard), evaluate(size, mean, std))
 
 
-def register_layout(name: str, train_transform: TransformFn, eval_transform: TransformFn | None = None
+def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | None = None
                     ) -> Callable[[LayoutFn], LayoutFn]:
-    """Registers a layout function as the reader `name`, training with `train_transform` and evaluating with
-    `eval_transform` (the same one when not given, as VTAB's protocol has it)."""
+    """Registers a layout function as the reader `name`, training with its `standard` transform (unless the run
+    asks for another augmentation) and evaluating with `evaluate` (the same one when not given, as VTAB's protocol
+    has it). Each is called as `transform(image size, mean, std)`."""
 
     def decorator(layout: LayoutFn) -> LayoutFn:
-        read = partial(_read_layout, layout, train_transform, eval_transform or train_transform)
+        read = partial(_read_layout, layout, standard, evaluate or standard)
         READERS.register(name)(Reader(read, layout))
         return layout
 
@@ -207,12 +213,15 @@ def layout_of(suite: Suite, ds: DatasetDef, data_root: Path, phase: str, variant
 
 
 def load_splits(spec: RunSpec, data_root: Path) -> Splits:
-    """The datasets of one run, read from under `data_root` as its suite says."""
+    """The datasets of one run, read from under `data_root` as its suite says, normalised with the backbone's
+    mean/std and augmented as `spec.train.augment` says."""
+    from pacebench.backbones import normalization
     from pacebench.suites import load_suite
 
     suite = load_suite(spec.suite)
     ds = suite.dataset(spec.dataset)
+    mean, std = normalization(spec.backbone)
     request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
                           num_classes=ds.classes, image_size=spec.train.image_size,
-                          options=data_options(ds, spec.data_options))
+                          options=data_options(ds, spec.data_options), mean=mean, std=std, augment=spec.train.augment)
     return READERS.get(suite.reader)(request)
