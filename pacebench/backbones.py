@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import pickle
 import sys
+import zipfile
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +24,68 @@ from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
 from pacebench.settings import results_dir, weights_dir
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+Normalization = tuple[tuple[float, ...], tuple[float, ...]]
+
 
 @dataclass(frozen=True)
 class Backbone:
+    """A named backbone. `mean`/`std` fix the input normalisation; without them it comes from timm's pretrained
+    configuration of `timm_cfg` (default: `arch`), read from timm's tables, never downloaded."""
+
     arch: str
     filename: str
     source: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     in_results: bool = False  # the file is made by pacebench itself (the demo), under results/checkpoints
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    timm_cfg: str = ""
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
 BACKBONES.register("vit_b16_in21k")(Backbone(
     "vit_base_patch16_224", "ViT-B_16.npz",
-    "the original Google ImageNet-21k checkpoint (gs://vit_models/imagenet21k/ViT-B_16.npz)"))
+    "the original Google ImageNet-21k checkpoint (gs://vit_models/imagenet21k/ViT-B_16.npz)",
+    mean=IMAGENET_MEAN, std=IMAGENET_STD))  # the authors' code; timm's default ViT config would say 0.5/0.5
 BACKBONES.register("swin_b_in22k")(Backbone(
     "swin_base_patch4_window7_224", "swin_base_patch4_window7_224_22k.pth",
     "Microsoft's Swin-B ImageNet-22k release (github.com/microsoft/Swin-Transformer), or timm's "
-    "swin_base_patch4_window7_224.ms_in22k model.safetensors renamed"))
+    "swin_base_patch4_window7_224.ms_in22k model.safetensors renamed", mean=IMAGENET_MEAN, std=IMAGENET_STD))
 BACKBONES.register("vit_b_laion2b_in12k")(Backbone(
     "vit_base_patch16_clip_224", "vit_base_patch16_clip_224.laion2b_ft_in12k.safetensors",
-    "timm's vit_base_patch16_clip_224.laion2b_ft_in12k model.safetensors, saved under this name"))
+    "timm's vit_base_patch16_clip_224.laion2b_ft_in12k model.safetensors, saved under this name",
+    timm_cfg="vit_base_patch16_clip_224.laion2b_ft_in12k"))  # CLIP's mean/std, from timm's configuration
 BACKBONES.register("vit_demo")(Backbone(
     "vit_tiny_patch16_224", "vit_demo_digits04.safetensors",
     "`pacebench run demo`, which pre-trains it on scikit-learn digits 0-4",
     kwargs={"patch_size": 4, "embed_dim": 64, "depth": 6, "num_heads": 4, "mlp_ratio": 2.0},
-    in_results=True))
+    in_results=True, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))  # what its pre-training used
+
+
+def arch_of(name: str) -> str:
+    """The timm architecture of a named backbone, or the name itself (a timm architecture)."""
+    return BACKBONES.get(name).arch if name in BACKBONES else name
+
+
+@cache
+def normalization(name: str) -> Normalization:
+    """The (mean, std) a backbone's inputs are normalised with: the named entry's own, else timm's pretrained
+    configuration for the architecture (`resolve_data_config`; timm's tables only, nothing is downloaded)."""
+    b = BACKBONES.get(name) if name in BACKBONES else None
+    if b is not None and b.mean is not None and b.std is not None:
+        return tuple(b.mean), tuple(b.std)
+    from timm.data import resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    cfg_name = (b.timm_cfg or b.arch) if b is not None else name
+    cfg = get_pretrained_cfg(cfg_name)
+    if cfg is None:
+        raise UsageError(f"timm has no pretrained configuration for {cfg_name!r} to take its mean/std from; "
+                         "use a timm architecture name or a named backbone")
+    data = resolve_data_config({}, pretrained_cfg=cfg.to_dict())
+    return tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
 
 
 def demo_checkpoint_dir() -> Path:
@@ -94,6 +132,7 @@ def resolve(name: str, weights: Path | None = None) -> Resolved:
 def read_state_dict(path: Path) -> dict[str, Any]:
     """Tensors only: safetensors, or torch.load with weights_only=True (no arbitrary unpickling)."""
     import torch
+    from safetensors import SafetensorError
 
     suffix = path.suffix.lower()
     try:
@@ -105,8 +144,8 @@ def read_state_dict(path: Path) -> dict[str, Any]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
             raise UsageError(f"weights file {path}: unsupported type {suffix!r}; use .npz, .pth/.pt or .safetensors")
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
-        reason = str(exc).splitlines()[0]
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read weights file {path}: {reason} (only tensors are loaded, never pickled "
                         "objects; re-save it as a plain state dict or .safetensors)") from None
     for key in ("model", "state_dict", "module"):
@@ -118,7 +157,7 @@ def read_state_dict(path: Path) -> dict[str, Any]:
 def load_weights(model: nn.Module, path: Path) -> None:
     """Loads a local checkpoint into `model` through timm's converter for its architecture; head excluded."""
     if path.suffix.lower() == ".npz":
-        model.load_pretrained(str(path))  # timm's .npz reader (resamples the position embedding itself)
+        load_npz(model, path)
         return
     state = read_state_dict(path)
     filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
@@ -137,6 +176,23 @@ def load_weights(model: nn.Module, path: Path) -> None:
     if missing:
         raise DataError(f"weights file {path} does not fit {type(model).__name__}: missing {missing[:3]} ...; "
                         "is it the right architecture?")
+
+
+def load_npz(model: nn.Module, path: Path) -> None:
+    """Google's JAX .npz ViT checkpoints (ViT-B_16.npz) through timm's reader, which maps their keys and resamples
+    the position embedding; a corrupt file or one for another architecture becomes a `DataError`."""
+    if not hasattr(model, "load_pretrained"):
+        raise DataError(f"weights file {path}: .npz checkpoints load only into ViT architectures, not "
+                        f"{type(model).__name__}; use a .pth or .safetensors file")
+    try:
+        model.load_pretrained(str(path))
+    except KeyError as exc:
+        raise DataError(f"weights file {path} does not fit {type(model).__name__}: it has no entry {exc}; is it "
+                        "the right architecture?") from None
+    except (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read weights file {path}: {reason}; is it Google's .npz ViT checkpoint, "
+                        "complete and uncorrupted?") from None
 
 
 def build(name: str, num_classes: int, image_size: int, drop_path: float, weights: Path | None = None,

@@ -31,6 +31,20 @@ class Precision(StrEnum):
     bf16 = "bf16"  # autocast to bfloat16 on the forward pass; parameters and optimizer state stay fp32
 
 
+class Augment(StrEnum):
+    """Training augmentation (transforms in `data.transforms`, Mixup in `train`)."""
+
+    standard = "standard"  # the protocol's own: VTAB resize only; random crop + flip elsewhere; hard labels
+    strong = "strong"  # NOAH's, built by timm: RandAugment, random erasing, Mixup/CutMix, label smoothing 0.1
+
+
+class NoiseGroup(StrEnum):
+    """Which rows share one noise draw in Swin's window attention (`noise.Noise`)."""
+
+    window = "window"  # one draw per window, as the authors' code draws over the tensor's first axis
+    sample = "sample"  # one draw per sample, shared by its windows: the paper's wording
+
+
 class Schedule(StrEnum):
     """How σ varies over depth (implementations in `noise.SCHEDULES`)."""
 

@@ -1,8 +1,15 @@
 """Noise on the adapter branch and the σ schedules over depth.
 
-The noise is drawn per sample and per output channel and shared across tokens (and across Swin's spatial
-positions): shape [B, 1, C] for token inputs [B, N, C], [B, 1, 1, C] for [B, H, W, C], [B, C] for pooled ones.
-It exists only in training mode and when σ > 0. `z ~ N(1, σ²)` multiplies Δh for PACE; the ablations swap the kind.
+The noise is drawn per row of the first axis of the tensor a layer sees and per output channel, and shared across
+the axes in between (tokens, Swin's spatial positions): shape [B, 1, C] for token inputs [B, N, C], [B, 1, 1, C] for
+[B, H, W, C], [B, C] for pooled ones. It exists only in training mode and when σ > 0. `z ~ N(1, σ²)` multiplies Δh
+for PACE; the ablations swap the kind.
+
+Swin's window attention sees [B·windows, N, C]. How the noise is grouped there (`choices.NoiseGroup`):
+- "window" (default, the authors' code): one draw per row of that tensor, i.e. per window;
+- "sample" (the paper's wording, "tokens within the same example share the same noise"): the windows are folded
+  back to [B, windows·N, C] so every window of a sample shares one draw.
+Every other layer sees one row per sample, so the two only differ inside Swin's window attention.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from pacebench.choices import Schedule
+from pacebench.choices import NoiseGroup, Schedule
 from pacebench.errors import UsageError
 from pacebench.registry import Registry
 
@@ -49,14 +56,16 @@ def dropout(t: Tensor, rate: float) -> Tensor:
 class Noise(nn.Module):
     """Applies a registered noise kind with a fixed σ, in training mode only.
 
-    `batch` is the model's input batch size, set by a pre-hook (see `apply_noise`). Swin's window attention sees
-    [B·windows, N, C]; timm orders the windows sample by sample, so folding them back to [B, windows·N, C] gives one
-    draw per sample, shared by all its windows, as for every other layer.
+    With group "sample", `batch` is the model's input batch size, set by a pre-hook (see `apply_noise`): timm
+    orders Swin's windows sample by sample, so folding [B·windows, N, C] back to [B, windows·N, C] gives one draw
+    per sample. With group "window" the tensor is taken as it comes.
     """
 
-    def __init__(self, kind: str, sigma: float) -> None:
+    def __init__(self, kind: str, sigma: float, group: str = NoiseGroup.window) -> None:
         super().__init__()
-        self.kind, self.sigma, self.fn = kind, float(sigma), NOISES.get(kind)
+        if group not in set(NoiseGroup):
+            raise UsageError(f"unknown noise group {group!r}; choose one of: {', '.join(NoiseGroup)}")
+        self.kind, self.sigma, self.fn, self.group = kind, float(sigma), NOISES.get(kind), group
         self.batch: int | None = None
 
     @property
@@ -77,12 +86,12 @@ class Noise(nn.Module):
         if not self.active:
             return t
         b = self.batch
-        if b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0:
+        if self.group == NoiseGroup.sample and b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0:
             return self.fn(t.reshape(b, -1, t.shape[-1]), self.sigma).reshape(t.shape)
         return self.fn(t, self.sigma)
 
     def extra_repr(self) -> str:
-        return f"{self.kind}, sigma={self.sigma:.4g}"
+        return f"{self.kind}, sigma={self.sigma:.4g}, group={self.group}"
 
 
 # ---- σ schedules: (family, depth, σ) -> one value per position, blocks 0..depth-1 then the head at `depth` ----
@@ -129,8 +138,9 @@ def schedule(name: str, family: str, depth: int, sigma: float) -> list[float]:
 
 
 def apply_noise(model: nn.Module, kind: str | None, sigma: float = 0.0, schedule_name: str = "code",
-                target: str = "delta") -> list[float]:
-    """Puts noise of `kind` on every adapted layer and the head, σ by position; kind None removes all noise.
+                target: str = "delta", group: str = NoiseGroup.window) -> list[float]:
+    """Puts noise of `kind` on every adapted layer and the head, σ by position, drawn per `group` (a
+    `choices.NoiseGroup`); kind None removes all noise.
 
     Returns the per-position σ list (empty when kind is None).
     """
@@ -147,8 +157,11 @@ def apply_noise(model: nn.Module, kind: str | None, sigma: float = 0.0, schedule
     sigmas = schedule(schedule_name, layout.family, layout.depth, sigma)
     modules = []
     for layer in layers:
-        layer.noise, layer.noise_target = Noise(kind, sigmas[layer.position]).train(layer.training), target
+        layer.noise, layer.noise_target = Noise(kind, sigmas[layer.position], group).train(layer.training), target
         modules.append(layer.noise)
+    if group != NoiseGroup.sample:
+        _set_hook(model, None)
+        return sigmas
 
     def record_batch(_model: nn.Module, args: tuple) -> None:
         for m in modules:

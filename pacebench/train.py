@@ -1,7 +1,9 @@
 """One training run, start to finish: data, backbone + adapters, method, AdamW + cosine schedule, evaluation.
 
 The loop follows the authors' code: AdamW on the trainable parameters (weight decay on all of them), no gradient
-clipping, timm's cosine schedule with linear warm-up stepped once per epoch, evaluation every `eval_every` epochs
+clipping, timm's cosine schedule with linear warm-up stepped once per epoch *after* the epoch (`scheduler.step(ep)`
+after epoch ep, so epoch 0 trains at the warm-up start lr and epoch e at the schedule's value for e - 1), evaluation
+every `eval_every` epochs
 and at the end on merged weights, the last evaluation reported (no best-epoch picking). Per epoch it records the
 loss and its named parts, train accuracy, the gradient norm (mean and max over steps) and, at evaluation epochs,
 the FP-distance of paper Eq. 5 on the training set.
@@ -23,15 +25,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from pacebench import adapters
-from pacebench.data import READERS, DataRequest, Splits
-from pacebench.data.cache import normalise
-from pacebench.methods import SetupInfo
+from pacebench import adapters, backbones
+from pacebench.data import load_splits
+from pacebench.data.cache import Normalise
+from pacebench.data.transforms import batch_mixup
+from pacebench.errors import UsageError
+from pacebench.methods import Method, SetupInfo, StepOutput
 from pacebench.methods.fpa import pretrained_logits
 from pacebench.prepare import prepare
 from pacebench.spec import RunSpec
 from pacebench.store import EpochRecord
-from pacebench.suites import load_suite
 
 EpochCallback = Callable[[int, EpochRecord], None]
 
@@ -53,17 +56,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def load_splits(spec: RunSpec, data_root: Path, cache_dir: Path | None = None) -> Splits:
-    from pacebench.data.check import data_options, dataset_root
-
-    suite = load_suite(spec.suite)
-    ds = suite.dataset(spec.dataset)
-    request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
-                          num_classes=ds.classes, image_size=spec.train.image_size,
-                          options=data_options(ds, spec.data_options), cache_dir=cache_dir)
-    return READERS.get(suite.reader)(request)
 
 
 def attention_kernel(model: nn.Module) -> str:
@@ -110,7 +102,6 @@ def compile_blocks(model: nn.Module, backend: str = "inductor") -> int:
     from pacebench.adapters import layout_of
 
     torch._inductor.config.fallback_random = True
-
     blocks = [group for group, _ in layout_of(model).groups if not isinstance(group, nn.Linear)]
     for block in blocks:
         block.forward = torch.compile(block.forward, dynamic=False, backend=backend)  # type: ignore[method-assign]
@@ -119,7 +110,7 @@ def compile_blocks(model: nn.Module, backend: str = "inductor") -> int:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: Sequence[int] | None,
-             autocast: Callable[[], Any]) -> float:
+             autocast: Callable[[], Any], inputs: Callable[[Tensor], Tensor] = lambda x: x) -> float:
     """Top-1 accuracy in percent on merged weights; `classes` restricts the logits (ImageNet-A/-R)."""
     model.eval()
     subset = torch.tensor(list(classes), device=device) if classes else None
@@ -127,7 +118,7 @@ def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: 
     total = 0
     with adapters.merged(model), autocast():
         for x, y, _ in data:
-            x, y = normalise(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            x, y = inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             logits = model(x)
             pred = subset[logits[:, subset].argmax(-1)] if subset is not None else logits.argmax(-1)
             correct += (pred == y).sum()
@@ -136,13 +127,14 @@ def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: 
 
 
 @torch.no_grad()
-def fp_distance(model: nn.Module, data: DataLoader, device: torch.device, autocast: Callable[[], Any]) -> float:
+def fp_distance(model: nn.Module, data: DataLoader, device: torch.device, autocast: Callable[[], Any],
+                inputs: Callable[[Tensor], Tensor] = lambda x: x) -> float:
     """Paper Eq. 5: mean over samples of ‖f(θ0+Δθ)(x) - f(θ0)(x)‖² on the logits, in eval mode."""
     model.eval()
     total, count = torch.zeros((), device=device), 0
     with autocast():
         for x, _, _ in data:
-            x = normalise(x.to(device, non_blocking=True))
+            x = inputs(x.to(device, non_blocking=True))
             with adapters.merged(model):
                 tuned = model(x).float()
             total += (tuned - pretrained_logits(model, x).float()).pow(2).sum()
@@ -167,7 +159,8 @@ class EpochStats:
         self.loss += loss.detach().float()
         for name, value in parts.items():
             self.parts[name] = self.parts.get(name, torch.zeros((), device=self.device)) + value.detach().float()
-        self.correct += (logits.detach().argmax(-1) == y[: logits.shape[0]]).sum()
+        labels = y.argmax(-1) if y.ndim > 1 else y  # soft (Mixup) targets: their largest share counts as the label
+        self.correct += (logits.detach().argmax(-1) == labels[: logits.shape[0]]).sum()
         if gn is not None:
             self.gn_sum += gn
             self.gn_max = torch.maximum(self.gn_max, gn)
@@ -188,6 +181,25 @@ class TrainResult:
     weights: dict[str, Tensor]
 
 
+def check_mixup_batch(mixup: Callable | None, batch_size: int, num_train: int) -> None:
+    """timm's Mixup pairs each sample with its mirror in the batch, so every batch must have an even size."""
+    batch = batch_size if num_train >= batch_size else num_train  # a set smaller than the batch: one short step
+    if mixup is not None and batch % 2:
+        raise UsageError(f"Mixup needs an even batch, but this run's batches hold {batch} images; use an even "
+                         "batch_size (or augment=standard)")
+
+
+def train_step(method: Method, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], optimizer: torch.optim.Optimizer,
+               params: list[nn.Parameter], mixup: Callable | None) -> tuple[StepOutput, Tensor]:
+    """One optimisation step; with Mixup the batch is mixed once here, before the method sees it, so both PACE
+    copies get the same mixed image and the CE uses the soft targets. Returns the output and the targets used."""
+    x, y, idx = batch
+    if mixup is not None:
+        x, y = mixup(x, y)
+    out = method.step(model, (x, y, idx), optimizer, params)
+    return out, y
+
+
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
               | None = None) -> TrainResult:
     """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
@@ -196,12 +208,15 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
 
     generator = seed_everything(spec.seed)
     splits = load_splits(spec, env.data_root, env.cache_dir)
+    mean, std = backbones.normalization(spec.backbone)
+    inputs = Normalise(mean, std)  # cached uint8 images are normalised on the device; decoded ones already are
     ready = prepare(spec, SetupInfo(len(splits.train), splits.num_classes),  # type: ignore[arg-type]
                     env.device, env.weights)
     model, method, params = ready.model, ready.method, ready.params
     if env.compile:
         compile_blocks(model)
     facts = {**ready.facts, "attention": attention_kernel(model)}
+    facts["normalize"] = {"mean": list(mean), "std": list(std)}  # the mean/std the inputs were normalised with
     counts = adapters.count_parameters(model)
     if setup_info:
         setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter, "head_params": counts.head,
@@ -211,38 +226,43 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     schedule = CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.min_lr, warmup_t=t.warmup_epochs,
                                  warmup_lr_init=t.warmup_lr, t_in_epochs=True)
     method.autocast = autocast_for(t.precision, env.device)
+    mixup = batch_mixup(t.augment, splits.num_classes)
+    check_mixup_batch(mixup, t.batch_size, len(splits.train))  # type: ignore[arg-type]
     train_data = loader(splits.train, t.batch_size, env, True, generator)
     eval_data = {name: loader(d, t.eval_batch_size, env, False, None) for name, d in splits.evals.items()}
     fp_data = loader(splits.train, t.eval_batch_size, env, False, None)
     final: dict[str, Any] = {}
     for epoch in range(t.epochs):
         start = time.perf_counter()
-        schedule.step(epoch)
+        lr = optimizer.param_groups[0]["lr"]  # what this epoch trains at: the warm-up start lr, then s(epoch - 1)
         model.train()
         stats = EpochStats(env.device)
         for x, y, idx in train_data:
-            batch = (normalise(x.to(env.device, non_blocking=True)), y.to(env.device, non_blocking=True),
+            batch = (inputs(x.to(env.device, non_blocking=True)), y.to(env.device, non_blocking=True),
                      idx.to(env.device, non_blocking=True))
-            out = method.step(model, batch, optimizer, params)
-            stats.add(out.loss, out.parts, out.logits, batch[1], out.grad_norm)
+            out, targets = train_step(method, model, batch, optimizer, params, mixup)
+            stats.add(out.loss, out.parts, out.logits, targets, out.grad_norm)
         row = stats.finish()
         if not math.isfinite(row["loss"]):
             raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
         evals: dict[str, float] = {}
         fp = None
         if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
-            evals = {name: evaluate(model, d, env.device, splits.eval_classes.get(name), method.autocast)
+            evals = {name: evaluate(model, d, env.device, splits.eval_classes.get(name), method.autocast, inputs)
                      for name, d in eval_data.items()}
-            fp = fp_distance(model, fp_data, env.device, method.autocast)
+            fp = fp_distance(model, fp_data, env.device, method.autocast, inputs)
             final = {"train_acc": row["train_acc"], "evals": evals, "fp_distance": fp, "epoch": epoch}
         record = EpochRecord(
-            epoch=epoch, lr=optimizer.param_groups[0]["lr"], loss=row["loss"], parts=row["parts"],
+            epoch=epoch, lr=lr, loss=row["loss"], parts=row["parts"],
             train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=_test_acc(evals), evals=evals,
             grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
             wall_time=time.perf_counter() - start,
         )
         on_epoch(epoch, record)
+        schedule.step(epoch)  # after the epoch, as the authors' code does
     metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
+    if splits.label_ids is not None:  # the data set's own label ids, in class-index order (FGVC)
+        metrics["label_ids"] = splits.label_ids
     return TrainResult(metrics, adapters.trainable_state(model))
 
 

@@ -9,19 +9,26 @@ import pytest
 import torch
 from fake_trees import make_vtab
 
+from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.data import READERS, DataRequest
-from pacebench.data.cache import CachedImages, normalise
+from pacebench.data.cache import CachedImages, Normalise
 
 SIZE = 24
 
 
-def read(root, cache_dir=None, phase="final"):
-    return READERS.get("vtab")(DataRequest(root, "cifar", phase, 3, image_size=SIZE, cache_dir=cache_dir))
+CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
 
-def test_cached_splits_equal_decoded_splits(tmp_path):
+def read(root, cache_dir=None, phase="final", stats=(IMAGENET_MEAN, IMAGENET_STD), augment="standard"):
+    return READERS.get("vtab")(DataRequest(root, "cifar", phase, 3, image_size=SIZE, cache_dir=cache_dir,
+                                           mean=stats[0], std=stats[1], augment=augment))
+
+
+@pytest.mark.parametrize("stats", [(IMAGENET_MEAN, IMAGENET_STD), CLIP], ids=["imagenet", "clip"])
+def test_cached_splits_equal_decoded_splits(tmp_path, stats):
     root = make_vtab(tmp_path / "cifar", sizes={"train800val200": 9, "test": 5})
-    plain, cached = read(root), read(root, tmp_path / "cache")
+    plain, cached = read(root, stats=stats), read(root, tmp_path / "cache", stats=stats)
+    normalise = Normalise(*stats)
     assert isinstance(cached.train.base, CachedImages) and len(cached.train) == len(plain.train) == 9
     for a, b in ((plain.train, cached.train), (plain.evals["test"], cached.evals["test"])):
         for i in range(len(a)):
@@ -43,9 +50,12 @@ def test_cache_is_built_once_and_rebuilt_when_a_file_changes(tmp_path):
     assert not list((tmp_path / "cache").glob("*.tmp*")), "no half-written cache left behind"
 
 
-def test_normalise_passes_floats_through():
+def test_normalise_passes_floats_through_and_augmented_runs_decode(tmp_path):
     x = torch.randn(2, 3, 4, 4)
-    assert normalise(x) is x
+    assert Normalise(IMAGENET_MEAN, IMAGENET_STD)(x) is x
+    root = make_vtab(tmp_path / "cifar", sizes={"train800val200": 4, "test": 2})
+    strong = read(root, tmp_path / "cache", augment="strong")
+    assert not isinstance(strong.train.base, CachedImages), "random augmentation needs the decoded image"
 
 
 def test_training_from_the_cache_equals_training_from_decoded_files(tmp_path):

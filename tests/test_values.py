@@ -55,7 +55,8 @@ def test_precision_is_an_enum_read_back_from_its_string():
 def test_unknown_names_are_listed_with_the_known_ones():
     with pytest.raises(UsageError, match="unknown training setting 'learning_rate'; known: epochs"):
         coerce_train({"learning_rate": "1"})
-    with pytest.raises(UsageError, match="unknown method pace hyperparameter 'lamda'; known: schedule, sigma, lam"):
+    known = "schedule, noise_group, sigma, lam"
+    with pytest.raises(UsageError, match=f"unknown method pace hyperparameter 'lamda'; known: {known}"):
         METHODS.get("pace").make_config({"lamda": 1})
 
 

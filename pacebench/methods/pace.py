@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from torch import Tensor, nn
 
-from pacebench.choices import Schedule
+from pacebench.choices import NoiseGroup, Schedule
 from pacebench.methods.base import (
     TABLE6,
     Method,
@@ -38,14 +38,20 @@ SIGMA_GRID = [0.5, 0.8, 1.2, 1.6]  # multiplicative noise: z ~ N(1, σ²), σ of
 LAM_GRID = [0.1, 0.5, 1.0, 2.0]
 
 
+NOISE_GROUP_HELP = ("which rows share a noise draw in Swin's window attention: window (the authors' code) or sample "
+                    "(the paper's wording); ViT draws per sample either way")
+
+
 @dataclass(frozen=True)
 class ScheduledConfig(MethodConfig):
-    """Base of every noisy method's config: the noise level's schedule over depth."""
+    """Base of every noisy method's config: the noise level's schedule over depth and how draws are grouped."""
 
     schedule: str = hp(Schedule.code.value, SCHEDULE_HELP)
+    noise_group: str = hp(NoiseGroup.window.value, NOISE_GROUP_HELP)
 
     def validate(self) -> list[tuple[str, bool, str]]:
-        return [("schedule", self.schedule in set(Schedule), f"one of {', '.join(Schedule)}")]
+        return [("schedule", self.schedule in set(Schedule), f"one of {', '.join(Schedule)}"),
+                ("noise_group", self.noise_group in set(NoiseGroup), f"one of {', '.join(NoiseGroup)}")]
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class NoisyMethod(Method[S], Generic[S]):
 
     def setup(self, model: nn.Module, info: SetupInfo) -> dict[str, Any]:
         level = float(getattr(self.cfg, self.level))
-        sigmas = apply_noise(model, self.noise_kind, level, self.cfg.schedule, self.noise_target)
+        sigmas = apply_noise(model, self.noise_kind, level, self.cfg.schedule, self.noise_target, self.cfg.noise_group)
         return {"sigmas": sigmas}
 
 

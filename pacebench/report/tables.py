@@ -1,7 +1,9 @@
 """The paper's tables, each a pure gather step: store -> `TableData` (a title, a DataFrame, notes). Nothing draws here.
 
 Every table reads only finished phase-2 runs (phase "final", status "done": trained on train+val, scored on test),
-and never averages runs made on different weight files: each (backbone, weights sha256) gets its own rows.
+and never averages runs made on different weight files: each (backbone, weights sha256) gets its own rows. Runs an
+earlier pacebench made before a change that alters their result (`spec.is_current` is False) are left out, with a
+note, rather than averaged with new ones.
 Frames hold numbers (NaN where nothing was measured; the renderers print "–"); a column named in `TableData.pm`
 has its standard deviation over seeds (ddof=1) in a sibling column, rendered as "mean ± std".
 
@@ -27,6 +29,7 @@ import pandas as pd
 from pacebench.errors import PacebenchError
 from pacebench.reference import group_means, reference_table
 from pacebench.registry import Registry
+from pacebench.spec import is_current
 from pacebench.store import RunRecord, Store
 from pacebench.suites import PaperTable, Suite, all_suites, load_suite
 
@@ -97,7 +100,12 @@ def table_names() -> list[str]:
 
 def gather(name: str, store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
     """The table `name` (or an alias: "1", "vtab", "table1", ...) gathered from `store`."""
-    return tables().get(name).gather(store, suite=suite, dataset=dataset)
+    data = tables().get(name).gather(store, suite=suite, dataset=dataset)
+    outdated = [r for r in store.runs(phase="final", status="done", suite=suite) if not is_current(r)]
+    if outdated:
+        data.notes.append(f"{len(outdated)} finished run(s) made before a pacebench change that alters their "
+                          "results are left out; run them again (their settings now give new run keys)")
+    return data
 
 
 # ---- selecting and labelling runs (shared with figures.py) --------------------------------------------------------
@@ -105,8 +113,8 @@ def gather(name: str, store: Store, suite: str | None = None, dataset: str | Non
 
 def finished_runs(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                   methods: Iterable[str] | None = None) -> list[RunRecord]:
-    """Done runs of `phase`, optionally of one suite / dataset (a dataset alias means its canonical name; without a
-    suite, in whichever suites define it)."""
+    """Done runs of `phase` that today's code would still give the same key, optionally of one suite / dataset (a
+    dataset alias means its canonical name; without a suite, in whichever suites define it)."""
     names: str | list[str] | None = dataset
     if suite is not None and dataset is not None:
         names = load_suite(suite).dataset(dataset).name
@@ -114,7 +122,8 @@ def finished_runs(store: Store, suite: str | None = None, dataset: str | None = 
         names = sorted({ds.name for s in all_suites().values() for ds in s.datasets.values()
                         if dataset in (ds.name, *ds.aliases)}) or dataset
     method_list = list(methods) if methods is not None else None
-    return store.runs(phase=phase, status="done", suite=suite, dataset=names, method=method_list)
+    runs = store.runs(phase=phase, status="done", suite=suite, dataset=names, method=method_list)
+    return [r for r in runs if is_current(r)]
 
 
 def dumps(value: Any) -> str:
@@ -473,6 +482,45 @@ def ablations_table(store: Store, suite: str | None = None, dataset: str | None 
     where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else "several datasets"
     return TableData(f"Table 6: ablations on {where}", frame, notes, pm={"test acc": "test acc std"},
                      formats=SUMMARY_FORMATS)
+
+
+# ---- trainable parameters: counted from the code, measured in runs, printed in the paper -------------------------
+
+
+@table("params", "Trainable parameters (M) per suite: counted on the suite's settings, measured in finished runs, "
+       "and the paper's printed 'params (M)'", aliases=("parameters",))
+def params_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    from pacebench.footprint import describe
+
+    names = [suite] if suite else [n for n, s in all_suites().items() if s.reference.get("params")]
+    records = []
+    for name in names:
+        s = load_suite(name)
+        datasets = [s.dataset(dataset)] if dataset else list(s.datasets.values())
+        counted, measured = [], []
+        for ds in datasets:
+            t = s.resolve_train(ds)
+            counted.append(describe(s.backbone, t.adapter, t.rank, ds.classes, 0.0, "code", t.image_size))
+            got = [r.trainable_params for r in finished_runs(store, s.name, ds.name)
+                   if r.backbone == s.backbone and r.trainable_params]
+            if got:
+                measured.append(mean([float(g) for g in got]))
+        ref = reference_table(s, "params")
+        printed = [float(v) for v in ref[ref["suite"] == s.name]["params_m"]] if ref is not None else []
+        records.append({
+            "suite": s.name, "backbone": s.backbone, "datasets": len(datasets),
+            "code (M)": mean([(c.adapter + c.head) / 1e6 for c in counted]),
+            "measured (M)": mean(measured) / 1e6 if len(measured) == len(datasets) else NAN,
+            "paper (M)": printed[0] if printed and not dataset else NAN,
+        })
+    notes = ["code (M): adapter + head parameters counted on the suite's backbone, adapter, rank and class count per "
+             "dataset, as the authors' code builds them, averaged over the datasets",
+             "measured (M): the trainable_params of finished phase-2 runs on the suite's backbone (NaN until every "
+             "dataset has one); paper (M): the mean printed in the suite's Appendix D table",
+             "the paper's printed means are smaller than what its code trains (e.g. VTAB-1k 1.81 M printed, 2.32 M "
+             "counted); pacebench follows the code and shows both"]
+    return TableData("Trainable parameters (M): code, measured, paper", pd.DataFrame(records), notes,
+                     formats={"datasets": "d", "code (M)": ".2f", "measured (M)": ".2f", "paper (M)": ".2f"})
 
 
 SPEED_FORMATS = {"ms/step": ".1f", "images/s": ".0f", "GFLOP/step": ".1f", "time ratio": ".2f", "FLOP ratio": ".2f",
