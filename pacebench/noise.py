@@ -75,8 +75,8 @@ class Noise(nn.Module):
     def factors(self, t: Tensor) -> tuple[Tensor | None, Tensor | None] | None:
         """(scale, shift) with noise(t) = t * scale + shift, drawn exactly as `forward(t)` would draw them (same
         shape, dtype and random numbers), so a layer can fold them into cheaper arithmetic. None where this
-        module must see t itself (Swin's windows, folded by batch)."""
-        if self.batch and t.ndim > 2 and t.shape[0] != self.batch:
+        module must see t itself (group "sample" folding Swin's windows back to their samples)."""
+        if self._folds(t):
             return None
         unit = t.new_zeros(noise_shape(t)) if self.kind in ADDITIVE else t.new_ones(noise_shape(t))
         drawn = self.fn(unit, self.sigma)
@@ -85,10 +85,13 @@ class Noise(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         if not self.active:
             return t
-        b = self.batch
-        if self.group == NoiseGroup.sample and b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0:
-            return self.fn(t.reshape(b, -1, t.shape[-1]), self.sigma).reshape(t.shape)
+        if self._folds(t):
+            return self.fn(t.reshape(self.batch, -1, t.shape[-1]), self.sigma).reshape(t.shape)  # type: ignore[arg-type]
         return self.fn(t, self.sigma)
+
+    def _folds(self, t: Tensor) -> bool:
+        b = self.batch
+        return bool(self.group == NoiseGroup.sample and b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0)
 
     def extra_repr(self) -> str:
         return f"{self.kind}, sigma={self.sigma:.4g}, group={self.group}"

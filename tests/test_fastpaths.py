@@ -120,3 +120,15 @@ def test_compiled_blocks_equal_eager(make_vit, name):
         return grads_and_loss(lambda: ready.method.loss(ready.model, x, y, torch.arange(B)).loss, ready.params, 7)
 
     assert_same(run(True), run(False))
+
+
+@pytest.mark.parametrize("group", ["window", "sample"])
+def test_swin_fast_equals_plain_for_both_noise_groups(make_swin, group):
+    ready = attach(make_swin(drop_path_rate=0.2), "pace", SetupInfo(10, CLASSES), "lora_mul+vpt_add", 2,
+                   {"noise_group": group})
+    randomise_adapters(ready.model)
+    x, y = torch.randn(B, 3, 32, 32, generator=torch.Generator().manual_seed(2)), torch.arange(B) % CLASSES
+    fast = grads_and_loss(lambda: ready.method.loss(ready.model, x, y, torch.arange(B)).loss, ready.params, seed=4)
+    with plain_paths():
+        plain = grads_and_loss(lambda: ready.method.loss(ready.model, x, y, torch.arange(B)).loss, ready.params, 4)
+    assert_same(fast, plain)
