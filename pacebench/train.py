@@ -200,6 +200,16 @@ def train_step(method: Method, model: nn.Module, batch: tuple[Tensor, Tensor, Te
     return out, y
 
 
+def image_cache_facts(splits: Any) -> dict[str, Any]:
+    """Whether the run's images came from the decoded-image cache, and the seconds spent decoding them this time
+    (0 when every cache file already existed: the decode cost a first run pays once)."""
+    from pacebench.data.cache import CachedImages
+
+    sets = [d.base for d in (splits.train, *splits.evals.values()) if isinstance(getattr(d, "base", None),
+                                                                                CachedImages)]
+    return {"used": bool(sets), "decode_seconds": round(sum(c.decode_seconds for c in sets), 3)}
+
+
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
               | None = None) -> TrainResult:
     """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
@@ -215,7 +225,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     model, method, params = ready.model, ready.method, ready.params
     if env.compile:
         compile_blocks(model)
-    facts = {**ready.facts, "attention": attention_kernel(model)}
+    facts = {**ready.facts, "attention": attention_kernel(model), "image_cache": image_cache_facts(splits)}
     facts["normalize"] = {"mean": list(mean), "std": list(std)}  # the mean/std the inputs were normalised with
     counts = adapters.count_parameters(model)
     if setup_info:

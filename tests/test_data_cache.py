@@ -76,7 +76,9 @@ def test_training_from_the_cache_equals_training_from_decoded_files(tmp_path):
         epochs = []
         env = Environment(device=torch.device("cpu"), data_root=tmp_path / "data", weights=weights, num_workers=0,
                           cache_dir=cache_dir)
-        metrics = train_run(spec, env, lambda epoch, record: epochs.append(record)).metrics
+        facts: dict = {}
+        metrics = train_run(spec, env, lambda epoch, record: epochs.append(record), facts.update).metrics
+        assert facts["image_cache"]["used"] == (cache_dir is not None)
         return metrics, [v for e in epochs for v in (e.loss, e.train_acc, e.grad_norm_mean)]
 
     cached, decoded = run(tmp_path / "cache"), run(None)

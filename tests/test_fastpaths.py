@@ -132,3 +132,23 @@ def test_swin_fast_equals_plain_for_both_noise_groups(make_swin, group):
     with plain_paths():
         plain = grads_and_loss(lambda: ready.method.loss(ready.model, x, y, torch.arange(B)).loss, ready.params, 4)
     assert_same(fast, plain)
+
+
+@pytest.mark.parametrize("name", ["baseline", "pace", "pace_add", "pace_h"])
+def test_fast_paths_under_bf16_autocast(make_vit, name):
+    """The GPU default is bf16 autocast: the fast paths run under it (on the CPU here) and agree with the plain
+    path to bf16 precision; the noise is drawn in the dtype the plain path draws it in."""
+    ready = attach(make_vit(depth=3, drop_path_rate=0.2), name, SetupInfo(10, CLASSES), "lora_mul+vpt_add", 2)
+    randomise_adapters(ready.model)
+    x, y = torch.randn(B, 3, 32, 32, generator=torch.Generator().manual_seed(3)), torch.arange(B) % CLASSES
+
+    def loss() -> Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return ready.method.loss(ready.model, x, y, torch.arange(B)).loss
+
+    fast = grads_and_loss(loss, ready.params, seed=5)
+    with plain_paths():
+        plain = grads_and_loss(loss, ready.params, seed=5)
+    torch.testing.assert_close(fast[0], plain[0], rtol=2e-2, atol=2e-2)
+    for a, b in zip(fast[1], plain[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0.1, atol=0.05)
