@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from fake_trees import make_vtab
+from fake_trees import make_fewshot, make_vtab
 
 from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.data import READERS, DataRequest
@@ -36,6 +36,30 @@ def test_cached_splits_equal_decoded_splits(tmp_path, stats):
             u8, y2, idx2 = b[i]
             assert u8.dtype == torch.uint8 and u8.shape == (3, SIZE, SIZE) and (y, idx) == (y2, idx2)
             assert torch.equal(normalise(u8[None])[0], x), "same arithmetic as ToTensor + Normalize"
+
+
+def test_cached_crop_suite_equals_decoded_under_the_same_seed(tmp_path):
+    """Few-shot / FGVC / ImageNet: the short-side resize is cached, the random crop and flip run on the uint8
+    tensor and draw the same random numbers as on the PIL image, so every item equals the decoded one."""
+    make_fewshot(tmp_path / "fs")
+
+    def fewshot(cache_dir=None):
+        request = DataRequest(tmp_path / "fs", "flowers", "final", 3, image_size=SIZE, cache_dir=cache_dir,
+                              options={"shots": 2, "split_seed": 0})
+        return READERS.get("fewshot")(request)
+
+    plain, cached = fewshot(), fewshot(tmp_path / "cache")
+    assert isinstance(cached.train.base, CachedImages) and len(cached.train) == len(plain.train) > 0
+    normalise = Normalise(IMAGENET_MEAN, IMAGENET_STD)
+    for split in ("train", "test"):
+        a, b = (plain.train, cached.train) if split == "train" else (plain.evals["test"], cached.evals["test"])
+        for i in range(len(a)):
+            torch.manual_seed(i)
+            x, y, _ = a[i]
+            torch.manual_seed(i)
+            u8, y2, _ = b[i]
+            assert u8.shape == (3, SIZE, SIZE) and y == y2
+            torch.testing.assert_close(normalise(u8[None])[0], x, rtol=0, atol=0)
 
 
 def test_cache_is_built_once_and_rebuilt_when_a_file_changes(tmp_path):

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.data.images import ImageDir, Item, ListDataset
-from pacebench.data.transforms import train_transform
+from pacebench.data.transforms import CachePlan, train_transform
 from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
 
@@ -133,6 +133,7 @@ class Layout:
 
 LayoutFn = Callable[[Path, str, Mapping[str, Any], int], Layout]
 TransformFn = Callable[..., Callable]  # (image size, mean, std) -> transform
+CacheFn = Callable[[int], CachePlan]  # image size -> how its transforms split around the cached resize
 
 
 @dataclass(frozen=True)
@@ -155,32 +156,34 @@ class Reader:
 READERS: Registry[Reader] = Registry("data reader")
 
 
-def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn, cacheable: bool,
+def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn, plan: CacheFn | None,
                  request: DataRequest) -> Splits:
     size, mean, std = request.image_size, request.mean, request.std
     cached = None
-    if cacheable and request.cache_dir is not None and request.augment == "standard":
-        from pacebench.data.cache import CachedImages  # a fixed resize: decode once, normalise on the device
+    if plan is not None and request.cache_dir is not None and request.augment == "standard":
+        from pacebench.data.cache import CachedImages  # decode once; crop, flip and normalise per batch
 
-        cache_dir, prefix = request.cache_dir, request.dataset
+        cache_dir, prefix, steps = request.cache_dir, request.dataset, plan(size)
 
         def cached(items: list[Item], images: ImageDir, name: str) -> Dataset:
-            return CachedImages(items, size, cache_dir, f"{prefix}-{name}", images)
+            ops = steps.train if name == "train" else steps.evaluate
+            return CachedImages(items, steps.recipe, steps.resize, ops, cache_dir, f"{prefix}-{name}", images)
 
     return layout(request.root, request.phase, request.options, request.num_classes).splits(
         request.num_classes, train_transform(request.augment, size, mean, std, standard), evaluate(size, mean, std),
         cached)
 
 
-def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | None = None, cacheable: bool = False
-                    ) -> Callable[[LayoutFn], LayoutFn]:
+def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | None = None,
+                    cache: CacheFn | None = None) -> Callable[[LayoutFn], LayoutFn]:
     """Registers a layout function as the reader `name`, training with its `standard` transform (unless the run
     asks for another augmentation) and evaluating with `evaluate` (the same one when not given, as VTAB's protocol
-    has it). Each is called as `transform(image size, mean, std)`. `cacheable`: the standard transform is a fixed
-    square resize (`square_resize`) then normalisation, so a run that asks for a cache may decode each image once."""
+    has it). Each is called as `transform(image size, mean, std)`. `cache(image size)` splits those transforms into
+    a cached resize and a tensor stage (`transforms.CachePlan`), so a run that asks for a cache decodes each image
+    once."""
 
     def decorator(layout: LayoutFn) -> LayoutFn:
-        read = partial(_read_layout, layout, standard, evaluate or standard, cacheable)
+        read = partial(_read_layout, layout, standard, evaluate or standard, cache)
         READERS.register(name)(Reader(read, layout))
         return layout
 

@@ -1,12 +1,15 @@
 """Each image decoded once per data set, not once per epoch: resized uint8 pixels in a file under results/cache.
 
-A split whose transform is a fixed resize (VTAB-1k: bicubic to size x size, no augmentation) is decoded and
-resized once into `results/cache/<name>-<key>.u8` ([n, size, size, 3] uint8, written through a memory map:
-VTAB-1k's 1,000 training images at 224 px are 150 MB), which later runs read back whole. The key hashes the image
-paths with their sizes and modification times, the image size and the resize recipe, so a changed file or list
-builds a new cache, never a stale one (images read from an HDF5 pack are keyed by the pack's size and time). Items
-come out as uint8 CHW tensors; `Normalise` turns a batch into the backbone's normalised floats on the device, with
-the same arithmetic as torchvision's ToTensor + Normalize, so cached and decoded inputs are equal.
+A split whose standard transform starts with a deterministic resize (`transforms.CachePlan`: VTAB-1k's square
+resize; the few-shot, FGVC and ImageNet suites' short-side resize) is decoded and resized once into
+`results/cache/<name>-<key>.u8` (uint8 HWC images back to back, with a `.idx.npy` of their shapes; VTAB-1k's 1,000
+training images at 224 px are 150 MB). The key hashes the image paths with their sizes and modification times,
+the resize recipe and the cache format, so a changed file or list builds a new cache, never a stale one (images
+read from an HDF5 pack are keyed by the pack's size and time). Later epochs and runs read the file back (into memory
+up to `IN_MEMORY` bytes, else memory-mapped); an item is the stored uint8 CHW tensor after the plan's tensor stage
+(random crop and flip for training, centre crop for evaluation). `Normalise` turns a batch into the backbone's
+normalised floats on the device, with the same arithmetic as torchvision's ToTensor + Normalize, so cached and
+decoded inputs are equal.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,10 +27,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from pacebench.data.images import ImageDir, Item, load_rgb
-from pacebench.data.transforms import square_resize
 from pacebench.errors import DataError
 
-RECIPE = "square-bicubic-v1"  # bump when the decode or resize changes: old caches are then never read
+FORMAT = "u8-ragged-v2"  # bump when the stored form changes: old caches are then never read
+IN_MEMORY = 4 << 30  # larger caches stay memory-mapped
 
 
 def _stat(path: Path) -> str:
@@ -38,53 +42,63 @@ def _stat(path: Path) -> str:
     return f"{st.st_size}\0{st.st_mtime_ns}"
 
 
-def cache_key(items: list[Item], size: int, images: ImageDir | None = None) -> str:
+def cache_key(items: list[Item], recipe: str, images: ImageDir | None = None) -> str:
     packed = images is not None and images.packed
-    digest = hashlib.sha256(f"{RECIPE}:{size}:{_stat(images.pack) if packed else ''}".encode())  # type: ignore[union-attr]
+    pack = _stat(images.pack) if images is not None and packed else ""
+    digest = hashlib.sha256(f"{FORMAT}:{recipe}:{pack}".encode())
     for path, label in items:
         digest.update(f"{path}\0{label}\0{'' if packed else _stat(path)}\n".encode())
     return digest.hexdigest()[:20]
 
 
 class CachedImages(Dataset):
-    """(uint8 CHW image, label) pairs of `items`, resized to size x size; the file is built on first use."""
+    """(uint8 CHW image, label) pairs of `items` after `resize` (cached) and `ops` (per fetch)."""
 
-    in_memory = True  # no loader workers needed: an item is a view of one tensor
+    in_memory = True  # no loader workers needed: an item is a slice of one buffer
 
-    def __init__(self, items: list[Item], size: int, cache_dir: Path, name: str = "split",
-                 images: ImageDir | None = None, threads: int = 4) -> None:
+    def __init__(self, items: list[Item], recipe: str, resize: Callable, ops: Callable, cache_dir: Path,
+                 name: str = "split", images: ImageDir | None = None, threads: int = 4) -> None:
         self.labels = [label for _, label in items]
-        self.size, self.images = size, images
-        self.path = cache_dir / f"{name}-{cache_key(items, size, images)}.u8"
+        self.ops, self.images = ops, images
+        self.path = cache_dir / f"{name}-{cache_key(items, recipe, images)}.u8"
+        self.index_path = self.path.with_suffix(".idx.npy")
         self.decode_seconds = 0.0
-        if not self.path.is_file():
-            self.decode_seconds = self._build(items, threads)
-        # In memory as one CHW tensor (VTAB-1k's training set: 150 MB at 224 px): an item is a view, no copy.
-        pixels = np.fromfile(self.path, dtype=np.uint8)[: len(items) * size * size * 3]
-        self.pixels = torch.from_numpy(pixels).view(len(items), size, size, 3).permute(0, 3, 1, 2).contiguous()
+        if not (self.path.is_file() and self.index_path.is_file()):
+            self.decode_seconds = self._build(items, resize, threads)
+        self.shapes = np.load(self.index_path)  # [n, 3]: height, width, channels
+        sizes = self.shapes.prod(axis=1)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        total = int(self.offsets[-1])
+        self.pixels = (torch.from_numpy(np.fromfile(self.path, dtype=np.uint8, count=total)) if total <= IN_MEMORY
+                       else np.memmap(self.path, dtype=np.uint8, mode="r", shape=(max(total, 1),)))
 
-    def _build(self, items: list[Item], threads: int) -> float:
+    def _build(self, items: list[Item], resize: Callable, threads: int) -> float:
         start = time.perf_counter()
-        resize = square_resize(self.size)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(len(items), 1), self.size, self.size, 3))
-
-        def one(i: int, out: np.memmap = out) -> None:
-            path = items[i][0]
-            out[i] = np.asarray(resize(self.images.load(path) if self.images else load_rgb(path)), dtype=np.uint8)
-
         with ThreadPoolExecutor(max(1, threads)) as pool:  # Pillow decodes and resizes without the GIL
-            list(pool.map(one, range(len(items))))
-        out.flush()
-        os.replace(tmp, self.path)  # atomic: a killed build leaves no half-written cache behind
+            arrays = list(pool.map(lambda item: np.asarray(resize(self._load_pil(item[0])), dtype=np.uint8), items))
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            for a in arrays:
+                f.write(np.ascontiguousarray(a).tobytes())
+        shapes = np.array([a.shape for a in arrays], dtype=np.int64).reshape(-1, 3)
+        index_tmp = self.index_path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(index_tmp, shapes)
+        os.replace(index_tmp, self.index_path)
+        os.replace(tmp, self.path)  # the data file last: a killed build leaves no cache that looks complete
         return time.perf_counter() - start
+
+    def _load_pil(self, path: Path):  # type: ignore[no-untyped-def]
+        return self.images.load(path) if self.images else load_rgb(path)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return self.pixels[i], self.labels[i]
+        h, w, c = (int(v) for v in self.shapes[i])
+        flat = self.pixels[self.offsets[i]:self.offsets[i + 1]]
+        image = (flat if isinstance(flat, Tensor) else torch.from_numpy(np.array(flat))).view(h, w, c)
+        return self.ops(image.permute(2, 0, 1)), self.labels[i]
 
 
 class Normalise:
