@@ -21,8 +21,9 @@ import timm
 import torch
 from PIL import Image
 
+from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.data import READERS, DataRequest
-from pacebench.data.cache import normalise
+from pacebench.data.cache import Normalise
 from pacebench.methods import SetupInfo
 from pacebench.prepare import attach
 from pacebench.train import Environment, loader, make_optimizer
@@ -62,6 +63,7 @@ def main() -> None:
     ready = attach(model, args.method, SetupInfo(args.images, classes), device=device)
     optimizer = make_optimizer(ready.params, 1e-3, 1e-4, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    normalise = Normalise(IMAGENET_MEAN, IMAGENET_STD)  # what DataRequest's defaults normalise decoded images with
 
     def epoch(batches) -> float:
         sync()
