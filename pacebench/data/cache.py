@@ -71,6 +71,10 @@ class CachedImages(Dataset):
         total = int(self.offsets[-1])
         self.pixels = (torch.from_numpy(np.fromfile(self.path, dtype=np.uint8, count=total)) if total <= IN_MEMORY
                        else np.memmap(self.path, dtype=np.uint8, mode="r", shape=(max(total, 1),)))
+        self.stack: Tensor | None = None  # one shape for all (VTAB's square): [n, C, H, W], an item is a view
+        if isinstance(self.pixels, Tensor) and len(self.shapes) and (self.shapes == self.shapes[0]).all():
+            h, w, c = (int(v) for v in self.shapes[0])
+            self.stack = self.pixels.view(len(self.shapes), h, w, c).permute(0, 3, 1, 2).contiguous()
 
     def _build(self, items: list[Item], resize: Callable, threads: int) -> float:
         start = time.perf_counter()
@@ -95,6 +99,8 @@ class CachedImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        if self.stack is not None:
+            return self.ops(self.stack[i]), self.labels[i]
         h, w, c = (int(v) for v in self.shapes[i])
         flat = self.pixels[self.offsets[i]:self.offsets[i + 1]]
         image = (flat if isinstance(flat, Tensor) else torch.from_numpy(np.array(flat))).view(h, w, c)
