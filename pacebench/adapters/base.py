@@ -17,6 +17,8 @@ give the same values and gradients.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pacebench.adapters.persample import PerSampleNoisyLinear
-from pacebench.noise import ADDITIVE
+from pacebench.noise import ADDITIVE, Noise
 from pacebench.registry import Registry
 
 
@@ -49,7 +51,7 @@ PARTS: Registry[type[AdapterPart]] = Registry("adapter part")
 
 def _sum(tensors: list[Tensor | None]) -> Tensor | None:
     present = [t for t in tensors if t is not None]
-    return torch.stack(present).sum(0) if len(present) > 1 else (present[0] if present else None)
+    return functools.reduce(operator.add, present) if present else None  # no stacked copy: this runs every step
 
 
 class Noisy(nn.Module):
@@ -67,7 +69,8 @@ class Noisy(nn.Module):
     @property
     def noisy(self) -> bool:
         """Whether the next forward draws noise (a Noise module in training mode with σ > 0)."""
-        return bool(getattr(self.noise, "active", False))
+        noise = self.noise
+        return isinstance(noise, Noise) and noise.active  # no getattr miss on nn.Identity: this runs every step
 
 
 @contextmanager
