@@ -130,6 +130,28 @@ def grid(values: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
 grid_points = grid  # the name the CLI uses
 
 
+def with_point(request: Any, point: dict[str, Any]) -> Any:
+    """Splits one grid point of a `scheduler.PlanRequest` into method hyperparameters and training settings."""
+    from pacebench.scheduler import _accepts
+    from pacebench.spec import TRAIN_FIELDS
+
+    method = {k: v for k, v in point.items() if any(_accepts(m, k) for m in request.methods)}
+    train = {k: v for k, v in point.items() if k in TRAIN_FIELDS}
+    unknown = set(point) - set(method) - set(train)
+    if unknown:
+        raise UsageError(f"--grid {sorted(unknown)[0]}: neither a hyperparameter of {', '.join(request.methods)} "
+                         "nor a training setting")
+    return dataclasses.replace(request, method={**request.method, **method}, train={**request.train, **train})
+
+
+def excluded_points(runs: Iterable[RunRecord]) -> list[str]:
+    """Phase-1 settings left out of the choice because a run of theirs failed all its attempts, one line each
+    (dataset, method, setting, seed and the first line of the error)."""
+    return [f"{r.dataset} {r.method} {_json(r.method_config)} seed {r.seed}: "
+            f"{(r.error or 'failed').splitlines()[0][:120]}"
+            for r in runs if r.phase == "tune" and r.status == "failed"]
+
+
 def final_specs(best: Mapping[Key, Choice], seeds: Iterable[int]) -> list[RunSpec]:
     """Phase-2 specs: each chosen setting on the same suite, dataset, data options, backbone, weights and training
     settings, with phase "final", once per seed; in key order, then seed order."""

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from pacebench import adapters, backbones
+from pacebench.checkpoint import Control, Stopped, TrainState
 from pacebench.data import READERS, DataRequest, Splits
 from pacebench.droppath import share_drop_path
 from pacebench.methods import METHODS, Method, SetupInfo
@@ -43,6 +44,7 @@ class Environment:
     data_root: Path
     weights: Path | None = None
     num_workers: int = 4
+    weights_dir: Path | None = None  # where named backbones' files are (default: settings.weights_dir())
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -63,9 +65,11 @@ def load_splits(spec: RunSpec, data_root: Path) -> Splits:
     return READERS.get(suite.reader)(request)
 
 
-def build_model(spec: RunSpec, num_classes: int, weights: Path | None) -> tuple[nn.Module, Method, str]:
+def build_model(spec: RunSpec, num_classes: int, weights: Path | None, weights_dir: Path | None = None
+                ) -> tuple[nn.Module, Method, str]:
     """Backbone with a fresh head, adapters injected, DropPath shared if the method asks; returns the sha too."""
-    model, sha = backbones.build(spec.backbone, num_classes, spec.train.image_size, spec.train.drop_path, weights)
+    model, sha = backbones.build(spec.backbone, num_classes, spec.train.image_size, spec.train.drop_path, weights,
+                                 weights_dir=weights_dir)
     adapters.inject(model, spec.train.adapter, spec.train.rank)
     cls = METHODS.get(spec.method)
     method = cls(cls.make_config(spec.method_config))
@@ -161,14 +165,15 @@ class TrainResult:
 
 
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
-              | None = None) -> TrainResult:
+              | None = None, control: Control | None = None) -> TrainResult:
     """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
-    (the store writes it)."""
+    (the store writes it). `control` resumes from a checkpoint, is offered one after every epoch, and may stop the
+    run between steps (raising `Stopped`)."""
     from timm.scheduler import CosineLRScheduler
 
     generator = seed_everything(spec.seed)
     splits = load_splits(spec, env.data_root)
-    model, method, _ = build_model(spec, splits.num_classes, env.weights)
+    model, method, _ = build_model(spec, splits.num_classes, env.weights, env.weights_dir)
     model.to(env.device)
     facts = method.setup(model, SetupInfo(len(splits.train), splits.num_classes))  # type: ignore[arg-type]
     counts = adapters.count_parameters(model)
@@ -184,13 +189,20 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     train_data = loader(splits.train, t.batch_size, env, True, generator)
     eval_data = {name: loader(d, t.eval_batch_size, env, False, None) for name, d in splits.evals.items()}
     fp_data = loader(splits.train, t.eval_batch_size, env, False, None)
-    final: dict[str, Any] = {}
-    for epoch in range(t.epochs):
+    control = control or Control()
+    state = TrainState(model, optimizer, schedule, method, generator)
+    start, final = 0, {}
+    if control.resume is not None:
+        last, final = state.restore(control.resume, env.device)
+        start = last + 1
+    for epoch in range(start, t.epochs):
         start = time.perf_counter()
         schedule.step(epoch)
         model.train()
         stats = EpochStats(env.device)
         for x, y, idx in train_data:
+            if control.should_stop():
+                raise Stopped(f"stopped during epoch {epoch}")
             batch = (x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True),
                      idx.to(env.device, non_blocking=True))
             out = method.step(model, batch, optimizer, params)
@@ -212,6 +224,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
             wall_time=time.perf_counter() - start,
         )
         on_epoch(epoch, record)
+        control.epoch_done(epoch, lambda epoch=epoch, final=final: state.capture(epoch, final))
     metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
     return TrainResult(metrics, adapters.trainable_state(model))
 
