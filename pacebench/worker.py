@@ -108,6 +108,8 @@ class Worker:
     def work(self, wait: bool = False) -> Counter[str]:
         """Trains runs until none is claimable. With `wait`, also waits for runs of `keys` that other live
         workers hold (and takes them over if their holders vanish). Returns how each attempt ended."""
+        import pacebench.train  # noqa: F401 (imported before the first claim, not while its lease runs)
+
         self.store.worker_started(self.who, str(self.env.device))
         try:
             with stop_on_signals(self.stop):
@@ -137,6 +139,7 @@ class Worker:
         assert claim is not None
         beat = Heartbeat(self.store, run.id, claim, self.who.name, self.settings.heartbeat_s)
         control: RunControl | None = None
+        beat.start()
         try:
             spec = spec_of(run)
             resume = self.store.resume_point(run.id, claim)
@@ -146,7 +149,6 @@ class Worker:
             self.store.worker_update(self.who.name, state="training", run_id=run.id,
                                      epoch=resume[0] if resume else None,
                                      info={"label": spec.label(), "epochs": spec.train.epochs})
-            beat.start()
             result = train_run(spec, self.env, self._on_epoch(run, claim),
                                lambda facts: self._facts(run.id, claim, facts), control)
             self.store.finish_claimed(run.id, claim, result.metrics, result.weights)

@@ -69,3 +69,19 @@ def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/r.db"
     return request.getfixturevalue("pg_server").create_database(f"t{next(_databases)}")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """A results folder holding a quickly pre-trained demo backbone (1 epoch instead of the demo's 60)."""
+    path = tmp_path_factory.mktemp("results")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PACEBENCH_RESULTS", str(path))
+    from pacebench.pretrain import pretrain_demo_backbone
+    from pacebench.scheduler import weights_sha256
+
+    weights_sha256.cache_clear()
+    pretrain_demo_backbone(epochs=1)
+    yield path
+    weights_sha256.cache_clear()
+    mp.undo()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,22 +15,6 @@ from pacebench.store import Store
 
 runner = CliRunner()
 TINY = ["--epochs", "2", "-t", "batch_size=16", "-t", "eval_every=1", "--device", "cpu", "--seeds", "0"]
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
-    """A results folder holding a quickly pre-trained demo backbone (1 epoch instead of the demo's 60)."""
-    path = tmp_path_factory.mktemp("results")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PACEBENCH_RESULTS", str(path))
-    from pacebench.pretrain import pretrain_demo_backbone
-    from pacebench.scheduler import weights_sha256
-
-    weights_sha256.cache_clear()
-    pretrain_demo_backbone(epochs=1)
-    yield path
-    weights_sha256.cache_clear()
-    mp.undo()
 
 
 def invoke(*args: str, db: str | None = None):

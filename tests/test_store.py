@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from datetime import timedelta
 
 import pytest
 
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, Store
-from pacebench.store.api import utcnow
 
 
 def spec(**changes) -> RunSpec:
