@@ -145,11 +145,18 @@ def with_point(request: Any, point: dict[str, Any]) -> Any:
 
 
 def excluded_points(runs: Iterable[RunRecord]) -> list[str]:
-    """Phase-1 settings left out of the choice because a run of theirs failed all its attempts, one line each
-    (dataset, method, setting, seed and the first line of the error)."""
-    return [f"{r.dataset} {r.method} {_json(r.method_config)} seed {r.seed}: "
-            f"{(r.error or 'failed').splitlines()[0][:120]}"
-            for r in runs if r.phase == "tune" and r.status == "failed"]
+    """Phase-1 settings left out of the choice because a run of theirs failed all its attempts, one line each:
+    dataset, method, the setting (its hyperparameters and the training settings that vary over the grid), seed
+    and the first line of the error."""
+    runs = [r for r in runs if r.phase == "tune"]
+    varying = {k for r in runs for k, v in r.hparams.items() if v != runs[0].hparams.get(k)}
+    lines = []
+    for r in runs:
+        if r.status == "failed":
+            setting = {**r.method_config, **{k: r.hparams[k] for k in sorted(varying)}}
+            lines.append(f"{r.dataset} {r.method} {_json(setting)} seed {r.seed}: "
+                         f"{(r.error or 'failed').splitlines()[0][:120]}")
+    return lines
 
 
 def final_specs(best: Mapping[Key, Choice], seeds: Iterable[int]) -> list[RunSpec]:

@@ -87,7 +87,7 @@ def wait_for(condition, timeout: float = 120.0) -> None:
 def test_kill_9_at_random_moments_loses_and_repeats_nothing(tmp_path, results):
     db = f"sqlite:///{tmp_path}/q.db"
     store = Store(db)
-    plan_ = specs(["baseline", "pace"], seeds=(0, 1, 2), epochs=4)
+    plan_ = specs(["baseline", "pace"], seeds=(0, 1), epochs=4)
     store.enqueue(plan_)
     rng = random.Random(10)
     for _ in range(3):  # bounded: three kills at random moments, then a worker that finishes
@@ -151,7 +151,7 @@ def test_a_stopped_worker_that_lost_its_claim_stops_without_writing(tmp_path, re
 def test_sigterm_checkpoints_releases_and_a_rerun_resumes(tmp_path, results):
     db = f"sqlite:///{tmp_path}/q.db"
     store = Store(db)
-    (spec,) = specs(epochs=60, eval_every=1000)
+    (spec,) = specs(epochs=30, eval_every=1000)
     store.enqueue([spec])
     proc = worker_process(db, results, env={"PACEBENCH_CHECKPOINT_EVERY": "1000"})
     run_id = store.get_run(spec.key).id if store.get_run(spec.key) else None
@@ -166,6 +166,85 @@ def test_sigterm_checkpoints_releases_and_a_rerun_resumes(tmp_path, results):
     proc = worker_process(db, results)
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0 and "1 done" in out, out
-    assert [e.epoch for e in store.epochs(run.id)] == list(range(60))
+    assert [e.epoch for e in store.epochs(run.id)] == list(range(30))
     assert store.checkpoint_epoch(run.id) is None and store.get_run(run.id).status == "done"
     assert json.loads(json.dumps(store.get_run(run.id).metrics))["test_acc"] is not None
+
+
+def test_submitit_job_array_drains_the_plan(tmp_path, results):
+    """The Slurm path through submitit's local executor: a 2-task array of workers on one database."""
+    from typer.testing import CliRunner
+
+    from pacebench.cli import app
+
+    db = f"sqlite:///{tmp_path}/q.db"
+    args = ["run", "demo", "--methods", "baseline,pace", "--seeds", "0,1", "--epochs", "1", "-t", "batch_size=16",
+            "--device", "cpu", "--executor", "submitit-local", "--array", "2", "--slurm-folder",
+            str(tmp_path / "slurm"), "--db", db]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    runs = Store(db).runs()
+    assert [(r.status, r.attempts) for r in runs] == [("done", 1)] * 4
+    assert len(list((tmp_path / "slurm").glob("*_log.out"))) == 2
+
+
+def test_slurm_with_sqlite_is_refused_unless_forced(tmp_path):
+    from typer.testing import CliRunner
+
+    from pacebench.cli import app
+
+    result = CliRunner().invoke(app, ["run", "demo", "--executor", "slurm", "--device", "cpu",
+                                      "--db", f"sqlite:///{tmp_path}/q.db"])
+    assert result.exit_code == 2 and "needs a database every node reaches" in result.output
+
+
+def cli(*args: str):
+    from typer.testing import CliRunner
+
+    from pacebench.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+TINY = ["--epochs", "1", "-t", "batch_size=16", "-t", "eval_every=1", "--device", "cpu"]
+
+
+def test_run_with_two_jobs_then_status(tmp_path, results, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[1]))
+    db = f"sqlite:///{tmp_path}/q.db"
+    result = cli("run", "demo", "--methods", "baseline,pace", "--seeds", "0,1", "--jobs", "2", *TINY, "--db", db)
+    assert result.exit_code == 0, result.output
+    runs = Store(db).runs()
+    assert [(r.status, r.attempts) for r in runs] == [("done", 1)] * 4 and len({r.worker for r in runs}) == 2
+    status = cli("status", "--db", db)
+    assert status.exit_code == 0 and "4 runs: 4 done" in status.output and "stopped" in status.output
+
+
+def test_a_rerun_that_finds_runs_held_by_live_workers_says_so_unless_it_waits(tmp_path, results, monkeypatch):
+    monkeypatch.setenv("PACEBENCH_POLL_S", "0.2")
+    db = f"sqlite:///{tmp_path}/q.db"
+    store = Store(db)
+    plan_ = specs(["baseline"], seeds=(0, 1), epochs=1)
+    store.enqueue(plan_)
+    held = store.claim_next(Claimant(3600.0, host="other-host", pid=1), keys=[plan_[0].key])
+    args = ["run", "demo", "--methods", "baseline", "--seeds", "0,1", *TINY, "--db", db]
+    result = cli(*args)
+    assert result.exit_code == 1 and "1 run(s) are held by live workers (other-host:1)" in result.output
+    assert store.get_run(plan_[1].key).status == "done" and store.get_run(held.id).status == "running"
+    store.update_run(held.id, lease_s=0.5)  # the holder goes silent: a waiting rerun takes the run over
+    result = cli(*args, "--wait")
+    assert result.exit_code == 0, result.output
+    assert store.get_run(held.id).status == "done" and store.get_run(held.id).attempts == 2
+
+
+def test_tune_leaves_out_a_grid_point_that_fails_every_attempt(tmp_path, results):
+    db = f"sqlite:///{tmp_path}/q.db"
+    result = cli("tune", "demo", "--methods", "pace", "--grid", "lr=0.005,1e12", "--seeds", "0", "--tune-seeds", "0",
+                 "--epochs", "2", "-t", "batch_size=16", "--device", "cpu", "--attempts", "2", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "excluded digits pace" in result.output and '"lr":1000000000000.0' in result.output
+    runs = Store(db).runs()
+    failed = [r for r in runs if r.status == "failed"]
+    assert len(failed) == 1 and failed[0].attempts == 2 and "FloatingPointError" in failed[0].error
+    (final,) = [r for r in runs if r.phase == "final"]
+    assert final.status == "done" and final.hparams["lr"] == 0.005

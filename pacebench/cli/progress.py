@@ -62,7 +62,7 @@ class SweepDisplay:
         self.console, self.store, self.keys = console, store, keys
         self.since = utcnow() - timedelta(seconds=1)
         self.lease_s = WorkerSettings.from_env().lease_s
-        self.live = Live(console=console, get_renderable=self.render, refresh_per_second=1, transient=False)
+        self.live = Live(console=console, get_renderable=self.render, refresh_per_second=1, transient=True)
 
     def render(self) -> Any:
         counts = self.store.status_counts(self.keys)
@@ -76,6 +76,7 @@ class SweepDisplay:
 
     def __exit__(self, *exc: Any) -> None:
         self.live.__exit__(*exc)
+        self.console.print(self.render())  # the final state, also where the console is not a terminal
 
 
 def _grid(bar: ProgressBar, text: str) -> Table:

@@ -12,90 +12,90 @@ from pacebench.cli.common import DataOption, DbOption, console, db_url
 from pacebench.errors import UsageError
 
 
+def runs(
+    suite: Annotated[str | None, typer.Option("--suite")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset")] = None,
+    method: Annotated[str | None, typer.Option("--method")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="queued | running | done | failed")] = None,
+    phase: Annotated[str | None, typer.Option("--phase", help="tune | final")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Show the newest N.")] = 50,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device.")]
+    = False,
+    db: DbOption = None,
+) -> None:
+    """List runs with their status and headline metrics."""
+    from pacebench.store import STATUSES, Store
+
+    if status and status not in STATUSES:
+        raise UsageError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+    url = db_url(db)
+    records = Store(url).runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
+    columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
+    if wide:
+        columns[1:1] = ["key", "suite"]
+        columns += ["config", "params", "device"]
+    table = Table(*columns, title=f"{len(records)} runs in {url}")
+    for r in records[-limit:]:
+        m = r.metrics or {}
+        error = f": {r.error.splitlines()[0][:60]}" if r.error else ""
+        row = {"id": str(r.id), "key": r.key, "suite": r.suite, "dataset": _dataset_label(r), "method": r.method,
+               "config": _config(r.method_config), "seed": str(r.seed), "phase": r.phase,
+               "status": r.status + error, "train": _num(m.get("train_acc")), "val": _num(m.get("val_acc")),
+               "test": _num(m.get("test_acc")), "params": f"{r.trainable_params or 0:,}", "device": r.device or ""}
+        table.add_row(*(row[c] for c in columns))
+    console.print(table)
+
+def methods() -> None:
+    """List the registered methods with their description and hyperparameters (defaults)."""
+    from pacebench.methods import METHODS
+
+    table = Table("method", "description", "hyperparameters (--hp NAME=VALUE)", title="methods")
+    for name, cls in METHODS.items():
+        table.add_row(name, cls.description, _config(cls.make_config({}).as_dict()) or "–")
+    console.print(table)
+
+def suites(data_root: DataOption = None) -> None:
+    """List the suites, their datasets, and whether each dataset's folder is found under the data root."""
+    from pacebench.settings import data_root as default_root
+    from pacebench.suites import all_suites
+
+    root = data_root or default_root()
+    table = Table("suite", "dataset", "classes", "group", "folder", "data", title=f"suites (data root {root})")
+    for suite in all_suites().values():
+        for ds in suite.datasets.values():
+            folder = root / suite.data_dir / ds.folder
+            found = "built in" if suite.reader == "demo" else ("found" if folder.is_dir() else "missing")
+            table.add_row(suite.name, ds.name, str(ds.classes), ds.group, str(folder), found)
+    console.print(table)
+
+def inspect(
+    backbone: Annotated[str, typer.Option("--backbone", help="Named backbone or timm architecture.")]
+    = "vit_b16_in21k",
+    adapter: Annotated[str, typer.Option("--adapter")] = "lora_mul+vpt_add",
+    rank: Annotated[int, typer.Option("--rank")] = 10,
+    classes: Annotated[int, typer.Option("--classes")] = 100,
+    sigma: Annotated[float, typer.Option("--sigma")] = 1.2,
+    schedule: Annotated[str, typer.Option("--schedule", help="code | paper | const | increasing")] = "code",
+    image_size: Annotated[int, typer.Option("--image-size")] = 224,
+) -> None:
+    """Trainable parameter count and the σ schedule of a set-up, without weights or data."""
+    from pacebench.inspect import describe
+
+    info = describe(backbone, adapter, rank, classes, sigma, schedule, image_size)
+    console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} rank {rank}, "
+                  f"{classes} classes")
+    console.print(f"  trainable parameters: adapters {info.adapter:,} + head {info.head:,} = "
+                  f"[bold]{info.adapter + info.head:,}[/] ({(info.adapter + info.head) / 1e6:.2f} M)")
+    table = Table("position", "σ", "adapted Linear layers", title=f"σ schedule '{schedule}', σ = {sigma}")
+    for position, (s, layers) in enumerate(zip(info.sigmas, info.layers, strict=True)):
+        name = "head" if position == info.depth else f"block {position}"
+        table.add_row(name, f"{s:.4g}", str(layers))
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def runs(
-        suite: Annotated[str | None, typer.Option("--suite")] = None,
-        dataset: Annotated[str | None, typer.Option("--dataset")] = None,
-        method: Annotated[str | None, typer.Option("--method")] = None,
-        status: Annotated[str | None, typer.Option("--status", help="queued | running | done | failed")] = None,
-        phase: Annotated[str | None, typer.Option("--phase", help="tune | final")] = None,
-        limit: Annotated[int, typer.Option("--limit", help="Show the newest N.")] = 50,
-        wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device.")]
-        = False,
-        db: DbOption = None,
-    ) -> None:
-        """List runs with their status and headline metrics."""
-        from pacebench.store import STATUSES, Store
-
-        if status and status not in STATUSES:
-            raise UsageError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
-        url = db_url(db)
-        records = Store(url).runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
-        columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
-        if wide:
-            columns[1:1] = ["key", "suite"]
-            columns += ["config", "params", "device"]
-        table = Table(*columns, title=f"{len(records)} runs in {url}")
-        for r in records[-limit:]:
-            m = r.metrics or {}
-            error = f": {r.error.splitlines()[0][:60]}" if r.error else ""
-            row = {"id": str(r.id), "key": r.key, "suite": r.suite, "dataset": _dataset_label(r), "method": r.method,
-                   "config": _config(r.method_config), "seed": str(r.seed), "phase": r.phase,
-                   "status": r.status + error, "train": _num(m.get("train_acc")), "val": _num(m.get("val_acc")),
-                   "test": _num(m.get("test_acc")), "params": f"{r.trainable_params or 0:,}", "device": r.device or ""}
-            table.add_row(*(row[c] for c in columns))
-        console.print(table)
-
-    @app.command()
-    def methods() -> None:
-        """List the registered methods with their description and hyperparameters (defaults)."""
-        from pacebench.methods import METHODS
-
-        table = Table("method", "description", "hyperparameters (--hp NAME=VALUE)", title="methods")
-        for name, cls in METHODS.items():
-            table.add_row(name, cls.description, _config(cls.make_config({}).as_dict()) or "–")
-        console.print(table)
-
-    @app.command()
-    def suites(data_root: DataOption = None) -> None:
-        """List the suites, their datasets, and whether each dataset's folder is found under the data root."""
-        from pacebench.settings import data_root as default_root
-        from pacebench.suites import all_suites
-
-        root = data_root or default_root()
-        table = Table("suite", "dataset", "classes", "group", "folder", "data", title=f"suites (data root {root})")
-        for suite in all_suites().values():
-            for ds in suite.datasets.values():
-                folder = root / suite.data_dir / ds.folder
-                found = "built in" if suite.reader == "demo" else ("found" if folder.is_dir() else "missing")
-                table.add_row(suite.name, ds.name, str(ds.classes), ds.group, str(folder), found)
-        console.print(table)
-
-    @app.command()
-    def inspect(
-        backbone: Annotated[str, typer.Option("--backbone", help="Named backbone or timm architecture.")]
-        = "vit_b16_in21k",
-        adapter: Annotated[str, typer.Option("--adapter")] = "lora_mul+vpt_add",
-        rank: Annotated[int, typer.Option("--rank")] = 10,
-        classes: Annotated[int, typer.Option("--classes")] = 100,
-        sigma: Annotated[float, typer.Option("--sigma")] = 1.2,
-        schedule: Annotated[str, typer.Option("--schedule", help="code | paper | const | increasing")] = "code",
-        image_size: Annotated[int, typer.Option("--image-size")] = 224,
-    ) -> None:
-        """Trainable parameter count and the σ schedule of a set-up, without weights or data."""
-        from pacebench.inspect import describe
-
-        info = describe(backbone, adapter, rank, classes, sigma, schedule, image_size)
-        console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} rank {rank}, "
-                      f"{classes} classes")
-        console.print(f"  trainable parameters: adapters {info.adapter:,} + head {info.head:,} = "
-                      f"[bold]{info.adapter + info.head:,}[/] ({(info.adapter + info.head) / 1e6:.2f} M)")
-        table = Table("position", "σ", "adapted Linear layers", title=f"σ schedule '{schedule}', σ = {sigma}")
-        for position, (s, layers) in enumerate(zip(info.sigmas, info.layers, strict=True)):
-            name = "head" if position == info.depth else f"block {position}"
-            table.add_row(name, f"{s:.4g}", str(layers))
-        console.print(table)
+    for command in (runs, methods, suites, inspect):
+        app.command()(command)
 
 
 def _num(value: float | None) -> str:

@@ -7,62 +7,82 @@ from typing import Annotated
 
 import typer
 
-from pacebench.cli.common import DbOption, console, db_url
+from pacebench.cli.common import DbOption, console, db_url, err_console
 
 FORMATS = ("rich", "md", "latex", "csv")
 
 
+def report(
+    table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, "
+                                       "6/ablations.")] = "demo",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="rich | md | latex | csv")] = "rich",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
+    = None,
+    suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside."""
+    from pacebench.errors import UsageError
+    from pacebench.report import render_table
+    from pacebench.store import Store
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    store = Store(db_url(db))
+    rendered = render_table(table, store, fmt, suite=suite, dataset=dataset)
+    _coverage_note(store, table, suite, dataset)
+    if out is None:
+        if isinstance(rendered, str):
+            typer.echo(rendered, nl=not rendered.endswith("\n"))  # no rich wrapping or markup in md/latex/csv
+        else:
+            console.print(rendered)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
+    console.print(f"wrote {out}")
+
+def plot(
+    figure: Annotated[str, typer.Argument(help="grad-norm, fp-distance, accuracy, lambda-sweep.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG file (default results/FIGURE.png).")]
+    = None,
+    suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+    shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
+    split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
+    phase: Annotated[str, typer.Option("--phase", help="final or tune runs.")] = "final",
+    db: DbOption = None,
+) -> None:
+    """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
+    from pacebench.report import draw_figure
+    from pacebench.settings import results_dir
+    from pacebench.store import Store
+
+    options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
+    path = draw_figure(figure, Store(db_url(db)), out or results_dir() / f"{figure}.png", suite=suite,
+                       dataset=dataset, phase=phase, options=options or None)
+    console.print(f"wrote {path}")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def report(
-        table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, "
-                                           "6/ablations.")] = "demo",
-        fmt: Annotated[str, typer.Option("--format", "-f", help="rich | md | latex | csv")] = "rich",
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
-        = None,
-        suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
-        dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
-        db: DbOption = None,
-    ) -> None:
-        """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside."""
-        from pacebench.errors import UsageError
-        from pacebench.report import render_table
-        from pacebench.store import Store
+    for command in (report, plot):
+        app.command()(command)
 
-        if fmt not in FORMATS:
-            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-        rendered = render_table(table, Store(db_url(db)), fmt, suite=suite, dataset=dataset)
-        if out is None:
-            if isinstance(rendered, str):
-                typer.echo(rendered, nl=not rendered.endswith("\n"))  # no rich wrapping or markup in md/latex/csv
-            else:
-                console.print(rendered)
-            return
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
-        console.print(f"wrote {out}")
 
-    @app.command()
-    def plot(
-        figure: Annotated[str, typer.Argument(help="grad-norm, fp-distance, accuracy, lambda-sweep.")],
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG file (default results/FIGURE.png).")]
-        = None,
-        suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
-        dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
-        shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
-        split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
-        phase: Annotated[str, typer.Option("--phase", help="final or tune runs.")] = "final",
-        db: DbOption = None,
-    ) -> None:
-        """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
-        from pacebench.report import draw_figure
-        from pacebench.settings import results_dir
-        from pacebench.store import Store
+def _coverage_note(store: object, table: str, suite: str | None, dataset: str | None) -> None:
+    """On stderr (so md/csv output stays clean): how many phase-2 runs of the table's suite are not done."""
+    from pacebench.cli.progress import counts_line
+    from pacebench.report import TABLES
+    from pacebench.suites import all_suites
 
-        options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
-        path = draw_figure(figure, Store(db_url(db)), out or results_dir() / f"{figure}.png", suite=suite,
-                           dataset=dataset, phase=phase, options=options or None)
-        console.print(f"wrote {path}")
+    name = suite or TABLES.get(table).name
+    if name not in all_suites():
+        return
+    counts = store.status_counts(suite=name, dataset=dataset, phase="final")  # type: ignore[attr-defined]
+    missing = sum(n for status, n in counts.items() if status != "done")
+    if missing:
+        err_console.print(f"[yellow]{missing} run(s) of this table are missing or failed[/] ({counts_line(counts)}); "
+                          "see `pacebench status`")
 
 
 def _plain(renderable: object) -> str:

@@ -107,7 +107,8 @@ def _shared(
 
 
 def _worker_options(o: Any) -> Any:
-    from pacebench.cluster import EXECUTORS, SlurmOptions
+    """The workers' options; a Slurm sweep on SQLite is refused here, before anything is planned."""
+    from pacebench.cluster import EXECUTORS, SlurmOptions, check_database
     from pacebench.scheduler import WorkerOptions
     from pacebench.settings import WorkerSettings
     from pacebench.settings import data_root as default_data_root
@@ -121,6 +122,7 @@ def _worker_options(o: Any) -> Any:
                                cpus_per_task=o.cpus_per_task, time_min=o.time_limit,
                                extra=key_values(o.slurm_opt, "--slurm-opt"), folder=o.slurm_folder,
                                force_sqlite=o.force_sqlite)
+        check_database(db_url(o.db), cluster)
     settings = WorkerSettings.from_env(checkpoint_every=o.checkpoint_every, max_attempts=o.attempts)
     return WorkerOptions(device=o.device, gpus=o.gpus, jobs=o.jobs, threads=o.threads, loader_workers=o.workers,
                          data_root=o.data_root or default_data_root(), weights=o.weights, weights_dir=o.weights_dir,
@@ -149,7 +151,8 @@ def _plan(request: Any, o: Any) -> list[Any]:
     return plan(request, lambda backbone, weights: weights_sha256(backbone, weights, o.weights_dir))
 
 
-def execute_plan(specs: list[Any], o: Any, origin: str = "direct", tolerate_failures: bool = False) -> Any:
+def execute_plan(specs: list[Any], o: Any, opts: Any, origin: str = "direct", tolerate_failures: bool = False
+                 ) -> Any:
     """Queues and trains `specs`, shows the workers, prints each run's outcome; exits 1 when a run failed
     (unless tolerated), or is still held by a live worker elsewhere, or was stopped."""
     from pacebench.cli.progress import SweepDisplay, print_outcomes
@@ -159,7 +162,6 @@ def execute_plan(specs: list[Any], o: Any, origin: str = "direct", tolerate_fail
 
     url = db_url(o.db)
     store = Store(url)
-    opts = _worker_options(o)
     done = {r.key for r in store.runs(key=[s.key for s in specs], status="done")}
     where = f"{opts.cluster.tasks} {opts.cluster.executor} task(s)" if opts.cluster else opts.device
     console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {where} -> {url}")
@@ -212,8 +214,9 @@ def run(
 
     if phase not in PHASES:
         raise UsageError(f"--phase must be one of {', '.join(PHASES)}, got {phase!r}")
+    opts = _worker_options(o)
     specs = _plan(_request(o, suite, datasets, split_list(methods) or [], seeds, shots, split_seeds, phase), o)
-    if execute_plan(specs, o) is not None:
+    if execute_plan(specs, o, opts) is not None:
         console.print(f"next: [bold]pacebench report --table {suite}[/] and [bold]pacebench plot grad-norm[/]")
 
 
@@ -231,8 +234,9 @@ def ablate(
     from pacebench.methods import ABLATIONS, EFFICIENCY
 
     methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
+    opts = _worker_options(o)
     specs = _plan(_request(o, suite, dataset, methods, seeds), o)
-    if execute_plan(specs, o) is not None:
+    if execute_plan(specs, o, opts) is not None:
         console.print("next: [bold]pacebench report --table ablations[/]")
 
 
@@ -257,11 +261,12 @@ def tune(
     from pacebench import protocol
 
     method_names = split_list(methods) or []
+    opts = _worker_options(o)
     request = _request(o, suite, datasets, method_names, tune_seeds, shots, split_seeds, phase="tune")
     specs = [s for point in protocol.grid(grid_values(grid)) for s in _plan(protocol.with_point(request, point), o)]
     specs = list({s.key: s for s in specs}.values())
     console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
-    result = execute_plan(specs, o, origin="tune", tolerate_failures=True)
+    result = execute_plan(specs, o, opts, origin="tune", tolerate_failures=True)
     if result is None:
         return
     for point in protocol.excluded_points(result.runs):
@@ -274,7 +279,7 @@ def tune(
     for chosen in best.values():
         console.print(f"  {chosen.dataset} {chosen.method}: {chosen.method_config} (val {chosen.val_acc:.2f} "
                       f"over {len(chosen.seeds)} seed(s), best of {chosen.candidates})")
-    execute_plan(finals, o, origin="tune")
+    execute_plan(finals, o, opts, origin="tune")
 
 
 def worker(
