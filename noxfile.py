@@ -79,6 +79,8 @@ def cluster(session: nox.Session) -> None:
         daemons.append(subprocess.Popen(["munged", "-F", "--force"], user="munge", group="munge"))
         conf = work / "slurm.conf"
         conf.write_text(SLURM_CONF.format(work=work))
+        for folder in ("state", "spool"):
+            (work / folder).mkdir()
         os.environ["SLURM_CONF"] = str(conf)  # sbatch, squeue and sacct (called by submitit) read it
         time.sleep(1)
         daemons.append(subprocess.Popen(["slurmctld", "-D", "-f", str(conf)]))
@@ -123,8 +125,10 @@ def cluster_summary(db: str, seconds: float) -> dict:
     with create_engine(db).connect() as conn:
         rows = conn.execute(text("select status, attempts, worker from runs")).all()
         epochs = conn.execute(text("select count(*), count(distinct (run_id, epoch)) from epochs")).one()
+        tasks = conn.execute(text("select count(*) from workers")).scalar()
     return {"runs": len(rows), "done_once": sum(r.status == "done" and r.attempts == 1 for r in rows),
-            "workers": len({r.worker for r in rows}), "epoch_rows": epochs[0], "distinct_epoch_rows": epochs[1],
+            "array_tasks_seen": tasks, "tasks_that_trained": len({r.worker for r in rows}),
+            "epoch_rows": epochs[0], "distinct_epoch_rows": epochs[1],
             "wall_seconds": round(seconds, 1)}
 
 

@@ -191,11 +191,11 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     fp_data = loader(splits.train, t.eval_batch_size, env, False, None)
     control = control or Control()
     state = TrainState(model, optimizer, schedule, method, generator)
-    start, final = 0, {}
+    first_epoch, final = 0, dict[str, Any]()
     if control.resume is not None:
         last, final = state.restore(control.resume, env.device)
-        start = last + 1
-    for epoch in range(start, t.epochs):
+        first_epoch = last + 1
+    for epoch in range(first_epoch, t.epochs):
         start = time.perf_counter()
         schedule.step(epoch)
         model.train()

@@ -45,7 +45,8 @@ def workers_table(store: Store, since: Any, lease_s: float) -> Table:
         state = w.state if w.state == "stopped" or age < lease_s else f"[red]silent {age:.0f}s[/]"
         info = w.info or {}
         training = w.state == "training" and w.run_id is not None
-        epochs, epoch = info.get("epochs"), w.epoch
+        epochs: int = info.get("epochs") or 0
+        epoch = w.epoch
         eta = (epochs - epoch - 1) * info["epoch_s"] if training and epoch is not None and "epoch_s" in info else None
         table.add_row(w.name, w.device, state, info.get("label", "") if training else "",
                       f"{epoch + 1}/{epochs}" if training and epoch is not None else "",

@@ -16,7 +16,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -83,8 +83,8 @@ class QueueMixin:
     session: Any
     engine: Any
 
-    def get_run(self, key_or_id: str | int) -> RunRecord | None: ...  # pragma: no cover
-    def add_run(self, spec: RunSpec, origin: str = "direct") -> RunRecord: ...  # pragma: no cover
+    get_run: Callable[[str | int], RunRecord | None]
+    add_run: Callable[..., RunRecord]
 
     # ---- planning -------------------------------------------------------------------------------------------------
     def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct") -> list[RunRecord]:
