@@ -145,3 +145,14 @@ def test_held_by_live_workers_and_worker_rows(store):
     store.worker_update(who.name, state="training", run_id=run.id, epoch=0, info={"loss": 0.5})
     (w,) = store.workers()
     assert (w.name, w.device, w.state, w.run_id, w.info) == ("host-a:1", "cuda:1", "training", run.id, {"loss": 0.5})
+
+
+def test_gpu_selection():
+    from pacebench.errors import UsageError
+    from pacebench.scheduler import parse_gpus
+
+    assert parse_gpus("all", 4) == parse_gpus(None, 4) == [0, 1, 2, 3]
+    assert parse_gpus("0,2,3", 4) == [0, 2, 3] and parse_gpus("2", 4) == [0, 1] and parse_gpus("3,", 4) == [3]
+    for bad, count in (("5", 4), ("0,7", 4), ("x", 4), ("0", 4), ("all", 0)):
+        with pytest.raises(UsageError):
+            parse_gpus(bad, count)
