@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pacebench import __version__
+from pacebench.choices import Phase
 from pacebench.errors import UsageError
 from pacebench.settings import WorkerSettings, repo_root, results_dir
 from pacebench.spec import RunSpec, TrainConfig
@@ -39,7 +40,7 @@ class PlanRequest:
     seeds: list[int] = field(default_factory=lambda: [0])
     train: dict[str, Any] = field(default_factory=dict)  # user overrides of TrainConfig fields
     method: dict[str, Any] = field(default_factory=dict)  # user overrides of method hyperparameters
-    phase: str = "final"
+    phase: Phase = Phase.final
     backbone: str | None = None
     weights: Path | None = None
     options: dict[str, list[Any]] | None = None  # restrict the data-option grid, e.g. {"shots": [16]}
@@ -79,7 +80,7 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
                 for seed in req.seeds:
                     specs.append(RunSpec(suite=suite.name, dataset=ds.name, method=method, seed=seed, train=train,
                                          backbone=backbone, weights_sha256=weights_hash, method_config=config,
-                                         data_options=options, phase=req.phase))  # type: ignore[arg-type]
+                                         data_options=options, phase=req.phase))
     if not specs:
         raise UsageError("the selection names no runs; check --datasets and --shots/--split-seeds")
     return specs
@@ -87,12 +88,9 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
 
 def _accepts(method: str, name: str) -> bool:
     """A --hp value applies to every selected method that has that hyperparameter (lam for pace and fpa, ...)."""
-    import dataclasses
-
     from pacebench.methods import METHODS
-    from pacebench.methods.base import ALIASES
 
-    return ALIASES.get(name, name) in {f.name for f in dataclasses.fields(METHODS.get(method).Config)}
+    return METHODS.get(method).Config.accepts(name)
 
 
 def check_method_overrides(methods: list[str], overrides: dict[str, Any]) -> None:
@@ -116,6 +114,9 @@ def versions() -> dict[str, str]:
 
     return {"pacebench": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "python": platform.python_version(), "cuda": torch.version.cuda or ""}
+
+
+COUNTS = ("trainable_params", "adapter_params", "head_params")
 
 
 def resolve_device(name: str) -> Any:

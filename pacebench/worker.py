@@ -187,6 +187,9 @@ class Worker:
         return on_epoch
 
     def _facts(self, run_id: int, claim: str, facts: dict[str, Any]) -> None:
-        """Keeps the parameter counts that the trainer reports once the model is built."""
-        keep = ("trainable_params", "adapter_params", "head_params")
-        self.store.set_run_facts(run_id, claim, **{k: v for k, v in facts.items() if k in keep})
+        """Keeps what the trainer reports once the model is built: the parameter counts in their columns, the rest
+        (σ per depth position, attention kernel, ...) in the run's `setup`."""
+        from pacebench.scheduler import COUNTS
+
+        self.store.set_run_facts(run_id, claim, **{k: v for k, v in facts.items() if k in COUNTS},
+                                 setup={k: v for k, v in facts.items() if k not in COUNTS})

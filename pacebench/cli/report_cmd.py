@@ -7,15 +7,13 @@ from typing import Annotated
 
 import typer
 
-from pacebench.cli.common import DbOption, console, db_url, err_console
-
-FORMATS = ("rich", "md", "latex", "csv")
+from pacebench.choices import Format
+from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, err_console
 
 
 def report(
-    table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, "
-                                       "6/ablations.")] = "demo",
-    fmt: Annotated[str, typer.Option("--format", "-f", help="rich | md | latex | csv")] = "rich",
+    table: Annotated[str, typer.Option("--table", "-t", help="Table (number/name): {tables}.")] = "demo",
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.rich,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
     = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
@@ -23,12 +21,9 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside."""
-    from pacebench.errors import UsageError
     from pacebench.report import render_table
     from pacebench.store import Store
 
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     store = Store(db_url(db))
     rendered = render_table(table, store, fmt, suite=suite, dataset=dataset)
     _coverage_note(store, table, suite, dataset)
@@ -43,7 +38,7 @@ def report(
     console.print(f"wrote {out}")
 
 def plot(
-    figure: Annotated[str, typer.Argument(help="grad-norm, fp-distance, accuracy, lambda-sweep.")],
+    figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG file (default results/FIGURE.png).")]
     = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
@@ -66,16 +61,18 @@ def plot(
 
 def register(app: typer.Typer) -> None:
     for command in (report, plot):
-        app.command()(command)
+        app.command(cls=RegistryHelp)(command)
 
 
 def _coverage_note(store: object, table: str, suite: str | None, dataset: str | None) -> None:
     """On stderr (so md/csv output stays clean): how many phase-2 runs of the table's suite are not done."""
     from pacebench.cli.progress import counts_line
-    from pacebench.report import TABLES
+    from pacebench.report import tables
     from pacebench.suites import all_suites
 
-    name = suite or TABLES.get(table).name
+    entry = tables().get(table)
+    owners = [s.name for s in all_suites().values() if s.paper_table is not None and s.paper_table.name == entry.name]
+    name = suite or (owners[0] if owners else entry.name)
     if name not in all_suites():
         return
     counts = store.status_counts(suite=name, dataset=dataset, phase="final")  # type: ignore[attr-defined]

@@ -14,9 +14,11 @@ from typing import Annotated, Any
 
 import typer
 
+from pacebench.choices import Phase
 from pacebench.cli.common import (
     DataOption,
     DbOption,
+    RegistryHelp,
     console,
     db_url,
     grid_values,
@@ -32,7 +34,8 @@ DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
 
 Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).",
                                               rich_help_panel=SELECT)]
-Methods = Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods.", rich_help_panel=SELECT)]
+Methods = Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.",
+                                      rich_help_panel=SELECT)]
 Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds.", rich_help_panel=SELECT)]
 Shots = Annotated[str | None, typer.Option("--shots", help="Few-shot: comma-separated shots (default: suite's).",
                                            rich_help_panel=SELECT)]
@@ -59,12 +62,10 @@ def _shared(
     epochs: Annotated[int | None, typer.Option("--epochs", help="Override the suite's epochs.",
                                                rich_help_panel=TRAIN)] = None,
     hp: Annotated[list[str] | None, typer.Option("--hp", rich_help_panel=TRAIN, help="Method hyperparameter "
-                                                 "NAME=VALUE (lam, sigma, interval, copies, p, rho, ...); repeatable; "
-                                                 "applies to the methods that have it.")] = None,
+                                                 "NAME=VALUE, one of: {hyperparameters}; repeatable; applies to every "
+                                                 "selected method that has it (`pacebench methods`).")] = None,
     train: Annotated[list[str] | None, typer.Option("--train", "-t", rich_help_panel=TRAIN, help="Training setting "
-                                                    "NAME=VALUE (lr, weight_decay, rank, batch_size, adapter, "
-                                                    "precision, eval_every, warmup_epochs, drop_path, image_size, "
-                                                    "...); repeatable.")] = None,
+                                                    "NAME=VALUE, one of: {training_settings}; repeatable.")] = None,
     backbone: Annotated[str | None, typer.Option("--backbone", help="Named backbone or timm architecture.",
                                                  rich_help_panel=TRAIN)] = None,
     weights: WeightsFile = None,
@@ -130,7 +131,7 @@ def _worker_options(o: Any) -> Any:
 
 
 def _request(o: Any, suite: str, datasets: str | None, methods: list[str], seeds: str, shots: str | None = None,
-             split_seeds: str | None = None, phase: str = "final", with_hp: bool = True) -> Any:
+             split_seeds: str | None = None, phase: Phase = Phase.final, with_hp: bool = True) -> Any:
     from pacebench.scheduler import PlanRequest, check_method_overrides
 
     train_values: dict[str, Any] = key_values(o.train, "--train")
@@ -195,14 +196,14 @@ def execute_plan(specs: list[Any], o: Any, opts: Any, origin: str = "direct", to
 @shared_options(_shared)
 def run(
     o: Any,
-    suite: Annotated[str, typer.Argument(help="Suite: demo, vtab, fewshot, fgvc, domain (`pacebench suites`).")],
+    suite: Annotated[str, typer.Argument(help="Suite, one of: {suites} (`pacebench suites`).")],
     datasets: Datasets = None,
     methods: Methods = "baseline,pace",
     seeds: Seeds = "0",
     shots: Shots = None,
     split_seeds: SplitSeeds = None,
-    phase: Annotated[str, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).",
-                                       rich_help_panel=SELECT)] = "final",
+    phase: Annotated[Phase, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).",
+                                         rich_help_panel=SELECT)] = Phase.final,
 ) -> None:
     """Train every (dataset, method, seed) of SUITE that is not done yet, keeping everything in the database.
 
@@ -210,10 +211,6 @@ def run(
     array (--executor slurm), trains it. Without tuning the given settings are used directly as phase 2
     (train+val -> test); `pacebench tune` runs the paper's full two-phase protocol.
     """
-    from pacebench.spec import PHASES
-
-    if phase not in PHASES:
-        raise UsageError(f"--phase must be one of {', '.join(PHASES)}, got {phase!r}")
     opts = _worker_options(o)
     specs = _plan(_request(o, suite, datasets, split_list(methods) or [], seeds, shots, split_seeds, phase), o)
     if execute_plan(specs, o, opts) is not None:
@@ -223,14 +220,16 @@ def run(
 @shared_options(_shared)
 def ablate(
     o: Any,
-    dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo).")],
+    dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo). "
+                                           "Runs: {table6}.")],
     suite: Annotated[str, typer.Option("--suite", help="Suite the dataset belongs to.", rich_help_panel=SELECT)]
     = "vtab",
-    efficiency: Annotated[bool, typer.Option("--efficiency", rich_help_panel=SELECT, help="Also the lazy / fast / "
-                                             "multi-network settings of Fig. 5.")] = False,
+    efficiency: Annotated[bool, typer.Option("--efficiency", rich_help_panel=SELECT, help="Also Fig. 5's "
+                                             "efficiency variants: {efficiency}.")] = False,
     seeds: Seeds = "0",
 ) -> None:
-    """Run the baseline, PACE and every Table-6 ablation on one dataset (phase 2 settings)."""
+    """Run the baseline, PACE and every Table-6 ablation (the methods tagged table6) on one dataset (phase 2
+    settings)."""
     from pacebench.methods import ABLATIONS, EFFICIENCY
 
     methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
@@ -243,7 +242,7 @@ def ablate(
 @shared_options(_shared)
 def tune(
     o: Any,
-    suite: Annotated[str, typer.Argument(help="Suite to tune.")],
+    suite: Annotated[str, typer.Argument(help="Suite to tune, one of: {suites}.")],
     datasets: Datasets = None,
     methods: Methods = "pace",
     grid: Annotated[list[str] | None, typer.Option("--grid", rich_help_panel=SELECT, help="NAME=V1,V2,... over a "
@@ -262,7 +261,7 @@ def tune(
 
     method_names = split_list(methods) or []
     opts = _worker_options(o)
-    request = _request(o, suite, datasets, method_names, tune_seeds, shots, split_seeds, phase="tune")
+    request = _request(o, suite, datasets, method_names, tune_seeds, shots, split_seeds, phase=Phase.tune)
     specs = [s for point in protocol.grid(grid_values(grid)) for s in _plan(protocol.with_point(request, point), o)]
     specs = list({s.key: s for s in specs}.values())
     console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
@@ -327,5 +326,7 @@ def status(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (run, ablate, tune, worker, status):
+    for command in (run, ablate, tune):
+        app.command(cls=RegistryHelp)(command)
+    for command in (worker, status):
         app.command()(command)

@@ -1,7 +1,7 @@
 """Work queue: claim tokens, attempts and leases on runs; in-run checkpoints; worker heartbeats.
 
-Revision ID: 0003_i10_workers
-Revises: 0002_run_weights
+Revision ID: 0004_i10_workers
+Revises: 0003_i8_run_setup
 Create Date: 2026-11-24
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 from pacebench.store.types import SafeJSON
 
-revision = "0003_i10_workers"
-down_revision = "0002_run_weights"
+revision = "0004_i10_workers"
+down_revision = "0003_i8_run_setup"
 branch_labels = None
 depends_on = None
 
