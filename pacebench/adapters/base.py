@@ -117,10 +117,10 @@ class AdaptedLinear(Noisy):
         self.merged = False
         weight, bias = self._unmerged
         self.base.weight.copy_(weight)
-        if bias is None:
-            self.base.bias = None
-        else:
+        if bias is not None:
             self.base.bias.copy_(bias)
+        elif self.base.bias is not None:  # a bias merge created: it stays, holding zero (exactly no bias)
+            self.base.bias.zero_()
         del self._unmerged
 
     def extra_repr(self) -> str:
