@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pacebench.choices import Format
-from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, err_console
+from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, err_console, writing
 
 
 def report(
@@ -24,7 +24,7 @@ def report(
     from pacebench.report import render_table
     from pacebench.store import Store
 
-    store = Store(db_url(db))
+    store = Store(db_url(db), readonly=True)
     rendered = render_table(table, store, fmt, suite=suite, dataset=dataset)
     _coverage_note(store, table, suite, dataset)
     if out is None:
@@ -33,14 +33,15 @@ def report(
         else:
             console.print(rendered)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
     console.print(f"wrote {out}")
 
 def plot(
     figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG file (default results/FIGURE.png).")]
-    = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file: .png, .pdf or .svg (default "
+                                             "results/FIGURE.png).")] = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
     shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
@@ -54,8 +55,10 @@ def plot(
     from pacebench.store import Store
 
     options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
-    path = draw_figure(figure, Store(db_url(db)), out or results_dir() / f"{figure}.png", suite=suite,
-                       dataset=dataset, phase=phase, options=options or None)
+    store, out = Store(db_url(db), readonly=True), out or results_dir() / f"{figure}.png"
+    with writing(out):
+        path = draw_figure(figure, store, out, suite=suite, dataset=dataset, phase=phase,
+                           options=options or None)
     console.print(f"wrote {path}")
 
 

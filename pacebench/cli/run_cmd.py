@@ -322,7 +322,7 @@ def status(
     from pacebench.cli.progress import status_view
     from pacebench.store import Store
 
-    console.print(status_view(Store(db_url(db)), suite, phase))
+    console.print(status_view(Store(db_url(db), readonly=True), suite, phase))
 
 
 def register(app: typer.Typer) -> None:
