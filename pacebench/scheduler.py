@@ -251,9 +251,9 @@ def execute(specs: list[RunSpec], store: Store, opts: WorkerOptions, origin: str
     """Queues `specs` and runs workers until every run of the plan is done, failed, or held by a live worker
     elsewhere (with `wait`, until those finish too). `display(keys)` is entered while the workers run."""
     keys = list(dict.fromkeys(s.key for s in specs))
-    records = store.enqueue(specs, origin)
-    done_before = {r.key for r in records if r.status == "done"}
-    preflight([s for s in specs if s.key not in done_before], opts.data_root)
+    done_before = {r.key for r in store.runs(key=keys, status="done")}
+    preflight([s for s in specs if s.key not in done_before], opts.data_root)  # missing data: nothing is queued
+    store.enqueue(specs, origin)
     held = store.held_by_live_workers(keys)
     devices = worker_devices(opts) if opts.cluster is None else []
     with (display or (lambda _keys: nullcontext()))(keys):
