@@ -162,8 +162,9 @@ class Worker:
             return "stopped"
         except ClaimLost:
             return "lost"
-        except PacebenchError as exc:  # bad data, missing weights: the same next time, so no retry
-            return self.store.fail_claimed(run.id, claim, one_line(exc), self.settings.max_attempts, retry=False)
+        except PacebenchError as exc:  # bad data, missing weights: the same next time, and likely for the next run
+            self.store.fail_claimed(run.id, claim, one_line(exc), self.settings.max_attempts, retry=False)
+            raise  # so this worker stops with the error as one line
         except Exception as exc:  # a bug or a divergence: kept with the run; retried up to max_attempts
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
             status = self.store.fail_claimed(run.id, claim, error, self.settings.max_attempts)

@@ -239,12 +239,12 @@ def test_a_rerun_that_finds_runs_held_by_live_workers_says_so_unless_it_waits(tm
 
 def test_tune_leaves_out_a_grid_point_that_fails_every_attempt(tmp_path, results):
     db = f"sqlite:///{tmp_path}/q.db"
-    result = cli("tune", "demo", "--methods", "pace", "--grid", "lr=0.005,1e12", "--seeds", "0", "--tune-seeds", "0",
+    result = cli("tune", "demo", "--methods", "pace", "--grid", "sigma=1.2,1e30", "--seeds", "0", "--tune-seeds", "0",
                  "--epochs", "2", "-t", "batch_size=16", "--device", "cpu", "--attempts", "2", "--db", db)
     assert result.exit_code == 0, result.output
-    assert "excluded digits pace" in result.output and '"lr":1000000000000.0' in result.output
+    assert "excluded digits pace" in result.output and '"sigma":1e+30' in result.output
     runs = Store(db).runs()
     failed = [r for r in runs if r.status == "failed"]
     assert len(failed) == 1 and failed[0].attempts == 2 and "FloatingPointError" in failed[0].error
     (final,) = [r for r in runs if r.phase == "final"]
-    assert final.status == "done" and final.hparams["lr"] == 0.005
+    assert final.status == "done" and final.method_config["sigma"] == 1.2

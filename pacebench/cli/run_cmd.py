@@ -184,8 +184,8 @@ def execute_plan(specs: list[Any], o: Any, opts: Any, origin: str = "direct", to
                           f"({', '.join(sorted({r.worker or '?' for r in held}))}); rerun with --wait to wait for "
                           "them, or see `pacebench status`")
         if len(unfinished) > len(held):
-            console.print(f"[yellow]{len(unfinished) - len(held)} run(s) not finished[/] (stopped); rerun to "
-                          "continue them from their checkpoints")
+            console.print(f"[yellow]{len(unfinished) - len(held)} run(s) not finished[/] (the workers stopped; "
+                          "worker processes log to results/logs/); rerun to continue them from their checkpoints")
         raise typer.Exit(1)
     if result.status("failed") and not tolerate_failures:
         console.print(f"[red]{len(result.status('failed'))} run(s) failed[/]; see `pacebench runs --status failed`")

@@ -137,6 +137,10 @@ class QueueMixin:
                 taken = self._take(s, RunRow.claim == run.claim, run.id, who, now)
             if taken:
                 return self.get_run(run.id)
+        # PostgreSQL: pick and take in one transaction, the row locked and skipped by the others. SQLite: pick in
+        # one transaction and take in the next (a read that turns into a write would fail at once with "database is
+        # locked" when another worker wrote meanwhile); the conditional UPDATE still lets only one worker win.
+        one_transaction = self.engine.dialect.name == "postgresql"
         while True:
             with self.session() as s:
                 query = (select(RunRow.id).where(RunRow.status == "queued", *scope).order_by(RunRow.id).limit(1)
@@ -144,7 +148,10 @@ class QueueMixin:
                 run_id = s.scalars(query).one_or_none()
                 if run_id is None:
                     return None
-                taken = self._take(s, RunRow.status == "queued", run_id, who, now)
+                taken = one_transaction and self._take(s, RunRow.status == "queued", run_id, who, now)
+            if not one_transaction:
+                with self.session() as s:
+                    taken = self._take(s, RunRow.status == "queued", run_id, who, now)
             if taken:
                 return self.get_run(run_id)
 
