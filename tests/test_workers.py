@@ -248,3 +248,5 @@ def test_tune_leaves_out_a_grid_point_that_fails_every_attempt(tmp_path, results
     assert len(failed) == 1 and failed[0].attempts == 2 and "FloatingPointError" in failed[0].error
     (final,) = [r for r in runs if r.phase == "final"]
     assert final.status == "done" and final.method_config["sigma"] == 1.2
+    report = cli("report", "--table", "demo", "--format", "md", "--db", db)
+    assert report.exit_code == 0 and "1 phase-1 grid point(s) failed all their attempts" in report.output
