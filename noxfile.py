@@ -46,7 +46,10 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def cluster(session: nox.Session) -> None:
-    """One-node Slurm (slurm-wlm, munge) + PostgreSQL here, then 12 tiny demo runs over a 3-task job array (root)."""
+    """One-node Slurm (slurm-wlm, munge) + PostgreSQL here, then 12 tiny demo runs over a 3-task job array (root).
+
+    Meant for a throw-away machine: it installs packages and writes a fresh /etc/munge/munge.key. Every daemon it
+    starts (munged, slurmctld, slurmd, the PostgreSQL postmaster) is stopped by its pid at the end."""
     import json
     import shutil
     import subprocess
