@@ -36,7 +36,7 @@ class Group(TyperGroup):
             raise
         except ClickUsageError as exc:
             where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
-            message = one_line(exc.format_message()).replace("Value error, ", "").rstrip(".")
+            message = " ".join(exc.format_message().split()).replace("Value error, ", "").rstrip(".")
             _fail(f"{message}{where}", 2)
 
 
