@@ -45,11 +45,12 @@ def attach(model: nn.Module, method: str, info: SetupInfo, adapter: str = "lora_
     return Prepared(model, m, [p for p in model.parameters() if p.requires_grad], facts)
 
 
-def prepare(spec: RunSpec, info: SetupInfo, device: torch.device | str = "cpu", weights: Path | None = None
-            ) -> Prepared:
+def prepare(spec: RunSpec, info: SetupInfo, device: torch.device | str = "cpu", weights: Path | None = None,
+            weights_dir: Path | None = None) -> Prepared:
     """The run's backbone from its local weights file, checked against the spec's hash, then `attach`."""
     t = spec.train
-    model, sha = backbones.build(spec.backbone, info.num_classes, t.image_size, t.drop_path, weights)
+    model, sha = backbones.build(spec.backbone, info.num_classes, t.image_size, t.drop_path, weights,
+                                 weights_dir=weights_dir)
     if spec.weights_sha256 and sha != spec.weights_sha256:
         raise DataError(f"the weights file for {spec.backbone} has SHA-256 {sha[:12]}..., but this run was planned "
                         f"with {spec.weights_sha256[:12]}...; the file changed since planning: plan the runs again")

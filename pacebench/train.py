@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from pacebench import adapters, backbones
+from pacebench.checkpoint import Control, Stopped, TrainState
 from pacebench.data import load_splits
 from pacebench.data.cache import Normalise
 from pacebench.data.transforms import batch_mixup
@@ -47,6 +48,7 @@ class Environment:
     data_root: Path
     weights: Path | None = None
     num_workers: int = 4
+    weights_dir: Path | None = None  # where named backbones' files are (default: settings.weights_dir())
     compile: bool = False  # torch.compile each block (same values as eager; tested on CPU)
     cache_dir: Path | None = None  # decoded-image cache (data.cache; the CLI uses results/cache); None: decode always
 
@@ -211,9 +213,10 @@ def image_cache_facts(splits: Any) -> dict[str, Any]:
 
 
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
-              | None = None) -> TrainResult:
+              | None = None, control: Control | None = None) -> TrainResult:
     """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
-    (the store writes it)."""
+    (the store writes it). `control` resumes from a checkpoint, is offered one after every epoch, and may stop the
+    run between steps (raising `Stopped`)."""
     from timm.scheduler import CosineLRScheduler
 
     generator = seed_everything(spec.seed)
@@ -221,7 +224,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     mean, std = backbones.normalization(spec.backbone)
     inputs = Normalise(mean, std)  # cached uint8 images are normalised on the device; decoded ones already are
     ready = prepare(spec, SetupInfo(len(splits.train), splits.num_classes),  # type: ignore[arg-type]
-                    env.device, env.weights)
+                    env.device, env.weights, env.weights_dir)
     model, method, params = ready.model, ready.method, ready.params
     if env.compile:
         compile_blocks(model)
@@ -241,13 +244,20 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     train_data = loader(splits.train, t.batch_size, env, True, generator)
     eval_data = {name: loader(d, t.eval_batch_size, env, False, None) for name, d in splits.evals.items()}
     fp_data = loader(splits.train, t.eval_batch_size, env, False, None)
-    final: dict[str, Any] = {}
-    for epoch in range(t.epochs):
+    control = control or Control()
+    state = TrainState(model, optimizer, schedule, method, generator)
+    first_epoch, final = 0, dict[str, Any]()
+    if control.resume is not None:
+        last, final = state.restore(control.resume, env.device)
+        first_epoch = last + 1
+    for epoch in range(first_epoch, t.epochs):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]  # what this epoch trains at: the warm-up start lr, then s(epoch - 1)
         model.train()
         stats = EpochStats(env.device)
         for x, y, idx in train_data:
+            if control.should_stop():
+                raise Stopped(f"stopped during epoch {epoch}")
             batch = (inputs(x.to(env.device, non_blocking=True)), y.to(env.device, non_blocking=True),
                      idx.to(env.device, non_blocking=True))
             out, targets = train_step(method, model, batch, optimizer, params, mixup)
@@ -270,6 +280,8 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         )
         on_epoch(epoch, record)
         schedule.step(epoch)  # after the epoch, as the authors' code does
+        # after the schedule step: the checkpoint holds the lr the next epoch starts with
+        control.epoch_done(epoch, lambda epoch=epoch, final=final: state.capture(epoch, final))
     metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
     if splits.label_ids is not None:  # the data set's own label ids, in class-index order (FGVC)
         metrics["label_ids"] = splits.label_ids

@@ -1,7 +1,7 @@
 """issue 13: the `speed` table written by `pacebench bench`.
 
-Revision ID: 0004_i13_speed
-Revises: 0003_i8_run_setup
+Revision ID: 0005_i13_speed
+Revises: 0004_i10_workers
 Create Date: 2026-11-24
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 from pacebench.store.types import SafeFloat, SafeJSON
 
-revision = "0004_i13_speed"
-down_revision = "0003_i8_run_setup"
+revision = "0005_i13_speed"
+down_revision = "0004_i10_workers"
 branch_labels = None
 depends_on = None
 
