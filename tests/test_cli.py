@@ -105,8 +105,8 @@ def test_unopenable_database_exits_1(tmp_path):
 
 def test_db_upgrade_and_current(tmp_path):
     db = f"sqlite:///{tmp_path}/new.db"
-    assert "0002_run_weights" in invoke("db", "upgrade", db=db).output
-    assert invoke("db", "current", db=db).output.strip() == "0002_run_weights"
+    assert "0003_i12_diagnostics" in invoke("db", "upgrade", db=db).output
+    assert invoke("db", "current", db=db).output.strip() == "0003_i12_diagnostics"
 
 
 def test_tiny_demo_run_end_to_end(tmp_path, results):
