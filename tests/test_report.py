@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from pacebench.errors import PacebenchError
+from pacebench.errors import PacebenchError, UsageError
 from pacebench.reference import reference_table
 from pacebench.report import FIGURES, TABLES, TableData, gather, plot, render, render_table, table_names
 from pacebench.report.figures import accuracy_data, fp_distance_data, grad_norm_data, lambda_sweep_data
@@ -54,10 +54,15 @@ def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", meth
 
 def epochs(grad: Sequence[float], train: Sequence[float] = (50.0, 60.0, 70.0), test: float | None = None,
            fp: dict[int, float] | None = None) -> list[EpochRecord]:
-    """Three epochs; the last one is an evaluation epoch with `test` (and FP-distances where `fp` says)."""
+    """Three epochs; the last one is an evaluation epoch with `test` (and FP-distances where `fp` says). Fig. 2's
+    readings, known numbers: the task gradient norm is 10 x the step's on train and 100 x on held-out (read at the
+    evaluation epoch only), the held-out FP-distance 10 x the train one."""
     fp = fp or {}
     return [EpochRecord(epoch=i, grad_norm_mean=g, train_acc=t, test_acc=test if i == 2 else None,
-                        fp_distance=fp.get(i), evals={"test": test} if i == 2 and test is not None else {})
+                        fp_distance=fp.get(i), evals={"test": test} if i == 2 and test is not None else {},
+                        grad_norm_task_train=10 * g if i == 2 else None,
+                        grad_norm_task_heldout=100 * g if i == 2 else None,
+                        fp_distance_heldout=10 * fp[i] if i in fp else None)
             for i, (g, t) in enumerate(zip(grad, train, strict=True))]
 
 
@@ -93,7 +98,7 @@ def test_table_names_and_aliases():
     for alias, name in [("1", "vtab"), ("table1", "vtab"), ("2", "fewshot"), ("3", "fgvc"), ("4", "domain"),
                         ("6", "ablations"), ("demo", "demo")]:
         assert TABLES.get(alias).name == name
-    assert set(FIGURES.names()) == {"grad-norm", "fp-distance", "accuracy", "lambda-sweep"}
+    assert set(FIGURES.names()) == {"grad-norm", "fp-distance", "accuracy", "lambda-sweep", "efficiency", "sensitivity"}
 
 
 # ---- demo table ---------------------------------------------------------------------------------------------------
@@ -329,19 +334,36 @@ def curves(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def test_grad_norm_gather(curves):
-    frame = grad_norm_data(curves)
+    frame = grad_norm_data(curves, kind="step")
     base = frame[frame.series == "baseline"].set_index("epoch")
     assert list(base["mean"]) == [4.0, 3.0, 2.0]
     assert list(base["min"]) == [3.0, 2.0, 1.0] and list(base["max"]) == [5.0, 4.0, 3.0]
     assert list(base["n"]) == [2, 2, 2]
     assert set(frame.series) == {"baseline", "pace"}  # the tune-phase sweep is not mixed in
     assert "demo/digits, phase final, 3 runs" in frame.attrs["data"]
+    assert "optimizer step" in frame.attrs["what"]
+
+
+def test_grad_norm_reads_the_task_loss_on_held_out_by_default(curves):
+    frame = grad_norm_data(curves)  # the paper's reading: held-out split, task loss, evaluation epochs only
+    base = frame[frame.series == "baseline"]
+    assert (list(base["epoch"]), list(base["mean"])) == ([2], [200.0])  # 100 x mean(1, 3)
+    assert "task loss" in frame.attrs["what"] and "test split" in frame.attrs["what"]
+    train = grad_norm_data(curves, on="train")
+    assert train[train.series == "baseline"]["mean"].item() == 20.0
+    with pytest.raises(UsageError, match="--kind step is measured on the training batches only"):
+        grad_norm_data(curves, kind="step", on="heldout")
+    with pytest.raises(UsageError, match="--on must be one of"):
+        grad_norm_data(curves, on="val")
 
 
 def test_fp_distance_and_accuracy_gather(curves):
-    fp = fp_distance_data(curves)
+    fp = fp_distance_data(curves, on="train")
     assert list(fp["epoch"]) == [2, 2]  # only evaluation epochs have an FP-distance
     assert fp.set_index("series").loc["baseline", "mean"] == pytest.approx(0.3)
+    held = fp_distance_data(curves)  # held-out by default
+    assert held.set_index("series").loc["baseline", "mean"] == pytest.approx(3.0)
+    assert "test split" in held.attrs["what"]
     acc = accuracy_data(curves)
     base = acc[acc.series == "baseline"]
     assert list(base[base.metric == "train acc"]["mean"]) == [51.0, 61.0, 72.0]
@@ -350,7 +372,7 @@ def test_fp_distance_and_accuracy_gather(curves):
 
 
 def test_lambda_sweep_gather(curves):
-    frame = lambda_sweep_data(curves)  # takes the tune phase, where the sweep is
+    frame = lambda_sweep_data(curves, kind="step")  # takes the tune phase, where the sweep is
     pace = frame[frame.method == "pace"].set_index("lam")
     assert (pace.loc[0.1, "mean"], pace.loc[0.1, "n"], pace.loc[1.0, "mean"]) == (3.0, 2, 1.0)
     assert set(frame.series) == {"baseline", "pace", "fpa"}  # λ is the x axis, not part of the label
@@ -381,3 +403,88 @@ def test_figures_say_which_runs_are_missing(tmp_path, curves):
 
 def test_plot_into_a_folder(curves, tmp_path: Path):
     assert plot("grad-norm", curves, tmp_path) == tmp_path / "grad-norm.png"
+
+
+# ---- Figures 3-6 ----------------------------------------------------------------------------------------------
+
+
+def walls(seconds: float, n: int = 3) -> list[EpochRecord]:
+    return [EpochRecord(epoch=i, wall_time=seconds) for i in range(n)]
+
+
+@pytest.fixture
+def figure_store(tmp_path) -> Store:
+    """Known numbers for Figs. 3, 5 and 6."""
+    store = Store(f"sqlite:///{tmp_path}/f.db")
+    # Fig. 5: baseline 1 s per epoch, PACE 2 s, lazy N=2 1.5 s, N=4 1.25 s, multi M=3 3 s
+    make_run(store, method="baseline", test=70, epochs=walls(1.0))
+    make_run(store, method="pace", config={"lam": 1.0}, test=80, epochs=walls(2.0))
+    make_run(store, method="pace_lazy", config={"interval": 2}, test=78, epochs=walls(1.5))
+    make_run(store, method="pace_lazy", config={"interval": 4}, test=76, epochs=walls(1.25))
+    make_run(store, method="pace_lazy", config={"interval": 4}, seed=1, test=74, epochs=walls(1.25))
+    make_run(store, method="pace_multi", config={"copies": 3}, test=81, epochs=walls(3.0))
+    # Fig. 6: tune runs on few-shot pets, 2 shots x 2 σ x 2 λ, two split seeds at one point
+    for shots in (1, 2):
+        for sigma in (0.5, 1.0):
+            for lam in (0.1, 1.0):
+                make_run(store, suite="fewshot", dataset="oxford_pets", method="pace", phase="tune",
+                         options={"shots": shots, "split_seed": 0}, config={"sigma": sigma, "lam": lam},
+                         val=10 * shots + sigma + lam)
+    make_run(store, suite="fewshot", dataset="oxford_pets", method="pace", phase="tune",
+             options={"shots": 1, "split_seed": 1}, config={"sigma": 0.5, "lam": 0.1}, val=0.0)
+    # Fig. 3: a Swin run beside the ViT ones on other data
+    spec = RunSpec(suite="vtab", dataset="patch_camelyon", method="pace", seed=0, train=TRAIN, backbone="swin_b_in22k",
+                   weights_sha256=W1)
+    record = store.add_run(spec)
+    store.claim(spec.key)
+    store.add_epoch(record.id, EpochRecord(epoch=0, grad_norm_task_heldout=7.0))
+    store.finish_run(record.id, {"test_acc": 80})
+    return store
+
+
+def test_efficiency_gather(figure_store):
+    from pacebench.report.figures import efficiency_data
+
+    frame = efficiency_data(figure_store, suite="demo")
+    lazy = frame[(frame.panel == "lazy regularisation interval N")]
+    acc = lazy[lazy.metric == "accuracy"].set_index("x")
+    assert acc.loc[1.0, "mean"] == 80 and acc.loc[4.0, "mean"] == 75 and acc.loc[4.0, "n"] == 2  # N=1 is PACE
+    cost = lazy[lazy.metric == "relative cost"].set_index("x")
+    assert (cost.loc[1.0, "mean"], cost.loc[2.0, "mean"], cost.loc[4.0, "mean"]) == (2.0, 1.5, 1.25)
+    multi = frame[(frame.panel == "number of networks M") & (frame.metric == "relative cost")].set_index("x")
+    assert (multi.loc[2.0, "mean"], multi.loc[3.0, "mean"]) == (2.0, 3.0)
+    base = frame[(frame.method == "baseline") & (frame.metric == "accuracy")]
+    assert base["x"].isna().all() and set(base["mean"]) == {70.0}
+
+
+def test_sensitivity_gather_reads_tune_runs(figure_store):
+    from pacebench.report.figures import sensitivity_data
+
+    frame = sensitivity_data(figure_store).set_index(["shots", "sigma", "lam"])
+    assert frame.loc[(2, 1.0, 1.0), "mean"] == 22.0
+    assert frame.loc[(1, 0.5, 0.1), "mean"] == pytest.approx(5.3) and frame.loc[(1, 0.5, 0.1), "n"] == 2
+    assert len(frame) == 8 and "phase tune" in frame.attrs["data"]
+
+
+def test_figure3_filters_by_backbone_and_titles_from_the_data(figure_store):
+    from pacebench.report.figures import title_of
+
+    frame = grad_norm_data(figure_store, dataset="camelyon", backbone="swin_b_in22k")
+    assert frame["mean"].item() == 7.0
+    assert "vtab/patch_camelyon" in title_of("grad-norm", frame) and "swin_b_in22k" in title_of("grad-norm", frame)
+    with pytest.raises(PacebenchError, match="on vit_b16_in21k"):
+        grad_norm_data(figure_store, dataset="camelyon", backbone="vit_b16_in21k")
+
+
+@pytest.mark.parametrize(("name", "filters"), [("efficiency", {"suite": "demo"}), ("sensitivity", {})])
+@pytest.mark.parametrize("suffix", [".png", ".pdf", ".svg"])
+def test_new_figures_draw_in_each_format(figure_store, tmp_path, name, filters, suffix):
+    path = plot(name, figure_store, tmp_path / f"{name}{suffix}", **filters)
+    head = path.read_bytes()[:8]
+    assert {".png": head.startswith(b"\x89PNG"), ".pdf": head.startswith(b"%PDF"),
+            ".svg": b"<?xml" in head or b"<svg" in head}[suffix]
+
+
+def test_figure_format_is_refused_unless_png_pdf_svg(curves, tmp_path):
+    with pytest.raises(UsageError, match="end --out in .png, .pdf or .svg"):
+        plot("grad-norm", curves, tmp_path / "x.jpg")

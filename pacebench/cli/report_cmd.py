@@ -44,14 +44,23 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def plot(
-        figure: Annotated[str, typer.Argument(help="grad-norm, fp-distance, accuracy, lambda-sweep.")],
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG file (default results/FIGURE.png).")]
-        = None,
+        figure: Annotated[str, typer.Argument(help="grad-norm, fp-distance, accuracy (Figs. 2-3), lambda-sweep "
+                                              "(Fig. 4, App. 7-8), efficiency (Fig. 5), sensitivity (Fig. 6).")],
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="File ending in .png, .pdf or .svg, or a folder "
+                                                 "(default results/FIGURE.png).")] = None,
         suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
         dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+        backbone: Annotated[str | None, typer.Option("--backbone", help="Restrict to one backbone (Fig. 3: "
+                                                     "swin_b_in22k).")] = None,
         shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
         split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
-        phase: Annotated[str, typer.Option("--phase", help="final or tune runs.")] = "final",
+        phase: Annotated[str | None, typer.Option("--phase", help="final or tune runs (default: the figure's own: "
+                                                  "tune for lambda-sweep and sensitivity).")] = None,
+        kind: Annotated[str, typer.Option("--kind", help="Gradient norm of the 'task' loss (CE of the clean model, "
+                                          "the paper's) or of the whole objective at each optimizer 'step'.")]
+        = "task",
+        on: Annotated[str | None, typer.Option("--on", help="heldout (val in tune, test in final; the paper's) or "
+                                               "train.")] = None,
         db: DbOption = None,
     ) -> None:
         """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
@@ -61,7 +70,7 @@ def register(app: typer.Typer) -> None:
 
         options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
         path = draw_figure(figure, Store(db_url(db)), out or results_dir() / f"{figure}.png", suite=suite,
-                           dataset=dataset, phase=phase, options=options or None)
+                           dataset=dataset, phase=phase, options=options or None, backbone=backbone, kind=kind, on=on)
         console.print(f"wrote {path}")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pacebench.report.figures import FIGURES, plot
+from pacebench.report.figures import FIGURES, gather_figure, plot, render_figure
 from pacebench.report.render import FORMATS, render
 from pacebench.report.tables import TABLES, TableData, gather, table_names
 from pacebench.store import Store
@@ -24,7 +24,7 @@ def render_table(name: str, store: Store, fmt: str = "rich", suite: str | None =
 
 
 def draw_figure(name: str, store: Store, out: Path, **filters: Any) -> Path:
-    """Same as `figures.plot`: writes figure `name` as a PNG and returns its path."""
+    """Same as `figures.plot`: writes figure `name` (PNG, PDF or SVG by the suffix of `out`) and returns its path."""
     return plot(name, store, out, **filters)
 
 
