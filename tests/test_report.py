@@ -5,6 +5,7 @@ Every number asserted here is worked out by hand from the runs written below.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", meth
              phase: str = "final", status: str = "done", weights: str = W1, options: dict | None = None,
              config: dict | None = None, train_cfg: TrainConfig = TRAIN, test: float | None = None,
              train: float | None = None, val: float | None = None, fp: float | None = None,
-             evals: dict | None = None, epochs: Sequence[EpochRecord] = ()) -> RunRecord:
+             evals: dict | None = None, epochs: Sequence[EpochRecord] = (), extra: dict | None = None) -> RunRecord:
     """A run written the way the scheduler writes one: add, claim, epochs, then finish (or fail after finishing, so
     a failed run still carries numbers that must not show up)."""
     spec = RunSpec(suite=suite, dataset=dataset, method=method, seed=seed, train=train_cfg, backbone="vit_demo",
@@ -42,7 +43,7 @@ def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", meth
     for epoch in epochs:
         store.add_epoch(record.id, epoch)
     metrics = {"train_acc": train, "val_acc": val, "test_acc": test, "evals": evals or {}, "fp_distance": fp,
-               "epoch": 2}
+               "epoch": 2, **(extra or {})}
     if status in ("done", "failed"):
         store.finish_run(record.id, metrics)
     if status == "failed":
@@ -79,7 +80,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """demo/digits: baseline x3 and pace x2 on weights W1, pace x1 on W2, plus a tune run and a failed run."""
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('demo')}/r.db")
     for seed, (test, train, fp, last) in enumerate([(80, 90, 0.1, 1.0), (82, 91, 0.2, 2.0), (84, 92, 0.3, 3.0)]):
-        make_run(store, seed=seed, test=test, train=train, fp=fp, epochs=epochs([9.0, 5.0, last], test=test))
+        make_run(store, seed=seed, test=test, train=train, fp=fp, epochs=epochs([9.0, 5.0, last], test=test),
+                 extra={"grad_norm_task_heldout": 10 * last, "fp_distance_heldout": 100 * fp})
     for seed, (test, last) in enumerate([(85, 0.5), (87, 1.5)]):
         make_run(store, method="pace", seed=seed, test=test, train=88, fp=0.05, config={"lam": 1.0},
                  epochs=epochs([4.0, 2.0, last], test=test))
@@ -94,7 +96,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def test_table_names_and_aliases():
-    assert table_names() == ["vtab", "fgvc", "domain", "fewshot", "demo", "ablations"]
+    assert table_names() == ["vtab", "fgvc", "domain", "fewshot", "demo", "ablations", "backbones"]
     for alias, name in [("1", "vtab"), ("table1", "vtab"), ("2", "fewshot"), ("3", "fgvc"), ("4", "domain"),
                         ("6", "ablations"), ("demo", "demo")]:
         assert TABLES.get(alias).name == name
@@ -115,8 +117,11 @@ def test_demo_table_numbers_and_exclusions(demo):
     assert base["test acc std"] == pytest.approx(2.0)  # sample std of 80, 82, 84
     assert base["train acc"] == pytest.approx(91.0)
     assert base["gap (train - test)"] == pytest.approx(9.0)
-    assert base["grad norm"] == pytest.approx(2.0)  # last-epoch grad norms 1, 2, 3
-    assert base["FP-distance"] == pytest.approx(0.2)
+    assert base["grad norm step (train)"] == pytest.approx(2.0)  # last-epoch grad norms 1, 2, 3
+    assert base["FP-distance (train)"] == pytest.approx(0.2)
+    assert base["grad norm task (test)"] == pytest.approx(20.0) and base["FP-distance (test)"] == pytest.approx(20.0)
+    assert math.isnan(base["grad norm task (train)"])  # not read in these runs: shown as missing, never as 0
+    assert any(note.startswith("grad norm step (train): the whole training objective") for note in data.notes)
 
 
 def test_demo_table_never_averages_across_weights(demo):
@@ -124,9 +129,9 @@ def test_demo_table_never_averages_across_weights(demo):
     assert "weights" in frame.columns
     on_w1 = row(frame, method="pace", weights=f"vit_demo@{W1[:8]}")
     on_w2 = row(frame, method="pace", weights=f"vit_demo@{W2[:8]}")
-    assert (on_w1["seeds"], on_w1["test acc"], on_w1["grad norm"]) == (2, pytest.approx(86.0), pytest.approx(1.0))
+    assert (on_w1["seeds"], on_w1["test acc"], on_w1["grad norm step (train)"]) == (2, pytest.approx(86.0), pytest.approx(1.0))
     assert (on_w2["seeds"], on_w2["test acc"]) == (1, pytest.approx(50.0))
-    assert math.isnan(on_w2["test acc std"]) and math.isnan(on_w2["grad norm"])  # one seed; no epochs logged
+    assert math.isnan(on_w2["test acc std"]) and math.isnan(on_w2["grad norm step (train)"])  # one seed; no epochs logged
     assert any("2 different weight files" in note for note in gather("demo", demo).notes)
 
 
@@ -488,3 +493,31 @@ def test_new_figures_draw_in_each_format(figure_store, tmp_path, name, filters, 
 def test_figure_format_is_refused_unless_png_pdf_svg(curves, tmp_path):
     with pytest.raises(UsageError, match="end --out in .png, .pdf or .svg"):
         plot("grad-norm", curves, tmp_path / "x.jpg")
+
+
+# ---- Table 5 ------------------------------------------------------------------------------------------------
+
+
+def test_backbones_table(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/t5.db")
+    empty = gather("5", store).frame
+    assert set(empty["source"]) == {"paper"} and len(empty) == 6  # LoRA+VPT and +PACE on three backbones
+    swin = dataclasses.replace(TRAIN, adapter="lora_mul+vpt_add")
+    for seed, acc in enumerate([70.0, 72.0]):
+        spec = RunSpec(suite="vtab", dataset="cifar", method="pace", seed=seed, train=swin, backbone="swin_b_in22k",
+                       weights_sha256=W1)
+        record = store.add_run(spec)
+        store.claim(spec.key)
+        store.finish_run(record.id, {"test_acc": acc})
+    spec = RunSpec(suite="domain", dataset="imagenet", method="pace", seed=0, train=swin, backbone="swin_b_in22k",
+                   weights_sha256=W1)
+    record = store.add_run(spec)
+    store.claim(spec.key)
+    store.finish_run(record.id, {"test_acc": 0, "evals": {t: 10.0 + i for i, t in enumerate(
+        ["imagenet", "imagenet_sketch", "imagenet_v2", "imagenet_a", "imagenet_r"])}})
+    data = gather("table5", store)
+    measured = row(data.frame, source="measured")
+    assert (measured["backbone"], measured["method"], measured["seeds"]) == ("swin_b_in22k", "+PACE", 1)
+    assert measured["cifar100"] == 71.0 and measured["imagenet_r"] == 14.0
+    paper = row(data.frame, source="paper")
+    assert (paper["backbone"], paper["cifar100"], paper["imagenet_r"]) == ("swin_b_in22k", 78.9, 38.0)

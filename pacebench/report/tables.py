@@ -380,6 +380,11 @@ def _final_grad_norms(store: Store, runs: list[RunRecord]) -> dict[int, float]:
     return last
 
 
+# Fig. 2's readings a finished run keeps in its metrics (at its last evaluation), by the column that shows them
+READING_COLUMNS = {"grad norm task (test)": "grad_norm_task_heldout", "grad norm task (train)": "grad_norm_task_train",
+                   "FP-distance (test)": "fp_distance_heldout", "FP-distance (train)": "fp_distance"}
+
+
 def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str]) -> pd.DataFrame:
     """One row per (data, weights, method, setting): seeds, test/train accuracy, gap, grad norm, FP-distance."""
     groups: dict[tuple[Any, ...], list[RunRecord]] = defaultdict(list)
@@ -391,12 +396,13 @@ def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str]) -> pd.D
     for (_, wkey, method, _), members in groups.items():
         test = [a for a in (_metric(r, "test_acc") for r in members) if a is not None]
         train = [a for a in (_metric(r, "train_acc") for r in members) if a is not None]
-        fp = [a for a in (_metric(r, "fp_distance") for r in members) if a is not None]
+        readings = {column: mean([a for a in (_metric(r, key) for r in members) if a is not None])
+                    for column, key in READING_COLUMNS.items()}
         records.append({
             "data": data_label(members[0]), "method": method, "config": labels[members[0].id], "weights": wkey,
             "seeds": len(members), "test acc": mean(test), "test acc std": std(test), "train acc": mean(train),
             "gap (train - test)": mean(train) - mean(test),
-            "grad norm": mean([grad[r.id] for r in members if r.id in grad]), "FP-distance": mean(fp),
+            "grad norm step (train)": mean([grad[r.id] for r in members if r.id in grad]), **readings,
         })
     frame = sort_rows(pd.DataFrame(records), lambda r: (r["data"], method_rank(r["method"]), r["config"],
                                                         r["weights"]))
@@ -408,7 +414,12 @@ def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str]) -> pd.D
     return frame
 
 
-SUMMARY_FORMATS = {"seeds": "d", "grad norm": ".4g", "FP-distance": ".4g"}
+SUMMARY_FORMATS = {"seeds": "d", "grad norm step (train)": ".4g", **{c: ".4g" for c in READING_COLUMNS}}
+READINGS_NOTE = ("grad norm step (train): the whole training objective's gradient at each optimizer step (noise, "
+                 "DropPath, regulariser included), mean over the last epoch's steps; grad norm task: the "
+                 "cross-entropy gradient of the clean model (the paper's Fig. 2a reading), mean over mini-batches of "
+                 "the named split; FP-distance: paper Eq. 5 on the named split; all at the last evaluation, mean "
+                 "over seeds")
 
 
 @table("demo", "Per method: seeds, test accuracy (mean ± std), train accuracy, gap, final grad norm, FP-distance")
@@ -419,8 +430,7 @@ def demo_table(store: Store, suite: str | None = None, dataset: str | None = Non
         raise PacebenchError(f"no finished phase-final runs for suite {name}; run `pacebench run {name}` first")
     notes: list[str] = []
     frame = _summary_rows(store, runs, notes)
-    notes += ["grad norm: grad_norm_mean of the last epoch, mean over seeds; FP-distance and train accuracy at the "
-              "last evaluation; std over seeds (ddof=1)"]
+    notes += [READINGS_NOTE, "train accuracy at the last evaluation; std over seeds (ddof=1)"]
     where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else f"suite {name}"
     return TableData(f"Per-method summary: {where}", frame, notes, pm={"test acc": "test acc std"},
                      formats=SUMMARY_FORMATS)
@@ -459,3 +469,74 @@ def ablations_table(store: Store, suite: str | None = None, dataset: str | None 
     where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else "several datasets"
     return TableData(f"Table 6: ablations on {where}", frame, notes, pm={"test acc": "test acc std"},
                      formats=SUMMARY_FORMATS)
+
+
+# ---- Table 5: other backbones -----------------------------------------------------------------------------------
+
+TABLE5_COLUMNS = ("cifar100", *DOMAIN_TARGETS)
+PAPER_ADAPTERS = {"lora_add": "LoRA_add", "vpt_add": "VPT_add", "lora_mul": "LoRA_mul",
+                  "lora_add+vpt_add": "LoRA_add+VPT_add", "lora_mul+vpt_add": "LoRA_mul+VPT_add"}
+PAPER_BACKBONES = {"swin_b_in22k": "swin_b_in21k"}  # the paper calls Microsoft's Swin-B 22k release "ImageNet-21K"
+
+
+def table5_label(run: RunRecord) -> str:
+    """A run's row name in Table 5's terms: the baseline by its adapter, PACE as "+PACE" on the LoRA+VPT adapter."""
+    adapter = PAPER_ADAPTERS.get(run.adapter, run.adapter)
+    if run.method == "baseline":
+        return adapter
+    return "+PACE" if run.method == "pace" and adapter == "LoRA_mul+VPT_add" else f"+{run.method} ({adapter})"
+
+
+def _table5_values(run: RunRecord) -> dict[str, float]:
+    if run.suite == "domain":
+        return _domain_evals(run)
+    acc = _metric(run, "test_acc")
+    return {} if acc is None or run.dataset != "cifar" else {"cifar100": acc}
+
+
+@table("backbones", "Table 5: other backbones (ViT-B IN-21k, ViT-B LAION-2B->IN-12k, Swin-B) on CIFAR-100 and "
+       "domain adaptation", aliases=("5", "table5"))
+def backbones_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    """Rows (backbone, method) from phase-2 runs of vtab/cifar and of the domain suite; the paper's rows of the same
+    backbone and method beside (all three backbones' LoRA+VPT and +PACE while nothing is measured)."""
+    runs = [r for r in finished_runs(store, "vtab", "cifar") + finished_runs(store, "domain")
+            if suite in (None, r.suite)]
+    notes: list[str] = []
+    cells: dict[tuple[str, str, str, str], list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        cells[(run.backbone, weights_key(run), table5_label(run), run.suite)].append(run)
+    values: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    seeds: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for (backbone, wkey, label, _), members in cells.items():
+        members = one_setting(members, f"{data_label(members[0])} {label} on {wkey}", notes)
+        seeds[(backbone, wkey, label)].append(len(members))
+        for run in members:
+            for col, v in _table5_values(run).items():
+                values[(backbone, wkey, label)][col].append(v)
+    records = [{"backbone": backbone, "method": label, "source": "measured", "weights": wkey,
+                "seeds": min(seeds[(backbone, wkey, label)]), **{c: mean(cols.get(c, [])) for c in TABLE5_COLUMNS}}
+               for (backbone, wkey, label), cols in values.items()]
+    ref = reference_table(load_suite("vtab"), "backbones")
+    if ref is not None:
+        wanted = ({(PAPER_BACKBONES.get(b, b), label) for b, _, label in values} or
+                  {(b, label) for b in ref["backbone"] for label in ("LoRA_mul+VPT_add", "+PACE")})
+        for _, paper in ref.iterrows():
+            if (paper["backbone"], paper["method"]) in wanted:
+                ours = {v: k for k, v in PAPER_BACKBONES.items()}.get(paper["backbone"], paper["backbone"])
+                records.append({"backbone": ours, "method": paper["method"], "source": "paper", "weights": "",
+                                "seeds": NAN, "cifar100": float(paper["cifar100_vtab"]),
+                                **{c: float(paper[c]) for c in DOMAIN_TARGETS}})
+    frame = pd.DataFrame(records, columns=["backbone", "method", "source", "weights", "seeds", *TABLE5_COLUMNS])
+    order = {label: i for i, label in enumerate([*PAPER_ADAPTERS.values(), "+PACE"])}
+    frame = sort_rows(frame, lambda r: (r["backbone"], order.get(r["method"], len(order)), r["method"],
+                                        r["source"] != "measured", r["weights"]))
+    if len(set(frame.loc[frame.source == "measured", "weights"])) <= 1:
+        frame = frame.drop(columns="weights")
+    if not runs:
+        notes.append("no finished phase-final runs of vtab/cifar or the domain suite yet; e.g. `pacebench run vtab "
+                     "--datasets cifar --backbone swin_b_in22k` and `pacebench run domain --backbone swin_b_in22k`")
+    notes[:0] = [PHASE_NOTE, *weights_note(runs),
+                 "cifar100: vtab/cifar test accuracy; imagenet*: the domain suite's targets (one run scores all "
+                 "five); mean over seeds", "paper rows: Table 5, for the backbones and methods measured here"]
+    return TableData("Table 5: other backbones, CIFAR-100 (VTAB-1k) and domain adaptation", frame, notes,
+                     formats={"seeds": "d"})
