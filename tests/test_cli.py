@@ -181,3 +181,48 @@ def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, 
     assert {s for _, s in rows} == {"done"}
     table = invoke("report", "--table", "ablations", "--format", "csv", db=db)
     assert table.exit_code == 0 and all(m in table.output for m in ABLATIONS)
+
+
+def test_results_out_load_export_and_a_plain_timm_model(tmp_path, results):
+    """One tiny run, then: DataFrames, csv/json/parquet export, and export-model loaded by plain timm alone, which
+    scores the run's own test accuracy on the run's test split."""
+    import json
+
+    import pandas as pd
+    import timm
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    import pacebench
+    from pacebench.data import DataRequest
+    from pacebench.data.demo import read_demo
+
+    db = f"sqlite:///{tmp_path}/r.db"
+    assert invoke("run", "demo", "--methods", "pace", *TINY, db=db).exit_code == 0
+    runs = pacebench.load_runs(db=db)
+    assert len(runs) == 1 and runs.loc[0, "method"] == "pace" and runs.loc[0, "hp.lam"] == 1.0
+    assert {"train.lr", "data.shots", "version.torch", "git_commit", "test_acc", "grad_norm_task_heldout"} <= set(runs)
+    epochs = pacebench.load_epochs(db=db)
+    assert list(epochs["epoch"]) == [0, 1] and (epochs["grad_norm_step"] > 0).all()
+    assert (epochs["grad_norm_task_heldout"] > 0).all() and (epochs["method"] == "pace").all()
+    for fmt, read in (("csv", pd.read_csv), ("json", pd.read_json), ("parquet", pd.read_parquet)):
+        result = invoke("export", "--format", fmt, "--out", str(tmp_path / fmt), db=db)
+        assert result.exit_code == 0, result.output
+        back = read(tmp_path / fmt / f"epochs.{fmt}")
+        assert list(back["grad_norm_step"]) == pytest.approx(list(epochs["grad_norm_step"]))
+        assert read(tmp_path / fmt / f"runs.{fmt}")["key"].tolist() == runs["key"].tolist()
+    assert invoke("export", "--format", "xlsx", db=db).exit_code == 2
+
+    out = tmp_path / "model.safetensors"
+    result = invoke("export-model", str(runs.loc[0, "run_id"]), "--out", str(out), db=db)
+    assert result.exit_code == 0, result.output
+    meta = safe_open(str(out), "pt").metadata()  # from here on: timm and safetensors only
+    model = timm.create_model(meta["timm_arch"], num_classes=int(meta["num_classes"]), img_size=int(meta["img_size"]),
+                              **json.loads(meta["timm_kwargs"]))
+    model.load_state_dict(load_file(str(out)))  # strict: exactly the plain architecture's keys
+    test = read_demo(DataRequest(Path("."), "digits", "final", 5, int(meta["img_size"]), {"shots": 20})).evals["test"]
+    x, y = test.base.tensors
+    with torch.no_grad():
+        acc = 100.0 * (model.eval()(x).argmax(-1) == y).float().mean().item()
+    assert acc == pytest.approx(runs.loc[0, "test_acc"], abs=1e-4)
+    assert invoke("export-model", "999", db=db).exit_code == 2
