@@ -81,6 +81,7 @@ def test_inspect_counts_vit_b16_exactly():
     (["run", "demo", "--phase", "test"], 2, "--phase must be one of"),
     (["runs", "--status", "nope"], 2, "--status must be one of"),
     (["report", "--format", "pdf"], 2, "--format must be one of"),
+    (["report", "--all"], 2, "--all writes one HTML page: add --format html --out report.html"),
 ])
 def test_bad_input_is_one_clear_line(args, code, message, tmp_path):
     result = invoke(*args, db=f"sqlite:///{tmp_path}/x.db")

@@ -317,7 +317,9 @@ def test_rich_and_render_table(small, demo):
     assert "81.00 ± 1.00" in text and "–" in text and "phase-2 runs only" in text
     assert render_table("demo", demo, "csv").startswith("method,weights,seeds,test acc,test acc std,train acc")
     with pytest.raises(PacebenchError, match="unknown format"):
-        render(small, "html")
+        render(small, "docx")
+    html = render(small, "html")
+    assert html.startswith("<table>") and "<td class=\"num\">81.00 ± 1.00</td>" in html and "-&gt; test" in html
 
 
 # ---- figures --------------------------------------------------------------------------------------------------
@@ -521,3 +523,47 @@ def test_backbones_table(tmp_path):
     assert measured["cifar100"] == 71.0 and measured["imagenet_r"] == 14.0
     paper = row(data.frame, source="paper")
     assert (paper["backbone"], paper["cifar100"], paper["imagenet_r"]) == ("swin_b_in22k", 78.9, 38.0)
+
+
+# ---- the HTML page ----------------------------------------------------------------------------------------------
+
+
+def test_html_page_structure(curves, tmp_path):
+    """Every table with runs (and only those), every figure whose runs exist as an embedded PNG, provenance per
+    table, the paper's rows marked, nothing fetched from elsewhere."""
+    import re
+    from html.parser import HTMLParser
+
+    from pacebench.report.page import build_page
+
+    make_run(curves, suite="vtab", dataset="cifar", test=75.0, config={"lam": 1.0}, method="pace")
+    page = build_page(curves)
+
+    class Parser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sections, self.images, self.paper_rows, self.provenance = [], [], 0, 0
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "section":
+                self.sections.append(a["id"])
+            if tag == "img":
+                self.images.append(a["src"])
+            if tag == "tr" and a.get("class") == "paper":
+                self.paper_rows += 1
+            if tag == "div" and a.get("class") == "provenance":
+                self.provenance += 1
+
+    parser = Parser()
+    parser.feed(page)
+    tables = [s for s in parser.sections if s.startswith("table-")]
+    assert tables == ["table-vtab", "table-demo", "table-ablations", "table-backbones"]  # fgvc etc.: no runs
+    assert parser.provenance == len(tables) and parser.paper_rows >= 2
+    figures = [s for s in parser.sections if s.startswith("figure-")]
+    assert {re.sub(r"-\d+$", "", s) for s in figures} == {"figure-grad-norm", "figure-fp-distance", "figure-accuracy",
+                                                            "figure-lambda-sweep"}
+    assert len(parser.images) == len(figures) and all(src.startswith("data:image/png;base64,")
+                                                      for src in parser.images)
+    assert "http://" not in page and "https://" not in page
+    assert page.count('href="#') == len(parser.sections)  # the contents list links every section

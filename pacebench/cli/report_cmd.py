@@ -9,7 +9,7 @@ import typer
 
 from pacebench.cli.common import DbOption, console, db_url
 
-FORMATS = ("rich", "md", "latex", "csv")
+FORMATS = ("rich", "md", "latex", "csv", "html")
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +17,10 @@ def register(app: typer.Typer) -> None:
     def report(
         table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, "
                                            "5/backbones, 6/ablations.")] = "demo",
-        fmt: Annotated[str, typer.Option("--format", "-f", help="rich | md | latex | csv")] = "rich",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="rich | md | latex | csv | html")] = "rich",
+        every: Annotated[bool, typer.Option("--all", help="Every table that has runs and every figure whose runs "
+                                            "exist, as one self-contained page (with --format html --out FILE).")]
+        = False,
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
         = None,
         suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
@@ -31,6 +34,15 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        if every:
+            from pacebench.report.page import build_page
+
+            if fmt != "html" or out is None:
+                raise UsageError("--all writes one HTML page: add --format html --out report.html")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(build_page(Store(db_url(db))), encoding="utf-8")
+            console.print(f"wrote {out}")
+            return
         rendered = render_table(table, Store(db_url(db)), fmt, suite=suite, dataset=dataset)
         if out is None:
             if isinstance(rendered, str):

@@ -260,10 +260,13 @@ def sensitivity_data(store: Store, suite: str | None = "fewshot", dataset: str |
     runs = select_runs(store, suite, dataset, phase, options, methods=[method], backbone=backbone, one_data=False)
     if len({(r.suite, r.dataset) for r in runs}) > 1:
         raise PacebenchError("runs of several datasets match; choose one with --suite and --dataset")
-    rows = [{"shots": int(r.data_options.get("shots", 0)), "sigma": float(r.method_config.get("sigma", math.nan)),
-             "lam": float(r.method_config.get("lam", math.nan)),
-             "value": r.metrics.get("val_acc" if phase == "tune" else "test_acc")} for r in runs]
+    rows = [{"shots": int(r.data_options.get("shots", 0)), "sigma": float(r.method_config["sigma"]),
+             "lam": float(r.method_config["lam"]), "value": r.metrics.get("val_acc" if phase == "tune" else "test_acc")}
+            for r in runs if "sigma" in r.method_config and "lam" in r.method_config]
     rows = [row for row in rows if row["value"] is not None]
+    if len({(row["sigma"], row["lam"]) for row in rows}) < 2:
+        raise PacebenchError(f"no σ × λ grid among the {phase}-phase {method} runs of {runs[0].suite}/"
+                             f"{runs[0].dataset}; run `pacebench sweep figure6` first")
     where = f"{runs[0].suite}/{runs[0].dataset}"
     frame = _spread(rows, ["shots", "sigma", "lam"], runs, phase, "accuracies", data=where)
     return _titled(frame, f"{method}: {heldout_name(phase)} accuracy over σ × λ")
