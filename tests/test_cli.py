@@ -169,12 +169,12 @@ def test_tune_runs_phase_one_on_val_then_phase_two_on_test(tmp_path, results):
     assert '"test"' in rows[2][4]
 
 
-def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, results):
+def test_ablate_no_tune_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, results):
     from pacebench.methods import ABLATIONS, EFFICIENCY
 
     db = f"sqlite:///{tmp_path}/ablate.db"
-    result = invoke("ablate", "digits", "--suite", "demo", "--efficiency", "--epochs", "1", "-t", "batch_size=16",
-                    "--device", "cpu", db=db)
+    result = invoke("ablate", "digits", "--suite", "demo", "--efficiency", "--no-tune", "--epochs", "1", "-t",
+                    "batch_size=16", "--device", "cpu", db=db)
     assert result.exit_code == 0, result.output
     con = sqlite3.connect(tmp_path / "ablate.db")
     rows = con.execute("select method, status from runs").fetchall()
@@ -182,6 +182,50 @@ def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, 
     assert {s for _, s in rows} == {"done"}
     table = invoke("report", "--table", "ablations", "--format", "csv", db=db)
     assert table.exit_code == 0 and all(m in table.output for m in ABLATIONS)
+    assert "defaults (not tuned)" in table.output and ",tuned," not in table.output
+
+
+def test_ablate_tunes_each_method_over_its_grid_then_retrains_the_winner(tmp_path, results, monkeypatch):
+    import json
+
+    import pacebench.sweeps
+    from pacebench.methods import ABLATIONS
+
+    grids = {"pace": {"lam": [0.5, 1.0]}, "fpa": {"lam": [0.1, 10.0]}}
+    monkeypatch.setattr(pacebench.sweeps, "method_grid", lambda m: grids.get(m, {}))
+    db = f"sqlite:///{tmp_path}/tuned.db"
+    result = invoke("ablate", "digits", "--suite", "demo", "--epochs", "1", "-t", "batch_size=16", "--device", "cpu",
+                    "--grid", "lam=0.5,2", db=db)  # --grid replaces λ's values for every method that has λ
+    assert result.exit_code == 0, result.output
+    con = sqlite3.connect(tmp_path / "tuned.db")
+    rows = con.execute("select method, phase, origin, method_config, metrics from runs").fetchall()
+    tuned = sorted((m, json.loads(c)["lam"]) for m, p, _, c, _ in rows if p == "tune")
+    assert tuned == [("fpa", 0.5), ("fpa", 2.0), ("pace", 0.5), ("pace", 2.0)]
+    assert all('"test"' not in metrics for _, p, _, _, metrics in rows if p == "tune")  # phase 1 never scores test
+    finals = {m: json.loads(c) for m, p, _, c, _ in rows if p == "final"}
+    assert sorted(finals) == sorted(ABLATIONS) and {o for _, _, o, _, _ in rows} == {"tune"}
+    val = {(m, json.loads(c)["lam"]): json.loads(x)["val_acc"] for m, p, _, c, x in rows if p == "tune"}
+    best = max((0.5, 2.0), key=lambda lam: (val[("pace", lam)], -lam))
+    assert finals["pace"]["lam"] == best
+    table = invoke("report", "--table", "6", "--format", "csv", "--suite", "demo", db=db)
+    assert table.exit_code == 0 and f"pace,tuned,lam={best:g}," in table.output
+
+
+@pytest.mark.parametrize(("name", "grid"), [
+    ("figure4", ["--grid", "lam=0.01,100"]),
+    ("figure5", ["--grid", "interval=3", "--grid", "copies=3"]),
+    ("figure6", ["--suite", "demo", "--grid", "sigma=0.5,1", "--grid", "lam=0.1,1"]),
+])
+def test_sweep_makes_a_figure_from_an_empty_database(tmp_path, results, name, grid):
+    db = f"sqlite:///{tmp_path}/{name}.db"
+    args = ["sweep", name, *grid, *TINY, "--out", str(tmp_path / f"{name}.svg")]
+    if "--suite" not in grid:
+        args[2:2] = ["--suite", "demo"]
+    result = invoke(*args, db=db)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"{name}.svg").read_bytes().lstrip().startswith(b"<?xml")
+    again = invoke(*args, db=db)  # everything is done: nothing is trained twice
+    assert again.exit_code == 0 and "already done" in again.output and "todo" not in again.output
 
 
 def test_results_out_load_export_and_a_plain_timm_model(tmp_path, results):

@@ -32,13 +32,14 @@ def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", meth
              phase: str = "final", status: str = "done", weights: str = W1, options: dict | None = None,
              config: dict | None = None, train_cfg: TrainConfig = TRAIN, test: float | None = None,
              train: float | None = None, val: float | None = None, fp: float | None = None,
-             evals: dict | None = None, epochs: Sequence[EpochRecord] = (), extra: dict | None = None) -> RunRecord:
+             evals: dict | None = None, epochs: Sequence[EpochRecord] = (), extra: dict | None = None,
+             origin: str = "direct") -> RunRecord:
     """A run written the way the scheduler writes one: add, claim, epochs, then finish (or fail after finishing, so
     a failed run still carries numbers that must not show up)."""
     spec = RunSpec(suite=suite, dataset=dataset, method=method, seed=seed, train=train_cfg, backbone="vit_demo",
                    weights_sha256=weights, method_config=config or {}, data_options=options or {},
                    phase=phase)  # type: ignore[arg-type]
-    record = store.add_run(spec)
+    record = store.add_run(spec, origin)
     assert store.claim(spec.key)
     for epoch in epochs:
         store.add_epoch(record.id, epoch)
@@ -270,6 +271,26 @@ def test_ablations_table(tmp_path):
     both = gather("ablations", store).frame  # any suite: one row per data set, paper values only beside vtab/cifar
     assert math.isnan(row(both, method="sam")["paper (CIFAR-100)"])
     assert row(both, method="sam", data="demo/digits")["test acc"] == 60
+    assert set(frame["mode"]) == {"defaults (not tuned)"}
+
+
+def test_ablations_table_shows_tuned_winners_with_their_values(tmp_path, monkeypatch):
+    import pacebench.sweeps
+
+    grids = {"pace": {"lam": [0.5, 1.0], "sigma": [0.8, 1.2]}, "fpa": {"lam": [0.1, 1.0]}}
+    monkeypatch.setattr(pacebench.sweeps, "method_grid", lambda m: grids.get(m, {}))
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    make_run(store, method="baseline", test=70, origin="tune")
+    make_run(store, method="pace", config={"lam": 0.5, "sigma": 0.8}, test=80, origin="tune")
+    make_run(store, method="pace", config={"lam": 0.5, "sigma": 0.8}, seed=1, test=82, origin="tune")
+    make_run(store, method="pace", config={"lam": 1.0, "sigma": 1.2}, test=75)  # ablate --no-tune
+    make_run(store, method="fpa", config={"lam": 0.1}, test=77, origin="tune")
+    frame = gather("6", store, suite="demo").frame
+    tuned = row(frame, method="pace", mode="tuned")
+    assert (tuned["chosen"], tuned["seeds"], tuned["test acc"]) == ("lam=0.5 sigma=0.8", 2, 81.0)
+    fixed = row(frame, method="pace", mode="defaults (not tuned)")
+    assert (fixed["chosen"], fixed["test acc"]) == ("lam=1 sigma=1.2", 75.0)
+    assert row(frame, method="baseline")["chosen"] == "–" and row(frame, method="fpa")["chosen"] == "lam=0.1"
 
 
 # ---- renderers --------------------------------------------------------------------------------------------------

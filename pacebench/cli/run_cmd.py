@@ -10,6 +10,7 @@ import typer
 
 from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list, key_values, split_list
 from pacebench.errors import UsageError
+from pacebench.protocol import grid_points
 
 Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).")]
 Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds.")]
@@ -162,7 +163,13 @@ def register(app: typer.Typer) -> None:
         suite: Annotated[str, typer.Option("--suite", help="Suite the dataset belongs to.")] = "vtab",
         efficiency: Annotated[bool, typer.Option("--efficiency", help="Also the lazy / fast / multi-network "
                                                  "settings of Fig. 5.")] = False,
+        no_tune: Annotated[bool, typer.Option("--no-tune", help="Train every method at its defaults (phase 2 "
+                                              "only) instead of grid-searching it first.")] = False,
+        grid: Annotated[list[str] | None, typer.Option("--grid", help="NAME=V1,V2,... replaces that "
+                                                       "hyperparameter's search values for every method that has "
+                                                       "it; repeatable.")] = None,
         seeds: Seeds = "0",
+        tune_seeds: Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per grid point.")] = "0",
         epochs: Epochs = None,
         device: Device = "auto",
         hp: Hp = None,
@@ -176,16 +183,24 @@ def register(app: typer.Typer) -> None:
         threads: Threads = 1,
         dry_run: DryRun = False,
     ) -> None:
-        """Run the baseline, PACE and every Table-6 ablation on one dataset (phase 2 settings)."""
+        """Table 6: the baseline, PACE and every ablation on one dataset, as the paper made it: each method's
+        declared search grid on train -> val (phase 1), then each winner on train+val -> test (phase 2)."""
         from pacebench.methods import ABLATIONS, EFFICIENCY
         from pacebench.scheduler import plan
 
         methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
         env = _environment(device, data_root, weights, workers, threads, weights_dir)
-        specs = plan(_request(suite, dataset, methods, seeds, epochs, hp, train, backbone, weights, None, None))
-        execute_plan(specs, db, env, dry_run=dry_run)
+        if no_tune:
+            specs = plan(_request(suite, dataset, methods, seeds, epochs, hp, train, backbone, weights, None, None))
+            execute_plan(specs, db, env, dry_run=dry_run)
+        else:
+            from pacebench.sweeps import override, table6_grids
+
+            grids = override(table6_grids(methods), grid_values(grid))
+            base = _request(suite, dataset, methods, tune_seeds, epochs, hp, train, backbone, weights, None, None)
+            two_phase(base, grids, int_list(seeds, "--seeds") or [0], db, env, dry_run)
         if not dry_run:
-            console.print("next: [bold]pacebench report --table ablations[/]")
+            console.print(f"next: [bold]pacebench report --table 6 --suite {suite}[/]")
 
     @app.command()
     def tune(
@@ -212,9 +227,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
         (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed."""
-        from pacebench.protocol import final_specs, grid_points, select_best
         from pacebench.scheduler import plan
-        from pacebench.store import Store
 
         method_names = split_list(methods) or []
         env = _environment(device, data_root, weights, workers, threads, weights_dir)
@@ -224,19 +237,44 @@ def register(app: typer.Typer) -> None:
                                shots, split_seeds, phase="tune")
             specs += plan(_with_point(request, point))
         specs = list({s.key: s for s in specs}.values())
+        run_phases(specs, [], int_list(seeds, "--seeds") or [0], db, env, dry_run)
+
+
+def two_phase(base: Any, grids: dict[str, dict[str, list[Any]]], seeds: list[int], db: str | None, env: Any,
+              dry_run: bool) -> None:
+    """The protocol over per-method grids: a method with several grid points is searched in phase 1; a method
+    with one point has nothing to choose and goes straight to phase 2."""
+    import dataclasses
+
+    from pacebench.sweeps import plan_grids
+
+    searched = {m: g for m, g in grids.items() if len(grid_points(g)) > 1}
+    fixed = {m: g for m, g in grids.items() if m not in searched}
+    tune = plan_grids(dataclasses.replace(base, phase="tune"), searched) if searched else []
+    direct = plan_grids(dataclasses.replace(base, phase="final", seeds=seeds), fixed) if fixed else []
+    run_phases(tune, direct, seeds, db, env, dry_run)
+
+
+def run_phases(tune: list[Any], direct: list[Any], seeds: list[int], db: str | None, env: Any, dry_run: bool) -> None:
+    """Phase 1 (`tune` specs, scored on val only), then phase 2: each key's chosen setting for every seed, plus the
+    `direct` phase-2 specs of methods without a choice."""
+    from pacebench.protocol import final_specs, select_best
+    from pacebench.store import Store
+
+    if tune:
         console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
-        execute_plan(specs, db, env, origin="tune", dry_run=dry_run)
-        if dry_run:
-            return
-        store = Store(db_url(db))
-        runs = store.runs(key=[s.key for s in specs], status="done")
-        best = select_best(runs)
-        finals = final_specs(best, int_list(seeds, "--seeds") or [0])
-        console.print(f"[bold]phase 2[/]: {len(best)} chosen setting(s) on train+val -> test")
-        for chosen in best.values():
-            console.print(f"  {chosen.dataset} {chosen.method}: {chosen.method_config} (val {chosen.val_acc:.2f} "
-                          f"over {len(chosen.seeds)} seed(s), best of {chosen.candidates})")
-        execute_plan(finals, db, env, origin="tune")
+        execute_plan(tune, db, env, origin="tune", dry_run=dry_run)
+    if dry_run:
+        if direct:
+            execute_plan(direct, db, env, origin="tune", dry_run=True)
+        return
+    best = select_best(Store(db_url(db)).runs(key=[s.key for s in tune], status="done")) if tune else {}
+    console.print(f"[bold]phase 2[/]: {len(best)} chosen setting(s) and {len(direct)} fixed run(s) on train+val "
+                  "-> test")
+    for chosen in best.values():
+        console.print(f"  {chosen.dataset} {chosen.method}: {chosen.method_config} (val {chosen.val_acc:.2f} "
+                      f"over {len(chosen.seeds)} seed(s), best of {chosen.candidates})")
+    execute_plan(final_specs(best, seeds) + direct, db, env, origin="tune")
 
 
 def _with_point(request: Any, point: dict[str, str]) -> Any:

@@ -385,8 +385,9 @@ READING_COLUMNS = {"grad norm task (test)": "grad_norm_task_heldout", "grad norm
                    "FP-distance (test)": "fp_distance_heldout", "FP-distance (train)": "fp_distance"}
 
 
-def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str]) -> pd.DataFrame:
-    """One row per (data, weights, method, setting): seeds, test/train accuracy, gap, grad norm, FP-distance."""
+def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str], keep_runs: bool = False) -> pd.DataFrame:
+    """One row per (data, weights, method, setting): seeds, test/train accuracy, gap, grad norm, FP-distance; with
+    `keep_runs` a column "_run" holds one run of the row (for callers that add columns from it)."""
     groups: dict[tuple[Any, ...], list[RunRecord]] = defaultdict(list)
     for run in runs:
         groups[(data_key(run), weights_key(run), run.method, setting_key(run))].append(run)
@@ -403,11 +404,12 @@ def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str]) -> pd.D
             "seeds": len(members), "test acc": mean(test), "test acc std": std(test), "train acc": mean(train),
             "gap (train - test)": mean(train) - mean(test),
             "grad norm step (train)": mean([grad[r.id] for r in members if r.id in grad]), **readings,
+            "_run": members[0],
         })
     frame = sort_rows(pd.DataFrame(records), lambda r: (r["data"], method_rank(r["method"]), r["config"],
                                                         r["weights"]))
     for col, keep in (("data", frame["data"].nunique() > 1), ("config", (frame["config"] != "").any()),
-                      ("weights", frame["weights"].nunique() > 1)):
+                      ("weights", frame["weights"].nunique() > 1), ("_run", keep_runs)):
         if not keep:
             frame = frame.drop(columns=col)
     notes[:0] = [PHASE_NOTE, *weights_note(runs)]
@@ -436,6 +438,18 @@ def demo_table(store: Store, suite: str | None = None, dataset: str | None = Non
                      formats=SUMMARY_FORMATS)
 
 
+def _table6_mode(run: RunRecord) -> str:
+    return "tuned" if run.origin == "tune" else "defaults (not tuned)"
+
+
+def _table6_values(run: RunRecord) -> str:
+    """The run's values of its method's searched hyperparameters ("lam=1 sigma=1.2"); "–" for a method without any."""
+    from pacebench.sweeps import method_grid
+
+    names = sorted(method_grid(run.method))
+    return " ".join(f"{n}={_value(run.method_config.get(n))}" for n in names) or "–"
+
+
 TABLE6_ROWS = {"baseline": "LoRA+VPT", "noise": "+Noise", "pace": "+PACE", "pace_add": "+PACE_add",
                "pace_h": "+PACE_h", "pace_drop": "+PACE_drop", "pace_sigma_const": "+PACE_sigma_const",
                "pace_sigma_inc": "+PACE_sigma_inc", "fpa": "+FPA", "sam": "+SAM", "gp": "+GP", "fpa_gp": "+FPA+GP",
@@ -454,8 +468,14 @@ def ablations_table(store: Store, suite: str | None = None, dataset: str | None 
                              f"run `pacebench ablate {dataset or 'cifar'} --suite {suite or 'vtab'}` first "
                              "(offline: `pacebench ablate digits --suite demo`)")
     notes: list[str] = []
-    frame = _summary_rows(store, runs, notes)
-    frame = frame.drop(columns=[c for c in ("train acc", "gap (train - test)") if c in frame.columns])
+    frame = _summary_rows(store, runs, notes, keep_runs=True)
+    frame = frame.drop(columns=[c for c in ("train acc", "gap (train - test)", "config") if c in frame.columns])
+    frame.insert(frame.columns.get_loc("seeds"), "mode", [_table6_mode(r) for r in frame["_run"]])
+    frame.insert(frame.columns.get_loc("seeds"), "chosen", [_table6_values(r) for r in frame["_run"]])
+    frame = frame.drop(columns="_run")
+    notes += ["mode: 'tuned' rows are phase-2 winners of `pacebench ablate` (each method's search grid on train -> "
+              "val, the best retrained on train+val -> test); 'defaults (not tuned)' rows come from `ablate "
+              "--no-tune` or `run`; chosen: the row's values of the method's searched hyperparameters"]
     on_cifar = [r for r in runs if (r.suite, r.dataset) == ("vtab", "cifar")]
     if on_cifar:
         ref = reference_table(load_suite("vtab"), "ablations")
