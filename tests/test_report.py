@@ -558,6 +558,8 @@ def test_html_page_structure(curves, tmp_path):
     from pacebench.report.page import build_page
 
     make_run(curves, suite="vtab", dataset="cifar", test=75.0, config={"lam": 1.0}, method="pace")
+    assert "table-ablations" not in build_page(curves)  # baseline and PACE only: the summary shows them
+    make_run(curves, suite="vtab", dataset="cifar", test=74.0, method="sam")
     page = build_page(curves)
 
     class Parser(HTMLParser):

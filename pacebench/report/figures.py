@@ -193,9 +193,9 @@ def lambda_sweep_data(store: Store, suite: str | None = None, dataset: str | Non
         phase = "tune" if finished_runs(store, suite, dataset, "tune", SWEPT) else "final"
     column, label = reading(kind, on, phase)
     runs = select_runs(store, suite, dataset, phase, options, methods=[*SWEPT, "baseline"], backbone=backbone)
-    if not any(r.method in SWEPT for r in runs):
-        raise PacebenchError(f"no finished {phase}-phase runs of pace or fpa for {data_label(runs[0])}; run e.g. "
-                             f"`pacebench sweep figure4 --suite {runs[0].suite}` first")
+    if len({float(r.method_config.get("lam", math.nan)) for r in runs if r.method in SWEPT}) < 2:
+        raise PacebenchError(f"no λ sweep among the finished {phase}-phase runs of pace or fpa for "
+                             f"{data_label(runs[0])}; run `pacebench sweep figure4 --suite {runs[0].suite}` first")
     labels = series_labels(runs, exclude=("lam",))
     values: dict[int, list[float]] = {}
     for e in store.epochs_of([r.id for r in runs]):

@@ -28,6 +28,7 @@ nav ul { columns: 2; } section { margin: 2.5em 0; border-top: 1px solid #ddd; pa
 table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0; display: block; overflow-x: auto; }
 caption { text-align: left; font-weight: 600; padding: 0.3em 0; }
 th, td { padding: 3px 8px; border-bottom: 1px solid #eee; white-space: nowrap; }
+th { white-space: normal; vertical-align: bottom; min-width: 3.5em; } section caption { display: none; }
 th { background: #f4f4f4; position: sticky; top: 0; } .num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.paper td { color: #777; font-style: italic; background: #fafafa; }
 ul.notes, .provenance { font-size: 12px; color: #555; } .provenance { background: #f8f8f8; padding: 0.5em 1em; }
@@ -88,6 +89,8 @@ def table_sections(store: Store) -> list[Section]:
             data = TABLES.get(name).gather(store)
         except PacebenchError:
             continue  # the table has no runs to show
+        if name == "ablations" and not any(r.method not in ("baseline", "pace") for r in table_runs(store, name)):
+            continue  # the summary table already shows baseline and PACE; Table 6 is about the ablations
         if _has_measured(data):
             sections.append(Section(f"table-{name}", data.title, to_html(data) + provenance(table_runs(store, name))))
     return sections
@@ -112,7 +115,9 @@ def figure_sections(store: Store) -> list[Section]:
             seen.add(title)
             png = base64.b64encode(render_figure(name, frame)).decode()
             body = (f'<figure><img alt="{escape(title)}" src="data:image/png;base64,{png}">'
-                    f"<figcaption>{escape(title)}</figcaption></figure>")
+                    "<figcaption>Lines: mean over seeds; bands: min to max over seeds. Made by `pacebench plot "
+                    f"{escape(name)} --suite {escape(run.suite)} --dataset {escape(run.dataset)}`.</figcaption>"
+                    "</figure>")
             sections.append(Section(f"figure-{name}-{len(sections)}", f"{FIGURES.get(name).title}: {label}", body))
     return sections
 
