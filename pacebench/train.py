@@ -243,6 +243,9 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         if is_eval:
             evals = {name: evaluate(model, d, env.device, splits.eval_classes.get(name), method.autocast)
                      for name, d in eval_data.items()}
+            # the train-split FP-distance loader of earlier releases drew one base seed from the global RNG here
+            # (every DataLoader iterator does); drawn still, so that existing run keys keep training the same
+            torch.empty((), dtype=torch.int64).random_()
             final = {"train_acc": row["train_acc"], "evals": evals, "epoch": epoch, **readings}
         record = EpochRecord(
             epoch=epoch, lr=optimizer.param_groups[0]["lr"], loss=row["loss"], parts=row["parts"],
