@@ -58,15 +58,10 @@ for _sweep in (
     SWEEPS.register(_sweep.name)(_sweep)
 
 
-def method_grid(method: str) -> dict[str, list[Any]]:
-    """A method's declared search grid: the `grid` metadata of its config fields (empty: nothing to tune)."""
-    from pacebench.methods import METHODS
-
-    return {f.name: list(f.metadata["grid"]) for f in dataclasses.fields(METHODS.get(method).Config)
-            if "grid" in f.metadata}
-
-
 def table6_grids(methods: list[str]) -> Grids:
+    """Each method's declared search grid (`pacebench methods` shows them; empty: nothing to tune)."""
+    from pacebench.methods import method_grid
+
     return {m: method_grid(m) for m in methods}
 
 

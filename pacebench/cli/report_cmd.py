@@ -7,17 +7,15 @@ from typing import Annotated
 
 import typer
 
-from pacebench.cli.common import DbOption, console, db_url
-
-FORMATS = ("rich", "md", "latex", "csv", "html")
+from pacebench.choices import Format, GradKind, Split
+from pacebench.cli.common import DbOption, RegistryHelp, console, db_url
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def report(
-        table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, "
-                                           "5/backbones, 6/ablations.")] = "demo",
-        fmt: Annotated[str, typer.Option("--format", "-f", help="rich | md | latex | csv | html")] = "rich",
+        table: Annotated[str, typer.Option("--table", "-t", help="Table (number/name): {tables}.")] = "demo",
+        fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.rich,
         every: Annotated[bool, typer.Option("--all", help="Every table that has runs and every figure whose runs "
                                             "exist, as one self-contained page (with --format html --out FILE).")]
         = False,
@@ -28,16 +26,14 @@ def register(app: typer.Typer) -> None:
         db: DbOption = None,
     ) -> None:
         """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside."""
-        from pacebench.errors import UsageError
         from pacebench.report import render_table
         from pacebench.store import Store
 
-        if fmt not in FORMATS:
-            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         if every:
+            from pacebench.errors import UsageError
             from pacebench.report.page import build_page
 
-            if fmt != "html" or out is None:
+            if fmt != Format.html or out is None:
                 raise UsageError("--all writes one HTML page: add --format html --out report.html")
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(build_page(Store(db_url(db))), encoding="utf-8")
@@ -54,10 +50,9 @@ def register(app: typer.Typer) -> None:
         out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
         console.print(f"wrote {out}")
 
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def plot(
-        figure: Annotated[str, typer.Argument(help="grad-norm, fp-distance, accuracy (Figs. 2-3), lambda-sweep "
-                                              "(Fig. 4, App. 7-8), efficiency (Fig. 5), sensitivity (Fig. 6).")],
+        figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
         out: Annotated[Path | None, typer.Option("--out", "-o", help="File ending in .png, .pdf or .svg, or a folder "
                                                  "(default results/FIGURE.png).")] = None,
         suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
@@ -68,11 +63,11 @@ def register(app: typer.Typer) -> None:
         split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
         phase: Annotated[str | None, typer.Option("--phase", help="final or tune runs (default: the figure's own: "
                                                   "tune for lambda-sweep and sensitivity).")] = None,
-        kind: Annotated[str, typer.Option("--kind", help="Gradient norm of the 'task' loss (CE of the clean model, "
-                                          "the paper's) or of the whole objective at each optimizer 'step'.")]
-        = "task",
-        on: Annotated[str | None, typer.Option("--on", help="heldout (val in tune, test in final; the paper's) or "
-                                               "train.")] = None,
+        kind: Annotated[GradKind, typer.Option("--kind", help="Gradient norm of the task loss (CE of the clean "
+                                               "model: the paper's) or of the whole objective at each optimizer step.")]
+        = GradKind.task,
+        on: Annotated[Split | None, typer.Option("--on", help="Held-out split (val in tune, test in final: the "
+                                                 "paper's) or train split.")] = None,
         db: DbOption = None,
     ) -> None:
         """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""

@@ -8,19 +8,29 @@ from typing import Annotated, Any
 
 import typer
 
-from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list, key_values, split_list
+from pacebench.choices import Diagnostics, Phase
+from pacebench.cli.common import (
+    DataOption,
+    DbOption,
+    RegistryHelp,
+    console,
+    db_url,
+    grid_values,
+    int_list,
+    key_values,
+    split_list,
+)
 from pacebench.errors import UsageError
-from pacebench.protocol import grid_points
 
 Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).")]
 Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds.")]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Override the suite's epochs.")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N (cuda without CUDA is an error).")]
-Hp = Annotated[list[str] | None, typer.Option("--hp", help="Method hyperparameter NAME=VALUE (lam, sigma, interval, "
-                                              "copies, p, rho, ...); repeatable; applies to methods that have it.")]
-Train = Annotated[list[str] | None, typer.Option("--train", "-t", help="Training setting NAME=VALUE (lr, "
-                                                 "weight_decay, rank, batch_size, adapter, precision, eval_every, "
-                                                 "warmup_epochs, drop_path, image_size, ...); repeatable.")]
+Hp = Annotated[list[str] | None, typer.Option("--hp", help="Method hyperparameter NAME=VALUE, one of: "
+                                              "{hyperparameters}; repeatable; applies to every selected method that "
+                                              "has it (`pacebench methods`).")]
+Train = Annotated[list[str] | None, typer.Option("--train", "-t", help="Training setting NAME=VALUE, one of: "
+                                                 "{training_settings}; repeatable.")]
 Backbone = Annotated[str | None, typer.Option("--backbone", help="Named backbone or timm architecture.")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="Weights file (.npz, .pth/.pt, .safetensors).")]
 WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", envvar="PACEBENCH_WEIGHTS", help="Folder holding "
@@ -33,11 +43,14 @@ Threads = Annotated[int, typer.Option("--threads", envvar="PACEBENCH_THREADS", h
                                       "slower on a 2-core machine (OpenMP spin-waits); raise it for big models.")]
 DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")]
+Diagnose = Annotated[Diagnostics, typer.Option("--diagnostics", envvar="PACEBENCH_DIAGNOSTICS", help="When to take "
+                                               "Fig. 2's readings (task-loss gradient norm, FP-distance on train and "
+                                               "held-out): at evaluation epochs, every epoch, or off.")]
 
 
 def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, epochs: int | None,
              hp: list[str] | None, train: list[str] | None, backbone: str | None, weights: Path | None,
-             shots: str | None, split_seeds: str | None, phase: str = "final") -> Any:
+             shots: str | None, split_seeds: str | None, phase: Phase = Phase.final) -> Any:
     from pacebench.scheduler import PlanRequest, check_method_overrides
 
     train_values: dict[str, Any] = key_values(train, "--train")
@@ -53,7 +66,7 @@ def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, e
 
 
 def _environment(device: str, data_root: Path | None, weights: Path | None, workers: int, threads: int,
-                 weights_dir: Path | None = None) -> Any:
+                 weights_dir: Path | None = None, diagnostics: Diagnostics = Diagnostics.eval) -> Any:
     import torch
 
     from pacebench.scheduler import resolve_device
@@ -69,7 +82,7 @@ def _environment(device: str, data_root: Path | None, weights: Path | None, work
             raise UsageError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     return Environment(device=resolved, data_root=data_root or default_data_root(), weights=weights,
-                       num_workers=workers)
+                       num_workers=workers, diagnostics=diagnostics)
 
 
 def _preflight(specs: list[Any], data_root: Path) -> None:
@@ -116,11 +129,12 @@ def execute_plan(specs: list[Any], db: str | None, env: Any, origin: str = "dire
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def run(
-        suite: Annotated[str, typer.Argument(help="Suite: demo, vtab, fewshot, fgvc, domain (`pacebench suites`).")],
+        suite: Annotated[str, typer.Argument(help="Suite, one of: {suites} (`pacebench suites`).")],
         datasets: Datasets = None,
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods.")] = "baseline,pace",
+        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.")]
+        = "baseline,pace",
         seeds: Seeds = "0",
         epochs: Epochs = None,
         device: Device = "auto",
@@ -131,12 +145,13 @@ def register(app: typer.Typer) -> None:
         weights_dir: WeightsDir = None,
         shots: Shots = None,
         split_seeds: SplitSeeds = None,
-        phase: Annotated[str, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).")]
-        = "final",
+        phase: Annotated[Phase, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).")]
+        = Phase.final,
         db: DbOption = None,
         data_root: DataOption = None,
         workers: Workers = DEFAULT_WORKERS,
         threads: Threads = 1,
+        diagnostics: Diagnose = Diagnostics.eval,
         dry_run: DryRun = False,
     ) -> None:
         """Train every (dataset, method, seed) of SUITE that is not done yet, keeping everything in the database.
@@ -145,29 +160,27 @@ def register(app: typer.Typer) -> None:
         runs the paper's full two-phase protocol.
         """
         from pacebench.scheduler import plan
-        from pacebench.spec import PHASES
 
-        if phase not in PHASES:
-            raise UsageError(f"--phase must be one of {', '.join(PHASES)}, got {phase!r}")
         method_names = split_list(methods) or []
-        env = _environment(device, data_root, weights, workers, threads, weights_dir)
+        env = _environment(device, data_root, weights, workers, threads, weights_dir, diagnostics)
         specs = plan(_request(suite, datasets, method_names, seeds, epochs, hp, train, backbone, weights, shots,
                               split_seeds, phase))
         execute_plan(specs, db, env, dry_run=dry_run)
         if not dry_run:
             console.print(f"next: [bold]pacebench report --table {suite}[/] and [bold]pacebench plot grad-norm[/]")
 
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def ablate(
-        dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo).")],
+        dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo). "
+                                               "Runs: {table6}.")],
         suite: Annotated[str, typer.Option("--suite", help="Suite the dataset belongs to.")] = "vtab",
-        efficiency: Annotated[bool, typer.Option("--efficiency", help="Also the lazy / fast / multi-network "
-                                                 "settings of Fig. 5.")] = False,
+        efficiency: Annotated[bool, typer.Option("--efficiency", help="Also Fig. 5's efficiency variants: "
+                                                 "{efficiency}.")] = False,
         no_tune: Annotated[bool, typer.Option("--no-tune", help="Train every method at its defaults (phase 2 "
                                               "only) instead of grid-searching it first.")] = False,
         grid: Annotated[list[str] | None, typer.Option("--grid", help="NAME=V1,V2,... replaces that "
-                                                       "hyperparameter's search values for every method that has "
-                                                       "it; repeatable.")] = None,
+                                                       "hyperparameter's search values for every method that "
+                                                       "searches it; repeatable.")] = None,
         seeds: Seeds = "0",
         tune_seeds: Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per grid point.")] = "0",
         epochs: Epochs = None,
@@ -181,15 +194,17 @@ def register(app: typer.Typer) -> None:
         data_root: DataOption = None,
         workers: Workers = DEFAULT_WORKERS,
         threads: Threads = 1,
+        diagnostics: Diagnose = Diagnostics.eval,
         dry_run: DryRun = False,
     ) -> None:
-        """Table 6: the baseline, PACE and every ablation on one dataset, as the paper made it: each method's
-        declared search grid on train -> val (phase 1), then each winner on train+val -> test (phase 2)."""
+        """Table 6 as the paper made it, for the methods tagged table6: each method's declared search grid on
+        train -> val (phase 1), then each winner on train+val -> test (phase 2). `--no-tune`: defaults, phase 2 only.
+        """
         from pacebench.methods import ABLATIONS, EFFICIENCY
         from pacebench.scheduler import plan
 
         methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
-        env = _environment(device, data_root, weights, workers, threads, weights_dir)
+        env = _environment(device, data_root, weights, workers, threads, weights_dir, diagnostics)
         if no_tune:
             specs = plan(_request(suite, dataset, methods, seeds, epochs, hp, train, backbone, weights, None, None))
             execute_plan(specs, db, env, dry_run=dry_run)
@@ -202,11 +217,11 @@ def register(app: typer.Typer) -> None:
         if not dry_run:
             console.print(f"next: [bold]pacebench report --table 6 --suite {suite}[/]")
 
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def tune(
-        suite: Annotated[str, typer.Argument(help="Suite to tune.")],
+        suite: Annotated[str, typer.Argument(help="Suite to tune, one of: {suites}.")],
         datasets: Datasets = None,
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods.")] = "pace",
+        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.")] = "pace",
         grid: Annotated[list[str] | None, typer.Option("--grid", help="NAME=V1,V2,... over a method hyperparameter "
                                                        "or training setting; repeatable.")] = None,
         seeds: Annotated[str, typer.Option("--seeds", help="Phase-2 seeds (paper: three).")] = "0,1,2",
@@ -223,18 +238,20 @@ def register(app: typer.Typer) -> None:
         data_root: DataOption = None,
         workers: Workers = DEFAULT_WORKERS,
         threads: Threads = 1,
+        diagnostics: Diagnose = Diagnostics.eval,
         dry_run: DryRun = False,
     ) -> None:
         """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
         (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed."""
+        from pacebench import protocol
         from pacebench.scheduler import plan
 
         method_names = split_list(methods) or []
-        env = _environment(device, data_root, weights, workers, threads, weights_dir)
+        env = _environment(device, data_root, weights, workers, threads, weights_dir, diagnostics)
         specs = []
-        for point in grid_points(grid_values(grid)):
+        for point in protocol.grid(grid_values(grid)):
             request = _request(suite, datasets, method_names, tune_seeds, epochs, None, train, backbone, weights,
-                               shots, split_seeds, phase="tune")
+                               shots, split_seeds, phase=Phase.tune)
             specs += plan(_with_point(request, point))
         specs = list({s.key: s for s in specs}.values())
         run_phases(specs, [], int_list(seeds, "--seeds") or [0], db, env, dry_run)
@@ -246,9 +263,10 @@ def two_phase(base: Any, grids: dict[str, dict[str, list[Any]]], seeds: list[int
     with one point has nothing to choose and goes straight to phase 2."""
     import dataclasses
 
+    from pacebench.protocol import grid
     from pacebench.sweeps import plan_grids
 
-    searched = {m: g for m, g in grids.items() if len(grid_points(g)) > 1}
+    searched = {m: g for m, g in grids.items() if len(grid(g)) > 1}
     fixed = {m: g for m, g in grids.items() if m not in searched}
     tune = plan_grids(dataclasses.replace(base, phase="tune"), searched) if searched else []
     direct = plan_grids(dataclasses.replace(base, phase="final", seeds=seeds), fixed) if fixed else []

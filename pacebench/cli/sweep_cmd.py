@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list
+from pacebench.choices import Diagnostics
 from pacebench.cli.run_cmd import (
-    DEFAULT_WORKERS, Backbone, Device, DryRun, Epochs, Seeds, Shots, SplitSeeds, Threads, Train, Weights, WeightsDir,
+    DEFAULT_WORKERS, Backbone, Device, Diagnose, DryRun, Epochs, Seeds, Shots, SplitSeeds, Threads, Train, Weights, WeightsDir,
     Workers, _environment, _request, execute_plan, two_phase,
 )
 
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
         data_root: DataOption = None,
         workers: Workers = DEFAULT_WORKERS,
         threads: Threads = 1,
+        diagnostics: Diagnose = Diagnostics.eval,
         dry_run: DryRun = False,
     ) -> None:
         """Plan exactly the runs a figure or Table 6 needs (methods x grid x seeds), skip those done, then draw it.
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
         from pacebench.store import Store
         from pacebench.sweeps import SWEEPS, override, plan_grids, table6_grids
 
-        env = _environment(device, data_root, weights, workers, threads, weights_dir)
+        env = _environment(device, data_root, weights, workers, threads, weights_dir, diagnostics)
         if name == "table6":
             from pacebench.methods import ABLATIONS
 

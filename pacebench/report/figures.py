@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from pacebench.choices import GradKind, Split
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.registry import Registry
 from pacebench.report.tables import config_labels, data_label, finished_runs, method_rank, weights_key
@@ -113,8 +114,8 @@ READINGS = {
 }
 FP_READINGS = {"train": ("fp_distance", "FP-distance (Eq. 5) on the train split"),
                "heldout": ("fp_distance_heldout", "FP-distance (Eq. 5) on the {split} split")}
-ON = ("heldout", "train")
-KINDS = ("task", "step")
+ON = tuple(Split)
+KINDS = tuple(GradKind)
 
 
 def heldout_name(phase: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from pacebench.errors import PacebenchError
 from pacebench.report.figures import FIGURES, gather_figure, render_figure, title_of
 from pacebench.report.render import to_html
-from pacebench.report.tables import TABLES, TableData, data_label, table_names, weights_key
+from pacebench.report.tables import TableData, data_label, gather, table_names, weights_key
 from pacebench.store import RunRecord, Store
 
 STYLE = """
@@ -46,7 +46,7 @@ class Section:
 
 def table_runs(store: Store, name: str) -> list[RunRecord]:
     """The finished phase-2 runs a table reads: its own suite's, vtab and domain for Table 5, every suite's Table-6
-    methods for Table 6."""
+    methods for Table 6, every run for the parameter counts."""
     from pacebench.methods import ABLATIONS
 
     runs = store.runs(phase="final", status="done")
@@ -54,6 +54,8 @@ def table_runs(store: Store, name: str) -> list[RunRecord]:
         return [r for r in runs if (r.suite, r.dataset) == ("vtab", "cifar") or r.suite == "domain"]
     if name == "ablations":
         return [r for r in runs if r.method in ABLATIONS]
+    if name == "params":
+        return runs
     return [r for r in runs if r.suite == name]
 
 
@@ -85,14 +87,15 @@ def _has_measured(data: TableData) -> bool:
 def table_sections(store: Store) -> list[Section]:
     sections = []
     for name in table_names():
+        runs = table_runs(store, name)
+        if not runs or (name == "ablations" and all(r.method in ("baseline", "pace") for r in runs)):
+            continue  # no runs; or only baseline and PACE, which the summary shows: Table 6 is about the ablations
         try:
-            data = TABLES.get(name).gather(store)
+            data = gather(name, store)
         except PacebenchError:
-            continue  # the table has no runs to show
-        if name == "ablations" and not any(r.method not in ("baseline", "pace") for r in table_runs(store, name)):
-            continue  # the summary table already shows baseline and PACE; Table 6 is about the ablations
+            continue
         if _has_measured(data):
-            sections.append(Section(f"table-{name}", data.title, to_html(data) + provenance(table_runs(store, name))))
+            sections.append(Section(f"table-{name}", data.title, to_html(data) + provenance(runs)))
     return sections
 
 

@@ -1,7 +1,7 @@
 """Fig. 2's readings per epoch: the task-loss gradient norm on train and held-out, the FP-distance on held-out.
 
-Revision ID: 0003_i12_diagnostics
-Revises: 0002_run_weights
+Revision ID: 0004_i12_diagnostics
+Revises: 0003_i8_run_setup
 Create Date: 2026-11-24
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 from pacebench.store.types import SafeFloat
 
-revision = "0003_i12_diagnostics"
-down_revision = "0002_run_weights"
+revision = "0004_i12_diagnostics"
+down_revision = "0003_i8_run_setup"
 branch_labels = None
 depends_on = None
 
