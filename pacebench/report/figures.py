@@ -343,6 +343,9 @@ def _draw_efficiency(frame: pd.DataFrame, fig: Any) -> None:
         base = part[(part.metric == "accuracy") & part.x.isna()]
         if not base.empty:
             ax.axhline(float(base["mean"].mean()), color="C0", linestyle="--", label="baseline accuracy")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(panel)
         ax.set_ylabel("accuracy (%)")
         cost = part[(part.metric == "relative cost") & part.x.notna()].groupby("x", as_index=False).agg(
