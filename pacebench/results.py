@@ -108,7 +108,7 @@ def export(db: str | Store | None, out: Path, fmt: str, **filters: Any) -> list[
         elif fmt == "json":
             frame.to_json(path, orient="records", date_format="iso", indent=1)
         else:  # nested values (dicts) are stored as JSON text, which every parquet reader can hold
-            frame.map(lambda v: json.dumps(v, sort_keys=True, default=str) if isinstance(v, dict | list) else v).to_parquet(
-                path, index=False)
+            flat = frame.map(lambda v: json.dumps(v, sort_keys=True, default=str) if isinstance(v, dict | list) else v)
+            flat.to_parquet(path, index=False)
         paths.append(path)
     return paths

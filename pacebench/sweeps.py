@@ -49,7 +49,8 @@ for _sweep in (
           "phase)", {"baseline": {}, "pace": {"lam": LAMBDAS}, "fpa": {"lam": LAMBDAS}}, "tune", "lambda-sweep"),
     Sweep("figure5", "Fig. 5: lazy interval N = 2..12 and networks M = 3, 4 against accuracy and cost, PACE (N = 1, "
           "M = 2) and the baseline beside (final phase)",
-          {"baseline": {}, "pace": {}, "pace_lazy": {"interval": [2, 4, 6, 8, 10, 12]}, "pace_multi": {"copies": [3, 4]}},
+          {"baseline": {}, "pace": {}, "pace_lazy": {"interval": [2, 4, 6, 8, 10, 12]},
+           "pace_multi": {"copies": [3, 4]}},
           "final", "efficiency"),
     Sweep("figure6", "Fig. 6: pace over σ x λ on few-shot Oxford Pets, 1/2/4/8 shots (tune phase)",
           {"pace": {"sigma": [0.5, 1.0, 1.5, 2.0], "lam": [0.1, 0.5, 1.0, 5.0]}}, "tune", "sensitivity",

@@ -89,9 +89,9 @@ def test_readings_never_change_training_and_tune_never_reads_test(demo_weights, 
     monkeypatch.setattr(train, "load_splits", spy)
     outs = {}
     for mode in ("off", "eval", "every"):
-        records = []
+        records: list = []
         result = train_run(spec, Environment(CPU, Path("."), num_workers=0, diagnostics=mode),
-                           lambda e, r: records.append(r))
+                           lambda e, r, records=records: records.append(r))
         outs[mode] = (result, records)
     off, ev, every = (outs[m] for m in ("off", "eval", "every"))
     for mode in ("eval", "every"):

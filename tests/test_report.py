@@ -133,9 +133,10 @@ def test_demo_table_never_averages_across_weights(demo):
     assert "weights" in frame.columns
     on_w1 = row(frame, method="pace", weights=f"vit_demo@{W1[:8]}")
     on_w2 = row(frame, method="pace", weights=f"vit_demo@{W2[:8]}")
-    assert (on_w1["seeds"], on_w1["test acc"], on_w1["grad norm step (train)"]) == (2, pytest.approx(86.0), pytest.approx(1.0))
+    step = "grad norm step (train)"
+    assert (on_w1["seeds"], on_w1["test acc"], on_w1[step]) == (2, pytest.approx(86.0), pytest.approx(1.0))
     assert (on_w2["seeds"], on_w2["test acc"]) == (1, pytest.approx(50.0))
-    assert math.isnan(on_w2["test acc std"]) and math.isnan(on_w2["grad norm step (train)"])  # one seed; no epochs logged
+    assert math.isnan(on_w2["test acc std"]) and math.isnan(on_w2[step])  # one seed; no epochs logged
     assert any("2 different weight files" in note for note in gather("demo", demo).notes)
 
 
@@ -411,7 +412,7 @@ def test_lambda_sweep_gather(curves):
     assert "phase tune" in frame.attrs["data"]
 
 
-@pytest.mark.parametrize("name", [n for n in FIGURES.names() if n not in ("efficiency", "sensitivity")])  # those two: below
+@pytest.mark.parametrize("name", [n for n in FIGURES.names() if n not in ("efficiency", "sensitivity")])  # see below
 def test_each_figure_writes_a_png(curves, tmp_path, name):
     path = plot(name, curves, tmp_path / "figs" / f"{name}.png", suite="demo", dataset="digits5-9")
     assert path == tmp_path / "figs" / f"{name}.png"

@@ -7,11 +7,27 @@ from typing import Annotated
 
 import typer
 
-from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list
 from pacebench.choices import Diagnostics
+from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list
 from pacebench.cli.run_cmd import (
-    DEFAULT_WORKERS, Backbone, Device, Diagnose, DryRun, Epochs, Seeds, Shots, SplitSeeds, Threads, Train, Weights, WeightsDir,
-    Workers, _environment, _request, execute_plan, two_phase,
+    DEFAULT_WORKERS,
+    Backbone,
+    Device,
+    Diagnose,
+    DryRun,
+    Epochs,
+    Seeds,
+    Shots,
+    SplitSeeds,
+    Threads,
+    Train,
+    Weights,
+    WeightsDir,
+    Workers,
+    _environment,
+    _request,
+    execute_plan,
+    two_phase,
 )
 
 NAMES = "figure4, figure5, figure6, table6"

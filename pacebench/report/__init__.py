@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pacebench.report.figures import FIGURES, gather_figure, plot, render_figure
+from pacebench.report.figures import FIGURES, plot
 from pacebench.report.render import FORMATS, render
 from pacebench.report.tables import TableData, gather, table_names, tables
 from pacebench.store import Store

@@ -107,7 +107,8 @@ def _per_epoch(store: Store, runs: list[RunRecord], phase: str, what: str,
 # training objective on the (noisy) training batch; "task" is what Theorems 1-2 bound: the cross-entropy of the clean
 # model, taken at evaluation epochs (every epoch with `--diagnostics every`).
 READINGS = {
-    ("step", "train"): ("grad_norm_mean", "gradient norm of the training objective at each optimizer step (epoch mean)"),
+    ("step", "train"): ("grad_norm_mean",
+                        "gradient norm of the training objective at each optimizer step (epoch mean)"),
     ("task", "train"): ("grad_norm_task_train", "gradient norm of the task loss (CE, clean model) on the train split"),
     ("task", "heldout"): ("grad_norm_task_heldout", "gradient norm of the task loss (CE, clean model) on the {split} "
                           "split"),
