@@ -319,3 +319,29 @@ def test_lr_steps_after_each_epoch_like_the_authors(tmp_path, results):
     assert lrs == pytest.approx([0.02, s0, s1, s2], rel=1e-12)
     (setup,) = sqlite3.connect(tmp_path / "lr.db").execute("select setup from runs").fetchone()
     assert json.loads(setup)["normalize"] == {"mean": [0.5] * 3, "std": [0.5] * 3}  # stored with the run
+
+
+def test_table5_and_figure3_from_an_empty_database_on_a_fake_vtab_tree(tmp_path):
+    """Another backbone (any timm architecture and its weights file) on vtab/cifar: one `run`, then Table 5 shows it
+    beside the paper's rows and Fig. 3's grad-norm draws it, filtered by backbone and titled from the data."""
+    import timm
+    from fake_trees import make_vtab
+    from safetensors.torch import save_file
+
+    make_vtab(tmp_path / "data" / "vtab-1k" / "cifar", sizes={"train800": 48, "val200": 16, "train800val200": 64})
+    arch = "vit_tiny_patch16_224"
+    weights = tmp_path / "tiny.safetensors"
+    save_file(timm.create_model(arch, pretrained=False, img_size=32).state_dict(), str(weights))
+    db = f"sqlite:///{tmp_path}/t5.db"
+    result = invoke("run", "vtab", "--datasets", "cifar100", "--methods", "pace", "--backbone", arch, "--weights",
+                    str(weights), "--data-root", str(tmp_path / "data"), "--workers", "0", "--epochs", "1", "-t",
+                    "image_size=32", "-t", "batch_size=16", "-t", "eval_batch_size=64", "--device", "cpu", db=db)
+    assert result.exit_code == 0, result.output
+    table = invoke("report", "--table", "5", "--format", "csv", db=db)
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert any(line.startswith(f"{arch},+PACE,measured,1,") for line in lines)
+    assert not any(line.startswith("swin_b_in22k,") for line in lines)  # paper rows only for measured backbones
+    out = tmp_path / "fig3.pdf"
+    assert invoke("plot", "grad-norm", "--dataset", "cifar", "--backbone", arch, "--out", str(out), db=db).exit_code == 0
+    assert out.read_bytes().startswith(b"%PDF")
