@@ -251,14 +251,17 @@ def efficiency_data(store: Store, suite: str | None = None, dataset: str | None 
     return _titled(frame, f"{heldout_name(phase)} accuracy and relative cost (epoch wall time / baseline's)")
 
 
-def sensitivity_data(store: Store, suite: str | None = "fewshot", dataset: str | None = "oxford_pets",
-                     phase: str = "tune", options: dict[str, Any] | None = None, backbone: str | None = None,
+def sensitivity_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "tune",
+                     options: dict[str, Any] | None = None, backbone: str | None = None,
                      method: str = "pace") -> pd.DataFrame:
     """Fig. 6: per shots, σ and λ, the validation accuracy of phase-1 (tune) runs, mean over seeds and split seeds.
 
     `pacebench sweep figure6` (or `pacebench tune fewshot --datasets oxford_pets --grid sigma=... --grid lam=...`)
-    makes the runs. Runs without shots (a suite without few-shot splits) form one panel.
+    makes the runs. Runs without shots (a suite without few-shot splits) form one panel. Without suite and dataset
+    it reads the paper's: few-shot Oxford Pets.
     """
+    if suite is None and dataset is None:
+        suite, dataset = "fewshot", "oxford_pets"
     runs = select_runs(store, suite, dataset, phase, options, methods=[method], backbone=backbone, one_data=False)
     if len({(r.suite, r.dataset) for r in runs}) > 1:
         raise PacebenchError("runs of several datasets match; choose one with --suite and --dataset")
@@ -366,6 +369,7 @@ def _draw_sensitivity(frame: pd.DataFrame, fig: Any) -> None:
 
     shots = sorted(frame["shots"].unique())
     low, high = frame["mean"].min(), frame["mean"].max()
+    fig.set_size_inches(1.5 + 3.4 * len(shots), 3.8)  # one square-ish panel per shot count
     for k, n in enumerate(shots):
         ax = fig.add_subplot(1, len(shots), k + 1)
         grid = frame[frame.shots == n].pivot_table(index="sigma", columns="lam", values="mean")
