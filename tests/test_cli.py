@@ -184,7 +184,7 @@ def test_ablate_no_tune_runs_every_table6_variant_and_the_efficiency_settings(tm
 
     db = f"sqlite:///{tmp_path}/ablate.db"
     result = invoke("ablate", "digits", "--suite", "demo", "--efficiency", "--no-tune", "--epochs", "1", "-t",
-                    "batch_size=16", "--device", "cpu", db=db)
+                    "batch_size=16", "--device", "cpu", "--diagnostics", "off", db=db)  # readings: tested elsewhere
     assert result.exit_code == 0, result.output
     con = sqlite3.connect(tmp_path / "ablate.db")
     rows = con.execute("select method, status from runs").fetchall()
@@ -208,7 +208,7 @@ def test_ablate_tunes_each_method_over_its_grid_then_retrains_the_winner(tmp_pat
     monkeypatch.setattr(pacebench.methods, "method_grid", lambda m: grids.get(m, {}))
     db = f"sqlite:///{tmp_path}/tuned.db"
     result = invoke("ablate", "digits", "--suite", "demo", "--epochs", "1", "-t", "batch_size=16", "--device", "cpu",
-                    "--grid", "lam=0.5,2", db=db)  # --grid replaces λ's values for every method that has λ
+                    "--grid", "lam=0.5,2", "--diagnostics", "off", db=db)  # --grid: λ's values wherever λ is searched
     assert result.exit_code == 0, result.output
     con = sqlite3.connect(tmp_path / "tuned.db")
     rows = con.execute("select method, phase, origin, method_config, metrics from runs").fetchall()
@@ -226,8 +226,8 @@ def test_ablate_tunes_each_method_over_its_grid_then_retrains_the_winner(tmp_pat
 
 @pytest.mark.parametrize(("name", "grid"), [
     ("figure4", ["--grid", "lam=0.01,100"]),
-    ("figure5", ["--grid", "interval=3", "--grid", "copies=3"]),
-    ("figure6", ["--suite", "demo", "--grid", "sigma=0.5,1", "--grid", "lam=0.1,1"]),
+    ("figure5", ["--grid", "interval=3", "--grid", "copies=3", "--diagnostics", "off"]),
+    ("figure6", ["--suite", "demo", "--grid", "sigma=0.5,1", "--grid", "lam=0.1,1", "--diagnostics", "off"]),
 ])
 def test_sweep_makes_a_figure_from_an_empty_database(tmp_path, results, name, grid):
     db = f"sqlite:///{tmp_path}/{name}.db"
