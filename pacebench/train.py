@@ -155,6 +155,21 @@ def heldout_split(evals: dict[str, Dataset]) -> str:
     return next((name for name in ("test", "val") if name in evals), next(iter(evals)))
 
 
+DIAGNOSTIC_SAMPLES = 1000  # per split: a fixed subset keeps the readings' cost bounded on big test sets
+
+
+def diagnostic_subset(dataset: Dataset, size: int = DIAGNOSTIC_SAMPLES) -> Dataset:
+    """At most `size` samples of `dataset`, the same ones for every run and method (a permutation with a fixed seed
+    of its own, so the global RNG is not touched); the whole set when it is no larger."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if n <= size:
+        return dataset
+    keep = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:size].sort().values
+    subset = torch.utils.data.Subset(dataset, keep.tolist())
+    subset.in_memory = getattr(dataset, "in_memory", False)  # type: ignore[attr-defined]
+    return subset
+
+
 def diagnose(model: nn.Module, data: dict[str, DataLoader], params: list[nn.Parameter], device: torch.device,
              autocast: Callable[[], Any]) -> dict[str, float]:
     """Fig. 2's readings on the training split and the held-out split (`data` keys "train", "heldout"): the task
@@ -255,7 +270,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     eval_data = {name: loader(d, t.eval_batch_size, env, False, None) for name, d in splits.evals.items()}
     # Fig. 2's readings at the training batch size, so their gradient norms compare with the optimizer's; their own
     # generator, so that taking them or not (env.diagnostics) leaves the global RNG and thus training untouched
-    diag_data = {on: loader(d, t.batch_size, env, False, torch.Generator().manual_seed(spec.seed))
+    diag_data = {on: loader(diagnostic_subset(d), t.batch_size, env, False, torch.Generator().manual_seed(spec.seed))
                  for on, d in (("train", splits.train), ("heldout", splits.evals[heldout_split(splits.evals)]))}
     final: dict[str, Any] = {}
     for epoch in range(t.epochs):

@@ -101,3 +101,18 @@ def test_readings_never_change_training_and_tune_never_reads_test(demo_weights, 
     assert [r.grad_norm_task_heldout is not None for r in ev[1]] == [False, True, True]  # eval epochs 1 and 2
     assert all(r.grad_norm_task_train > 0 and r.fp_distance_heldout >= 0 for r in every[1])
     assert set(opened) == ({"val"} if phase == "tune" else {"test"})
+
+
+def test_diagnostic_subset_is_fixed_and_bounded():
+    from torch.utils.data import TensorDataset
+
+    from pacebench.train import diagnostic_subset
+
+    small = TensorDataset(torch.arange(10))
+    assert diagnostic_subset(small, 10) is small
+    big = TensorDataset(torch.arange(5000))
+    a, b = diagnostic_subset(big, 100), diagnostic_subset(big, 100)
+    assert len(a) == 100 and list(a.indices) == list(b.indices) == sorted(set(a.indices))
+    state = torch.get_rng_state()
+    diagnostic_subset(big, 100)
+    assert torch.equal(state, torch.get_rng_state()), "the global RNG is untouched"
