@@ -32,7 +32,7 @@ def _store(db: str | Store | None) -> Store:
         return db
     from pacebench.settings import default_db_url
 
-    return Store(db or default_db_url())
+    return Store(db or default_db_url(), readonly=True)
 
 
 def _run_row(run: RunRecord) -> dict[str, Any]:

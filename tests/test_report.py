@@ -518,7 +518,7 @@ def test_new_figures_draw_in_each_format(figure_store, tmp_path, name, filters, 
 
 
 def test_figure_format_is_refused_unless_png_pdf_svg(curves, tmp_path):
-    with pytest.raises(UsageError, match="end --out in .png, .pdf or .svg"):
+    with pytest.raises(UsageError, match="name the file .png, .pdf or .svg"):
         plot("grad-norm", curves, tmp_path / "x.jpg")
 
 

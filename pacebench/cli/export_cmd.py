@@ -50,5 +50,5 @@ def register(app: typer.Typer) -> None:
 
         if weights_dir is not None:
             os.environ[WEIGHTS_ENV] = str(weights_dir)
-        path = write(Store(db_url(db)), run, out, weights)
+        path = write(Store(db_url(db), readonly=True), run, out, weights)
         console.print(f"wrote {path}: load it with timm.create_model(...) and load_state_dict (see the README)")

@@ -395,7 +395,7 @@ for _fig in (
 ):
     FIGURES.register(_fig.name)(_fig)
 
-FILE_TYPES = ("png", "pdf", "svg")
+FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
 def figure_path(name: str, out: Path) -> tuple[Path, str]:
@@ -405,8 +405,8 @@ def figure_path(name: str, out: Path) -> tuple[Path, str]:
     if out.is_dir() or not out.suffix:
         out = out / f"{name}.png"
     kind = out.suffix.lower().lstrip(".")
-    if kind not in FILE_TYPES:
-        raise UsageError(f"cannot write a figure as {out.suffix!r}; end --out in .png, .pdf or .svg")
+    if kind not in FIGURE_FORMATS:
+        raise UsageError(f"cannot write a figure as {out.suffix!r} ({out}); name the file .png, .pdf or .svg")
     return out, kind
 
 
