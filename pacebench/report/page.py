@@ -80,8 +80,15 @@ def provenance(runs: list[RunRecord]) -> str:
 
 
 def _has_measured(data: TableData) -> bool:
+    """Whether the table shows any measured number: a "measured" row, or a value in a "measured ..." column (the
+    parameter counts print counted and paper values even without runs)."""
     frame = data.frame
-    return not frame.empty and ("source" not in frame.columns or bool((frame["source"] == "measured").any()))
+    if frame.empty:
+        return False
+    if "source" in frame.columns:
+        return bool((frame["source"] == "measured").any())
+    measured = [c for c in frame.columns if str(c).startswith("measured")]
+    return not measured or bool(frame[measured].notna().any().any())
 
 
 def table_sections(store: Store) -> list[Section]:
