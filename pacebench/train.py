@@ -272,7 +272,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         if not math.isfinite(row["loss"]):
             raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
         evals: dict[str, float] = {}
-        readings: dict[str, float] = {}
+        readings: dict[str, Any] = {}
         is_eval = (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs
         if env.diagnostics == "every" or (is_eval and env.diagnostics == "eval"):
             readings = diagnose(model, diag_data, params, env.device, method.autocast)

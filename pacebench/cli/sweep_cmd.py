@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pacebench.choices import Diagnostics
+from pacebench.choices import Diagnostics, Phase
 from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list
 from pacebench.cli.run_cmd import (
     DEFAULT_WORKERS,
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
         default_splits = ",".join(map(str, spec.options.get("split_seed", []))) or None if s == spec.suite else None
         base = _request(s, datasets or (",".join(spec.datasets) if spec.datasets and s == spec.suite else None),
                         list(spec.grids), seeds, epochs, None, train, backbone, weights, shots or default_shots,
-                        split_seeds or default_splits, phase=spec.phase)
+                        split_seeds or default_splits, phase=Phase(spec.phase))
         specs = plan_grids(base, override(spec.grids, grid_values(grid)))
         console.print(f"[bold]{name}[/]: {spec.description}")
         execute_plan(specs, db, env, origin="sweep", dry_run=dry_run)

@@ -109,10 +109,11 @@ def table_sections(store: Store) -> list[Section]:
 def figure_sections(store: Store) -> list[Section]:
     runs = store.runs(status="done")
     datas = {data_label(r): r for r in runs}
-    sections, seen = [], set()
+    sections: list[Section] = []
+    seen: set[str] = set()
     for name in FIGURES.names():
         for label, run in sorted(datas.items()):
-            filters = {"suite": run.suite, "dataset": run.dataset}
+            filters: dict[str, Any] = {"suite": run.suite, "dataset": run.dataset}
             if name != "sensitivity":  # Fig. 6 spans the shots of one dataset
                 filters["options"] = dict(run.data_options) or None
             try:
