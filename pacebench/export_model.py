@@ -99,7 +99,8 @@ def export_model(store: Store, run_ref: str, out: Path, weights: Path | None = N
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     head: nn.Linear = model.get_classifier()  # type: ignore[operator]
     meta = {"timm_arch": resolved.arch, "timm_kwargs": json.dumps(resolved.kwargs),
-            "num_classes": str(head.out_features), "img_size": str(run.hparams["image_size"]), "pacebench_run": run.key, "method": run.method, "data": f"{run.suite}/{run.dataset}",
+            "num_classes": str(head.out_features), "img_size": str(run.hparams["image_size"]),
+            "pacebench_run": run.key, "method": run.method, "data": f"{run.suite}/{run.dataset}",
             "test_acc": str(run.metrics.get("test_acc")), "format": "pt"}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out), metadata=meta)

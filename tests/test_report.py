@@ -585,7 +585,7 @@ def test_html_page_structure(curves, tmp_path):
     parser = Parser()
     parser.feed(page)
     tables = [s for s in parser.sections if s.startswith("table-")]
-    assert tables == ["table-vtab", "table-demo", "table-ablations", "table-backbones"]  # fgvc, params: nothing measured
+    assert tables == ["table-vtab", "table-demo", "table-ablations", "table-backbones"]  # not fgvc, params: no runs
     assert parser.provenance == len(tables) and parser.paper_rows >= 2
     figures = [s for s in parser.sections if s.startswith("figure-")]
     assert {re.sub(r"-\d+$", "", s) for s in figures} == {"figure-grad-norm", "figure-fp-distance", "figure-accuracy",
