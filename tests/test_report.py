@@ -295,6 +295,7 @@ def test_ablations_table_shows_tuned_winners_with_their_values(tmp_path, monkeyp
     fixed = row(frame, method="pace", mode="defaults (not tuned)")
     assert (fixed["chosen"], fixed["test acc"]) == ("lam=1 sigma=1.2", 75.0)
     assert row(frame, method="baseline")["chosen"] == "–" and row(frame, method="fpa")["chosen"] == "lam=0.1"
+    assert row(frame, method="baseline")["mode"] == "defaults (no grid to search)"
 
 
 # ---- renderers --------------------------------------------------------------------------------------------------

@@ -453,7 +453,11 @@ def demo_table(store: Store, suite: str | None = None, dataset: str | None = Non
 
 
 def _table6_mode(run: RunRecord) -> str:
-    return "tuned" if run.origin == "tune" else "defaults (not tuned)"
+    from pacebench.sweeps import table6_grids
+
+    if run.origin != "tune":
+        return "defaults (not tuned)"
+    return "tuned" if table6_grids([run.method])[run.method] else "defaults (no grid to search)"
 
 
 def _table6_values(run: RunRecord) -> str:
