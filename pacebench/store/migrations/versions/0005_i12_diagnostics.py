@@ -1,7 +1,7 @@
 """Fig. 2's readings per epoch: the task-loss gradient norm on train and held-out, the FP-distance on held-out.
 
-Revision ID: 0004_i12_diagnostics
-Revises: 0003_i8_run_setup
+Revision ID: 0005_i12_diagnostics
+Revises: 0004_i10_workers
 Create Date: 2026-11-24
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 from pacebench.store.types import SafeFloat
 
-revision = "0004_i12_diagnostics"
-down_revision = "0003_i8_run_setup"
+revision = "0005_i12_diagnostics"
+down_revision = "0004_i10_workers"
 branch_labels = None
 depends_on = None
 
