@@ -61,7 +61,7 @@ def sweep(
         from pacebench.methods import ABLATIONS
 
         s = suite or "demo"
-        base = _request(o, s, datasets, list(ABLATIONS), tune_seeds, shots, split_seeds, with_hp=False)
+        base = _request(o, s, datasets, list(ABLATIONS), tune_seeds, shots, split_seeds)
         if two_phase(base, override(table6_grids(list(ABLATIONS)), grid_values(grid)),
                      int_list(seeds, "--seeds") or [0], o, opts):
             console.print(render_table("6", Store(db_url(o.db), readonly=True), suite=s))
@@ -72,7 +72,7 @@ def sweep(
     base = _request(o, s, datasets or (",".join(spec.datasets) if own and spec.datasets else None), list(spec.grids),
                     seeds, shots or (",".join(map(str, spec.options.get("shots", []))) if own else None) or None,
                     split_seeds or (",".join(map(str, spec.options.get("split_seed", []))) if own else None) or None,
-                    phase=Phase(spec.phase), with_hp=False)
+                    phase=Phase(spec.phase))
     specs = plan_grids(base, override(spec.grids, grid_values(grid)), lambda request: _plan(request, o))
     console.print(f"[bold]{name}[/]: {spec.description}")
     if execute_plan(specs, o, opts, origin="sweep") is None:
