@@ -469,7 +469,7 @@ def figure_store(tmp_path) -> Store:
     spec = RunSpec(suite="vtab", dataset="patch_camelyon", method="pace", seed=0, train=TRAIN, backbone="swin_b_in22k",
                    weights_sha256=W1)
     record = store.add_run(spec)
-    store.claim(spec.key)
+    store.update_run(record.id, status="running")
     store.add_epoch(record.id, EpochRecord(epoch=0, grad_norm_task_heldout=7.0))
     store.finish_run(record.id, {"test_acc": 80})
     return store
@@ -535,12 +535,12 @@ def test_backbones_table(tmp_path):
         spec = RunSpec(suite="vtab", dataset="cifar", method="pace", seed=seed, train=swin, backbone="swin_b_in22k",
                        weights_sha256=W1)
         record = store.add_run(spec)
-        store.claim(spec.key)
+        store.update_run(record.id, status="running")
         store.finish_run(record.id, {"test_acc": acc})
     spec = RunSpec(suite="domain", dataset="imagenet", method="pace", seed=0, train=swin, backbone="swin_b_in22k",
                    weights_sha256=W1)
     record = store.add_run(spec)
-    store.claim(spec.key)
+    store.update_run(record.id, status="running")
     store.finish_run(record.id, {"test_acc": 0, "evals": {t: 10.0 + i for i, t in enumerate(
         ["imagenet", "imagenet_sketch", "imagenet_v2", "imagenet_a", "imagenet_r"])}})
     data = gather("table5", store)

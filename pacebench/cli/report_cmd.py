@@ -26,9 +26,13 @@ def report(
     from pacebench.report import render_table
     from pacebench.store import Store
 
+    if every and (fmt != Format.html or out is None):
+        from pacebench.errors import UsageError
+
+        raise UsageError("--all writes one HTML page: add --format html --out report.html")
     store = Store(db_url(db), readonly=True)
-    if every:
-        _write_page(store, fmt, out)
+    if every and out is not None:
+        _write_page(store, out)
         return
     rendered = render_table(table, store, fmt, suite=suite, dataset=dataset)
     _coverage_note(store, table, suite, dataset)
@@ -75,13 +79,10 @@ def plot(
     console.print(f"wrote {path}")
 
 
-def _write_page(store: object, fmt: Format, out: Path | None) -> None:
+def _write_page(store: object, out: Path) -> None:
     """`report --all`: every table with runs and every figure whose runs exist, as one self-contained HTML page."""
-    from pacebench.errors import UsageError
     from pacebench.report.page import build_page
 
-    if fmt != Format.html or out is None:
-        raise UsageError("--all writes one HTML page: add --format html --out report.html")
     page = build_page(store)  # type: ignore[arg-type]
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
