@@ -61,3 +61,26 @@ class Format(StrEnum):
     md = "md"
     latex = "latex"
     csv = "csv"
+    html = "html"
+
+
+class GradKind(StrEnum):
+    """Which gradient norm a figure reads (`report.figures.READINGS`)."""
+
+    task = "task"  # ‖∇θ CE‖ of the clean model (no noise, no DropPath): what Theorems 1-2 and Fig. 2a are about
+    step = "step"  # the whole training objective's gradient at each optimizer step: what the optimizer saw
+
+
+class Split(StrEnum):
+    """Which split a diagnostic reading is taken on."""
+
+    heldout = "heldout"  # the phase's held-out split: val in phase tune, test in phase final
+    train = "train"
+
+
+class Diagnostics(StrEnum):
+    """When a run takes Fig. 2's readings (`train.diagnose`); they never change what is trained."""
+
+    eval = "eval"  # at every evaluation epoch (eval_every, and the last epoch)
+    every = "every"  # every epoch: finer curves, one extra pass over train and held-out data per epoch
+    off = "off"

@@ -209,6 +209,7 @@ class WorkerOptions:
     settings: WorkerSettings = field(default_factory=WorkerSettings.from_env)
     cluster: Any = None  # a cluster.SlurmOptions: run the workers as a Slurm job array instead
     compile: bool = False  # torch.compile every block (same values as eager)
+    diagnostics: str = "eval"  # when runs take Fig. 2's readings (train.Environment.diagnostics)
 
     def worker_args(self, device: str) -> list[str]:
         """The `pacebench worker` options that reproduce these options for one device."""
@@ -217,7 +218,7 @@ class WorkerOptions:
         args += ["--weights", str(self.weights)] if self.weights else []
         args += ["--weights-dir", str(self.weights_dir)] if self.weights_dir else []
         args += ["--compile"] if self.compile else []
-        return args
+        return [*args, "--diagnostics", str(self.diagnostics)]
 
 
 def parse_gpus(gpus: str | None, count: int) -> list[int]:
@@ -265,7 +266,7 @@ def environment(opts: WorkerOptions, device: str) -> Any:
         torch.set_num_threads(opts.threads)
     return Environment(device=resolved, data_root=opts.data_root, weights=opts.weights,
                        num_workers=opts.loader_workers, weights_dir=opts.weights_dir, compile=opts.compile,
-                       cache_dir=results_dir() / "cache")
+                       cache_dir=results_dir() / "cache", diagnostics=opts.diagnostics)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ clipping, timm's cosine schedule with linear warm-up stepped once per epoch *aft
 after epoch ep, so epoch 0 trains at the warm-up start lr and epoch e at the schedule's value for e - 1), evaluation
 every `eval_every` epochs
 and at the end on merged weights, the last evaluation reported (no best-epoch picking). Per epoch it records the
-loss and its named parts, train accuracy, the gradient norm (mean and max over steps) and, at evaluation epochs,
-the FP-distance of paper Eq. 5 on the training set.
+loss and its named parts, train accuracy and the gradient norm the optimizer saw (mean and max over steps). At
+evaluation epochs (every epoch with `Environment.diagnostics = "every"`) it also takes Fig. 2's readings of the
+clean model on the training split and on the phase's held-out split (`diagnose`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Environment:
     data_root: Path
     weights: Path | None = None
     num_workers: int = 4
+    diagnostics: str = "eval"  # Fig. 2's readings (`diagnose`): at evaluation epochs, "every" epoch, or "off"
     weights_dir: Path | None = None  # where named backbones' files are (default: settings.weights_dir())
     compile: bool = False  # torch.compile each block (same values as eager; tested on CPU)
     cache_dir: Path | None = None  # decoded-image cache (data.cache; the CLI uses results/cache); None: decode always
@@ -128,20 +130,64 @@ def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: 
     return 100.0 * correct.item() / max(total, 1)
 
 
-@torch.no_grad()
-def fp_distance(model: nn.Module, data: DataLoader, device: torch.device, autocast: Callable[[], Any],
-                inputs: Callable[[Tensor], Tensor] = lambda x: x) -> float:
-    """Paper Eq. 5: mean over samples of ‖f(θ0+Δθ)(x) - f(θ0)(x)‖² on the logits, in eval mode."""
+def clean_readings(model: nn.Module, data: DataLoader, params: list[nn.Parameter], device: torch.device,
+                   autocast: Callable[[], Any], inputs: Callable[[Tensor], Tensor] = lambda x: x
+                   ) -> tuple[float, float]:
+    """Fig. 2's readings of the clean model (eval mode: no noise, no DropPath) over one loader, in one pass:
+
+    - the task gradient norm, what Theorems 1-2 bound: ‖∇θ CE‖ per mini-batch, averaged over the mini-batches;
+    - the FP-distance of paper Eq. 5: mean over samples of ‖f(θ0+Δθ)(x) - f(θ0)(x)‖² on the logits.
+
+    Adapters stay unmerged (merging and unmerging would round W0) and nothing is written to `.grad`, so taking the
+    readings leaves training exactly as it was.
+    """
     model.eval()
-    total, count = torch.zeros((), device=device), 0
-    with autocast():
-        for x, _, _ in data:
-            x = inputs(x.to(device, non_blocking=True))
-            with adapters.merged(model):
-                tuned = model(x).float()
-            total += (tuned - pretrained_logits(model, x).float()).pow(2).sum()
-            count += x.shape[0]
-    return total.item() / max(count, 1)
+    norms, fp, count = [], torch.zeros((), device=device), 0
+    for x, y, _ in data:
+        x, y = inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        with autocast():
+            logits = model(x).float()
+            reference = pretrained_logits(model, x).float()
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), params, allow_unused=True)
+        norms.append(torch.nn.utils.get_total_norm([g for g in grads if g is not None], norm_type=2.0))
+        fp += (logits.detach() - reference).pow(2).sum()
+        count += x.shape[0]
+    if not norms:
+        return math.nan, math.nan
+    return torch.stack(norms).mean().item(), fp.item() / count  # one CPU-GPU sync each
+
+
+def heldout_split(evals: dict[str, Dataset]) -> str:
+    """The phase's held-out split: "val" in phase tune (the only one a tune reader opens), "test" in phase final;
+    a reader without either (domain adaptation) gives its first evaluation set."""
+    return next((name for name in ("test", "val") if name in evals), next(iter(evals)))
+
+
+DIAGNOSTIC_SAMPLES = 1000  # per split: a fixed subset keeps the readings' cost bounded on big test sets
+
+
+def diagnostic_subset(dataset: Dataset, size: int = DIAGNOSTIC_SAMPLES) -> Dataset:
+    """At most `size` samples of `dataset`, the same ones for every run and method (a permutation with a fixed seed
+    of its own, so the global RNG is not touched); the whole set when it is no larger."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if n <= size:
+        return dataset
+    keep = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:size].sort().values
+    subset = torch.utils.data.Subset(dataset, keep.tolist())
+    subset.in_memory = getattr(dataset, "in_memory", False)  # type: ignore[attr-defined]
+    return subset
+
+
+def diagnose(model: nn.Module, data: dict[str, DataLoader], params: list[nn.Parameter], device: torch.device,
+             autocast: Callable[[], Any], inputs: Callable[[Tensor], Tensor] = lambda x: x) -> dict[str, float]:
+    """Fig. 2's readings on the training split and the held-out split (`data` keys "train", "heldout"): the task
+    gradient norm and the FP-distance. Diagnostic only: the protocol's choice never reads them."""
+    out = {}
+    for on, loader_ in data.items():
+        grad, fp = clean_readings(model, loader_, params, device, autocast, inputs)
+        out[f"grad_norm_task_{on}"] = grad
+        out["fp_distance" if on == "train" else f"fp_distance_{on}"] = fp
+    return out
 
 
 class EpochStats:
@@ -243,7 +289,10 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     check_mixup_batch(mixup, t.batch_size, len(splits.train))  # type: ignore[arg-type]
     train_data = loader(splits.train, t.batch_size, env, True, generator)
     eval_data = {name: loader(d, t.eval_batch_size, env, False, None) for name, d in splits.evals.items()}
-    fp_data = loader(splits.train, t.eval_batch_size, env, False, None)
+    # Fig. 2's readings at the training batch size, so their gradient norms compare with the optimizer's; their own
+    # generator, so that taking them or not (env.diagnostics) leaves the global RNG and thus training untouched
+    diag_data = {on: loader(diagnostic_subset(d), t.batch_size, env, False, torch.Generator().manual_seed(spec.seed))
+                 for on, d in (("train", splits.train), ("heldout", splits.evals[heldout_split(splits.evals)]))}
     control = control or Control()
     state = TrainState(model, optimizer, schedule, method, generator)
     first_epoch, final = 0, dict[str, Any]()
@@ -266,16 +315,21 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         if not math.isfinite(row["loss"]):
             raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
         evals: dict[str, float] = {}
-        fp = None
-        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
+        readings: dict[str, Any] = {}
+        is_eval = (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs
+        if env.diagnostics == "every" or (is_eval and env.diagnostics == "eval"):
+            readings = diagnose(model, diag_data, params, env.device, method.autocast, inputs)
+        if is_eval:
             evals = {name: evaluate(model, d, env.device, splits.eval_classes.get(name), method.autocast, inputs)
                      for name, d in eval_data.items()}
-            fp = fp_distance(model, fp_data, env.device, method.autocast, inputs)
-            final = {"train_acc": row["train_acc"], "evals": evals, "fp_distance": fp, "epoch": epoch}
+            # the train-split FP-distance loader of earlier releases drew one base seed from the global RNG here
+            # (every DataLoader iterator does); drawn still, so that existing run keys keep training the same
+            torch.empty((), dtype=torch.int64).random_()
+            final = {"train_acc": row["train_acc"], "evals": evals, "epoch": epoch, **readings}
         record = EpochRecord(
             epoch=epoch, lr=lr, loss=row["loss"], parts=row["parts"],
             train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=_test_acc(evals), evals=evals,
-            grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
+            grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], **readings,
             wall_time=time.perf_counter() - start,
         )
         on_epoch(epoch, record)

@@ -7,6 +7,7 @@ import math
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,7 +69,9 @@ def test_inspect_counts_vit_b16_exactly():
     (["run", "demo", "--device", "tpu"], 2, "--device"),
     (["run", "demo", "--phase", "test"], 2, "'test' is not one of 'tune', 'final'"),  # StrEnum choices: click says
     (["runs", "--status", "nope"], 2, "'nope' is not one of 'queued', 'running', 'done', 'failed'"),
-    (["report", "--format", "pdf"], 2, "'pdf' is not one of 'rich', 'md', 'latex', 'csv'"),
+    (["report", "--format", "pdf"], 2, "'pdf' is not one of 'rich', 'md', 'latex', 'csv', 'html'"),
+    (["report", "--all"], 2, "--all writes one HTML page: add --format html --out report.html"),
+    (["plot", "grad-norm", "--kind", "both"], 2, "'both' is not one of 'task', 'step'"),
 ])
 def test_bad_input_is_one_clear_line(args, code, message, tmp_path, results):
     result = invoke(*args, db=f"sqlite:///{tmp_path}/x.db")
@@ -165,12 +168,12 @@ def test_tune_runs_phase_one_on_val_then_phase_two_on_test(tmp_path, results):
     assert '"test"' in rows[2][4]
 
 
-def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, results):
+def test_ablate_no_tune_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, results):
     from pacebench.methods import ABLATIONS, EFFICIENCY
 
     db = f"sqlite:///{tmp_path}/ablate.db"
-    result = invoke("ablate", "digits", "--suite", "demo", "--efficiency", "--epochs", "1", "-t", "batch_size=16",
-                    "--device", "cpu", db=db)
+    result = invoke("ablate", "digits", "--suite", "demo", "--efficiency", "--no-tune", "--epochs", "1", "-t",
+                    "batch_size=16", "--device", "cpu", "--diagnostics", "off", db=db)  # readings: tested elsewhere
     assert_ok(result)
     con = sqlite3.connect(tmp_path / "ablate.db")
     rows = con.execute("select method, status from runs").fetchall()
@@ -180,8 +183,96 @@ def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, 
     assert setups["gp"]["attention"] == setups["fpa_gp"]["attention"] == "math"  # double backward needs it
     assert setups["sam"]["attention"] == "fused" and setups["pace_add"]["sigmas"][1] == pytest.approx(1.2)
     table = invoke("report", "--table", "ablations", "--format", "csv", db=db)
-    assert_ok(table)
-    assert all(m in table.output for m in ABLATIONS)
+    assert table.exit_code == 0 and all(m in table.output for m in ABLATIONS)
+    assert "defaults (not tuned)" in table.output and ",tuned," not in table.output
+
+
+def test_ablate_tunes_each_method_over_its_grid_then_retrains_the_winner(tmp_path, results, monkeypatch):
+    import json
+
+    import pacebench.methods
+    from pacebench.methods import ABLATIONS
+
+    grids = {"pace": {"lam": [0.5, 1.0]}, "fpa": {"lam": [0.1, 10.0]}}
+    monkeypatch.setattr(pacebench.methods, "method_grid", lambda m: grids.get(m, {}))
+    db = f"sqlite:///{tmp_path}/tuned.db"
+    result = invoke("ablate", "digits", "--suite", "demo", "--epochs", "1", "-t", "batch_size=16", "--device", "cpu",
+                    "--grid", "lam=0.5,2", "--diagnostics", "off", db=db)  # --grid: λ's values wherever λ is searched
+    assert result.exit_code == 0, result.output
+    con = sqlite3.connect(tmp_path / "tuned.db")
+    rows = con.execute("select method, phase, origin, method_config, metrics from runs").fetchall()
+    tuned = sorted((m, json.loads(c)["lam"]) for m, p, _, c, _ in rows if p == "tune")
+    assert tuned == [("fpa", 0.5), ("fpa", 2.0), ("pace", 0.5), ("pace", 2.0)]
+    assert all('"test"' not in metrics for _, p, _, _, metrics in rows if p == "tune")  # phase 1 never scores test
+    finals = {m: json.loads(c) for m, p, _, c, _ in rows if p == "final"}
+    assert sorted(finals) == sorted(ABLATIONS) and {o for _, _, o, _, _ in rows} == {"tune"}
+    val = {(m, json.loads(c)["lam"]): json.loads(x)["val_acc"] for m, p, _, c, x in rows if p == "tune"}
+    best = max((0.5, 2.0), key=lambda lam: (val[("pace", lam)], -lam))
+    assert finals["pace"]["lam"] == best
+    table = invoke("report", "--table", "6", "--format", "csv", "--suite", "demo", db=db)
+    assert table.exit_code == 0 and f"pace,tuned,lam={best:g}," in table.output
+
+
+@pytest.mark.parametrize(("name", "grid"), [
+    ("figure4", ["--grid", "lam=0.01,100"]),
+    ("figure5", ["--grid", "interval=3", "--grid", "copies=3", "--diagnostics", "off"]),
+    ("figure6", ["--suite", "demo", "--grid", "sigma=0.5,1", "--grid", "lam=0.1,1", "--diagnostics", "off"]),
+])
+def test_sweep_makes_a_figure_from_an_empty_database(tmp_path, results, name, grid):
+    db = f"sqlite:///{tmp_path}/{name}.db"
+    args = ["sweep", name, *grid, *TINY, "--out", str(tmp_path / f"{name}.svg")]
+    if "--suite" not in grid:
+        args[2:2] = ["--suite", "demo"]
+    result = invoke(*args, db=db)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"{name}.svg").read_bytes().lstrip().startswith(b"<?xml")
+    again = invoke(*args, db=db)  # everything is done: nothing is trained twice
+    assert again.exit_code == 0 and "already done" in again.output and "todo" not in again.output
+
+
+def test_results_out_load_export_and_a_plain_timm_model(tmp_path, results):
+    """One tiny run, then: DataFrames, csv/json/parquet export, and export-model loaded by plain timm alone, which
+    scores the run's own test accuracy on the run's test split."""
+    import json
+
+    import pandas as pd
+    import timm
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    import pacebench
+    from pacebench.data import DataRequest
+    from pacebench.data.demo import read_demo
+
+    db = f"sqlite:///{tmp_path}/r.db"
+    assert invoke("run", "demo", "--methods", "pace", *TINY, db=db).exit_code == 0
+    runs = pacebench.load_runs(db=db)
+    assert len(runs) == 1 and runs.loc[0, "method"] == "pace" and runs.loc[0, "hp.lam"] == 1.0
+    assert {"train.lr", "data.shots", "version.torch", "git_commit", "test_acc", "grad_norm_task_heldout"} <= set(runs)
+    epochs = pacebench.load_epochs(db=db)
+    assert list(epochs["epoch"]) == [0, 1] and (epochs["grad_norm_step"] > 0).all()
+    assert (epochs["grad_norm_task_heldout"] > 0).all() and (epochs["method"] == "pace").all()
+    for fmt, read in (("csv", pd.read_csv), ("json", pd.read_json), ("parquet", pd.read_parquet)):
+        result = invoke("export", "--format", fmt, "--out", str(tmp_path / fmt), db=db)
+        assert result.exit_code == 0, result.output
+        back = read(tmp_path / fmt / f"epochs.{fmt}")
+        assert list(back["grad_norm_step"]) == pytest.approx(list(epochs["grad_norm_step"]))
+        assert read(tmp_path / fmt / f"runs.{fmt}")["key"].tolist() == runs["key"].tolist()
+    assert invoke("export", "--format", "xlsx", db=db).exit_code == 2
+
+    out = tmp_path / "model.safetensors"
+    result = invoke("export-model", str(runs.loc[0, "run_id"]), "--out", str(out), db=db)
+    assert result.exit_code == 0, result.output
+    meta = safe_open(str(out), "pt").metadata()  # from here on: timm and safetensors only
+    model = timm.create_model(meta["timm_arch"], num_classes=int(meta["num_classes"]), img_size=int(meta["img_size"]),
+                              **json.loads(meta["timm_kwargs"]))
+    model.load_state_dict(load_file(str(out)))  # strict: exactly the plain architecture's keys
+    test = read_demo(DataRequest(Path("."), "digits", "final", 5, int(meta["img_size"]), {"shots": 20})).evals["test"]
+    x, y = test.base.tensors
+    with torch.no_grad():
+        acc = 100.0 * (model.eval()(x).argmax(-1) == y).float().mean().item()
+    assert acc == pytest.approx(runs.loc[0, "test_acc"], abs=1e-4)
+    assert invoke("export-model", "999", db=db).exit_code == 2
 
 
 def test_help_lists_what_the_registries_hold():
@@ -217,6 +308,32 @@ def test_lr_steps_after_each_epoch_like_the_authors(tmp_path, results):
     assert lrs == pytest.approx([0.02, s0, s1, s2], rel=1e-12)
     (setup,) = sqlite3.connect(tmp_path / "lr.db").execute("select setup from runs").fetchone()
     assert json.loads(setup)["normalize"] == {"mean": [0.5] * 3, "std": [0.5] * 3}  # stored with the run
+
+
+def test_table5_and_figure3_from_an_empty_database_on_a_fake_vtab_tree(tmp_path):
+    """Another backbone (any timm architecture and its weights file) on vtab/cifar: one `run`, then Table 5 shows it
+    beside the paper's rows and Fig. 3's grad-norm draws it, filtered by backbone and titled from the data."""
+    import timm
+    from fake_trees import make_vtab
+    from safetensors.torch import save_file
+
+    make_vtab(tmp_path / "data" / "vtab-1k" / "cifar", sizes={"train800": 48, "val200": 16, "train800val200": 64})
+    arch = "vit_tiny_patch16_224"
+    weights = tmp_path / "tiny.safetensors"
+    save_file(timm.create_model(arch, pretrained=False, img_size=32).state_dict(), str(weights))
+    db = f"sqlite:///{tmp_path}/t5.db"
+    result = invoke("run", "vtab", "--datasets", "cifar100", "--methods", "pace", "--backbone", arch, "--weights",
+                    str(weights), "--data-root", str(tmp_path / "data"), "--workers", "0", "--epochs", "1", "-t",
+                    "image_size=32", "-t", "batch_size=16", "-t", "eval_batch_size=64", "--device", "cpu", db=db)
+    assert result.exit_code == 0, result.output
+    table = invoke("report", "--table", "5", "--format", "csv", db=db)
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert any(line.startswith(f"{arch},+PACE,measured,1,") for line in lines)
+    assert not any(line.startswith("swin_b_in22k,") for line in lines)  # paper rows only for measured backbones
+    out = tmp_path / "fig3.pdf"
+    assert_ok(invoke("plot", "grad-norm", "--dataset", "cifar", "--backbone", arch, "--out", str(out), db=db))
+    assert out.read_bytes().startswith(b"%PDF")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -123,6 +123,23 @@ CASES: dict[str, tuple[Args, int, str]] = {
                      "is it Google's .npz ViT checkpoint"),
     "unknown adapter": (lambda t, m, p, d: ["run", "demo", "-t", "adapter=nosuch", "--db", f"sqlite:///{t}/a.db"], 2,
                         "unknown adapter 'nosuch'"),
+    "plot --kind step --on heldout": (lambda t, m, p, d: ["plot", "grad-norm", "--kind", "step", "--on", "heldout",
+                                                          "--out", f"{t}/g.png", "--db", d], 2,
+                                      "--kind step is measured on the training batches only"),
+    "plot a λ sweep that was not run": (lambda t, m, p, d: ["plot", "lambda-sweep", "--out", f"{t}/g.png", "--db", d],
+                                        1, "no λ sweep among the finished"),
+    "report --all without html": (lambda t, m, p, d: ["report", "--all", "--db", d], 2,
+                                  "--all writes one HTML page: add --format html --out report.html"),
+    "sweep an unknown name": (lambda t, m, p, d: ["sweep", "figure9", "--db", d], 2, "unknown sweep 'figure9'"),
+    "sweep --grid over what it does not search": (lambda t, m, p, d: ["sweep", "figure5", "--suite", "demo", "--grid",
+                                                                      "lam=1,2", "--db", d], 2,
+                                                  "--grid lam: no method of this sweep searches it"),
+    "export --format xlsx": (lambda t, m, p, d: ["export", "--format", "xlsx", "--out", str(t), "--db", d], 2,
+                             "--format must be one of csv, parquet, json"),
+    "export-model to a .pt file": (lambda t, m, p, d: ["export-model", "1", "--out", f"{t}/m.pt", "--db", d], 2,
+                                   "export-model writes a .safetensors file"),
+    "export-model of no such run": (lambda t, m, p, d: ["export-model", "999", "--out", f"{t}/m.safetensors", "--db",
+                                                        d], 2, "no run '999' in"),
 }
 
 

@@ -5,6 +5,7 @@ Every number asserted here is worked out by hand from the runs written below.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from pacebench.errors import PacebenchError
+from pacebench.errors import PacebenchError, UsageError
 from pacebench.reference import reference_table
 from pacebench.report import FIGURES, TableData, gather, plot, render, render_table, table_names, tables
 from pacebench.report.figures import accuracy_data, fp_distance_data, grad_norm_data, lambda_sweep_data
@@ -31,18 +32,19 @@ def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", meth
              phase: str = "final", status: str = "done", weights: str = W1, options: dict | None = None,
              config: dict | None = None, train_cfg: TrainConfig = TRAIN, test: float | None = None,
              train: float | None = None, val: float | None = None, fp: float | None = None,
-             evals: dict | None = None, epochs: Sequence[EpochRecord] = ()) -> RunRecord:
+             evals: dict | None = None, epochs: Sequence[EpochRecord] = (), extra: dict | None = None,
+             origin: str = "direct") -> RunRecord:
     """A run written the way the scheduler writes one: add, claim, epochs, then finish (or fail after finishing, so
     a failed run still carries numbers that must not show up)."""
     spec = RunSpec(suite=suite, dataset=dataset, method=method, seed=seed, train=train_cfg, backbone="vit_demo",
                    weights_sha256=weights, method_config=config or {}, data_options=options or {},
                    phase=phase)  # type: ignore[arg-type]
-    record = store.add_run(spec)
+    record = store.add_run(spec, origin)
     store.update_run(record.id, status="running")
     for epoch in epochs:
         store.add_epoch(record.id, epoch)
     metrics = {"train_acc": train, "val_acc": val, "test_acc": test, "evals": evals or {}, "fp_distance": fp,
-               "epoch": 2}
+               "epoch": 2, **(extra or {})}
     if status in ("done", "failed"):
         store.finish_run(record.id, metrics)
     if status == "failed":
@@ -54,10 +56,15 @@ def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", meth
 
 def epochs(grad: Sequence[float], train: Sequence[float] = (50.0, 60.0, 70.0), test: float | None = None,
            fp: dict[int, float] | None = None) -> list[EpochRecord]:
-    """Three epochs; the last one is an evaluation epoch with `test` (and FP-distances where `fp` says)."""
+    """Three epochs; the last one is an evaluation epoch with `test` (and FP-distances where `fp` says). Fig. 2's
+    readings, known numbers: the task gradient norm is 10 x the step's on train and 100 x on held-out (read at the
+    evaluation epoch only), the held-out FP-distance 10 x the train one."""
     fp = fp or {}
     return [EpochRecord(epoch=i, grad_norm_mean=g, train_acc=t, test_acc=test if i == 2 else None,
-                        fp_distance=fp.get(i), evals={"test": test} if i == 2 and test is not None else {})
+                        fp_distance=fp.get(i), evals={"test": test} if i == 2 and test is not None else {},
+                        grad_norm_task_train=10 * g if i == 2 else None,
+                        grad_norm_task_heldout=100 * g if i == 2 else None,
+                        fp_distance_heldout=10 * fp[i] if i in fp else None)
             for i, (g, t) in enumerate(zip(grad, train, strict=True))]
 
 
@@ -74,7 +81,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """demo/digits: baseline x3 and pace x2 on weights W1, pace x1 on W2, plus a tune run and a failed run."""
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('demo')}/r.db")
     for seed, (test, train, fp, last) in enumerate([(80, 90, 0.1, 1.0), (82, 91, 0.2, 2.0), (84, 92, 0.3, 3.0)]):
-        make_run(store, seed=seed, test=test, train=train, fp=fp, epochs=epochs([9.0, 5.0, last], test=test))
+        make_run(store, seed=seed, test=test, train=train, fp=fp, epochs=epochs([9.0, 5.0, last], test=test),
+                 extra={"grad_norm_task_heldout": 10 * last, "fp_distance_heldout": 100 * fp})
     for seed, (test, last) in enumerate([(85, 0.5), (87, 1.5)]):
         make_run(store, method="pace", seed=seed, test=test, train=88, fp=0.05, config={"lam": 1.0},
                  epochs=epochs([4.0, 2.0, last], test=test))
@@ -89,12 +97,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def test_table_names_and_aliases():
-    assert table_names() == ["vtab", "fewshot", "fgvc", "domain", "demo", "ablations", "params", "speed"]  # paper first
+    assert table_names() == ["vtab", "fewshot", "fgvc", "domain", "demo", "ablations", "backbones", "params",
+                             "speed"]  # paper tables first
     for alias, name in [("1", "vtab"), ("table1", "vtab"), ("2", "fewshot"), ("3", "fgvc"), ("4", "domain"),
                         ("6", "ablations"), ("demo", "demo")]:
         assert tables().get(alias).name == name
     titles = " ".join(entry.title for _, entry in FIGURES.items())
-    assert all(f"Fig. {n}" in titles for n in ("2a", "2b", "2c", "4"))  # the paper's figures are all drawn
+    assert all(f"Fig. {n}" in titles for n in ("2a/3a", "2b/3b", "2c/3c", "4", "5", "6")) and "Figs. 7-8" in titles
+    assert set(FIGURES.names()) == {"grad-norm", "fp-distance", "accuracy", "lambda-sweep", "efficiency", "sensitivity"}
 
 
 # ---- demo table ---------------------------------------------------------------------------------------------------
@@ -111,8 +121,11 @@ def test_demo_table_numbers_and_exclusions(demo):
     assert base["test acc std"] == pytest.approx(2.0)  # sample std of 80, 82, 84
     assert base["train acc"] == pytest.approx(91.0)
     assert base["gap (train - test)"] == pytest.approx(9.0)
-    assert base["grad norm"] == pytest.approx(2.0)  # last-epoch grad norms 1, 2, 3
-    assert base["FP-distance"] == pytest.approx(0.2)
+    assert base["grad norm step (train)"] == pytest.approx(2.0)  # last-epoch grad norms 1, 2, 3
+    assert base["FP-distance (train)"] == pytest.approx(0.2)
+    assert base["grad norm task (test)"] == pytest.approx(20.0) and base["FP-distance (test)"] == pytest.approx(20.0)
+    assert math.isnan(base["grad norm task (train)"])  # not read in these runs: shown as missing, never as 0
+    assert any(note.startswith("grad norm step (train): the whole training objective") for note in data.notes)
 
 
 def test_demo_table_never_averages_across_weights(demo):
@@ -120,9 +133,10 @@ def test_demo_table_never_averages_across_weights(demo):
     assert "weights" in frame.columns
     on_w1 = row(frame, method="pace", weights=f"vit_demo@{W1[:8]}")
     on_w2 = row(frame, method="pace", weights=f"vit_demo@{W2[:8]}")
-    assert (on_w1["seeds"], on_w1["test acc"], on_w1["grad norm"]) == (2, pytest.approx(86.0), pytest.approx(1.0))
+    step = "grad norm step (train)"
+    assert (on_w1["seeds"], on_w1["test acc"], on_w1[step]) == (2, pytest.approx(86.0), pytest.approx(1.0))
     assert (on_w2["seeds"], on_w2["test acc"]) == (1, pytest.approx(50.0))
-    assert math.isnan(on_w2["test acc std"]) and math.isnan(on_w2["grad norm"])  # one seed; no epochs logged
+    assert math.isnan(on_w2["test acc std"]) and math.isnan(on_w2[step])  # one seed; no epochs logged
     assert any("2 different weight files" in note for note in gather("demo", demo).notes)
 
 
@@ -261,6 +275,27 @@ def test_ablations_table(tmp_path):
     both = gather("ablations", store).frame  # any suite: one row per data set, paper values only beside vtab/cifar
     assert math.isnan(row(both, method="sam")["paper (Table 6)"])
     assert row(both, method="sam", data="demo/digits")["test acc"] == 60
+    assert set(frame["mode"]) == {"defaults (not tuned)"}
+
+
+def test_ablations_table_shows_tuned_winners_with_their_values(tmp_path, monkeypatch):
+    import pacebench.methods
+
+    grids = {"pace": {"lam": [0.5, 1.0], "sigma": [0.8, 1.2]}, "fpa": {"lam": [0.1, 1.0]}}
+    monkeypatch.setattr(pacebench.methods, "method_grid", lambda m: grids.get(m, {}))
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    make_run(store, method="baseline", test=70, origin="tune")
+    make_run(store, method="pace", config={"lam": 0.5, "sigma": 0.8}, test=80, origin="tune")
+    make_run(store, method="pace", config={"lam": 0.5, "sigma": 0.8}, seed=1, test=82, origin="tune")
+    make_run(store, method="pace", config={"lam": 1.0, "sigma": 1.2}, test=75)  # ablate --no-tune
+    make_run(store, method="fpa", config={"lam": 0.1}, test=77, origin="tune")
+    frame = gather("6", store, suite="demo").frame
+    tuned = row(frame, method="pace", mode="tuned")
+    assert (tuned["chosen"], tuned["seeds"], tuned["test acc"]) == ("lam=0.5 sigma=0.8", 2, 81.0)
+    fixed = row(frame, method="pace", mode="defaults (not tuned)")
+    assert (fixed["chosen"], fixed["test acc"]) == ("lam=1 sigma=1.2", 75.0)
+    assert row(frame, method="baseline")["chosen"] == "–" and row(frame, method="fpa")["chosen"] == "lam=0.1"
+    assert row(frame, method="baseline")["mode"] == "defaults (no grid to search)"
 
 
 # ---- renderers --------------------------------------------------------------------------------------------------
@@ -308,7 +343,9 @@ def test_rich_and_render_table(small, demo):
     assert "81.00 ± 1.00" in text and "–" in text and "phase-2 runs only" in text
     assert render_table("demo", demo, "csv").startswith("method,weights,seeds,test acc,test acc std,train acc")
     with pytest.raises(PacebenchError, match="unknown format"):
-        render(small, "html")
+        render(small, "docx")
+    html = render(small, "html")
+    assert html.startswith("<table>") and "<td class=\"num\">81.00 ± 1.00</td>" in html and "-&gt; test" in html
 
 
 # ---- figures --------------------------------------------------------------------------------------------------
@@ -330,19 +367,36 @@ def curves(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def test_grad_norm_gather(curves):
-    frame = grad_norm_data(curves)
+    frame = grad_norm_data(curves, kind="step")
     base = frame[frame.series == "baseline"].set_index("epoch")
     assert list(base["mean"]) == [4.0, 3.0, 2.0]
     assert list(base["min"]) == [3.0, 2.0, 1.0] and list(base["max"]) == [5.0, 4.0, 3.0]
     assert list(base["n"]) == [2, 2, 2]
     assert set(frame.series) == {"baseline", "pace"}  # the tune-phase sweep is not mixed in
     assert "demo/digits, phase final, 3 runs" in frame.attrs["data"]
+    assert "optimizer step" in frame.attrs["what"]
+
+
+def test_grad_norm_reads_the_task_loss_on_held_out_by_default(curves):
+    frame = grad_norm_data(curves)  # the paper's reading: held-out split, task loss, evaluation epochs only
+    base = frame[frame.series == "baseline"]
+    assert (list(base["epoch"]), list(base["mean"])) == ([2], [200.0])  # 100 x mean(1, 3)
+    assert "task loss" in frame.attrs["what"] and "test split" in frame.attrs["what"]
+    train = grad_norm_data(curves, on="train")
+    assert train[train.series == "baseline"]["mean"].item() == 20.0
+    with pytest.raises(UsageError, match="--kind step is measured on the training batches only"):
+        grad_norm_data(curves, kind="step", on="heldout")
+    with pytest.raises(UsageError, match="--on must be one of"):
+        grad_norm_data(curves, on="val")
 
 
 def test_fp_distance_and_accuracy_gather(curves):
-    fp = fp_distance_data(curves)
+    fp = fp_distance_data(curves, on="train")
     assert list(fp["epoch"]) == [2, 2]  # only evaluation epochs have an FP-distance
     assert fp.set_index("series").loc["baseline", "mean"] == pytest.approx(0.3)
+    held = fp_distance_data(curves)  # held-out by default
+    assert held.set_index("series").loc["baseline", "mean"] == pytest.approx(3.0)
+    assert "test split" in held.attrs["what"]
     acc = accuracy_data(curves)
     base = acc[acc.series == "baseline"]
     assert list(base[base.metric == "train acc"]["mean"]) == [51.0, 61.0, 72.0]
@@ -351,7 +405,7 @@ def test_fp_distance_and_accuracy_gather(curves):
 
 
 def test_lambda_sweep_gather(curves):
-    frame = lambda_sweep_data(curves)  # takes the tune phase, where the sweep is
+    frame = lambda_sweep_data(curves, kind="step")  # takes the tune phase, where the sweep is
     pace = frame[frame.method == "pace"].set_index("lam")
     assert (pace.loc[0.1, "mean"], pace.loc[0.1, "n"], pace.loc[1.0, "mean"]) == (3.0, 2, 1.0)
     assert set(frame.series) == {"baseline", "pace", "fpa"}  # λ is the x axis, not part of the label
@@ -359,7 +413,7 @@ def test_lambda_sweep_gather(curves):
     assert "phase tune" in frame.attrs["data"]
 
 
-@pytest.mark.parametrize("name", FIGURES.names())
+@pytest.mark.parametrize("name", [n for n in FIGURES.names() if n not in ("efficiency", "sensitivity")])  # see below
 def test_each_figure_writes_a_png(curves, tmp_path, name):
     path = plot(name, curves, tmp_path / "figs" / f"{name}.png", suite="demo", dataset="digits5-9")
     assert path == tmp_path / "figs" / f"{name}.png"
@@ -382,6 +436,165 @@ def test_figures_say_which_runs_are_missing(tmp_path, curves):
 
 def test_plot_into_a_folder(curves, tmp_path: Path):
     assert plot("grad-norm", curves, tmp_path) == tmp_path / "grad-norm.png"
+
+
+# ---- Figures 3-6 ----------------------------------------------------------------------------------------------
+
+
+def walls(seconds: float, n: int = 3) -> list[EpochRecord]:
+    return [EpochRecord(epoch=i, wall_time=seconds) for i in range(n)]
+
+
+@pytest.fixture
+def figure_store(tmp_path) -> Store:
+    """Known numbers for Figs. 3, 5 and 6."""
+    store = Store(f"sqlite:///{tmp_path}/f.db")
+    # Fig. 5: baseline 1 s per epoch, PACE 2 s, lazy N=2 1.5 s, N=4 1.25 s, multi M=3 3 s
+    make_run(store, method="baseline", test=70, epochs=walls(1.0))
+    make_run(store, method="pace", config={"lam": 1.0}, test=80, epochs=walls(2.0))
+    make_run(store, method="pace_lazy", config={"interval": 2}, test=78, epochs=walls(1.5))
+    make_run(store, method="pace_lazy", config={"interval": 4}, test=76, epochs=walls(1.25))
+    make_run(store, method="pace_lazy", config={"interval": 4}, seed=1, test=74, epochs=walls(1.25))
+    make_run(store, method="pace_multi", config={"copies": 3}, test=81, epochs=walls(3.0))
+    # Fig. 6: tune runs on few-shot pets, 2 shots x 2 σ x 2 λ, two split seeds at one point
+    for shots in (1, 2):
+        for sigma in (0.5, 1.0):
+            for lam in (0.1, 1.0):
+                make_run(store, suite="fewshot", dataset="oxford_pets", method="pace", phase="tune",
+                         options={"shots": shots, "split_seed": 0}, config={"sigma": sigma, "lam": lam},
+                         val=10 * shots + sigma + lam)
+    make_run(store, suite="fewshot", dataset="oxford_pets", method="pace", phase="tune",
+             options={"shots": 1, "split_seed": 1}, config={"sigma": 0.5, "lam": 0.1}, val=0.0)
+    # Fig. 3: a Swin run beside the ViT ones on other data
+    spec = RunSpec(suite="vtab", dataset="patch_camelyon", method="pace", seed=0, train=TRAIN, backbone="swin_b_in22k",
+                   weights_sha256=W1)
+    record = store.add_run(spec)
+    store.update_run(record.id, status="running")
+    store.add_epoch(record.id, EpochRecord(epoch=0, grad_norm_task_heldout=7.0))
+    store.finish_run(record.id, {"test_acc": 80})
+    return store
+
+
+def test_efficiency_gather(figure_store):
+    from pacebench.report.figures import efficiency_data
+
+    frame = efficiency_data(figure_store, suite="demo")
+    lazy = frame[(frame.panel == "lazy regularisation interval N")]
+    acc = lazy[lazy.metric == "accuracy"].set_index("x")
+    assert acc.loc[1.0, "mean"] == 80 and acc.loc[4.0, "mean"] == 75 and acc.loc[4.0, "n"] == 2  # N=1 is PACE
+    cost = lazy[lazy.metric == "relative cost"].set_index("x")
+    assert (cost.loc[1.0, "mean"], cost.loc[2.0, "mean"], cost.loc[4.0, "mean"]) == (2.0, 1.5, 1.25)
+    multi = frame[(frame.panel == "number of networks M") & (frame.metric == "relative cost")].set_index("x")
+    assert (multi.loc[2.0, "mean"], multi.loc[3.0, "mean"]) == (2.0, 3.0)
+    base = frame[(frame.method == "baseline") & (frame.metric == "accuracy")]
+    assert base["x"].isna().all() and set(base["mean"]) == {70.0}
+
+
+def test_sensitivity_gather_reads_tune_runs(figure_store):
+    from pacebench.report.figures import sensitivity_data
+
+    frame = sensitivity_data(figure_store).set_index(["shots", "sigma", "lam"])
+    assert frame.loc[(2, 1.0, 1.0), "mean"] == 22.0
+    assert frame.loc[(1, 0.5, 0.1), "mean"] == pytest.approx(5.3) and frame.loc[(1, 0.5, 0.1), "n"] == 2
+    assert len(frame) == 8 and "phase tune" in frame.attrs["data"]
+
+
+def test_figure3_filters_by_backbone_and_titles_from_the_data(figure_store):
+    from pacebench.report.figures import title_of
+
+    frame = grad_norm_data(figure_store, dataset="camelyon", backbone="swin_b_in22k")
+    assert frame["mean"].item() == 7.0
+    assert "vtab/patch_camelyon" in title_of("grad-norm", frame) and "swin_b_in22k" in title_of("grad-norm", frame)
+    with pytest.raises(PacebenchError, match="on vit_b16_in21k"):
+        grad_norm_data(figure_store, dataset="camelyon", backbone="vit_b16_in21k")
+
+
+@pytest.mark.parametrize(("name", "filters"), [("efficiency", {"suite": "demo"}), ("sensitivity", {})])
+@pytest.mark.parametrize("suffix", [".png", ".pdf", ".svg"])
+def test_new_figures_draw_in_each_format(figure_store, tmp_path, name, filters, suffix):
+    path = plot(name, figure_store, tmp_path / f"{name}{suffix}", **filters)
+    head = path.read_bytes()[:8]
+    assert {".png": head.startswith(b"\x89PNG"), ".pdf": head.startswith(b"%PDF"),
+            ".svg": b"<?xml" in head or b"<svg" in head}[suffix]
+
+
+def test_figure_format_is_refused_unless_png_pdf_svg(curves, tmp_path):
+    with pytest.raises(UsageError, match="name the file .png, .pdf or .svg"):
+        plot("grad-norm", curves, tmp_path / "x.jpg")
+
+
+# ---- Table 5 ------------------------------------------------------------------------------------------------
+
+
+def test_backbones_table(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/t5.db")
+    empty = gather("5", store).frame
+    assert set(empty["source"]) == {"paper"} and len(empty) == 6  # LoRA+VPT and +PACE on three backbones
+    swin = dataclasses.replace(TRAIN, adapter="lora_mul+vpt_add")
+    for seed, acc in enumerate([70.0, 72.0]):
+        spec = RunSpec(suite="vtab", dataset="cifar", method="pace", seed=seed, train=swin, backbone="swin_b_in22k",
+                       weights_sha256=W1)
+        record = store.add_run(spec)
+        store.update_run(record.id, status="running")
+        store.finish_run(record.id, {"test_acc": acc})
+    spec = RunSpec(suite="domain", dataset="imagenet", method="pace", seed=0, train=swin, backbone="swin_b_in22k",
+                   weights_sha256=W1)
+    record = store.add_run(spec)
+    store.update_run(record.id, status="running")
+    store.finish_run(record.id, {"test_acc": 0, "evals": {t: 10.0 + i for i, t in enumerate(
+        ["imagenet", "imagenet_sketch", "imagenet_v2", "imagenet_a", "imagenet_r"])}})
+    data = gather("table5", store)
+    measured = row(data.frame, source="measured")
+    assert (measured["backbone"], measured["method"], measured["seeds"]) == ("swin_b_in22k", "+PACE", 1)
+    assert measured["cifar100"] == 71.0 and measured["imagenet_r"] == 14.0
+    paper = row(data.frame, source="paper")
+    assert (paper["backbone"], paper["cifar100"], paper["imagenet_r"]) == ("swin_b_in22k", 78.9, 38.0)
+
+
+# ---- the HTML page ----------------------------------------------------------------------------------------------
+
+
+def test_html_page_structure(curves, tmp_path):
+    """Every table with runs (and only those), every figure whose runs exist as an embedded PNG, provenance per
+    table, the paper's rows marked, nothing fetched from elsewhere."""
+    import re
+    from html.parser import HTMLParser
+
+    from pacebench.report.page import build_page
+
+    make_run(curves, suite="vtab", dataset="cifar", test=75.0, config={"lam": 1.0}, method="pace")
+    assert "table-ablations" not in build_page(curves)  # baseline and PACE only: the summary shows them
+    make_run(curves, suite="vtab", dataset="cifar", test=74.0, method="sam")
+    page = build_page(curves)
+
+    class Parser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sections, self.images, self.paper_rows, self.provenance = [], [], 0, 0
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "section":
+                self.sections.append(a["id"])
+            if tag == "img":
+                self.images.append(a["src"])
+            if tag == "tr" and a.get("class") == "paper":
+                self.paper_rows += 1
+            if tag == "div" and a.get("class") == "provenance":
+                self.provenance += 1
+
+    parser = Parser()
+    parser.feed(page)
+    tables = [s for s in parser.sections if s.startswith("table-")]
+    assert tables == ["table-vtab", "table-demo", "table-ablations", "table-backbones"]  # not fgvc, params: no runs
+    assert parser.provenance == len(tables) and parser.paper_rows >= 2
+    figures = [s for s in parser.sections if s.startswith("figure-")]
+    assert {re.sub(r"-\d+$", "", s) for s in figures} == {"figure-grad-norm", "figure-fp-distance", "figure-accuracy",
+                                                            "figure-lambda-sweep"}
+    assert len(parser.images) == len(figures) and all(src.startswith("data:image/png;base64,")
+                                                      for src in parser.images)
+    assert "http://" not in page and "https://" not in page
+    assert page.count('href="#') == len(parser.sections)  # the contents list links every section
 
 
 def test_runs_from_before_a_change_that_alters_them_are_left_out_with_a_note(tmp_path):

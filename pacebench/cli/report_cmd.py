@@ -7,13 +7,15 @@ from typing import Annotated
 
 import typer
 
-from pacebench.choices import Format
+from pacebench.choices import Format, GradKind, Split
 from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, err_console, writing
 
 
 def report(
     table: Annotated[str, typer.Option("--table", "-t", help="Table (number/name): {tables}.")] = "demo",
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.rich,
+    every: Annotated[bool, typer.Option("--all", help="Every table that has runs and every figure whose runs exist, "
+                                        "as one self-contained page (with --format html --out FILE).")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
     = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
@@ -24,7 +26,14 @@ def report(
     from pacebench.report import render_table
     from pacebench.store import Store
 
+    if every and (fmt != Format.html or out is None):
+        from pacebench.errors import UsageError
+
+        raise UsageError("--all writes one HTML page: add --format html --out report.html")
     store = Store(db_url(db), readonly=True)
+    if every and out is not None:
+        _write_page(store, out)
+        return
     rendered = render_table(table, store, fmt, suite=suite, dataset=dataset)
     _coverage_note(store, table, suite, dataset)
     if out is None:
@@ -40,13 +49,21 @@ def report(
 
 def plot(
     figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file: .png, .pdf or .svg (default "
-                                             "results/FIGURE.png).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file: .png, .pdf or .svg, or a folder "
+                                             "(default results/FIGURE.png).")] = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+    backbone: Annotated[str | None, typer.Option("--backbone", help="Restrict to one backbone (Fig. 3: "
+                                                 "swin_b_in22k).")] = None,
     shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
     split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
-    phase: Annotated[str, typer.Option("--phase", help="final or tune runs.")] = "final",
+    phase: Annotated[str | None, typer.Option("--phase", help="final or tune runs (default: the figure's own: "
+                                              "tune for lambda-sweep and sensitivity).")] = None,
+    kind: Annotated[GradKind, typer.Option("--kind", help="Gradient norm of the task loss (CE of the clean model: "
+                                           "the paper's) or of the whole objective at each optimizer step.")]
+    = GradKind.task,
+    on: Annotated[Split | None, typer.Option("--on", help="Held-out split (val in tune, test in final: the "
+                                             "paper's) or train split.")] = None,
     db: DbOption = None,
 ) -> None:
     """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
@@ -58,8 +75,19 @@ def plot(
     store, out = Store(db_url(db), readonly=True), out or results_dir() / f"{figure}.png"
     with writing(out):
         path = draw_figure(figure, store, out, suite=suite, dataset=dataset, phase=phase,
-                           options=options or None)
+                           options=options or None, backbone=backbone, kind=kind, on=on)
     console.print(f"wrote {path}")
+
+
+def _write_page(store: object, out: Path) -> None:
+    """`report --all`: every table with runs and every figure whose runs exist, as one self-contained HTML page."""
+    from pacebench.report.page import build_page
+
+    page = build_page(store)  # type: ignore[arg-type]
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+    console.print(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

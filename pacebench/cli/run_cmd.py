@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pacebench.choices import Phase
+from pacebench.choices import Diagnostics, Phase
 from pacebench.cli.common import (
     DataOption,
     DbOption,
@@ -58,6 +58,10 @@ Wait = Annotated[bool, typer.Option("--wait", rich_help_panel=WORKERS, help="Als
                                     "live workers elsewhere hold (without it, such runs make the exit code 1).")]
 Compile = Annotated[bool, typer.Option("--compile/--no-compile", rich_help_panel=WORKERS, help="torch.compile every "
                                        "block (same values as eager; pays off on a GPU).")]
+Diagnose = Annotated[Diagnostics, typer.Option("--diagnostics", envvar="PACEBENCH_DIAGNOSTICS", rich_help_panel=TRAIN,
+                                               help="When to take Fig. 2's readings (task-loss gradient norm, "
+                                               "FP-distance on train and held-out): at evaluation epochs, every epoch, "
+                                               "or off. They never change what is trained.")]
 
 
 def _shared(
@@ -81,6 +85,7 @@ def _shared(
     workers: LoaderWorkers = DEFAULT_WORKERS,
     wait: Wait = False,
     compile_: Compile = False,
+    diagnostics: Diagnose = Diagnostics.eval,
     checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", rich_help_panel=WORKERS,
                                                          help="Checkpoint every N epochs (and on SIGTERM); default "
                                                          "10 or $PACEBENCH_CHECKPOINT_EVERY.")] = None,
@@ -130,7 +135,7 @@ def _worker_options(o: Any) -> Any:
     settings = WorkerSettings.from_env(checkpoint_every=o.checkpoint_every, max_attempts=o.attempts)
     return WorkerOptions(device=o.device, gpus=o.gpus, jobs=o.jobs, threads=o.threads, loader_workers=o.workers,
                          data_root=o.data_root or default_data_root(), weights=o.weights, weights_dir=o.weights_dir,
-                         settings=settings, cluster=cluster, compile=o.compile_)
+                         settings=settings, cluster=cluster, compile=o.compile_, diagnostics=o.diagnostics)
 
 
 def _request(o: Any, suite: str, datasets: str | None, methods: list[str], seeds: str, shots: str | None = None,
@@ -243,17 +248,31 @@ def ablate(
     = "vtab",
     efficiency: Annotated[bool, typer.Option("--efficiency", rich_help_panel=SELECT, help="Also Fig. 5's "
                                              "efficiency variants: {efficiency}.")] = False,
+    no_tune: Annotated[bool, typer.Option("--no-tune", rich_help_panel=SELECT, help="Train every method at its "
+                                          "defaults (phase 2 only) instead of grid-searching it first.")] = False,
+    grid: Annotated[list[str] | None, typer.Option("--grid", rich_help_panel=SELECT, help="NAME=V1,V2,... replaces "
+                                                   "that hyperparameter's search values for every method that "
+                                                   "searches it; repeatable.")] = None,
     seeds: Seeds = "0",
+    tune_seeds: Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per grid point.",
+                                            rich_help_panel=SELECT)] = "0",
 ) -> None:
-    """Run the baseline, PACE and every Table-6 ablation (the methods tagged table6) on one dataset (phase 2
-    settings)."""
+    """Table 6 as the paper made it, for the methods tagged table6: each method's declared search grid on train ->
+    val (phase 1), then each winner on train+val -> test (phase 2). `--no-tune`: defaults, phase 2 only."""
     from pacebench.methods import ABLATIONS, EFFICIENCY
 
     methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
     opts = _worker_options(o)
-    specs = _plan(_request(o, suite, dataset, methods, seeds), o)
-    if execute_plan(specs, o, opts) is not None:
-        console.print("next: [bold]pacebench report --table ablations[/]")
+    if no_tune:
+        done = execute_plan(_plan(_request(o, suite, dataset, methods, seeds), o), o, opts) is not None
+    else:
+        from pacebench.sweeps import override, table6_grids
+
+        grids = override(table6_grids(methods), grid_values(grid))
+        done = two_phase(_request(o, suite, dataset, methods, tune_seeds), grids, int_list(seeds, "--seeds") or [0],
+                         o, opts)
+    if done:
+        console.print(f"next: [bold]pacebench report --table 6 --suite {suite}[/]")
 
 
 @shared_options(_shared)
@@ -281,21 +300,49 @@ def tune(
     request = _request(o, suite, datasets, method_names, tune_seeds, shots, split_seeds, phase=Phase.tune)
     specs = [s for point in protocol.grid(grid_values(grid)) for s in _plan(protocol.with_point(request, point), o)]
     specs = list({s.key: s for s in specs}.values())
-    console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
-    result = execute_plan(specs, o, opts, origin="tune", tolerate_failures=True)
-    if result is None:
-        return
-    for point in protocol.excluded_points(result.runs):
-        console.print(f"[yellow]excluded[/] {point}")
-    best = protocol.select_best(result.runs)
-    if not best:
-        raise UsageError("every grid point failed all its attempts; see `pacebench runs --status failed`")
-    finals = protocol.final_specs(best, int_list(seeds, "--seeds") or [0])
-    console.print(f"[bold]phase 2[/]: {len(best)} chosen setting(s) on train+val -> test")
+    run_phases(specs, [], int_list(seeds, "--seeds") or [0], o, opts)
+
+
+def two_phase(base: Any, grids: dict[str, dict[str, list[Any]]], seeds: list[int], o: Any, opts: Any) -> bool:
+    """The protocol over per-method grids: a method with several grid points is searched in phase 1; a method
+    with one point has nothing to choose and goes straight to phase 2. False on a dry run."""
+    import dataclasses
+
+    from pacebench import protocol
+    from pacebench.sweeps import plan_grids
+
+    searched = {m: g for m, g in grids.items() if len(protocol.grid(g)) > 1}
+    fixed = {m: g for m, g in grids.items() if m not in searched}
+    planner = lambda request: _plan(request, o)  # noqa: E731
+    tune = plan_grids(dataclasses.replace(base, phase=Phase.tune), searched, planner) if searched else []
+    direct = (plan_grids(dataclasses.replace(base, phase=Phase.final, seeds=seeds), fixed, planner)
+              if fixed else [])
+    return run_phases(tune, direct, seeds, o, opts)
+
+
+def run_phases(tune: list[Any], direct: list[Any], seeds: list[int], o: Any, opts: Any) -> bool:
+    """Phase 1 (`tune` specs, scored on val only; a grid point that fails all its attempts is left out of the
+    choice and named), then phase 2: each key's chosen setting for every seed, plus the `direct` phase-2 specs of
+    methods without a choice. False on a dry run."""
+    from pacebench import protocol
+
+    best: dict[Any, Any] = {}
+    if tune:
+        console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
+        result = execute_plan(tune, o, opts, origin="tune", tolerate_failures=True)
+        if result is None:
+            return False
+        for point in protocol.excluded_points(result.runs):
+            console.print(f"[yellow]excluded[/] {point}")
+        best = protocol.select_best(result.runs)
+        if not best:
+            raise UsageError("every grid point failed all its attempts; see `pacebench runs --status failed`")
+    console.print(f"[bold]phase 2[/]: {len(best)} chosen setting(s) and {len(direct)} fixed run(s) on train+val "
+                  "-> test")
     for chosen in best.values():
         console.print(f"  {chosen.dataset} {chosen.method}: {chosen.method_config} (val {chosen.val_acc:.2f} "
                       f"over {len(chosen.seeds)} seed(s), best of {chosen.candidates})")
-    execute_plan(finals, o, opts, origin="tune")
+    return execute_plan(protocol.final_specs(best, seeds) + direct, o, opts, origin="tune") is not None
 
 
 def worker(
@@ -310,6 +357,7 @@ def worker(
     keys_file: Annotated[Path | None, typer.Option("--keys-file", help="JSON list of run keys: work only on these "
                                                    "(default: every queued run).")] = None,
     wait: Wait = False,
+    diagnostics: Diagnose = Diagnostics.eval,
 ) -> None:
     """Drain the queue: claim queued runs from the database and train them one at a time until none is left.
 
@@ -323,7 +371,7 @@ def worker(
     keys = json.loads(keys_file.read_text()) if keys_file else None
     opts = WorkerOptions(device=device, threads=threads, loader_workers=workers,
                          data_root=data_root or default_data_root(), weights=weights, weights_dir=weights_dir,
-                         compile=compile_)
+                         compile=compile_, diagnostics=diagnostics)
     w = Worker(Store(db_url(db)), environment(opts, device), opts.settings, keys)
     outcomes = w.work(wait)
     console.print(f"worker {w.who.name} on {device}: " + (", ".join(f"{n} {k}" for k, n in outcomes.items())

@@ -25,7 +25,7 @@ def render_table(name: str, store: Store, fmt: str = "rich", suite: str | None =
 
 
 def draw_figure(name: str, store: Store, out: Path, **filters: Any) -> Path:
-    """Same as `figures.plot`: writes figure `name` as a PNG and returns its path."""
+    """Same as `figures.plot`: writes figure `name` (PNG, PDF or SVG by the suffix of `out`) and returns its path."""
     return plot(name, store, out, **filters)
 
 

@@ -8,7 +8,9 @@ which runs were drawn and goes into the title. matplotlib is imported only when 
 
 from __future__ import annotations
 
+import inspect
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from pacebench.choices import GradKind, Split
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.registry import Registry
 from pacebench.report.tables import config_labels, data_label, finished_runs, method_rank, weights_key
@@ -29,7 +32,8 @@ class FigureDef:
     name: str
     title: str
     gather: Callable[..., pd.DataFrame]
-    draw: Callable[[pd.DataFrame, Any], None]  # (frame, matplotlib Axes)
+    draw: Callable[[pd.DataFrame, Any], None]  # (frame, matplotlib Figure)
+    size: tuple[float, float] = (6.4, 4.6)
 
 
 FIGURES: Registry[FigureDef] = Registry("figure")
@@ -39,18 +43,24 @@ FIGURES: Registry[FigureDef] = Registry("figure")
 
 
 def select_runs(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
-                options: dict[str, Any] | None = None, methods: list[str] | None = None) -> list[RunRecord]:
-    """Done runs of one data set. Raises PacebenchError when none match, or when several data sets do."""
+                options: dict[str, Any] | None = None, methods: list[str] | None = None,
+                backbone: str | None = None, one_data: bool = True) -> list[RunRecord]:
+    """Done runs of one data set (of several with `one_data=False`), optionally on one backbone (Fig. 3: Swin-B).
+
+    Raises PacebenchError when none match, or when several data sets do and `one_data` asks for one.
+    """
     runs = finished_runs(store, suite, dataset, phase, methods)
     if options:
         runs = [r for r in runs if all(r.data_options.get(k) == v for k, v in options.items())]
+    if backbone:
+        runs = [r for r in runs if r.backbone == backbone]
     if not runs:
-        where = "/".join(x for x in (suite, dataset) if x)
+        where = "/".join(x for x in (suite, dataset) if x) + (f" on {backbone}" if backbone else "")
         which = f" of {', '.join(methods)}" if methods else ""
         raise PacebenchError(f"no finished {phase}-phase runs{which}{f' for {where}' if where else ''}; "
-                             f"run `pacebench run {suite or 'demo'}` first")
+                             f"run `pacebench {'tune' if phase == 'tune' else 'run'} {suite or 'demo'}` first")
     datas = sorted({data_label(r) for r in runs})
-    if len(datas) > 1:
+    if one_data and len(datas) > 1:
         shown = ", ".join(datas[:4]) + (", ..." if len(datas) > 4 else "")
         raise PacebenchError(f"runs of {len(datas)} data sets match ({shown}); a figure shows one: choose it with "
                              "--suite and --dataset (and shots / split seed where the suite has them)")
@@ -65,19 +75,20 @@ def series_labels(runs: list[RunRecord], exclude: tuple[str, ...] = ()) -> dict[
             for r in runs}
 
 
-def _describe(runs: list[RunRecord], phase: str) -> str:
+def _describe(runs: list[RunRecord], phase: str, data: str | None = None) -> str:
     weights = sorted({weights_key(r) for r in runs})
-    return (f"{data_label(runs[0])}, phase {phase}, {len(runs)} runs, "
+    return (f"{data or data_label(runs[0])}, phase {phase}, {len(runs)} runs, "
             f"{'weights ' + weights[0] if len(weights) == 1 else f'{len(weights)} weight files'}")
 
 
-def _spread(rows: list[dict[str, Any]], by: list[str], runs: list[RunRecord], phase: str, what: str) -> pd.DataFrame:
+def _spread(rows: list[dict[str, Any]], by: list[str], runs: list[RunRecord], phase: str, what: str,
+            data: str | None = None) -> pd.DataFrame:
     """Mean, std (ddof=1), min, max and count of `value` over seeds, per `by`."""
     if not rows:
-        raise PacebenchError(f"the matching runs ({_describe(runs, phase)}) logged no {what}")
+        raise PacebenchError(f"the matching runs ({_describe(runs, phase, data)}) logged no {what}")
     frame = (pd.DataFrame(rows).groupby(by, sort=True, dropna=False)["value"]
              .agg(mean="mean", std="std", min="min", max="max", n="count").reset_index())
-    frame.attrs["data"] = _describe(runs, phase)
+    frame.attrs["data"] = _describe(runs, phase, data)
     return frame
 
 
@@ -92,56 +103,178 @@ def _per_epoch(store: Store, runs: list[RunRecord], phase: str, what: str,
     return _spread(rows, ["series", "method", "metric", "epoch"], runs, phase, what)
 
 
+# Fig. 2's readings: (kind, on) -> (epoch column, what it is). "step" is what the optimizer saw each step: the whole
+# training objective on the (noisy) training batch; "task" is what Theorems 1-2 bound: the cross-entropy of the clean
+# model, taken at evaluation epochs (every epoch with `--diagnostics every`).
+READINGS = {
+    ("step", "train"): ("grad_norm_mean",
+                        "gradient norm of the training objective at each optimizer step (epoch mean)"),
+    ("task", "train"): ("grad_norm_task_train", "gradient norm of the task loss (CE, clean model) on the train split"),
+    ("task", "heldout"): ("grad_norm_task_heldout", "gradient norm of the task loss (CE, clean model) on the {split} "
+                          "split"),
+}
+FP_READINGS = {"train": ("fp_distance", "FP-distance (Eq. 5) on the train split"),
+               "heldout": ("fp_distance_heldout", "FP-distance (Eq. 5) on the {split} split")}
+ON = tuple(Split)
+KINDS = tuple(GradKind)
+
+
+def heldout_name(phase: str) -> str:
+    """The held-out split of a phase: val in phase 1 (tune), test in phase 2 (final)."""
+    return "val" if phase == "tune" else "test"
+
+
+def reading(kind: str, on: str | None, phase: str) -> tuple[str, str]:
+    """The epoch column and the label of gradient-norm reading (kind, on); `on` None: held-out for task, train for
+    step (the optimizer only ever sees training batches)."""
+    if kind not in KINDS:
+        raise UsageError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    on = on or ("heldout" if kind == "task" else "train")
+    if on not in ON:
+        raise UsageError(f"--on must be one of {', '.join(ON)}, got {on!r}")
+    if (kind, on) not in READINGS:
+        raise UsageError("--kind step is measured on the training batches only; use --on train, or --kind task")
+    column, label = READINGS[(kind, on)]
+    return column, label.format(split=heldout_name(phase))
+
+
+def _titled(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    frame.attrs["what"] = what
+    return frame
+
+
 def grad_norm_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
-                   options: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Per series and epoch: the epoch's mean gradient norm (grad_norm_mean), spread over seeds."""
-    runs = select_runs(store, suite, dataset, phase, options)
-    return _per_epoch(store, runs, phase, "gradient norms", lambda r, e: {"grad norm": e.grad_norm_mean})
+                   options: dict[str, Any] | None = None, backbone: str | None = None, kind: str = "task",
+                   on: str | None = None) -> pd.DataFrame:
+    """Fig. 2a / 3a: per series and epoch, one gradient-norm reading (`reading`), spread over seeds. The default is
+    the paper's: the task loss's gradient on the held-out split."""
+    column, label = reading(kind, on, phase)
+    runs = select_runs(store, suite, dataset, phase, options, backbone=backbone)
+    return _titled(_per_epoch(store, runs, phase, label, lambda r, e: {"grad norm": getattr(e, column)}), label)
 
 
 def fp_distance_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
-                     options: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Per series and evaluation epoch: the FP-distance to the pre-trained model, spread over seeds."""
-    runs = select_runs(store, suite, dataset, phase, options)
-    return _per_epoch(store, runs, phase, "FP-distance", lambda r, e: {"FP-distance": e.fp_distance})
+                     options: dict[str, Any] | None = None, backbone: str | None = None,
+                     on: str | None = None) -> pd.DataFrame:
+    """Fig. 2b / 3b: per series and reading epoch, the FP-distance to the pre-trained model (held-out by default),
+    spread over seeds."""
+    on = on or "heldout"
+    if on not in FP_READINGS:
+        raise UsageError(f"--on must be one of {', '.join(ON)}, got {on!r}")
+    column, label = FP_READINGS[on]
+    label = label.format(split=heldout_name(phase))
+    runs = select_runs(store, suite, dataset, phase, options, backbone=backbone)
+    return _titled(_per_epoch(store, runs, phase, label, lambda r, e: {"FP-distance": getattr(e, column)}), label)
 
 
 def accuracy_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
-                  options: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Per series and epoch: train accuracy (every epoch) and the held-out accuracy (evaluation epochs; test in
-    phase final, val in phase tune), spread over seeds. Their distance is Fig. 2c's generalisation gap."""
-    runs = select_runs(store, suite, dataset, phase, options)
-    held_out = "test acc" if phase == "final" else "val acc"
-    return _per_epoch(store, runs, phase, "accuracies", lambda r, e: {
+                  options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
+    """Fig. 2c / 3c: per series and epoch, train accuracy (every epoch) and the held-out accuracy (evaluation
+    epochs; test in phase final, val in phase tune), spread over seeds. Their distance is the generalisation gap."""
+    runs = select_runs(store, suite, dataset, phase, options, backbone=backbone)
+    held_out = f"{heldout_name(phase)} acc"
+    frame = _per_epoch(store, runs, phase, "accuracies", lambda r, e: {
         "train acc": e.train_acc, held_out: e.test_acc if phase == "final" else e.val_acc})
+    return _titled(frame, f"train and {held_out}uracy")
 
 
 SWEPT = ["pace", "fpa"]
 
 
 def lambda_sweep_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
-                      options: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Fig. 4: per series and λ, the gradient norm averaged over all epochs of a run, spread over seeds.
+                      options: dict[str, Any] | None = None, backbone: str | None = None, kind: str = "task",
+                      on: str | None = None) -> pd.DataFrame:
+    """Fig. 4 and Appendix Figs. 7-8: per series and λ, a gradient-norm reading averaged over the epochs that have
+    it, spread over seeds.
 
     Only pace and fpa are swept; finished baseline runs of the same data come as rows with λ = NaN (a reference
-    line). `phase` None takes the tune phase when it has pace/fpa runs (`pacebench tune --grid lam=...` makes them),
-    else the final phase.
+    line). `phase` None takes the tune phase when it has pace/fpa runs (`pacebench sweep figure4` or
+    `pacebench tune --grid lam=...` make them), else the final phase.
     """
     if phase is None:
         phase = "tune" if finished_runs(store, suite, dataset, "tune", SWEPT) else "final"
-    runs = select_runs(store, suite, dataset, phase, options, methods=[*SWEPT, "baseline"])
-    if not any(r.method in SWEPT for r in runs):
-        raise PacebenchError(f"no finished {phase}-phase runs of pace or fpa for {data_label(runs[0])}; run e.g. "
-                             f"`pacebench tune {runs[0].suite} --methods pace,fpa --grid lam=0.01,0.1,1,10` first")
+    column, label = reading(kind, on, phase)
+    runs = select_runs(store, suite, dataset, phase, options, methods=[*SWEPT, "baseline"], backbone=backbone)
+    if len({float(r.method_config.get("lam", math.nan)) for r in runs if r.method in SWEPT}) < 2:
+        raise PacebenchError(f"no λ sweep among the finished {phase}-phase runs of pace or fpa for "
+                             f"{data_label(runs[0])}; run `pacebench sweep figure4 --suite {runs[0].suite}` first")
     labels = series_labels(runs, exclude=("lam",))
-    grad: dict[int, list[float]] = {}
+    values: dict[int, list[float]] = {}
     for e in store.epochs_of([r.id for r in runs]):
-        if e.run_id is not None and e.grad_norm_mean is not None:
-            grad.setdefault(e.run_id, []).append(e.grad_norm_mean)
+        v = getattr(e, column)
+        if e.run_id is not None and v is not None and math.isfinite(v):
+            values.setdefault(e.run_id, []).append(v)
     rows = [{"series": labels[r.id], "method": r.method, "lam": float(r.method_config.get("lam", math.nan)),
-             "value": sum(grad[r.id]) / len(grad[r.id])} for r in runs if r.id in grad]
-    frame = _spread(rows, ["series", "method", "lam"], runs, phase, "gradient norms")
-    return frame
+             "value": sum(values[r.id]) / len(values[r.id])} for r in runs if r.id in values]
+    return _titled(_spread(rows, ["series", "method", "lam"], runs, phase, label), f"average {label}")
+
+
+EFFICIENT = {"pace_lazy": ("interval", "lazy regularisation interval N"),
+             "pace_multi": ("copies", "number of networks M")}
+PACE_AT = {"interval": 1, "copies": 2}  # plain PACE is N = 1 (every step) and M = 2 (two copies)
+
+
+def efficiency_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
+                    options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
+    """Fig. 5: per panel (lazy interval N, networks M) and setting, test accuracy and relative cost, over seeds.
+
+    Relative cost is a run's median epoch wall time divided by the mean of the baseline's medians on the same data
+    (NaN without baseline runs). Plain PACE is the point N = 1 of the lazy panel and M = 2 of the multi panel; the
+    baseline's accuracy is a reference line (rows with x = NaN). `pacebench ablate --efficiency` (one N, one M) or
+    `pacebench sweep figure5` (a range of N and M) make the runs.
+    """
+    runs = select_runs(store, suite, dataset, phase, options, methods=[*EFFICIENT, "pace", "baseline"],
+                       backbone=backbone)
+    if not any(r.method in EFFICIENT for r in runs):
+        raise PacebenchError(f"no finished runs of pace_lazy or pace_multi for {data_label(runs[0])}; run "
+                             f"`pacebench sweep figure5 --suite {runs[0].suite}` first")
+    walls: dict[int, list[float]] = {}
+    for e in store.epochs_of([r.id for r in runs]):
+        if e.run_id is not None and e.wall_time is not None:
+            walls.setdefault(e.run_id, []).append(e.wall_time)
+    wall = {rid: statistics.median(ws) for rid, ws in walls.items()}
+    base = [wall[r.id] for r in runs if r.method == "baseline" and r.id in wall]
+    unit = statistics.fmean(base) if base else math.nan
+    rows = []
+    for r in runs:
+        acc = r.metrics.get("test_acc" if phase == "final" else "val_acc")
+        places = ([(EFFICIENT[r.method][1], float(r.method_config[EFFICIENT[r.method][0]]))] if r.method in EFFICIENT
+                  else [(title, float(PACE_AT[name])) for name, title in EFFICIENT.values()] if r.method == "pace"
+                  else [(title, math.nan) for _, title in EFFICIENT.values()])
+        for panel, x in places:
+            rows.append({"panel": panel, "method": r.method, "x": x, "metric": "accuracy", "value": acc})
+            if r.id in wall:
+                rows.append({"panel": panel, "method": r.method, "x": x, "metric": "relative cost",
+                             "value": wall[r.id] / unit})
+    rows = [row for row in rows if row["value"] is not None]
+    frame = _spread(rows, ["panel", "method", "x", "metric"], runs, phase, "accuracies")
+    return _titled(frame, f"{heldout_name(phase)} accuracy and relative cost (epoch wall time / baseline's)")
+
+
+def sensitivity_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "tune",
+                     options: dict[str, Any] | None = None, backbone: str | None = None,
+                     method: str = "pace") -> pd.DataFrame:
+    """Fig. 6: per shots, σ and λ, the validation accuracy of phase-1 (tune) runs, mean over seeds and split seeds.
+
+    `pacebench sweep figure6` (or `pacebench tune fewshot --datasets oxford_pets --grid sigma=... --grid lam=...`)
+    makes the runs. Runs without shots (a suite without few-shot splits) form one panel. Without suite and dataset
+    it reads the paper's: few-shot Oxford Pets.
+    """
+    if suite is None and dataset is None:
+        suite, dataset = "fewshot", "oxford_pets"
+    runs = select_runs(store, suite, dataset, phase, options, methods=[method], backbone=backbone, one_data=False)
+    if len({(r.suite, r.dataset) for r in runs}) > 1:
+        raise PacebenchError("runs of several datasets match; choose one with --suite and --dataset")
+    rows = [{"shots": int(r.data_options.get("shots", 0)), "sigma": float(r.method_config["sigma"]),
+             "lam": float(r.method_config["lam"]), "value": r.metrics.get("val_acc" if phase == "tune" else "test_acc")}
+            for r in runs if "sigma" in r.method_config and "lam" in r.method_config]
+    rows = [row for row in rows if row["value"] is not None]
+    if len({(row["sigma"], row["lam"]) for row in rows}) < 2:
+        raise PacebenchError(f"no σ × λ grid among the {phase}-phase {method} runs of {runs[0].suite}/"
+                             f"{runs[0].dataset}; run `pacebench sweep figure6` first")
+    where = f"{runs[0].suite}/{runs[0].dataset}"
+    frame = _spread(rows, ["shots", "sigma", "lam"], runs, phase, "accuracies", data=where)
+    return _titled(frame, f"{method}: {heldout_name(phase)} accuracy over σ × λ")
 
 
 # ---- draw -----------------------------------------------------------------------------------------------------
@@ -160,7 +293,8 @@ def _curve(ax: Any, part: pd.DataFrame, x: str, label: str, color: Any, style: s
 
 
 def _draw_per_epoch(ylabel: str, log_if_wide: bool = False) -> Callable[[pd.DataFrame, Any], None]:
-    def draw(frame: pd.DataFrame, ax: Any) -> None:
+    def draw(frame: pd.DataFrame, fig: Any) -> None:
+        ax = fig.add_subplot()
         styles = dict(zip(sorted(frame["metric"].unique(), key=lambda m: m != "train acc"), ["-", "--", ":"],
                           strict=False))
         for i, (series, method) in enumerate(_series_order(frame)):
@@ -183,7 +317,8 @@ def _draw_per_epoch(ylabel: str, log_if_wide: bool = False) -> Callable[[pd.Data
     return draw
 
 
-def _draw_lambda_sweep(frame: pd.DataFrame, ax: Any) -> None:
+def _draw_lambda_sweep(frame: pd.DataFrame, fig: Any) -> None:
+    ax = fig.add_subplot()
     for i, (series, method) in enumerate(_series_order(frame)):
         part = frame[(frame.series == series) & (frame.method == method)]
         swept = part[part["lam"].notna()]
@@ -192,50 +327,126 @@ def _draw_lambda_sweep(frame: pd.DataFrame, ax: Any) -> None:
         else:  # the baseline: no λ, a horizontal reference line
             ax.axhline(float(part["mean"].mean()), color=f"C{i % 10}", linestyle="--", label=series)
     ax.set_xscale("log")
+    low, high = frame["mean"].min(), frame["mean"].max()
+    if low > 0 and high / low > 20:  # a log axis only where the norms span decades (FPA's explosions)
+        ax.set_yscale("log")
     ax.set_xlabel("λ")
-    ax.set_ylabel("gradient norm (mean over training)")
+    ax.set_ylabel("gradient norm (mean over the epochs read)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
 
 
+def _draw_efficiency(frame: pd.DataFrame, fig: Any) -> None:
+    panels = list(dict.fromkeys(t for _, t in EFFICIENT.values()))
+    for k, panel in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        part = frame[frame.panel == panel]
+        acc = part[(part.metric == "accuracy") & part.x.notna()].groupby("x", as_index=False).agg(
+            mean=("mean", "mean"), min=("min", "min"), max=("max", "max"), n=("n", "sum"))
+        if not acc.empty:
+            _curve(ax, acc, "x", "PACE accuracy", "C1")
+        base = part[(part.metric == "accuracy") & part.x.isna()]
+        if not base.empty:
+            ax.axhline(float(base["mean"].mean()), color="C0", linestyle="--", label="baseline accuracy")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(panel)
+        ax.set_ylabel("accuracy (%)")
+        cost = part[(part.metric == "relative cost") & part.x.notna()].groupby("x", as_index=False).agg(
+            mean=("mean", "mean"), min=("min", "min"), max=("max", "max"), n=("n", "sum"))
+        if not cost.empty and cost["mean"].notna().any():
+            twin = ax.twinx()
+            _curve(twin, cost, "x", "relative cost", "C2", "--")
+            twin.set_ylabel("relative cost (× baseline epoch time)")
+            twin.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="lower left")
+        ax.grid(alpha=0.3)
+
+
+def _draw_sensitivity(frame: pd.DataFrame, fig: Any) -> None:
+    import numpy as np
+
+    shots = sorted(frame["shots"].unique())
+    low, high = frame["mean"].min(), frame["mean"].max()
+    fig.set_size_inches(1.5 + 3.4 * len(shots), 3.8)  # one square-ish panel per shot count
+    for k, n in enumerate(shots):
+        ax = fig.add_subplot(1, len(shots), k + 1)
+        grid = frame[frame.shots == n].pivot_table(index="sigma", columns="lam", values="mean")
+        image = ax.imshow(grid.to_numpy(), origin="lower", cmap="viridis", vmin=low, vmax=high, aspect="auto")
+        ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns], fontsize=7)
+        ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index], fontsize=7)
+        for (i, j), v in np.ndenumerate(grid.to_numpy()):
+            if not math.isnan(v):
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6, color="w")
+        ax.set_xlabel("λ")
+        ax.set_ylabel("σ" if k == 0 else "")
+        ax.set_title(f"{n}-shot" if n else "all data", fontsize=9)
+    fig.colorbar(image, ax=fig.axes, shrink=0.8, label="accuracy (%)")
+
+
 for _fig in (
-    FigureDef("grad-norm", "Gradient norm per epoch (Fig. 2a)", grad_norm_data,
-              _draw_per_epoch("gradient norm (epoch mean)", log_if_wide=True)),
-    FigureDef("fp-distance", "FP-distance per evaluation epoch (Fig. 2b)", fp_distance_data,
-              _draw_per_epoch("FP-distance to the pre-trained model")),
-    FigureDef("accuracy", "Train vs held-out accuracy per epoch (Fig. 2c)", accuracy_data,
-              _draw_per_epoch("accuracy (%)")),
-    FigureDef("lambda-sweep", "Gradient norm vs λ (Fig. 4)", lambda_sweep_data, _draw_lambda_sweep),
+    FigureDef("grad-norm", "Fig. 2a/3a", grad_norm_data, _draw_per_epoch("gradient norm", log_if_wide=True)),
+    FigureDef("fp-distance", "Fig. 2b/3b", fp_distance_data, _draw_per_epoch("FP-distance to the pre-trained model")),
+    FigureDef("accuracy", "Fig. 2c/3c", accuracy_data, _draw_per_epoch("accuracy (%)")),
+    FigureDef("lambda-sweep", "Fig. 4, App. Figs. 7-8", lambda_sweep_data, _draw_lambda_sweep),
+    FigureDef("efficiency", "Fig. 5", efficiency_data, _draw_efficiency, size=(10, 4.2)),
+    FigureDef("sensitivity", "Fig. 6", sensitivity_data, _draw_sensitivity, size=(13, 3.6)),
 ):
     FIGURES.register(_fig.name)(_fig)
-
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
-def plot(name: str, store: Store, out: Path, **filters: Any) -> Path:
-    """Gathers figure `name` from `store` (filters: suite, dataset, phase, options) and writes it at 150 dpi in the
-    format its suffix names (png, pdf, svg; any other is refused rather than written as PNG under a wrong name).
-
-    `out` is the file, or a folder to write NAME.png into. Returns the path written.
-    """
+def figure_path(name: str, out: Path) -> tuple[Path, str]:
+    """`out` as a file path and its format: a folder (or a path without suffix) gets NAME.png; the suffix picks
+    PNG, PDF or SVG; anything else is refused."""
     out = Path(out)
     if out.is_dir() or not out.suffix:
         out = out / f"{name}.png"
-    fmt = out.suffix.lower().lstrip(".")
-    if fmt not in FIGURE_FORMATS:
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in FIGURE_FORMATS:
         raise UsageError(f"cannot write a figure as {out.suffix!r} ({out}); name the file .png, .pdf or .svg")
+    return out, kind
+
+
+def gather_figure(name: str, store: Store, **filters: Any) -> pd.DataFrame:
+    """Runs figure `name`'s gather step with the filters it accepts (None values dropped)."""
     entry = FIGURES.get(name)
-    frame = entry.gather(store, **{k: v for k, v in filters.items() if v is not None})
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # off-screen; no pyplot, so no global state
+    accepted = inspect.signature(entry.gather).parameters
+    return entry.gather(store, **{k: v for k, v in filters.items() if v is not None and k in accepted})
+
+
+def title_of(name: str, frame: pd.DataFrame) -> str:
+    """What was measured on what: the quantity, then which runs (data, phase, count, weights)."""
+    entry = FIGURES.get(name)
+    return f"{entry.title}: {frame.attrs.get('what', '')}\n{frame.attrs.get('data', '')}"
+
+
+def render_figure(name: str, frame: pd.DataFrame, out: Path | None = None, kind: str = "png") -> bytes:
+    """Draws a gathered frame off-screen (no pyplot, so no global state); writes `out` if given, returns the bytes."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(6.4, 4.4))
+    entry = FIGURES.get(name)
+    fig = Figure(figsize=entry.size, layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    entry.draw(frame, ax)
-    ax.set_title(f"{entry.title}\n{frame.attrs.get('data', '')}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=150, format=fmt)
-    return out
+    entry.draw(frame, fig)
+    fig.suptitle(title_of(name, frame), fontsize=9)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=150, format=kind, bbox_inches="tight")
+    data = buffer.getvalue()
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+    return data
+
+
+def plot(name: str, store: Store, out: Path, **filters: Any) -> Path:
+    """Gathers figure `name` from `store` (filters: suite, dataset, phase, options, backbone, kind, on, ...) and
+    writes it at `out`: PNG (150 dpi), PDF or SVG by the suffix, or NAME.png into a folder. Returns the path."""
+    path, kind = figure_path(name, out)
+    render_figure(name, gather_figure(name, store, **filters), path, kind)
+    return path

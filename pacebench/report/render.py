@@ -105,6 +105,27 @@ def to_csv(data: TableData) -> str:
     return data.frame.to_csv(index=False, na_rep=MISSING, float_format="%.6g", lineterminator="\n")
 
 
+@FORMATS.register("html")
+def to_html(data: TableData) -> str:
+    """An HTML fragment: a <table> with the title as caption, paper rows marked `class="paper"`, notes under it."""
+    from html import escape
+
+    headers, rows, numeric = display(data)
+    source = list(data.frame["source"]) if "source" in data.frame.columns else [""] * len(rows)
+    align = ['class="num"' if n else "" for n in numeric]
+    out = [f"<table>\n<caption>{escape(data.title)}</caption>",
+           "<thead><tr>" + "".join(f"<th {a}>{escape(h)}</th>" for h, a in zip(headers, align, strict=True))
+           + "</tr></thead>", "<tbody>"]
+    for row, src in zip(rows, source, strict=True):
+        kind = ' class="paper"' if str(src).startswith("paper") else ""
+        out.append(f"<tr{kind}>" + "".join(f"<td {a}>{escape(c)}</td>" for c, a in zip(row, align, strict=True))
+                   + "</tr>")
+    out.append("</tbody>\n</table>")
+    if data.notes:
+        out.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>")
+    return "\n".join(out) + "\n"
+
+
 def transpose(headers: list[str], rows: list[list[str]], numeric: list[bool]
               ) -> tuple[list[str], list[list[str]], list[bool]]:
     """Rows become columns (headed by the row's text cells, e.g. "baseline measured"), numeric columns become rows."""

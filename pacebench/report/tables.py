@@ -400,8 +400,14 @@ def _final_grad_norms(store: Store, runs: list[RunRecord]) -> dict[int, float]:
     return last
 
 
-def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str]) -> pd.DataFrame:
-    """One row per (data, weights, method, setting): seeds, test/train accuracy, gap, grad norm, FP-distance."""
+# Fig. 2's readings a finished run keeps in its metrics (at its last evaluation), by the column that shows them
+READING_COLUMNS = {"grad norm task (test)": "grad_norm_task_heldout", "grad norm task (train)": "grad_norm_task_train",
+                   "FP-distance (test)": "fp_distance_heldout", "FP-distance (train)": "fp_distance"}
+
+
+def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str], keep_runs: bool = False) -> pd.DataFrame:
+    """One row per (data, weights, method, setting): seeds, test/train accuracy, gap, grad norm, FP-distance; with
+    `keep_runs` a column "_run" holds one run of the row (for callers that add columns from it)."""
     groups: dict[tuple[Any, ...], list[RunRecord]] = defaultdict(list)
     for run in runs:
         groups[(data_key(run), weights_key(run), run.method, setting_key(run))].append(run)
@@ -411,24 +417,31 @@ def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str]) -> pd.D
     for (_, wkey, method, _), members in groups.items():
         test = [a for a in (_metric(r, "test_acc") for r in members) if a is not None]
         train = [a for a in (_metric(r, "train_acc") for r in members) if a is not None]
-        fp = [a for a in (_metric(r, "fp_distance") for r in members) if a is not None]
+        readings = {column: mean([a for a in (_metric(r, key) for r in members) if a is not None])
+                    for column, key in READING_COLUMNS.items()}
         records.append({
             "data": data_label(members[0]), "method": method, "config": labels[members[0].id], "weights": wkey,
             "seeds": len(members), "test acc": mean(test), "test acc std": std(test), "train acc": mean(train),
             "gap (train - test)": mean(train) - mean(test),
-            "grad norm": mean([grad[r.id] for r in members if r.id in grad]), "FP-distance": mean(fp),
+            "grad norm step (train)": mean([grad[r.id] for r in members if r.id in grad]), **readings,
+            "_run": members[0],
         })
     frame = sort_rows(pd.DataFrame(records), lambda r: (r["data"], method_rank(r["method"]), r["config"],
                                                         r["weights"]))
     for col, keep in (("data", frame["data"].nunique() > 1), ("config", (frame["config"] != "").any()),
-                      ("weights", frame["weights"].nunique() > 1)):
+                      ("weights", frame["weights"].nunique() > 1), ("_run", keep_runs)):
         if not keep:
             frame = frame.drop(columns=col)
     notes[:0] = [PHASE_NOTE, *weights_note(runs)]
     return frame
 
 
-SUMMARY_FORMATS = {"seeds": "d", "grad norm": ".4g", "FP-distance": ".4g"}
+SUMMARY_FORMATS = {"seeds": "d", "grad norm step (train)": ".4g", **{c: ".4g" for c in READING_COLUMNS}}
+READINGS_NOTE = ("grad norm step (train): the whole training objective's gradient at each optimizer step (noise, "
+                 "DropPath, regulariser included), mean over the last epoch's steps; grad norm task: the "
+                 "cross-entropy gradient of the clean model (the paper's Fig. 2a reading), mean over mini-batches of "
+                 "the named split; FP-distance: paper Eq. 5 on the named split; all at the last evaluation, mean "
+                 "over seeds")
 
 
 @table("demo", "Per method: seeds, test accuracy (mean ± std), train accuracy, gap, final grad norm, FP-distance")
@@ -439,11 +452,26 @@ def demo_table(store: Store, suite: str | None = None, dataset: str | None = Non
         raise PacebenchError(f"no finished phase-final runs for suite {name}; run `pacebench run {name}` first")
     notes: list[str] = []
     frame = _summary_rows(store, runs, notes)
-    notes += ["grad norm: grad_norm_mean of the last epoch, mean over seeds; FP-distance and train accuracy at the "
-              "last evaluation; std over seeds (ddof=1)"]
+    notes += [READINGS_NOTE, "train accuracy at the last evaluation; std over seeds (ddof=1)"]
     where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else f"suite {name}"
     return TableData(f"Per-method summary: {where}", frame, notes, pm={"test acc": "test acc std"},
                      formats=SUMMARY_FORMATS)
+
+
+def _table6_mode(run: RunRecord) -> str:
+    from pacebench.sweeps import table6_grids
+
+    if run.origin != "tune":
+        return "defaults (not tuned)"
+    return "tuned" if table6_grids([run.method])[run.method] else "defaults (no grid to search)"
+
+
+def _table6_values(run: RunRecord) -> str:
+    """The run's values of its method's searched hyperparameters ("lam=1 sigma=1.2"); "–" for a method without any."""
+    from pacebench.sweeps import table6_grids
+
+    names = sorted(table6_grids([run.method])[run.method])
+    return " ".join(f"{n}={_value(run.method_config.get(n))}" for n in names) or "–"
 
 
 PAPER_TABLE6 = "paper (Table 6)"
@@ -474,8 +502,14 @@ def ablations_table(store: Store, suite: str | None = None, dataset: str | None 
                              f"run `pacebench ablate {dataset or 'cifar'} --suite {suite or 'vtab'}` first "
                              "(offline: `pacebench ablate digits --suite demo`)")
     notes: list[str] = []
-    frame = _summary_rows(store, runs, notes)
-    frame = frame.drop(columns=[c for c in ("train acc", "gap (train - test)") if c in frame.columns])
+    frame = _summary_rows(store, runs, notes, keep_runs=True)
+    frame = frame.drop(columns=[c for c in ("train acc", "gap (train - test)", "config") if c in frame.columns])
+    frame.insert(frame.columns.get_loc("seeds"), "mode", [_table6_mode(r) for r in frame["_run"]])
+    frame.insert(frame.columns.get_loc("seeds"), "chosen", [_table6_values(r) for r in frame["_run"]])
+    frame = frame.drop(columns="_run")
+    notes += ["mode: 'tuned' rows are phase-2 winners of `pacebench ablate` (each method's search grid on train -> "
+              "val, the best retrained on train+val -> test); 'defaults (not tuned)' rows come from `ablate "
+              "--no-tune` or `run`; chosen: the row's values of the method's searched hyperparameters"]
     paper = _paper_ablations(runs)
     if paper:
         rows = paper_rows()
@@ -488,6 +522,84 @@ def ablations_table(store: Store, suite: str | None = None, dataset: str | None 
     where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else "several datasets"
     return TableData(f"Table 6: ablations on {where}", frame, notes, pm={"test acc": "test acc std"},
                      formats=SUMMARY_FORMATS)
+
+
+# ---- Table 5: other backbones -----------------------------------------------------------------------------------
+
+def _domain_targets() -> tuple[str, ...]:
+    """Table 5's ImageNet columns: the domain suite's evaluation sets, as its [reference.report] names them."""
+    layout = load_suite("domain").paper_table
+    return layout.columns if layout is not None else ()
+
+
+PAPER_ADAPTERS = {"lora_add": "LoRA_add", "vpt_add": "VPT_add", "lora_mul": "LoRA_mul",
+                  "lora_add+vpt_add": "LoRA_add+VPT_add", "lora_mul+vpt_add": "LoRA_mul+VPT_add"}
+PAPER_BACKBONES = {"swin_b_in22k": "swin_b_in21k"}  # the paper calls Microsoft's Swin-B 22k release "ImageNet-21K"
+
+
+def table5_label(run: RunRecord) -> str:
+    """A run's row name in Table 5's terms: the baseline by its adapter, PACE as "+PACE" on the LoRA+VPT adapter."""
+    adapter = PAPER_ADAPTERS.get(run.adapter, run.adapter)
+    if run.method == "baseline":
+        return adapter
+    return "+PACE" if run.method == "pace" and adapter == "LoRA_mul+VPT_add" else f"+{run.method} ({adapter})"
+
+
+def _table5_values(run: RunRecord) -> dict[str, float]:
+    if run.suite == "domain":
+        return _evals(_domain_targets())(run)
+    acc = _metric(run, "test_acc")
+    return {} if acc is None or run.dataset != "cifar" else {"cifar100": acc}
+
+
+@table("backbones", "Table 5: other backbones (ViT-B IN-21k, ViT-B LAION-2B->IN-12k, Swin-B) on CIFAR-100 and "
+       "domain adaptation", aliases=("5", "table5"))
+def backbones_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    """Rows (backbone, method) from phase-2 runs of vtab/cifar and of the domain suite; the paper's rows of the same
+    backbone and method beside (all three backbones' LoRA+VPT and +PACE while nothing is measured)."""
+    runs = [r for r in finished_runs(store, "vtab", "cifar") + finished_runs(store, "domain")
+            if suite in (None, r.suite)]
+    targets = _domain_targets()
+    columns = ("cifar100", *targets)
+    notes: list[str] = []
+    cells: dict[tuple[str, str, str, str], list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        cells[(run.backbone, weights_key(run), table5_label(run), run.suite)].append(run)
+    values: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    seeds: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for (backbone, wkey, label, _), members in cells.items():
+        members = one_setting(members, f"{data_label(members[0])} {label} on {wkey}", notes)
+        seeds[(backbone, wkey, label)].append(len(members))
+        for run in members:
+            for col, v in _table5_values(run).items():
+                values[(backbone, wkey, label)][col].append(v)
+    records = [{"backbone": backbone, "method": label, "source": "measured", "weights": wkey,
+                "seeds": min(seeds[(backbone, wkey, label)]), **{c: mean(cols.get(c, [])) for c in columns}}
+               for (backbone, wkey, label), cols in values.items()]
+    ref = reference_table(load_suite("vtab"), "backbones")
+    if ref is not None:
+        wanted = ({(PAPER_BACKBONES.get(b, b), label) for b, _, label in values} or
+                  {(b, label) for b in ref["backbone"] for label in ("LoRA_mul+VPT_add", "+PACE")})
+        for _, paper in ref.iterrows():
+            if (paper["backbone"], paper["method"]) in wanted:
+                ours = {v: k for k, v in PAPER_BACKBONES.items()}.get(paper["backbone"], paper["backbone"])
+                records.append({"backbone": ours, "method": paper["method"], "source": "paper", "weights": "",
+                                "seeds": NAN, "cifar100": float(paper["cifar100_vtab"]),
+                                **{c: float(paper[c]) for c in targets}})
+    frame = pd.DataFrame(records, columns=["backbone", "method", "source", "weights", "seeds", *columns])
+    order = {label: i for i, label in enumerate([*PAPER_ADAPTERS.values(), "+PACE"])}
+    frame = sort_rows(frame, lambda r: (r["backbone"], order.get(r["method"], len(order)), r["method"],
+                                        r["source"] != "measured", r["weights"]))
+    if len(set(frame.loc[frame.source == "measured", "weights"])) <= 1:
+        frame = frame.drop(columns="weights")
+    if not runs:
+        notes.append("no finished phase-final runs of vtab/cifar or the domain suite yet; e.g. `pacebench run vtab "
+                     "--datasets cifar --backbone swin_b_in22k` and `pacebench run domain --backbone swin_b_in22k`")
+    notes[:0] = [PHASE_NOTE, *weights_note(runs),
+                 "cifar100: vtab/cifar test accuracy; imagenet*: the domain suite's targets (one run scores all "
+                 "five); mean over seeds", "paper rows: Table 5, for the backbones and methods measured here"]
+    return TableData("Table 5: other backbones, CIFAR-100 (VTAB-1k) and domain adaptation", frame, notes,
+                     formats={"seeds": "d"})
 
 
 # ---- trainable parameters: counted from the code, measured in runs, printed in the paper -------------------------

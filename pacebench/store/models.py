@@ -80,6 +80,9 @@ class EpochRow(Base):
     grad_norm_mean: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
     grad_norm_max: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
     fp_distance: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    grad_norm_task_train: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    grad_norm_task_heldout: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    fp_distance_heldout: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
     wall_time: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
 
 

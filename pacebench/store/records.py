@@ -58,7 +58,10 @@ class EpochRecord:
     evals: dict[str, float] = field(default_factory=dict)
     grad_norm_mean: float | None = None
     grad_norm_max: float | None = None
-    fp_distance: float | None = None
+    fp_distance: float | None = None  # on the training split
+    grad_norm_task_train: float | None = None  # Fig. 2a's reading: ‖∇ CE‖ of the clean model, mini-batch mean
+    grad_norm_task_heldout: float | None = None  # the same on the held-out split (val in tune, test in final)
+    fp_distance_heldout: float | None = None
     wall_time: float | None = None
     run_id: int | None = None
 

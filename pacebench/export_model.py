@@ -1,0 +1,108 @@
+"""A finished run as one plain timm checkpoint: the backbone with its adapters folded in (paper Eq. 13) and the
+trained head, loadable without pacebench.
+
+    import json, timm
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    meta = safe_open("model.safetensors", "pt").metadata()
+    model = timm.create_model(meta["timm_arch"], num_classes=int(meta["num_classes"]),
+                              img_size=int(meta["img_size"]), **json.loads(meta["timm_kwargs"]))
+    model.load_state_dict(load_file("model.safetensors"))
+
+The run's stored adapter and head tensors (`Store.run_weights`) go back into the run's backbone, rebuilt from the
+same pre-trained file (its SHA-256 must equal the run's); every adapted Linear is merged and replaced by its base
+Linear, so the file holds exactly the keys and shapes of the plain architecture.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from pacebench.errors import PacebenchError, UsageError
+from pacebench.store import RunRecord, Store
+
+
+def fold(model: nn.Module) -> nn.Module:
+    """Merges every adapter into its frozen Linear and unwraps it (and the head) in place: a plain timm module tree."""
+    from pacebench import adapters
+    from pacebench.adapters import AdaptedLinear, NoisyHead, _set_child
+
+    adapters.merge(model)
+    for path, module in list(model.named_modules()):
+        if isinstance(module, AdaptedLinear):
+            _set_child(model, path, module.base)
+        elif isinstance(module, NoisyHead):
+            _set_child(model, path, module.linear)
+    return model
+
+
+def run_model(store: Store, run: RunRecord, weights: Path | None = None) -> nn.Module:
+    """The run's trained model (adapters unmerged, eval mode), rebuilt from its spec, pre-trained file and stored
+    adapter and head tensors."""
+    from pacebench import backbones
+    from pacebench.methods import SetupInfo
+    from pacebench.prepare import prepare
+    from pacebench.suites import load_suite
+
+    if run.status != "done":
+        raise UsageError(f"run {run.id} is {run.status}; only a finished run can be exported")
+    trained = store.run_weights(run.id)
+    if trained is None:
+        raise PacebenchError(f"run {run.id} kept no trained weights (made before pacebench stored them); run it "
+                             "again to export it")
+    spec = spec_of(run)
+    resolved = backbones.resolve(run.backbone, weights)
+    sha = backbones.sha256(resolved.weights) if resolved.weights else ""
+    if sha != run.weights_sha256:
+        raise UsageError(f"the weights file {resolved.weights} (sha256 {sha[:8]}) is not the one run {run.id} was "
+                         f"trained from ({run.weights_sha256[:8]}); give that file with --weights")
+    classes = load_suite(run.suite).dataset(run.dataset).classes
+    model = prepare(spec, SetupInfo(num_train=1, num_classes=classes), weights=weights).model
+    missing = set(trained) - {n for n, _ in model.named_parameters()}
+    if missing:
+        raise PacebenchError(f"run {run.id}'s stored tensors do not fit its model ({sorted(missing)[0]} ...)")
+    params = dict(model.named_parameters())
+    for name, tensor in trained.items():
+        params[name].data.copy_(tensor)
+    return model.eval()
+
+
+def spec_of(run: RunRecord) -> Any:
+    from pacebench.spec import RunSpec, TrainConfig
+
+    return RunSpec(suite=run.suite, dataset=run.dataset, method=run.method, seed=run.seed,
+                   train=TrainConfig(**run.hparams), backbone=run.backbone, weights_sha256=run.weights_sha256,
+                   method_config=dict(run.method_config), data_options=dict(run.data_options),
+                   phase=run.phase)  # type: ignore[arg-type]
+
+
+def export_model(store: Store, run_ref: str, out: Path, weights: Path | None = None) -> Path:
+    """Writes run `run_ref` (id or key) as a plain timm .safetensors file at `out`; returns the path.
+
+    The file's metadata names the timm architecture and its arguments, the class count and image size, and the
+    run (key, method, suite/dataset, test accuracy) it came from.
+    """
+    from safetensors.torch import save_file
+
+    from pacebench import backbones
+
+    if out.suffix != ".safetensors":
+        raise UsageError(f"--out {out}: export-model writes a .safetensors file; end the name in .safetensors")
+    run = store.get_run(int(run_ref) if run_ref.isdigit() else run_ref)
+    if run is None:
+        raise UsageError(f"no run {run_ref!r} in {store.url}; see `pacebench runs`")
+    model = fold(run_model(store, run, weights))
+    resolved = backbones.resolve(run.backbone, weights)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    head: nn.Linear = model.get_classifier()  # type: ignore[operator]
+    meta = {"timm_arch": resolved.arch, "timm_kwargs": json.dumps(resolved.kwargs),
+            "num_classes": str(head.out_features), "img_size": str(run.hparams["image_size"]),
+            "pacebench_run": run.key, "method": run.method, "data": f"{run.suite}/{run.dataset}",
+            "test_acc": str(run.metrics.get("test_acc")), "format": "pt"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out), metadata=meta)
+    return out

@@ -1,0 +1,153 @@
+"""`pacebench report --all --format html`: one self-contained page with every table that has runs and every figure
+whose runs exist, figures embedded as data URIs (no other file to carry), paper numbers beside measured ones (the
+tables' own paper rows, greyed), and the provenance of the runs behind each table.
+
+Which figures: every registered figure, for every data set (suite, dataset, data options) that has finished runs;
+a figure whose gather finds nothing to draw for a data set is left out, never drawn empty.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from pacebench.errors import PacebenchError
+from pacebench.report.figures import FIGURES, gather_figure, render_figure, title_of
+from pacebench.report.render import to_html
+from pacebench.report.tables import TableData, data_label, gather, table_names, weights_key
+from pacebench.store import RunRecord, Store
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1250px; margin: 2em auto; color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
+nav ul { columns: 2; } section { margin: 2.5em 0; border-top: 1px solid #ddd; padding-top: 0.5em; }
+table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0; display: block; overflow-x: auto; }
+caption { text-align: left; font-weight: 600; padding: 0.3em 0; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #eee; white-space: nowrap; }
+th { white-space: normal; vertical-align: bottom; min-width: 3.5em; } section caption { display: none; }
+th { background: #f4f4f4; position: sticky; top: 0; } .num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.paper td { color: #777; font-style: italic; background: #fafafa; }
+ul.notes, .provenance { font-size: 12px; color: #555; } .provenance { background: #f8f8f8; padding: 0.5em 1em; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 13px; color: #444; }
+"""
+
+
+@dataclass
+class Section:
+    anchor: str
+    heading: str
+    body: str
+
+
+def table_runs(store: Store, name: str) -> list[RunRecord]:
+    """The finished phase-2 runs a table reads: its own suite's, vtab and domain for Table 5, every suite's Table-6
+    methods for Table 6, every run for the parameter counts."""
+    from pacebench.methods import ABLATIONS
+
+    runs = store.runs(phase="final", status="done")
+    if name == "backbones":
+        return [r for r in runs if (r.suite, r.dataset) == ("vtab", "cifar") or r.suite == "domain"]
+    if name == "ablations":
+        return [r for r in runs if r.method in ABLATIONS]
+    if name == "params":
+        return runs
+    return [r for r in runs if r.suite == name]
+
+
+def provenance(runs: list[RunRecord]) -> str:
+    """One paragraph: how many runs, on which weights, from which code and library versions, on which devices."""
+    def counted(values: list[Any]) -> str:
+        return ", ".join(f"{v} ({n})" if len(values) > 1 else str(v) for v, n in Counter(values).most_common())
+
+    finished = sorted(r.finished_at for r in runs if r.finished_at)
+    span = f"{finished[0]:%Y-%m-%d %H:%M} to {finished[-1]:%Y-%m-%d %H:%M} UTC" if finished else "–"
+    items = {
+        "runs": f"{len(runs)} finished phase-2 runs; methods: {counted([r.method for r in runs])}",
+        "weights": counted([weights_key(r) for r in runs]),
+        "git commit": counted([(r.git_commit or "unknown")[:10] for r in runs]),
+        "versions": counted([" ".join(f"{k} {v}" for k, v in sorted(r.versions.items()) if v) or "unknown"
+                             for r in runs]),
+        "devices": counted([r.device or "unknown" for r in runs]),
+        "finished": span,
+    }
+    rows = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in items.items())
+    return f'<div class="provenance"><b>Provenance</b><ul>{rows}</ul></div>'
+
+
+def _has_measured(data: TableData) -> bool:
+    """Whether the table shows any measured number: a "measured" row, or a value in a "measured ..." column (the
+    parameter counts print counted and paper values even without runs)."""
+    frame = data.frame
+    if frame.empty:
+        return False
+    if "source" in frame.columns:
+        return bool((frame["source"] == "measured").any())
+    measured = [c for c in frame.columns if str(c).startswith("measured")]
+    return not measured or bool(frame[measured].notna().any().any())
+
+
+def table_sections(store: Store) -> list[Section]:
+    sections = []
+    for name in table_names():
+        runs = table_runs(store, name)
+        if not runs or (name == "ablations" and all(r.method in ("baseline", "pace") for r in runs)):
+            continue  # no runs; or only baseline and PACE, which the summary shows: Table 6 is about the ablations
+        try:
+            data = gather(name, store)
+        except PacebenchError:
+            continue
+        if _has_measured(data):
+            sections.append(Section(f"table-{name}", data.title, to_html(data) + provenance(runs)))
+    return sections
+
+
+def figure_sections(store: Store) -> list[Section]:
+    runs = store.runs(status="done")
+    datas = {data_label(r): r for r in runs}
+    sections: list[Section] = []
+    seen: set[str] = set()
+    for name in FIGURES.names():
+        for label, run in sorted(datas.items()):
+            filters: dict[str, Any] = {"suite": run.suite, "dataset": run.dataset}
+            if name != "sensitivity":  # Fig. 6 spans the shots of one dataset
+                filters["options"] = dict(run.data_options) or None
+            try:
+                frame = gather_figure(name, store, **filters)
+            except PacebenchError:
+                continue
+            title = title_of(name, frame)
+            if title in seen:
+                continue
+            seen.add(title)
+            png = base64.b64encode(render_figure(name, frame)).decode()
+            body = (f'<figure><img alt="{escape(title)}" src="data:image/png;base64,{png}">'
+                    "<figcaption>Lines: mean over seeds; bands: min to max over seeds. Made by `pacebench plot "
+                    f"{escape(name)} --suite {escape(run.suite)} --dataset {escape(run.dataset)}`.</figcaption>"
+                    "</figure>")
+            sections.append(Section(f"figure-{name}-{len(sections)}", f"{FIGURES.get(name).title}: {label}", body))
+    return sections
+
+
+def build_page(store: Store) -> str:
+    """The whole report as one HTML string."""
+    tables, figures = table_sections(store), figure_sections(store)
+    if not tables and not figures:
+        raise PacebenchError(f"{store.url} holds no finished runs to report; run `pacebench run demo` first")
+
+    def toc(items: list[Section]) -> str:
+        return "".join(f'<li><a href="#{s.anchor}">{escape(s.heading)}</a></li>' for s in items) or "<li>none</li>"
+
+    body = "".join(f'<section id="{s.anchor}"><h2>{escape(s.heading)}</h2>{s.body}</section>'
+                   for s in [*tables, *figures])
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>pacebench report</title>'
+            f"<style>{STYLE}</style></head><body>\n<h1>pacebench report</h1>"
+            f'<p class="meta">{escape(store.url)}, made {now}. Measured rows in black; the paper\'s numbers in grey '
+            "italics beside them. Every number comes from the runs in this database.</p>"
+            f"<nav><h3>Tables</h3><ul>{toc(tables)}</ul><h3>Figures</h3><ul>{toc(figures)}</ul></nav>\n"
+            f"{body}\n</body></html>\n")
