@@ -157,6 +157,13 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     """Trains `spec` and returns its final metrics; `on_epoch` receives every epoch's record (the store writes it)."""
     from timm.scheduler import CosineLRScheduler
 
+    from pacebench.text.tasks import TASKS
+
+    if load_suite(spec.suite).reader in TASKS:  # a text suite: same methods and records, its own loop
+        from pacebench.text.train import train_text
+
+        return train_text(spec, env, on_epoch, setup_info)
+
     generator = seed_everything(spec.seed)
     splits = load_splits(spec, env.data_root)
     model, method, _ = build_model(spec, splits.num_classes, env.weights)

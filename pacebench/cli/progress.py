@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pacebench.scheduler import Hooks, Outcome
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "–" if value is None else f"{value:{spec}}"
 
 
 class RichHooks(Hooks):
@@ -41,7 +41,7 @@ class RichHooks(Hooks):
                                                info="")
 
     def epoch_done(self, spec: Any, epoch: int, record: Any) -> None:
-        info = f"loss {record.loss:.3f} train {_fmt(record.train_acc)}"
+        info = f"loss {_fmt(record.loss, '.3f')} train {_fmt(record.train_acc)}"
         if record.evals:
             info += " " + " ".join(f"{k} {v:.2f}" for k, v in record.evals.items())
         self.progress.update(self.run_task, completed=epoch + 1, info=info)

@@ -31,13 +31,15 @@ class Source:
     """One split as it lies on disk. `path` (a list file or a folder) defines it and is named in every error;
     `read` lists its (image path, label) items, raising `DataError` for a missing file, a malformed line or a label
     out of range. `size` is the size the protocol fixes (VTAB train800: 800), `subset` marks an evaluation set scored
-    only on the classes it contains (ImageNet-A and -R)."""
+    only on the classes it contains (ImageNet-A and -R). A text source (`images=False`) is one data file whose items
+    all name that file: reading it is the whole check."""
 
     name: str
     path: Path
     read: Callable[[], list[Item]]
     size: int | None = None
     subset: bool = False
+    images: bool = True
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ def find_problems(sources: Iterable[Source], full: bool = False,
         if sizes and src.size is not None and len(items) != src.size:
             problems.append(f"{src.path} lists {len(items)} images, the protocol needs exactly {src.size}; "
                             "use the benchmark's original split files")
+        if not src.images:
+            continue
         paths = list(dict.fromkeys(path for path, _ in items))  # VTAB's train800val200 repeats train800's files
         missing = [f"missing image {path} listed in {src.path}" for path in paths if not path.is_file()]
         problems += _capped(missing, "missing images", src.path)

@@ -77,11 +77,13 @@ class Method:
     parts: ClassVar[tuple[str, ...]] = ("ce",)
     needs_index: ClassVar[bool] = False  # True: loss() uses the sample indices (pace_fast)
     shares_drop_path: ClassVar[bool] = True  # PACE variants share DropPath masks between copies; baseline does not
+    trains: ClassVar[bool] = True  # False: the model is only evaluated (the untuned "Pre-trained" row of GSM-8K)
 
     def __init__(self, config: MethodConfig) -> None:
         self.cfg = config
         self.steps = 0
         self.autocast: Callable[[], AbstractContextManager[Any]] = nullcontext
+        self.objective = CLASSIFICATION  # text tasks swap in their own (pacebench/text/tasks.py)
 
     @classmethod
     def make_config(cls, values: dict[str, Any]) -> MethodConfig:
@@ -128,6 +130,24 @@ class Method:
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), y)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The task's terms that a method combines: `loss(outputs, y)`, the supervised loss, and `distance(a, b, y)`,
+    the squared L2 distance between two outputs of the same samples that consistency terms use (`y` may only mask,
+    e.g. to a language model's answer tokens). Methods that take `self.objective` work on every task; the others
+    (the Table-6 ablations) are image-classification only."""
+
+    loss: Callable[[Tensor, Tensor], Tensor]
+    distance: Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def _logit_distance(a: Tensor, b: Tensor, y: Tensor) -> Tensor:
+    return consistency(a, b)
+
+
+CLASSIFICATION = Objective(cross_entropy, _logit_distance)
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pacebench.methods.base import Method, StepOutput, cross_entropy, register
+from pacebench.methods.base import Method, StepOutput, register
 
 
 @register
@@ -15,5 +15,5 @@ class Baseline(Method):
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
         logits = model(x)
-        ce = cross_entropy(logits, y)
+        ce = self.objective.loss(logits, y)
         return StepOutput(ce, logits, {"ce": ce})

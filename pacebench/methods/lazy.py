@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from pacebench.methods.base import StepOutput, cross_entropy, register
+from pacebench.methods.base import StepOutput, register
 from pacebench.methods.pace import Pace, PaceConfig
 
 
@@ -37,5 +37,5 @@ class PaceLazy(Pace):
             half = max(1, x.shape[0] // 2)
             return self.pace_loss(model, x[:half], y[:half])
         logits = model(x)
-        ce = cross_entropy(logits, y)
+        ce = self.objective.loss(logits, y)
         return StepOutput(ce, logits, {"ce": ce, "consistency": ce.new_zeros(())})

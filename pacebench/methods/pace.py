@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from pacebench.droppath import copies
-from pacebench.methods.base import Method, MethodConfig, SetupInfo, StepOutput, consistency, cross_entropy, register
+from pacebench.methods.base import Method, MethodConfig, SetupInfo, StepOutput, register
 from pacebench.noise import SCHEDULES, apply_noise
 
 
@@ -68,7 +68,7 @@ class Pace(NoisyMethod):
     def pace_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
         with copies(model, 2):
             logits1, logits2 = split_copies(model(torch.cat([x, x])), 2)
-        ce, cons = cross_entropy(logits1, y), consistency(logits1, logits2)
+        ce, cons = self.objective.loss(logits1, y), self.objective.distance(logits1, logits2, y)
         return StepOutput(ce + self.cfg.lam * cons, logits1, {"ce": ce, "consistency": cons})  # type: ignore[attr-defined]
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:

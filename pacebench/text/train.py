@@ -1,0 +1,169 @@
+"""One text run, start to finish: local model folder + peft LoRA, method, AdamW + linear schedule, evaluation.
+
+The loop follows the LoRA paper's GLUE recipe (HF Trainer): AdamW, linear warm-up over `warmup_ratio` of all steps
+then linear decay to zero, stepped every batch, no gradient clipping, the last batch of an epoch kept. Everything
+else is the image loop's: the same methods (`method.step`), the same per-epoch record (loss and its parts, train
+accuracy where the task has one, gradient norm mean and max over steps), evaluation every `eval_every` epochs and at
+the end on merged weights, the last evaluation reported, and the FP-distance (paper Eq. 5) on the task outputs of a
+fixed subset of the training set (its first FP_SAMPLES examples; the full set would cost a second epoch on QNLI).
+A method with `trains = False` ("pretrained") is only evaluated: one record at epoch 0, no training numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pacebench.data.check import data_options, dataset_root
+from pacebench.errors import UsageError
+from pacebench.methods import METHODS, SetupInfo
+from pacebench.spec import RunSpec
+from pacebench.store import EpochRecord
+from pacebench.suites import load_suite
+from pacebench.train import EpochStats, autocast_for, seed_everything
+from pacebench.text import models
+from pacebench.text.tasks import TASKS, Items, TextTask, collate
+
+FP_SAMPLES = 256
+
+
+class TaskStats(EpochStats):
+    """EpochStats with the task's own notion of a correct prediction (answer tokens for GSM-8K, none for STS-B)."""
+
+    def __init__(self, device: torch.device, task: TextTask) -> None:
+        super().__init__(device)
+        self.task, self.has_accuracy = task, True
+
+    def add(self, loss: Tensor, parts: dict[str, Tensor], logits: Tensor, y: Tensor, gn: Tensor | None) -> None:
+        super().add(loss, parts, logits[:0], y[:0], gn)  # loss, parts, grad norm; hits are counted below
+        hits = self.task.hits(logits.detach(), y[: logits.shape[0]])
+        if hits is None:
+            self.has_accuracy = False
+            return
+        correct, count = hits
+        self.correct += correct
+        self.seen += count
+
+    def finish(self) -> dict[str, Any]:
+        row = super().finish()
+        return row if self.has_accuracy else {**row, "train_acc": None}
+
+
+def model_folder(spec: RunSpec, weights: Path | None) -> Path:
+    from pacebench import backbones
+
+    folder = backbones.resolve(spec.backbone, weights).weights
+    if folder is None or not folder.is_dir():
+        raise UsageError(f"backbone {spec.backbone} is not a model folder; text suites take a Hugging Face folder "
+                         "(--weights DIR, or roberta_base / phi3_mini_4k_instruct under the weights folder)")
+    return folder
+
+
+@torch.no_grad()
+def fp_distance(model: models.TextModel, task: TextTask, data: torch.utils.data.DataLoader, device: torch.device,
+                autocast: Callable[[], Any]) -> float:
+    """Paper Eq. 5 on the task outputs, in eval mode: the objective's distance between the merged model and the
+    pre-trained one (LoRA off, task head kept), averaged over samples (GSM-8K: over answer tokens)."""
+    model.eval()
+    distance = task.objective().distance
+    total, count = 0.0, 0
+    with autocast():
+        for x, y, _ in data:
+            x, y = x.to(device), y.to(device)
+            with model.merged():
+                tuned = model(x)
+            with model.pretrained():
+                before = model(x)
+            n = task.units(y)
+            total += float(distance(tuned, before, y)) * n
+            count += n
+    return total / max(count, 1)
+
+
+def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], None],
+               setup_info: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Trains `spec` on its text suite and returns its final metrics (see the module docstring)."""
+    suite = load_suite(spec.suite)
+    ds = suite.dataset(spec.dataset)
+    options = data_options(ds, spec.data_options)
+    task = TASKS.get(suite.reader)(ds.name, ds.classes, options)
+    if spec.method not in task.methods:
+        raise UsageError(f"method {spec.method} does not run on suite {suite.name}; choose from "
+                         f"{', '.join(task.methods)}")
+    generator = seed_everything(spec.seed)
+    splits = task.splits(dataset_root(suite, ds, env.data_root), spec.phase)
+    folder = model_folder(spec, env.weights)
+    tokenizer = models.load_tokenizer(folder)
+    t = spec.train
+    model = models.build(folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha, task.num_labels())
+    model.to(env.device)
+    cls = METHODS.get(spec.method)
+    method = cls(cls.make_config(spec.method_config))
+    method.objective = task.objective()
+    method.autocast = autocast_for(t.precision, env.device)
+    facts = method.setup(model, SetupInfo(len(splits.train), task.num_labels()))
+    if setup_info:
+        setup_info({**model.parameter_counts(), **facts})
+    train_items = task.encode(splits.train, tokenizer)
+    batches = collate(tokenizer.pad_token_id, task.label_dtype())
+    train_data = torch.utils.data.DataLoader(Items(train_items), batch_size=t.batch_size, shuffle=True,
+                                             generator=generator, collate_fn=batches)
+    fp_data = torch.utils.data.DataLoader(Items(train_items[:FP_SAMPLES]), batch_size=t.eval_batch_size,
+                                          collate_fn=batches)
+
+    def evaluate() -> tuple[dict[str, float], float]:
+        evals = {name: task.score(model, examples, tokenizer, t.eval_batch_size, env.device, method.autocast)
+                 for name, examples in splits.evals.items()}
+        return evals, fp_distance(model, task, fp_data, env.device, method.autocast)
+
+    if not cls.trains:
+        start = time.perf_counter()
+        evals, fp = evaluate()
+        on_epoch(0, EpochRecord(epoch=0, val_acc=evals.get("val"), test_acc=evals.get(task.reported), evals=evals,
+                                fp_distance=fp, wall_time=time.perf_counter() - start))
+        return _final(task, evals, fp, None, 0)
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    total_steps = t.epochs * len(train_data)
+    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(task.settings.warmup_ratio * total_steps),
+                                               total_steps)
+    final: dict[str, Any] = {}
+    for epoch in range(t.epochs):
+        start = time.perf_counter()
+        model.train()
+        stats = TaskStats(env.device, task)
+        for x, y, idx in train_data:
+            batch = (x.to(env.device), y.to(env.device), idx.to(env.device))
+            out = method.step(model, batch, optimizer, params)
+            schedule.step()
+            stats.add(out.loss, out.parts, out.logits, batch[1], out.grad_norm)
+        row = stats.finish()
+        if not math.isfinite(row["loss"]):
+            raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
+        evals: dict[str, float] = {}
+        fp = None
+        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
+            evals, fp = evaluate()
+            final = _final(task, evals, fp, row["train_acc"], epoch)
+        on_epoch(epoch, EpochRecord(
+            epoch=epoch, lr=optimizer.param_groups[0]["lr"], loss=row["loss"], parts=row["parts"],
+            train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=evals.get(task.reported), evals=evals,
+            grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
+            wall_time=time.perf_counter() - start))
+    return final
+
+
+def _final(task: TextTask, evals: dict[str, float], fp: float, train_acc: float | None, epoch: int) -> dict[str, Any]:
+    """The run's metrics: `test_acc` holds the reported split's score (GLUE dev, GSM-8K test) whatever its metric,
+    so the shared tools (runs list, tables, figures) read text runs like image runs; `metric` names it."""
+    metric = getattr(getattr(task, "task", None), "metric", "exact_match")
+    return {"train_acc": train_acc, "evals": evals, "fp_distance": fp, "epoch": epoch, "metric": metric,
+            "val_acc": evals.get("val"), "test_acc": evals.get(task.reported)}
