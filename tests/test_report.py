@@ -89,7 +89,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def test_table_names_and_aliases():
-    assert table_names() == ["vtab", "fgvc", "domain", "fewshot", "demo", "ablations"]
+    assert table_names() == ["vtab", "fgvc", "domain", "fewshot", "demo", "ablations", "glue", "gsm8k"]
     for alias, name in [("1", "vtab"), ("table1", "vtab"), ("2", "fewshot"), ("3", "fgvc"), ("4", "domain"),
                         ("6", "ablations"), ("demo", "demo")]:
         assert TABLES.get(alias).name == name

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-WORDS = ("the cat dog sat ran on a mat big small red blue house car tree who what is not was there here "
-         "many how much does cost each apples pens books sells buys").split()
+WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "big", "small", "red", "blue", "house", "car", "tree",
+         "who", "what", "is", "not", "was", "there", "here", "many", "how", "much", "does", "cost", "each", "apples",
+         "pens", "books", "sells", "buys"]
 CHAT = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
         "{% if add_generation_prompt %}<|assistant|> {% endif %}")
 

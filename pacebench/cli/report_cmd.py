@@ -15,8 +15,8 @@ FORMATS = ("rich", "md", "latex", "csv")
 def register(app: typer.Typer) -> None:
     @app.command()
     def report(
-        table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, glue, gsm8k, "
-                                           "6/ablations.")] = "demo",
+        table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, "
+                                           "6/ablations, glue, gsm8k.")] = "demo",
         fmt: Annotated[str, typer.Option("--format", "-f", help="rich | md | latex | csv")] = "rich",
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
         = None,

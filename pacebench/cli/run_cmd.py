@@ -117,7 +117,8 @@ def execute_plan(specs: list[Any], db: str | None, env: Any, origin: str = "dire
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
-        suite: Annotated[str, typer.Argument(help="Suite: demo, vtab, fewshot, fgvc, domain, glue, gsm8k (`pacebench suites`).")],
+        suite: Annotated[str, typer.Argument(help="Suite: demo, vtab, fewshot, fgvc, domain, glue, gsm8k "
+                                             "(`pacebench suites`).")],
         datasets: Datasets = None,
         methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods.")] = "baseline,pace",
         seeds: Seeds = "0",

@@ -106,7 +106,8 @@ def _tsv_rows(path: Path, task: GlueTask) -> list[Example]:
     for number, row in enumerate(body, start=2 if task.header else 1):
         if len(row) < width:
             raise DataError(f"{path} line {number}: {len(row)} tab-separated fields, expected at least {width}")
-        examples.append(Example(tuple(row[c] for c in text_cols), _label(task, row[label_col], f"{path} line {number}")))
+        label = _label(task, row[label_col], f"{path} line {number}")
+        examples.append(Example(tuple(row[c] for c in text_cols), label))
     return examples
 
 
@@ -117,10 +118,10 @@ def _parquet_rows(path: Path, task: GlueTask) -> list[Example]:
         frame = pd.read_parquet(path, columns=[*task.text, "label"])
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise DataError(f"cannot read {path}: {str(exc).splitlines()[0]} (needs pyarrow: pip install "
-                        "'pacebench[text]'; columns {', '.join([*task.text, 'label'])})") from None
-    texts = list(zip(*(frame[c].astype(str) for c in task.text), strict=True))
-    return [Example(tuple(t), _label(task, v, f"{path} row {i}")) for i, (t, v) in enumerate(zip(texts, frame["label"],
-                                                                                              strict=True))]
+                        f"'pacebench[text]'; columns {', '.join([*task.text, 'label'])})") from None
+    texts = zip(*(frame[c].astype(str) for c in task.text), strict=True)
+    labels = frame["label"].tolist()
+    return [Example(tuple(t), _label(task, labels[i], f"{path} row {i}")) for i, t in enumerate(texts)]
 
 
 def _label(task: GlueTask, raw: Any, where: str) -> Any:
@@ -265,5 +266,6 @@ def glue_dataset(options: Mapping[str, Any], root: Path) -> str:
     """The GLUE task a folder holds: the suite passes it as the fixed data option `task`."""
     task = options.get("task")
     if task is None:
-        raise DataError(f"{root}: the suite's dataset needs data = {{ task = \"rte\" }} (one of {', '.join(GLUE_TASKS)})")
+        raise DataError(f"{root}: the suite's dataset needs data = {{ task = \"rte\" }} "
+                        f"(one of {', '.join(GLUE_TASKS)})")
     return str(task)

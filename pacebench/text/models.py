@@ -15,6 +15,7 @@ tricks (`torch.cat([x, x])` for PACE's two copies, `x[:half]` for the lazy varia
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -39,6 +40,15 @@ def lora_targets(adapter: str) -> list[str]:
         raise UsageError(f"text suites take adapter=lora:MODULE,MODULE (e.g. --train adapter=lora:query,value), "
                          f"got {adapter!r}")
     return names
+
+
+def require_text_extra() -> None:
+    """A clear error instead of an ImportError deep inside a run when the optional extra is absent."""
+    import importlib.util
+
+    missing = [name for name in ("transformers", "peft", "tokenizers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"the text suites need {', '.join(missing)}: pip install 'pacebench[text]'")
 
 
 def _quiet_transformers() -> None:
@@ -102,7 +112,9 @@ def add_lora(model: nn.Module, kind: str, targets: list[str], rank: int, alpha: 
     config = LoraConfig(task_type=TaskType.SEQ_CLS if kind == "classify" else TaskType.CAUSAL_LM, r=rank,
                         lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, bias="none")
     try:
-        net = get_peft_model(model, config)
+        with warnings.catch_warnings():  # peft calls a transformers helper that transformers has deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            net = get_peft_model(model, config)
     except ValueError as exc:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise UsageError(f"cannot put LoRA on {targets} ({str(exc).splitlines()[0][:120]}); this model's linear "

@@ -26,9 +26,9 @@ from pacebench.methods import METHODS, SetupInfo
 from pacebench.spec import RunSpec
 from pacebench.store import EpochRecord
 from pacebench.suites import load_suite
-from pacebench.train import EpochStats, autocast_for, seed_everything
 from pacebench.text import models
 from pacebench.text.tasks import TASKS, Items, TextTask, collate
+from pacebench.train import EpochStats, autocast_for, seed_everything
 
 FP_SAMPLES = 256
 
@@ -96,6 +96,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     if spec.method not in task.methods:
         raise UsageError(f"method {spec.method} does not run on suite {suite.name}; choose from "
                          f"{', '.join(task.methods)}")
+    models.require_text_extra()
     generator = seed_everything(spec.seed)
     splits = task.splits(dataset_root(suite, ds, env.data_root), spec.phase)
     folder = model_folder(spec, env.weights)
