@@ -16,8 +16,10 @@ from pacebench.errors import UsageError
 
 Phase = Literal["tune", "final"]
 PHASES: dict[str, str] = {
-    "tune": "phase 1: train on the train split (VTAB train800), score on the validation split (val200)",
-    "final": "phase 2: train on train+val (VTAB train800val200), score on the test split",
+    "tune": "phase 1: train on the train split (VTAB train800), score on the validation split (val200; text suites: "
+            "a fixed 10% held out of train)",
+    "final": "phase 2: train on train+val (VTAB train800val200), score on the test split (text suites: train -> "
+             "GLUE dev, GSM-8K test)",
 }
 
 

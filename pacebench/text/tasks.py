@@ -283,7 +283,9 @@ class Gsm8k(TextTask):
         return int((y != IGNORE).sum())
 
     def _prompt_ids(self, prompt: str, tokenizer: Any) -> list[int]:
-        return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        """The prompt's tokens with the tokenizer's BOS, unless the chat template already wrote it."""
+        written = bool(tokenizer.bos_token) and prompt.startswith(tokenizer.bos_token)
+        return list(tokenizer(prompt, add_special_tokens=not written)["input_ids"])
 
     def encode(self, examples: list[Example], tokenizer: Any) -> list[Item]:
         """prompt + answer + EOS, cut to max_seq_len; labels IGNORE on the prompt, so only answers are learnt."""
@@ -291,7 +293,9 @@ class Gsm8k(TextTask):
         for e in examples:
             prompt, answer = self.prompt(e.texts[0], e.texts[1], tokenizer)
             p_ids = self._prompt_ids(prompt, tokenizer)
-            a_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+            a_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
+            if not a_ids or a_ids[-1] != tokenizer.eos_token_id:  # some chat templates end the turn with EOS
+                a_ids.append(tokenizer.eos_token_id)
             ids = (p_ids + a_ids)[: self.settings.max_seq_len]
             if len(p_ids) >= len(ids):
                 raise DataError(f"a GSM-8K prompt fills max_seq_len={self.settings.max_seq_len} tokens; raise it")
