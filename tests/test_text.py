@@ -336,3 +336,52 @@ def test_pretrained_never_trains_an_image_model(make_vit):
     with pytest.raises(UsageError, match="trains nothing"):
         cls(cls.make_config({})).loss(make_vit(), torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long),
                                       torch.zeros(1, dtype=torch.long))
+
+
+def test_gsm8k_learns_only_the_answer_and_scores_the_final_number(world):
+    from contextlib import nullcontext
+
+    from pacebench.text import models
+    from pacebench.text.tasks import IGNORE, Gsm8k, pad
+
+    tok = models.load_tokenizer(world["phi3"])
+    task = Gsm8k("gsm8k", 0, {"prompt": "chat"})
+    example = tdata.read_gsm8k(world["data"] / "gsm8k/train.jsonl")[0]
+    [(ids, labels)] = task.encode([example], tok)
+    prompt = tok.apply_chat_template([{"role": "user", "content": example.texts[0]}], add_generation_prompt=True,
+                                     tokenize=False)
+    n_prompt = len(tok(prompt)["input_ids"])
+    assert labels[:n_prompt] == [IGNORE] * n_prompt and IGNORE not in labels[n_prompt:]
+    assert labels[n_prompt:] == ids[n_prompt:] and ids[-1] == tok.eos_token_id
+    assert example.texts[1].split()[-1] in tok.decode(ids[n_prompt:])  # the worked answer, '#### N' included
+
+    problems = tdata.read_gsm8k(world["data"] / "gsm8k/test.jsonl")
+
+    class Oracle:  # "generates" each problem's worked answer, then a next question (ignored after the '####')
+        def eval(self) -> Oracle:
+            return self
+
+        def merged(self) -> nullcontext:
+            return nullcontext()
+
+        def generate(self, ids, mask, max_new_tokens, pad_id, eos):
+            texts = [e.texts[1] + "\nQuestion: 999" for e in problems]
+            return pad([tok(t, add_special_tokens=False)["input_ids"] for t in texts], pad_id)
+
+    assert task.score(Oracle(), problems, tok, 8, torch.device("cpu"), nullcontext) == 100.0
+    wrong = [tdata.Example(e.texts, str(int(e.label) + 1)) for e in problems]
+    assert task.score(Oracle(), wrong, tok, 8, torch.device("cpu"), nullcontext) == 0.0
+
+
+def test_text_tune_scores_phase_one_on_held_out_train(world, tmp_path):
+    db = f"sqlite:///{tmp_path}/tune.db"
+    result = invoke("tune", "glue", "--datasets", "rte", "--grid", "lam=0.5,1", "--seeds", "0", "--tune-seeds", "0",
+                    "--weights", str(world["roberta"]), *FAST, "--db", db, "--data-root", str(world["data"]))
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(f"{tmp_path}/tune.db") as con:
+        rows = con.execute("select phase, metrics from runs where status = 'done'").fetchall()
+    phases = sorted(p for p, _ in rows)
+    assert phases == ["final", "tune", "tune"]
+    for phase, metrics in rows:
+        evals = json.loads(metrics)["evals"]
+        assert list(evals) == (["val"] if phase == "tune" else ["dev"])

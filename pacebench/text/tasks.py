@@ -322,5 +322,5 @@ class Gsm8k(TextTask):
 
 def _generation_eos(model: Any) -> list[int]:
     """The model's own end-of-turn ids (Phi-3 ends a reply with <|end|>, not the tokenizer's EOS)."""
-    ids = getattr(getattr(model.net, "generation_config", None), "eos_token_id", None)
+    ids = getattr(getattr(getattr(model, "net", None), "generation_config", None), "eos_token_id", None)
     return [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
