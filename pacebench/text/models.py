@@ -126,7 +126,7 @@ def add_lora(model: nn.Module, kind: str, targets: list[str], rank: int, alpha: 
         if block is None:
             raise UsageError(f"LoRA layer {name} is not inside a numbered block; choose targets inside the blocks")
         holder = BranchNoise(int(block.group(1)))
-        layer.add_module("pace_noise", holder)
+        nn.Module.add_module(layer, "pace_noise", holder)  # peft types LoraLayer as a mixin; it is a Module
         for branch in layer.lora_B.values():
             branch.register_forward_hook(partial(_noisy_output, holder))
     return net

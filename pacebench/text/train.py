@@ -125,10 +125,10 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
 
     if not cls.trains:
         start = time.perf_counter()
-        evals, fp = evaluate()
-        on_epoch(0, EpochRecord(epoch=0, val_acc=evals.get("val"), test_acc=evals.get(task.reported), evals=evals,
-                                fp_distance=fp, wall_time=time.perf_counter() - start))
-        return _final(task, evals, fp, None, 0)
+        scores, distance = evaluate()
+        on_epoch(0, EpochRecord(epoch=0, val_acc=scores.get("val"), test_acc=scores.get(task.reported),
+                                evals=scores, fp_distance=distance, wall_time=time.perf_counter() - start))
+        return _final(task, scores, distance, None, 0)
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for p in model.parameters() if p.requires_grad]
