@@ -154,7 +154,7 @@ def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = 
             hooks.epoch_done(spec, epoch, rec)
 
         try:
-            metrics = train_run(spec, env, on_epoch, partial(_store_counts, store, record.id))
+            result = train_run(spec, env, on_epoch, partial(_store_counts, store, record.id))
         except KeyboardInterrupt:
             store.fail_run(record.id, "interrupted")
             raise
@@ -166,7 +166,7 @@ def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = 
             outcomes.append(Outcome(spec, store.get_run(record.id), "failed"))  # type: ignore[arg-type]
             hooks.run_finished(outcomes[-1])
             continue
-        store.finish_run(record.id, metrics)
+        store.finish_run(record.id, result.metrics, result.weights)
         outcomes.append(Outcome(spec, store.get_run(record.id), "done"))  # type: ignore[arg-type]
         hooks.run_finished(outcomes[-1])
     return outcomes

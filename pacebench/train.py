@@ -152,9 +152,18 @@ class EpochStats:
                 "parts": {k: v.item() / n for k, v in self.parts.items()}}
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished run: its final metrics and its trained adapter and head tensors (kept with the run)."""
+
+    metrics: dict[str, Any]
+    weights: dict[str, Tensor]
+
+
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
-              | None = None) -> dict[str, Any]:
-    """Trains `spec` and returns its final metrics; `on_epoch` receives every epoch's record (the store writes it)."""
+              | None = None) -> TrainResult:
+    """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
+    (the store writes it)."""
     from timm.scheduler import CosineLRScheduler
 
     from pacebench.text.tasks import TASKS
@@ -210,7 +219,8 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
             wall_time=time.perf_counter() - start,
         )
         on_epoch(epoch, record)
-    return {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
+    metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
+    return TrainResult(metrics, adapters.trainable_state(model))
 
 
 def _test_acc(evals: dict[str, float]) -> float | None:

@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from pacebench.cli import app
+from pacebench.store import Store
 
 runner = CliRunner()
 TINY = ["--epochs", "2", "-t", "batch_size=16", "-t", "eval_every=1", "--device", "cpu", "--seeds", "0"]
@@ -104,8 +105,8 @@ def test_unopenable_database_exits_1(tmp_path):
 
 def test_db_upgrade_and_current(tmp_path):
     db = f"sqlite:///{tmp_path}/new.db"
-    assert "0001_v0_1_0" in invoke("db", "upgrade", db=db).output
-    assert invoke("db", "current", db=db).output.strip() == "0001_v0_1_0"
+    assert "0002_run_weights" in invoke("db", "upgrade", db=db).output
+    assert invoke("db", "current", db=db).output.strip() == "0002_run_weights"
 
 
 def test_tiny_demo_run_end_to_end(tmp_path, results):
@@ -123,6 +124,10 @@ def test_tiny_demo_run_end_to_end(tmp_path, results):
         assert all(v is not None for v in e[2:10]), e
         assert e[6] > 0 and e[7] >= e[6]  # gradient norm: max over steps >= mean
     assert '"consistency"' in epochs[-1][10] and '"ce"' in epochs[-1][10]
+    for run_id, *_ in runs:  # each finished run keeps its trained adapters and head, and nothing frozen
+        weights = Store(db).run_weights(run_id)
+        assert weights and any(".head." in n or n.startswith("head.") for n in weights)
+        assert any("lora" in n for n in weights) and not any(n.endswith("base.weight") for n in weights)
 
     again = invoke("run", "demo", "--methods", "baseline,pace", *TINY, db=db)
     assert again.exit_code == 0 and again.output.count("skipped-done") == 2

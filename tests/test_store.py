@@ -31,7 +31,7 @@ def test_migration_to_head_on_an_empty_file(tmp_path):
     tables = {r[0] for r in sqlite3.connect(path).execute("select name from sqlite_master where type='table'")}
     assert {"runs", "epochs", "alembic_version"} <= tables
     revision = sqlite3.connect(path).execute("select version_num from alembic_version").fetchone()[0]
-    assert revision == "0001_v0_1_0"
+    assert revision == "0002_run_weights"
     Store(f"sqlite:///{path}")  # opening again is a no-op, not a second migration
 
 
@@ -134,3 +134,17 @@ def test_unopenable_database_is_a_clear_error(tmp_path):
 def test_invalid_training_setting():
     with pytest.raises(UsageError, match="epochs"):
         TrainConfig(epochs=0)
+
+
+def test_finished_run_keeps_its_weights_bit_for_bit(store):
+    import torch
+
+    run = store.add_run(spec())
+    weights = {"blocks.0.attn.qkv.lora.down": torch.randn(6, 2), "head.linear.bias": torch.tensor([1.0, math.nan])}
+    assert store.run_weights(run.id) is None
+    store.finish_run(run.id, {"test_acc": 50.0}, weights)
+    back = store.run_weights(run.id)
+    assert back.keys() == weights.keys()
+    for name, tensor in weights.items():
+        assert torch.equal(back[name].nan_to_num(7.0), tensor.nan_to_num(7.0))
+    assert store.delete_runs([run.id]) == 1 and store.run_weights(run.id) is None

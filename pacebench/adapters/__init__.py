@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
 from pacebench.adapters import lora, vpt  # noqa: F401  (registration)
 from pacebench.adapters.base import PARTS, AdaptedLinear, AdapterPart, Noisy, NoisyHead
@@ -91,6 +91,12 @@ def count_parameters(model: nn.Module) -> ParamCount:
     return ParamCount(sum(p.numel() for p in adapter_parameters(model)), sum(p.numel() for p in head_parameters(model)))
 
 
+def trainable_state(model: nn.Module) -> dict[str, Tensor]:
+    """The trained tensors of a run (adapters and head) by their names in the model, detached on the CPU: what a
+    finished run keeps so that it can be evaluated again or exported without the optimizer state."""
+    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
 def merge(model: nn.Module) -> None:
     for layer in adapted_layers(model):
         layer.merge()
@@ -127,5 +133,5 @@ def disabled(model: nn.Module) -> Iterator[nn.Module]:
 __all__ = [
     "DESCRIPTIONS", "KINDS", "AdaptedLinear", "Layout", "NoisyHead", "ParamCount", "adapted_layers",
     "adapter_parameters", "count_parameters", "disabled", "head_parameters", "inject", "merge", "merged",
-    "noisy_layers", "parse_kind", "unmerge",
+    "noisy_layers", "parse_kind", "trainable_state", "unmerge",
 ]

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.spec import RunSpec
-from pacebench.store.models import EpochRow, RunRow
+from pacebench.store.models import EpochRow, RunRow, RunWeightsRow
 from pacebench.store.records import EpochRecord, RunRecord
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -81,6 +81,19 @@ def _make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(parsed, pool_pre_ping=True)
+
+
+def _encode_tensors(tensors: dict[str, Any]) -> bytes:
+    """safetensors bytes: no pickle, so reading weights back can never run code."""
+    from safetensors.torch import save
+
+    return save({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
+
+
+def _decode_tensors(data: bytes) -> dict[str, Any]:
+    from safetensors.torch import load
+
+    return load(data)
 
 
 def _record(row: RunRow) -> RunRecord:
@@ -188,9 +201,22 @@ class Store:
     def heartbeat(self, run_id: int) -> None:
         self.update_run(run_id, heartbeat_at=utcnow())
 
-    def finish_run(self, run_id: int, metrics: dict[str, Any]) -> None:
+    def finish_run(self, run_id: int, metrics: dict[str, Any], weights: dict[str, Any] | None = None) -> None:
+        """Marks the run done; `weights` (its trained adapter and head tensors) are stored in the same transaction,
+        so a done run always has its weights when it was given any."""
         now = utcnow()
-        self.update_run(run_id, status="done", metrics=metrics, finished_at=now, heartbeat_at=now, error=None)
+        with self.session() as s:
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(
+                status="done", metrics=metrics, finished_at=now, heartbeat_at=now, error=None))
+            if weights is not None:
+                s.execute(delete(RunWeightsRow).where(RunWeightsRow.run_id == run_id))
+                s.add(RunWeightsRow(run_id=run_id, data=_encode_tensors(weights), created_at=now))
+
+    def run_weights(self, run_id: int) -> dict[str, Any] | None:
+        """The trained adapter and head tensors of a finished run (CPU tensors by name), or None if none were kept."""
+        with self.session() as s:
+            data = s.scalars(select(RunWeightsRow.data).where(RunWeightsRow.run_id == run_id)).one_or_none()
+        return None if data is None else _decode_tensors(data)
 
     def fail_run(self, run_id: int, error: str) -> None:
         self.update_run(run_id, status="failed", error=error, finished_at=utcnow())
@@ -202,6 +228,7 @@ class Store:
         with self.session() as s:
             ids = list(ids)
             s.execute(delete(EpochRow).where(EpochRow.run_id.in_(ids)))
+            s.execute(delete(RunWeightsRow).where(RunWeightsRow.run_id.in_(ids)))
             return s.execute(delete(RunRow).where(RunRow.id.in_(ids))).rowcount  # type: ignore[attr-defined]
 
     # ---- epochs -----------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """SQLAlchemy 2.0 tables. Callers never see these classes: the store API returns plain records.
 
-`runs` holds one row per run key with its full spec, status and provenance; `epochs` one row per (run, epoch).
+`runs` holds one row per run key with its full spec, status and provenance; `epochs` one row per (run, epoch);
+`run_weights` the trained adapter and head weights of a finished run (safetensors bytes, a few MB), so a finished
+model can be evaluated again or exported without retraining.
 The schema is owned by the Alembic revisions in migrations/; change both together.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pacebench.store.types import SafeFloat, SafeJSON
@@ -71,3 +73,11 @@ class EpochRow(Base):
     grad_norm_max: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
     fp_distance: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
     wall_time: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+
+
+class RunWeightsRow(Base):
+    __tablename__ = "run_weights"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
