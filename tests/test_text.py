@@ -272,6 +272,12 @@ def test_glue_and_gsm8k_run_end_to_end_and_report_beside_the_slides(world, tmp_p
         assert fp is not None and test is not None
     pretrained = next(r for r in runs if r[3] == "pretrained")
     assert json.loads(pretrained[5])["fp_distance"] == 0.0  # nothing was trained
+    from pacebench.store import Store
+
+    store = Store(f"sqlite:///{world['db']}")
+    kept = store.run_weights(next(r[0] for r in runs if r[1:4] == ("glue", "stsb", "pace")))
+    assert any("lora_A" in k for k in kept) and any("classifier" in k for k in kept)  # LoRA and the task head
+    assert not store.run_weights(pretrained[0])
     glue = invoke("report", "--table", "glue", "--format", "md", "--db", f"sqlite:///{world['db']}")
     assert glue.exit_code == 0, glue.output
     assert "| 63.40 |" in glue.output and "| 66.20 |" in glue.output and "measured" in glue.output

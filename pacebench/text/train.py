@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pacebench.adapters import trainable_state
 from pacebench.data.check import data_options, dataset_root
 from pacebench.errors import UsageError
 from pacebench.methods import METHODS, SetupInfo
@@ -28,7 +29,7 @@ from pacebench.store import EpochRecord
 from pacebench.suites import load_suite
 from pacebench.text import models
 from pacebench.text.tasks import TASKS, Items, TextTask, collate
-from pacebench.train import EpochStats, autocast_for, seed_everything
+from pacebench.train import EpochStats, TrainResult, autocast_for, seed_everything
 
 FP_SAMPLES = 256
 
@@ -87,8 +88,9 @@ def fp_distance(model: models.TextModel, task: TextTask, data: torch.utils.data.
 
 
 def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], None],
-               setup_info: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Trains `spec` on its text suite and returns its final metrics (see the module docstring)."""
+               setup_info: Callable[[dict], None] | None = None) -> TrainResult:
+    """Trains `spec` on its text suite; returns its final metrics and trained tensors (LoRA and task head; none for
+    a method that trains nothing)."""
     suite = load_suite(spec.suite)
     ds = suite.dataset(spec.dataset)
     options = data_options(ds, spec.data_options)
@@ -128,7 +130,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
         scores, distance = evaluate()
         on_epoch(0, EpochRecord(epoch=0, val_acc=scores.get("val"), test_acc=scores.get(task.reported),
                                 evals=scores, fp_distance=distance, wall_time=time.perf_counter() - start))
-        return _final(task, scores, distance, None, 0)
+        return TrainResult(_final(task, scores, distance, None, 0), {})
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -159,7 +161,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
             train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=evals.get(task.reported), evals=evals,
             grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
             wall_time=time.perf_counter() - start))
-    return final
+    return TrainResult(final, trainable_state(model))
 
 
 def _final(task: TextTask, evals: dict[str, float], fp: float, train_acc: float | None, epoch: int) -> dict[str, Any]:
