@@ -221,6 +221,17 @@ def test_token_objective_scores_only_answer_tokens():
     assert GENERATION.loss(a, y) == pytest.approx(float(ce), rel=1e-6)
 
 
+def test_text_options_are_checked():
+    from pacebench.text.tasks import Glue, Settings
+
+    assert Settings.of({"task": "rte", "lora_alpha": 16, "max_seq_len": 128}) == Settings(max_seq_len=128,
+                                                                                          lora_alpha=16.0)
+    with pytest.raises(UsageError, match="unknown text option 'max_seq_length'"):
+        Glue("rte", 2, {"task": "rte", "max_seq_length": [128]})
+    with pytest.raises(UsageError, match="invalid text settings"):
+        Settings.of({"warmup_ratio": 1.5})
+
+
 def test_stsb_uses_mse_and_the_score_difference():
     from pacebench.text.tasks import Glue
 

@@ -28,7 +28,7 @@ def glue_table(store: Store, suite: str | None = None, dataset: str | None = Non
     s = load_suite(suite or "glue")
     notes = ["cells: mean over seeds of the last dev evaluation; CoLA: Matthews correlation, STS-B: Pearson, "
              "others: accuracy (x100); 'mean' is the plain mean of the six",
-             "paper rows: the slides' LoRA (the LoRA paper's RoBERTa-base row) and +PACE"]
+             "paper rows: the slides' LoRA (the LoRA paper's RoBERTa-base row, a median of 5 runs) and +PACE"]
     columns = [glue_column(ds) for ds in s.datasets if ds in GLUE_TASKS]
     return _wide_table(f"GLUE: {s.description}", s, finished_runs(store, s.name, dataset), columns, _glue_value,
                        _plain_mean, {"baseline": "LoRA", "pace": "+PACE"}, notes)

@@ -84,8 +84,6 @@ def collate(pad_id: int, label_dtype: torch.dtype) -> Callable[[list[tuple[Item,
 class Items(torch.utils.data.Dataset):
     """Tokenized examples, each yielded with its index (for pace_fast's per-sample history)."""
 
-    in_memory = True
-
     def __init__(self, items: list[Item]) -> None:
         self.items = items
 
@@ -108,6 +106,10 @@ class Settings:
 
     @classmethod
     def of(cls, options: dict[str, Any]) -> Settings:
+        unknown = sorted(set(options) - set(cls.__dataclass_fields__) - {"task"})
+        if unknown:
+            raise UsageError(f"unknown text option {unknown[0]!r} in the suite file; known: "
+                             f"{', '.join(cls.__dataclass_fields__)}")
         known = {k: options[k] for k in cls.__dataclass_fields__ if k in options}
         try:
             settings = cls(**{k: type(getattr(cls, k))(v) for k, v in known.items()})
