@@ -203,6 +203,21 @@ def test_merged_evaluation_equals_the_unmerged_model_and_pretrained_turns_lora_o
     assert torch.allclose(base_logits, expected, atol=1e-5)
 
 
+def test_shared_dropout_gives_both_copies_one_mask_and_is_dropout_for_one_copy(world):
+    from pacebench.droppath import copies
+    from pacebench.text.models import SharedDropout, share_dropout
+
+    model = _classifier(world)
+    assert share_dropout(model) > 0 and not any(type(m) is torch.nn.Dropout for m in model.modules())
+    drop = SharedDropout(0.5).train()
+    x = torch.ones(4, 3, 200)
+    with copies(drop, 2):
+        out = drop(torch.cat([x, x]))
+    assert torch.equal(out[:4], out[4:]) and not torch.equal(out[0], out[1])  # per copy the same, per sample not
+    single = drop(x)
+    assert set(single.unique().tolist()) == {0.0, 2.0} and abs(float(single.mean()) - 1.0) < 0.05
+
+
 # ---- objectives -------------------------------------------------------------------------------------------------
 
 

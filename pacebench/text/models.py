@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from pacebench.adapters.base import Noisy
 from pacebench.adapters.layout import LAYOUTS, Layout
+from pacebench.droppath import SharedDropPath
 from pacebench.errors import DataError, UsageError
 
 LORA = "lora:"
@@ -130,6 +131,35 @@ def add_lora(model: nn.Module, kind: str, targets: list[str], rank: int, alpha: 
         for branch in layer.lora_B.values():
             branch.register_forward_hook(partial(_noisy_output, holder))
     return net
+
+
+class SharedDropout(SharedDropPath):
+    """nn.Dropout whose elementwise mask is shared by the stacked copies of a sample (see droppath.py): PACE's two
+    copies then differ only by their LoRA noise, as the authors' code arranges for DropPath. Scaled by 1/(1-p), so
+    with one copy it is nn.Dropout."""
+
+    @property
+    def p(self) -> float:
+        """nn.Dropout's name for the rate: attention layers read it to pass to their kernel's own dropout."""
+        return self.drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.drop_prob == 0:
+            return x
+        if x.shape[0] % self.copies:
+            raise ValueError(f"batch of {x.shape[0]} is not {self.copies} equal copies")
+        keep = x.new_empty((x.shape[0] // self.copies, *x.shape[1:])).bernoulli_(1 - self.drop_prob)
+        return x * keep.repeat((self.copies,) + (1,) * (x.ndim - 1)) / (1 - self.drop_prob)
+
+
+def share_dropout(model: nn.Module) -> int:
+    """Replaces every nn.Dropout by a SharedDropout; returns how many. Attention-probability dropout runs inside the
+    attention kernel (a functional call, not a module) and keeps independent masks per copy."""
+    targets = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Dropout)]
+    for name, module in targets:
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, SharedDropout(module.p))
+    return len(targets)
 
 
 class TextModel(nn.Module):

@@ -109,6 +109,8 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     cls = METHODS.get(spec.method)
     method = cls(cls.make_config(spec.method_config))
     method.objective = task.objective()
+    if method.shares_drop_path:  # PACE variants: the copies share the backbone's dropout masks (baseline does not)
+        models.share_dropout(model)
     method.autocast = autocast_for(t.precision, env.device)
     facts = method.setup(model, SetupInfo(len(splits.train), task.num_labels()))
     if setup_info:
