@@ -55,6 +55,15 @@ def test_glue_tsv_columns_and_labels_per_task(tmp_path, task, header, row, texts
     assert example.texts == texts and example.label == label
 
 
+def test_glue_tsv_quirks_byte_order_mark_and_extra_fields(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tA .\tB .\n", encoding="utf-8")
+    assert tdata.read_glue(path, "mrpc", 2) == [tdata.Example(("A .", "B ."), 1)]
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
+    path.write_text(f"{header}\n0\tm\tf\t2012\t1\tn\tn\tA .\tB .\textra\t3.5\n")
+    assert tdata.read_glue(path, "stsb", 1)[0].label == 3.5  # the score is the last field
+
+
 def test_glue_parquet_export_and_tsv_give_the_same_ids(tmp_path):
     import pandas as pd
 

@@ -38,9 +38,10 @@ class Example:
 class GlueTask:
     """How one GLUE task lies on disk and how it is scored.
 
-    `tsv_text` / `tsv_label` name the original TSV's columns (by header name, or by position where the file has no
-    header: CoLA); `text` names the parquet export's columns; `labels` maps the TSV's label strings to the export's
-    class ids (so both formats give the same ids)."""
+    `tsv_text` / `tsv_label` name the original TSV's columns by header name or by position (CoLA has no header; -1,
+    the last field, is where the Hugging Face GLUE processors read RTE's, QNLI's and STS-B's label, since a few rows
+    carry extra fields); `text` names the parquet export's columns; `labels` maps the TSV's label strings to the
+    export's class ids (so both formats give the same ids)."""
 
     metric: str  # "mcc" | "pearson" | "accuracy"
     text: tuple[str, ...]
@@ -59,9 +60,9 @@ GLUE_TASKS: dict[str, GlueTask] = {
     "cola": GlueTask("mcc", ("sentence",), (3,), 1, header=False),
     "sst2": GlueTask("accuracy", ("sentence",), ("sentence",), "label"),
     "mrpc": GlueTask("accuracy", ("sentence1", "sentence2"), ("#1 String", "#2 String"), "Quality"),
-    "rte": GlueTask("accuracy", ("sentence1", "sentence2"), ("sentence1", "sentence2"), "label", NLI),
-    "qnli": GlueTask("accuracy", ("question", "sentence"), ("question", "sentence"), "label", NLI),
-    "stsb": GlueTask("pearson", ("sentence1", "sentence2"), ("sentence1", "sentence2"), "score"),
+    "rte": GlueTask("accuracy", ("sentence1", "sentence2"), ("sentence1", "sentence2"), -1, NLI),
+    "qnli": GlueTask("accuracy", ("question", "sentence"), ("question", "sentence"), -1, NLI),
+    "stsb": GlueTask("pearson", ("sentence1", "sentence2"), ("sentence1", "sentence2"), -1),
 }
 GLUE_FILES = {"train": ("train.tsv", "train"), "dev": ("dev.tsv", "validation")}  # split -> (TSV, parquet prefix)
 
@@ -88,7 +89,7 @@ def glue_file(root: Path, split: str) -> Path:
 
 def _tsv_rows(path: Path, task: GlueTask) -> list[Example]:
     csv.field_size_limit(sys.maxsize)
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # MRPC's files start with a byte-order mark
         lines = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))  # GLUE's TSVs are unquoted
     header = lines[0] if task.header and lines else []
     body = lines[1:] if task.header else lines
@@ -101,7 +102,7 @@ def _tsv_rows(path: Path, task: GlueTask) -> list[Example]:
         return header.index(key)
 
     text_cols, label_col = [column(k) for k in task.tsv_text], column(task.tsv_label)
-    width = max([*text_cols, label_col]) + 1
+    width = max([*text_cols, label_col]) + 1 if label_col >= 0 else max(text_cols) + 2  # -1: a field after the texts
     examples = []
     for number, row in enumerate(body, start=2 if task.header else 1):
         if len(row) < width:
