@@ -13,6 +13,7 @@ import hashlib
 import pickle
 import sys
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +23,45 @@ from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
 from pacebench.settings import results_dir, weights_dir
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+Normalization = tuple[tuple[float, ...], tuple[float, ...]]
+
 
 @dataclass(frozen=True)
 class Backbone:
+    """A named backbone. `mean`/`std` fix the input normalisation; without them it comes from timm's pretrained
+    configuration of `timm_cfg` (default: `arch`), read from timm's tables, never downloaded."""
+
     arch: str
     filename: str
     source: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     in_results: bool = False  # the file is made by pacebench itself (the demo), under results/checkpoints
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    timm_cfg: str = ""
     folder: bool = False  # a Hugging Face model folder (config, safetensors, tokenizer) for the text suites
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
 BACKBONES.register("vit_b16_in21k")(Backbone(
     "vit_base_patch16_224", "ViT-B_16.npz",
-    "the original Google ImageNet-21k checkpoint (gs://vit_models/imagenet21k/ViT-B_16.npz)"))
+    "the original Google ImageNet-21k checkpoint (gs://vit_models/imagenet21k/ViT-B_16.npz)",
+    mean=IMAGENET_MEAN, std=IMAGENET_STD))  # the authors' code; timm's default ViT config would say 0.5/0.5
 BACKBONES.register("swin_b_in22k")(Backbone(
     "swin_base_patch4_window7_224", "swin_base_patch4_window7_224_22k.pth",
     "Microsoft's Swin-B ImageNet-22k release (github.com/microsoft/Swin-Transformer), or timm's "
-    "swin_base_patch4_window7_224.ms_in22k model.safetensors renamed"))
+    "swin_base_patch4_window7_224.ms_in22k model.safetensors renamed", mean=IMAGENET_MEAN, std=IMAGENET_STD))
 BACKBONES.register("vit_b_laion2b_in12k")(Backbone(
     "vit_base_patch16_clip_224", "vit_base_patch16_clip_224.laion2b_ft_in12k.safetensors",
-    "timm's vit_base_patch16_clip_224.laion2b_ft_in12k model.safetensors, saved under this name"))
+    "timm's vit_base_patch16_clip_224.laion2b_ft_in12k model.safetensors, saved under this name",
+    timm_cfg="vit_base_patch16_clip_224.laion2b_ft_in12k"))  # CLIP's mean/std, from timm's configuration
 BACKBONES.register("vit_demo")(Backbone(
     "vit_tiny_patch16_224", "vit_demo_digits04.safetensors",
     "`pacebench run demo`, which pre-trains it on scikit-learn digits 0-4",
     kwargs={"patch_size": 4, "embed_dim": 64, "depth": 6, "num_heads": 4, "mlp_ratio": 2.0},
-    in_results=True))
+    in_results=True, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))  # what its pre-training used
 BACKBONES.register("roberta_base")(Backbone(
     "hf:roberta", "roberta-base",
     "huggingface.co/FacebookAI/roberta-base (config.json, model.safetensors, tokenizer files), e.g. "
@@ -57,6 +70,30 @@ BACKBONES.register("phi3_mini_4k_instruct")(Backbone(
     "hf:phi3", "Phi-3-mini-4k-instruct",
     "huggingface.co/microsoft/Phi-3-mini-4k-instruct, e.g. `huggingface-cli download "
     "microsoft/Phi-3-mini-4k-instruct --local-dir weights/Phi-3-mini-4k-instruct`", folder=True))
+
+
+def arch_of(name: str) -> str:
+    """The timm architecture of a named backbone, or the name itself (a timm architecture)."""
+    return BACKBONES.get(name).arch if name in BACKBONES else name
+
+
+@cache
+def normalization(name: str) -> Normalization:
+    """The (mean, std) a backbone's inputs are normalised with: the named entry's own, else timm's pretrained
+    configuration for the architecture (`resolve_data_config`; timm's tables only, nothing is downloaded)."""
+    b = BACKBONES.get(name) if name in BACKBONES else None
+    if b is not None and b.mean is not None and b.std is not None:
+        return tuple(b.mean), tuple(b.std)
+    from timm.data import resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    cfg_name = (b.timm_cfg or b.arch) if b is not None else name
+    cfg = get_pretrained_cfg(cfg_name)
+    if cfg is None:
+        raise UsageError(f"timm has no pretrained configuration for {cfg_name!r} to take its mean/std from; "
+                         "use a timm architecture name or a named backbone")
+    data = resolve_data_config({}, pretrained_cfg=cfg.to_dict())
+    return tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
 
 
 def demo_checkpoint_dir() -> Path:

@@ -1,8 +1,15 @@
 """Noise on the adapter branch and the σ schedules over depth.
 
-The noise is drawn per sample and per output channel and shared across tokens (and across Swin's spatial
-positions): shape [B, 1, C] for token inputs [B, N, C], [B, 1, 1, C] for [B, H, W, C], [B, C] for pooled ones.
-It exists only in training mode and when σ > 0. `z ~ N(1, σ²)` multiplies Δh for PACE; the ablations swap the kind.
+The noise is drawn per row of the first axis of the tensor a layer sees and per output channel, and shared across
+the axes in between (tokens, Swin's spatial positions): shape [B, 1, C] for token inputs [B, N, C], [B, 1, 1, C] for
+[B, H, W, C], [B, C] for pooled ones. It exists only in training mode and when σ > 0. `z ~ N(1, σ²)` multiplies Δh
+for PACE; the ablations swap the kind.
+
+Swin's window attention sees [B·windows, N, C]. How the noise is grouped there (`choices.NoiseGroup`):
+- "window" (default, the authors' code): one draw per row of that tensor, i.e. per window;
+- "sample" (the paper's wording, "tokens within the same example share the same noise"): the windows are folded
+  back to [B, windows·N, C] so every window of a sample shares one draw.
+Every other layer sees one row per sample, so the two only differ inside Swin's window attention.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from pacebench.choices import NoiseGroup, Schedule
 from pacebench.errors import UsageError
 from pacebench.registry import Registry
 
@@ -47,34 +55,36 @@ def dropout(t: Tensor, rate: float) -> Tensor:
 class Noise(nn.Module):
     """Applies a registered noise kind with a fixed σ, in training mode only.
 
-    `batch` is the model's input batch size, set by a pre-hook (see `apply_noise`). Swin's window attention sees
-    [B·windows, N, C]; timm orders the windows sample by sample, so folding them back to [B, windows·N, C] gives one
-    draw per sample, shared by all its windows, as for every other layer.
+    With group "sample", `batch` is the model's input batch size, set by a pre-hook (see `apply_noise`): timm
+    orders Swin's windows sample by sample, so folding [B·windows, N, C] back to [B, windows·N, C] gives one draw
+    per sample. With group "window" the tensor is taken as it comes.
     """
 
-    def __init__(self, kind: str, sigma: float) -> None:
+    def __init__(self, kind: str, sigma: float, group: str = NoiseGroup.window) -> None:
         super().__init__()
-        self.kind, self.sigma, self.fn = kind, float(sigma), NOISES.get(kind)
+        if group not in set(NoiseGroup):
+            raise UsageError(f"unknown noise group {group!r}; choose one of: {', '.join(NoiseGroup)}")
+        self.kind, self.sigma, self.fn, self.group = kind, float(sigma), NOISES.get(kind), group
         self.batch: int | None = None
 
     def forward(self, t: Tensor) -> Tensor:
         if not self.training or self.sigma == 0:
             return t
         b = self.batch
-        if b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0:
+        if self.group == NoiseGroup.sample and b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0:
             return self.fn(t.reshape(b, -1, t.shape[-1]), self.sigma).reshape(t.shape)
         return self.fn(t, self.sigma)
 
     def extra_repr(self) -> str:
-        return f"{self.kind}, sigma={self.sigma:.4g}"
+        return f"{self.kind}, sigma={self.sigma:.4g}, group={self.group}"
 
 
 # ---- σ schedules: (family, depth, σ) -> one value per position, blocks 0..depth-1 then the head at `depth` ----
-Schedule = Callable[[str, int, float], list[float]]
-SCHEDULES: Registry[Schedule] = Registry("sigma schedule")
+ScheduleFn = Callable[[str, int, float], list[float]]
+SCHEDULES: Registry[ScheduleFn] = Registry("sigma schedule")
 
 
-@SCHEDULES.register("code")
+@SCHEDULES.register(Schedule.code)
 def code_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """The authors' code. ViT: first block 0, then σ(D+1-l)/D for l = 1..D (head at l = D), so 12 blocks and
     σ = 1.2 give 0, 1.2, 1.1, ..., 0.2, 0.1. Swin (and any other family): σ(D+1-l)/(D+1) for l = 0..D."""
@@ -83,19 +93,19 @@ def code_schedule(family: str, depth: int, sigma: float) -> list[float]:
     return paper_schedule(family, depth, sigma)
 
 
-@SCHEDULES.register("paper")
+@SCHEDULES.register(Schedule.paper)
 def paper_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """The paper's reading ("σ decreases linearly with depth"): σ(D+1-l)/(D+1) for every position l = 0..D."""
     return [sigma * (depth + 1 - pos) / (depth + 1) for pos in range(depth + 1)]
 
 
-@SCHEDULES.register("const")
+@SCHEDULES.register(Schedule.const)
 def const_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """PACE_σ=: one σ at every position that the default schedule perturbs."""
     return [sigma if s > 0 else 0.0 for s in code_schedule(family, depth, sigma)]
 
 
-@SCHEDULES.register("increasing")
+@SCHEDULES.register(Schedule.increasing)
 def increasing_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """PACE_σ↑: the default schedule's values in reverse over the perturbed positions (smallest first)."""
     values = code_schedule(family, depth, sigma)
@@ -113,8 +123,9 @@ def schedule(name: str, family: str, depth: int, sigma: float) -> list[float]:
 
 
 def apply_noise(model: nn.Module, kind: str | None, sigma: float = 0.0, schedule_name: str = "code",
-                target: str = "delta") -> list[float]:
-    """Puts noise of `kind` on every adapted layer and the head, σ by position; kind None removes all noise.
+                target: str = "delta", group: str = NoiseGroup.window) -> list[float]:
+    """Puts noise of `kind` on every adapted layer and the head, σ by position, drawn per `group` (a
+    `choices.NoiseGroup`); kind None removes all noise.
 
     Returns the per-position σ list (empty when kind is None).
     """
@@ -131,8 +142,11 @@ def apply_noise(model: nn.Module, kind: str | None, sigma: float = 0.0, schedule
     sigmas = schedule(schedule_name, layout.family, layout.depth, sigma)
     modules = []
     for layer in layers:
-        layer.noise, layer.noise_target = Noise(kind, sigmas[layer.position]).train(layer.training), target
+        layer.noise, layer.noise_target = Noise(kind, sigmas[layer.position], group).train(layer.training), target
         modules.append(layer.noise)
+    if group != NoiseGroup.sample:
+        _set_hook(model, None)
+        return sigmas
 
     def record_batch(_model: nn.Module, args: tuple) -> None:
         for m in modules:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from pacebench.backbones import BACKBONES, build, demo_checkpoint_dir
+from pacebench.backbones import BACKBONES, build, demo_checkpoint_dir, normalization
 from pacebench.data.demo import SOURCE_CLASSES, digits_tensors
 
 PRETRAIN_EPOCHS, PRETRAIN_SEED, DEMO_IMAGE_SIZE = 60, 1234, 16
@@ -26,7 +26,7 @@ def pretrain_demo_backbone(image_size: int = DEMO_IMAGE_SIZE, epochs: int = PRET
     if path.is_file():
         return path
     torch.manual_seed(PRETRAIN_SEED)
-    x, y = digits_tensors(SOURCE_CLASSES, image_size)
+    x, y = digits_tensors(SOURCE_CLASSES, image_size, *normalization("vit_demo"))
     model, _ = build("vit_demo", len(SOURCE_CLASSES), image_size, drop_path=0.1, pretrained=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * (len(x) // 64 + 1))

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pacebench.choices import Phase
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import RunRecord
@@ -127,8 +128,6 @@ def grid(values: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*lists)]
 
 
-grid_points = grid  # the name the CLI uses
-
 
 def final_specs(best: Mapping[Key, Choice], seeds: Iterable[int]) -> list[RunSpec]:
     """Phase-2 specs: each chosen setting on the same suite, dataset, data options, backbone, weights and training
@@ -136,5 +135,5 @@ def final_specs(best: Mapping[Key, Choice], seeds: Iterable[int]) -> list[RunSpe
     seeds = list(seeds)
     return [RunSpec(suite=c.suite, dataset=c.dataset, method=c.method, seed=seed, train=c.train, backbone=c.backbone,
                     weights_sha256=c.weights_sha256, method_config=dict(c.method_config),
-                    data_options=dict(c.data_options), phase="final")
+                    data_options=dict(c.data_options), phase=Phase.final)
             for _, c in sorted(best.items()) for seed in seeds]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pacebench import __version__
+from pacebench.choices import Phase
 from pacebench.errors import PacebenchError, UsageError, one_line
 from pacebench.settings import repo_root
 from pacebench.spec import RunSpec
@@ -33,7 +34,7 @@ class PlanRequest:
     seeds: list[int] = field(default_factory=lambda: [0])
     train: dict[str, Any] = field(default_factory=dict)  # user overrides of TrainConfig fields
     method: dict[str, Any] = field(default_factory=dict)  # user overrides of method hyperparameters
-    phase: str = "final"
+    phase: Phase = Phase.final
     backbone: str | None = None
     weights: Path | None = None
     options: dict[str, list[Any]] | None = None  # restrict the data-option grid, e.g. {"shots": [16]}
@@ -73,7 +74,7 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
                 for seed in req.seeds:
                     specs.append(RunSpec(suite=suite.name, dataset=ds.name, method=method, seed=seed, train=train,
                                          backbone=backbone, weights_sha256=weights_hash, method_config=config,
-                                         data_options=options, phase=req.phase))  # type: ignore[arg-type]
+                                         data_options=options, phase=req.phase))
     if not specs:
         raise UsageError("the selection names no runs; check --datasets and --shots/--split-seeds")
     return specs
@@ -81,12 +82,9 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
 
 def _accepts(method: str, name: str) -> bool:
     """A --hp value applies to every selected method that has that hyperparameter (lam for pace and fpa, ...)."""
-    import dataclasses
-
     from pacebench.methods import METHODS
-    from pacebench.methods.base import ALIASES
 
-    return ALIASES.get(name, name) in {f.name for f in dataclasses.fields(METHODS.get(method).Config)}
+    return METHODS.get(method).Config.accepts(name)
 
 
 def check_method_overrides(methods: list[str], overrides: dict[str, Any]) -> None:
@@ -154,7 +152,7 @@ def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = 
             hooks.epoch_done(spec, epoch, rec)
 
         try:
-            result = train_run(spec, env, on_epoch, partial(_store_counts, store, record.id))
+            result = train_run(spec, env, on_epoch, partial(_store_setup, store, record.id))
         except KeyboardInterrupt:
             store.fail_run(record.id, "interrupted")
             raise
@@ -172,10 +170,14 @@ def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = 
     return outcomes
 
 
-def _store_counts(store: Store, run_id: int, facts: dict[str, Any]) -> None:
-    """Keeps the parameter counts that the trainer reports once the model is built."""
-    store.update_run(run_id, **{k: v for k, v in facts.items() if k in ("trainable_params", "adapter_params",
-                                                                        "head_params")})
+COUNTS = ("trainable_params", "adapter_params", "head_params")
+
+
+def _store_setup(store: Store, run_id: int, facts: dict[str, Any]) -> None:
+    """Keeps what the trainer reports once the model is built: the parameter counts in their columns, the rest
+    (σ per depth position, attention kernel, ...) in the run's `setup`."""
+    store.update_run(run_id, **{k: v for k, v in facts.items() if k in COUNTS},
+                     setup={k: v for k, v in facts.items() if k not in COUNTS})
 
 
 def resolve_device(name: str) -> Any:

@@ -1,7 +1,9 @@
 """One training run, start to finish: data, backbone + adapters, method, AdamW + cosine schedule, evaluation.
 
 The loop follows the authors' code: AdamW on the trainable parameters (weight decay on all of them), no gradient
-clipping, timm's cosine schedule with linear warm-up stepped once per epoch, evaluation every `eval_every` epochs
+clipping, timm's cosine schedule with linear warm-up stepped once per epoch *after* the epoch (`scheduler.step(ep)`
+after epoch ep, so epoch 0 trains at the warm-up start lr and epoch e at the schedule's value for e - 1), evaluation
+every `eval_every` epochs
 and at the end on merged weights, the last evaluation reported (no best-epoch picking). Per epoch it records the
 loss and its named parts, train accuracy, the gradient norm (mean and max over steps) and, at evaluation epochs,
 the FP-distance of paper Eq. 5 on the training set.
@@ -25,8 +27,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from pacebench import adapters, backbones
 from pacebench.data import READERS, DataRequest, Splits
+from pacebench.data.transforms import batch_mixup
 from pacebench.droppath import share_drop_path
-from pacebench.methods import METHODS, Method, SetupInfo
+from pacebench.errors import UsageError
+from pacebench.methods import METHODS, Method, SetupInfo, StepOutput
 from pacebench.methods.fpa import pretrained_logits
 from pacebench.spec import RunSpec
 from pacebench.store import EpochRecord
@@ -53,13 +57,16 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def load_splits(spec: RunSpec, data_root: Path) -> Splits:
+    """The run's datasets, normalised with the backbone's mean/std and augmented as `spec.train.augment` says."""
     from pacebench.data.check import data_options, dataset_root
 
     suite = load_suite(spec.suite)
     ds = suite.dataset(spec.dataset)
+    mean, std = backbones.normalization(spec.backbone)
     request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
                           num_classes=ds.classes, image_size=spec.train.image_size,
-                          options=data_options(ds, spec.data_options))
+                          options=data_options(ds, spec.data_options), mean=mean, std=std,
+                          augment=spec.train.augment)
     return READERS.get(suite.reader)(request)
 
 
@@ -72,6 +79,13 @@ def build_model(spec: RunSpec, num_classes: int, weights: Path | None) -> tuple[
     if method.shares_drop_path:
         share_drop_path(model)
     return model, method, sha
+
+
+def attention_kernel(model: nn.Module) -> str:
+    """Which attention timm runs: "fused" (scaled_dot_product_attention), "math" (plain matmul + softmax; the
+    gradient penalty needs it for its double backward), "mixed", or "none" for a model without timm attention."""
+    flags = {bool(m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")}
+    return {frozenset(): "none", frozenset({True}): "fused", frozenset({False}): "math"}.get(frozenset(flags), "mixed")
 
 
 def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, generator: torch.Generator | None
@@ -139,7 +153,8 @@ class EpochStats:
         self.loss += loss.detach().float()
         for name, value in parts.items():
             self.parts[name] = self.parts.get(name, torch.zeros((), device=self.device)) + value.detach().float()
-        self.correct += (logits.detach().argmax(-1) == y[: logits.shape[0]]).sum()
+        labels = y.argmax(-1) if y.ndim > 1 else y  # soft (Mixup) targets: their largest share counts as the label
+        self.correct += (logits.detach().argmax(-1) == labels[: logits.shape[0]]).sum()
         if gn is not None:
             self.gn_sum += gn
             self.gn_max = torch.maximum(self.gn_max, gn)
@@ -160,6 +175,25 @@ class TrainResult:
     weights: dict[str, Tensor]
 
 
+def check_mixup_batch(mixup: Callable | None, batch_size: int, num_train: int) -> None:
+    """timm's Mixup pairs each sample with its mirror in the batch, so every batch must have an even size."""
+    batch = batch_size if num_train >= batch_size else num_train  # a set smaller than the batch: one short step
+    if mixup is not None and batch % 2:
+        raise UsageError(f"Mixup needs an even batch, but this run's batches hold {batch} images; use an even "
+                         "batch_size (or augment=standard)")
+
+
+def train_step(method: Method, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], optimizer: torch.optim.Optimizer,
+               params: list[nn.Parameter], mixup: Callable | None) -> tuple[StepOutput, Tensor]:
+    """One optimisation step; with Mixup the batch is mixed once here, before the method sees it, so both PACE
+    copies get the same mixed image and the CE uses the soft targets. Returns the output and the targets used."""
+    x, y, idx = batch
+    if mixup is not None:
+        x, y = mixup(x, y)
+    out = method.step(model, (x, y, idx), optimizer, params)
+    return out, y
+
+
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
               | None = None) -> TrainResult:
     """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
@@ -175,9 +209,12 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
 
     generator = seed_everything(spec.seed)
     splits = load_splits(spec, env.data_root)
+    mean, std = backbones.normalization(spec.backbone)
     model, method, _ = build_model(spec, splits.num_classes, env.weights)
     model.to(env.device)
     facts = method.setup(model, SetupInfo(len(splits.train), splits.num_classes))  # type: ignore[arg-type]
+    facts["attention"] = attention_kernel(model)
+    facts["normalize"] = {"mean": list(mean), "std": list(std)}  # the mean/std the inputs were normalised with
     counts = adapters.count_parameters(model)
     if setup_info:
         setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter, "head_params": counts.head,
@@ -188,20 +225,22 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     schedule = CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.min_lr, warmup_t=t.warmup_epochs,
                                  warmup_lr_init=t.warmup_lr, t_in_epochs=True)
     method.autocast = autocast_for(t.precision, env.device)
+    mixup = batch_mixup(t.augment, splits.num_classes)
+    check_mixup_batch(mixup, t.batch_size, len(splits.train))  # type: ignore[arg-type]
     train_data = loader(splits.train, t.batch_size, env, True, generator)
     eval_data = {name: loader(d, t.eval_batch_size, env, False, None) for name, d in splits.evals.items()}
     fp_data = loader(splits.train, t.eval_batch_size, env, False, None)
     final: dict[str, Any] = {}
     for epoch in range(t.epochs):
         start = time.perf_counter()
-        schedule.step(epoch)
+        lr = optimizer.param_groups[0]["lr"]  # what this epoch trains at: the warm-up start lr, then s(epoch - 1)
         model.train()
         stats = EpochStats(env.device)
         for x, y, idx in train_data:
             batch = (x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True),
                      idx.to(env.device, non_blocking=True))
-            out = method.step(model, batch, optimizer, params)
-            stats.add(out.loss, out.parts, out.logits, batch[1], out.grad_norm)
+            out, targets = train_step(method, model, batch, optimizer, params, mixup)
+            stats.add(out.loss, out.parts, out.logits, targets, out.grad_norm)
         row = stats.finish()
         if not math.isfinite(row["loss"]):
             raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
@@ -213,12 +252,13 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
             fp = fp_distance(model, fp_data, env.device, method.autocast)
             final = {"train_acc": row["train_acc"], "evals": evals, "fp_distance": fp, "epoch": epoch}
         record = EpochRecord(
-            epoch=epoch, lr=optimizer.param_groups[0]["lr"], loss=row["loss"], parts=row["parts"],
+            epoch=epoch, lr=lr, loss=row["loss"], parts=row["parts"],
             train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=_test_acc(evals), evals=evals,
             grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
             wall_time=time.perf_counter() - start,
         )
         on_epoch(epoch, record)
+        schedule.step(epoch)  # after the epoch, as the authors' code does
     metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
     return TrainResult(metrics, adapters.trainable_state(model))
 

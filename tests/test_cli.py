@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 
 from pacebench.cli import app
 from pacebench.store import Store
+from pacebench.store.api import head_revision
 
 runner = CliRunner()
 TINY = ["--epochs", "2", "-t", "batch_size=16", "-t", "eval_every=1", "--device", "cpu", "--seeds", "0"]
@@ -78,14 +81,14 @@ def test_inspect_counts_vit_b16_exactly():
     (["run", "demo", "-t", "colour=1"], 2, "unknown training setting 'colour'"),
     (["run", "demo", "--seeds", "0,x"], 2, "--seeds takes comma-separated integers"),
     (["run", "demo", "--device", "tpu"], 2, "--device"),
-    (["run", "demo", "--phase", "test"], 2, "--phase must be one of"),
-    (["runs", "--status", "nope"], 2, "--status must be one of"),
-    (["report", "--format", "pdf"], 2, "--format must be one of"),
+    (["run", "demo", "--phase", "test"], 2, "'test' is not one of 'tune', 'final'"),  # StrEnum choices: click says
+    (["runs", "--status", "nope"], 2, "'nope' is not one of 'queued', 'running', 'done', 'failed'"),
+    (["report", "--format", "pdf"], 2, "'pdf' is not one of 'rich', 'md', 'latex', 'csv'"),
 ])
 def test_bad_input_is_one_clear_line(args, code, message, tmp_path):
     result = invoke(*args, db=f"sqlite:///{tmp_path}/x.db")
     assert result.exit_code == code, result.output
-    assert message in " ".join(result.output.split())
+    assert message in " ".join(result.output.replace("│", " ").split())  # click's choice errors come boxed
     assert "Traceback" not in result.output
 
 
@@ -105,8 +108,9 @@ def test_unopenable_database_exits_1(tmp_path):
 
 def test_db_upgrade_and_current(tmp_path):
     db = f"sqlite:///{tmp_path}/new.db"
-    assert "0002_run_weights" in invoke("db", "upgrade", db=db).output
-    assert invoke("db", "current", db=db).output.strip() == "0002_run_weights"
+    head = head_revision()
+    assert head in invoke("db", "upgrade", db=db).output
+    assert invoke("db", "current", db=db).output.strip() == head
 
 
 def test_tiny_demo_run_end_to_end(tmp_path, results):
@@ -117,6 +121,11 @@ def test_tiny_demo_run_end_to_end(tmp_path, results):
     runs = con.execute("select id, method, status, trainable_params, device, versions, metrics from runs").fetchall()
     assert [(r[1], r[2], r[4]) for r in runs] == [("baseline", "done", "cpu"), ("pace", "done", "cpu")]
     assert all(r[3] and r[3] > 0 for r in runs) and all('"torch"' in r[5] for r in runs)
+    setups = {r.method: r.setup for r in Store(db).runs()}  # the set-up facts are kept with each run
+    normalize = {"mean": [0.5] * 3, "std": [0.5] * 3}  # the demo backbone's own
+    assert setups["baseline"] == {"attention": "fused", "normalize": normalize}
+    assert setups["pace"]["attention"] == "fused" and setups["pace"]["normalize"] == normalize
+    assert setups["pace"]["sigmas"][0] == 0 and setups["pace"]["sigmas"][1] == pytest.approx(1.2)
     epochs = con.execute("select run_id, epoch, lr, loss, train_acc, test_acc, grad_norm_mean, grad_norm_max, "
                          "fp_distance, wall_time, parts from epochs order by run_id, epoch").fetchall()
     assert [(e[0], e[1]) for e in epochs] == [(1, 0), (1, 1), (2, 0), (2, 1)]
@@ -179,5 +188,43 @@ def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, 
     rows = con.execute("select method, status from runs").fetchall()
     assert sorted(m for m, _ in rows) == sorted(ABLATIONS + EFFICIENCY)
     assert {s for _, s in rows} == {"done"}
+    setups = {r.method: r.setup for r in Store(db).runs()}
+    assert setups["gp"]["attention"] == setups["fpa_gp"]["attention"] == "math"  # double backward needs it
+    assert setups["sam"]["attention"] == "fused" and setups["pace_add"]["sigmas"][1] == pytest.approx(1.2)
     table = invoke("report", "--table", "ablations", "--format", "csv", db=db)
     assert table.exit_code == 0 and all(m in table.output for m in ABLATIONS)
+
+
+def test_help_lists_what_the_registries_hold():
+    """The option help is read from the registries when shown, so it cannot fall behind them."""
+    from pacebench.methods import ABLATIONS, EFFICIENCY, METHODS
+    from pacebench.report import FIGURES, table_names
+    from pacebench.spec import TRAIN_FIELDS
+
+    def text(*args: str) -> str:
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.replace("│", " ").split())
+
+    run = text("run", "--help")
+    assert all(m in run for m in METHODS.names()) and all(f in run for f in TRAIN_FIELDS)
+    assert "{methods}" not in run and "{hyperparameters}" not in run
+    ablate = text("ablate", "--help")
+    assert all(m in ablate for m in (*ABLATIONS, *EFFICIENCY))
+    assert all(t in text("report", "--help") for t in table_names())
+    assert all(f in text("plot", "--help") for f in FIGURES.names())
+
+
+def test_lr_steps_after_each_epoch_like_the_authors(tmp_path, results):
+    """Epoch 0 trains at the warm-up start lr, epoch e at the schedule's value for e - 1 (hand-computed here)."""
+    db = f"sqlite:///{tmp_path}/lr.db"
+    args = ["--epochs", "4", "-t", "batch_size=16", "-t", "eval_every=4", "-t", "warmup_epochs=2", "-t", "lr=0.1",
+            "-t", "warmup_lr=0.02", "-t", "min_lr=0.01", "--device", "cpu", "--seeds", "0"]
+    result = invoke("run", "demo", "--methods", "baseline", *args, db=db)
+    assert result.exit_code == 0, result.output
+    lrs = [r[0] for r in sqlite3.connect(tmp_path / "lr.db").execute("select lr from epochs order by epoch")]
+    # s(t): warm-up 0.02 + t (0.1 - 0.02) / 2 for t < 2, then 0.01 + 0.045 (1 + cos(π t / 4))
+    s0, s1, s2 = 0.02, 0.06, 0.01 + 0.045 * (1 + math.cos(math.pi / 2))
+    assert lrs == pytest.approx([0.02, s0, s1, s2], rel=1e-12)
+    (setup,) = sqlite3.connect(tmp_path / "lr.db").execute("select setup from runs").fetchone()
+    assert json.loads(setup)["normalize"] == {"mean": [0.5] * 3, "std": [0.5] * 3}  # stored with the run

@@ -51,8 +51,10 @@ def expected_adapter_count(layer: AdaptedLinear, kind: str, rank: int) -> int:
     out_f, in_f, has_bias = layer.out_features, layer.in_features, layer.base.bias is not None
     total = 0
     for part in kind.split("+"):
-        if part.startswith("lora"):
-            total += rank * (out_f + in_f) + (out_f if has_bias else 0)  # D, U, δb
+        if part == "lora_add":
+            total += rank * (out_f + in_f) + out_f  # D, U, δb (on every layer)
+        elif part == "lora_mul":
+            total += rank * (out_f + in_f) + (out_f if has_bias else 0)  # D, U, δb (where b0 exists)
         elif part == "vpt_add":
             total += rank * in_f + rank  # P_d, P_u
         else:
@@ -89,7 +91,41 @@ def test_lora_add_delta_is_plain_low_rank_product(linear):
     part = PARTS.get("lora_add")(linear, 2).double()
     _fill(part)
     torch.testing.assert_close(part.delta_weight(linear), part.lora_down @ part.lora_up, rtol=0, atol=1e-14)
-    torch.testing.assert_close(part.delta_bias(linear), linear.bias * part.bias_scale, rtol=0, atol=1e-14)
+    torch.testing.assert_close(part.delta_bias(linear), part.bias_delta, rtol=0, atol=1e-14)
+
+
+def test_lora_add_adds_delta_b_directly_by_hand():
+    """The authors' LoRA_add: h = W0 x + b0 + D U x + δb, merged bias b0 + δb (not b0 ⊙ δb), hand-computed."""
+    base = nn.Linear(2, 2).double()
+    with torch.no_grad():
+        base.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+        base.bias.copy_(torch.tensor([0.5, -1.0]))  # b0 != 0
+    part = PARTS.get("lora_add")(base, 1).double()
+    with torch.no_grad():
+        part.lora_down.copy_(torch.tensor([[1.0], [2.0]]))  # D
+        part.lora_up.copy_(torch.tensor([[3.0, -1.0]]))  # U
+        part.bias_delta.copy_(torch.tensor([0.25, 2.0]))  # δb != 0
+    layer = AdaptedLinear(base, [part], position=0).eval()
+    x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    # W0 x + b0 = [3.5, 6.0]; D U = [[3, -1], [6, -2]], D U x = [2, 4]; + δb = [0.25, 2.0]
+    expected = torch.tensor([[3.5 + 2 + 0.25, 6.0 + 4 + 2.0]], dtype=torch.float64)
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-12)
+    layer.merge()
+    torch.testing.assert_close(base.bias, torch.tensor([0.75, 1.0], dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-12)
+
+
+def test_lora_add_has_delta_b_on_bias_free_layers_too():
+    base = nn.Linear(3, 2, bias=False).double()
+    part = PARTS.get("lora_add")(base, 1).double()
+    _fill(part)
+    layer = AdaptedLinear(base, [part], position=0).eval()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    expected = x @ (base.weight + part.lora_down @ part.lora_up).T + part.bias_delta
+    torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
+    layer.merge()
+    torch.testing.assert_close(base.bias, part.bias_delta.detach(), rtol=0, atol=0)
+    assert PARTS.get("lora_mul")(nn.Linear(3, 2, bias=False), 1).bias_scale is None  # LoRA_mul scales b0: none here
 
 
 def test_vpt_add_folds_a_prompt_into_the_bias(linear):
@@ -108,7 +144,8 @@ def test_initialisation_zero_delta_but_not_all_zero(linear, kind):
     layer = AdaptedLinear(linear, [PARTS.get(n)(linear, 2).double() for n in parse_kind(kind)], position=0)
     for part in layer.parts:
         if hasattr(part, "lora_down"):
-            assert torch.count_nonzero(part.lora_down) == 0 and torch.count_nonzero(part.bias_scale) == 0
+            bias = part.bias_delta if hasattr(part, "bias_delta") else part.bias_scale
+            assert torch.count_nonzero(part.lora_down) == 0 and torch.count_nonzero(bias) == 0
             assert torch.count_nonzero(part.lora_up) == part.lora_up.numel()  # xavier-uniform, not zero
         else:
             assert torch.count_nonzero(part.prompt_down) == 0
@@ -143,7 +180,7 @@ def test_merge_adds_a_bias_to_a_bias_free_layer_and_unmerge_removes_its_value():
     torch.testing.assert_close(layer(x), before, rtol=1e-12, atol=1e-12)
     layer.unmerge()
     torch.testing.assert_close(layer(x), before, rtol=1e-12, atol=1e-12)
-    assert base.bias is None or torch.count_nonzero(base.bias) == 0
+    assert base.bias is not None and torch.count_nonzero(base.bias) == 0  # the bias merge added now holds zero
 
 
 # --------------------------------------------------------------------------------------------- whole backbones
@@ -241,10 +278,13 @@ def test_only_adapters_and_head_are_trainable_and_counts_follow_the_formula(make
 def test_adapter_parameters_are_found_by_type_not_by_name(make_vit):
     model = make_vit()
     adapters.inject(model, "lora_mul+vpt_add", RANK)
-    wrapper = nn.ModuleDict({"some_other_name": model})
-    for name, _ in wrapper.named_parameters():
-        assert "lora" not in name or name.startswith("some_other_name.")
-    assert len(adapters.adapter_parameters(wrapper)) == len(adapters.adapter_parameters(model)) == 3 * 4 * 5
+    decoy = nn.Module()  # parameters named like LoRA's, on a module that is no adapter: never counted
+    decoy.lora_down, decoy.lora_up = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2))
+    wrapper = nn.ModuleDict({"some_other_name": model, "lora": decoy})
+    found = {id(p) for p in adapters.adapter_parameters(wrapper)}
+    by_type = {id(p) for m in model.modules() if isinstance(m, AdapterPart) for p in m.parameters()}
+    assert found == by_type and len(found) == 3 * 4 * 5
+    assert id(decoy.lora_down) not in found and id(decoy.lora_up) not in found
 
 
 def test_gradients_reach_zero_initialised_adapters(make_vit):

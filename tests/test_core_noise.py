@@ -278,34 +278,68 @@ def test_noise_on_delta_leaves_zero_adapters_alone_but_output_noise_does_not(mak
         assert not torch.allclose(_features(model, x), _features(model, x))
 
 
-def test_swin_noise_is_drawn_per_sample_not_per_window(make_swin):
-    """z = (h - W0 x - b0) / Δh must be one value per (sample, channel) at every layer, windows included."""
+def _swin_noise_draws(make_swin, group: str, batch: int = 8) -> dict[str, torch.Tensor]:
+    """Per adapted layer, z = (h - W0 x - b0) / Δh as [B, rows per sample, tokens, C] (rows: Swin windows)."""
     model = make_swin(drop_path_rate=0.0)
     adapters.inject(model, "lora_add", 2)
     model.double()
     with torch.no_grad():
         for p in adapters.adapter_parameters(model):
             p.normal_(0, 0.5)
-    apply_noise(model, "gauss_mul", 1.0, "const")
+    apply_noise(model, "gauss_mul", 1.0, "const", group=group)
     model.train()
-    batch = 2
-    spread: dict[str, float] = {}
+    draws: dict[str, torch.Tensor] = {}
 
     def measure(name):
         def hook(layer, args, out):
             x = args[0]
             z = (out - layer.base(x)) / layer.delta(x)
-            z = z.reshape(batch, -1, z.shape[-1])  # timm orders windows batch-major
-            spread[name] = float((z - z[:, :1]).abs().max())
+            z = z.reshape(z.shape[0], -1, z.shape[-1])  # rows as the layer sees them, tokens, channels
+            draws[name] = z.reshape(batch, -1, *z.shape[1:])  # timm orders windows sample by sample
         return hook
 
     for name, layer in model.named_modules():
         if isinstance(layer, AdaptedLinear):
             layer.register_forward_hook(measure(name))
+    torch.manual_seed(0)
     with torch.no_grad():
         model(torch.randn(batch, 3, 32, 32, dtype=torch.float64))
-    assert len(spread) == 23
-    assert {n: v for n, v in spread.items() if v > 1e-6} == {}
+    assert len(draws) == 23
+    return draws
+
+
+@pytest.mark.parametrize("group", ["window", "sample"])
+def test_swin_noise_is_per_window_by_default_and_per_sample_as_an_option(make_swin, group):
+    """Statistics of z over Swin's layers: shared over the tokens of a row always; over the windows of a sample only
+    with group "sample". With "window", the windows of one sample get independent N(1, σ²) draws."""
+    draws = _swin_noise_draws(make_swin, group)
+    window_layers = {n: z for n, z in draws.items() if z.shape[1] > 1}  # window attention of stages with >1 window
+    assert window_layers and all(".attn." in n for n in window_layers)
+    for z in draws.values():  # one value per (row, channel), shared by the tokens of that row
+        assert float((z - z[:, :, :1]).abs().max()) < 1e-6
+    per_window = torch.cat([z[:, :, 0].reshape(-1, z.shape[1], z.shape[-1]) for z in window_layers.values()], -1)
+    spread = per_window - per_window[:, :1]  # how far each window's draw lies from its sample's first window
+    if group == "sample":
+        assert float(spread.abs().max()) < 1e-6
+    else:
+        values = per_window.flatten()
+        assert values.numel() > 2000
+        assert abs(float(values.mean()) - 1.0) < 0.1 and abs(float(values.std()) - 1.0) < 0.1
+        # two independent N(1, 1) draws differ by N(0, 2): their difference has std sqrt(2)
+        diffs = spread[:, 1:].flatten()
+        assert abs(float(diffs.std()) - 2 ** 0.5) < 0.15
+
+
+def test_noise_group_is_validated_and_stored_in_the_method_config():
+    from pacebench.methods import METHODS
+
+    for name in ("pace", "noise", "pace_drop", "pace_fast", "pace_lazy", "pace_multi"):
+        assert METHODS.get(name).make_config({}).as_dict()["noise_group"] == "window"
+        assert METHODS.get(name).make_config({"noise_group": "sample"}).as_dict()["noise_group"] == "sample"
+    with pytest.raises(UsageError, match="noise_group"):
+        METHODS.get("pace").make_config({"noise_group": "token"})
+    with pytest.raises(UsageError, match="noise group"):
+        Noise("gauss_mul", 1.0, "token")
 
 
 def test_apply_noise_keeps_model_copies_independent(make_vit):

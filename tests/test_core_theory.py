@@ -106,7 +106,7 @@ def test_block_noise_vanishes_with_the_adapter(make_vit):
     model.head.noise = nn.Identity()
     with torch.no_grad():
         for part in (m for layer in adapters.adapted_layers(model) for m in layer.parts):
-            for name in ("lora_down", "prompt_down", "bias_scale"):
+            for name in ("lora_down", "prompt_down", "bias_scale", "bias_delta"):
                 if getattr(part, name, None) is not None:
                     getattr(part, name).zero_()
         out = method.loss(model.train(), x, torch.zeros(16, dtype=torch.long), torch.arange(16))

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from pacebench.errors import PacebenchError
 from pacebench.reference import reference_table
-from pacebench.report import FIGURES, TABLES, TableData, gather, plot, render, render_table, table_names
+from pacebench.report import FIGURES, TableData, gather, plot, render, render_table, table_names, tables
 from pacebench.report.figures import accuracy_data, fp_distance_data, grad_norm_data, lambda_sweep_data
 from pacebench.report.render import to_csv, to_latex, to_markdown
 from pacebench.spec import RunSpec, TrainConfig
@@ -89,11 +89,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def test_table_names_and_aliases():
-    assert table_names() == ["vtab", "fgvc", "domain", "fewshot", "demo", "ablations", "glue", "gsm8k"]
+    assert table_names() == ["vtab", "fewshot", "fgvc", "domain", "demo", "ablations", "params", "glue",
+                             "gsm8k"]  # paper tables first, then the code's (the slides' text tables last)
     for alias, name in [("1", "vtab"), ("table1", "vtab"), ("2", "fewshot"), ("3", "fgvc"), ("4", "domain"),
                         ("6", "ablations"), ("demo", "demo")]:
-        assert TABLES.get(alias).name == name
-    assert set(FIGURES.names()) == {"grad-norm", "fp-distance", "accuracy", "lambda-sweep"}
+        assert tables().get(alias).name == name
+    titles = " ".join(entry.title for _, entry in FIGURES.items())
+    assert all(f"Fig. {n}" in titles for n in ("2a", "2b", "2c", "4"))  # the paper's figures are all drawn
 
 
 # ---- demo table ---------------------------------------------------------------------------------------------------
@@ -254,11 +256,11 @@ def test_ablations_table(tmp_path):
     frame = data.frame
     assert list(frame["method"]) == ["baseline", "pace", "fpa"]  # Table-6 order; pace_lazy is not an ablation
     base = row(frame, method="baseline")
-    assert (base["test acc"], base["test acc std"], base["paper (CIFAR-100)"]) == (75.0, pytest.approx(2 ** 0.5), 74.9)
-    assert row(frame, method="fpa")["paper (CIFAR-100)"] == 76.6
+    assert (base["test acc"], base["test acc std"], base["paper (Table 6)"]) == (75.0, pytest.approx(2 ** 0.5), 74.9)
+    assert row(frame, method="fpa")["paper (Table 6)"] == 76.6
     assert gather("ablations", store, dataset="cifar-100").frame.equals(frame)  # alias, no suite named
     both = gather("ablations", store).frame  # any suite: one row per data set, paper values only beside vtab/cifar
-    assert math.isnan(row(both, method="sam")["paper (CIFAR-100)"])
+    assert math.isnan(row(both, method="sam")["paper (Table 6)"])
     assert row(both, method="sam", data="demo/digits")["test acc"] == 60
 
 
@@ -358,7 +360,7 @@ def test_lambda_sweep_gather(curves):
     assert "phase tune" in frame.attrs["data"]
 
 
-@pytest.mark.parametrize("name", ["grad-norm", "fp-distance", "accuracy", "lambda-sweep"])
+@pytest.mark.parametrize("name", FIGURES.names())
 def test_each_figure_writes_a_png(curves, tmp_path, name):
     path = plot(name, curves, tmp_path / "figs" / f"{name}.png", suite="demo", dataset="digits5-9")
     assert path == tmp_path / "figs" / f"{name}.png"
@@ -381,3 +383,31 @@ def test_figures_say_which_runs_are_missing(tmp_path, curves):
 
 def test_plot_into_a_folder(curves, tmp_path: Path):
     assert plot("grad-norm", curves, tmp_path) == tmp_path / "grad-norm.png"
+
+
+def test_runs_from_before_a_change_that_alters_them_are_left_out_with_a_note(tmp_path):
+    """A run stored under the key an earlier pacebench gave it (here: before the lr step moved after the epoch) is
+    not averaged with new runs of the same setting."""
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    make_run(store, seed=0, test=80, train=90)
+    old = make_run(store, seed=1, test=10, train=90)
+    store.update_run(old.id, key="0123456789abcdef")  # a key today's code no longer gives this spec
+    data = gather("demo", store)
+    assert row(data.frame, method="baseline")["seeds"] == 1
+    assert row(data.frame, method="baseline")["test acc"] == pytest.approx(80.0)
+    assert any("1 finished run(s) made before a pacebench change" in note for note in data.notes)
+
+
+def test_params_table_shows_counted_measured_and_printed(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    empty = gather("params", store, suite="domain").frame.iloc[0]
+    # ViT-B/16, LoRA_mul+VPT_add rank 10: per block qkv 33,024 + 7,690, proj 16,128 + 7,690, fc1 41,472 + 7,690,
+    # fc2 39,168 + 30,730 (D, U, δb + P_d, P_u) = 183,592; x 12 blocks = 2,203,104; head 768 x 1000 + 1000
+    assert empty["code (M)"] == pytest.approx((12 * 183_592 + 769_000) / 1e6, rel=1e-12)
+    assert empty["paper (M)"] == pytest.approx(2.39) and math.isnan(empty["measured (M)"])
+    spec = RunSpec(suite="domain", dataset="imagenet", method="baseline", seed=0, train=TrainConfig(epochs=3),
+                   backbone="vit_b16_in21k", data_options={"shots": 16, "split_seed": 0})
+    run = store.add_run(spec)
+    store.finish_run(run.id, {"test_acc": 1.0})
+    store.update_run(run.id, trainable_params=3_000_000)
+    assert gather("params", store, suite="domain").frame.iloc[0]["measured (M)"] == pytest.approx(3.0)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
+import re
 import sqlite3
 from datetime import timedelta
 
@@ -11,7 +15,7 @@ import pytest
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, Store
-from pacebench.store.api import utcnow
+from pacebench.store.api import head_revision, utcnow
 
 
 def spec(**changes) -> RunSpec:
@@ -31,7 +35,7 @@ def test_migration_to_head_on_an_empty_file(tmp_path):
     tables = {r[0] for r in sqlite3.connect(path).execute("select name from sqlite_master where type='table'")}
     assert {"runs", "epochs", "alembic_version"} <= tables
     revision = sqlite3.connect(path).execute("select version_num from alembic_version").fetchone()[0]
-    assert revision == "0002_run_weights"
+    assert revision == head_revision() and revision.startswith("0003")  # 0003 added runs.setup
     Store(f"sqlite:///{path}")  # opening again is a no-op, not a second migration
 
 
@@ -69,19 +73,81 @@ def test_epoch_is_unique_per_run_and_epoch(store):
 def test_run_key_is_stable_and_sensitive():
     a = spec()
     assert a.key == spec().key == spec(method_config={"sigma": 1.2, "lam": 1.0}).key  # dict order is irrelevant
-    assert len(a.key) == 16 and int(a.key, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", a.key), a.key  # 16 lower-case hex digits, nothing else
     for change in (dict(seed=1), dict(method="baseline"), dict(train=TrainConfig(epochs=4)), dict(phase="tune"),
                    dict(weights_sha256="ab"), dict(data_options={"shots": 10}), dict(dataset="other")):
         assert spec(**change).key != a.key, change
 
 
-def test_run_key_does_not_change_across_releases():
-    """Keys of stored runs must stay valid: a change to RunSpec's hashing must be deliberate (and migrated)."""
-    s = RunSpec(suite="demo", dataset="digits", method="baseline", seed=0, train=TrainConfig(), backbone="vit_demo")
-    assert s.key == KNOWN_KEY
+def key_010(spec: RunSpec) -> str:
+    """The run key as pacebench 0.1.0 computed it: the plain spec, before `augment` or any behaviour change."""
+    blob = dataclasses.asdict(spec)
+    del blob["train"]["augment"]
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-KNOWN_KEY = "accc63a06238fa80"  # written down when 0.1.0 was released
+PACE = {"sigma": 1.2, "schedule": "code", "lam": 1.0}  # pace's full config in 0.1.0 (no noise_group yet)
+
+
+def spec_010(**kw) -> RunSpec:
+    base = dict(suite="vtab", dataset="cifar", method="pace", seed=0, train=TrainConfig(epochs=1),
+                backbone="vit_b16_in21k", method_config=PACE)
+    return RunSpec(**{**base, **kw})  # type: ignore[arg-type]
+
+
+# Runs that no later change touches: (the spec in 0.1.0, what today's spec adds, the key 0.1.0 gave it)
+UNCHANGED = {
+    "demo, 1 epoch": (dict(suite="demo", dataset="digits", method="baseline", method_config={}, backbone="vit_demo"),
+                      {}, "1f10c285654376e2"),
+    "ViT pace, 1 epoch": ({}, {}, "d3d934e9fe07edf7"),
+    "Swin pace per sample": (dict(backbone="swin_b_in22k"), dict(method_config={**PACE, "noise_group": "sample"}),
+                             "b5fe78f4bebcb05b"),
+    "domain, crop/flip": (dict(suite="domain", dataset="imagenet", method="baseline", method_config={}),
+                          dict(train=TrainConfig(epochs=1, augment="standard")), "e92503b08c8609f7"),
+}
+
+
+@pytest.mark.parametrize("name", UNCHANGED)
+def test_runs_no_change_affects_keep_their_010_keys(name):
+    then, now, known = UNCHANGED[name]
+    assert key_010(spec_010(**then)) == known  # the helper really is 0.1.0's hashing (written down from 0.1.0)
+    assert spec_010(**then).with_(**now).key == known
+
+
+# Runs whose results a change alters: each must get a new key (so it is trained again, never skipped)
+CHANGED = {
+    "lr steps after the epoch": dict(train=TrainConfig(epochs=2)),
+    "LoRA_add's δb": dict(train=TrainConfig(epochs=1, adapter="lora_add")),
+    "LoRA_add+VPT_add's δb": dict(train=TrainConfig(epochs=1, adapter="lora_add+vpt_add")),
+    "Swin noise per window": dict(backbone="swin_b_in22k"),
+    "CLIP mean/std": dict(backbone="vit_b_laion2b_in12k"),
+    "strong augmentation": dict(train=TrainConfig(epochs=1, augment="strong")),
+}
+
+
+@pytest.mark.parametrize("name", CHANGED)
+def test_runs_a_change_affects_get_new_keys(name):
+    s = spec_010(**CHANGED[name])
+    assert s.key != key_010(s)
+
+
+def test_key_fills_method_defaults_and_ignores_noise_group_where_it_changes_nothing():
+    vit = spec_010()
+    assert vit.with_(method_config={**PACE, "noise_group": "sample"}).key == vit.key  # ViT: one draw per sample
+    assert vit.with_(method_config={"lam": 1.0}).key == vit.key  # defaults filled in
+    swin = spec_010(backbone="swin_b_in22k")
+    assert swin.with_(method_config={**PACE, "noise_group": "window"}).key == swin.key  # window is the default
+    assert swin.with_(method_config={**PACE, "noise_group": "sample"}).key != swin.key
+
+
+def test_stored_runs_made_before_a_change_are_not_current(store):
+    from pacebench.spec import is_current
+
+    fresh = store.add_run(spec())
+    assert is_current(fresh)
+    old = store.add_run(spec(seed=7))
+    store.update_run(old.id, key=key_010(spec(seed=7)))  # as 0.1.0 stored it: 3 epochs, so the lr step changes it
+    assert not is_current(store.get_run(old.id))
 
 
 def test_add_run_returns_the_existing_run(store):

@@ -12,7 +12,7 @@ from pacebench.errors import DataError, UsageError
 from pacebench.reference import group_means, reference_path, reference_table, vtab_mean
 from pacebench.settings import suites_dir
 from pacebench.spec import TrainConfig
-from pacebench.suites import DatasetDef, Suite, all_suites, load_suite
+from pacebench.suites import DatasetDef, Suite, all_suites, load_suite, parse_suite
 from pacebench.text.tasks import TASKS
 
 PAPER_SUITES = ["vtab", "fewshot", "fgvc", "domain"]
@@ -89,6 +89,62 @@ def test_missing_reference_file_is_a_data_error(tmp_path: Path):
     )
     with pytest.raises(DataError, match="nothing.csv"):
         reference_table(suite)
+
+
+SUITE_HEAD = 'reader = "demo"\nbackbone = "vit_demo"\n'
+
+
+@pytest.mark.parametrize("text, where, key", [
+    (SUITE_HEAD + "bakbone = 1\n", "suite file", "bakbone"),
+    (SUITE_HEAD + "[datasets.d]\nclasses = 3\nclases = 4\n", "[datasets.d]", "clases"),
+    (SUITE_HEAD + "[datasets.d]\nclasses = 3\ntrain = { learning_rate = 1 }\n", "[datasets.d.train]", "learning_rate"),
+    (SUITE_HEAD + "[train]\nepoch = 3\n", "[train]", "epoch"),
+    (SUITE_HEAD + "[reference]\ntabel = 'x.csv'\n", "[reference]", "tabel"),
+    (SUITE_HEAD + "[reference.report]\nname = 't'\nnumber = 9\nrows = {}\nrow = {}\n", "[reference.report]", "row"),
+    (SUITE_HEAD + "[reference]\nablation_columns = { nope = 'c' }\n", "[reference.ablation_columns]", "nope"),
+])
+def test_an_unknown_key_anywhere_in_a_suite_file_is_an_error_naming_it(tmp_path: Path, text, where, key):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as err:
+        parse_suite(path)
+    message = str(err.value)
+    assert where in message and f"unknown key {key!r}" in message and "\n" not in message
+
+
+def test_paper_tables_are_declared_by_the_suite_files():
+    layouts = {name: s.paper_table for name, s in all_suites().items() if s.paper_table}
+    assert {n: (t.name, t.number, t.layout) for n, t in layouts.items()} == {
+        "vtab": ("vtab", 1, "datasets"), "fewshot": ("fewshot", 2, "shots"), "fgvc": ("fgvc", 3, "datasets"),
+        "domain": ("domain", 4, "evals")}
+    for name, t in layouts.items():
+        ref = csv(name, "table")
+        assert set(t.rows.values()) <= set(ref["method"]), f"{name}: a paper row name is not in its reference CSV"
+        assert t.notes and t.description.startswith(f"Table {t.number}")
+    assert set(layouts["domain"].columns) <= set(csv("domain", "table").columns)
+
+
+def test_a_new_suite_file_adds_its_paper_table(tmp_path: Path, monkeypatch):
+    """A paper table for a new suite is that suite's file alone: no code names it."""
+    from pacebench.report import table_names, tables
+
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "t.csv").write_text("method,a,b,mean\nOurs,1.0,3.0,2.0\n")
+    (tmp_path / "new.toml").write_text(SUITE_HEAD + '[reference]\ntable = "reference/t.csv"\n'
+                                       '[reference.report]\nname = "newtab"\nnumber = 7\naliases = ["7"]\n'
+                                       'description = "Table 7: new"\nrows = { baseline = "Ours" }\nnotes = ["n"]\n'
+                                       '[datasets.a]\nclasses = 2\n[datasets.b]\nclasses = 2\n')
+    monkeypatch.setenv("PACEBENCH_SUITES", str(tmp_path))
+    all_suites.cache_clear()
+    try:
+        assert table_names()[0] == "newtab" and tables().get("7").name == "newtab"
+        from pacebench.store import Store
+
+        data = tables().get("newtab").gather(Store("sqlite://"))
+        assert list(data.frame["source"]) == ["paper (Ours)"] and data.frame["a"].item() == 1.0
+        assert data.title == "Table 7: " and "n" in data.notes
+    finally:
+        all_suites.cache_clear()
 
 
 def test_unknown_dataset_lists_the_choices():
@@ -243,7 +299,6 @@ def test_fewshot_hyperparameters_equal_table8(row):
     assert cfg.lr == pytest.approx(row["lr"])
     assert cfg.rank == row["rank_lora_vpt"]
     assert cfg.adapter == "lora_mul+vpt_add"
-    assert (ds.extra["rank_lora"], ds.extra["rank_vpt"]) == (row["rank_lora"], row["rank_vpt"])
     assert (cfg.epochs, cfg.batch_size, cfg.weight_decay, cfg.warmup_epochs) == (100, 64, 1e-4, 10)
     assert suite.methods["pace"] == {"lam": 1.0, "sigma": 1.5}
 

@@ -16,14 +16,18 @@ from pacebench.adapters.base import PARTS, AdaptedLinear, AdapterPart, Noisy, No
 from pacebench.adapters.layout import Layout, layout_of
 from pacebench.errors import UsageError
 
-KINDS = ("lora_mul+vpt_add", "lora_add+vpt_add", "lora_mul", "lora_add", "vpt_add")
-DESCRIPTIONS = {
-    "lora_mul+vpt_add": "LoRA_mul + VPT_add, the paper's LoRA+VPT baseline (Table 7 method A)",
-    "lora_add+vpt_add": "LoRA_add + VPT_add",
-    "lora_mul": "ΔW = W0 ⊙ (D U), Δb = b0 ⊙ δb",
-    "lora_add": "ΔW = D U, Δb = b0 ⊙ δb (Table 7 method B)",
-    "vpt_add": "Δb = W0 P_d P_u: a per-layer prompt folded into the bias",
-}
+
+def _kinds() -> dict[str, str]:
+    """Every adapter kind with its description, from the registered parts: each weight part with each prompt part
+    (the paper's LoRA+VPT family first), then each part alone."""
+    weights = [cls for _, cls in PARTS.items() if not cls.prompt]
+    prompts = [cls for _, cls in PARTS.items() if cls.prompt]
+    pairs = {f"{w.name}+{p.name}": f"{w.description} + {p.description}" for w in weights for p in prompts}
+    return {**pairs, **{name: cls.description for name, cls in PARTS.items()}}
+
+
+DESCRIPTIONS = _kinds()
+KINDS = tuple(DESCRIPTIONS)
 
 
 def parse_kind(kind: str) -> list[str]:

@@ -22,6 +22,8 @@ class AdapterPart(nn.Module):
     """Trainable parameters of one adapter kind for one frozen Linear. Subclasses compute ΔW and Δb from `base`."""
 
     name: ClassVar[str]
+    description: ClassVar[str]  # one line: what it adds (`pacebench adapters`, the adapter kinds' descriptions)
+    prompt: ClassVar[bool] = False  # a prompt part (VPT) combines with one weight part (LoRA): "lora_mul+vpt_add"
 
     def delta_weight(self, base: nn.Linear) -> Tensor | None:
         return None

@@ -15,6 +15,8 @@ from pacebench.adapters.base import PARTS, AdapterPart
 @PARTS.register("vpt_add")
 class VPTAdd(AdapterPart):
     name = "vpt_add"
+    description = "VPT_add: Δb = W0 P_d P_u, a per-layer prompt folded into the bias"
+    prompt = True
 
     def __init__(self, base: nn.Linear, rank: int) -> None:
         super().__init__()

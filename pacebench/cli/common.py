@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from pacebench.errors import PacebenchError, UsageError, one_line
 from pacebench.settings import DATA_ENV, DB_ENV, default_db_url
@@ -25,6 +26,79 @@ class Group(TyperGroup):
         except PacebenchError as exc:
             err_console.print(f"[bold red]error:[/] {one_line(exc)}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+
+
+def _registry_lists() -> dict[str, Callable[[], str]]:
+    """What `{name}` in an option's help stands for: a list read from a registry when the help is shown."""
+
+    def methods() -> str:
+        from pacebench.methods import METHODS
+
+        return ", ".join(METHODS.names())
+
+    def table6() -> str:
+        from pacebench.methods import ABLATIONS
+
+        return ", ".join(ABLATIONS)
+
+    def efficiency() -> str:
+        from pacebench.methods import EFFICIENCY
+
+        return ", ".join(EFFICIENCY)
+
+    def hyperparameters() -> str:
+        from pacebench.methods import METHODS
+
+        return ", ".join(dict.fromkeys(n for _, cls in METHODS.items() for n, _, _ in cls.hyperparameters()))
+
+    def tables() -> str:
+        from pacebench.report import tables
+
+        entries = dict.fromkeys(entry for _, entry in tables().items())
+        return ", ".join("/".join((*e.aliases[:1], e.name)) for e in entries)
+
+    def figures() -> str:
+        from pacebench.report import FIGURES
+
+        return ", ".join(FIGURES.names())
+
+    def suites() -> str:
+        from pacebench.suites import all_suites
+
+        return ", ".join(all_suites())
+
+    def adapters() -> str:
+        from pacebench.adapters import KINDS
+
+        return ", ".join(KINDS)
+
+    def training_settings() -> str:
+        from pacebench.spec import TRAIN_FIELDS
+
+        return ", ".join(TRAIN_FIELDS)
+
+    return {f.__name__: f for f in (methods, table6, efficiency, hyperparameters, tables, figures, suites, adapters,
+                                          training_settings)}
+
+
+class _Lists(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> str:
+        return _registry_lists()[key]()
+
+
+class RegistryHelp(TyperCommand):
+    """A command whose option help may name registry lists as `{methods}`, `{tables}`, ... (see `_registry_lists`).
+
+    They are filled in only when the help is shown, so `pacebench --help` and every other command start without
+    importing torch or pandas, and the help can never fall behind the registries.
+    """
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            text = getattr(param, "help", None)
+            if text and "{" in text:
+                param.help = text.format_map(_Lists())  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
 
 
 DbOption = Annotated[str | None, typer.Option("--db", envvar=DB_ENV, help="SQLAlchemy database URL.",

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pacebench.choices import Phase, Schedule, Status
 from pacebench.cli.common import DataOption, DbOption, console, db_url
-from pacebench.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -18,18 +18,16 @@ def register(app: typer.Typer) -> None:
         suite: Annotated[str | None, typer.Option("--suite")] = None,
         dataset: Annotated[str | None, typer.Option("--dataset")] = None,
         method: Annotated[str | None, typer.Option("--method")] = None,
-        status: Annotated[str | None, typer.Option("--status", help="queued | running | done | failed")] = None,
-        phase: Annotated[str | None, typer.Option("--phase", help="tune | final")] = None,
+        status: Annotated[Status | None, typer.Option("--status")] = None,
+        phase: Annotated[Phase | None, typer.Option("--phase")] = None,
         limit: Annotated[int, typer.Option("--limit", help="Show the newest N.")] = 50,
         wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device.")]
         = False,
         db: DbOption = None,
     ) -> None:
         """List runs with their status and headline metrics."""
-        from pacebench.store import STATUSES, Store
+        from pacebench.store import Store
 
-        if status and status not in STATUSES:
-            raise UsageError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
         url = db_url(db)
         records = Store(url).runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
         columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
@@ -49,13 +47,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def methods() -> None:
-        """List the registered methods with their description and hyperparameters (defaults)."""
+        """List the registered methods (tags, paper row, description) and their hyperparameters: default, the
+        search grid `ablate` uses, and what each means; then the adapter kinds for `-t adapter=KIND`."""
+        from pacebench.adapters import DESCRIPTIONS
         from pacebench.methods import METHODS
 
-        table = Table("method", "description", "hyperparameters (--hp NAME=VALUE)", title="methods")
+        table = Table("method", "tags", "paper row", "description", title="methods (tags: table6 = `pacebench "
+                      "ablate`, efficiency = `ablate --efficiency`)")
+        params = Table("method", "--hp NAME", "default", "search grid", "meaning", title="hyperparameters")
         for name, cls in METHODS.items():
-            table.add_row(name, cls.description, _config(cls.make_config({}).as_dict()) or "–")
+            table.add_row(name, ", ".join(sorted(cls.tags)), cls.paper_row or "", cls.description)
+            grid = cls.search_grid()
+            for hp_name, default, text in cls.hyperparameters():
+                params.add_row(name, hp_name, str(default), ", ".join(map(str, grid.get(hp_name, []))), text)
         console.print(table)
+        console.print(params)
+        kinds = Table("adapter kind (-t adapter=KIND)", "what it adds", title="adapters")
+        for kind, text in DESCRIPTIONS.items():
+            kinds.add_row(kind, text)
+        console.print(kinds)
 
     @app.command()
     def suites(data_root: DataOption = None) -> None:
@@ -80,11 +90,11 @@ def register(app: typer.Typer) -> None:
         rank: Annotated[int, typer.Option("--rank")] = 10,
         classes: Annotated[int, typer.Option("--classes")] = 100,
         sigma: Annotated[float, typer.Option("--sigma")] = 1.2,
-        schedule: Annotated[str, typer.Option("--schedule", help="code | paper | const | increasing")] = "code",
+        schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.code,
         image_size: Annotated[int, typer.Option("--image-size")] = 224,
     ) -> None:
         """Trainable parameter count and the σ schedule of a set-up, without weights or data."""
-        from pacebench.inspect import describe
+        from pacebench.footprint import describe
 
         info = describe(backbone, adapter, rank, classes, sigma, schedule, image_size)
         console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} rank {rank}, "

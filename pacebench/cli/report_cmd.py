@@ -7,17 +7,15 @@ from typing import Annotated
 
 import typer
 
-from pacebench.cli.common import DbOption, console, db_url
-
-FORMATS = ("rich", "md", "latex", "csv")
+from pacebench.choices import Format
+from pacebench.cli.common import DbOption, RegistryHelp, console, db_url
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def report(
-        table: Annotated[str, typer.Option("--table", "-t", help="demo, 1/vtab, 2/fewshot, 3/fgvc, 4/domain, "
-                                           "6/ablations, glue, gsm8k.")] = "demo",
-        fmt: Annotated[str, typer.Option("--format", "-f", help="rich | md | latex | csv")] = "rich",
+        table: Annotated[str, typer.Option("--table", "-t", help="Table (number/name): {tables}.")] = "demo",
+        fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.rich,
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
         = None,
         suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
@@ -25,12 +23,9 @@ def register(app: typer.Typer) -> None:
         db: DbOption = None,
     ) -> None:
         """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside."""
-        from pacebench.errors import UsageError
         from pacebench.report import render_table
         from pacebench.store import Store
 
-        if fmt not in FORMATS:
-            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         rendered = render_table(table, Store(db_url(db)), fmt, suite=suite, dataset=dataset)
         if out is None:
             if isinstance(rendered, str):
@@ -42,9 +37,9 @@ def register(app: typer.Typer) -> None:
         out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
         console.print(f"wrote {out}")
 
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def plot(
-        figure: Annotated[str, typer.Argument(help="grad-norm, fp-distance, accuracy, lambda-sweep.")],
+        figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
         out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG file (default results/FIGURE.png).")]
         = None,
         suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,

@@ -8,18 +8,29 @@ from typing import Annotated, Any
 
 import typer
 
-from pacebench.cli.common import DataOption, DbOption, console, db_url, grid_values, int_list, key_values, split_list
+from pacebench.choices import Phase
+from pacebench.cli.common import (
+    DataOption,
+    DbOption,
+    RegistryHelp,
+    console,
+    db_url,
+    grid_values,
+    int_list,
+    key_values,
+    split_list,
+)
 from pacebench.errors import UsageError
 
 Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).")]
 Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds.")]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Override the suite's epochs.")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N (cuda without CUDA is an error).")]
-Hp = Annotated[list[str] | None, typer.Option("--hp", help="Method hyperparameter NAME=VALUE (lam, sigma, interval, "
-                                              "copies, p, rho, ...); repeatable; applies to methods that have it.")]
-Train = Annotated[list[str] | None, typer.Option("--train", "-t", help="Training setting NAME=VALUE (lr, "
-                                                 "weight_decay, rank, batch_size, adapter, precision, eval_every, "
-                                                 "warmup_epochs, drop_path, image_size, ...); repeatable.")]
+Hp = Annotated[list[str] | None, typer.Option("--hp", help="Method hyperparameter NAME=VALUE, one of: "
+                                              "{hyperparameters}; repeatable; applies to every selected method that "
+                                              "has it (`pacebench methods`).")]
+Train = Annotated[list[str] | None, typer.Option("--train", "-t", help="Training setting NAME=VALUE, one of: "
+                                                 "{training_settings}; repeatable.")]
 Backbone = Annotated[str | None, typer.Option("--backbone", help="Named backbone or timm architecture.")]
 Weights = Annotated[Path | None, typer.Option("--weights", help="Weights file (.npz, .pth/.pt, .safetensors).")]
 WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", envvar="PACEBENCH_WEIGHTS", help="Folder holding "
@@ -36,7 +47,7 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop
 
 def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, epochs: int | None,
              hp: list[str] | None, train: list[str] | None, backbone: str | None, weights: Path | None,
-             shots: str | None, split_seeds: str | None, phase: str = "final") -> Any:
+             shots: str | None, split_seeds: str | None, phase: Phase = Phase.final) -> Any:
     from pacebench.scheduler import PlanRequest, check_method_overrides
 
     train_values: dict[str, Any] = key_values(train, "--train")
@@ -115,12 +126,12 @@ def execute_plan(specs: list[Any], db: str | None, env: Any, origin: str = "dire
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def run(
-        suite: Annotated[str, typer.Argument(help="Suite: demo, vtab, fewshot, fgvc, domain, glue, gsm8k "
-                                             "(`pacebench suites`).")],
+        suite: Annotated[str, typer.Argument(help="Suite, one of: {suites} (`pacebench suites`).")],
         datasets: Datasets = None,
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods.")] = "baseline,pace",
+        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.")]
+        = "baseline,pace",
         seeds: Seeds = "0",
         epochs: Epochs = None,
         device: Device = "auto",
@@ -131,8 +142,8 @@ def register(app: typer.Typer) -> None:
         weights_dir: WeightsDir = None,
         shots: Shots = None,
         split_seeds: SplitSeeds = None,
-        phase: Annotated[str, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).")]
-        = "final",
+        phase: Annotated[Phase, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).")]
+        = Phase.final,
         db: DbOption = None,
         data_root: DataOption = None,
         workers: Workers = DEFAULT_WORKERS,
@@ -145,10 +156,7 @@ def register(app: typer.Typer) -> None:
         runs the paper's full two-phase protocol.
         """
         from pacebench.scheduler import plan
-        from pacebench.spec import PHASES
 
-        if phase not in PHASES:
-            raise UsageError(f"--phase must be one of {', '.join(PHASES)}, got {phase!r}")
         method_names = split_list(methods) or []
         env = _environment(device, data_root, weights, workers, threads, weights_dir)
         specs = plan(_request(suite, datasets, method_names, seeds, epochs, hp, train, backbone, weights, shots,
@@ -157,12 +165,13 @@ def register(app: typer.Typer) -> None:
         if not dry_run:
             console.print(f"next: [bold]pacebench report --table {suite}[/] and [bold]pacebench plot grad-norm[/]")
 
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def ablate(
-        dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo).")],
+        dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo). "
+                                               "Runs: {table6}.")],
         suite: Annotated[str, typer.Option("--suite", help="Suite the dataset belongs to.")] = "vtab",
-        efficiency: Annotated[bool, typer.Option("--efficiency", help="Also the lazy / fast / multi-network "
-                                                 "settings of Fig. 5.")] = False,
+        efficiency: Annotated[bool, typer.Option("--efficiency", help="Also Fig. 5's efficiency variants: "
+                                                 "{efficiency}.")] = False,
         seeds: Seeds = "0",
         epochs: Epochs = None,
         device: Device = "auto",
@@ -177,7 +186,8 @@ def register(app: typer.Typer) -> None:
         threads: Threads = 1,
         dry_run: DryRun = False,
     ) -> None:
-        """Run the baseline, PACE and every Table-6 ablation on one dataset (phase 2 settings)."""
+        """Run the baseline, PACE and every Table-6 ablation (the methods tagged table6) on one dataset (phase 2
+        settings)."""
         from pacebench.methods import ABLATIONS, EFFICIENCY
         from pacebench.scheduler import plan
 
@@ -188,11 +198,11 @@ def register(app: typer.Typer) -> None:
         if not dry_run:
             console.print("next: [bold]pacebench report --table ablations[/]")
 
-    @app.command()
+    @app.command(cls=RegistryHelp)
     def tune(
-        suite: Annotated[str, typer.Argument(help="Suite to tune.")],
+        suite: Annotated[str, typer.Argument(help="Suite to tune, one of: {suites}.")],
         datasets: Datasets = None,
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods.")] = "pace",
+        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.")] = "pace",
         grid: Annotated[list[str] | None, typer.Option("--grid", help="NAME=V1,V2,... over a method hyperparameter "
                                                        "or training setting; repeatable.")] = None,
         seeds: Annotated[str, typer.Option("--seeds", help="Phase-2 seeds (paper: three).")] = "0,1,2",
@@ -213,16 +223,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
         (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed."""
-        from pacebench.protocol import final_specs, grid_points, select_best
+        from pacebench import protocol
+        from pacebench.protocol import final_specs, select_best
         from pacebench.scheduler import plan
         from pacebench.store import Store
 
         method_names = split_list(methods) or []
         env = _environment(device, data_root, weights, workers, threads, weights_dir)
         specs = []
-        for point in grid_points(grid_values(grid)):
+        for point in protocol.grid(grid_values(grid)):
             request = _request(suite, datasets, method_names, tune_seeds, epochs, None, train, backbone, weights,
-                               shots, split_seeds, phase="tune")
+                               shots, split_seeds, phase=Phase.tune)
             specs += plan(_with_point(request, point))
         specs = list({s.key: s for s in specs}.values())
         console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")

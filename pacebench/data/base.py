@@ -15,6 +15,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.registry import Registry
 
 
@@ -28,6 +29,9 @@ class DataRequest:
     num_classes: int
     image_size: int = 224
     options: dict[str, Any] = field(default_factory=dict)  # e.g. shots, split_seed for few-shot
+    mean: tuple[float, ...] = IMAGENET_MEAN  # the backbone's normalisation (see backbones.normalization)
+    std: tuple[float, ...] = IMAGENET_STD
+    augment: str = "standard"  # training augmentation (see pacebench.data.transforms)
 
 
 @dataclass

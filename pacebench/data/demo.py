@@ -14,19 +14,22 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from pacebench.data.base import READERS, DataRequest, Indexed, Splits
+from pacebench.errors import UsageError
 
 SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 
-def digits_tensors(classes: tuple[int, ...], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images of the given digits as normalised [N, 3, S, S] float tensors, labels renumbered 0..len(classes)-1."""
+def digits_tensors(classes: tuple[int, ...], image_size: int, mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+                   std: tuple[float, ...] = (0.5, 0.5, 0.5)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images of the given digits as [N, 3, S, S] float tensors in [0, 1] normalised by mean/std (the demo
+    backbone's 0.5/0.5 by default), labels renumbered 0..len(classes)-1."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     keep = np.isin(digits.target, classes)
     x = torch.tensor(digits.images[keep], dtype=torch.float32).unsqueeze(1) / 16.0
     x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    x = ((x - 0.5) / 0.5).expand(-1, 3, -1, -1).contiguous()
+    x = (x.expand(-1, 3, -1, -1) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     y = torch.tensor([classes.index(int(t)) for t in digits.target[keep]])
     return x, y
 
@@ -50,7 +53,10 @@ class InMemory(Indexed):
 
 @READERS.register("demo")
 def read_demo(request: DataRequest) -> Splits:
-    x, y = digits_tensors(TARGET_CLASSES, request.image_size)
+    if request.augment != "standard":
+        raise UsageError(f"the demo's digits are tensors in memory and take no image augmentation; drop "
+                         f"augment={request.augment}")
+    x, y = digits_tensors(TARGET_CLASSES, request.image_size, request.mean, request.std)
     parts = split_indices(y, int(request.options.get("shots", 10)), int(request.options.get("split_seed", 0)))
 
     def subset(name: str) -> InMemory:

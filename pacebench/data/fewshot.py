@@ -21,7 +21,7 @@ from typing import Any
 from pacebench.data.base import READERS, DataRequest, Splits
 from pacebench.data.check import LAYOUTS, Layout, Source, for_phase, option
 from pacebench.data.images import read_list
-from pacebench.data.transforms import crop_eval_transform, crop_train_transform
+from pacebench.data.transforms import crop_eval_transform, crop_train_transform, train_transform
 
 EVALS = {"tune": {"val": "val_meta.list"}, "final": {"test": "test_meta.list"}}
 
@@ -47,4 +47,6 @@ def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int)
 @READERS.register("fewshot")
 def read(request: DataRequest) -> Splits:
     return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, crop_train_transform(request.image_size), crop_eval_transform(request.image_size))
+        request.num_classes, train_transform(request.augment, request.image_size, request.mean, request.std,
+                                             crop_train_transform),
+        crop_eval_transform(request.image_size, request.mean, request.std))

@@ -21,7 +21,7 @@ from typing import Any
 from pacebench.data.base import READERS, DataRequest, Splits
 from pacebench.data.check import LAYOUTS, Layout, Source, for_phase
 from pacebench.data.images import Item, check_label
-from pacebench.data.transforms import crop_eval_transform, crop_train_transform
+from pacebench.data.transforms import crop_eval_transform, crop_train_transform, train_transform
 from pacebench.errors import DataError
 
 SPLITS = {"tune": (("train",), {"val": "val"}), "final": (("train", "val"), {"test": "test"})}
@@ -61,4 +61,6 @@ def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int)
 @READERS.register("fgvc")
 def read(request: DataRequest) -> Splits:
     return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, crop_train_transform(request.image_size), crop_eval_transform(request.image_size))
+        request.num_classes, train_transform(request.augment, request.image_size, request.mean, request.std,
+                                             crop_train_transform),
+        crop_eval_transform(request.image_size, request.mean, request.std))

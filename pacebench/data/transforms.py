@@ -1,37 +1,77 @@
-"""Image transforms of the paper's protocols (see IMPLEMENTATION_NOTES.md, section Data).
+"""Image transforms of the paper's protocols and the training augmentations a run can ask for (docs/implementation.md).
 
-VTAB-1k resizes to a square with no augmentation, for training and evaluation alike (the NOAH protocol every VTAB
-result in the paper follows). Few-shot, FGVC and domain adaptation train on random crops with flips and evaluate on
-the centre crop, resizing the short side to 256/224 of the crop size first (256 for 224 px).
+Every transform normalises with the backbone's own mean/std (`backbones.normalization`: ImageNet's for the authors'
+ViT-B and Swin-B, CLIP's for the LAION-2B ViT-B, timm's pretrained configuration for any other architecture).
+
+Training augmentation (`TrainConfig.augment`, one of `choices.Augment`):
+- "standard": each protocol's own transform. VTAB-1k resizes to a square with no augmentation, for training and
+  evaluation alike (the NOAH protocol every VTAB result in the paper follows). Few-shot, FGVC and domain adaptation
+  train on random crops with flips, resizing the short side to 256/224 of the crop size first (256 for 224 px).
+- "strong": the "stronger augmentation" of domain adaptation (paper §5.1, following NOAH): timm's `create_transform`
+  with RandAugment rand-m9-mstd0.5-inc1, colour jitter 0.4 (timm switches it off while RandAugment is on, as in
+  NOAH), random erasing 0.25 (pixel mode, one box) and bicubic random-resized crops, then timm's `Mixup` on each
+  batch (mixup α 0.8, cutmix α 1.0, one of them on every batch, label smoothing 0.1): soft targets.
+Evaluation always resizes the short side to 256/224 of the crop size and takes the centre crop (VTAB: the square).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from torchvision import transforms as T
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
+from pacebench.choices import Augment
+
+Stats = tuple[float, ...]
+STRONG_TRANSFORM: dict[str, Any] = {"auto_augment": "rand-m9-mstd0.5-inc1", "color_jitter": 0.4, "re_prob": 0.25,
+                                    "re_mode": "pixel", "re_count": 1, "interpolation": "bicubic"}
+STRONG_MIXUP: dict[str, Any] = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "prob": 1.0, "switch_prob": 0.5,
+                                "mode": "batch", "label_smoothing": 0.1}
 
 
-def _to_normalized_tensor() -> list:
-    return [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+def _to_normalized_tensor(mean: Stats, std: Stats) -> list:
+    return [T.ToTensor(), T.Normalize(mean, std)]
 
 
-def vtab_transform(size: int) -> T.Compose:
-    """Resize to size x size (bicubic), to tensor, ImageNet mean/std; the same for train and eval."""
-    return T.Compose([T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC), *_to_normalized_tensor()])
+def vtab_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> T.Compose:
+    """Resize to size x size (bicubic), to tensor, normalise; the same for train and eval."""
+    return T.Compose([T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC),
+                      *_to_normalized_tensor(mean, std)])
 
 
 def _resize_size(size: int) -> int:
     return round(size * 256 / 224)
 
 
-def crop_train_transform(size: int) -> T.Compose:
+def crop_train_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> T.Compose:
     """Resize the short side to size*256/224, random size x size crop, random horizontal flip."""
     return T.Compose([T.Resize(_resize_size(size)), T.RandomCrop(size), T.RandomHorizontalFlip(),
-                      *_to_normalized_tensor()])
+                      *_to_normalized_tensor(mean, std)])
 
 
-def crop_eval_transform(size: int) -> T.Compose:
+def crop_eval_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> T.Compose:
     """Resize the short side to size*256/224, centre size x size crop."""
-    return T.Compose([T.Resize(_resize_size(size)), T.CenterCrop(size), *_to_normalized_tensor()])
+    return T.Compose([T.Resize(_resize_size(size)), T.CenterCrop(size), *_to_normalized_tensor(mean, std)])
+
+
+def strong_train_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> Callable:
+    """NOAH's training transform, built by timm itself (see the module docstring)."""
+    from timm.data import create_transform
+
+    return create_transform(input_size=size, is_training=True, mean=mean, std=std, **STRONG_TRANSFORM)
+
+
+def train_transform(augment: str, size: int, mean: Stats, std: Stats, standard: Callable[..., Callable]) -> Callable:
+    """The training transform for `augment`: the reader's `standard(size, mean, std)`, or the strong one."""
+    return standard(size, mean, std) if augment == Augment.standard else strong_train_transform(size, mean, std)
+
+
+def batch_mixup(augment: str, num_classes: int) -> Callable | None:
+    """timm's Mixup/CutMix for the strong augmentation (None otherwise): (x, y) -> (mixed x, soft targets)."""
+    if augment != Augment.strong:
+        return None
+    from timm.data import Mixup
+
+    return Mixup(num_classes=num_classes, **STRONG_MIXUP)

@@ -21,7 +21,7 @@ from typing import Any
 from pacebench.data.base import READERS, DataRequest, Splits
 from pacebench.data.check import LAYOUTS, Layout, Source, for_phase
 from pacebench.data.images import read_list
-from pacebench.data.transforms import vtab_transform
+from pacebench.data.transforms import train_transform, vtab_transform
 
 SPLITS = {"tune": ("train800", {"val": "val200"}), "final": ("train800val200", {"test": "test"})}
 SIZES = {"train800": 800, "val200": 200, "train800val200": 1000}  # fixed by VTAB-1k; test varies by data set
@@ -41,6 +41,7 @@ def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int)
 
 @READERS.register("vtab")
 def read(request: DataRequest) -> Splits:
-    transform = vtab_transform(request.image_size)  # no augmentation: the same for train and eval
+    size, mean, std = request.image_size, request.mean, request.std
+    train = train_transform(request.augment, size, mean, std, vtab_transform)  # standard: the same as eval
     return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, transform, transform)
+        request.num_classes, train, vtab_transform(size, mean, std))

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
-from pacebench.methods.base import Method, StepOutput, register
+from pacebench.methods.base import TABLE6, Method, MethodConfig, register
 
 
 @register
-class Baseline(Method):
+class Baseline(Method[MethodConfig]):
     name = "baseline"
     description = "Adapter fine-tuning with cross-entropy only (the paper's LoRA+VPT baseline)"
-    shares_drop_path = False
-
-    def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
-        logits = model(x)
-        ce = self.objective.loss(logits, y)
-        return StepOutput(ce, logits, {"ce": ce})
+    tags = frozenset({TABLE6})
+    paper_row = "LoRA+VPT"

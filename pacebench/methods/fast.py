@@ -13,23 +13,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pacebench.methods.base import SetupInfo, StepOutput, register
-from pacebench.methods.pace import NoisyMethod, PaceConfig
+from pacebench.methods.base import EFFICIENCY_TAG, SetupInfo, StepOutput, hp, register
+from pacebench.methods.pace import LAM_HELP, SIGMA_HELP, NoisyMethod, PaceConfig
 
 
 @dataclass(frozen=True)
 class FastConfig(PaceConfig):
-    lam: float = 0.1
-    sigma: float = 2.0
+    lam: float = hp(0.1, LAM_HELP, grid=[0.01, 0.05, 0.1, 0.5], aliases=("lambda", "λ"))
+    sigma: float = hp(2.0, SIGMA_HELP, grid=[1.2, 1.6, 2.0, 3.0], aliases=("σ",))
 
 
 @register
-class PaceFast(NoisyMethod):
+class PaceFast(NoisyMethod[FastConfig]):
     name = "pace_fast"
     description = "PACE against each sample's logits from its previous visit (one forward per step)"
     Config = FastConfig
+    tags = frozenset({EFFICIENCY_TAG})
     parts = ("ce", "consistency")
-    needs_index = True
 
     def setup(self, model: nn.Module, info: SetupInfo) -> dict[str, Any]:
         self.history: Tensor | None = None
@@ -43,4 +43,4 @@ class PaceFast(NoisyMethod):
         stored = self.history[idx]
         ce, cons = self.objective.loss(logits, y), self.objective.distance(logits, stored, y)
         self.history[idx] = logits.detach().float()
-        return StepOutput(ce + self.cfg.lam * cons, logits, {"ce": ce, "consistency": cons})  # type: ignore[attr-defined]
+        return StepOutput(ce + self.cfg.lam * cons, logits, {"ce": ce, "consistency": cons})

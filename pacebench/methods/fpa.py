@@ -16,7 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from pacebench.adapters import disabled
-from pacebench.methods.base import Method, MethodConfig, StepOutput, consistency, cross_entropy, register
+from pacebench.methods.base import TABLE6, Method, MethodConfig, StepOutput, ce_only, consistency, hp, register
+
+FPA_HELP = "weight λ of the FP-distance to the pre-trained model"
+FPA_GRID = [0.01, 0.1, 1.0, 10.0]  # the paper sweeps FPA's λ over 1e-3 .. 5e4 (Fig. 4)
 
 
 @torch.no_grad()
@@ -33,26 +36,27 @@ def pretrained_logits(model: nn.Module, x: Tensor) -> Tensor:
 def fpa_loss(model: nn.Module, x: Tensor, y: Tensor, lam: float) -> StepOutput:
     """CE + λ·FP-distance on one batch."""
     reference = pretrained_logits(model, x)
-    logits = model(x)
-    ce, fpa = cross_entropy(logits, y), consistency(logits, reference)
-    return StepOutput(ce + lam * fpa, logits, {"ce": ce, "fpa": fpa})
+    out = ce_only(model, x, y)
+    fpa = consistency(out.logits, reference)
+    return StepOutput(out.loss + lam * fpa, out.logits, {**out.parts, "fpa": fpa})
 
 
 @dataclass(frozen=True)
 class FpaConfig(MethodConfig):
-    lam: float = 1.0
+    lam: float = hp(1.0, FPA_HELP, grid=FPA_GRID, aliases=("lambda", "λ"))
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [("lam", self.lam >= 0, "λ >= 0")]
 
 
 @register
-class Fpa(Method):
+class Fpa(Method[FpaConfig]):
     name = "fpa"
     description = "Table 6 FPA: CE + λ·FP-distance to the pre-trained model (adapters off, current head), no noise"
     Config = FpaConfig
+    tags = frozenset({TABLE6})
+    paper_row = "+FPA"
     parts = ("ce", "fpa")
-    shares_drop_path = False
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
-        return fpa_loss(model, x, y, self.cfg.lam)  # type: ignore[attr-defined]
+        return fpa_loss(model, x, y, self.cfg.lam)

@@ -10,13 +10,13 @@ double backward, so setup() switches timm's attention to its plain-math path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from pacebench.methods.base import Method, MethodConfig, SetupInfo, StepOutput, cross_entropy, register
-from pacebench.methods.fpa import fpa_loss
+from pacebench.methods.base import TABLE6, Method, MethodConfig, SetupInfo, StepOutput, ce_only, hp, register
+from pacebench.methods.fpa import FPA_GRID, FPA_HELP, fpa_loss
 
 
 def gradient_norm_penalty(loss: Tensor, params: list[nn.Parameter]) -> Tensor:
@@ -34,59 +34,75 @@ def use_math_attention(model: nn.Module) -> int:
     return changed
 
 
+GP_HELP = "weight λ of the gradient-norm penalty ‖∇θ CE‖₂"
+GP_GRID = [0.001, 0.01, 0.1, 1.0]
+
+
 @dataclass(frozen=True)
 class GpConfig(MethodConfig):
-    lam: float = 0.1
+    lam: float = hp(0.1, GP_HELP, grid=GP_GRID, aliases=("lambda", "λ"))
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [("lam", self.lam >= 0, "λ >= 0")]
 
 
-@register
-class GradientPenalty(Method):
-    name = "gp"
-    description = "Table 6 GP: CE + λ·‖∇θ CE‖₂, exact by double backprop"
-    Config: ClassVar[type[MethodConfig]] = GpConfig
+G = TypeVar("G", bound=MethodConfig)
+
+
+class PenaltyMethod(Method[G], Generic[G]):
+    """`base_loss` + λ_gp·‖∇θ CE‖₂ on plain-math attention; subclasses give the base loss and the weight."""
+
     parts: ClassVar[tuple[str, ...]] = ("ce", "gp")
-    shares_drop_path = False
 
     def setup(self, model: nn.Module, info: SetupInfo) -> dict[str, Any]:
         return {**super().setup(model, info), "math_attention_modules": use_math_attention(model)}
 
-    def base_loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
-        logits = model(x)
-        ce = cross_entropy(logits, y)
-        return StepOutput(ce, logits, {"ce": ce})
+    def base_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        return ce_only(model, x, y)
 
     def penalty_weight(self) -> float:
-        return self.cfg.lam  # type: ignore[attr-defined]
+        raise NotImplementedError
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
-        out = self.base_loss(model, x, y, idx)
+        out = self.base_loss(model, x, y)
         params = [p for p in model.parameters() if p.requires_grad]
         gp = gradient_norm_penalty(out.parts["ce"], params)
         return StepOutput(out.loss + self.penalty_weight() * gp, out.logits, {**out.parts, "gp": gp})
 
 
+@register
+class GradientPenalty(PenaltyMethod[GpConfig]):
+    name = "gp"
+    description = "Table 6 GP: CE + λ·‖∇θ CE‖₂, exact by double backprop"
+    Config = GpConfig
+    tags = frozenset({TABLE6})
+    paper_row = "+GP"
+
+    def penalty_weight(self) -> float:
+        return self.cfg.lam
+
+
 @dataclass(frozen=True)
 class FpaGpConfig(MethodConfig):
-    lam_fpa: float = 1.0
-    lam_gp: float = 0.1
+    lam_fpa: float = hp(1.0, FPA_HELP, grid=FPA_GRID)
+    lam_gp: float = hp(0.1, GP_HELP, grid=GP_GRID)
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [("lam_fpa", self.lam_fpa >= 0, "λ_fpa >= 0"), ("lam_gp", self.lam_gp >= 0, "λ_gp >= 0")]
 
 
 @register
-class FpaGp(GradientPenalty):
+class FpaGp(PenaltyMethod[FpaGpConfig]):
     name = "fpa_gp"
     description = "Table 6 FPA+GP: CE + λ_fpa·FP-distance + λ_gp·‖∇θ CE‖₂"
     Config = FpaGpConfig
+    tags = frozenset({TABLE6})
+    paper_row = "+FPA+GP"
     parts = ("ce", "fpa", "gp")
 
-    def base_loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
-        return fpa_loss(model, x, y, self.cfg.lam_fpa)  # type: ignore[attr-defined]
+    def base_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        return fpa_loss(model, x, y, self.cfg.lam_fpa)
 
     def penalty_weight(self) -> float:
-        return self.cfg.lam_gp  # type: ignore[attr-defined]
+        return self.cfg.lam_gp
 

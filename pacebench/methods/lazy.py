@@ -11,31 +11,32 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from pacebench.methods.base import StepOutput, register
-from pacebench.methods.pace import Pace, PaceConfig
+from pacebench.methods.base import EFFICIENCY_TAG, StepOutput, ce_only, hp, register
+from pacebench.methods.pace import PaceBase, PaceConfig, pace_loss
 
 
 @dataclass(frozen=True)
 class LazyConfig(PaceConfig):
-    interval: int = 2  # N
+    interval: int = hp(2, "N: the consistency term every N-th step (on the duplicated first half of the batch)",
+                       aliases=("N",))
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [*super().validate(), ("interval", self.interval >= 1, "N >= 1")]
 
 
 @register
-class PaceLazy(Pace):
+class PaceLazy(PaceBase[LazyConfig]):
     name = "pace_lazy"
     description = "PACE every N-th step on the duplicated first half of the batch; noisy CE on the other steps"
     Config = LazyConfig
+    tags = frozenset({EFFICIENCY_TAG})
 
     def is_pace_step(self) -> bool:
-        return self.steps % self.cfg.interval == 0  # type: ignore[attr-defined]
+        return self.steps % self.cfg.interval == 0
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
         if self.is_pace_step():
             half = max(1, x.shape[0] // 2)
-            return self.pace_loss(model, x[:half], y[:half])
-        logits = model(x)
-        ce = self.objective.loss(logits, y)
-        return StepOutput(ce, logits, {"ce": ce, "consistency": ce.new_zeros(())})
+            return pace_loss(model, x[:half], y[:half], self.cfg.lam, self.objective)
+        out = ce_only(model, x, y, self.objective)
+        return StepOutput(out.loss, out.logits, {**out.parts, "consistency": out.loss.new_zeros(())})

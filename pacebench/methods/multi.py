@@ -13,30 +13,31 @@ import torch
 from torch import Tensor, nn
 
 from pacebench.droppath import copies
-from pacebench.methods.base import StepOutput, consistency, cross_entropy, register
+from pacebench.methods.base import EFFICIENCY_TAG, StepOutput, consistency, cross_entropy, hp, register
 from pacebench.methods.pace import NoisyMethod, PaceConfig, split_copies
 
 
 @dataclass(frozen=True)
 class MultiConfig(PaceConfig):
-    copies: int = 3  # M
+    copies: int = hp(3, "M: weight-sharing noisy copies per sample (M = 2 is PACE)", aliases=("M",))
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [*super().validate(), ("copies", self.copies >= 2, "M >= 2")]
 
 
 @register
-class PaceMulti(NoisyMethod):
+class PaceMulti(NoisyMethod[MultiConfig]):
     name = "pace_multi"
     description = "PACE across M weight-sharing noisy copies: CE on the first, mean pairwise consistency"
     Config = MultiConfig
+    tags = frozenset({EFFICIENCY_TAG})
     parts = ("ce", "consistency")
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
-        m = self.cfg.copies  # type: ignore[attr-defined]
+        m = self.cfg.copies
         with copies(model, m):
             outs = split_copies(model(torch.cat([x] * m)), m)
         ce = cross_entropy(outs[0], y)
         pairs = list(itertools.combinations(outs, 2))
         cons = torch.stack([consistency(a, b) for a, b in pairs]).mean()
-        return StepOutput(ce + self.cfg.lam * cons, outs[0], {"ce": ce, "consistency": cons})  # type: ignore[attr-defined]
+        return StepOutput(ce + self.cfg.lam * cons, outs[0], {"ce": ce, "consistency": cons})

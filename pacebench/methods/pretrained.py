@@ -9,14 +9,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from pacebench.errors import UsageError
-from pacebench.methods.base import Method, StepOutput, register
+from pacebench.methods.base import Method, MethodConfig, StepOutput, register
 
 
 @register
-class Pretrained(Method):
+class Pretrained(Method[MethodConfig]):
     name = "pretrained"
     description = "No training: the pre-trained model evaluated as is (generation suites such as gsm8k only)"
-    shares_drop_path = False
     trains = False
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:

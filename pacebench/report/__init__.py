@@ -1,6 +1,7 @@
 """Tables and figures from the results database: a pure gather step (store -> data) and a render step each.
 
-    tables.py   TABLES: name -> gather(store, *, suite, dataset) -> TableData (title, DataFrame, notes)
+    tables.py   tables(): name -> gather(store, *, suite, dataset) -> TableData (title, DataFrame, notes); the
+                paper tables come from the suite files, the rest from @table functions
     render.py   TableData -> rich Table, Markdown, LaTeX (booktabs) or CSV
     figures.py  FIGURES: name -> gather(store, **filters) -> DataFrame, and a matplotlib draw step
 """
@@ -12,7 +13,7 @@ from typing import Any
 
 from pacebench.report.figures import FIGURES, plot
 from pacebench.report.render import FORMATS, render
-from pacebench.report.tables import TABLES, TableData, gather, table_names
+from pacebench.report.tables import TableData, gather, table_names, tables
 from pacebench.store import Store
 from pacebench.text import report as _text_tables  # noqa: F401, E402  (registers glue, gsm8k)
 
@@ -29,5 +30,6 @@ def draw_figure(name: str, store: Store, out: Path, **filters: Any) -> Path:
     return plot(name, store, out, **filters)
 
 
-__all__ = ["FIGURES", "FORMATS", "TABLES", "TableData", "draw_figure", "gather", "plot", "render", "render_table",
-           "table_names"]
+__all__ = ["FIGURES", "FORMATS", "TableData", "draw_figure", "gather", "plot", "render", "render_table",
+           "table_names",
+           "tables"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from pacebench.choices import Format
 from pacebench.registry import Registry
 from pacebench.report.tables import TableData
 
@@ -59,7 +60,7 @@ def display(data: TableData) -> tuple[list[str], list[list[str]], list[bool]]:
     return headers, rows, numeric
 
 
-@FORMATS.register("md")
+@FORMATS.register(Format.md)
 def to_markdown(data: TableData) -> str:
     headers, rows, numeric = display(data)
 
@@ -83,7 +84,7 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text.replace("->", "→")).replace("→", r"$\rightarrow$")
 
 
-@FORMATS.register("latex")
+@FORMATS.register(Format.latex)
 def to_latex(data: TableData) -> str:
     """A booktabs table (needs \\usepackage{booktabs}); the notes go under the tabular in small print."""
     headers, rows, numeric = display(data)
@@ -98,7 +99,7 @@ def to_latex(data: TableData) -> str:
     return "\n".join(out) + "\n"
 
 
-@FORMATS.register("csv")
+@FORMATS.register(Format.csv)
 def to_csv(data: TableData) -> str:
     """The frame as CSV: std columns kept separate, numbers to 6 significant digits, missing values as "–"."""
     return data.frame.to_csv(index=False, na_rep=MISSING, float_format="%.6g", lineterminator="\n")
@@ -115,7 +116,7 @@ def transpose(headers: list[str], rows: list[list[str]], numeric: list[bool]
 WIDE = 12  # a terminal table with more columns than this (Table 1: 19 datasets + 4 means) is shown transposed
 
 
-@FORMATS.register("rich")
+@FORMATS.register(Format.rich)
 def to_rich(data: TableData) -> Any:
     """A rich.table.Table (print it with a rich Console); the notes form its caption. Wide tables come transposed."""
     from rich.table import Table

@@ -1,11 +1,16 @@
 """The paper's tables, each a pure gather step: store -> `TableData` (a title, a DataFrame, notes). Nothing draws here.
 
 Every table reads only finished phase-2 runs (phase "final", status "done": trained on train+val, scored on test),
-and never averages runs made on different weight files: each (backbone, weights sha256) gets its own rows.
+and never averages runs made on different weight files: each (backbone, weights sha256) gets its own rows. Runs an
+earlier pacebench made before a change that alters their result (`spec.is_current` is False) are left out, with a
+note, rather than averaged with new ones.
 Frames hold numbers (NaN where nothing was measured; the renderers print "–"); a column named in `TableData.pm`
 has its standard deviation over seeds (ddof=1) in a sibling column, rendered as "mean ± std".
 
-A new table is one function with a `@table(...)` line; `pacebench report --table NAME` finds it by name or alias.
+The paper's per-suite tables (Tables 1-4) are declared by the suite files (`[reference.report]`: name, number,
+layout, the paper's row names, notes) and gathered by `paper_table`, so a new suite's table is that file alone.
+A table over any suite (the demo summary, Table 6) is one function with a `@table(...)` line. `pacebench report
+--table NAME` finds either kind by name or alias (`tables()`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -23,11 +29,11 @@ import pandas as pd
 from pacebench.errors import PacebenchError
 from pacebench.reference import group_means, reference_table
 from pacebench.registry import Registry
+from pacebench.spec import is_current
 from pacebench.store import RunRecord, Store
-from pacebench.suites import Suite, all_suites, load_suite
+from pacebench.suites import PaperTable, Suite, all_suites, load_suite
 
 PHASE_NOTE = "phase-2 runs only (train+val -> test)"
-DOMAIN_TARGETS = ("imagenet", "imagenet_sketch", "imagenet_v2", "imagenet_a", "imagenet_r")  # Table 4's columns
 ACC = ".2f"
 NAN = math.nan
 
@@ -58,29 +64,48 @@ class TableDef:
     aliases: tuple[str, ...] = ()
 
 
-TABLES: Registry[TableDef] = Registry("table")
+CODE_TABLES: list[TableDef] = []  # tables defined in code, over any suite (`@table`)
 
 
 def table(name: str, description: str, aliases: tuple[str, ...] = ()) -> Callable[[Gather], Gather]:
     """Registers a gather function `(store, *, suite=None, dataset=None) -> TableData` under `name` and `aliases`."""
 
     def decorator(fn: Gather) -> Gather:
-        entry = TableDef(name, description, fn, aliases)
-        for key in (name, *aliases):
-            TABLES.register(key)(entry)
+        CODE_TABLES.append(TableDef(name, description, fn, aliases))
         return fn
 
     return decorator
 
 
+def tables() -> Registry[TableDef]:
+    """Every table by name and alias: each suite file's paper table in the paper's order, then the code's tables.
+    A name used twice (by two suite files, or a suite file and the code) is an error naming it."""
+    found = Registry[TableDef]("table")
+    declared = sorted(((s.name, s.paper_table) for s in all_suites().values() if s.paper_table is not None),
+                      key=lambda item: item[1].number)
+    entries = [TableDef(t.name, t.description, partial(paper_table, owner=owner), t.aliases) for owner, t in declared]
+    for entry in [*entries, *CODE_TABLES]:
+        for key in (entry.name, *entry.aliases):
+            if key in found:
+                raise PacebenchError(f"table name {key!r} is declared twice (suite files' [reference.report] and "
+                                     "the @table functions); rename one")
+            found.register(key)(entry)
+    return found
+
+
 def table_names() -> list[str]:
-    """Canonical table names (aliases left out), in registration order."""
-    return list(dict.fromkeys(entry.name for _, entry in TABLES.items()))
+    """Canonical table names (aliases left out), in order."""
+    return list(dict.fromkeys(entry.name for _, entry in tables().items()))
 
 
 def gather(name: str, store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
     """The table `name` (or an alias: "1", "vtab", "table1", ...) gathered from `store`."""
-    return TABLES.get(name).gather(store, suite=suite, dataset=dataset)
+    data = tables().get(name).gather(store, suite=suite, dataset=dataset)
+    outdated = [r for r in store.runs(phase="final", status="done", suite=suite) if not is_current(r)]
+    if outdated:
+        data.notes.append(f"{len(outdated)} finished run(s) made before a pacebench change that alters their "
+                          "results are left out; run them again (their settings now give new run keys)")
+    return data
 
 
 # ---- selecting and labelling runs (shared with figures.py) --------------------------------------------------------
@@ -88,8 +113,8 @@ def gather(name: str, store: Store, suite: str | None = None, dataset: str | Non
 
 def finished_runs(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                   methods: Iterable[str] | None = None) -> list[RunRecord]:
-    """Done runs of `phase`, optionally of one suite / dataset (a dataset alias means its canonical name; without a
-    suite, in whichever suites define it)."""
+    """Done runs of `phase` that today's code would still give the same key, optionally of one suite / dataset (a
+    dataset alias means its canonical name; without a suite, in whichever suites define it)."""
     names: str | list[str] | None = dataset
     if suite is not None and dataset is not None:
         names = load_suite(suite).dataset(dataset).name
@@ -97,7 +122,8 @@ def finished_runs(store: Store, suite: str | None = None, dataset: str | None = 
         names = sorted({ds.name for s in all_suites().values() for ds in s.datasets.values()
                         if dataset in (ds.name, *ds.aliases)}) or dataset
     method_list = list(methods) if methods is not None else None
-    return store.runs(phase=phase, status="done", suite=suite, dataset=names, method=method_list)
+    runs = store.runs(phase=phase, status="done", suite=suite, dataset=names, method=method_list)
+    return [r for r in runs if is_current(r)]
 
 
 def dumps(value: Any) -> str:
@@ -149,10 +175,11 @@ def config_labels(runs: list[RunRecord], scope: Callable[[RunRecord], Any] = lam
 
 
 def method_rank(method: str) -> tuple[int, str]:
-    """Sort key: the baseline first, then PACE and the Table-6 ablations, the efficiency variants, then the rest."""
-    from pacebench.methods import ABLATIONS, EFFICIENCY
+    """Sort key: registration order (the baseline, PACE and the Table-6 ablations, the efficiency variants), then
+    names no longer registered."""
+    from pacebench.methods import METHODS
 
-    order = [*ABLATIONS, *EFFICIENCY]
+    order = METHODS.names()
     return (order.index(method) if method in order else len(order), method)
 
 
@@ -277,49 +304,38 @@ def _suite_summary(suite: Suite) -> Summary:
     return summary
 
 
-@table("vtab", "Table 1: VTAB-1k test accuracy per dataset, group means and the mean of group means",
-       aliases=("1", "table1"))
-def vtab_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
-    s = load_suite(suite or "vtab")
-    notes = ["cells: mean test accuracy over seeds; 'mean' is the mean of the group means (paper convention)",
-             "paper rows: Table 1's Baseline (LoRA_mul+VPT_add / LoRA_add per Table 7) and +PACE"]
-    return _wide_table(f"Table 1: {s.description}", s, finished_runs(store, s.name, dataset), list(s.datasets),
-                       _test_acc, _suite_summary(s), {"baseline": "Baseline", "pace": "+PACE"}, notes)
+def _evals(columns: tuple[str, ...]) -> Callable[[RunRecord], dict[str, float]]:
+    def values(run: RunRecord) -> dict[str, float]:
+        evals = run.metrics.get("evals") or {}
+        return {k: float(evals[k]) for k in columns if evals.get(k) is not None}
 
-
-@table("fgvc", "Table 3: FGVC test accuracy per dataset and their mean", aliases=("3", "table3"))
-def fgvc_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
-    s = load_suite(suite or "fgvc")
-    notes = ["cells: mean test accuracy over seeds; 'mean' is the plain mean of the datasets",
-             "paper rows: Table 3's LoRA+VPT and +PACE (the paper's 'mean' column kept as printed)"]
-    return _wide_table(f"Table 3: {s.description}", s, finished_runs(store, s.name, dataset), list(s.datasets),
-                       _test_acc, _suite_summary(s), {"baseline": "LoRA+VPT", "pace": "+PACE"}, notes)
-
-
-def _domain_evals(run: RunRecord) -> dict[str, float]:
-    evals = run.metrics.get("evals") or {}
-    return {k: float(evals[k]) for k in DOMAIN_TARGETS if evals.get(k) is not None}
+    return values
 
 
 def _plain_mean(values: dict[str, float]) -> dict[str, float]:
     return {"mean": mean(list(values.values()))}  # NaN in -> NaN out: a partial row gets no mean
 
 
-@table("domain", "Table 4: domain adaptation, ImageNet 16-shot -> ImageNet, -Sketch, -V2, -A, -R",
-       aliases=("4", "table4"))
-def domain_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
-    s = load_suite(suite or "domain")
-    notes = ["cells: mean over seeds of metrics['evals'][target]; 'mean' is the plain mean of the five targets",
-             "paper rows: Table 4's LoRA+VPT and +PACE"]
-    return _wide_table(f"Table 4: {s.description}", s, finished_runs(store, s.name, dataset), list(DOMAIN_TARGETS),
-                       _domain_evals, _plain_mean, {"baseline": "LoRA+VPT", "pace": "+PACE"}, notes)
+def paper_table(store: Store, suite: str | None = None, dataset: str | None = None, *, owner: str) -> TableData:
+    """A suite's paper table, laid out as its file's [reference.report] says, from the runs of `suite` (default: the
+    suite that declares the table)."""
+    s = load_suite(suite or owner)
+    layout = s.paper_table or load_suite(owner).paper_table
+    assert layout is not None
+    title = f"Table {layout.number}: {s.description}"
+    runs = finished_runs(store, s.name, dataset)
+    if layout.layout == "shots":
+        return _shots_table(title, s, layout, runs)
+    notes = list(layout.notes)
+    if layout.layout == "evals":
+        return _wide_table(title, s, runs, list(layout.columns), _evals(layout.columns), _plain_mean, layout.rows,
+                           notes)
+    return _wide_table(title, s, runs, list(s.datasets), _test_acc, _suite_summary(s), layout.rows, notes)
 
 
-@table("fewshot", "Table 2: few-shot test accuracy per dataset and shots (mean over seeds and split seeds)",
-       aliases=("2", "table2"))
-def fewshot_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
-    s = load_suite(suite or "fewshot")
-    runs = [r for r in finished_runs(store, s.name, dataset) if r.dataset in s.datasets]
+def _shots_table(title: str, s: Suite, layout: PaperTable, runs: list[RunRecord]) -> TableData:
+    """Rows = (dataset, weights, method) and the datasets' average, columns = shots (few-shot, Table 2)."""
+    runs = [r for r in runs if r.dataset in s.datasets]
     notes: list[str] = []
     shots = sorted({int(k) for ds in s.datasets.values() for k in ds.options.get("shots", [])})
     columns = [f"{k}-shot" for k in shots]
@@ -347,7 +363,7 @@ def fewshot_table(store: Store, suite: str | None = None, dataset: str | None = 
                             "seeds": min(seeds[(wkey, method)]), **row})
     ref = reference_table(s)
     if ref is not None:
-        for method, paper_name in {"baseline": "LoRA+VPT", "pace": "LoRA+VPT+PACE"}.items():
+        for method, paper_name in layout.rows.items():
             rows = ref[ref["method"] == paper_name]
             for ds in [*s.datasets, "average"]:
                 got = rows[rows["dataset"] == ds]
@@ -362,10 +378,8 @@ def fewshot_table(store: Store, suite: str | None = None, dataset: str | None = 
         frame = frame.drop(columns="weights")
     if not runs:
         notes.append(f"no finished phase-final runs of suite {s.name} yet; run `pacebench run {s.name}`")
-    notes[:0] = [PHASE_NOTE, *weights_note(runs),
-                 "cells: mean test accuracy over training seeds, then over split seeds; 'average' is the plain mean "
-                 "of the datasets", "paper rows: Table 2's LoRA+VPT and LoRA+VPT+PACE"]
-    return TableData(f"Table 2: {s.description}", frame, notes, formats={"seeds": "d"})
+    notes[:0] = [PHASE_NOTE, *weights_note(runs), *layout.notes]
+    return TableData(title, frame, notes, formats={"seeds": "d"})
 
 
 # ---- per-method summaries: demo and Table 6 ---------------------------------------------------------------------
@@ -426,16 +440,26 @@ def demo_table(store: Store, suite: str | None = None, dataset: str | None = Non
                      formats=SUMMARY_FORMATS)
 
 
-TABLE6_ROWS = {"baseline": "LoRA+VPT", "noise": "+Noise", "pace": "+PACE", "pace_add": "+PACE_add",
-               "pace_h": "+PACE_h", "pace_drop": "+PACE_drop", "pace_sigma_const": "+PACE_sigma_const",
-               "pace_sigma_inc": "+PACE_sigma_inc", "fpa": "+FPA", "sam": "+SAM", "gp": "+GP", "fpa_gp": "+FPA+GP",
-               "l1": "+L1"}
+PAPER_TABLE6 = "paper (Table 6)"
 
 
-@table("ablations", "Table 6: the ablations on one dataset, measured mean ± std, the paper's CIFAR-100 beside",
+def _paper_ablations(runs: list[RunRecord]) -> dict[str, tuple[dict[str, float], str]]:
+    """Per data label: Table 6's values by paper row and the column they come from, for the datasets whose suite
+    names one (`[reference] ablation_columns`, e.g. vtab's cifar -> "cifar100_vtab")."""
+    out: dict[str, tuple[dict[str, float], str]] = {}
+    for run in runs:
+        s = load_suite(run.suite)
+        column = s.ablation_columns.get(run.dataset)
+        ref = reference_table(s, "ablations") if column and data_label(run) not in out else None
+        if ref is not None and column in ref.columns:
+            out[data_label(run)] = (dict(zip(ref["method"], map(float, ref[column]), strict=True)), str(column))
+    return out
+
+
+@table("ablations", "Table 6: the ablations on one dataset, measured mean ± std, the paper's column beside",
        aliases=("6", "table6"))
 def ablations_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
-    from pacebench.methods import ABLATIONS
+    from pacebench.methods import ABLATIONS, paper_rows
 
     runs = finished_runs(store, suite, dataset, methods=ABLATIONS)
     if not runs:
@@ -446,16 +470,54 @@ def ablations_table(store: Store, suite: str | None = None, dataset: str | None 
     notes: list[str] = []
     frame = _summary_rows(store, runs, notes)
     frame = frame.drop(columns=[c for c in ("train acc", "gap (train - test)") if c in frame.columns])
-    on_cifar = [r for r in runs if (r.suite, r.dataset) == ("vtab", "cifar")]
-    if on_cifar:
-        ref = reference_table(load_suite("vtab"), "ablations")
-        paper = {} if ref is None else dict(zip(ref["method"], ref["cifar100_vtab"], strict=True))
-        cifar_labels = {data_label(r) for r in on_cifar}
-        is_cifar = (frame["data"].isin(cifar_labels) if "data" in frame.columns
-                    else pd.Series(True, index=frame.index))
-        frame["paper (CIFAR-100)"] = [float(paper.get(TABLE6_ROWS.get(m, ""), NAN)) if c else NAN
-                                      for m, c in zip(frame["method"], is_cifar, strict=True)]
-        notes.append("paper (CIFAR-100): Table 6's cifar100_vtab column (LoRA+VPT baseline, mean of three seeds)")
+    paper = _paper_ablations(runs)
+    if paper:
+        rows = paper_rows()
+        labels = frame["data"] if "data" in frame.columns else [data_label(runs[0])] * len(frame)
+        frame[PAPER_TABLE6] = [paper[label][0].get(rows.get(m, ""), NAN) if label in paper else NAN
+                               for m, label in zip(frame["method"], labels, strict=True)]
+        for label, (_, column) in sorted(paper.items()):
+            notes.append(f"{PAPER_TABLE6} beside {label}: Table 6's {column} column (LoRA+VPT baseline, mean of "
+                         "three seeds)")
     where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else "several datasets"
     return TableData(f"Table 6: ablations on {where}", frame, notes, pm={"test acc": "test acc std"},
                      formats=SUMMARY_FORMATS)
+
+
+# ---- trainable parameters: counted from the code, measured in runs, printed in the paper -------------------------
+
+
+@table("params", "Trainable parameters (M) per suite: counted on the suite's settings, measured in finished runs, "
+       "and the paper's printed 'params (M)'", aliases=("parameters",))
+def params_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+    from pacebench.footprint import describe
+
+    names = [suite] if suite else [n for n, s in all_suites().items() if s.reference.get("params")]
+    records = []
+    for name in names:
+        s = load_suite(name)
+        datasets = [s.dataset(dataset)] if dataset else list(s.datasets.values())
+        counted, measured = [], []
+        for ds in datasets:
+            t = s.resolve_train(ds)
+            counted.append(describe(s.backbone, t.adapter, t.rank, ds.classes, 0.0, "code", t.image_size))
+            got = [r.trainable_params for r in finished_runs(store, s.name, ds.name)
+                   if r.backbone == s.backbone and r.trainable_params]
+            if got:
+                measured.append(mean([float(g) for g in got]))
+        ref = reference_table(s, "params")
+        printed = [float(v) for v in ref[ref["suite"] == s.name]["params_m"]] if ref is not None else []
+        records.append({
+            "suite": s.name, "backbone": s.backbone, "datasets": len(datasets),
+            "code (M)": mean([(c.adapter + c.head) / 1e6 for c in counted]),
+            "measured (M)": mean(measured) / 1e6 if len(measured) == len(datasets) else NAN,
+            "paper (M)": printed[0] if printed and not dataset else NAN,
+        })
+    notes = ["code (M): adapter + head parameters counted on the suite's backbone, adapter, rank and class count per "
+             "dataset, as the authors' code builds them, averaged over the datasets",
+             "measured (M): the trainable_params of finished phase-2 runs on the suite's backbone (NaN until every "
+             "dataset has one); paper (M): the mean printed in the suite's Appendix D table",
+             "the paper's printed means are smaller than what its code trains (e.g. VTAB-1k 1.81 M printed, 2.32 M "
+             "counted); pacebench follows the code and shows both"]
+    return TableData("Trainable parameters (M): code, measured, paper", pd.DataFrame(records), notes,
+                     formats={"datasets": "d", "code (M)": ".2f", "measured (M)": ".2f", "paper (M)": ".2f"})

@@ -27,7 +27,6 @@ from pacebench.store.models import EpochRow, RunRow, RunWeightsRow
 from pacebench.store.records import EpochRecord, RunRecord
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-STATUSES = ("queued", "running", "done", "failed")
 
 
 def utcnow() -> datetime:
@@ -47,17 +46,24 @@ def _alembic_config(connection: Any) -> Any:
     return cfg
 
 
+def head_revision() -> str:
+    """The newest Alembic revision shipped with this package (what `upgrade` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+    assert head is not None
+    return head
+
+
 def upgrade(engine: Engine) -> str | None:
     """Brings the schema to the newest revision; returns the revision it was at (None for an empty database)."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     with engine.begin() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-        cfg = _alembic_config(conn)
-        if current != ScriptDirectory.from_config(cfg).get_current_head():
-            command.upgrade(cfg, "head")
+        if current != head_revision():
+            command.upgrade(_alembic_config(conn), "head")
     return current
 
 

@@ -49,6 +49,7 @@ class RunRow(Base):
     adapter_params: Mapped[int | None] = mapped_column(Integer, nullable=True)
     head_params: Mapped[int | None] = mapped_column(Integer, nullable=True)
     metrics: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    setup: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

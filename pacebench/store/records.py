@@ -34,6 +34,7 @@ class RunRecord:
     adapter_params: int | None
     head_params: int | None
     metrics: dict[str, Any]
+    setup: dict[str, Any]  # what the method's set-up reported: σ per depth position, attention kernel, ...
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

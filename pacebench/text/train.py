@@ -42,7 +42,8 @@ class TaskStats(EpochStats):
         self.task, self.has_accuracy = task, True
 
     def add(self, loss: Tensor, parts: dict[str, Tensor], logits: Tensor, y: Tensor, gn: Tensor | None) -> None:
-        super().add(loss, parts, logits[:0], y[:0], gn)  # loss, parts, grad norm; hits are counted below
+        # loss, parts and grad norm through the parent; no predictions (empty tensors): hits are counted below
+        super().add(loss, parts, logits.new_zeros((0, 1)), y.new_zeros((0,)), gn)
         hits = self.task.hits(logits.detach(), y[: logits.shape[0]])
         if hits is None:
             self.has_accuracy = False

@@ -1,0 +1,62 @@
+"""The fixed choices of pacebench as `StrEnum`s: the CLI lists them in `--help`, and a member compares equal to
+its string, so stored values ("final", "done", "bf16") and run keys are the plain strings they always were.
+
+Where a choice has an implementation (a σ schedule, a table format), the registry of implementations is keyed by
+these members and a test checks that every member has exactly one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """Which half of the paper's protocol a run belongs to."""
+
+    tune = "tune"  # phase 1: train on the train split, score on the validation split
+    final = "final"  # phase 2: train on train+val, score on the test split
+
+
+
+class Status(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"  # autocast to bfloat16 on the forward pass; parameters and optimizer state stay fp32
+
+
+class Augment(StrEnum):
+    """Training augmentation (transforms in `data.transforms`, Mixup in `train`)."""
+
+    standard = "standard"  # the protocol's own: VTAB resize only; random crop + flip elsewhere; hard labels
+    strong = "strong"  # NOAH's, built by timm: RandAugment, random erasing, Mixup/CutMix, label smoothing 0.1
+
+
+class NoiseGroup(StrEnum):
+    """Which rows share one noise draw in Swin's window attention (`noise.Noise`)."""
+
+    window = "window"  # one draw per window, as the authors' code draws over the tensor's first axis
+    sample = "sample"  # one draw per sample, shared by its windows: the paper's wording
+
+
+class Schedule(StrEnum):
+    """How σ varies over depth (implementations in `noise.SCHEDULES`)."""
+
+    code = "code"  # the authors' code: σ falls linearly with depth, ViT's first block gets none
+    paper = "paper"  # the paper's reading: linear over every position
+    const = "const"  # Table 6 PACE_σ=: one σ everywhere
+    increasing = "increasing"  # Table 6 PACE_σ↑: the code schedule reversed
+
+
+class Format(StrEnum):
+    """How `pacebench report` writes a table (renderers in `report.render.FORMATS`)."""
+
+    rich = "rich"
+    md = "md"
+    latex = "latex"
+    csv = "csv"
