@@ -110,10 +110,10 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     cls = METHODS.get(spec.method)
     method = cls(cls.make_config(spec.method_config))
     method.objective = task.objective()
-    if method.shares_drop_path:  # PACE variants: the copies share the backbone's dropout masks (baseline does not)
-        models.share_dropout(model)
+    shared = models.share_dropout(model) if method.shares_drop_path else 0  # PACE variants: copies share masks
     method.autocast = autocast_for(t.precision, env.device)
     facts = method.setup(model, SetupInfo(len(splits.train), task.num_labels()))
+    facts["shared_dropout"] = shared
     if setup_info:
         setup_info({**model.parameter_counts(), **facts})
     train_items = task.encode(splits.train, tokenizer)
