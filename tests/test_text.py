@@ -426,3 +426,14 @@ def test_text_tune_scores_phase_one_on_held_out_train(world, tmp_path):
     for phase, metrics in rows:
         evals = json.loads(metrics)["evals"]
         assert list(evals) == (["val"] if phase == "tune" else ["dev"])
+
+
+def test_missing_text_extra_is_a_one_line_error(monkeypatch):
+    import importlib.util
+
+    from pacebench.text import models
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    with pytest.raises(UsageError, match=r"text suites need peft: pip install 'pacebench\[text\]'"):
+        models.require_text_extra()
