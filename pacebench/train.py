@@ -32,7 +32,7 @@ from pacebench.droppath import share_drop_path
 from pacebench.errors import UsageError
 from pacebench.methods import METHODS, Method, SetupInfo, StepOutput
 from pacebench.methods.fpa import pretrained_logits
-from pacebench.spec import RunSpec
+from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord
 from pacebench.suites import load_suite
 
@@ -167,6 +167,17 @@ class EpochStats:
                 "parts": {k: v.item() / n for k, v in self.parts.items()}}
 
 
+def check_finite(row: dict[str, Any], epoch: int) -> None:
+    """Stops a run whose epoch loss is NaN or infinite; the error is kept with the run."""
+    if not math.isfinite(row["loss"]):
+        raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
+
+
+def is_eval_epoch(epoch: int, t: TrainConfig) -> bool:
+    """Evaluation every `eval_every` epochs and always after the last one (whose numbers the run reports)."""
+    return (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """A finished run: its final metrics and its trained adapter and head tensors (kept with the run)."""
@@ -242,11 +253,10 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
             out, targets = train_step(method, model, batch, optimizer, params, mixup)
             stats.add(out.loss, out.parts, out.logits, targets, out.grad_norm)
         row = stats.finish()
-        if not math.isfinite(row["loss"]):
-            raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
+        check_finite(row, epoch)
         evals: dict[str, float] = {}
         fp = None
-        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
+        if is_eval_epoch(epoch, t):
             evals = {name: evaluate(model, d, env.device, splits.eval_classes.get(name), method.autocast)
                      for name, d in eval_data.items()}
             fp = fp_distance(model, fp_data, env.device, method.autocast)

@@ -29,7 +29,7 @@ from pacebench.store import EpochRecord
 from pacebench.suites import load_suite
 from pacebench.text import models
 from pacebench.text.tasks import TASKS, Items, TextTask, collate
-from pacebench.train import EpochStats, TrainResult, autocast_for, seed_everything
+from pacebench.train import EpochStats, TrainResult, autocast_for, check_finite, is_eval_epoch, seed_everything
 
 FP_SAMPLES = 256
 
@@ -152,11 +152,10 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
             schedule.step()
             stats.add(out.loss, out.parts, out.logits, batch[1], out.grad_norm)
         row = stats.finish()
-        if not math.isfinite(row["loss"]):
-            raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
+        check_finite(row, epoch)
         evals: dict[str, float] = {}
         fp = None
-        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
+        if is_eval_epoch(epoch, t):
             evals, fp = evaluate()
             final = _final(task, evals, fp, row["train_acc"], epoch)
         on_epoch(epoch, EpochRecord(
