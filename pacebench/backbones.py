@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -148,6 +149,7 @@ def resolve(name: str, weights: Path | None = None) -> Resolved:
 def read_state_dict(path: Path) -> dict[str, Any]:
     """Tensors only: safetensors, or torch.load with weights_only=True (no arbitrary unpickling)."""
     import torch
+    from safetensors import SafetensorError
 
     suffix = path.suffix.lower()
     try:
@@ -159,8 +161,8 @@ def read_state_dict(path: Path) -> dict[str, Any]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
             raise UsageError(f"weights file {path}: unsupported type {suffix!r}; use .npz, .pth/.pt or .safetensors")
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
-        reason = str(exc).splitlines()[0]
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read weights file {path}: {reason} (only tensors are loaded, never pickled "
                         "objects; re-save it as a plain state dict or .safetensors)") from None
     for key in ("model", "state_dict", "module"):
@@ -172,7 +174,7 @@ def read_state_dict(path: Path) -> dict[str, Any]:
 def load_weights(model: nn.Module, path: Path) -> None:
     """Loads a local checkpoint into `model` through timm's converter for its architecture; head excluded."""
     if path.suffix.lower() == ".npz":
-        model.load_pretrained(str(path))  # timm's .npz reader (resamples the position embedding itself)
+        load_npz(model, path)
         return
     state = read_state_dict(path)
     filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
@@ -191,6 +193,23 @@ def load_weights(model: nn.Module, path: Path) -> None:
     if missing:
         raise DataError(f"weights file {path} does not fit {type(model).__name__}: missing {missing[:3]} ...; "
                         "is it the right architecture?")
+
+
+def load_npz(model: nn.Module, path: Path) -> None:
+    """Google's JAX .npz ViT checkpoints (ViT-B_16.npz) through timm's reader, which maps their keys and resamples
+    the position embedding; a corrupt file or one for another architecture becomes a `DataError`."""
+    if not hasattr(model, "load_pretrained"):
+        raise DataError(f"weights file {path}: .npz checkpoints load only into ViT architectures, not "
+                        f"{type(model).__name__}; use a .pth or .safetensors file")
+    try:
+        model.load_pretrained(str(path))
+    except KeyError as exc:
+        raise DataError(f"weights file {path} does not fit {type(model).__name__}: it has no entry {exc}; is it "
+                        "the right architecture?") from None
+    except (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read weights file {path}: {reason}; is it Google's .npz ViT checkpoint, "
+                        "complete and uncorrupted?") from None
 
 
 def build(name: str, num_classes: int, image_size: int, drop_path: float, weights: Path | None = None,

@@ -27,6 +27,11 @@ def describe(backbone: str, adapter: str, rank: int, classes: int, sigma: float,
     from pacebench.backbones import BACKBONES
     from pacebench.errors import UsageError
 
+    checks = {"--classes": (classes, classes >= 1), "--rank": (rank, rank >= 1),
+              "--image-size": (image_size, image_size >= 1), "--sigma": (sigma, 0 <= sigma < float("inf"))}
+    for option, (value, ok) in checks.items():
+        if not ok:
+            raise UsageError(f"{option} must be {'finite and >= 0' if option == '--sigma' else '>= 1'}, got {value}")
     arch, kwargs = (BACKBONES.get(backbone).arch, BACKBONES.get(backbone).kwargs) if backbone in BACKBONES else (
         backbone, {})
     if not timm.is_model(arch):

@@ -63,6 +63,8 @@ class TrainConfig:
             "lr": self.lr > 0,
             "weight_decay": self.weight_decay >= 0,
             "warmup_epochs": self.warmup_epochs >= 0,
+            "warmup_lr": self.warmup_lr >= 0,  # (non-finite values never get here: values.parse_fields refuses them)
+            "min_lr": self.min_lr >= 0,  # timm's scheduler would stop on a bare AssertionError
             "drop_path": 0 <= self.drop_path < 1,
             "eval_every": self.eval_every >= 1,
             "rank": self.rank >= 1,
@@ -71,7 +73,8 @@ class TrainConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise UsageError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
-                             "epochs/batch sizes/rank >= 1, lr > 0, 0 <= drop_path < 1")
+                             "epochs/batch sizes/rank >= 1, lr > 0, weight_decay/min_lr/warmup_lr >= 0, "
+                             "0 <= drop_path < 1")
 
 
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))

@@ -125,11 +125,26 @@ def _keys(cls: type, *leave_out: str) -> list[str]:
     return [f.name for f in fields(cls) if f.name not in leave_out]
 
 
+# the type each dataset key must have in a suite file (classes is checked on its own: a positive integer)
+DATASET_TYPES: dict[str, tuple[type, str]] = {"folder": (str, "a string"), "group": (str, "a string"),
+                                              "aliases": (list, "a list of names"), "train": (dict, "a table"),
+                                              "methods": (dict, "a table"), "options": (dict, "a table"),
+                                              "data": (dict, "a table")}
+
+
 def _dataset(name: str, raw: dict[str, Any], where: str) -> DatasetDef:
-    check_keys(raw, _keys(DatasetDef, "name"), f"{where} [datasets.{name}]")
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: datasets.{name} must be a table ([datasets.{name}])")
+    table = f"{where} [datasets.{name}]"
+    check_keys(raw, _keys(DatasetDef, "name"), table)
+    wrong = [(k, rule) for k, (kind, rule) in DATASET_TYPES.items() if k in raw and not isinstance(raw[k], kind)]
+    if wrong:
+        raise UsageError(f"{table}: {wrong[0][0]} must be {wrong[0][1]}, got {raw[wrong[0][0]]!r}")
     check_keys(raw.get("train", {}), TRAIN_FIELDS, f"{where} [datasets.{name}.train]")
     if "classes" not in raw:
         raise UsageError(f"dataset {name} has no 'classes' in its suite file")
+    if type(raw["classes"]) is not int or raw["classes"] < 1:
+        raise UsageError(f"{table}: classes must be a positive integer, got {raw['classes']!r}")
     bad = [k for k, v in raw.get("options", {}).items() if not isinstance(v, list)]
     if bad:
         raise UsageError(f"dataset {name}: option {bad[0]!r} must be a list (a grid of values), e.g. [16]")

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from pacebench import adapters, backbones
-from pacebench.data import READERS, DataRequest, Splits
+from pacebench.data import load_splits
 from pacebench.data.transforms import batch_mixup
 from pacebench.droppath import share_drop_path
 from pacebench.errors import UsageError
@@ -34,7 +34,6 @@ from pacebench.methods import METHODS, Method, SetupInfo, StepOutput
 from pacebench.methods.fpa import pretrained_logits
 from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord
-from pacebench.suites import load_suite
 
 EpochCallback = Callable[[int, EpochRecord], None]
 
@@ -54,20 +53,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def load_splits(spec: RunSpec, data_root: Path) -> Splits:
-    """The run's datasets, normalised with the backbone's mean/std and augmented as `spec.train.augment` says."""
-    from pacebench.data.check import data_options, dataset_root
-
-    suite = load_suite(spec.suite)
-    ds = suite.dataset(spec.dataset)
-    mean, std = backbones.normalization(spec.backbone)
-    request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
-                          num_classes=ds.classes, image_size=spec.train.image_size,
-                          options=data_options(ds, spec.data_options), mean=mean, std=std,
-                          augment=spec.train.augment)
-    return READERS.get(suite.reader)(request)
 
 
 def build_model(spec: RunSpec, num_classes: int, weights: Path | None) -> tuple[nn.Module, Method, str]:
@@ -211,6 +196,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     (the store writes it)."""
     from timm.scheduler import CosineLRScheduler
 
+    from pacebench.suites import load_suite
     from pacebench.text.tasks import TASKS
 
     if load_suite(spec.suite).reader in TASKS:  # a text suite: same methods and records, its own loop
@@ -270,6 +256,8 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         on_epoch(epoch, record)
         schedule.step(epoch)  # after the epoch, as the authors' code does
     metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
+    if splits.label_ids is not None:  # the data set's own label ids, in class-index order (FGVC)
+        metrics["label_ids"] = splits.label_ids
     return TrainResult(metrics, adapters.trainable_state(model))
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import timm
 import torch
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from torch import nn
 
 # Tiny models: one intra-op thread is ~100x faster than two on a shared 2-core box (OpenMP spin-waits).
@@ -36,3 +39,51 @@ def make_vit() -> Callable[..., nn.Module]:
 @pytest.fixture
 def make_swin() -> Callable[..., nn.Module]:
     return tiny_swin
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory) -> Path:
+    """A results folder holding a quickly pre-trained demo backbone (1 epoch instead of the demo's 60)."""
+    path = tmp_path_factory.mktemp("results")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PACEBENCH_RESULTS", str(path))
+    from pacebench.pretrain import pretrain_demo_backbone
+    from pacebench.scheduler import weights_sha256
+
+    weights_sha256.cache_clear()
+    pretrain_demo_backbone(epochs=1)
+    yield path
+    weights_sha256.cache_clear()
+    mp.undo()
+
+
+def assert_one_line_error(result, code: int, message: str) -> None:
+    """A CLI result that failed as a user error should: the exit code, `message` on one `error:` line, and no
+    exception kept by the runner (CliRunner swallows exceptions, so a clean-looking output proves nothing)."""
+    assert isinstance(result.exception, SystemExit), (result.output, result.exception)
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    if errors:
+        assert len(errors) == 1 and message in errors[0], result.output
+    else:  # click's own usage errors (a value outside a choice) come boxed, over several lines
+        assert message in " ".join(result.output.replace("│", " ").split()), result.output
+
+
+def assert_ok(result) -> None:
+    """Exit 0 with no exception kept by the runner."""
+    assert result.exit_code == 0 and result.exception is None, (result.output, result.exception)
+
+
+@pytest.fixture
+def sqlite_pragmas():
+    """PRAGMAs run on every new SQLite connection while the test runs (a full disk, a read-only file: the tests run
+    as root, where file permissions would not stop a write)."""
+    pragmas: list[str] = []
+
+    def on_connect(dbapi_conn, _record):
+        for pragma in pragmas:
+            dbapi_conn.execute(pragma)
+
+    event.listen(Engine, "connect", on_connect)
+    yield pragmas
+    event.remove(Engine, "connect", on_connect)

@@ -166,3 +166,18 @@ def test_demo_reader_normalises_with_the_requested_stats():
     with pytest.raises(UsageError, match="augment"):
         READERS.get("demo")(DataRequest(None, "digits", "final", 5, image_size=8,  # type: ignore[arg-type]
                                         augment="strong"))
+
+
+def test_strong_augmentation_posterizes_to_zero_bits_instead_of_crashing():
+    """RandAugment's increasing posterize reaches 0 bits at magnitude 10; newer Pillow raises there, which stopped
+    about one draw in 600 (every domain run in its first epoch). Zero bits is a black image, as Pillow had it."""
+    from PIL import Image
+    from timm.data.auto_augment import AugmentOp
+
+    from pacebench.data.transforms import _walk, strong_train_transform
+
+    ops = [op for op in _walk(strong_train_transform(32)) if isinstance(op, AugmentOp) and op.name ==
+           "PosterizeIncreasing"]
+    image = Image.new("RGB", (8, 8), (200, 100, 50))
+    assert ops and all(op.aug_fn(image, 0).getextrema() == ((0, 0),) * 3 for op in ops)
+    assert ops[0].aug_fn(image, 4).getpixel((0, 0)) == (192, 96, 48)

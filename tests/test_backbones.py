@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
+import pathlib
 
 import pytest
 import timm
@@ -38,19 +38,21 @@ def test_local_file_loads_resizes_position_embedding_and_drops_head(tmp_path, so
 
 
 def test_pickled_objects_are_never_unpickled(tmp_path):
-    path = tmp_path / "evil.pth"
-    with open(path, "wb") as f:
-        pickle.dump({"model": {"x": Exploit()}}, f)
+    path, pwned = tmp_path / "evil.pth", tmp_path / "pwned"
+    torch.save({"model": {"x": Exploit(pwned)}}, path)  # what a malicious checkpoint looks like
     with pytest.raises(DataError, match="cannot read weights file"):
         backbones.read_state_dict(path)
-    assert not (tmp_path / "pwned").exists()
+    assert not pwned.exists()  # the payload's own target: it exists if loading ever unpickles
 
 
 class Exploit:
-    def __reduce__(self):
-        import pathlib
+    """Unpickling this creates `target`."""
 
-        return (pathlib.Path.touch, (pathlib.Path(pytest.__file__).parent / "pwned",))
+    def __init__(self, target: pathlib.Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.target,))
 
 
 def test_missing_named_weights_name_the_file_and_the_source(tmp_path, monkeypatch):

@@ -7,10 +7,10 @@ import math
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_ok, assert_one_line_error
 from typer.testing import CliRunner
 
 from pacebench.cli import app
@@ -19,22 +19,6 @@ from pacebench.store.api import head_revision
 
 runner = CliRunner()
 TINY = ["--epochs", "2", "-t", "batch_size=16", "-t", "eval_every=1", "--device", "cpu", "--seeds", "0"]
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
-    """A results folder holding a quickly pre-trained demo backbone (1 epoch instead of the demo's 60)."""
-    path = tmp_path_factory.mktemp("results")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PACEBENCH_RESULTS", str(path))
-    from pacebench.pretrain import pretrain_demo_backbone
-    from pacebench.scheduler import weights_sha256
-
-    weights_sha256.cache_clear()
-    pretrain_demo_backbone(epochs=1)
-    yield path
-    weights_sha256.cache_clear()
-    mp.undo()
 
 
 def invoke(*args: str, db: str | None = None):
@@ -52,20 +36,21 @@ def test_methods_lists_every_registered_method():
     from pacebench.methods import METHODS
 
     result = invoke("methods")
-    assert result.exit_code == 0
+    assert_ok(result)
     for name in METHODS.names():
         assert name in result.output
 
 
 def test_suites_lists_the_demo():
     result = invoke("suites")
-    assert result.exit_code == 0 and "digits" in result.output and "built in" in result.output
+    assert_ok(result)
+    assert "digits" in result.output and "built in" in result.output
 
 
 def test_inspect_counts_vit_b16_exactly():
     result = runner.invoke(app, ["inspect", "--backbone", "vit_b16_in21k", "--adapter", "lora_mul+vpt_add",
                                  "--rank", "10", "--classes", "100"])
-    assert result.exit_code == 0, result.output
+    assert_ok(result)
     assert "2,203,104" in result.output and "76,900" in result.output and "2,280,004" in result.output
     assert "0.1" in result.output and "1.2" in result.output
 
@@ -85,25 +70,23 @@ def test_inspect_counts_vit_b16_exactly():
     (["runs", "--status", "nope"], 2, "'nope' is not one of 'queued', 'running', 'done', 'failed'"),
     (["report", "--format", "pdf"], 2, "'pdf' is not one of 'rich', 'md', 'latex', 'csv'"),
 ])
-def test_bad_input_is_one_clear_line(args, code, message, tmp_path):
+def test_bad_input_is_one_clear_line(args, code, message, tmp_path, results):
     result = invoke(*args, db=f"sqlite:///{tmp_path}/x.db")
-    assert result.exit_code == code, result.output
-    assert message in " ".join(result.output.replace("│", " ").split())  # click's choice errors come boxed
-    assert "Traceback" not in result.output
+    assert_one_line_error(result, code, message)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_an_error_not_a_cpu_run(tmp_path, results):
     db = f"sqlite:///{tmp_path}/x.db"
     result = invoke("run", "demo", "--device", "cuda", db=db)
-    assert result.exit_code == 2 and "CUDA is not available" in result.output
+    assert_one_line_error(result, 2, "CUDA is not available")
     assert invoke("runs", db=db).output.count("demo") == 0
 
 
 def test_unopenable_database_exits_1(tmp_path):
     (tmp_path / "f").write_text("")
-    result = invoke("runs", db=f"sqlite:///{tmp_path}/f/x.db")
-    assert result.exit_code == 1 and "cannot open database" in result.output
+    result = invoke("db", "upgrade", db=f"sqlite:///{tmp_path}/f/x.db")
+    assert_one_line_error(result, 1, "cannot open database")
 
 
 def test_db_upgrade_and_current(tmp_path):
@@ -116,7 +99,7 @@ def test_db_upgrade_and_current(tmp_path):
 def test_tiny_demo_run_end_to_end(tmp_path, results):
     db = f"sqlite:///{tmp_path}/demo.db"
     result = invoke("run", "demo", "--methods", "baseline,pace", *TINY, db=db)
-    assert result.exit_code == 0, result.output
+    assert_ok(result)
     con = sqlite3.connect(tmp_path / "demo.db")
     runs = con.execute("select id, method, status, trainable_params, device, versions, metrics from runs").fetchall()
     assert [(r[1], r[2], r[4]) for r in runs] == [("baseline", "done", "cpu"), ("pace", "done", "cpu")]
@@ -139,37 +122,41 @@ def test_tiny_demo_run_end_to_end(tmp_path, results):
         assert any("lora" in n for n in weights) and not any(n.endswith("base.weight") for n in weights)
 
     again = invoke("run", "demo", "--methods", "baseline,pace", *TINY, db=db)
-    assert again.exit_code == 0 and again.output.count("skipped-done") == 2
+    assert_ok(again)
+    assert again.output.count("skipped-done") == 2
     assert con.execute("select count(*) from runs").fetchone()[0] == 2
 
     listed = invoke("runs", "--suite", "demo", db=db)
-    assert listed.exit_code == 0 and "baseline" in listed.output and "done" in listed.output
+    assert_ok(listed)
+    assert "baseline" in listed.output and "done" in listed.output
 
 
 def test_report_and_plot_after_a_demo_run(tmp_path, results):
     db = f"sqlite:///{tmp_path}/demo.db"
-    assert invoke("run", "demo", "--methods", "baseline,pace", *TINY, db=db).exit_code == 0
+    assert_ok(invoke("run", "demo", "--methods", "baseline,pace", *TINY, db=db))
     table = invoke("report", "--table", "demo", "--format", "md", db=db)
-    assert table.exit_code == 0, table.output
+    assert_ok(table)
     assert "baseline" in table.output and "pace" in table.output and "|" in table.output
     csv = invoke("report", "--table", "demo", "--format", "csv", "--out", str(tmp_path / "t.csv"), db=db)
-    assert csv.exit_code == 0 and (tmp_path / "t.csv").read_text().count("\n") >= 3
+    assert_ok(csv)
+    assert (tmp_path / "t.csv").read_text().count("\n") >= 3
     out = tmp_path / "g.png"
     figure = invoke("plot", "grad-norm", "--suite", "demo", "--out", str(out), db=db)
-    assert figure.exit_code == 0, figure.output
+    assert_ok(figure)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_report_without_runs_says_what_to_run(tmp_path):
-    result = invoke("report", "--table", "demo", db=f"sqlite:///{tmp_path}/empty.db")
-    assert result.exit_code == 1 and "pacebench run demo" in result.output
+    db = f"sqlite:///{tmp_path}/empty.db"
+    assert_ok(invoke("db", "upgrade", db=db))
+    assert_one_line_error(invoke("report", "--table", "demo", db=db), 1, "pacebench run demo")
 
 
 def test_tune_runs_phase_one_on_val_then_phase_two_on_test(tmp_path, results):
     db = f"sqlite:///{tmp_path}/tune.db"
     result = invoke("tune", "demo", "--methods", "pace", "--grid", "lam=0.1,1", "--seeds", "0", "--tune-seeds", "0",
                     "--epochs", "1", "-t", "batch_size=16", "--device", "cpu", db=db)
-    assert result.exit_code == 0, result.output
+    assert_ok(result)
     con = sqlite3.connect(tmp_path / "tune.db")
     rows = con.execute("select phase, origin, status, method_config, metrics from runs order by id").fetchall()
     assert [r[:3] for r in rows] == [("tune", "tune", "done")] * 2 + [("final", "tune", "done")]
@@ -183,7 +170,7 @@ def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, 
     db = f"sqlite:///{tmp_path}/ablate.db"
     result = invoke("ablate", "digits", "--suite", "demo", "--efficiency", "--epochs", "1", "-t", "batch_size=16",
                     "--device", "cpu", db=db)
-    assert result.exit_code == 0, result.output
+    assert_ok(result)
     con = sqlite3.connect(tmp_path / "ablate.db")
     rows = con.execute("select method, status from runs").fetchall()
     assert sorted(m for m, _ in rows) == sorted(ABLATIONS + EFFICIENCY)
@@ -192,7 +179,8 @@ def test_ablate_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, 
     assert setups["gp"]["attention"] == setups["fpa_gp"]["attention"] == "math"  # double backward needs it
     assert setups["sam"]["attention"] == "fused" and setups["pace_add"]["sigmas"][1] == pytest.approx(1.2)
     table = invoke("report", "--table", "ablations", "--format", "csv", db=db)
-    assert table.exit_code == 0 and all(m in table.output for m in ABLATIONS)
+    assert_ok(table)
+    assert all(m in table.output for m in ABLATIONS)
 
 
 def test_help_lists_what_the_registries_hold():
@@ -203,7 +191,7 @@ def test_help_lists_what_the_registries_hold():
 
     def text(*args: str) -> str:
         result = invoke(*args)
-        assert result.exit_code == 0, result.output
+        assert_ok(result)
         return " ".join(result.output.replace("│", " ").split())
 
     run = text("run", "--help")

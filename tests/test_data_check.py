@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import assert_ok
 from fake_trees import make_all, write_suites
 from typer.testing import CliRunner
 
@@ -157,12 +158,14 @@ def test_require_data_uses_the_datasets_data_table(suites, data):
 def test_cli_check_exits_0_on_good_data_and_1_on_bad(suites, data, monkeypatch):
     runner = CliRunner()
     result = runner.invoke(app, ["check", "--root", str(data), "--full"])
-    assert result.exit_code == 0, result.output
+    assert_ok(result)
     assert all(name in result.output for name in ("cifar", "flowers", "cub", "dogs", "imagenet"))
     (data / "vtab-1k/cifar/val200.txt").unlink()
     result = runner.invoke(app, ["check", "--root", str(data)])
-    assert result.exit_code == 1 and "val200.txt" in result.output
-    assert runner.invoke(app, ["check", "fgvc", "--root", str(data)]).exit_code == 0  # one suite only
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1
+    assert "val200.txt" in result.output
+    assert_ok(runner.invoke(app, ["check", "fgvc", "--root", str(data)]))  # one suite only
     monkeypatch.setenv("PACEBENCH_DATA", str(data))  # the default root
     result = runner.invoke(app, ["check", "vtab"])
-    assert result.exit_code == 1 and "broken" in result.output
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1
+    assert "broken" in result.output

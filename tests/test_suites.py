@@ -43,7 +43,7 @@ def test_suite_is_complete(name):
     assert suite.reader and suite.backbone and suite.description
     assert suite.datasets
     for ds in suite.datasets.values():
-        assert ds.classes >= 2 or suite.reader in TASKS  # text: STS-B regresses (1 output), GSM-8K generates (0)
+        assert ds.classes >= 2 or suite.reader in TASKS  # text: STS-B regresses (1 output), GSM-8K generates
         assert ds.variants()
         assert isinstance(suite.resolve_train(ds), TrainConfig)  # every layer holds only known, valid settings
 

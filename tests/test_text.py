@@ -386,7 +386,7 @@ def test_gsm8k_learns_only_the_answer_and_scores_the_final_number(world):
     from pacebench.text.tasks import IGNORE, Gsm8k, pad
 
     tok = models.load_tokenizer(world["phi3"])
-    task = Gsm8k("gsm8k", 0, {"prompt": "chat"})
+    task = Gsm8k("gsm8k", 1, {"prompt": "chat"})
     example = tdata.read_gsm8k(world["data"] / "gsm8k/train.jsonl")[0]
     [(ids, labels)] = task.encode([example], tok)
     prompt = tok.apply_chat_template([{"role": "user", "content": example.texts[0]}], add_generation_prompt=True,

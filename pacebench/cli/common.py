@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,15 @@ class Group(TyperGroup):
         except PacebenchError as exc:
             err_console.print(f"[bold red]error:[/] {one_line(exc)}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turns a failure to write `path` (a directory, an unwritable folder, /proc, a full disk) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise PacebenchError(f"cannot write {path}: {exc.strerror or exc}; choose another --out") from None
 
 
 def _registry_lists() -> dict[str, Callable[[], str]]:
@@ -119,14 +129,22 @@ def split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+INT_MAX = 2**31 - 1  # seeds, shots and split seeds are stored in INTEGER columns (32-bit on PostgreSQL)
+
+
 def int_list(value: str | None, option: str) -> list[int] | None:
+    """'0,1,2' -> [0, 1, 2]; each value must lie in 0..INT_MAX."""
     items = split_list(value)
     if items is None:
         return None
     try:
-        return [int(v) for v in items]
+        numbers = [int(v) for v in items]
     except ValueError:
         raise UsageError(f"{option} takes comma-separated integers, e.g. 0,1,2; got {value!r}") from None
+    bad = [n for n in numbers if not 0 <= n <= INT_MAX]
+    if bad:
+        raise UsageError(f"{option}: {bad[0]} is out of range; use integers from 0 to {INT_MAX}")
+    return numbers
 
 
 def key_values(pairs: list[str] | None, option: str) -> dict[str, str]:

@@ -45,6 +45,9 @@ def check(
         table.add_row(r.suite, r.dataset, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", sizes, first)
     console = Console()
     console.print(table)
+    for r in results:
+        for note in r.notes:
+            console.print(f"{r.suite}/{r.dataset}: {note}", markup=False, soft_wrap=True)
     problems = [(r, p) for r in results for p in r.problems]
     for r, problem in problems:
         console.print(f"{r.suite}/{r.dataset}: {problem}", markup=False, soft_wrap=True)

@@ -21,14 +21,15 @@ def upgrade(db: DbOption = None) -> None:
 
 @app.command()
 def current(db: DbOption = None) -> None:
-    """Print the schema revision of the database."""
-    console.print(current_revision(db_url(db)))
+    """Print the schema revision of the database (read-only: creates and migrates nothing)."""
+    from pacebench.store.api import schema_revision
+
+    revision, head = schema_revision(db_url(db))
+    note = "" if revision == head else f" (the newest is {head}: `pacebench db upgrade` migrates)"
+    console.print(f"{revision or 'empty'}{note}")
 
 
 def current_revision(url: str) -> str:
-    from alembic.runtime.migration import MigrationContext
+    from pacebench.store.api import schema_revision
 
-    from pacebench.store import Store
-
-    with Store(url).engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() or "empty"
+    return schema_revision(url)[0] or "empty"

@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
         from pacebench.store import Store
 
         url = db_url(db)
-        records = Store(url).runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
+        store = Store(url, readonly=True)
+        records = store.runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
         columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
         if wide:
             columns[1:1] = ["key", "suite"]
@@ -70,6 +71,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def suites(data_root: DataOption = None) -> None:
         """List the suites, their datasets, and whether each dataset's folder is found under the data root."""
+        from pacebench.data import READERS
         from pacebench.settings import data_root as default_root
         from pacebench.suites import all_suites
 
@@ -78,7 +80,8 @@ def register(app: typer.Typer) -> None:
         for suite in all_suites().values():
             for ds in suite.datasets.values():
                 folder = root / suite.data_dir / ds.folder
-                found = "built in" if suite.reader == "demo" else ("found" if folder.is_dir() else "missing")
+                needs_files = READERS.get(suite.reader).needs_files
+                found = "found" if folder.is_dir() else "missing" if needs_files else "built in"
                 table.add_row(suite.name, ds.name, str(ds.classes), ds.group, str(folder), found)
         console.print(table)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pacebench.choices import Format
-from pacebench.cli.common import DbOption, RegistryHelp, console, db_url
+from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, writing
 
 
 def register(app: typer.Typer) -> None:
@@ -26,22 +26,23 @@ def register(app: typer.Typer) -> None:
         from pacebench.report import render_table
         from pacebench.store import Store
 
-        rendered = render_table(table, Store(db_url(db)), fmt, suite=suite, dataset=dataset)
+        rendered = render_table(table, Store(db_url(db), readonly=True), fmt, suite=suite, dataset=dataset)
         if out is None:
             if isinstance(rendered, str):
                 typer.echo(rendered, nl=not rendered.endswith("\n"))  # no rich wrapping or markup in md/latex/csv
             else:
                 console.print(rendered)
             return
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
+        with writing(out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
         console.print(f"wrote {out}")
 
     @app.command(cls=RegistryHelp)
     def plot(
         figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG file (default results/FIGURE.png).")]
-        = None,
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file: .png, .pdf or .svg (default "
+                                                 "results/FIGURE.png).")] = None,
         suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
         dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
         shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
@@ -55,8 +56,10 @@ def register(app: typer.Typer) -> None:
         from pacebench.store import Store
 
         options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
-        path = draw_figure(figure, Store(db_url(db)), out or results_dir() / f"{figure}.png", suite=suite,
-                           dataset=dataset, phase=phase, options=options or None)
+        store, out = Store(db_url(db), readonly=True), out or results_dir() / f"{figure}.png"
+        with writing(out):
+            path = draw_figure(figure, store, out, suite=suite, dataset=dataset, phase=phase,
+                               options=options or None)
         console.print(f"wrote {path}")
 
 

@@ -1,7 +1,7 @@
-"""Data readers, one per on-disk layout, registered in `READERS` (and their layouts in `check.LAYOUTS`)."""
+"""Data readers, one per on-disk layout, registered in `READERS` (see `base` for the contract)."""
 
 from pacebench.data import demo, fewshot, fgvc, imagenet, vtab  # noqa: F401  (registration)
-from pacebench.data.base import READERS, DataRequest, Indexed, Splits
-from pacebench.text import data as _text_data  # noqa: F401, E402  (registers the glue and gsm8k layouts)
+from pacebench.data.base import READERS, DataRequest, Indexed, Splits, load_splits
+from pacebench.text import data as _text_data  # noqa: F401, E402  (registers the glue and gsm8k readers' layouts)
 
-__all__ = ["READERS", "DataRequest", "Indexed", "Splits"]
+__all__ = ["READERS", "DataRequest", "Indexed", "Splits", "load_splits"]

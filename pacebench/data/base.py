@@ -1,22 +1,38 @@
-"""The contract between data readers and the training loop.
+"""The contract between data readers, the data checker and the training loop.
 
 A reader turns one on-disk layout into `Splits`: a training set and one or more evaluation sets, each yielding
 `(image, label, index)` (the index lets `pace_fast` keep a per-sample history). Which splits are read depends on
 the protocol phase: phase "tune" trains on the train split and scores on the validation split, phase "final" trains
 on train+val and scores on test. A reader for phase "tune" must never open a test list.
+
+Each reader module describes its layout once, as a function `layout(root, phase, options, num_classes) -> Layout`
+that names, for one protocol phase, the `Source`s it reads (split list files or image folders) without opening any
+of them, and registers it with its transforms (`register_layout`). The same `Layout` feeds the reader
+(`Layout.splits`) and the checker (`pacebench data check`), so what the checker approves is what runs read. A reader
+that needs nothing on disk (the built-in demo data) registers its read function instead (`register_builtin`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch.utils.data import Dataset
 
 from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
+from pacebench.data.images import ImageDir, Item, ListDataset
+from pacebench.data.transforms import train_transform
+from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
+
+if TYPE_CHECKING:
+    from pacebench.spec import RunSpec
+    from pacebench.suites import DatasetDef, Suite
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,12 +53,14 @@ class DataRequest:
 @dataclass
 class Splits:
     """Datasets for one run. `evals` maps a name ("val", "test", "imagenet_r", ...) to a dataset; `eval_classes`
-    optionally restricts the logits of an evaluation set to a subset of classes (ImageNet-A and -R)."""
+    optionally restricts the logits of an evaluation set to a subset of classes (ImageNet-A and -R); `label_ids`
+    are the data set's own label ids in class-index order when the reader renumbered them (FGVC), else None."""
 
     train: Dataset
     evals: dict[str, Dataset]
     num_classes: int
     eval_classes: dict[str, Sequence[int]] = field(default_factory=dict)
+    label_ids: list[int] | None = None
 
 
 class Indexed(Dataset):
@@ -59,5 +77,151 @@ class Indexed(Dataset):
         return x, y, i
 
 
-Reader = Callable[[DataRequest], Splits]
+@dataclass(frozen=True)
+class Source:
+    """One split as it lies on disk. `path` (a list file or a folder) defines it and is named in every error;
+    `read` lists its (image path, label) items, raising `DataError` for a missing file, a malformed line or a label
+    out of range; `images` says where those images lie (a folder or its HDF5 pack). `size` is the size the protocol
+    fixes (VTAB train800: 800), `subset` marks an evaluation set scored only on the classes it contains
+    (ImageNet-A and -R)."""
+
+    name: str
+    path: Path
+    read: Callable[[], list[Item]]
+    images: ImageDir
+    size: int | None = None
+    subset: bool = False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The sources one phase reads: the training set is the concatenation of `train`. `label_ids`, when the layout
+    renumbers labels, gives the data set's own ids in class-index order (read on first call)."""
+
+    train: tuple[Source, ...]
+    evals: dict[str, Source]
+    label_ids: Callable[[], list[int]] | None = None
+
+    def sources(self) -> list[Source]:
+        return [*self.train, *self.evals.values()]
+
+    def splits(self, num_classes: int, train_transform: Callable, eval_transform: Callable) -> Splits:
+        if len({src.images for src in self.train}) != 1:
+            raise ValueError("the train sources of one layout must share their image folder")
+        evals = {name: src.read() for name, src in self.evals.items()}
+        train = [item for src in self.train for item in src.read()]
+        ids = self.label_ids() if self.label_ids else None
+        return Splits(
+            train=Indexed(ListDataset(train, train_transform, self.train[0].images)),
+            evals={name: Indexed(ListDataset(items, eval_transform, self.evals[name].images))
+                   for name, items in evals.items()},
+            num_classes=num_classes,
+            eval_classes={name: sorted({y for _, y in evals[name]}) for name, src in self.evals.items() if src.subset},
+            label_ids=None if ids == list(range(len(ids or []))) else ids,
+        )
+
+
+LayoutFn = Callable[[Path, str, Mapping[str, Any], int], Layout]
+TransformFn = Callable[..., Callable]  # (image size, mean, std) -> transform
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How one suite's data is read: from files described by `layout`, or built in (`layout` is None; nothing on
+    disk to check). Call it with a `DataRequest` to get the `Splits`."""
+
+    read: Callable[[DataRequest], Splits]
+    layout: LayoutFn | None = None
+
+    @property
+    def needs_files(self) -> bool:
+        """Whether the data lies under the data root (and `data check` and the pre-flight check look at it)."""
+        return self.layout is not None
+
+    def __call__(self, request: DataRequest) -> Splits:
+        return self.read(request)
+
+
 READERS: Registry[Reader] = Registry("data reader")
+
+
+def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn, request: DataRequest) -> Splits:
+    size, mean, std = request.image_size, request.mean, request.std
+    return layout(request.root, request.phase, request.options, request.num_classes).splits(
+        request.num_classes, train_transform(request.augment, size, mean, std, standard), evaluate(size, mean, std))
+
+
+def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | None = None
+                    ) -> Callable[[LayoutFn], LayoutFn]:
+    """Registers a layout function as the reader `name`, training with its `standard` transform (unless the run
+    asks for another augmentation) and evaluating with `evaluate` (the same one when not given, as VTAB's protocol
+    has it). Each is called as `transform(image size, mean, std)`."""
+
+    def decorator(layout: LayoutFn) -> LayoutFn:
+        read = partial(_read_layout, layout, standard, evaluate or standard)
+        READERS.register(name)(Reader(read, layout))
+        return layout
+
+    return decorator
+
+
+def register_builtin(name: str) -> Callable[[Callable[[DataRequest], Splits]], Callable[[DataRequest], Splits]]:
+    """Registers a reader whose data is built into the package (nothing under the data root)."""
+
+    def decorator(read: Callable[[DataRequest], Splits]) -> Callable[[DataRequest], Splits]:
+        READERS.register(name)(Reader(read))
+        return read
+
+    return decorator
+
+
+def for_phase(table: Mapping[str, T], phase: str) -> T:
+    """`table[phase]`, or a clear error for a phase the layout does not know."""
+    if phase not in table:
+        raise UsageError(f"unknown phase {phase!r}; choose one of: {', '.join(table)}")
+    return table[phase]
+
+
+def option(options: Mapping[str, Any], name: str, default: int | None = None) -> int:
+    """An integer data option (shots, split_seed); without a default a missing one is a `DataError` naming it."""
+    if name not in options and default is None:
+        raise DataError(f"this data set needs the option {name!r}; set it in the suite's [datasets.NAME.options] "
+                        "or on the command line")
+    value = options.get(name, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"data option {name!r} must be an integer, got {value!r}") from None
+
+
+# ---- where a suite's data set lies ----------------------------------------------------------------------------
+def dataset_root(suite: Suite, ds: DatasetDef, data_root: Path) -> Path:
+    return Path(data_root) / suite.data_dir / ds.folder
+
+
+def data_options(ds: DatasetDef, variant: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a reader gets: the dataset's fixed `data` table (e.g. FGVC's image_dir) under the run's variant
+    (few-shot: shots, split_seed)."""
+    return {**ds.data, **variant}
+
+
+def layout_of(suite: Suite, ds: DatasetDef, data_root: Path, phase: str, variant: Mapping[str, Any]) -> Layout:
+    """The layout of `ds` for one phase and data variant; only for readers that need files."""
+    layout = READERS.get(suite.reader).layout
+    assert layout is not None, f"reader {suite.reader} has no files on disk"
+    return layout(dataset_root(suite, ds, data_root), phase, data_options(ds, variant), ds.classes)
+
+
+def load_splits(spec: RunSpec, data_root: Path) -> Splits:
+    """The datasets of one run, read from under `data_root` as its suite says, normalised with the backbone's
+    mean/std and augmented as `spec.train.augment` says."""
+    from pacebench.backbones import normalization
+    from pacebench.suites import load_suite
+
+    suite = load_suite(spec.suite)
+    ds = suite.dataset(spec.dataset)
+    mean, std = normalization(spec.backbone)
+    request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
+                          num_classes=ds.classes, image_size=spec.train.image_size,
+                          options=data_options(ds, spec.data_options), mean=mean, std=std, augment=spec.train.augment)
+    return READERS.get(suite.reader)(request)

@@ -1,88 +1,23 @@
-"""On-disk layouts, shared by the readers and the data checker, so that what the checker approves is what runs read.
+"""The data checker (`pacebench data check` and the pre-flight check of `pacebench run`).
 
-Each reader module describes its layout once, as a function registered in `LAYOUTS` under the reader's name:
-`layout(root, phase, options, num_classes) -> Layout` names, for one protocol phase, the `Source`s it reads (split list
-files or image folders) without opening any of them. The reader turns that into datasets (`Layout.splits`); the checker
-walks the layouts of both phases and every option variant (few-shot: shots x split seeds) and reports each problem with
-the exact path to fix. A reader that needs nothing on disk (the built-in demo data) registers no layout.
+It walks the layouts (see `base`) of both phases and every option variant (few-shot: shots x split seeds) and reports
+each problem with the exact path to fix, reading images from their folder or from the HDF5 pack that replaces it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pacebench.data.base import Indexed, Splits
-from pacebench.data.images import Item, ListDataset, load_rgb
-from pacebench.errors import DataError, UsageError
-from pacebench.registry import Registry
+from pacebench.data.base import READERS, Source, dataset_root, layout_of
+from pacebench.errors import DataError
 from pacebench.spec import PHASES
 from pacebench.suites import DatasetDef, Suite
 
-T = TypeVar("T")
 SHOWN = 3  # problems of one kind listed per split before they are only counted
-
-
-@dataclass(frozen=True)
-class Source:
-    """One split as it lies on disk. `path` (a list file or a folder) defines it and is named in every error;
-    `read` lists its (image path, label) items, raising `DataError` for a missing file, a malformed line or a label
-    out of range. `size` is the size the protocol fixes (VTAB train800: 800), `subset` marks an evaluation set scored
-    only on the classes it contains (ImageNet-A and -R). A text source (`images=False`) is one data file whose items
-    all name that file: reading it is the whole check."""
-
-    name: str
-    path: Path
-    read: Callable[[], list[Item]]
-    size: int | None = None
-    subset: bool = False
-    images: bool = True
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The sources one phase reads: the training set is the concatenation of `train`."""
-
-    train: tuple[Source, ...]
-    evals: dict[str, Source]
-
-    def sources(self) -> list[Source]:
-        return [*self.train, *self.evals.values()]
-
-    def splits(self, num_classes: int, train_transform: Callable, eval_transform: Callable) -> Splits:
-        evals = {name: src.read() for name, src in self.evals.items()}
-        return Splits(
-            train=Indexed(ListDataset([item for src in self.train for item in src.read()], train_transform)),
-            evals={name: Indexed(ListDataset(items, eval_transform)) for name, items in evals.items()},
-            num_classes=num_classes,
-            eval_classes={name: sorted({y for _, y in evals[name]}) for name, src in self.evals.items() if src.subset},
-        )
-
-
-LayoutFn = Callable[[Path, str, Mapping[str, Any], int], Layout]
-LAYOUTS: Registry[LayoutFn] = Registry("data layout")
-
-
-def for_phase(table: Mapping[str, T], phase: str) -> T:
-    """`table[phase]`, or a clear error for a phase the layout does not know."""
-    if phase not in table:
-        raise UsageError(f"unknown phase {phase!r}; choose one of: {', '.join(table)}")
-    return table[phase]
-
-
-def option(options: Mapping[str, Any], name: str, default: int | None = None) -> int:
-    """An integer data option (shots, split_seed); without a default a missing one is a `DataError` naming it."""
-    if name not in options and default is None:
-        raise DataError(f"this data set needs the option {name!r}; set it in the suite's [datasets.NAME.options] "
-                        "or on the command line")
-    value = options.get(name, default)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"data option {name!r} must be an integer, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -95,16 +30,7 @@ class CheckResult:
     problems: list[str]
     sizes: dict[str, int]
     suite: str = ""
-
-
-def dataset_root(suite: Suite, ds: DatasetDef, data_root: Path) -> Path:
-    return Path(data_root) / suite.data_dir / ds.folder
-
-
-def data_options(ds: DatasetDef, variant: Mapping[str, Any]) -> dict[str, Any]:
-    """The options a reader gets: the dataset's fixed `data` table (e.g. FGVC's image_dir) under the run's variant
-    (few-shot: shots, split_seed)."""
-    return {**ds.data, **variant}
+    notes: list[str] = field(default_factory=list)  # how it is read: HDF5 packs, renumbered labels
 
 
 def _capped(problems: list[str], what: str, where: Path) -> list[str]:
@@ -112,9 +38,9 @@ def _capped(problems: list[str], what: str, where: Path) -> list[str]:
     return problems[:SHOWN] + ([f"... and {more} more {what} in {where}"] if more > 0 else [])
 
 
-def _decode_problem(path: Path) -> str | None:
+def _decode_problem(src: Source, path: Path) -> str | None:
     try:
-        load_rgb(path)
+        src.images.load(path)
     except DataError as exc:
         return str(exc)
     return None
@@ -141,16 +67,24 @@ def find_problems(sources: Iterable[Source], full: bool = False,
         if sizes and src.size is not None and len(items) != src.size:
             problems.append(f"{src.path} lists {len(items)} images, the protocol needs exactly {src.size}; "
                             "use the benchmark's original split files")
-        if not src.images:
+        absent = src.images.missing()
+        if absent:  # one line for the folder (and its pack), not one per image
+            problems.append(absent)
             continue
         paths = list(dict.fromkeys(path for path, _ in items))  # VTAB's train800val200 repeats train800's files
-        missing = [f"missing image {path} listed in {src.path}" for path in paths if not path.is_file()]
+        try:
+            present = {path: src.images.exists(path) for path in paths}
+        except DataError as exc:  # an unreadable pack, or a listed path outside the image folder
+            problems.append(str(exc))
+            continue
+        missing = [f"missing image {src.images.where(path)} listed in {src.path}" for path, ok in present.items()
+                   if not ok]
         problems += _capped(missing, "missing images", src.path)
         if full:
-            todo = [path for path in paths if path not in decoded and path.is_file()]
+            todo = [path for path in paths if path not in decoded and present[path]]
             decoded.update(todo)
             with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
-                broken = [p for p in pool.map(_decode_problem, todo) if p]
+                broken = [p for p in pool.map(lambda path, src=src: _decode_problem(src, path), todo) if p]
             problems += _capped(broken, "unreadable images", src.path)
     return problems, counts
 
@@ -163,21 +97,41 @@ def _missing_folder(suite: Suite, ds: DatasetDef, root: Path) -> str:
 def check_dataset(suite: Suite, ds: DatasetDef, data_root: Path, full: bool = False) -> CheckResult:
     """Checks everything the reader would read for `ds` in both phases and every option variant."""
     root = dataset_root(suite, ds, data_root)
-    if suite.reader not in LAYOUTS:  # built-in data: nothing on disk to check
+    if not READERS.get(suite.reader).needs_files:  # built-in data: nothing on disk to check
         return CheckResult(ds.name, "found", [], {}, suite.name)
     if not root.is_dir():
         return CheckResult(ds.name, "missing", [_missing_folder(suite, ds, root)], {}, suite.name)
     problems: list[str] = []
     sources: list[Source] = []
+    notes: list[str] = []
     for phase in PHASES:
         for variant in ds.variants():
             try:
-                sources += LAYOUTS.get(suite.reader)(root, phase, data_options(ds, variant), ds.classes).sources()
+                layout = layout_of(suite, ds, data_root, phase, variant)
+                sources += layout.sources()
+                notes += _label_note(layout.label_ids)
             except DataError as exc:
                 problems.append(str(exc))
     found, sizes = find_problems(sources, full)
     problems = list(dict.fromkeys(problems + found))
-    return CheckResult(ds.name, "broken" if problems else "found", problems, sizes, suite.name)
+    notes += [f"images from the HDF5 pack {src.images.pack}" for src in sources if src.images.packed]
+    return CheckResult(ds.name, "broken" if problems else "found", problems, sizes, suite.name,
+                       list(dict.fromkeys(notes)))
+
+
+def _label_note(label_ids: Callable[[], list[int]] | None) -> list[str]:
+    """'labels renumbered: 1->0, 2->1, ...' when the layout maps the data set's own label ids to class indices."""
+    if label_ids is None:
+        return []
+    try:
+        ids = label_ids()
+    except DataError:
+        return []  # the split file's problem is reported with its sources
+    if ids == list(range(len(ids))):
+        return []
+    pairs = [f"{label}->{i}" for i, label in enumerate(ids)]
+    shown = ", ".join(pairs[:SHOWN]) + (f", ... ({len(ids)} ids)" if len(pairs) > SHOWN else "")
+    return [f"labels renumbered (sorted train ids -> class index): {shown}"]
 
 
 def check_suite(suite: Suite, data_root: Path, full: bool = False) -> list[CheckResult]:
@@ -188,11 +142,11 @@ def require_data(suite: Suite, ds: DatasetDef, data_root: Path, phase: str, opti
     """Fails fast, before a run starts, if a file it will read is absent or a label is out of range; raises a
     `DataError` naming the first problem. Decodes nothing and ignores split sizes, so it takes seconds at most."""
     root = dataset_root(suite, ds, data_root)
-    if suite.reader not in LAYOUTS:
+    if not READERS.get(suite.reader).needs_files:
         return
     if not root.is_dir():
         raise DataError(_missing_folder(suite, ds, root))
-    layout = LAYOUTS.get(suite.reader)(root, phase, data_options(ds, options), ds.classes)
+    layout = layout_of(suite, ds, data_root, phase, options)
     problems, _ = find_problems(layout.sources(), full=False, sizes=False)
     if problems:
         raise DataError(f"{problems[0]} (all problems: pacebench data check {suite.name})")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from pacebench.data.base import READERS, DataRequest, Indexed, Splits
+from pacebench.data.base import DataRequest, Indexed, Splits, register_builtin
 from pacebench.errors import UsageError
 
 SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
@@ -51,7 +51,7 @@ class InMemory(Indexed):
     in_memory = True  # tensors already in memory: loader workers would only add overhead
 
 
-@READERS.register("demo")
+@register_builtin("demo")
 def read_demo(request: DataRequest) -> Splits:
     if request.augment != "standard":
         raise UsageError(f"the demo's digits are tensors in memory and take no image augmentation; drop "

@@ -6,6 +6,7 @@
         annotations/test_meta.list
         images/<relative image path>                    every list line is `<relative image path> <label>`,
                                                         the path relative to images/
+        images.hdf5                                     or, instead of images/, the authors' HDF5 pack of it
 
 The options `shots` (K) and `split_seed` (S) pick the train list. Phase "tune" scores on val_meta.list, phase "final"
 on test_meta.list; both train on the same K-shot list, as in the paper (there is no larger train set to add).
@@ -18,10 +19,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pacebench.data.base import READERS, DataRequest, Splits
-from pacebench.data.check import LAYOUTS, Layout, Source, for_phase, option
-from pacebench.data.images import read_list
-from pacebench.data.transforms import crop_eval_transform, crop_train_transform, train_transform
+from pacebench.data.base import Layout, Source, for_phase, option, register_layout
+from pacebench.data.images import ImageDir, read_list
+from pacebench.data.transforms import crop_eval_transform, crop_train_transform
 
 EVALS = {"tune": {"val": "val_meta.list"}, "final": {"test": "test_meta.list"}}
 
@@ -29,7 +29,7 @@ EVALS = {"tune": {"val": "val_meta.list"}, "final": {"test": "test_meta.list"}}
 def meta_source(root: Path, name: str, filename: str, num_classes: int) -> Source:
     """A list in `<root>/annotations/` whose image paths are relative to `<root>/images/`."""
     path = root / "annotations" / filename
-    return Source(name, path, partial(read_list, path, root / "images", num_classes))
+    return Source(name, path, partial(read_list, path, root / "images", num_classes), ImageDir(root / "images"))
 
 
 def train_source(root: Path, shots: int, seed: int, num_classes: int) -> Source:
@@ -37,16 +37,9 @@ def train_source(root: Path, shots: int, seed: int, num_classes: int) -> Source:
                        num_classes)
 
 
-@LAYOUTS.register("fewshot")
+@register_layout("fewshot", crop_train_transform, crop_eval_transform)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     train = train_source(root, option(options, "shots"), option(options, "split_seed"), num_classes)
     return Layout((train,), {name: meta_source(root, name, filename, num_classes)
                              for name, filename in for_phase(EVALS, phase).items()})
 
-
-@READERS.register("fewshot")
-def read(request: DataRequest) -> Splits:
-    return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, train_transform(request.augment, request.image_size, request.mean, request.std,
-                                             crop_train_transform),
-        crop_eval_transform(request.image_size, request.mean, request.std))

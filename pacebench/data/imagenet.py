@@ -12,6 +12,9 @@
         imagenet-a/<wnid>/*                       target "imagenet_a" (200 classes: logits restricted to them)
         imagenet-r/<wnid>/*                       target "imagenet_r" (200 classes: logits restricted to them)
 
+Any of the image folders may be replaced by an HDF5 pack of it beside it (imagenet/images.hdf5, imagenet-a.hdf5, ...):
+each image's bytes under its path inside the folder, as the PACE authors' convert_to_hdf5.py stores them.
+
 The options `shots` (default 16) and `split_seed` (default 0) pick the train list, as in the few-shot layout. Phase
 "tune" scores on val_meta.list and opens no target folder; phase "final" scores on all five targets.
 """
@@ -23,26 +26,27 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
-from pacebench.data.base import READERS, DataRequest, Splits
-from pacebench.data.check import LAYOUTS, Layout, Source, for_phase, option
+from pacebench.data.base import Layout, Source, for_phase, option, register_layout
 from pacebench.data.fewshot import meta_source, train_source
-from pacebench.data.images import IMAGE_SUFFIXES, Item, check_label
-from pacebench.data.transforms import crop_eval_transform, crop_train_transform, train_transform
+from pacebench.data.images import ImageDir, Item, check_label
+from pacebench.data.transforms import crop_eval_transform, crop_train_transform
 from pacebench.errors import DataError
 
 
 class ClassOrder:
-    """Maps class folders to ImageNet class indices; reads classes.txt or the train folder only on first use."""
+    """Maps class folders to ImageNet class indices; reads classes.txt or the train folder (or its group in the
+    HDF5 pack) only on first use."""
 
     def __init__(self, imagenet: Path, num_classes: int) -> None:
-        self.listed, self.train, self.num_classes = imagenet / "classes.txt", imagenet / "images" / "train", num_classes
+        self.listed, self.images = imagenet / "classes.txt", ImageDir(imagenet / "images")
+        self.train, self.num_classes = self.images.folder / "train", num_classes
 
     @cached_property
     def index(self) -> dict[str, int]:
         if self.listed.is_file():
             wnids, source = [w.strip() for w in self.listed.read_text().splitlines() if w.strip()], self.listed
-        elif self.train.is_dir():
-            wnids, source = sorted(p.name for p in self.train.iterdir() if p.is_dir()), self.train
+        elif self.train.is_dir() or self.images.packed:
+            wnids, source = sorted(self.images.class_folders("train")), self.train
         else:
             raise DataError(f"cannot tell the ImageNet class order: neither {self.listed} nor {self.train} exists; "
                             "add one of them")
@@ -62,42 +66,34 @@ class ClassOrder:
         return check_label(int(folder.name), self.num_classes, str(folder))
 
 
-# eval name: (folder under the suite folder, how its class folders are named, score only on the classes present)
-TARGETS: dict[str, tuple[str, Callable[[ClassOrder, Path], int], bool]] = {
-    "imagenet": ("imagenet/images/val", ClassOrder.by_wnid, False),
-    "imagenet_sketch": ("imagenet-sketch", ClassOrder.by_wnid, False),
-    "imagenet_v2": ("imagenetv2", ClassOrder.by_number, False),
-    "imagenet_a": ("imagenet-a", ClassOrder.by_wnid, True),
-    "imagenet_r": ("imagenet-r", ClassOrder.by_wnid, True),
+# eval name: (image folder under the suite folder (its HDF5 pack is <folder>.hdf5), the class folders' folder inside
+# it, how class folders are named, score only on the classes present)
+TARGETS: dict[str, tuple[str, str, Callable[[ClassOrder, Path], int], bool]] = {
+    "imagenet": ("imagenet/images", "val", ClassOrder.by_wnid, False),
+    "imagenet_sketch": ("imagenet-sketch", "", ClassOrder.by_wnid, False),
+    "imagenet_v2": ("imagenetv2", "", ClassOrder.by_number, False),
+    "imagenet_a": ("imagenet-a", "", ClassOrder.by_wnid, True),
+    "imagenet_r": ("imagenet-r", "", ClassOrder.by_wnid, True),
 }
 
 
-def folder_items(folder: Path, label_of: Callable[[Path], int]) -> list[Item]:
-    """Images in `folder/<class folder>/`, labelled by `label_of(class folder)`, in sorted order."""
-    if not folder.is_dir():
-        raise DataError(f"missing data folder {folder}; put that data set there")
-    items = [(image, label_of(class_dir))
-             for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-             for image in sorted(class_dir.iterdir()) if image.suffix.lower() in IMAGE_SUFFIXES]
+def folder_items(images: ImageDir, sub: str, label_of: Callable[[Path], int]) -> list[Item]:
+    """Images in `<images>/<sub>/<class folder>/`, labelled by `label_of(class folder)`, in sorted order."""
+    folder = images.folder / sub
+    items = [(image, label_of(folder / name)) for name, files in images.class_folders(sub).items() for image in files]
     if not items:
         raise DataError(f"no images in the class folders of {folder}; expected {folder}/<class>/<image>")
     return items
 
 
-@LAYOUTS.register("imagenet")
+@register_layout("imagenet", crop_train_transform, crop_eval_transform)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     imagenet, classes = root / "imagenet", ClassOrder(root / "imagenet", num_classes)
     train = train_source(imagenet, option(options, "shots", 16), option(options, "split_seed", 0), num_classes)
-    targets = {name: Source(name, root / folder, partial(folder_items, root / folder, partial(label_of, classes)),
-                            subset=subset)
-               for name, (folder, label_of, subset) in TARGETS.items()}
+    targets = {name: Source(name, root / folder / sub, partial(folder_items, ImageDir(root / folder), sub,
+                                                               partial(label_of, classes)),
+                            ImageDir(root / folder), subset=subset)
+               for name, (folder, sub, label_of, subset) in TARGETS.items()}
     evals = {"tune": {"val": meta_source(imagenet, "val", "val_meta.list", num_classes)}, "final": targets}
     return Layout((train,), for_phase(evals, phase))
 
-
-@READERS.register("imagenet")
-def read(request: DataRequest) -> Splits:
-    return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, train_transform(request.augment, request.image_size, request.mean, request.std,
-                                             crop_train_transform),
-        crop_eval_transform(request.image_size, request.mean, request.std))

@@ -1,15 +1,24 @@
-"""Image files on disk: decoding any of them to 8-bit RGB, and lists of (image, label) read from split files.
+"""Images on disk: decoding any of them to 8-bit RGB, lists of (image, label) read from split files, and the
+authors' HDF5 packs.
 
 Benchmark folders hold a mix of JPEG and PNG files in every mode Pillow knows (grayscale, palette, CMYK, 16-bit
 medical or satellite scans). `load_rgb` turns each into the 8-bit RGB the ImageNet-normalised backbones expect, and
 turns any failure into a `DataError` that names the file, so a bad file stops a run with one line saying what to fix.
+
+The PACE authors' code reads each data set's images from one `images.hdf5` beside (or instead of) `images/`: their
+convert_to_hdf5.py stores every image's encoded bytes as a dataset keyed by its path relative to `images/`
+(VTAB-1k: `train800/000000.jpg` in group `train800`; few-shot: `<class>/<file>`). `ImageDir` reads either form.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import struct
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -56,13 +65,14 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV: Pillow's conversions
 
 
-def load_rgb(path: Path | str) -> Image.Image:
-    """Opens and fully decodes an image as 8-bit RGB; a missing or corrupt file raises `DataError` naming it.
+def load_rgb(path: Path | str, data: io.BytesIO | None = None) -> Image.Image:
+    """Opens and fully decodes an image as 8-bit RGB (from `data` when given, else from the file `path`); a missing
+    or corrupt image raises `DataError` naming it.
 
     The error carries only its message, so it pickles and reaches the main process from DataLoader workers.
     """
     try:
-        with Image.open(path) as im:
+        with Image.open(data or path) as im:
             im.load()  # decode now, inside the try: Pillow decodes lazily and a truncated file fails here
             return to_rgb(im)
     except FileNotFoundError:
@@ -100,16 +110,125 @@ def read_list(path: Path, image_dir: Path, num_classes: int) -> list[Item]:
     return items
 
 
-class ListDataset(Dataset):
-    """(image tensor, label) pairs from a list of (path, label); images are decoded when an item is fetched."""
+class ImageDir:
+    """The image folder of a data set, read from its files or, when the folder is absent and `pack` exists, from
+    the authors' HDF5 pack of it. Items keep their path inside the folder either way, so split lists, errors and
+    the checker look the same for both forms.
 
-    def __init__(self, items: list[Item], transform: Callable) -> None:
+    The pack is opened on first use in each process (a DataLoader worker opens its own handle: an HDF5 handle
+    must not cross a fork) and never pickled."""
+
+    def __init__(self, folder: Path, pack: Path | None = None) -> None:
+        self.folder = Path(folder)
+        self.pack = Path(pack) if pack is not None else self.folder.with_name(self.folder.name + ".hdf5")
+        self._h5: Any = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ImageDir) and (self.folder, self.pack) == (other.folder, other.pack)
+
+    def __hash__(self) -> int:
+        return hash((self.folder, self.pack))
+
+    def __repr__(self) -> str:
+        return f"ImageDir({self.folder}, pack={self.pack})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"folder": self.folder, "pack": self.pack}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["folder"], state["pack"])  # type: ignore[misc]
+
+    @property
+    def packed(self) -> bool:
+        """True when the images come from the pack: the folder is absent and the pack is a file."""
+        return not self.folder.is_dir() and self.pack.is_file()
+
+    def describe(self) -> str:
+        return str(self.pack) if self.packed else str(self.folder)
+
+    def missing(self) -> str | None:
+        """A problem line when neither the folder nor the pack exists, else None."""
+        if self.folder.is_dir() or self.pack.is_file():
+            return None
+        return f"missing image folder {self.folder}/ (or its HDF5 pack {self.pack}); put the data set's images there"
+
+    def key(self, path: Path) -> str:
+        """The key of `path` inside the pack: its path relative to the folder."""
+        try:
+            return Path(path).relative_to(self.folder).as_posix()
+        except ValueError:
+            raise DataError(f"image {path} lies outside {self.folder}, so the pack {self.pack} cannot hold it; "
+                            "fix the split list") from None
+
+    def _file(self) -> Any:
+        with self._lock:
+            if self._h5 is None or self._pid != os.getpid():
+                import h5py
+
+                try:
+                    self._h5 = h5py.File(self.pack, "r")
+                except OSError as exc:
+                    raise DataError(f"cannot open HDF5 pack {self.pack}: {_one_line(exc)}; re-create it with the "
+                                    "authors' convert_to_hdf5.py or use the image folder") from None
+                self._pid = os.getpid()
+            return self._h5
+
+    def class_folders(self, sub: str = "") -> dict[str, list[Path]]:
+        """{class folder name: its images, sorted} for the class folders in `sub` (a folder inside this one, "" for
+        this one), read from the files or from the pack; a missing `sub` is a `DataError`."""
+        base = self.folder / sub
+        if not self.packed:
+            if not base.is_dir():
+                raise DataError(f"missing data folder {base}; put that data set there (or its HDF5 pack {self.pack})")
+            return {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                    for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+        import h5py
+
+        pack = self._file()
+        group = pack[sub] if sub else pack
+        if sub and (sub not in pack or not isinstance(group, h5py.Group)):
+            raise DataError(f"missing data folder {base}: the pack {self.pack} has no group {sub!r}; re-create it")
+        return {name: [base / name / key for key in sorted(group[name]) if Path(key).suffix.lower() in IMAGE_SUFFIXES]
+                for name in sorted(group) if isinstance(group[name], h5py.Group) and not name.startswith(".")}
+
+    def exists(self, path: Path) -> bool:
+        if not self.packed:
+            return Path(path).is_file()
+        return self.key(path) in self._file()
+
+    def where(self, path: Path) -> str:
+        """How errors name an image: its file, or its key inside the pack."""
+        return f"{self.key(path)} in {self.pack}" if self.packed else str(path)
+
+    def load(self, path: Path) -> Image.Image:
+        if not self.packed:
+            return load_rgb(path)
+        key = self.key(path)
+        pack = self._file()
+        if key not in pack:
+            raise DataError(f"cannot read image {key} in {self.pack}: no such entry; re-create the pack or remove "
+                            "the image from its split list")
+        try:
+            data = np.asarray(pack[key]).tobytes()  # uint8 array or the authors' 0-d bytes scalar: raw bytes
+        except (OSError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"cannot read image {key} in {self.pack}: {_one_line(exc)}; re-create the pack") from None
+        return load_rgb(f"{key} in {self.pack}", io.BytesIO(data))
+
+
+class ListDataset(Dataset):
+    """(image tensor, label) pairs from a list of (path, label); images are decoded when an item is fetched, from
+    `images` (a folder or its HDF5 pack; plain files when not given)."""
+
+    def __init__(self, items: list[Item], transform: Callable, images: ImageDir | None = None) -> None:
         self.items = list(items)
         self.transform = transform
+        self.images = images
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
         path, label = self.items[i]
-        return self.transform(load_rgb(path)), label
+        return self.transform(self.images.load(path) if self.images else load_rgb(path)), label

@@ -59,8 +59,30 @@ def crop_eval_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMA
 def strong_train_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> Callable:
     """NOAH's training transform, built by timm itself (see the module docstring)."""
     from timm.data import create_transform
+    from timm.data.auto_augment import AugmentOp
 
-    return create_transform(input_size=size, is_training=True, mean=mean, std=std, **STRONG_TRANSFORM)
+    transform = create_transform(input_size=size, is_training=True, mean=mean, std=std, **STRONG_TRANSFORM)
+    for op in _walk(transform):
+        if isinstance(op, AugmentOp) and op.name == "PosterizeIncreasing":
+            op.aug_fn = _posterize
+    return transform
+
+
+def _walk(transform: Any) -> list[Any]:
+    """Every transform nested in `transform` (Compose and RandAugment hold lists of them)."""
+    inner = getattr(transform, "transforms", None) or getattr(transform, "ops", None) or []
+    return [transform, *(t for child in inner for t in _walk(child))]
+
+
+def _posterize(image: Any, bits: int, **_: Any) -> Any:
+    """timm's posterize, keeping 0 bits as a black image as Pillow did when NOAH was written: RandAugment's
+    increasing posterize reaches 0 bits at magnitude 10 (m9 + mstd 0.5 gets there), which newer Pillow (13 here)
+    refuses with a ValueError that stops the training run."""
+    from PIL import Image, ImageOps
+
+    if bits >= 8:
+        return image
+    return ImageOps.posterize(image, bits) if bits >= 1 else Image.new(image.mode, image.size)
 
 
 def train_transform(augment: str, size: int, mean: Stats, std: Stats, standard: Callable[..., Callable]) -> Callable:

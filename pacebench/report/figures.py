@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from pacebench.errors import PacebenchError
+from pacebench.errors import PacebenchError, UsageError
 from pacebench.registry import Registry
 from pacebench.report.tables import config_labels, data_label, finished_runs, method_rank, weights_key
 from pacebench.store import EpochRecord, RunRecord, Store
@@ -210,19 +210,26 @@ for _fig in (
     FIGURES.register(_fig.name)(_fig)
 
 
-def plot(name: str, store: Store, out: Path, **filters: Any) -> Path:
-    """Gathers figure `name` from `store` (filters: suite, dataset, phase, options) and writes it as a PNG at 150 dpi.
+FIGURE_FORMATS = ("png", "pdf", "svg")
 
-    `out` is the PNG file, or a folder to write NAME.png into. Returns the path written.
+
+def plot(name: str, store: Store, out: Path, **filters: Any) -> Path:
+    """Gathers figure `name` from `store` (filters: suite, dataset, phase, options) and writes it at 150 dpi in the
+    format its suffix names (png, pdf, svg; any other is refused rather than written as PNG under a wrong name).
+
+    `out` is the file, or a folder to write NAME.png into. Returns the path written.
     """
+    out = Path(out)
+    if out.is_dir() or not out.suffix:
+        out = out / f"{name}.png"
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in FIGURE_FORMATS:
+        raise UsageError(f"cannot write a figure as {out.suffix!r} ({out}); name the file .png, .pdf or .svg")
     entry = FIGURES.get(name)
     frame = entry.gather(store, **{k: v for k, v in filters.items() if v is not None})
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # off-screen; no pyplot, so no global state
     from matplotlib.figure import Figure
 
-    out = Path(out)
-    if out.is_dir() or not out.suffix:
-        out = out / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(6.4, 4.4))
     FigureCanvasAgg(fig)
@@ -230,5 +237,5 @@ def plot(name: str, store: Store, out: Path, **filters: Any) -> Path:
     entry.draw(frame, ax)
     ax.set_title(f"{entry.title}\n{frame.attrs.get('data', '')}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=150, format="png")
+    fig.savefig(out, dpi=150, format=fmt)
     return out

@@ -1,8 +1,9 @@
 """Text data from local files: GLUE (the original TSVs or the Hugging Face parquet export) and GSM-8K (JSON lines).
 
 Readers return plain `Example`s (texts and a label); tokenizing is the trainer's job, so `pacebench data check` needs
-neither torch nor transformers. Each reader registers its on-disk layout in `check.LAYOUTS`, as the image readers do,
-so the checker approves exactly what runs read.
+neither torch nor transformers. Each registers a `Reader` whose layout names its files, as the image readers do, so
+the data checker and the pre-flight check of `pacebench run` approve exactly what runs read; the text trainer reads
+the examples itself (`text_splits`).
 
 Phases: "final" trains on the train split and scores on the reported split (GLUE: dev, as the LoRA and VeRA papers
 report; GSM-8K: test). "tune" never opens the reported split: it holds out a fixed 10% of the train split (the same
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pacebench.data.check import LAYOUTS, Layout, Source, for_phase
-from pacebench.errors import DataError
+from pacebench.data.base import READERS, DataRequest, Layout, LayoutFn, Reader, Source, Splits, for_phase
+from pacebench.data.images import ImageDir
+from pacebench.errors import DataError, UsageError
 
 HOLDOUT = 0.1  # phase "tune": share of the train split held out for validation
 HOLDOUT_SEED = 0
@@ -241,26 +243,41 @@ def gsm8k_files(root: Path) -> dict[str, tuple[Path, Callable[[Path], list[Examp
     return {split: (root / f"{split}.jsonl", read_gsm8k) for split in ("train", "test")}
 
 
+class DataFiles(ImageDir):
+    """Stands in for the image folder of a text `Source`, whose items all name the data file itself: reading the
+    file (`Source.read`) is the whole check, so there is nothing to decode."""
+
+    def load(self, path: Path) -> None:  # type: ignore[override]
+        return None
+
+
 def _layout(files: dict[str, tuple[Path, Callable[[Path], list[Example]]]], reported: str, phase: str) -> Layout:
     """What `data check` walks: the files a phase opens, each read (and so validated) in full."""
 
     def source(name: str, split: str) -> Source:
         path, read = files[split]
-        return Source(name, path, lambda: [(path, 0) for _ in read(path)], images=False)
+        return Source(name, path, lambda: [(path, 0) for _ in read(path)], DataFiles(path.parent))
 
     train = source("train", "train")
     evals = {"val": train} if phase == "tune" else {reported: source(reported, reported)}
     return Layout((train,), evals)
 
 
-@LAYOUTS.register("glue")
 def glue_layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     return _layout(glue_files(root, glue_dataset(options, root), num_classes), "dev", phase)
 
 
-@LAYOUTS.register("gsm8k")
 def gsm8k_layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     return _layout(gsm8k_files(root), "test", phase)
+
+
+def _image_reader(request: DataRequest) -> Splits:
+    raise UsageError("text data is read by the text trainer (pacebench/text/train.py), not as images")
+
+
+LAYOUTS: dict[str, LayoutFn] = {"glue": glue_layout, "gsm8k": gsm8k_layout}
+for _name, _layout_fn in LAYOUTS.items():
+    READERS.register(_name)(Reader(_image_reader, _layout_fn))
 
 
 def glue_dataset(options: Mapping[str, Any], root: Path) -> str:

@@ -132,6 +132,17 @@ class TextTask:
         self.dataset, self.num_classes, self.settings = dataset, num_classes, Settings.of(options)
         self.options = options
 
+    @classmethod
+    def check(cls, suite: str, adapter: str, methods: Sequence[str]) -> None:
+        """Fails at planning time on LoRA targets that are no list of module names or a method the task cannot run."""
+        from pacebench.text.models import lora_targets
+
+        lora_targets(adapter)
+        unsupported = [m for m in methods if m not in cls.methods]
+        if unsupported:
+            raise UsageError(f"method {unsupported[0]} does not run on suite {suite}; choose from "
+                             f"{', '.join(cls.methods)}")
+
     def splits(self, root: Path, phase: str) -> TextSplits:
         raise NotImplementedError
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from pacebench.adapters import trainable_state
-from pacebench.data.check import data_options, dataset_root
+from pacebench.data.base import data_options, dataset_root
 from pacebench.errors import UsageError
 from pacebench.methods import METHODS, SetupInfo
 from pacebench.spec import RunSpec
@@ -96,9 +96,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     ds = suite.dataset(spec.dataset)
     options = data_options(ds, spec.data_options)
     task = TASKS.get(suite.reader)(ds.name, ds.classes, options)
-    if spec.method not in task.methods:
-        raise UsageError(f"method {spec.method} does not run on suite {suite.name}; choose from "
-                         f"{', '.join(task.methods)}")
+    task.check(suite.name, spec.train.adapter, [spec.method])
     models.require_text_extra()
     generator = seed_everything(spec.seed)
     splits = task.splits(dataset_root(suite, ds, env.data_root), spec.phase)
