@@ -216,3 +216,13 @@ def test_lr_steps_after_each_epoch_like_the_authors(tmp_path, results):
     assert lrs == pytest.approx([0.02, s0, s1, s2], rel=1e-12)
     (setup,) = sqlite3.connect(tmp_path / "lr.db").execute("select setup from runs").fetchone()
     assert json.loads(setup)["normalize"] == {"mean": [0.5] * 3, "std": [0.5] * 3}  # stored with the run
+
+
+@pytest.mark.parametrize("args, message", [
+    (["runs", "--phase", "nosuch"], "'nosuch' is not one of 'tune', 'final'"),
+    (["runs", "--nosuch"], "No such option: --nosuch"),
+    (["nosuchcmd"], "No such command 'nosuchcmd'"),
+])
+def test_click_usage_errors_are_one_line_too(args, message, tmp_path):
+    result = CliRunner().invoke(app, [*args], env={"PACEBENCH_DB": f"sqlite:///{tmp_path}/x.db"})
+    assert_one_line_error(result, 2, message)

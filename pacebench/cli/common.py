@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click
+from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperCommand, TyperGroup
 
 from pacebench.errors import PacebenchError, UsageError, one_line
@@ -19,14 +21,25 @@ err_console = Console(stderr=True)
 
 
 class Group(TyperGroup):
-    """Turns PacebenchError into one red line and its exit code (1 failure, 2 usage), never a traceback."""
+    """Turns PacebenchError, and click's own usage errors (a bad choice, an unknown option), into one red line and
+    its exit code (1 failure, 2 usage), never a traceback or a boxed panel."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except PacebenchError as exc:
-            err_console.print(f"[bold red]error:[/] {one_line(exc)}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            _fail(one_line(exc), exc.exit_code)
+        except NoArgsIsHelpError:
+            raise
+        except ClickUsageError as exc:
+            where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+            message = one_line(exc.format_message()).replace("Value error, ", "").rstrip(".")
+            _fail(f"{message}{where}", 2)
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code) from None
 
 
 @contextmanager
