@@ -437,3 +437,17 @@ def test_missing_text_extra_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
     with pytest.raises(UsageError, match=r"text suites need peft: pip install 'pacebench\[text\]'"):
         models.require_text_extra()
+
+
+def test_glue_metrics_by_hand():
+    from pacebench.text.tasks import METRICS
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, 0.0]])  # predicts 0, 1, 1, 0
+    y = torch.tensor([0, 1, 0, 0])
+    assert METRICS["accuracy"](logits, y) == pytest.approx(75.0)
+    tp, tn, fp, fn = 1, 2, 1, 0
+    mcc = (tp * tn - fp * fn) / ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
+    assert METRICS["mcc"](logits, y) == pytest.approx(100 * mcc)
+    scores, gold = torch.tensor([[1.0], [2.0], [4.0]]), torch.tensor([1.0, 3.0, 5.0])
+    assert METRICS["pearson"](scores, gold) == pytest.approx(100 * 0.9819805, rel=1e-6)
+    assert METRICS["pearson"](torch.ones(3, 1), gold) != METRICS["pearson"](torch.ones(3, 1), gold)  # NaN
