@@ -439,6 +439,17 @@ def test_missing_text_extra_is_a_one_line_error(monkeypatch):
         models.require_text_extra()
 
 
+def test_weight_decay_spares_biases(world):
+    from pacebench.text.train import decay_groups
+
+    model = _classifier(world)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decayed, spared = decay_groups(params, 0.1)
+    assert decayed["weight_decay"] == 0.1 and spared["weight_decay"] == 0.0
+    assert {p.ndim for p in decayed["params"]} == {2} and {p.ndim for p in spared["params"]} == {1}
+    assert len(decayed["params"]) + len(spared["params"]) == len(params) and spared["params"]  # the head's biases
+
+
 def test_glue_metrics_by_hand():
     from pacebench.text.tasks import METRICS
 

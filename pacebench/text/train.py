@@ -1,7 +1,8 @@
 """One text run, start to finish: local model folder + peft LoRA, method, AdamW + linear schedule, evaluation.
 
-The loop follows the LoRA paper's GLUE recipe (HF Trainer): AdamW, linear warm-up over `warmup_ratio` of all steps
-then linear decay to zero, stepped every batch, no gradient clipping, the last batch of an epoch kept. Everything
+The loop follows the LoRA paper's GLUE recipe (HF Trainer): AdamW with weight decay on matrices only, linear warm-up
+over `warmup_ratio` of all steps then linear decay to zero, stepped every batch, no gradient clipping, the last batch
+of an epoch kept. Everything
 else is the image loop's: the same methods (`method.step`), the same per-epoch record (loss and its parts, train
 accuracy where the task has one, gradient norm mean and max over steps), evaluation every `eval_every` epochs and at
 the end on merged weights, the last evaluation reported, and the FP-distance (paper Eq. 5) on the task outputs of a
@@ -55,6 +56,13 @@ class TaskStats(EpochStats):
     def finish(self) -> dict[str, Any]:
         row = super().finish()
         return row if self.has_accuracy else {**row, "train_acc": None}
+
+
+def decay_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only, none on biases and norm weights: the Hugging Face Trainer's rule, which the
+    LoRA paper's GLUE runs used (the image trainer decays everything, as the PACE authors' code does)."""
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
 
 def model_folder(spec: RunSpec, weights: Path | None) -> Path:
@@ -135,7 +143,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    optimizer = torch.optim.AdamW(decay_groups(params, t.weight_decay), lr=t.lr)
     total_steps = t.epochs * len(train_data)
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(task.settings.warmup_ratio * total_steps),
                                                total_steps)
