@@ -462,3 +462,61 @@ def test_glue_metrics_by_hand():
     scores, gold = torch.tensor([[1.0], [2.0], [4.0]]), torch.tensor([1.0, 3.0, 5.0])
     assert METRICS["pearson"](scores, gold) == pytest.approx(100 * 0.9819805, rel=1e-6)
     assert METRICS["pearson"](torch.ones(3, 1), gold) != METRICS["pearson"](torch.ones(3, 1), gold)  # NaN
+
+
+def test_lora_can_start_from_the_lora_authors_file(world, tmp_path):
+    from pacebench.text import models
+
+    source = _classifier(world)  # LoRA B non-zero, as after MNLI
+    loralib = {}
+    for name, layer in models.named_lora_layers(source.net):
+        module = name.removeprefix("base_model.model.")
+        loralib[f"{module}.lora_A"] = layer.lora_A["default"].weight.detach().clone()
+        loralib[f"{module}.lora_B"] = layer.lora_B["default"].weight.detach().clone()
+    loralib["classifier.out_proj.weight"] = torch.zeros(3, 32)  # MNLI's 3-class head: ignored
+    torch.save(loralib, tmp_path / "roberta_base_lora_mnli.bin")
+    fresh = models.build(world["roberta"], "classify", "lora:query,value", 4, 8.0, 2)
+    assert models.load_lora(fresh, tmp_path / "roberta_base_lora_mnli.bin") == 8  # 2 blocks x (q, v) x (A, B)
+    for (_, a), (_, b) in zip(models.named_lora_layers(source.net), models.named_lora_layers(fresh.net), strict=True):
+        assert torch.equal(a.lora_B["default"].weight, b.lora_B["default"].weight)
+    wrong_rank = models.build(world["roberta"], "classify", "lora:query,value", 2, 8.0, 2)
+    with pytest.raises(DataError, match="is the rank the same"):
+        models.load_lora(wrong_rank, tmp_path / "roberta_base_lora_mnli.bin")
+    torch.save({"classifier.dense.weight": torch.zeros(2, 2)}, tmp_path / "other.bin")
+    with pytest.raises(DataError, match="holds no LoRA matrix"):
+        models.load_lora(fresh, tmp_path / "other.bin")
+
+
+def test_a_copied_suite_file_starts_rte_from_a_lora_file(world, tmp_path, monkeypatch):
+    """The documented way to change a text setting: a copy of the suite file, found through PACEBENCH_SUITES."""
+    import shutil
+
+    from pacebench.settings import suites_dir
+    from pacebench.suites import all_suites
+    from pacebench.text import models
+
+    source = _classifier(world, rank=8)
+    torch.save({f"{n.removeprefix('base_model.model.')}.lora_{p}": getattr(m, f"lora_{p}")["default"].weight.detach()
+                for n, m in models.named_lora_layers(source.net) for p in "AB"}, tmp_path / "mnli.bin")
+    suites = tmp_path / "suites"
+    shutil.copytree(suites_dir() / "reference", suites / "reference")
+    text = (suites_dir() / "glue.toml").read_text()
+    rte = 'data = { task = "rte" }\ntrain = { lr = 5e-4, batch_size = 32, epochs = 80 }\n'
+    assert rte in text
+    (suites / "glue.toml").write_text(text.replace(rte + "options = { max_seq_len = [512], lora_alpha = [8]",
+                                                   rte + f'options = {{ init_lora = ["{tmp_path / "mnli.bin"}"], '
+                                                         "max_seq_len = [512], lora_alpha = [16]"))
+    monkeypatch.setenv("PACEBENCH_SUITES", str(suites))
+    all_suites.cache_clear()
+    try:
+        db = f"sqlite:///{tmp_path}/init.db"
+        result = invoke("run", "glue", "--datasets", "rte", "--methods", "baseline", "--weights",
+                        str(world["roberta"]), *FAST, "--db", db, "--data-root", str(world["data"]))
+        assert result.exit_code == 0, result.output
+        from pacebench.store import Store
+
+        [run] = Store(db).runs()
+        assert run.data_options["init_lora"] == str(tmp_path / "mnli.bin") and run.data_options["lora_alpha"] == 16
+        assert run.setup["lora_started_from"]["matrices"] == 8
+    finally:
+        all_suites.cache_clear()

@@ -98,11 +98,15 @@ def _noisy_output(holder: BranchNoise, _module: nn.Module, _inputs: Any, output:
     return holder.noise(output)
 
 
-def lora_layers(model: nn.Module) -> Iterator[Any]:
-    """peft's LoRA layers, found by type."""
+def named_lora_layers(model: nn.Module) -> list[tuple[str, Any]]:
+    """peft's LoRA layers with their module paths, found by type."""
     from peft.tuners.lora import LoraLayer
 
-    return (m for m in model.modules() if isinstance(m, LoraLayer))
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, LoraLayer)]
+
+
+def lora_layers(model: nn.Module) -> Iterator[Any]:
+    return (m for _, m in named_lora_layers(model))
 
 
 def add_lora(model: nn.Module, kind: str, targets: list[str], rank: int, alpha: float) -> nn.Module:
@@ -120,9 +124,7 @@ def add_lora(model: nn.Module, kind: str, targets: list[str], rank: int, alpha: 
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise UsageError(f"cannot put LoRA on {targets} ({str(exc).splitlines()[0][:120]}); this model's linear "
                          f"layers are named {', '.join(linear)}") from None
-    from peft.tuners.lora import LoraLayer
-
-    for name, layer in [(n, m) for n, m in net.named_modules() if isinstance(m, LoraLayer)]:
+    for name, layer in named_lora_layers(net):
         block = BLOCK.search(name)
         if block is None:
             raise UsageError(f"LoRA layer {name} is not inside a numbered block; choose targets inside the blocks")
@@ -219,6 +221,42 @@ class CausalLM(TextModel):
         out = self.net.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                 pad_token_id=pad_id, eos_token_id=eos, num_beams=1)
         return out[:, ids.shape[1]:]
+
+
+LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])(?:\.default)?(?:\.weight)?$")
+
+
+def load_lora(model: TextModel, path: Path) -> int:
+    """Starts the LoRA matrices from a file (the LoRA repository's `roberta_base_lora_mnli.bin`, whose keys read
+    `roberta.encoder.layer.0.attention.self.query.lora_A`, or peft's own names); returns how many it set. Other
+    tensors in the file (its task head) are ignored; a LoRA matrix of another shape is an error."""
+    from pacebench.backbones import read_state_dict
+
+    if not path.is_file():
+        raise DataError(f"LoRA start file {path} not found (the suite option init_lora)")
+    found = {}
+    for key, tensor in read_state_dict(path).items():
+        match = LORA_KEY.match(key)
+        if match:
+            found[(match["module"], match["part"])] = tensor
+    done = 0
+    for name, layer in named_lora_layers(model.net):
+        module = name.removeprefix("base_model.model.")
+        for part, weights in (("A", layer.lora_A), ("B", layer.lora_B)):
+            tensor = found.get((module, part))
+            if tensor is None:
+                continue
+            target = weights["default"].weight
+            if tuple(tensor.shape) != tuple(target.shape):
+                raise DataError(f"{path}: {module}.lora_{part} has shape {tuple(tensor.shape)}, this run's LoRA "
+                                f"{tuple(target.shape)}; is the rank the same?")
+            with torch.no_grad():
+                target.copy_(tensor)
+            done += 1
+    if not done:
+        raise DataError(f"{path} holds no LoRA matrix for this model's LoRA layers (keys like "
+                        "'...attention.self.query.lora_A')")
+    return done
 
 
 def _text_layout(model: nn.Module) -> Layout:

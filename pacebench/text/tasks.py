@@ -103,6 +103,7 @@ class Settings:
     warmup_ratio: float = 0.06
     max_new_tokens: int = 512
     prompt: str = "chat"
+    init_lora: str = ""  # a file to start the LoRA matrices from (e.g. the LoRA authors' MNLI-adapted weights)
 
     @classmethod
     def of(cls, options: dict[str, Any]) -> Settings:

@@ -112,6 +112,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     tokenizer = models.load_tokenizer(folder)
     t = spec.train
     model = models.build(folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha, task.num_labels())
+    started = models.load_lora(model, Path(task.settings.init_lora)) if task.settings.init_lora else 0
     model.to(env.device)
     cls = METHODS.get(spec.method)
     method = cls(cls.make_config(spec.method_config))
@@ -120,6 +121,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     method.autocast = autocast_for(t.precision, env.device)
     facts = method.setup(model, SetupInfo(len(splits.train), task.num_labels()))
     facts["shared_dropout"] = shared
+    facts["lora_started_from"] = {"file": task.settings.init_lora, "matrices": started} if started else None
     if setup_info:
         setup_info({**model.parameter_counts(), **facts})
     train_items = task.encode(splits.train, tokenizer)
