@@ -22,7 +22,8 @@ from torch import nn
 
 from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
-from pacebench.settings import results_dir, weights_dir
+from pacebench.settings import results_dir
+from pacebench.settings import weights_dir as default_weights_dir
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -124,11 +125,11 @@ class Resolved:
     kwargs: dict[str, Any]
 
 
-def resolve(name: str, weights: Path | None = None) -> Resolved:
+def resolve(name: str, weights: Path | None = None, weights_dir: Path | None = None) -> Resolved:
     """A named backbone (weights from the weights directory unless given) or any timm architecture + a file."""
     if name in BACKBONES:
         b = BACKBONES.get(name)
-        path = weights or (demo_checkpoint_dir() if b.in_results else weights_dir()) / b.filename
+        path = weights or (demo_checkpoint_dir() if b.in_results else weights_dir or default_weights_dir()) / b.filename
         if not (path.is_dir() if b.folder else path.is_file()):
             what = "model folder" if b.folder else "weights"
             raise DataError(f"{what} for backbone {name} not found at {path}; put {b.filename} there "
@@ -213,13 +214,13 @@ def load_npz(model: nn.Module, path: Path) -> None:
 
 
 def build(name: str, num_classes: int, image_size: int, drop_path: float, weights: Path | None = None,
-          pretrained: bool = True) -> tuple[nn.Module, str]:
+          pretrained: bool = True, weights_dir: Path | None = None) -> tuple[nn.Module, str]:
     """Creates the backbone with a fresh `num_classes` head; returns (model, SHA-256 of the weights file)."""
     import timm
 
     if name in BACKBONES and BACKBONES.get(name).folder:
         raise UsageError(f"backbone {name} is a text model: use it with a text suite (glue, gsm8k)")
-    r = resolve(name, weights) if pretrained else Resolved(name, BACKBONES.get(name).arch, None,
+    r = resolve(name, weights, weights_dir) if pretrained else Resolved(name, BACKBONES.get(name).arch, None,
                                                             BACKBONES.get(name).kwargs)
     model = timm.create_model(r.arch, pretrained=False, num_classes=num_classes, drop_path_rate=drop_path,
                               img_size=image_size, **r.kwargs)

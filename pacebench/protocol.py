@@ -129,6 +129,35 @@ def grid(values: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
 
 
 
+def with_point(request: Any, point: dict[str, Any]) -> Any:
+    """Splits one grid point of a `scheduler.PlanRequest` into method hyperparameters and training settings."""
+    from pacebench.scheduler import _accepts
+    from pacebench.spec import TRAIN_FIELDS
+
+    method = {k: v for k, v in point.items() if any(_accepts(m, k) for m in request.methods)}
+    train = {k: v for k, v in point.items() if k in TRAIN_FIELDS}
+    unknown = set(point) - set(method) - set(train)
+    if unknown:
+        raise UsageError(f"--grid {sorted(unknown)[0]}: neither a hyperparameter of {', '.join(request.methods)} "
+                         "nor a training setting")
+    return dataclasses.replace(request, method={**request.method, **method}, train={**request.train, **train})
+
+
+def excluded_points(runs: Iterable[RunRecord]) -> list[str]:
+    """Phase-1 settings left out of the choice because a run of theirs failed all its attempts, one line each:
+    dataset, method, the setting (its hyperparameters and the training settings that vary over the grid), seed
+    and the first line of the error."""
+    runs = [r for r in runs if r.phase == "tune"]
+    varying = {k for r in runs for k, v in r.hparams.items() if v != runs[0].hparams.get(k)}
+    lines = []
+    for r in runs:
+        if r.status == "failed":
+            setting = {**r.method_config, **{k: r.hparams[k] for k in sorted(varying)}}
+            lines.append(f"{r.dataset} {r.method} {_json(setting)} seed {r.seed}: "
+                         f"{(r.error or 'failed').splitlines()[0][:120]}")
+    return lines
+
+
 def final_specs(best: Mapping[Key, Choice], seeds: Iterable[int]) -> list[RunSpec]:
     """Phase-2 specs: each chosen setting on the same suite, dataset, data options, backbone, weights and training
     settings, with phase "final", once per seed; in key order, then seed order."""

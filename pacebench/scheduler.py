@@ -1,28 +1,34 @@
-"""Planning (pure: suite x datasets x methods x seeds -> RunSpecs) and executing runs against the store.
+"""Planning (pure: suite x datasets x methods x seeds -> RunSpecs) and executing a plan through the work queue.
 
-Execution claims each run in the database before training it, so several `pacebench run` processes (one per GPU,
-or on several machines sharing a PostgreSQL database) can work through the same plan without doing a run twice;
-a run whose worker died (no heartbeat for 10 minutes) is claimed again.
+Executing writes the plan into the database as queued runs, each row holding its full spec, then starts workers
+(pacebench/worker.py): one in this process, one process per GPU or per `--jobs`, or a Slurm job array
+(pacebench/cluster.py). Workers claim runs exactly once, so any number of them, on any machine that reaches the
+database, can work through one plan; the database, not the process that planned, is the record of what ran.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import platform
+import signal
 import subprocess
-import traceback
+import sys
+import tempfile
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pacebench import __version__
 from pacebench.choices import Phase
-from pacebench.errors import PacebenchError, UsageError, one_line
-from pacebench.settings import repo_root
-from pacebench.spec import RunSpec
-from pacebench.store import EpochRecord, RunRecord, Store
-from pacebench.store.api import utcnow, worker_name
+from pacebench.errors import UsageError
+from pacebench.settings import WorkerSettings, repo_root, results_dir
+from pacebench.spec import RunSpec, TrainConfig
+from pacebench.store import RunRecord, Store
 from pacebench.suites import load_suite
 
 
@@ -41,7 +47,7 @@ class PlanRequest:
 
 
 @cache
-def weights_sha256(backbone: str, weights: Path | None) -> str:
+def weights_sha256(backbone: str, weights: Path | None, weights_dir: Path | None = None) -> str:
     from pacebench import backbones
 
     b = backbones.BACKBONES.get(backbone) if backbone in backbones.BACKBONES else None
@@ -49,7 +55,7 @@ def weights_sha256(backbone: str, weights: Path | None) -> str:
         from pacebench.pretrain import pretrain_demo_backbone
 
         pretrain_demo_backbone()
-    resolved = backbones.resolve(backbone, weights)
+    resolved = backbones.resolve(backbone, weights, weights_dir)
     return backbones.sha256(resolved.weights) if resolved.weights else ""
 
 
@@ -116,74 +122,7 @@ def versions() -> dict[str, str]:
             "python": platform.python_version(), "cuda": torch.version.cuda or ""}
 
 
-@dataclass
-class Outcome:
-    spec: RunSpec
-    record: RunRecord
-    status: str  # "done", "failed", "skipped-done", "skipped-running"
-
-
-class Hooks:
-    """What a front end (the CLI's progress display) wants to hear about; the defaults do nothing."""
-
-    def run_started(self, spec: RunSpec, index: int, total: int) -> None: ...
-    def epoch_done(self, spec: RunSpec, epoch: int, record: EpochRecord) -> None: ...
-    def run_finished(self, outcome: Outcome) -> None: ...
-
-
-def execute(specs: list[RunSpec], store: Store, env: Any, hooks: Hooks | None = None, origin: str = "direct"
-            ) -> list[Outcome]:
-    """Runs every spec that is not done yet. A failed run is recorded with its error and the others go on;
-    Ctrl-C marks the run in flight as failed ('interrupted') and stops."""
-    from pacebench.train import train_run
-
-    hooks = hooks or Hooks()
-    outcomes = []
-    for i, spec in enumerate(specs):
-        record = store.add_run(spec, origin)
-        if record.status == "done":
-            outcomes.append(Outcome(spec, record, "skipped-done"))
-            hooks.run_finished(outcomes[-1])
-            continue
-        if not store.claim(spec.key, worker_name()):
-            outcomes.append(Outcome(spec, record, "skipped-running"))
-            hooks.run_finished(outcomes[-1])
-            continue
-        store.update_run(record.id, device=str(env.device), versions=versions(), git_commit=git_commit(),
-                         started_at=utcnow())
-        hooks.run_started(spec, i, len(specs))
-
-        def on_epoch(epoch: int, rec: EpochRecord, run_id: int = record.id, spec: RunSpec = spec) -> None:
-            store.add_epoch(run_id, rec)
-            hooks.epoch_done(spec, epoch, rec)
-
-        try:
-            result = train_run(spec, env, on_epoch, partial(_store_setup, store, record.id))
-        except KeyboardInterrupt:
-            store.fail_run(record.id, "interrupted")
-            raise
-        except PacebenchError as exc:
-            store.fail_run(record.id, one_line(exc))
-            raise
-        except Exception as exc:  # a bug or a numerical failure: keep it with the run, go on with the others
-            store.fail_run(record.id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
-            outcomes.append(Outcome(spec, store.get_run(record.id), "failed"))  # type: ignore[arg-type]
-            hooks.run_finished(outcomes[-1])
-            continue
-        store.finish_run(record.id, result.metrics, result.weights)
-        outcomes.append(Outcome(spec, store.get_run(record.id), "done"))  # type: ignore[arg-type]
-        hooks.run_finished(outcomes[-1])
-    return outcomes
-
-
 COUNTS = ("trainable_params", "adapter_params", "head_params")
-
-
-def _store_setup(store: Store, run_id: int, facts: dict[str, Any]) -> None:
-    """Keeps what the trainer reports once the model is built: the parameter counts in their columns, the rest
-    (σ per depth position, attention kernel, ...) in the run's `setup`."""
-    store.update_run(run_id, **{k: v for k, v in facts.items() if k in COUNTS},
-                     setup={k: v for k, v in facts.items() if k not in COUNTS})
 
 
 def resolve_device(name: str) -> Any:
@@ -204,3 +143,167 @@ def resolve_device(name: str) -> Any:
     elif device.type != "cpu":
         raise UsageError(f"unsupported --device {name!r}; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def spec_of(run: RunRecord) -> RunSpec:
+    """The spec a queued run was planned from, rebuilt from its row (the row holds every field of the spec)."""
+    spec = RunSpec(suite=run.suite, dataset=run.dataset, method=run.method, seed=run.seed,
+                   train=TrainConfig(**run.hparams), backbone=run.backbone, weights_sha256=run.weights_sha256,
+                   method_config=dict(run.method_config), data_options=dict(run.data_options),
+                   phase=run.phase)  # type: ignore[arg-type]
+    if spec.key != run.key:
+        raise UsageError(f"run {run.id}'s stored spec no longer hashes to its key {run.key} (made by another "
+                         "pacebench version?); plan it again with this version")
+    return spec
+
+
+def preflight(specs: list[RunSpec], data_root: Path) -> None:
+    """The cheap half of `pacebench data check`: a missing data set fails now, not after hours."""
+    from pacebench.data.check import require_data
+
+    seen = set()
+    for spec in specs:
+        key = (spec.suite, spec.dataset, spec.phase, tuple(sorted(spec.data_options.items())))
+        if key not in seen:
+            seen.add(key)
+            suite = load_suite(spec.suite)
+            require_data(suite, suite.dataset(spec.dataset), data_root, spec.phase, spec.data_options)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Where and how the workers of a sweep run; nothing here changes a run's key."""
+
+    device: str = "auto"
+    gpus: str | None = None  # all | 0,2,3 | N (first N); CUDA only
+    jobs: int = 1  # CPU only: worker processes, each with `threads` intra-op threads
+    threads: int = 1
+    loader_workers: int = 4
+    data_root: Path = Path("data")
+    weights: Path | None = None
+    weights_dir: Path | None = None
+    settings: WorkerSettings = field(default_factory=WorkerSettings.from_env)
+    cluster: Any = None  # a cluster.SlurmOptions: run the workers as a Slurm job array instead
+
+    def worker_args(self, device: str) -> list[str]:
+        """The `pacebench worker` options that reproduce these options for one device."""
+        args = ["--device", device, "--threads", str(self.threads), "--workers", str(self.loader_workers),
+                "--data-root", str(self.data_root)]
+        args += ["--weights", str(self.weights)] if self.weights else []
+        args += ["--weights-dir", str(self.weights_dir)] if self.weights_dir else []
+        return args
+
+
+def parse_gpus(gpus: str | None, count: int) -> list[int]:
+    """'all' (or None) -> every visible GPU; '0,2,3' -> those indices; 'N' -> the first N."""
+    if count == 0:
+        raise UsageError("--gpus asked for, but CUDA is not available here; use --device cpu --jobs N")
+    if gpus in (None, "", "all"):
+        return list(range(count))
+    try:
+        values = [int(v) for v in gpus.split(",") if v.strip()]  # type: ignore[union-attr]
+    except ValueError:
+        raise UsageError(f"--gpus takes all, a list such as 0,2,3, or a count N; got {gpus!r}") from None
+    chosen = values if "," in gpus else list(range(values[0]))  # type: ignore[operator]
+    bad = [i for i in chosen if not 0 <= i < count]
+    if not chosen or bad:
+        raise UsageError(f"--gpus {gpus}: this machine has {count} CUDA device(s) (0..{count - 1})")
+    return chosen
+
+
+def worker_devices(opts: WorkerOptions) -> list[str]:
+    """One device name per worker: one per chosen GPU, or `jobs` times the CPU (or one explicit device)."""
+    import torch
+
+    if opts.jobs < 1 or opts.threads < 1:
+        raise UsageError(f"--jobs and --threads must be >= 1, got {opts.jobs} and {opts.threads}")
+    device = resolve_device(opts.device)
+    if device.type == "cpu":
+        if opts.gpus is not None:
+            raise UsageError("--gpus needs CUDA; on a CPU use --jobs N")
+        return ["cpu"] * opts.jobs
+    if device.index is not None:
+        return [str(device)]
+    return [f"cuda:{i}" for i in parse_gpus(opts.gpus, torch.cuda.device_count())]
+
+
+def environment(opts: WorkerOptions, device: str) -> Any:
+    """The training environment of one worker in this process (sets torch's CPU threads)."""
+    import torch
+
+    from pacebench.train import Environment
+
+    resolved = resolve_device(device)
+    if resolved.type == "cpu":
+        torch.set_num_threads(opts.threads)
+    return Environment(device=resolved, data_root=opts.data_root, weights=opts.weights,
+                       num_workers=opts.loader_workers, weights_dir=opts.weights_dir)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    runs: list[RunRecord]  # every run of the plan, as it stands at the end
+    done_before: set[str]  # keys that were done before this sweep started
+    held: list[RunRecord]  # runs that live workers elsewhere held when the sweep started
+
+    def status(self, status: str) -> list[RunRecord]:
+        return [r for r in self.runs if r.status == status]
+
+
+def execute(specs: list[RunSpec], store: Store, opts: WorkerOptions, origin: str = "direct", wait: bool = False,
+            display: Callable[[list[str]], AbstractContextManager[Any]] | None = None) -> SweepResult:
+    """Queues `specs` and runs workers until every run of the plan is done, failed, or held by a live worker
+    elsewhere (with `wait`, until those finish too). `display(keys)` is entered while the workers run."""
+    keys = list(dict.fromkeys(s.key for s in specs))
+    done_before = {r.key for r in store.runs(key=keys, status="done")}
+    preflight([s for s in specs if s.key not in done_before], opts.data_root)  # missing data: nothing is queued
+    store.enqueue(specs, origin)
+    held = store.held_by_live_workers(keys)
+    devices = worker_devices(opts) if opts.cluster is None else []
+    with (display or (lambda _keys: nullcontext()))(keys):
+        if opts.cluster is not None:
+            from pacebench.cluster import submit
+
+            submit(store.url, keys, opts, wait)
+        elif len(devices) == 1:
+            from pacebench.worker import Worker
+
+            Worker(store, environment(opts, devices[0]), opts.settings, keys).work(wait)
+        else:
+            run_processes(store.url, keys, opts, devices, wait)
+    return SweepResult(store.runs(key=keys), done_before, held)
+
+
+def run_processes(db: str, keys: list[str], opts: WorkerOptions, devices: list[str], wait: bool) -> None:
+    """One `pacebench worker` process per device, each in its own session (a terminal's Ctrl-C reaches only this
+    process, which forwards one SIGTERM to each worker so that they checkpoint and release their runs)."""
+    from pacebench.worker import stop_on_signals
+
+    logs = results_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=logs, delete=False) as f:
+        json.dump(keys, f)
+    procs = []
+    try:
+        for i, device in enumerate(devices):
+            command = [sys.executable, "-m", "pacebench", "worker", "--db", db, "--keys-file", f.name,
+                       *opts.worker_args(device), *(["--wait"] if wait else [])]
+            log = open(logs / f"worker-{i}.log", "w")  # noqa: SIM115 (closed with the process below)
+            procs.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                           env=os.environ.copy()), log))
+        stop = threading.Event()
+        with stop_on_signals(stop):
+            while any(p.poll() is None for p, _ in procs):
+                if stop.wait(0.5):
+                    for p, _ in procs:
+                        if p.poll() is None:
+                            p.send_signal(signal.SIGTERM)
+                    for p, _ in procs:
+                        p.wait()
+    finally:
+        for p, log in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+        os.unlink(f.name)

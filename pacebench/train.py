@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from pacebench import adapters, backbones
+from pacebench.checkpoint import Control, Stopped, TrainState
 from pacebench.data import load_splits
 from pacebench.data.transforms import batch_mixup
 from pacebench.droppath import share_drop_path
@@ -46,6 +47,7 @@ class Environment:
     data_root: Path
     weights: Path | None = None
     num_workers: int = 4
+    weights_dir: Path | None = None  # where named backbones' files are (default: settings.weights_dir())
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -55,9 +57,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_model(spec: RunSpec, num_classes: int, weights: Path | None) -> tuple[nn.Module, Method, str]:
+def build_model(spec: RunSpec, num_classes: int, weights: Path | None, weights_dir: Path | None = None
+                ) -> tuple[nn.Module, Method, str]:
     """Backbone with a fresh head, adapters injected, DropPath shared if the method asks; returns the sha too."""
-    model, sha = backbones.build(spec.backbone, num_classes, spec.train.image_size, spec.train.drop_path, weights)
+    model, sha = backbones.build(spec.backbone, num_classes, spec.train.image_size, spec.train.drop_path, weights,
+                                 weights_dir=weights_dir)
     adapters.inject(model, spec.train.adapter, spec.train.rank)
     cls = METHODS.get(spec.method)
     method = cls(cls.make_config(spec.method_config))
@@ -191,9 +195,10 @@ def train_step(method: Method, model: nn.Module, batch: tuple[Tensor, Tensor, Te
 
 
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
-              | None = None) -> TrainResult:
+              | None = None, control: Control | None = None) -> TrainResult:
     """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
-    (the store writes it)."""
+    (the store writes it). `control` resumes from a checkpoint, is offered one after every epoch, and may stop the
+    run between steps (raising `Stopped`)."""
     from timm.scheduler import CosineLRScheduler
 
     from pacebench.suites import load_suite
@@ -207,7 +212,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     generator = seed_everything(spec.seed)
     splits = load_splits(spec, env.data_root)
     mean, std = backbones.normalization(spec.backbone)
-    model, method, _ = build_model(spec, splits.num_classes, env.weights)
+    model, method, _ = build_model(spec, splits.num_classes, env.weights, env.weights_dir)
     model.to(env.device)
     facts = method.setup(model, SetupInfo(len(splits.train), splits.num_classes))  # type: ignore[arg-type]
     facts["attention"] = attention_kernel(model)
@@ -227,13 +232,20 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     train_data = loader(splits.train, t.batch_size, env, True, generator)
     eval_data = {name: loader(d, t.eval_batch_size, env, False, None) for name, d in splits.evals.items()}
     fp_data = loader(splits.train, t.eval_batch_size, env, False, None)
-    final: dict[str, Any] = {}
-    for epoch in range(t.epochs):
+    control = control or Control()
+    state = TrainState(model, optimizer, schedule, method, generator)
+    first_epoch, final = 0, dict[str, Any]()
+    if control.resume is not None:
+        last, final = state.restore(control.resume, env.device)
+        first_epoch = last + 1
+    for epoch in range(first_epoch, t.epochs):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]  # what this epoch trains at: the warm-up start lr, then s(epoch - 1)
         model.train()
         stats = EpochStats(env.device)
         for x, y, idx in train_data:
+            if control.should_stop():
+                raise Stopped(f"stopped during epoch {epoch}")
             batch = (x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True),
                      idx.to(env.device, non_blocking=True))
             out, targets = train_step(method, model, batch, optimizer, params, mixup)
@@ -255,6 +267,8 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         )
         on_epoch(epoch, record)
         schedule.step(epoch)  # after the epoch, as the authors' code does
+        # after the schedule step: the checkpoint holds the lr the next epoch starts with
+        control.epoch_done(epoch, lambda epoch=epoch, final=final: state.capture(epoch, final))
     metrics = {**final, "val_acc": final["evals"].get("val"), "test_acc": _test_acc(final["evals"])}
     if splits.label_ids is not None:  # the data set's own label ids, in class-index order (FGVC)
         metrics["label_ids"] = splits.label_ids

@@ -42,6 +42,39 @@ def make_swin() -> Callable[..., nn.Module]:
 
 
 @pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session; skipped (with the reason) where its binaries are missing, except
+    under CI=true, where a missing server is a failure."""
+    import os
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import pgserver
+
+    bin_dir = pgserver.find_bin()
+    if bin_dir is None:
+        reason = "PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql or set PG_BIN"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = pgserver.start(bin_dir)
+    yield server
+    server.stop()
+
+
+_databases = iter(range(10**6))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh empty database: a SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/r.db"
+    return request.getfixturevalue("pg_server").create_database(f"t{next(_databases)}")
+
+
+@pytest.fixture(scope="session")
 def results(tmp_path_factory) -> Path:
     """A results folder holding a quickly pre-trained demo backbone (1 epoch instead of the demo's 60)."""
     path = tmp_path_factory.mktemp("results")

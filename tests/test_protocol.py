@@ -50,7 +50,7 @@ def make_run(store: Store, *, method: str = "pace", config: dict | None = None, 
                    backbone="vit_demo", weights_sha256=weights, method_config=config or {},
                    data_options={"shots": 10} if options is None else options, phase=phase)  # type: ignore[arg-type]
     record = store.add_run(spec)
-    assert store.claim(spec.key)
+    store.update_run(record.id, status="running")
     if status in ("done", "failed"):
         store.finish_run(record.id, {"val_acc": val, "test_acc": test, "train_acc": 99.0, "evals": {"val": val}})
     if status == "failed":

@@ -38,7 +38,7 @@ def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", meth
                    weights_sha256=weights, method_config=config or {}, data_options=options or {},
                    phase=phase)  # type: ignore[arg-type]
     record = store.add_run(spec)
-    assert store.claim(spec.key)
+    store.update_run(record.id, status="running")
     for epoch in epochs:
         store.add_epoch(record.id, epoch)
     metrics = {"train_acc": train, "val_acc": val, "test_acc": test, "evals": evals or {}, "fp_distance": fp,

@@ -1,5 +1,5 @@
 """What happens to a plan when a run goes wrong: a diverged run is stored as failed and the plan goes on, Ctrl-C
-marks the run in flight, and the pre-flight data check stops a run before any training."""
+checkpoints and releases the run in flight, and the pre-flight data check stops a run before any training."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fake_trees import write_suites
 from typer.testing import CliRunner
 
 from pacebench.cli import app
-from pacebench.scheduler import Hooks, PlanRequest, execute, plan
+from pacebench.scheduler import PlanRequest, plan
 from pacebench.store import Store
 from pacebench.train import Environment
 
@@ -25,7 +25,8 @@ def rows(path) -> list[tuple]:
 
 def test_a_nan_run_is_stored_as_failed_and_the_plan_goes_on(tmp_path, results):
     result = runner.invoke(app, ["run", "demo", "-m", "pace,baseline", "--hp", "sigma=1e30", "--epochs", "1",
-                                 "-t", "batch_size=16", "--device", "cpu", "--db", f"sqlite:///{tmp_path}/r.db"])
+                                 "-t", "batch_size=16", "--device", "cpu", "--attempts", "1", "--db",
+                                 f"sqlite:///{tmp_path}/r.db"])
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
     assert "1 run(s) failed" in result.output
     (pace, pace_status, error), (baseline, baseline_status, _) = rows(tmp_path / "r.db")
@@ -33,22 +34,33 @@ def test_a_nan_run_is_stored_as_failed_and_the_plan_goes_on(tmp_path, results):
     assert "training loss became nan at epoch 0" in error
 
 
-class CtrlC(Hooks):
-    def epoch_done(self, spec, epoch, record) -> None:
-        raise KeyboardInterrupt
+def test_ctrl_c_checkpoints_and_releases_the_run_and_the_next_worker_resumes_it(tmp_path, results):
+    import os
+    import signal
 
-
-def test_ctrl_c_marks_the_run_interrupted_and_it_is_retried(tmp_path, results):
     import torch
 
+    from pacebench.worker import Worker
+
+    class CtrlC(Worker):
+        def _on_epoch(self, run, claim):
+            write = super()._on_epoch(run, claim)
+
+            def on_epoch(epoch, record):
+                write(epoch, record)
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C after the first epoch's row is written
+
+            return on_epoch
+
     store = Store(f"sqlite:///{tmp_path}/r.db")
-    specs = plan(PlanRequest(suite="demo", methods=["baseline"], train={"epochs": 2, "batch_size": 16}))
+    specs = plan(PlanRequest(suite="demo", methods=["baseline"], train={"epochs": 3, "batch_size": 16}))
+    store.enqueue(specs)
     env = Environment(device=torch.device("cpu"), data_root=tmp_path, num_workers=0)
-    with pytest.raises(KeyboardInterrupt):
-        execute(specs, store, env, CtrlC())
+    assert CtrlC(store, env).work()["stopped"] == 1
     (run,) = store.runs()
-    assert (run.status, run.error) == ("failed", "interrupted")
-    assert [o.status for o in execute(specs, store, env)] == ["done"]  # the next `pacebench run` picks it up
+    assert (run.status, run.error, run.attempts, store.checkpoint_epoch(run.id)) == ("queued", None, 0, 0)
+    assert Worker(store, env).work()["done"] == 1  # the next worker resumes it from its checkpoint
+    assert [e.epoch for e in store.epochs(run.id)] == [0, 1, 2] and store.get_run(run.id).status == "done"
 
 
 def test_preflight_data_check_stops_the_run_before_training(tmp_path, monkeypatch):

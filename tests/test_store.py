@@ -8,14 +8,13 @@ import json
 import math
 import re
 import sqlite3
-from datetime import timedelta
 
 import pytest
 
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, Store
-from pacebench.store.api import head_revision, utcnow
+from pacebench.store.api import head_revision
 
 
 def spec(**changes) -> RunSpec:
@@ -25,8 +24,9 @@ def spec(**changes) -> RunSpec:
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
-    return Store(f"sqlite:///{tmp_path}/r.db")
+def store(db_url) -> Store:
+    """The same tests on SQLite and on a real PostgreSQL server."""
+    return Store(db_url)
 
 
 def test_migration_to_head_on_an_empty_file(tmp_path):
@@ -35,7 +35,7 @@ def test_migration_to_head_on_an_empty_file(tmp_path):
     tables = {r[0] for r in sqlite3.connect(path).execute("select name from sqlite_master where type='table'")}
     assert {"runs", "epochs", "alembic_version"} <= tables
     revision = sqlite3.connect(path).execute("select version_num from alembic_version").fetchone()[0]
-    assert revision == head_revision() and revision.startswith("0003")  # 0003 added runs.setup
+    assert revision == head_revision() == "0004_i10_workers"  # 0003 added runs.setup, 0004 the work queue
     Store(f"sqlite:///{path}")  # opening again is a no-op, not a second migration
 
 
@@ -158,26 +158,6 @@ def test_add_run_returns_the_existing_run(store):
     assert len(store.runs()) == 1
 
 
-def test_claim_is_exclusive_and_done_runs_are_never_claimed(store):
-    run = store.add_run(spec())
-    assert store.claim(run.key, "w1")
-    assert not store.claim(run.key, "w2")  # fresh heartbeat: someone is on it
-    store.finish_run(run.id, {})
-    assert not store.claim(run.key, "w3")
-
-
-def test_stale_and_failed_runs_are_claimed_again(store):
-    run = store.add_run(spec())
-    store.claim(run.key, "w1")
-    store.add_epoch(run.id, EpochRecord(epoch=0, loss=1.0))
-    store.update_run(run.id, heartbeat_at=utcnow() - timedelta(hours=1))
-    assert store.claim(run.key, "w2")
-    assert store.epochs(run.id) == []  # a re-run starts from a clean slate
-    store.fail_run(run.id, "boom")
-    assert store.get_run(run.id).error == "boom"
-    assert store.claim(run.key, "w3") and store.get_run(run.id).error is None
-
-
 def test_filters(store):
     store.add_run(spec())
     store.add_run(spec(method="baseline", method_config={}))
@@ -213,4 +193,3 @@ def test_finished_run_keeps_its_weights_bit_for_bit(store):
     assert back.keys() == weights.keys()
     for name, tensor in weights.items():
         assert torch.equal(back[name].nan_to_num(7.0), tensor.nan_to_num(7.0))
-    assert store.delete_runs([run.id]) == 1 and store.run_weights(run.id) is None

@@ -96,7 +96,18 @@ class AdaptedLinear(Noisy):
         """Folds the adapter into the base weights (W0 += ΔW, b0 += Δb); evaluation then costs a plain Linear."""
         if self.merged:
             return
-        self._fold(+1)
+        dw, db = self.delta_weight(), self.delta_bias()
+        # unmerge restores W0 and b0 themselves: (W0 + ΔW) - ΔW is not W0 in floating point, and a frozen weight
+        # that drifted at every evaluation would make a run resumed from a checkpoint (which rebuilds W0 exactly)
+        # differ from an uninterrupted one.
+        bias = self.base.bias
+        self._unmerged = (self.base.weight.detach().clone(), None if bias is None else bias.detach().clone())
+        if dw is not None:
+            self.base.weight.add_(dw)
+        if db is not None:
+            if self.base.bias is None:
+                self.base.bias = nn.Parameter(torch.zeros_like(db), requires_grad=False)
+            self.base.bias.add_(db)
         self.merged = True
 
     @torch.no_grad()
@@ -104,22 +115,13 @@ class AdaptedLinear(Noisy):
         if not self.merged:
             return
         self.merged = False
-        self._fold(-1)
-
-    def _fold(self, sign: int) -> None:
-        # ΔW and Δb depend on W0 and b0 (LoRA_mul, VPT_add, the δb term): computed again from merged weights they
-        # would differ, so unmerge subtracts exactly the deltas that merge added.
-        if sign > 0:
-            dw, db = self.delta_weight(), self.delta_bias()
-            self._merged_delta = (dw, db)
-        else:
-            dw, db = self._merged_delta
-        if dw is not None:
-            self.base.weight.add_(sign * dw)
-        if db is not None:
-            if self.base.bias is None:
-                self.base.bias = nn.Parameter(torch.zeros_like(db), requires_grad=False)
-            self.base.bias.add_(sign * db)
+        weight, bias = self._unmerged
+        self.base.weight.copy_(weight)
+        if bias is not None:
+            self.base.bias.copy_(bias)
+        elif self.base.bias is not None:  # a bias merge created: it stays, holding zero (exactly no bias)
+            self.base.bias.zero_()
+        del self._unmerged
 
     def extra_repr(self) -> str:
         kinds = "+".join(p.name for p in self.parts)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from types import SimpleNamespace
+from typing import Annotated, Any, get_type_hints
 
 import typer
 from rich.console import Console
@@ -33,7 +36,7 @@ class Group(TyperGroup):
             raise
         except ClickUsageError as exc:
             where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
-            message = one_line(exc.format_message()).replace("Value error, ", "").rstrip(".")
+            message = " ".join(exc.format_message().split()).replace("Value error, ", "").rstrip(".")
             _fail(f"{message}{where}", 2)
 
 
@@ -182,3 +185,28 @@ def grid_values(pairs: list[str] | None) -> dict[str, list[str]]:
             raise UsageError(f"--grid takes NAME=V1,V2,..., e.g. --grid lambda=0.5,1; got {pair!r}")
         out[name.strip()] = items
     return out
+
+
+def shared_options(template: Callable[..., None]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Adds the parameters of `template` (options declared once) to a command whose first parameter receives them
+    bundled as one namespace, so that several commands share one definition of their common options."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = list(inspect.signature(command, eval_str=True).parameters.values())[1:]
+        shared = list(inspect.signature(template, eval_str=True).parameters.values())
+        names = [p.name for p in shared]
+        clash = {p.name for p in own} & set(names)
+        if clash:
+            raise TypeError(f"{command.__name__} redeclares shared option(s) {sorted(clash)}")
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            bundle = SimpleNamespace(**{name: kwargs.pop(name) for name in names})
+            return command(bundle, **kwargs)
+
+        hints = {**get_type_hints(template, include_extras=True), **get_type_hints(command, include_extras=True)}
+        wrapper.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: hints[p.name] for p in [*own, *shared]}
+        return wrapper
+
+    return decorate

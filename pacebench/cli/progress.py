@@ -1,59 +1,128 @@
-"""Rich progress for `pacebench run`: one bar for the plan, one for the epochs of the run in flight."""
+"""What `pacebench run` shows while workers train (the plan and one line per worker) and `pacebench status`.
+
+Everything is read from the database, so the same view works for a worker in this process, one process per GPU,
+or a Slurm job array on other machines.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 
-from pacebench.scheduler import Hooks, Outcome
+from pacebench.store import Store
+from pacebench.store.api import utcnow
+
+ORDER = ("done", "running", "queued", "failed")
 
 
-def _fmt(value: float | None, spec: str = ".2f") -> str:
-    return "–" if value is None else f"{value:{spec}}"
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
-class RichHooks(Hooks):
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
-        self.console = console
-        self.plan_task: Any = None
-        self.run_task: Any = None
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return str(timedelta(seconds=round(seconds)))
 
-    def __enter__(self) -> RichHooks:
-        self.progress.__enter__()
+
+def counts_line(counts: Any) -> str:
+    total = sum(counts.values())
+    parts = [f"{counts.get(s, 0)} {s}" for s in ORDER if counts.get(s, 0) or s in ("done", "queued")]
+    return f"{total} runs: " + ", ".join(parts)
+
+
+def workers_table(store: Store, since: Any, lease_s: float) -> Table:
+    """One line per worker seen since `since`: its run, epoch, loss, heartbeat age and the run's ETA."""
+    now = utcnow()
+    table = Table("worker", "device", "state", "run", "epoch", "loss", "heartbeat", "run ETA", box=None)
+    for w in store.workers(active_since=since):
+        age = (now - w.heartbeat_at).total_seconds()
+        state = w.state if w.state == "stopped" or age < lease_s else f"[red]silent {age:.0f}s[/]"
+        info = w.info or {}
+        training = w.state == "training" and w.run_id is not None
+        epochs: int = info.get("epochs") or 0
+        epoch = w.epoch
+        eta = (epochs - epoch - 1) * info["epoch_s"] if training and epoch is not None and "epoch_s" in info else None
+        table.add_row(w.name, w.device, state, info.get("label", "") if training else "",
+                      f"{epoch + 1}/{epochs}" if training and epoch is not None else "",
+                      _fmt(info.get("loss"), 3) if training else "", f"{age:.0f}s ago", _duration(eta))
+    return table
+
+
+class SweepDisplay:
+    """A live view of one plan: a bar over its runs and one line per worker; refreshed from the database."""
+
+    def __init__(self, console: Console, store: Store, keys: list[str]) -> None:
+        from pacebench.settings import WorkerSettings
+
+        self.console, self.store, self.keys = console, store, keys
+        self.since = utcnow() - timedelta(seconds=1)
+        self.lease_s = WorkerSettings.from_env().lease_s
+        self.live = Live(console=console, get_renderable=self.render, refresh_per_second=1, transient=True)
+
+    def render(self) -> Any:
+        counts = self.store.status_counts(self.keys)
+        finished = counts.get("done", 0) + counts.get("failed", 0)
+        bar = ProgressBar(total=max(len(self.keys), 1), completed=finished, width=40)
+        return Group(_grid(bar, counts_line(counts)), workers_table(self.store, self.since, self.lease_s))
+
+    def __enter__(self) -> SweepDisplay:
+        self.live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
+        self.live.__exit__(*exc)
+        self.console.print(self.render())  # the final state, also where the console is not a terminal
 
-    def _plan(self, total: int) -> None:
-        if self.plan_task is None:
-            self.plan_task = self.progress.add_task("runs", total=total, info="")
 
-    def run_started(self, spec: Any, index: int, total: int) -> None:
-        self._plan(total)
-        if self.run_task is not None:
-            self.progress.remove_task(self.run_task)
-        self.run_task = self.progress.add_task(f"{spec.dataset} {spec.method} s{spec.seed}", total=spec.train.epochs,
-                                               info="")
+def _grid(bar: ProgressBar, text: str) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row(bar, text)
+    return grid
 
-    def epoch_done(self, spec: Any, epoch: int, record: Any) -> None:
-        info = f"loss {_fmt(record.loss, '.3f')} train {_fmt(record.train_acc)}"
-        if record.evals:
-            info += " " + " ".join(f"{k} {v:.2f}" for k, v in record.evals.items())
-        self.progress.update(self.run_task, completed=epoch + 1, info=info)
 
-    def run_finished(self, outcome: Outcome) -> None:
-        r = outcome.record
-        if self.plan_task is not None:
-            self.progress.advance(self.plan_task)
+def print_outcomes(console: Console, result: Any) -> None:
+    """One line per run of the plan: what became of it."""
+    for r in result.runs:
+        status = "skipped-done" if r.key in result.done_before else r.status
         metrics = r.metrics or {}
         score = metrics.get("test_acc") if r.phase == "final" else metrics.get("val_acc")
-        style = {"done": "green", "failed": "red"}.get(outcome.status, "dim")
-        first_error_line = (r.error or "").splitlines()[0] if r.error else ""
-        detail = f"{'test' if r.phase == 'final' else 'val'} {_fmt(score)}" if outcome.status == "done" else (
-            first_error_line or outcome.status.replace("-", " "))
-        self.console.print(f"[{style}]{outcome.status:>15}[/] {r.key} {r.dataset} {r.method} seed {r.seed}: {detail}")
+        style = {"done": "green", "failed": "red", "skipped-done": "dim"}.get(status, "yellow")
+        detail = (f"{'test' if r.phase == 'final' else 'val'} {_fmt(score)}" if r.status == "done"
+                  else (r.error or "").splitlines()[0] if r.error else r.worker or "")
+        console.print(f"[{style}]{status:>15}[/] {r.key} {r.dataset} {r.method} seed {r.seed}: {detail}")
+
+
+def status_view(store: Store, suite: str | None, phase: str | None) -> Group:
+    """Counts, workers with their heartbeats, failures, and an ETA from measured epoch times."""
+    from pacebench.settings import WorkerSettings
+
+    counts = store.status_counts(suite=suite, phase=phase)
+    lease = WorkerSettings.from_env().lease_s
+    now = utcnow()
+    workers = store.workers(active_since=now - timedelta(hours=1))
+    alive = [w for w in workers if w.state != "stopped" and (now - w.heartbeat_at).total_seconds() < lease]
+    epoch_s = store.mean_epoch_seconds(suite=suite, phase=phase)
+    remaining = sum((r.hparams.get("epochs", 0) for r in store.runs(suite=suite, phase=phase, status="queued")), 0)
+    running = store.runs(suite=suite, phase=phase, status="running")
+    by_run = {w.run_id: w for w in alive}
+    for r in running:
+        w = by_run.get(r.id)
+        remaining += r.hparams.get("epochs", 0) - ((w.epoch or 0) + 1 if w and w.epoch is not None else 0)
+    eta = remaining * epoch_s / max(len(alive), 1) if epoch_s is not None and remaining else None
+    scope = " ".join(x for x in (suite, phase) if x) or "all suites"
+    lines: list[Any] = [f"[bold]{scope}[/]: {counts_line(counts)}",
+                        f"{len(alive)} live worker(s); ETA {_duration(eta) if eta else '–'}"
+                        + (f" ({remaining} epochs left at {epoch_s:.2f}s each)" if eta else "")]
+    if workers:
+        lines.append(workers_table(store, now - timedelta(hours=1), lease))
+    failed = store.runs(suite=suite, phase=phase, status="failed")
+    for r in failed[-10:]:
+        lines.append(f"[red]failed[/] {r.key} {r.dataset} {r.method} seed {r.seed} after {r.attempts} attempt(s): "
+                     f"{(r.error or '').splitlines()[0][:100] if r.error else ''}")
+    return Group(*lines)

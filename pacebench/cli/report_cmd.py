@@ -8,59 +8,81 @@ from typing import Annotated
 import typer
 
 from pacebench.choices import Format
-from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, writing
+from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, err_console, writing
+
+
+def report(
+    table: Annotated[str, typer.Option("--table", "-t", help="Table (number/name): {tables}.")] = "demo",
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.rich,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
+    = None,
+    suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside."""
+    from pacebench.report import render_table
+    from pacebench.store import Store
+
+    store = Store(db_url(db), readonly=True)
+    rendered = render_table(table, store, fmt, suite=suite, dataset=dataset)
+    _coverage_note(store, table, suite, dataset)
+    if out is None:
+        if isinstance(rendered, str):
+            typer.echo(rendered, nl=not rendered.endswith("\n"))  # no rich wrapping or markup in md/latex/csv
+        else:
+            console.print(rendered)
+        return
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
+    console.print(f"wrote {out}")
+
+def plot(
+    figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file: .png, .pdf or .svg (default "
+                                             "results/FIGURE.png).")] = None,
+    suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+    shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
+    split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
+    phase: Annotated[str, typer.Option("--phase", help="final or tune runs.")] = "final",
+    db: DbOption = None,
+) -> None:
+    """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
+    from pacebench.report import draw_figure
+    from pacebench.settings import results_dir
+    from pacebench.store import Store
+
+    options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
+    store, out = Store(db_url(db), readonly=True), out or results_dir() / f"{figure}.png"
+    with writing(out):
+        path = draw_figure(figure, store, out, suite=suite, dataset=dataset, phase=phase,
+                           options=options or None)
+    console.print(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=RegistryHelp)
-    def report(
-        table: Annotated[str, typer.Option("--table", "-t", help="Table (number/name): {tables}.")] = "demo",
-        fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.rich,
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
-        = None,
-        suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
-        dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
-        db: DbOption = None,
-    ) -> None:
-        """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside."""
-        from pacebench.report import render_table
-        from pacebench.store import Store
+    for command in (report, plot):
+        app.command(cls=RegistryHelp)(command)
 
-        rendered = render_table(table, Store(db_url(db), readonly=True), fmt, suite=suite, dataset=dataset)
-        if out is None:
-            if isinstance(rendered, str):
-                typer.echo(rendered, nl=not rendered.endswith("\n"))  # no rich wrapping or markup in md/latex/csv
-            else:
-                console.print(rendered)
-            return
-        with writing(out):
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
-        console.print(f"wrote {out}")
 
-    @app.command(cls=RegistryHelp)
-    def plot(
-        figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file: .png, .pdf or .svg (default "
-                                                 "results/FIGURE.png).")] = None,
-        suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
-        dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
-        shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
-        split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
-        phase: Annotated[str, typer.Option("--phase", help="final or tune runs.")] = "final",
-        db: DbOption = None,
-    ) -> None:
-        """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
-        from pacebench.report import draw_figure
-        from pacebench.settings import results_dir
-        from pacebench.store import Store
+def _coverage_note(store: object, table: str, suite: str | None, dataset: str | None) -> None:
+    """On stderr (so md/csv output stays clean): how many phase-2 runs of the table's suite are not done."""
+    from pacebench.cli.progress import counts_line
+    from pacebench.report import tables
+    from pacebench.suites import all_suites
 
-        options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
-        store, out = Store(db_url(db), readonly=True), out or results_dir() / f"{figure}.png"
-        with writing(out):
-            path = draw_figure(figure, store, out, suite=suite, dataset=dataset, phase=phase,
-                               options=options or None)
-        console.print(f"wrote {path}")
+    entry = tables().get(table)
+    owners = [s.name for s in all_suites().values() if s.paper_table is not None and s.paper_table.name == entry.name]
+    name = suite or (owners[0] if owners else entry.name)
+    if name not in all_suites():
+        return
+    counts = store.status_counts(suite=name, dataset=dataset, phase="final")  # type: ignore[attr-defined]
+    missing = sum(n for status, n in counts.items() if status != "done")
+    if missing:
+        err_console.print(f"[yellow]{missing} run(s) of this table are missing or failed[/] ({counts_line(counts)}); "
+                          "see `pacebench status`")
 
 
 def _plain(renderable: object) -> str:

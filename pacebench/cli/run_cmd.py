@@ -1,7 +1,13 @@
-"""`pacebench run`, `ablate` and `tune`: plan runs, check the data, train what is not done yet."""
+"""`pacebench run`, `ablate`, `tune`, `worker` and `status`: plan runs, queue them, train them with workers.
+
+The commands only parse and print; planning is in scheduler.py, the protocol's grid in protocol.py, the queue in
+store/queue.py, the workers in worker.py and cluster.py. The options that `run`, `ablate` and `tune` share are
+declared once (`Shared` below) and added to each command by `shared_options`.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,250 +24,309 @@ from pacebench.cli.common import (
     grid_values,
     int_list,
     key_values,
+    shared_options,
     split_list,
 )
 from pacebench.errors import UsageError
 
-Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).")]
-Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds.")]
-Epochs = Annotated[int | None, typer.Option("--epochs", help="Override the suite's epochs.")]
-Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N (cuda without CUDA is an error).")]
-Hp = Annotated[list[str] | None, typer.Option("--hp", help="Method hyperparameter NAME=VALUE, one of: "
-                                              "{hyperparameters}; repeatable; applies to every selected method that "
-                                              "has it (`pacebench methods`).")]
-Train = Annotated[list[str] | None, typer.Option("--train", "-t", help="Training setting NAME=VALUE, one of: "
-                                                 "{training_settings}; repeatable.")]
-Backbone = Annotated[str | None, typer.Option("--backbone", help="Named backbone or timm architecture.")]
-Weights = Annotated[Path | None, typer.Option("--weights", help="Weights file (.npz, .pth/.pt, .safetensors).")]
-WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", envvar="PACEBENCH_WEIGHTS", help="Folder holding "
-                                                 "the named backbones' standard files (default ./weights).")]
-Shots = Annotated[str | None, typer.Option("--shots", help="Few-shot: comma-separated shots (default: suite's).")]
-SplitSeeds = Annotated[str | None, typer.Option("--split-seeds", help="Few-shot: comma-separated split seeds.")]
-Workers = Annotated[int, typer.Option("--workers", help="Data-loader worker processes.")]
-Threads = Annotated[int, typer.Option("--threads", envvar="PACEBENCH_THREADS", help="CPU runs: torch intra-op "
-                                      "threads. 1 is the default: on the demo's tiny model two threads are 3.5x "
-                                      "slower on a 2-core machine (OpenMP spin-waits); raise it for big models.")]
+SELECT, TRAIN, WORKERS, SLURM, STORAGE = "Selection", "Training settings", "Workers", "Slurm", "Storage"
 DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")]
+
+Datasets = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets (default: all).",
+                                              rich_help_panel=SELECT)]
+Methods = Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.",
+                                      rich_help_panel=SELECT)]
+Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds.", rich_help_panel=SELECT)]
+Shots = Annotated[str | None, typer.Option("--shots", help="Few-shot: comma-separated shots (default: suite's).",
+                                           rich_help_panel=SELECT)]
+SplitSeeds = Annotated[str | None, typer.Option("--split-seeds", help="Few-shot: comma-separated split seeds.",
+                                                rich_help_panel=SELECT)]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N (cuda without CUDA is an error).",
+                                     rich_help_panel=WORKERS)]
+Threads = Annotated[int, typer.Option("--threads", envvar="PACEBENCH_THREADS", rich_help_panel=WORKERS,
+                                      help="CPU runs: torch intra-op threads per worker. 1 is the default: on the "
+                                      "demo's tiny model two threads are 3.5x slower on a 2-core machine (OpenMP "
+                                      "spin-waits); raise it for big models.")]
+LoaderWorkers = Annotated[int, typer.Option("--workers", help="Data-loader worker processes per worker.",
+                                            rich_help_panel=WORKERS)]
+WeightsFile = Annotated[Path | None, typer.Option("--weights", help="Weights file (.npz, .pth/.pt, .safetensors).",
+                                                  rich_help_panel=TRAIN)]
+WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", envvar="PACEBENCH_WEIGHTS", rich_help_panel=TRAIN,
+                                                 help="Folder holding the named backbones' standard files "
+                                                 "(default ./weights).")]
+Wait = Annotated[bool, typer.Option("--wait", rich_help_panel=WORKERS, help="Also wait for runs of the plan that "
+                                    "live workers elsewhere hold (without it, such runs make the exit code 1).")]
 
 
-def _request(suite: str, datasets: str | None, methods: list[str], seeds: str, epochs: int | None,
-             hp: list[str] | None, train: list[str] | None, backbone: str | None, weights: Path | None,
-             shots: str | None, split_seeds: str | None, phase: Phase = Phase.final) -> Any:
+def _shared(
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Override the suite's epochs.",
+                                               rich_help_panel=TRAIN)] = None,
+    hp: Annotated[list[str] | None, typer.Option("--hp", rich_help_panel=TRAIN, help="Method hyperparameter "
+                                                 "NAME=VALUE, one of: {hyperparameters}; repeatable; applies to every "
+                                                 "selected method that has it (`pacebench methods`).")] = None,
+    train: Annotated[list[str] | None, typer.Option("--train", "-t", rich_help_panel=TRAIN, help="Training setting "
+                                                    "NAME=VALUE, one of: {training_settings}; repeatable.")] = None,
+    backbone: Annotated[str | None, typer.Option("--backbone", help="Named backbone or timm architecture.",
+                                                 rich_help_panel=TRAIN)] = None,
+    weights: WeightsFile = None,
+    weights_dir: WeightsDir = None,
+    device: Device = "auto",
+    gpus: Annotated[str | None, typer.Option("--gpus", rich_help_panel=WORKERS, help="CUDA: one worker process per "
+                                             "GPU: all (default), a list 0,2,3, or a count N.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", rich_help_panel=WORKERS, help="CPU: worker processes, each "
+                                      "with its own --threads.")] = 1,
+    threads: Threads = 1,
+    workers: LoaderWorkers = DEFAULT_WORKERS,
+    wait: Wait = False,
+    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", rich_help_panel=WORKERS,
+                                                         help="Checkpoint every N epochs (and on SIGTERM); default "
+                                                         "10 or $PACEBENCH_CHECKPOINT_EVERY.")] = None,
+    attempts: Annotated[int | None, typer.Option("--attempts", rich_help_panel=WORKERS, help="Tries per run before "
+                                                 "it stays failed; default 3 or $PACEBENCH_MAX_ATTEMPTS.")] = None,
+    executor: Annotated[str, typer.Option("--executor", rich_help_panel=SLURM, help="local (processes on this "
+                                          "machine), slurm (a job array through submitit), or submitit-local.")]
+    = "local",
+    partition: Annotated[str | None, typer.Option("--partition", rich_help_panel=SLURM)] = None,
+    array: Annotated[int, typer.Option("--array", rich_help_panel=SLURM, help="Tasks in the job array (workers).")]
+    = 1,
+    gpus_per_task: Annotated[int, typer.Option("--gpus-per-task", rich_help_panel=SLURM)] = 0,
+    cpus_per_task: Annotated[int, typer.Option("--cpus-per-task", rich_help_panel=SLURM)] = 1,
+    time_limit: Annotated[int, typer.Option("--time", rich_help_panel=SLURM, help="Time limit per task, minutes.")]
+    = 24 * 60,
+    slurm_opt: Annotated[list[str] | None, typer.Option("--slurm-opt", rich_help_panel=SLURM, help="Any other "
+                                                        "sbatch option KEY=VALUE (e.g. account=abc, qos=low); "
+                                                        "repeatable.")] = None,
+    slurm_folder: Annotated[Path, typer.Option("--slurm-folder", rich_help_panel=SLURM, help="Job scripts and logs "
+                                               "(on a file system every node sees).")] = Path("results/slurm"),
+    force_sqlite: Annotated[bool, typer.Option("--force-sqlite", rich_help_panel=SLURM, help="Allow SQLite with "
+                                               "Slurm (only when every task runs on this machine).")] = False,
+    db: DbOption = None,
+    data_root: DataOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+) -> None:
+    """The options `run`, `ablate` and `tune` share (declared once; `shared_options` adds them to each)."""
+
+
+def _worker_options(o: Any) -> Any:
+    """The workers' options; a Slurm sweep on SQLite is refused here, before anything is planned."""
+    from pacebench.cluster import EXECUTORS, SlurmOptions, check_database
+    from pacebench.scheduler import WorkerOptions
+    from pacebench.settings import WorkerSettings
+    from pacebench.settings import data_root as default_data_root
+
+    cluster = None
+    if o.executor != "local":
+        kind = o.executor.removeprefix("submitit-")
+        if kind not in EXECUTORS:
+            raise UsageError(f"--executor must be local, slurm or submitit-local, got {o.executor!r}")
+        cluster = SlurmOptions(executor=kind, tasks=o.array, partition=o.partition, gpus_per_task=o.gpus_per_task,
+                               cpus_per_task=o.cpus_per_task, time_min=o.time_limit,
+                               extra=key_values(o.slurm_opt, "--slurm-opt"), folder=o.slurm_folder,
+                               force_sqlite=o.force_sqlite)
+        check_database(db_url(o.db), cluster)
+    settings = WorkerSettings.from_env(checkpoint_every=o.checkpoint_every, max_attempts=o.attempts)
+    return WorkerOptions(device=o.device, gpus=o.gpus, jobs=o.jobs, threads=o.threads, loader_workers=o.workers,
+                         data_root=o.data_root or default_data_root(), weights=o.weights, weights_dir=o.weights_dir,
+                         settings=settings, cluster=cluster)
+
+
+def _request(o: Any, suite: str, datasets: str | None, methods: list[str], seeds: str, shots: str | None = None,
+             split_seeds: str | None = None, phase: Phase = Phase.final, with_hp: bool = True) -> Any:
     from pacebench.scheduler import PlanRequest, check_method_overrides
 
-    train_values: dict[str, Any] = key_values(train, "--train")
-    if epochs is not None:
-        train_values["epochs"] = epochs
-    method_values = key_values(hp, "--hp")
+    train_values: dict[str, Any] = key_values(o.train, "--train")
+    if o.epochs is not None:
+        train_values["epochs"] = o.epochs
+    method_values = key_values(o.hp, "--hp") if with_hp else {}
     check_method_overrides(methods, method_values)
     options = {k: v for k, v in {"shots": int_list(shots, "--shots"),
                                  "split_seed": int_list(split_seeds, "--split-seeds")}.items() if v}
     return PlanRequest(suite=suite, datasets=split_list(datasets), methods=methods,
                        seeds=int_list(seeds, "--seeds") or [0], train=train_values, method=method_values,
-                       phase=phase, backbone=backbone, weights=weights, options=options or None)
+                       phase=phase, backbone=o.backbone, weights=o.weights, options=options or None)
 
 
-def _environment(device: str, data_root: Path | None, weights: Path | None, workers: int, threads: int,
-                 weights_dir: Path | None = None) -> Any:
-    import torch
+def _plan(request: Any, o: Any) -> list[Any]:
+    from pacebench.scheduler import plan, weights_sha256
 
-    from pacebench.scheduler import resolve_device
-    from pacebench.settings import WEIGHTS_ENV
-    from pacebench.settings import data_root as default_data_root
-    from pacebench.train import Environment
-
-    if weights_dir is not None:
-        os.environ[WEIGHTS_ENV] = str(weights_dir)  # read by backbones.resolve, here and in the planning step
-    resolved = resolve_device(device)
-    if resolved.type == "cpu":
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-    return Environment(device=resolved, data_root=data_root or default_data_root(), weights=weights,
-                       num_workers=workers)
+    return plan(request, lambda backbone, weights: weights_sha256(backbone, weights, o.weights_dir))
 
 
-def _preflight(specs: list[Any], data_root: Path) -> None:
-    """The cheap half of `pacebench data check`: a missing data set fails now, not after hours."""
-    from pacebench.data.check import require_data
-    from pacebench.suites import load_suite
-
-    seen = set()
-    for spec in specs:
-        key = (spec.suite, spec.dataset, spec.phase, tuple(sorted(spec.data_options.items())))
-        if key not in seen:
-            seen.add(key)
-            suite = load_suite(spec.suite)
-            require_data(suite, suite.dataset(spec.dataset), data_root, spec.phase, spec.data_options)
-
-
-def execute_plan(specs: list[Any], db: str | None, env: Any, origin: str = "direct",
-                 dry_run: bool = False) -> list[Any]:
-    from pacebench.cli.progress import RichHooks
+def execute_plan(specs: list[Any], o: Any, opts: Any, origin: str = "direct", tolerate_failures: bool = False
+                 ) -> Any:
+    """Queues and trains `specs`, shows the workers, prints each run's outcome; exits 1 when a run failed
+    (unless tolerated), or is still held by a live worker elsewhere, or was stopped."""
+    from pacebench.cli.progress import SweepDisplay, print_outcomes
     from pacebench.scheduler import execute
     from pacebench.spec import PHASES
     from pacebench.store import Store
 
-    db = db_url(db)
-    store = Store(db)
+    url = db_url(o.db)
+    store = Store(url)
     done = {r.key for r in store.runs(key=[s.key for s in specs], status="done")}
-    console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {env.device} -> {db}")
-    phases = sorted({s.phase for s in specs})
-    for phase in phases:
+    where = f"{opts.cluster.tasks} {opts.cluster.executor} task(s)" if opts.cluster else opts.device
+    console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {where} -> {url}")
+    for phase in sorted({s.phase for s in specs}):
         note = " (settings given directly, not tuned)" if origin == "direct" and phase == "final" else ""
         console.print(f"  {PHASES[phase]}{note}")
-    if dry_run:
+    if o.dry_run:
         for s in specs:
             console.print(f"  {'done ' if s.key in done else 'todo '} {s.key}  {s.label()}")
-        return []
-    _preflight([s for s in specs if s.key not in done], env.data_root)
-    with RichHooks(console) as hooks:
-        outcomes = execute(specs, store, env, hooks, origin=origin)
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        console.print(f"[red]{len(failed)} run(s) failed[/]; see `pacebench runs --status failed`")
+        return None
+    result = execute(specs, store, opts, origin=origin, wait=o.wait,
+                     display=lambda keys: SweepDisplay(console, store, keys))
+    print_outcomes(console, result)
+    unfinished = [r for r in result.runs if r.status in ("queued", "running")]
+    if unfinished:
+        held = [r for r in unfinished if r.status == "running"]
+        if held:
+            console.print(f"[yellow]{len(held)} run(s) are held by live workers[/] "
+                          f"({', '.join(sorted({r.worker or '?' for r in held}))}); rerun with --wait to wait for "
+                          "them, or see `pacebench status`")
+        if len(unfinished) > len(held):
+            console.print(f"[yellow]{len(unfinished) - len(held)} run(s) not finished[/] (the workers stopped; "
+                          "worker processes log to results/logs/); rerun to continue them from their checkpoints")
         raise typer.Exit(1)
-    return outcomes
+    if result.status("failed") and not tolerate_failures:
+        console.print(f"[red]{len(result.status('failed'))} run(s) failed[/]; see `pacebench runs --status failed`")
+        raise typer.Exit(1)
+    return result
+
+
+@shared_options(_shared)
+def run(
+    o: Any,
+    suite: Annotated[str, typer.Argument(help="Suite, one of: {suites} (`pacebench suites`).")],
+    datasets: Datasets = None,
+    methods: Methods = "baseline,pace",
+    seeds: Seeds = "0",
+    shots: Shots = None,
+    split_seeds: SplitSeeds = None,
+    phase: Annotated[Phase, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).",
+                                         rich_help_panel=SELECT)] = Phase.final,
+) -> None:
+    """Train every (dataset, method, seed) of SUITE that is not done yet, keeping everything in the database.
+
+    The plan is queued in the database first; one worker per GPU (--gpus) or per --jobs on a CPU, or a Slurm job
+    array (--executor slurm), trains it. Without tuning the given settings are used directly as phase 2
+    (train+val -> test); `pacebench tune` runs the paper's full two-phase protocol.
+    """
+    opts = _worker_options(o)
+    specs = _plan(_request(o, suite, datasets, split_list(methods) or [], seeds, shots, split_seeds, phase), o)
+    if execute_plan(specs, o, opts) is not None:
+        console.print(f"next: [bold]pacebench report --table {suite}[/] and [bold]pacebench plot grad-norm[/]")
+
+
+@shared_options(_shared)
+def ablate(
+    o: Any,
+    dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo). "
+                                           "Runs: {table6}.")],
+    suite: Annotated[str, typer.Option("--suite", help="Suite the dataset belongs to.", rich_help_panel=SELECT)]
+    = "vtab",
+    efficiency: Annotated[bool, typer.Option("--efficiency", rich_help_panel=SELECT, help="Also Fig. 5's "
+                                             "efficiency variants: {efficiency}.")] = False,
+    seeds: Seeds = "0",
+) -> None:
+    """Run the baseline, PACE and every Table-6 ablation (the methods tagged table6) on one dataset (phase 2
+    settings)."""
+    from pacebench.methods import ABLATIONS, EFFICIENCY
+
+    methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
+    opts = _worker_options(o)
+    specs = _plan(_request(o, suite, dataset, methods, seeds), o)
+    if execute_plan(specs, o, opts) is not None:
+        console.print("next: [bold]pacebench report --table ablations[/]")
+
+
+@shared_options(_shared)
+def tune(
+    o: Any,
+    suite: Annotated[str, typer.Argument(help="Suite to tune, one of: {suites}.")],
+    datasets: Datasets = None,
+    methods: Methods = "pace",
+    grid: Annotated[list[str] | None, typer.Option("--grid", rich_help_panel=SELECT, help="NAME=V1,V2,... over a "
+                                                   "method hyperparameter or training setting; repeatable.")] = None,
+    seeds: Annotated[str, typer.Option("--seeds", help="Phase-2 seeds (paper: three).", rich_help_panel=SELECT)]
+    = "0,1,2",
+    tune_seeds: Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per grid point.",
+                                            rich_help_panel=SELECT)] = "0",
+    shots: Shots = None,
+    split_seeds: SplitSeeds = None,
+) -> None:
+    """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
+    (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed. A grid point that
+    fails all its attempts is left out of the choice and named."""
+    from pacebench import protocol
+
+    method_names = split_list(methods) or []
+    opts = _worker_options(o)
+    request = _request(o, suite, datasets, method_names, tune_seeds, shots, split_seeds, phase=Phase.tune)
+    specs = [s for point in protocol.grid(grid_values(grid)) for s in _plan(protocol.with_point(request, point), o)]
+    specs = list({s.key: s for s in specs}.values())
+    console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
+    result = execute_plan(specs, o, opts, origin="tune", tolerate_failures=True)
+    if result is None:
+        return
+    for point in protocol.excluded_points(result.runs):
+        console.print(f"[yellow]excluded[/] {point}")
+    best = protocol.select_best(result.runs)
+    if not best:
+        raise UsageError("every grid point failed all its attempts; see `pacebench runs --status failed`")
+    finals = protocol.final_specs(best, int_list(seeds, "--seeds") or [0])
+    console.print(f"[bold]phase 2[/]: {len(best)} chosen setting(s) on train+val -> test")
+    for chosen in best.values():
+        console.print(f"  {chosen.dataset} {chosen.method}: {chosen.method_config} (val {chosen.val_acc:.2f} "
+                      f"over {len(chosen.seeds)} seed(s), best of {chosen.candidates})")
+    execute_plan(finals, o, opts, origin="tune")
+
+
+def worker(
+    db: DbOption = None,
+    device: Device = "auto",
+    threads: Threads = 1,
+    workers: LoaderWorkers = DEFAULT_WORKERS,
+    data_root: DataOption = None,
+    weights: WeightsFile = None,
+    weights_dir: WeightsDir = None,
+    keys_file: Annotated[Path | None, typer.Option("--keys-file", help="JSON list of run keys: work only on these "
+                                                   "(default: every queued run).")] = None,
+    wait: Wait = False,
+) -> None:
+    """Drain the queue: claim queued runs from the database and train them one at a time until none is left.
+
+    What a cluster job runs; start as many as there are devices, on any machine that reaches the database.
+    """
+    from pacebench.scheduler import WorkerOptions, environment
+    from pacebench.settings import data_root as default_data_root
+    from pacebench.store import Store
+    from pacebench.worker import Worker
+
+    keys = json.loads(keys_file.read_text()) if keys_file else None
+    opts = WorkerOptions(device=device, threads=threads, loader_workers=workers,
+                         data_root=data_root or default_data_root(), weights=weights, weights_dir=weights_dir)
+    w = Worker(Store(db_url(db)), environment(opts, device), opts.settings, keys)
+    outcomes = w.work(wait)
+    console.print(f"worker {w.who.name} on {device}: " + (", ".join(f"{n} {k}" for k, n in outcomes.items())
+                                                          or "nothing to do"))
+    if outcomes.get("stopped"):
+        raise typer.Exit(1)
+
+
+def status(
+    suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
+    phase: Annotated[str | None, typer.Option("--phase", help="tune | final")] = None,
+    db: DbOption = None,
+) -> None:
+    """Queued / running / done / failed counts, the workers with their heartbeats, and an ETA."""
+    from pacebench.cli.progress import status_view
+    from pacebench.store import Store
+
+    console.print(status_view(Store(db_url(db), readonly=True), suite, phase))
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=RegistryHelp)
-    def run(
-        suite: Annotated[str, typer.Argument(help="Suite, one of: {suites} (`pacebench suites`).")],
-        datasets: Datasets = None,
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.")]
-        = "baseline,pace",
-        seeds: Seeds = "0",
-        epochs: Epochs = None,
-        device: Device = "auto",
-        hp: Hp = None,
-        train: Train = None,
-        backbone: Backbone = None,
-        weights: Weights = None,
-        weights_dir: WeightsDir = None,
-        shots: Shots = None,
-        split_seeds: SplitSeeds = None,
-        phase: Annotated[Phase, typer.Option("--phase", help="final (train+val -> test) or tune (train -> val).")]
-        = Phase.final,
-        db: DbOption = None,
-        data_root: DataOption = None,
-        workers: Workers = DEFAULT_WORKERS,
-        threads: Threads = 1,
-        dry_run: DryRun = False,
-    ) -> None:
-        """Train every (dataset, method, seed) of SUITE that is not done yet, keeping everything in the database.
-
-        Without tuning, the given settings are used directly as phase 2 (train+val -> test); `pacebench tune`
-        runs the paper's full two-phase protocol.
-        """
-        from pacebench.scheduler import plan
-
-        method_names = split_list(methods) or []
-        env = _environment(device, data_root, weights, workers, threads, weights_dir)
-        specs = plan(_request(suite, datasets, method_names, seeds, epochs, hp, train, backbone, weights, shots,
-                              split_seeds, phase))
-        execute_plan(specs, db, env, dry_run=dry_run)
-        if not dry_run:
-            console.print(f"next: [bold]pacebench report --table {suite}[/] and [bold]pacebench plot grad-norm[/]")
-
-    @app.command(cls=RegistryHelp)
-    def ablate(
-        dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo). "
-                                               "Runs: {table6}.")],
-        suite: Annotated[str, typer.Option("--suite", help="Suite the dataset belongs to.")] = "vtab",
-        efficiency: Annotated[bool, typer.Option("--efficiency", help="Also Fig. 5's efficiency variants: "
-                                                 "{efficiency}.")] = False,
-        seeds: Seeds = "0",
-        epochs: Epochs = None,
-        device: Device = "auto",
-        hp: Hp = None,
-        train: Train = None,
-        backbone: Backbone = None,
-        weights: Weights = None,
-        weights_dir: WeightsDir = None,
-        db: DbOption = None,
-        data_root: DataOption = None,
-        workers: Workers = DEFAULT_WORKERS,
-        threads: Threads = 1,
-        dry_run: DryRun = False,
-    ) -> None:
-        """Run the baseline, PACE and every Table-6 ablation (the methods tagged table6) on one dataset (phase 2
-        settings)."""
-        from pacebench.methods import ABLATIONS, EFFICIENCY
-        from pacebench.scheduler import plan
-
-        methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
-        env = _environment(device, data_root, weights, workers, threads, weights_dir)
-        specs = plan(_request(suite, dataset, methods, seeds, epochs, hp, train, backbone, weights, None, None))
-        execute_plan(specs, db, env, dry_run=dry_run)
-        if not dry_run:
-            console.print("next: [bold]pacebench report --table ablations[/]")
-
-    @app.command(cls=RegistryHelp)
-    def tune(
-        suite: Annotated[str, typer.Argument(help="Suite to tune, one of: {suites}.")],
-        datasets: Datasets = None,
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods: {methods}.")] = "pace",
-        grid: Annotated[list[str] | None, typer.Option("--grid", help="NAME=V1,V2,... over a method hyperparameter "
-                                                       "or training setting; repeatable.")] = None,
-        seeds: Annotated[str, typer.Option("--seeds", help="Phase-2 seeds (paper: three).")] = "0,1,2",
-        tune_seeds: Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per grid point.")] = "0",
-        epochs: Epochs = None,
-        device: Device = "auto",
-        train: Train = None,
-        backbone: Backbone = None,
-        weights: Weights = None,
-        weights_dir: WeightsDir = None,
-        shots: Shots = None,
-        split_seeds: SplitSeeds = None,
-        db: DbOption = None,
-        data_root: DataOption = None,
-        workers: Workers = DEFAULT_WORKERS,
-        threads: Threads = 1,
-        dry_run: DryRun = False,
-    ) -> None:
-        """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
-        (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed."""
-        from pacebench import protocol
-        from pacebench.protocol import final_specs, select_best
-        from pacebench.scheduler import plan
-        from pacebench.store import Store
-
-        method_names = split_list(methods) or []
-        env = _environment(device, data_root, weights, workers, threads, weights_dir)
-        specs = []
-        for point in protocol.grid(grid_values(grid)):
-            request = _request(suite, datasets, method_names, tune_seeds, epochs, None, train, backbone, weights,
-                               shots, split_seeds, phase=Phase.tune)
-            specs += plan(_with_point(request, point))
-        specs = list({s.key: s for s in specs}.values())
-        console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
-        execute_plan(specs, db, env, origin="tune", dry_run=dry_run)
-        if dry_run:
-            return
-        store = Store(db_url(db))
-        runs = store.runs(key=[s.key for s in specs], status="done")
-        best = select_best(runs)
-        finals = final_specs(best, int_list(seeds, "--seeds") or [0])
-        console.print(f"[bold]phase 2[/]: {len(best)} chosen setting(s) on train+val -> test")
-        for chosen in best.values():
-            console.print(f"  {chosen.dataset} {chosen.method}: {chosen.method_config} (val {chosen.val_acc:.2f} "
-                          f"over {len(chosen.seeds)} seed(s), best of {chosen.candidates})")
-        execute_plan(finals, db, env, origin="tune")
-
-
-def _with_point(request: Any, point: dict[str, str]) -> Any:
-    """Splits one grid point into method hyperparameters and training settings."""
-    import dataclasses
-
-    from pacebench.scheduler import _accepts
-    from pacebench.spec import TRAIN_FIELDS
-
-    method = {k: v for k, v in point.items() if any(_accepts(m, k) for m in request.methods)}
-    train = {k: v for k, v in point.items() if k in TRAIN_FIELDS}
-    unknown = set(point) - set(method) - set(train)
-    if unknown:
-        raise UsageError(f"--grid {sorted(unknown)[0]}: neither a hyperparameter of {', '.join(request.methods)} "
-                         "nor a training setting")
-    return dataclasses.replace(request, method={**request.method, **method}, train={**request.train, **train})
+    for command in (run, ablate, tune):
+        app.command(cls=RegistryHelp)(command)
+    for command in (worker, status):
+        app.command()(command)

@@ -105,6 +105,12 @@ def gather(name: str, store: Store, suite: str | None = None, dataset: str | Non
     if outdated:
         data.notes.append(f"{len(outdated)} finished run(s) made before a pacebench change that alters their "
                           "results are left out; run them again (their settings now give new run keys)")
+    from pacebench.protocol import excluded_points
+
+    excluded = excluded_points(store.runs(phase="tune", suite=suite))
+    if excluded:
+        data.notes.append(f"{len(excluded)} phase-1 grid point(s) failed all their attempts and were left out of the "
+                          "choice: " + "; ".join(excluded))
     return data
 
 

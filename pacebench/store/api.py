@@ -14,11 +14,9 @@ Read-only opens (`runs`, `report`, `plot`, `db current`) never create or migrate
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.spec import RunSpec
 from pacebench.store.models import Base, EpochRow, RunRow, RunWeightsRow
+from pacebench.store.queue import QueueMixin
 from pacebench.store.records import EpochRecord, RunRecord
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,10 +36,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _alembic_config(connection: Any) -> Any:
@@ -205,7 +200,7 @@ def _epoch_record(row: EpochRow) -> EpochRecord:
     return EpochRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(EpochRecord)})
 
 
-class Store:
+class Store(QueueMixin):
     """Opens the database at `url`: for writing, creating or upgrading its schema; `readonly`, an existing database
     at the newest revision, changing nothing (a missing SQLite file is an error, not a new empty database)."""
 
@@ -295,33 +290,9 @@ class Store:
         with self.session() as s:
             return [_record(r) for r in s.scalars(query)]
 
-    def claim(self, key: str, worker: str | None = None, stale_after: timedelta = timedelta(minutes=10)) -> bool:
-        """Marks the run as running for this worker. False if it is done, or running with a fresh heartbeat.
-
-        The UPDATE carries the expected status in its WHERE clause, so two workers can never claim one run.
-        """
-        worker = worker or worker_name()
-        now = utcnow()
-        claimable = (RunRow.status.in_(("queued", "failed"))) | (
-            (RunRow.status == "running") & ((RunRow.heartbeat_at.is_(None)) | (RunRow.heartbeat_at < now - stale_after))
-        )
-        with self.session() as s:
-            result = s.execute(
-                update(RunRow).where(RunRow.key == key, claimable)
-                .values(status="running", worker=worker, error=None, heartbeat_at=now, started_at=now, finished_at=None)
-            )
-            claimed = result.rowcount == 1  # type: ignore[attr-defined]
-            if claimed:  # a re-run starts from a clean slate
-                run_id = s.scalars(select(RunRow.id).where(RunRow.key == key)).one()
-                s.execute(delete(EpochRow).where(EpochRow.run_id == run_id))
-        return claimed
-
     def update_run(self, run_id: int, **values: Any) -> None:
         with self.session() as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
-
-    def heartbeat(self, run_id: int) -> None:
-        self.update_run(run_id, heartbeat_at=utcnow())
 
     def finish_run(self, run_id: int, metrics: dict[str, Any], weights: dict[str, Any] | None = None) -> None:
         """Marks the run done; `weights` (its trained adapter and head tensors) are stored in the same transaction,
@@ -342,16 +313,6 @@ class Store:
 
     def fail_run(self, run_id: int, error: str) -> None:
         self.update_run(run_id, status="failed", error=error, finished_at=utcnow())
-
-    def requeue(self, run_id: int) -> None:
-        self.update_run(run_id, status="queued", worker=None)
-
-    def delete_runs(self, ids: Iterable[int]) -> int:
-        with self.session() as s:
-            ids = list(ids)
-            s.execute(delete(EpochRow).where(EpochRow.run_id.in_(ids)))
-            s.execute(delete(RunWeightsRow).where(RunWeightsRow.run_id.in_(ids)))
-            return s.execute(delete(RunRow).where(RunRow.id.in_(ids))).rowcount  # type: ignore[attr-defined]
 
     # ---- epochs -----------------------------------------------------------------------------------------------
     def add_epoch(self, run_id: int, record: EpochRecord) -> None:

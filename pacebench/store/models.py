@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pacebench.store.types import SafeFloat, SafeJSON
@@ -54,6 +54,12 @@ class RunRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # the work queue (store/queue.py): who holds the run, for how long a silent holder keeps it, how often it started
+    claim: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    host: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lease_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class EpochRow(Base):
@@ -82,3 +88,31 @@ class RunWeightsRow(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CheckpointRow(Base):
+    """The newest in-run checkpoint of a running run (torch.save bytes); deleted when the run finishes."""
+
+    __tablename__ = "checkpoints"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WorkerRow(Base):
+    """One worker process (host:pid) and what it is doing, refreshed by its heartbeat thread."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(160), primary_key=True)
+    host: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # idle | training | stopped
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    info: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime)

@@ -39,6 +39,11 @@ class RunRecord:
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+    claim: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    lease_s: float | None = None
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,3 +61,17 @@ class EpochRecord:
     fp_distance: float | None = None
     wall_time: float | None = None
     run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    name: str
+    host: str
+    pid: int
+    device: str
+    state: str
+    run_id: int | None
+    epoch: int | None
+    info: dict[str, Any]
+    started_at: datetime
+    heartbeat_at: datetime

@@ -65,10 +65,10 @@ def decay_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
 
-def model_folder(spec: RunSpec, weights: Path | None) -> Path:
+def model_folder(spec: RunSpec, weights: Path | None, weights_dir: Path | None = None) -> Path:
     from pacebench import backbones
 
-    folder = backbones.resolve(spec.backbone, weights).weights
+    folder = backbones.resolve(spec.backbone, weights, weights_dir).weights
     if folder is None or not folder.is_dir():
         raise UsageError(f"backbone {spec.backbone} is not a model folder; text suites take a Hugging Face folder "
                          "(--weights DIR, or roberta_base / phi3_mini_4k_instruct under the weights folder)")
@@ -108,7 +108,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     models.require_text_extra()
     generator = seed_everything(spec.seed)
     splits = task.splits(dataset_root(suite, ds, env.data_root), spec.phase)
-    folder = model_folder(spec, env.weights)
+    folder = model_folder(spec, env.weights, env.weights_dir)
     tokenizer = models.load_tokenizer(folder)
     t = spec.train
     model = models.build(folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha, task.num_labels())

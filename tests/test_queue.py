@@ -1,0 +1,158 @@
+"""The work queue's claims on SQLite and on a real PostgreSQL server: exclusive, taken over only from dead or
+silent holders, refused writes after a takeover, retries, checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from pacebench.spec import RunSpec, TrainConfig
+from pacebench.store import EpochRecord, Store
+from pacebench.store.api import utcnow
+from pacebench.store.queue import Claimant, ClaimLost
+
+LONG = 3600.0
+
+
+def spec(seed: int = 0) -> RunSpec:
+    return RunSpec(suite="demo", dataset="digits", method="baseline", seed=seed, train=TrainConfig(epochs=3),
+                   backbone="vit_demo")
+
+
+@pytest.fixture
+def store(db_url) -> Store:
+    return Store(db_url)
+
+
+def elsewhere(name: str, lease_s: float = LONG) -> Claimant:
+    return Claimant(lease_s, host=f"host-{name}", pid=1)
+
+
+def test_each_queued_run_is_claimed_by_exactly_one_worker(store):
+    store.enqueue([spec(0), spec(1)])
+    a, b = store.claim_next(elsewhere("a")), store.claim_next(elsewhere("b"))
+    assert {a.key, b.key} == {spec(0).key, spec(1).key} and a.claim != b.claim
+    assert store.claim_next(elsewhere("c")) is None  # both held, with fresh heartbeats
+    assert a.status == "running" and a.attempts == 1 and a.host == "host-a" and a.lease_s == LONG
+
+
+def test_concurrent_claims_never_share_a_run(store):
+    store.enqueue([spec(i) for i in range(24)])
+    claimed: list[str] = []
+
+    def claim_all(name: str) -> None:
+        who = elsewhere(name)
+        while (run := store.claim_next(who)) is not None:
+            claimed.append(run.key)
+
+    threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(spec(i).key for i in range(24))  # each once, none lost
+
+
+def test_a_dead_pid_on_this_host_frees_the_claim_at_once(store):
+    store.enqueue([spec()])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    first = store.claim_next(Claimant(LONG, pid=dead.pid))
+    assert first is not None
+    taken = store.claim_next(Claimant(LONG))
+    assert taken is not None and taken.id == first.id and taken.claim != first.claim and taken.attempts == 2
+
+
+def test_a_silent_holder_elsewhere_keeps_its_claim_until_its_lease_ends(store):
+    store.enqueue([spec()])
+    held = store.claim_next(elsewhere("a", lease_s=30))
+    assert store.claim_next(elsewhere("b")) is None
+    store.update_run(held.id, heartbeat_at=utcnow() - timedelta(seconds=31))
+    taken = store.claim_next(elsewhere("b"))
+    assert taken is not None and taken.id == held.id
+    # the old holder can write nothing any more
+    assert not store.beat(held.id, held.claim)
+    with pytest.raises(ClaimLost):
+        store.write_epoch(held.id, held.claim, EpochRecord(epoch=0, loss=1.0))
+    with pytest.raises(ClaimLost):
+        store.save_checkpoint(held.id, held.claim, 0, b"x")
+    with pytest.raises(ClaimLost):
+        store.finish_claimed(held.id, held.claim, {"test_acc": 1.0}, None)
+    assert store.epochs(held.id) == [] and store.checkpoint_epoch(held.id) is None
+    assert store.get_run(held.id).status == "running" and store.get_run(held.id).claim == taken.claim
+
+
+def test_failures_are_retried_then_stay_failed_with_their_reason(store):
+    store.enqueue([spec()])
+    statuses = []
+    for _ in range(3):
+        run = store.claim_next(elsewhere("a"), max_attempts=3)
+        statuses.append(store.fail_claimed(run.id, run.claim, "FloatingPointError: loss became nan", 3))
+    assert statuses == ["queued", "queued", "failed"]
+    failed = store.get_run(spec().key)
+    assert failed.error.startswith("FloatingPointError") and failed.attempts == 3
+    assert store.claim_next(elsewhere("a"), max_attempts=3) is None
+    assert store.status_counts([spec().key]) == Counter({"failed": 1})
+    store.enqueue([spec()])  # asking for it again is asking for a retry
+    assert store.get_run(spec().key).status == "queued" and store.get_run(spec().key).attempts == 0
+
+
+def test_a_run_whose_workers_keep_vanishing_ends_failed(store):
+    store.enqueue([spec()])
+    for _ in range(2):
+        run = store.claim_next(elsewhere("a", lease_s=1), max_attempts=2)
+        store.update_run(run.id, heartbeat_at=utcnow() - timedelta(seconds=5))
+    assert store.claim_next(elsewhere("b"), max_attempts=2) is None
+    failed = store.get_run(spec().key)
+    assert failed.status == "failed" and "stopped answering in each of 2 attempt" in failed.error
+
+
+def test_release_requeues_without_counting_an_attempt(store):
+    store.enqueue([spec()])
+    run = store.claim_next(elsewhere("a"))
+    assert store.release(run.id, run.claim)
+    again = store.get_run(run.id)
+    assert again.status == "queued" and again.attempts == 0 and again.claim is None
+
+
+def test_resume_point_keeps_epochs_up_to_the_checkpoint_and_finish_deletes_it(store):
+    store.enqueue([spec()])
+    run = store.claim_next(elsewhere("a"))
+    for epoch in range(3):
+        store.write_epoch(run.id, run.claim, EpochRecord(epoch=epoch, loss=float(epoch)))
+        if epoch == 1:
+            store.save_checkpoint(run.id, run.claim, epoch, b"state-after-1")
+    store.update_run(run.id, heartbeat_at=utcnow() - timedelta(days=1))  # the holder vanished after epoch 2
+    taken = store.claim_next(elsewhere("b"))
+    assert store.resume_point(taken.id, taken.claim) == (1, b"state-after-1")
+    assert [e.epoch for e in store.epochs(run.id)] == [0, 1]  # epoch 2 is trained (and written) again
+    store.finish_claimed(taken.id, taken.claim, {"test_acc": 1.0}, {"head.weight": __import__("torch").ones(2)})
+    assert store.checkpoint_epoch(run.id) is None and store.run_weights(run.id) is not None
+    assert store.get_run(run.id).status == "done"
+
+
+def test_held_by_live_workers_and_worker_rows(store):
+    store.enqueue([spec(0), spec(1)])
+    who = elsewhere("a")
+    run = store.claim_next(who)
+    assert [r.id for r in store.held_by_live_workers([spec(0).key, spec(1).key])] == [run.id]
+    store.worker_started(who, "cuda:1")
+    store.worker_update(who.name, state="training", run_id=run.id, epoch=0, info={"loss": 0.5})
+    (w,) = store.workers()
+    assert (w.name, w.device, w.state, w.run_id, w.info) == ("host-a:1", "cuda:1", "training", run.id, {"loss": 0.5})
+
+
+def test_gpu_selection():
+    from pacebench.errors import UsageError
+    from pacebench.scheduler import parse_gpus
+
+    assert parse_gpus("all", 4) == parse_gpus(None, 4) == [0, 1, 2, 3]
+    assert parse_gpus("0,2,3", 4) == [0, 2, 3] and parse_gpus("2", 4) == [0, 1] and parse_gpus("3,", 4) == [3]
+    for bad, count in (("5", 4), ("0,7", 4), ("x", 4), ("0", 4), ("all", 0)):
+        with pytest.raises(UsageError):
+            parse_gpus(bad, count)
