@@ -207,7 +207,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     if load_suite(spec.suite).reader in TASKS:  # a text suite: same methods and records, its own loop
         from pacebench.text.train import train_text
 
-        return train_text(spec, env, on_epoch, setup_info)
+        return train_text(spec, env, on_epoch, setup_info, control)
 
     generator = seed_everything(spec.seed)
     splits = load_splits(spec, env.data_root)

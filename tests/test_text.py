@@ -402,9 +402,6 @@ def test_gsm8k_learns_only_the_answer_and_scores_the_final_number(world):
         def eval(self) -> Oracle:
             return self
 
-        def merged(self) -> nullcontext:
-            return nullcontext()
-
         def generate(self, ids, mask, max_new_tokens, pad_id, eos):
             texts = [e.texts[1] + "\nQuestion: 999" for e in problems]
             return pad([tok(t, add_special_tokens=False)["input_ids"] for t in texts], pad_id)
@@ -520,3 +517,33 @@ def test_a_copied_suite_file_starts_rte_from_a_lora_file(world, tmp_path, monkey
         assert run.setup["lora_started_from"]["matrices"] == 8
     finally:
         all_suites.cache_clear()
+
+
+@pytest.mark.parametrize("method", ["pace", "pace_fast"])
+def test_a_resumed_text_run_ends_as_an_uninterrupted_one(world, method):
+    """The workers' checkpoints (pacebench/checkpoint.py) hold a text run too: LoRA, head, optimizer, the linear
+    schedule, pace_fast's logit history and every random state (RoBERTa's dropout included)."""
+    from pacebench.checkpoint import Control
+    from pacebench.scheduler import PlanRequest, plan
+    from pacebench.text.train import train_text
+    from pacebench.train import Environment
+
+    [spec] = plan(PlanRequest("glue", ["rte"], [method], train={"epochs": 3, "batch_size": 8, "eval_batch_size": 4},
+                              weights=world["roberta"]))
+    env = Environment(device=torch.device("cpu"), data_root=world["data"], weights=world["roberta"])
+
+    class Keep(Control):
+        saved: dict[int, bytes] = {}
+
+        def epoch_done(self, epoch, capture):
+            self.saved[epoch] = capture()
+
+    keep = Keep()
+    whole = train_text(spec, env, lambda e, r: None, control=keep)
+    resumed_control = Control()
+    resumed_control.resume = keep.saved[0]
+    epochs: list[int] = []
+    resumed = train_text(spec, env, lambda e, r: epochs.append(e), control=resumed_control)
+    assert epochs == [1, 2]
+    assert resumed.metrics == whole.metrics
+    assert all(torch.equal(resumed.weights[k], whole.weights[k]) for k in whole.weights)

@@ -176,7 +176,10 @@ class TextModel(nn.Module):
 
     @contextmanager
     def merged(self) -> Iterator[TextModel]:
-        """LoRA folded into the frozen weights for evaluation (peft's merge), unfolded after."""
+        """LoRA folded into the frozen weights (peft's merge), unfolded after: the same outputs (tested) at the
+        frozen model's cost. The text trainer evaluates unmerged instead: merging and unmerging is not exactly
+        reversible in floating point, so every evaluation would move the frozen weights by a rounding error and a
+        run resumed from a checkpoint would no longer end bit for bit as an uninterrupted one."""
         self.net.base_model.merge_adapter()
         try:
             yield self

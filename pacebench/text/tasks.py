@@ -215,7 +215,7 @@ class Glue(TextTask):
                                              collate_fn=collate(tokenizer.pad_token_id, self.label_dtype()))
         model.eval()
         outs, ys = [], []
-        with model.merged(), autocast():
+        with autocast():
             for x, y, _ in loader:
                 outs.append(model(x.to(device)).float().cpu())
                 ys.append(y)
@@ -322,7 +322,7 @@ class Gsm8k(TextTask):
         model.eval()
         eos = sorted({tokenizer.eos_token_id, *_generation_eos(model)})
         correct = 0
-        with model.merged(), autocast():
+        with autocast():
             for start in range(0, len(examples), batch_size):
                 chunk = examples[start:start + batch_size]
                 prompts = [self._prompt_ids(self.prompt(e.texts[0], None, tokenizer)[0], tokenizer) for e in chunk]

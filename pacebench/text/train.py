@@ -2,11 +2,13 @@
 
 The loop follows the LoRA paper's GLUE recipe (HF Trainer): AdamW with weight decay on matrices only, linear warm-up
 over `warmup_ratio` of all steps then linear decay to zero, stepped every batch, no gradient clipping, the last batch
-of an epoch kept. Everything
-else is the image loop's: the same methods (`method.step`), the same per-epoch record (loss and its parts, train
-accuracy where the task has one, gradient norm mean and max over steps), evaluation every `eval_every` epochs and at
-the end on merged weights, the last evaluation reported, and the FP-distance (paper Eq. 5) on the task outputs of a
-fixed subset of the training set (its first FP_SAMPLES examples; the full set would cost a second epoch on QNLI).
+of an epoch kept. Everything else is the image loop's: the same methods (`method.step`), the same per-epoch record
+(loss and its parts, train accuracy where the task has one, gradient norm mean and max over steps), evaluation every
+`eval_every` epochs and at the end, the last evaluation reported, the FP-distance (paper Eq. 5) on the task outputs
+of a fixed subset of the training set (its first FP_SAMPLES examples; the full set would cost a second epoch on
+QNLI), and the workers' checkpoints (stop between steps, resume after an epoch as if never stopped). Evaluation runs
+LoRA unmerged: the same outputs as merged weights, without the rounding that merging and unmerging leaves in the
+frozen weights (see `TextModel.merged`).
 A method with `trains = False` ("pretrained") is only evaluated: one record at epoch 0, no training numbers.
 """
 
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor
 
 from pacebench.adapters import trainable_state
+from pacebench.checkpoint import Control, Stopped, TrainState
 from pacebench.data.base import data_options, dataset_root
 from pacebench.errors import UsageError
 from pacebench.methods import METHODS, SetupInfo
@@ -78,7 +81,7 @@ def model_folder(spec: RunSpec, weights: Path | None, weights_dir: Path | None =
 @torch.no_grad()
 def fp_distance(model: models.TextModel, task: TextTask, data: torch.utils.data.DataLoader, device: torch.device,
                 autocast: Callable[[], Any]) -> float:
-    """Paper Eq. 5 on the task outputs, in eval mode: the objective's distance between the merged model and the
+    """Paper Eq. 5 on the task outputs, in eval mode: the objective's distance between the tuned model and the
     pre-trained one (LoRA off, task head kept), averaged over samples (GSM-8K: over answer tokens)."""
     model.eval()
     distance = task.objective().distance
@@ -86,8 +89,7 @@ def fp_distance(model: models.TextModel, task: TextTask, data: torch.utils.data.
     with autocast():
         for x, y, _ in data:
             x, y = x.to(device), y.to(device)
-            with model.merged():
-                tuned = model(x)
+            tuned = model(x)
             with model.pretrained():
                 before = model(x)
             n = task.units(y)
@@ -97,7 +99,7 @@ def fp_distance(model: models.TextModel, task: TextTask, data: torch.utils.data.
 
 
 def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], None],
-               setup_info: Callable[[dict], None] | None = None) -> TrainResult:
+               setup_info: Callable[[dict], None] | None = None, control: Control | None = None) -> TrainResult:
     """Trains `spec` on its text suite; returns its final metrics and trained tensors (LoRA and task head; none for
     a method that trains nothing)."""
     suite = load_suite(spec.suite)
@@ -149,12 +151,19 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     total_steps = t.epochs * len(train_data)
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(task.settings.warmup_ratio * total_steps),
                                                total_steps)
-    final: dict[str, Any] = {}
-    for epoch in range(t.epochs):
+    control = control or Control()
+    state = TrainState(model, optimizer, schedule, method, generator)
+    first_epoch, final = 0, dict[str, Any]()
+    if control.resume is not None:  # a checkpoint of this run: go on after its epoch, as if never stopped
+        last, final = state.restore(control.resume, env.device)
+        first_epoch = last + 1
+    for epoch in range(first_epoch, t.epochs):
         start = time.perf_counter()
         model.train()
         stats = TaskStats(env.device, task)
         for x, y, idx in train_data:
+            if control.should_stop():
+                raise Stopped(f"stopped during epoch {epoch}")
             batch = (x.to(env.device), y.to(env.device), idx.to(env.device))
             out = method.step(model, batch, optimizer, params)
             schedule.step()
@@ -171,6 +180,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
             train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=evals.get(task.reported), evals=evals,
             grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
             wall_time=time.perf_counter() - start))
+        control.epoch_done(epoch, lambda epoch=epoch, final=final: state.capture(epoch, final))
     return TrainResult(final, trainable_state(model))
 
 
