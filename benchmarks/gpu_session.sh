@@ -8,8 +8,27 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/pb
 pb() { python3 -m pacebench "$@"; }
 nvidia-smi -L; python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
 
-echo "== 1. step speed and memory, ViT-B/16 224px batch 64, every method, fp32 and bf16"
-python3 benchmarks/speed.py --device cuda --out "$OUT/speed_vitb16.json" 2>&1 | tee "$OUT/speed.md"
+echo "== 1. step speed, memory and MFU, ViT-B/16 224px batch 64, every method: fp32, bf16, bf16 compiled"
+METHODS=baseline,pace,pace_lazy,pace_fast,pace_multi,noise,fpa,sam,gp
+pb bench --device cuda --precision fp32 --methods $METHODS --steps 20 --warmup 5
+pb bench --device cuda --precision bf16 --methods $METHODS --steps 20 --warmup 5
+pb bench --device cuda --precision bf16 --methods baseline,pace --steps 20 --warmup 5 --compile
+pb report --table speed --format md | tee "$OUT/speed.md"
+python3 - <<'PY' | tee "$OUT/profile_bf16.txt"
+# where a bf16 baseline step spends its time (the issue asks for the profiler's word)
+import timm, torch
+from torch.profiler import ProfilerActivity, profile
+from pacebench.bench import BenchConfig, build
+step = build(BenchConfig(device="cuda", precision="bf16", methods=("baseline",)), "baseline", torch.device("cuda"))
+for _ in range(5): step()
+torch.cuda.synchronize()
+with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
+    for _ in range(5): step()
+    torch.cuda.synchronize()
+print(p.key_averages().table(sort_by="cuda_time_total", row_limit=25))
+PY
+python3 benchmarks/data_epoch.py --device cuda --arch vit_base_patch16_224 --image-size 224 --patch-size 16 \
+  --images 1024 --source-px 500 --workers 12 | tee "$OUT/data_epoch.md"
 
 echo "== 2. the demo on CUDA (fp32, then bf16), 3 seeds"
 pb run demo --device cuda --methods baseline,pace --seeds 0,1,2 --workers 0 | tail -8

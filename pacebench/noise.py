@@ -25,6 +25,7 @@ from pacebench.registry import Registry
 
 NoiseFn = Callable[[Tensor, float], Tensor]
 NOISES: Registry[NoiseFn] = Registry("noise kind")
+ADDITIVE = {"gauss_add"}  # kinds that add to t; every other kind multiplies it (see `Noise.factors`)
 
 
 def noise_shape(t: Tensor) -> tuple[int, ...]:
@@ -67,13 +68,30 @@ class Noise(nn.Module):
         self.kind, self.sigma, self.fn, self.group = kind, float(sigma), NOISES.get(kind), group
         self.batch: int | None = None
 
+    @property
+    def active(self) -> bool:
+        return self.training and self.sigma != 0
+
+    def factors(self, t: Tensor) -> tuple[Tensor | None, Tensor | None] | None:
+        """(scale, shift) with noise(t) = t * scale + shift, drawn exactly as `forward(t)` would draw them (same
+        shape, dtype and random numbers), so a layer can fold them into cheaper arithmetic. None where this
+        module must see t itself (group "sample" folding Swin's windows back to their samples)."""
+        if self._folds(t):
+            return None
+        unit = t.new_zeros(noise_shape(t)) if self.kind in ADDITIVE else t.new_ones(noise_shape(t))
+        drawn = self.fn(unit, self.sigma)
+        return (None, drawn) if self.kind in ADDITIVE else (drawn, None)
+
     def forward(self, t: Tensor) -> Tensor:
-        if not self.training or self.sigma == 0:
+        if not self.active:
             return t
-        b = self.batch
-        if self.group == NoiseGroup.sample and b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0:
-            return self.fn(t.reshape(b, -1, t.shape[-1]), self.sigma).reshape(t.shape)
+        if self._folds(t):
+            return self.fn(t.reshape(self.batch, -1, t.shape[-1]), self.sigma).reshape(t.shape)  # type: ignore[arg-type]
         return self.fn(t, self.sigma)
+
+    def _folds(self, t: Tensor) -> bool:
+        b = self.batch
+        return bool(self.group == NoiseGroup.sample and b and t.ndim > 2 and t.shape[0] != b and t.shape[0] % b == 0)
 
     def extra_repr(self) -> str:
         return f"{self.kind}, sigma={self.sigma:.4g}, group={self.group}"

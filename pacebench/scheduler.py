@@ -44,19 +44,47 @@ class PlanRequest:
     backbone: str | None = None
     weights: Path | None = None
     options: dict[str, list[Any]] | None = None  # restrict the data-option grid, e.g. {"shots": [16]}
+    device: str = "cpu"  # the device type the runs train on: precision "auto" resolves to bf16 on "cuda"
 
 
 @cache
 def weights_sha256(backbone: str, weights: Path | None, weights_dir: Path | None = None) -> str:
+    """The SHA-256 of the backbone's weights file. Pure: a demo backbone that is not pre-trained yet hashes to ""
+    (planning never trains anything); `materialise` pre-trains it and fills the hash in before runs execute."""
     from pacebench import backbones
 
-    b = backbones.BACKBONES.get(backbone) if backbone in backbones.BACKBONES else None
-    if b is not None and b.in_results and weights is None:
-        from pacebench.pretrain import pretrain_demo_backbone
-
-        pretrain_demo_backbone()
+    if _pretrainable(backbone, weights) and not _demo_path(backbone).is_file():
+        return ""
     resolved = backbones.resolve(backbone, weights, weights_dir)
     return backbones.sha256(resolved.weights) if resolved.weights else ""
+
+
+def _pretrainable(backbone: str, weights: Path | None) -> bool:
+    from pacebench import backbones
+
+    return weights is None and backbone in backbones.BACKBONES and backbones.BACKBONES.get(backbone).in_results
+
+
+def _demo_path(backbone: str) -> Path:
+    from pacebench import backbones
+
+    return backbones.demo_checkpoint_dir() / backbones.BACKBONES.get(backbone).filename
+
+
+def materialise(specs: list[RunSpec], device_type: str) -> list[RunSpec]:
+    """What must be settled before run keys are final: precision 'auto' becomes bf16 on CUDA and fp32 elsewhere,
+    and a demo backbone planned before it existed is pre-trained now and its hash filled in."""
+    from pacebench.pretrain import pretrain_demo_backbone
+
+    out = []
+    for spec in specs:
+        spec = spec.with_(train=spec.train.for_device(device_type))
+        if not spec.weights_sha256 and _pretrainable(spec.backbone, None):
+            pretrain_demo_backbone()
+            weights_sha256.cache_clear()
+            spec = spec.with_(weights_sha256=weights_sha256(spec.backbone, None))
+        out.append(spec)
+    return out
 
 
 def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha256) -> list[RunSpec]:
@@ -72,7 +100,7 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
     weights_hash = sha(backbone, req.weights)
     specs = []
     for ds in suite.select(req.datasets):
-        train = suite.resolve_train(ds, req.train)
+        train = suite.resolve_train(ds, req.train).for_device(req.device)
         if suite.reader in TASKS:  # a text suite: LoRA target names and the methods its task runs
             TASKS.get(suite.reader).check(suite.name, train.adapter, req.methods)
         else:
@@ -184,6 +212,7 @@ class WorkerOptions:
     weights_dir: Path | None = None
     settings: WorkerSettings = field(default_factory=WorkerSettings.from_env)
     cluster: Any = None  # a cluster.SlurmOptions: run the workers as a Slurm job array instead
+    compile: bool = False  # torch.compile every block (same values as eager)
 
     def worker_args(self, device: str) -> list[str]:
         """The `pacebench worker` options that reproduce these options for one device."""
@@ -191,6 +220,7 @@ class WorkerOptions:
                 "--data-root", str(self.data_root)]
         args += ["--weights", str(self.weights)] if self.weights else []
         args += ["--weights-dir", str(self.weights_dir)] if self.weights_dir else []
+        args += ["--compile"] if self.compile else []
         return args
 
 
@@ -231,13 +261,15 @@ def environment(opts: WorkerOptions, device: str) -> Any:
     """The training environment of one worker in this process (sets torch's CPU threads)."""
     import torch
 
+    from pacebench.settings import results_dir
     from pacebench.train import Environment
 
     resolved = resolve_device(device)
     if resolved.type == "cpu":
         torch.set_num_threads(opts.threads)
     return Environment(device=resolved, data_root=opts.data_root, weights=opts.weights,
-                       num_workers=opts.loader_workers, weights_dir=opts.weights_dir)
+                       num_workers=opts.loader_workers, weights_dir=opts.weights_dir, compile=opts.compile,
+                       cache_dir=results_dir() / "cache")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ class TrainConfig:
     adapter: str = "lora_mul+vpt_add"
     rank: int = 10
     image_size: int = 224
-    precision: Precision = Precision.fp32
+    precision: Precision = Precision.auto  # bf16 autocast on CUDA, fp32 elsewhere; resolved before the key
     augment: Augment = Augment.standard  # training augmentation; the domain suite asks for "strong"
 
     def __post_init__(self) -> None:
@@ -75,6 +75,13 @@ class TrainConfig:
             raise UsageError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
                              "epochs/batch sizes/rank >= 1, lr > 0, weight_decay/min_lr/warmup_lr >= 0, "
                              "0 <= drop_path < 1")
+
+
+    def for_device(self, device_type: str) -> TrainConfig:
+        """Precision "auto" resolved: bf16 autocast on CUDA, fp32 elsewhere (what the run stores and is keyed by)."""
+        if self.precision != Precision.auto:
+            return self
+        return replace(self, precision=Precision.bf16 if device_type == "cuda" else Precision.fp32)
 
 
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))

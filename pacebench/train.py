@@ -28,11 +28,12 @@ from torch.utils.data import DataLoader, Dataset
 from pacebench import adapters, backbones
 from pacebench.checkpoint import Control, Stopped, TrainState
 from pacebench.data import load_splits
+from pacebench.data.cache import Normalise
 from pacebench.data.transforms import batch_mixup
-from pacebench.droppath import share_drop_path
 from pacebench.errors import UsageError
-from pacebench.methods import METHODS, Method, SetupInfo, StepOutput
+from pacebench.methods import Method, SetupInfo, StepOutput
 from pacebench.methods.fpa import pretrained_logits
+from pacebench.prepare import prepare
 from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord
 
@@ -48,6 +49,8 @@ class Environment:
     weights: Path | None = None
     num_workers: int = 4
     weights_dir: Path | None = None  # where named backbones' files are (default: settings.weights_dir())
+    compile: bool = False  # torch.compile each block (same values as eager; tested on CPU)
+    cache_dir: Path | None = None  # decoded-image cache (data.cache; the CLI uses results/cache); None: decode always
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -55,19 +58,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def build_model(spec: RunSpec, num_classes: int, weights: Path | None, weights_dir: Path | None = None
-                ) -> tuple[nn.Module, Method, str]:
-    """Backbone with a fresh head, adapters injected, DropPath shared if the method asks; returns the sha too."""
-    model, sha = backbones.build(spec.backbone, num_classes, spec.train.image_size, spec.train.drop_path, weights,
-                                 weights_dir=weights_dir)
-    adapters.inject(model, spec.train.adapter, spec.train.rank)
-    cls = METHODS.get(spec.method)
-    method = cls(cls.make_config(spec.method_config))
-    if method.shares_drop_path:
-        share_drop_path(model)
-    return model, method, sha
 
 
 def attention_kernel(model: nn.Module) -> str:
@@ -86,15 +76,43 @@ def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, gen
                       persistent_workers=train and workers > 0)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' is bf16 autocast on CUDA and fp32 elsewhere (`TrainConfig.for_device`)."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return str(precision)
+
+
 def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
-    if precision == "bf16":
+    if resolve_precision(precision, device) == "bf16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext
 
 
+def make_optimizer(params: list[nn.Parameter], lr: float, weight_decay: float, device: torch.device
+                   ) -> torch.optim.Optimizer:
+    """The authors' AdamW; on CUDA the fused kernel (one launch for all parameters, same update rule)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+
+
+def compile_blocks(model: nn.Module, backend: str = "inductor") -> int:
+    """torch.compile every block's forward (not the model: the hooks that duplicate PACE's copies and record the
+    batch size stay eager, so changing them never recompiles). Random ops fall back to eager's generator, so a
+    compiled run draws the same noise and DropPath masks as an eager one. Returns how many blocks were compiled."""
+    import torch._inductor.config
+
+    from pacebench.adapters import layout_of
+
+    torch._inductor.config.fallback_random = True
+    blocks = [group for group, _ in layout_of(model).groups if not isinstance(group, nn.Linear)]
+    for block in blocks:
+        block.forward = torch.compile(block.forward, dynamic=False, backend=backend)  # type: ignore[method-assign]
+    return len(blocks)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: Sequence[int] | None,
-             autocast: Callable[[], Any]) -> float:
+             autocast: Callable[[], Any], inputs: Callable[[Tensor], Tensor] = lambda x: x) -> float:
     """Top-1 accuracy in percent on merged weights; `classes` restricts the logits (ImageNet-A/-R)."""
     model.eval()
     subset = torch.tensor(list(classes), device=device) if classes else None
@@ -102,7 +120,7 @@ def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: 
     total = 0
     with adapters.merged(model), autocast():
         for x, y, _ in data:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             logits = model(x)
             pred = subset[logits[:, subset].argmax(-1)] if subset is not None else logits.argmax(-1)
             correct += (pred == y).sum()
@@ -111,13 +129,14 @@ def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: 
 
 
 @torch.no_grad()
-def fp_distance(model: nn.Module, data: DataLoader, device: torch.device, autocast: Callable[[], Any]) -> float:
+def fp_distance(model: nn.Module, data: DataLoader, device: torch.device, autocast: Callable[[], Any],
+                inputs: Callable[[Tensor], Tensor] = lambda x: x) -> float:
     """Paper Eq. 5: mean over samples of ‖f(θ0+Δθ)(x) - f(θ0)(x)‖² on the logits, in eval mode."""
     model.eval()
     total, count = torch.zeros((), device=device), 0
     with autocast():
         for x, _, _ in data:
-            x = x.to(device, non_blocking=True)
+            x = inputs(x.to(device, non_blocking=True))
             with adapters.merged(model):
                 tuned = model(x).float()
             total += (tuned - pretrained_logits(model, x).float()).pow(2).sum()
@@ -194,6 +213,16 @@ def train_step(method: Method, model: nn.Module, batch: tuple[Tensor, Tensor, Te
     return out, y
 
 
+def image_cache_facts(splits: Any) -> dict[str, Any]:
+    """Whether the run's images came from the decoded-image cache, and the seconds spent decoding them this time
+    (0 when every cache file already existed: the decode cost a first run pays once)."""
+    from pacebench.data.cache import CachedImages
+
+    sets = [d.base for d in (splits.train, *splits.evals.values()) if isinstance(getattr(d, "base", None),
+                                                                                CachedImages)]
+    return {"used": bool(sets), "decode_seconds": round(sum(c.decode_seconds for c in sets), 3)}
+
+
 def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: Callable[[dict], None]
               | None = None, control: Control | None = None) -> TrainResult:
     """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
@@ -210,20 +239,22 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         return train_text(spec, env, on_epoch, setup_info, control)
 
     generator = seed_everything(spec.seed)
-    splits = load_splits(spec, env.data_root)
+    splits = load_splits(spec, env.data_root, env.cache_dir)
     mean, std = backbones.normalization(spec.backbone)
-    model, method, _ = build_model(spec, splits.num_classes, env.weights, env.weights_dir)
-    model.to(env.device)
-    facts = method.setup(model, SetupInfo(len(splits.train), splits.num_classes))  # type: ignore[arg-type]
-    facts["attention"] = attention_kernel(model)
+    inputs = Normalise(mean, std)  # cached uint8 images are normalised on the device; decoded ones already are
+    ready = prepare(spec, SetupInfo(len(splits.train), splits.num_classes),  # type: ignore[arg-type]
+                    env.device, env.weights, env.weights_dir)
+    model, method, params = ready.model, ready.method, ready.params
+    if env.compile:
+        compile_blocks(model)
+    facts = {**ready.facts, "attention": attention_kernel(model), "image_cache": image_cache_facts(splits)}
     facts["normalize"] = {"mean": list(mean), "std": list(std)}  # the mean/std the inputs were normalised with
     counts = adapters.count_parameters(model)
     if setup_info:
         setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter, "head_params": counts.head,
                     **facts})
-    params = [p for p in model.parameters() if p.requires_grad]
     t = spec.train
-    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    optimizer = make_optimizer(params, t.lr, t.weight_decay, env.device)
     schedule = CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.min_lr, warmup_t=t.warmup_epochs,
                                  warmup_lr_init=t.warmup_lr, t_in_epochs=True)
     method.autocast = autocast_for(t.precision, env.device)
@@ -246,7 +277,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         for x, y, idx in train_data:
             if control.should_stop():
                 raise Stopped(f"stopped during epoch {epoch}")
-            batch = (x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True),
+            batch = (inputs(x.to(env.device, non_blocking=True)), y.to(env.device, non_blocking=True),
                      idx.to(env.device, non_blocking=True))
             out, targets = train_step(method, model, batch, optimizer, params, mixup)
             stats.add(out.loss, out.parts, out.logits, targets, out.grad_norm)
@@ -255,9 +286,9 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         evals: dict[str, float] = {}
         fp = None
         if is_eval_epoch(epoch, t):
-            evals = {name: evaluate(model, d, env.device, splits.eval_classes.get(name), method.autocast)
+            evals = {name: evaluate(model, d, env.device, splits.eval_classes.get(name), method.autocast, inputs)
                      for name, d in eval_data.items()}
-            fp = fp_distance(model, fp_data, env.device, method.autocast)
+            fp = fp_distance(model, fp_data, env.device, method.autocast, inputs)
             final = {"train_acc": row["train_acc"], "evals": evals, "fp_distance": fp, "epoch": epoch}
         record = EpochRecord(
             epoch=epoch, lr=lr, loss=row["loss"], parts=row["parts"],

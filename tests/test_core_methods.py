@@ -24,6 +24,7 @@ from pacebench.methods.base import consistency, grad_norm
 from pacebench.methods.fpa import fpa_loss, pretrained_logits
 from pacebench.methods.gp import gradient_norm_penalty
 from pacebench.methods.pace import NoisyMethod
+from pacebench.prepare import attach
 from pacebench.settings import suites_dir
 from pacebench.train import fp_distance
 
@@ -40,17 +41,10 @@ def batch(seed: int = 0, n: int = B) -> tuple[Tensor, Tensor, Tensor]:
 
 def build(make_vit, name: str, kind: str = "lora_mul+vpt_add", rank: int = 2, config: dict | None = None,
           drop_path_rate: float = 0.1, depth: int = 2):
-    """Mirrors pacebench.train.build_model + method.setup on a tiny ViT; returns (model, method, params)."""
-    model = make_vit(depth=depth, drop_path_rate=drop_path_rate)
-    adapters.inject(model, kind, rank)
-    cls = METHODS.get(name)
-    method = cls(cls.make_config(config or {}))
-    if method.shares_drop_path:
-        share_drop_path(model)
-    method.setup(model, SetupInfo(NUM_TRAIN, CLASSES))
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    return model, method, params
+    """What the trainer builds (pacebench.prepare.attach) on a tiny ViT; returns (model, method, params)."""
+    ready = attach(make_vit(depth=depth, drop_path_rate=drop_path_rate), name, SetupInfo(NUM_TRAIN, CLASSES), kind,
+                   rank, config)
+    return ready.model, ready.method, ready.params
 
 
 def frozen_and_trainable(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -345,7 +339,8 @@ def test_pace_lazy_runs_pace_on_the_duplicated_first_half_every_nth_step(make_vi
     for step in range(7):
         x, y, idx = batch(step)
         seen.clear()
-        out = method.step(model, (x, y, idx), optimizer, params)
+        with adapters.plain_paths():  # the model's input; the fast path duplicates after block 0 (test_fastpaths.py)
+            out = method.step(model, (x, y, idx), optimizer, params)
         (inp,) = seen
         assert inp.shape[0] == B, "every step costs one forward over B rows"
         if step in (0, 3, 6):

@@ -33,9 +33,9 @@ def test_migration_to_head_on_an_empty_file(tmp_path):
     path = tmp_path / "new" / "fresh.db"
     Store(f"sqlite:///{path}")
     tables = {r[0] for r in sqlite3.connect(path).execute("select name from sqlite_master where type='table'")}
-    assert {"runs", "epochs", "alembic_version"} <= tables
+    assert {"runs", "epochs", "speed", "alembic_version"} <= tables
     revision = sqlite3.connect(path).execute("select version_num from alembic_version").fetchone()[0]
-    assert revision == head_revision() == "0004_i10_workers"  # 0003 added runs.setup, 0004 the work queue
+    assert revision == head_revision()
     Store(f"sqlite:///{path}")  # opening again is a no-op, not a second migration
 
 
@@ -90,7 +90,8 @@ PACE = {"sigma": 1.2, "schedule": "code", "lam": 1.0}  # pace's full config in 0
 
 
 def spec_010(**kw) -> RunSpec:
-    base = dict(suite="vtab", dataset="cifar", method="pace", seed=0, train=TrainConfig(epochs=1),
+    # precision "auto" is resolved (fp32 on a CPU, bf16 on CUDA) before a run key is taken: specs say what ran
+    base = dict(suite="vtab", dataset="cifar", method="pace", seed=0, train=TrainConfig(epochs=1, precision="fp32"),
                 backbone="vit_b16_in21k", method_config=PACE)
     return RunSpec(**{**base, **kw})  # type: ignore[arg-type]
 
@@ -103,7 +104,7 @@ UNCHANGED = {
     "Swin pace per sample": (dict(backbone="swin_b_in22k"), dict(method_config={**PACE, "noise_group": "sample"}),
                              "b5fe78f4bebcb05b"),
     "domain, crop/flip": (dict(suite="domain", dataset="imagenet", method="baseline", method_config={}),
-                          dict(train=TrainConfig(epochs=1, augment="standard")), "e92503b08c8609f7"),
+                          dict(train=TrainConfig(epochs=1, augment="standard", precision="fp32")), "e92503b08c8609f7"),
 }
 
 
@@ -116,12 +117,12 @@ def test_runs_no_change_affects_keep_their_010_keys(name):
 
 # Runs whose results a change alters: each must get a new key (so it is trained again, never skipped)
 CHANGED = {
-    "lr steps after the epoch": dict(train=TrainConfig(epochs=2)),
-    "LoRA_add's δb": dict(train=TrainConfig(epochs=1, adapter="lora_add")),
-    "LoRA_add+VPT_add's δb": dict(train=TrainConfig(epochs=1, adapter="lora_add+vpt_add")),
+    "lr steps after the epoch": dict(train=TrainConfig(epochs=2, precision="fp32")),
+    "LoRA_add's δb": dict(train=TrainConfig(epochs=1, adapter="lora_add", precision="fp32")),
+    "LoRA_add+VPT_add's δb": dict(train=TrainConfig(epochs=1, adapter="lora_add+vpt_add", precision="fp32")),
     "Swin noise per window": dict(backbone="swin_b_in22k"),
     "CLIP mean/std": dict(backbone="vit_b_laion2b_in12k"),
-    "strong augmentation": dict(train=TrainConfig(epochs=1, augment="strong")),
+    "strong augmentation": dict(train=TrainConfig(epochs=1, augment="strong", precision="fp32")),
 }
 
 

@@ -48,7 +48,7 @@ def test_floats_parse_from_any_spelling_and_booleans_are_not_numbers():
 def test_precision_is_an_enum_read_back_from_its_string():
     assert TrainConfig(precision="bf16").precision is Precision.bf16  # type: ignore[arg-type]
     assert coerce_train({"precision": "fp32"}) == {"precision": Precision.fp32}
-    with pytest.raises(UsageError, match="one of fp32, bf16"):
+    with pytest.raises(UsageError, match="one of auto, fp32, bf16"):
         coerce_train({"precision": "fp16"})
 
 

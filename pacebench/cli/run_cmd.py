@@ -56,6 +56,8 @@ WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", envvar="PACEBE
                                                  "(default ./weights).")]
 Wait = Annotated[bool, typer.Option("--wait", rich_help_panel=WORKERS, help="Also wait for runs of the plan that "
                                     "live workers elsewhere hold (without it, such runs make the exit code 1).")]
+Compile = Annotated[bool, typer.Option("--compile/--no-compile", rich_help_panel=WORKERS, help="torch.compile every "
+                                       "block (same values as eager; pays off on a GPU).")]
 
 
 def _shared(
@@ -78,6 +80,7 @@ def _shared(
     threads: Threads = 1,
     workers: LoaderWorkers = DEFAULT_WORKERS,
     wait: Wait = False,
+    compile_: Compile = False,
     checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", rich_help_panel=WORKERS,
                                                          help="Checkpoint every N epochs (and on SIGTERM); default "
                                                          "10 or $PACEBENCH_CHECKPOINT_EVERY.")] = None,
@@ -127,7 +130,7 @@ def _worker_options(o: Any) -> Any:
     settings = WorkerSettings.from_env(checkpoint_every=o.checkpoint_every, max_attempts=o.attempts)
     return WorkerOptions(device=o.device, gpus=o.gpus, jobs=o.jobs, threads=o.threads, loader_workers=o.workers,
                          data_root=o.data_root or default_data_root(), weights=o.weights, weights_dir=o.weights_dir,
-                         settings=settings, cluster=cluster)
+                         settings=settings, cluster=cluster, compile=o.compile_)
 
 
 def _request(o: Any, suite: str, datasets: str | None, methods: list[str], seeds: str, shots: str | None = None,
@@ -143,7 +146,19 @@ def _request(o: Any, suite: str, datasets: str | None, methods: list[str], seeds
                                  "split_seed": int_list(split_seeds, "--split-seeds")}.items() if v}
     return PlanRequest(suite=suite, datasets=split_list(datasets), methods=methods,
                        seeds=int_list(seeds, "--seeds") or [0], train=train_values, method=method_values,
-                       phase=phase, backbone=o.backbone, weights=o.weights, options=options or None)
+                       phase=phase, backbone=o.backbone, weights=o.weights, options=options or None,
+                       device=_device_type(o))
+
+
+def _device_type(o: Any) -> str:
+    """What the runs will train on, for precision "auto" (bf16 on CUDA): --device, or with auto whether this
+    machine (or a Slurm task with GPUs) has CUDA."""
+    import torch
+
+    if o.device != "auto":
+        return "cuda" if o.device.startswith("cuda") else "cpu"
+    on_slurm_gpus = o.executor != "local" and o.gpus_per_task > 0
+    return "cuda" if torch.cuda.is_available() or on_slurm_gpus else "cpu"
 
 
 def _plan(request: Any, o: Any) -> list[Any]:
@@ -157,10 +172,12 @@ def execute_plan(specs: list[Any], o: Any, opts: Any, origin: str = "direct", to
     """Queues and trains `specs`, shows the workers, prints each run's outcome; exits 1 when a run failed
     (unless tolerated), or is still held by a live worker elsewhere, or was stopped."""
     from pacebench.cli.progress import SweepDisplay, print_outcomes
-    from pacebench.scheduler import execute
+    from pacebench.scheduler import execute, materialise
     from pacebench.spec import PHASES
     from pacebench.store import Store
 
+    if not o.dry_run:  # pre-trains the demo backbone if a run needs it and it is not there yet (planning never does)
+        specs = materialise(specs, _device_type(o))
     url = db_url(o.db)
     store = Store(url)
     done = {r.key for r in store.runs(key=[s.key for s in specs], status="done")}
@@ -289,6 +306,7 @@ def worker(
     data_root: DataOption = None,
     weights: WeightsFile = None,
     weights_dir: WeightsDir = None,
+    compile_: Compile = False,
     keys_file: Annotated[Path | None, typer.Option("--keys-file", help="JSON list of run keys: work only on these "
                                                    "(default: every queued run).")] = None,
     wait: Wait = False,
@@ -304,7 +322,8 @@ def worker(
 
     keys = json.loads(keys_file.read_text()) if keys_file else None
     opts = WorkerOptions(device=device, threads=threads, loader_workers=workers,
-                         data_root=data_root or default_data_root(), weights=weights, weights_dir=weights_dir)
+                         data_root=data_root or default_data_root(), weights=weights, weights_dir=weights_dir,
+                         compile=compile_)
     w = Worker(Store(db_url(db)), environment(opts, device), opts.settings, keys)
     outcomes = w.work(wait)
     console.print(f"worker {w.who.name} on {device}: " + (", ".join(f"{n} {k}" for k, n in outcomes.items())

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.data.images import ImageDir, Item, ListDataset
-from pacebench.data.transforms import train_transform
+from pacebench.data.transforms import CachePlan, train_transform
 from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
 
@@ -48,6 +48,7 @@ class DataRequest:
     mean: tuple[float, ...] = IMAGENET_MEAN  # the backbone's normalisation (see backbones.normalization)
     std: tuple[float, ...] = IMAGENET_STD
     augment: str = "standard"  # training augmentation (see pacebench.data.transforms)
+    cache_dir: Path | None = None  # where a reader may keep decoded images (data.cache); None: decode every epoch
 
 
 @dataclass
@@ -105,16 +106,25 @@ class Layout:
     def sources(self) -> list[Source]:
         return [*self.train, *self.evals.values()]
 
-    def splits(self, num_classes: int, train_transform: Callable, eval_transform: Callable) -> Splits:
+    def splits(self, num_classes: int, train_transform: Callable, eval_transform: Callable,
+               cached: Callable[[list[Item], ImageDir, str], Dataset] | None = None) -> Splits:
+        """Datasets decoding each image when fetched, or, with `cached` (items, images, name) -> dataset, read
+        from a cache of decoded images (data.cache)."""
         if len({src.images for src in self.train}) != 1:
             raise ValueError("the train sources of one layout must share their image folder")
         evals = {name: src.read() for name, src in self.evals.items()}
         train = [item for src in self.train for item in src.read()]
         ids = self.label_ids() if self.label_ids else None
+        if cached is None:
+            train_set: Dataset = ListDataset(train, train_transform, self.train[0].images)
+            eval_sets: dict[str, Dataset] = {name: ListDataset(items, eval_transform, self.evals[name].images)
+                                             for name, items in evals.items()}
+        else:
+            train_set = cached(train, self.train[0].images, "train")
+            eval_sets = {name: cached(items, self.evals[name].images, name) for name, items in evals.items()}
         return Splits(
-            train=Indexed(ListDataset(train, train_transform, self.train[0].images)),
-            evals={name: Indexed(ListDataset(items, eval_transform, self.evals[name].images))
-                   for name, items in evals.items()},
+            train=Indexed(train_set),
+            evals={name: Indexed(d) for name, d in eval_sets.items()},
             num_classes=num_classes,
             eval_classes={name: sorted({y for _, y in evals[name]}) for name, src in self.evals.items() if src.subset},
             label_ids=None if ids == list(range(len(ids or []))) else ids,
@@ -123,6 +133,7 @@ class Layout:
 
 LayoutFn = Callable[[Path, str, Mapping[str, Any], int], Layout]
 TransformFn = Callable[..., Callable]  # (image size, mean, std) -> transform
+CacheFn = Callable[[int], CachePlan]  # image size -> how its transforms split around the cached resize
 
 
 @dataclass(frozen=True)
@@ -145,20 +156,34 @@ class Reader:
 READERS: Registry[Reader] = Registry("data reader")
 
 
-def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn, request: DataRequest) -> Splits:
+def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn, plan: CacheFn | None,
+                 request: DataRequest) -> Splits:
     size, mean, std = request.image_size, request.mean, request.std
+    cached = None
+    if plan is not None and request.cache_dir is not None and request.augment == "standard":
+        from pacebench.data.cache import CachedImages  # decode once; crop, flip and normalise per batch
+
+        cache_dir, prefix, steps = request.cache_dir, request.dataset, plan(size)
+
+        def cached(items: list[Item], images: ImageDir, name: str) -> Dataset:
+            ops = steps.train if name == "train" else steps.evaluate
+            return CachedImages(items, steps.recipe, steps.resize, ops, cache_dir, f"{prefix}-{name}", images)
+
     return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, train_transform(request.augment, size, mean, std, standard), evaluate(size, mean, std))
+        request.num_classes, train_transform(request.augment, size, mean, std, standard), evaluate(size, mean, std),
+        cached)
 
 
-def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | None = None
-                    ) -> Callable[[LayoutFn], LayoutFn]:
+def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | None = None,
+                    cache: CacheFn | None = None) -> Callable[[LayoutFn], LayoutFn]:
     """Registers a layout function as the reader `name`, training with its `standard` transform (unless the run
     asks for another augmentation) and evaluating with `evaluate` (the same one when not given, as VTAB's protocol
-    has it). Each is called as `transform(image size, mean, std)`."""
+    has it). Each is called as `transform(image size, mean, std)`. `cache(image size)` splits those transforms into
+    a cached resize and a tensor stage (`transforms.CachePlan`), so a run that asks for a cache decodes each image
+    once."""
 
     def decorator(layout: LayoutFn) -> LayoutFn:
-        read = partial(_read_layout, layout, standard, evaluate or standard)
+        read = partial(_read_layout, layout, standard, evaluate or standard, cache)
         READERS.register(name)(Reader(read, layout))
         return layout
 
@@ -212,9 +237,10 @@ def layout_of(suite: Suite, ds: DatasetDef, data_root: Path, phase: str, variant
     return layout(dataset_root(suite, ds, data_root), phase, data_options(ds, variant), ds.classes)
 
 
-def load_splits(spec: RunSpec, data_root: Path) -> Splits:
+def load_splits(spec: RunSpec, data_root: Path, cache_dir: Path | None = None) -> Splits:
     """The datasets of one run, read from under `data_root` as its suite says, normalised with the backbone's
-    mean/std and augmented as `spec.train.augment` says."""
+    mean/std and augmented as `spec.train.augment` says; with `cache_dir`, cacheable splits come as uint8 images
+    decoded once (the trainer normalises them on the device)."""
     from pacebench.backbones import normalization
     from pacebench.suites import load_suite
 
@@ -223,5 +249,6 @@ def load_splits(spec: RunSpec, data_root: Path) -> Splits:
     mean, std = normalization(spec.backbone)
     request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
                           num_classes=ds.classes, image_size=spec.train.image_size,
-                          options=data_options(ds, spec.data_options), mean=mean, std=std, augment=spec.train.augment)
+                          options=data_options(ds, spec.data_options), mean=mean, std=std, augment=spec.train.augment,
+                          cache_dir=cache_dir)
     return READERS.get(suite.reader)(request)

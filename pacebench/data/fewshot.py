@@ -21,7 +21,7 @@ from typing import Any
 
 from pacebench.data.base import Layout, Source, for_phase, option, register_layout
 from pacebench.data.images import ImageDir, read_list
-from pacebench.data.transforms import crop_eval_transform, crop_train_transform
+from pacebench.data.transforms import crop_cache, crop_eval_transform, crop_train_transform
 
 EVALS = {"tune": {"val": "val_meta.list"}, "final": {"test": "test_meta.list"}}
 
@@ -37,7 +37,7 @@ def train_source(root: Path, shots: int, seed: int, num_classes: int) -> Source:
                        num_classes)
 
 
-@register_layout("fewshot", crop_train_transform, crop_eval_transform)
+@register_layout("fewshot", crop_train_transform, crop_eval_transform, cache=crop_cache)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     train = train_source(root, option(options, "shots"), option(options, "split_seed"), num_classes)
     return Layout((train,), {name: meta_source(root, name, filename, num_classes)

@@ -26,7 +26,7 @@ from typing import Any
 
 from pacebench.data.base import Layout, Source, for_phase, register_layout
 from pacebench.data.images import ImageDir, Item
-from pacebench.data.transforms import crop_eval_transform, crop_train_transform
+from pacebench.data.transforms import crop_cache, crop_eval_transform, crop_train_transform
 from pacebench.errors import DataError
 
 SPLITS = {"tune": (("train",), {"val": "val"}), "final": (("train", "val"), {"test": "test"})}
@@ -83,7 +83,7 @@ def _source(root: Path, split: str, images: ImageDir, num_classes: int) -> Sourc
     return Source(split, path, partial(read_json_split, path, images.folder, root / "train.json", num_classes), images)
 
 
-@register_layout("fgvc", crop_train_transform, crop_eval_transform)
+@register_layout("fgvc", crop_train_transform, crop_eval_transform, cache=crop_cache)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     train, evals = for_phase(SPLITS, phase)
     folder = str(options.get("image_dir", "images"))

@@ -29,7 +29,7 @@ from typing import Any
 from pacebench.data.base import Layout, Source, for_phase, option, register_layout
 from pacebench.data.fewshot import meta_source, train_source
 from pacebench.data.images import ImageDir, Item, check_label
-from pacebench.data.transforms import crop_eval_transform, crop_train_transform
+from pacebench.data.transforms import crop_cache, crop_eval_transform, crop_train_transform
 from pacebench.errors import DataError
 
 
@@ -86,7 +86,7 @@ def folder_items(images: ImageDir, sub: str, label_of: Callable[[Path], int]) ->
     return items
 
 
-@register_layout("imagenet", crop_train_transform, crop_eval_transform)
+@register_layout("imagenet", crop_train_transform, crop_eval_transform, cache=crop_cache)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     imagenet, classes = root / "imagenet", ClassOrder(root / "imagenet", num_classes)
     train = train_source(imagenet, option(options, "shots", 16), option(options, "split_seed", 0), num_classes)

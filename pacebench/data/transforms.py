@@ -17,6 +17,7 @@ Evaluation always resizes the short side to 256/224 of the crop size and takes t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torchvision import transforms as T
@@ -35,14 +36,45 @@ def _to_normalized_tensor(mean: Stats, std: Stats) -> list:
     return [T.ToTensor(), T.Normalize(mean, std)]
 
 
+def square_resize(size: int) -> T.Resize:
+    """VTAB-1k's only image operation: resize to size x size, bicubic (what `data.cache` stores)."""
+    return T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC)
+
+
 def vtab_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> T.Compose:
     """Resize to size x size (bicubic), to tensor, normalise; the same for train and eval."""
-    return T.Compose([T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC),
-                      *_to_normalized_tensor(mean, std)])
+    return T.Compose([square_resize(size), *_to_normalized_tensor(mean, std)])
 
 
 def _resize_size(size: int) -> int:
     return round(size * 256 / 224)
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """A standard transform split at its last deterministic step: `resize` (PIL -> PIL) is what `data.cache` stores
+    as uint8, `train` and `evaluate` run on the stored uint8 CHW tensor (torchvision's crop and flip draw the same
+    random numbers on tensors as on PIL images, so a cached item equals a decoded one under the same seed), and the
+    trainer normalises on the device. `recipe` names the stored form in the cache key."""
+
+    recipe: str
+    resize: Callable[[Any], Any]
+    train: Callable[[Any], Any]
+    evaluate: Callable[[Any], Any]
+
+
+def vtab_cache(size: int) -> CachePlan:
+    return CachePlan(f"square-bicubic-{size}", square_resize(size), _identity, _identity)
+
+
+def crop_cache(size: int) -> CachePlan:
+    """`crop_train_transform` / `crop_eval_transform` with the short-side resize cached."""
+    return CachePlan(f"short-bilinear-{_resize_size(size)}", T.Resize(_resize_size(size)),
+                     T.Compose([T.RandomCrop(size), T.RandomHorizontalFlip()]), T.CenterCrop(size))
+
+
+def _identity(x: Any) -> Any:
+    return x
 
 
 def crop_train_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> T.Compose:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pacebench.data.base import Layout, Source, for_phase, register_layout
 from pacebench.data.images import ImageDir, read_list
-from pacebench.data.transforms import vtab_transform
+from pacebench.data.transforms import vtab_cache, vtab_transform
 
 SPLITS = {"tune": ("train800", {"val": "val200"}), "final": ("train800val200", {"test": "test"})}
 SIZES = {"train800": 800, "val200": 200, "train800val200": 1000}  # fixed by VTAB-1k; test varies by data set
@@ -32,7 +32,7 @@ def _source(root: Path, stem: str, num_classes: int) -> Source:
     return Source(stem, path, partial(read_list, path, root, num_classes), ImageDir(root / "images"), SIZES.get(stem))
 
 
-@register_layout("vtab", vtab_transform)  # no augmentation: the same transform for train and eval
+@register_layout("vtab", vtab_transform, cache=vtab_cache)  # no augmentation: the same transform for train and eval
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     train, evals = for_phase(SPLITS, phase)
     return Layout((_source(root, train, num_classes),),

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pacebench.droppath import copies
 from pacebench.methods.base import EFFICIENCY_TAG, StepOutput, consistency, cross_entropy, hp, register
 from pacebench.methods.pace import NoisyMethod, PaceConfig, split_copies
+from pacebench.prefix import forward_copies
 
 MAX_COPIES = 16
 
@@ -38,8 +38,7 @@ class PaceMulti(NoisyMethod[MultiConfig]):
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
         m = self.cfg.copies
-        with copies(model, m):
-            outs = split_copies(model(torch.cat([x] * m)), m)
+        outs = split_copies(forward_copies(model, x, m), m)
         ce = cross_entropy(outs[0], y)
         pairs = list(itertools.combinations(outs, 2))
         cons = torch.stack([consistency(a, b) for a, b in pairs]).mean()

@@ -3,9 +3,10 @@
     loss = CE(f1(x), y) + λ · mean_b Σ_c (f1(x) - f2(x))²
 
 f1 and f2 share weights but not noise: the batch is concatenated with itself, so each row gets its own z. Neither
-half is detached. DropPath masks are shared by the two copies of a sample. Table 6's "Noise" (noisy CE, no
-consistency) is defined here too; the other noise ablations are PACE with another noise kind, target or σ schedule
-(see variants.py).
+half is detached. DropPath masks are shared by the two copies of a sample; the noise-free prefix (patch embedding,
+block 0 under the authors' ViT schedule) runs once and is duplicated after (`prefix.forward_copies`). Table 6's
+"Noise" (noisy CE, no consistency) is defined here too; the other noise ablations are PACE with another noise kind,
+target or σ schedule (see variants.py).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-import torch
 from torch import Tensor, nn
 
 from pacebench.choices import NoiseGroup, Schedule
-from pacebench.droppath import copies
 from pacebench.methods.base import (
     CLASSIFICATION,
     TABLE6,
@@ -30,6 +29,7 @@ from pacebench.methods.base import (
     register,
 )
 from pacebench.noise import apply_noise
+from pacebench.prefix import forward_copies
 
 SIGMA_HELP = "noise scale σ at the most perturbed position (the schedule scales it over depth)"
 SCHEDULE_HELP = f"σ over depth: {', '.join(Schedule)} (code: the authors', falling with depth)"
@@ -96,8 +96,7 @@ def pace_loss(model: nn.Module, x: Tensor, y: Tensor, lam: float, objective: Obj
               ) -> StepOutput:
     """CE on the first of two noisy copies + λ·consistency between them, in one forward pass over [x; x]
     (a text task's own loss and output distance in their place)."""
-    with copies(model, 2):
-        logits1, logits2 = split_copies(model(torch.cat([x, x])), 2)
+    logits1, logits2 = split_copies(forward_copies(model, x, 2), 2)
     ce, cons = objective.loss(logits1, y), objective.distance(logits1, logits2, y)
     return StepOutput(ce + lam * cons, logits1, {"ce": ce, "consistency": cons})
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.spec import RunSpec
-from pacebench.store.models import Base, EpochRow, RunRow, RunWeightsRow
+from pacebench.store.models import Base, EpochRow, RunRow, RunWeightsRow, SpeedRow
 from pacebench.store.queue import QueueMixin
 from pacebench.store.records import EpochRecord, RunRecord
 
@@ -333,3 +333,15 @@ class Store(QueueMixin):
             rows = s.scalars(select(EpochRow).where(EpochRow.run_id.in_(list(run_ids)))
                              .order_by(EpochRow.run_id, EpochRow.epoch))
             return [_epoch_record(r) for r in rows]
+
+    # ---- speed measurements (`pacebench bench`) ---------------------------------------------------------------
+    def add_speed(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Stores one bench measurement (a row per method) in one transaction."""
+        with self.session() as s:
+            s.add_all(SpeedRow(created_at=utcnow(), **row) for row in rows)
+
+    def speed(self) -> list[dict[str, Any]]:
+        """Every stored bench row as a plain dict, oldest first."""
+        columns = [c.name for c in SpeedRow.__table__.columns]
+        with self.session() as s:
+            return [{c: getattr(r, c) for c in columns} for r in s.scalars(select(SpeedRow).order_by(SpeedRow.id))]

@@ -3,6 +3,7 @@
 `runs` holds one row per run key with its full spec, status and provenance; `epochs` one row per (run, epoch);
 `run_weights` the trained adapter and head weights of a finished run (safetensors bytes, a few MB), so a finished
 model can be evaluated again or exported without retraining.
+`speed` one row per method per `pacebench bench` measurement.
 The schema is owned by the Alembic revisions in migrations/; change both together.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pacebench.store.types import SafeFloat, SafeJSON
@@ -116,3 +117,36 @@ class WorkerRow(Base):
     info: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
     started_at: Mapped[datetime] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SpeedRow(Base):
+    """One method's training-step measurement from `pacebench bench` (ratios are to the first method measured)."""
+
+    __tablename__ = "speed"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    device: Mapped[str] = mapped_column(String(32))
+    device_name: Mapped[str] = mapped_column(String(128))
+    versions: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    backbone: Mapped[str] = mapped_column(String(128))
+    adapter: Mapped[str] = mapped_column(String(64))
+    rank: Mapped[int] = mapped_column(Integer)
+    batch: Mapped[int] = mapped_column(Integer)
+    image_size: Mapped[int] = mapped_column(Integer)
+    patch_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    classes: Mapped[int] = mapped_column(Integer)
+    precision: Mapped[str] = mapped_column(String(8))
+    compile: Mapped[bool] = mapped_column(Boolean)
+    threads: Mapped[int] = mapped_column(Integer)
+    warmup: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(64), index=True)
+    ms_per_step: Mapped[float] = mapped_column(SafeFloat)
+    images_per_s: Mapped[float] = mapped_column(SafeFloat)
+    gflop_per_step: Mapped[float] = mapped_column(SafeFloat)
+    time_ratio: Mapped[float] = mapped_column(SafeFloat)
+    flop_ratio: Mapped[float] = mapped_column(SafeFloat)
+    peak_mib: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    mfu: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+    times_ms: Mapped[list[float]] = mapped_column(SafeJSON, default=list)

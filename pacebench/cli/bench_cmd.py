@@ -1,0 +1,82 @@
+"""`pacebench bench`: training-step speed of each method on a randomly initialised backbone, kept in the database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pacebench.cli.common import DbOption, console, db_url, split_list
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def bench(
+        backbone: Annotated[str, typer.Option("--backbone", help="timm architecture (random init, no weights).")]
+        = "vit_base_patch16_224",
+        adapter: Annotated[str, typer.Option("--adapter", help="Adapter kind.")] = "lora_mul+vpt_add",
+        rank: Annotated[int, typer.Option("--rank", help="Adapter rank.")] = 10,
+        batch: Annotated[int, typer.Option("--batch", help="Real images per step.")] = 64,
+        image_size: Annotated[int, typer.Option("--image-size", help="Image side in pixels.")] = 224,
+        patch_size: Annotated[int | None, typer.Option("--patch-size", help="Patch size (default: the "
+                                                      "architecture's).")] = None,
+        classes: Annotated[int, typer.Option("--classes", help="Classes of the head.")] = 100,
+        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
+        precision: Annotated[str, typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | "
+                                               "bf16.")] = "auto",
+        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated methods; the baseline is "
+                                             "always measured first, as the reference.")] = "baseline,pace",
+        compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile every block.")]
+        = False,
+        warmup: Annotated[int, typer.Option("--warmup", help="Untimed rounds first.")] = 2,
+        steps: Annotated[int, typer.Option("--steps", help="Timed rounds (the median is reported).")] = 6,
+        threads: Annotated[int, typer.Option("--threads", help="CPU: torch intra-op threads.")] = 1,
+        store: Annotated[bool, typer.Option("--store/--no-store", help="Keep the rows in the database.")] = True,
+        db: DbOption = None,
+    ) -> None:
+        """Time one training step of each method (interleaved rounds, median), count its FLOPs, and store the rows.
+
+        `pacebench report --table speed` renders every stored measurement.
+        """
+        from pacebench.bench import BenchConfig, as_records, device_name, run
+        from pacebench.report import render
+        from pacebench.report.tables import speed_table
+        from pacebench.scheduler import resolve_device
+        from pacebench.store import Store
+        from pacebench.train import resolve_precision
+
+        resolved = resolve_device(device)
+        names = ["baseline"] + [m for m in split_list(methods) or [] if m != "baseline"]
+        cfg = BenchConfig(backbone=backbone, adapter=adapter, rank=rank, batch=batch, image_size=image_size,
+                          patch_size=patch_size, classes=classes, device=str(resolved),
+                          precision=resolve_precision(precision, resolved), methods=tuple(names), compile=compile_,
+                          warmup=warmup, steps=steps, threads=threads)
+        console.print(f"{backbone} {adapter} r{rank}, batch {batch}, {image_size}px, {cfg.precision}"
+                      f"{', compiled' if compile_ else ''} on {device_name(resolved)}: {warmup} warm-up + {steps} "
+                      "timed rounds, methods interleaved")
+        records = as_records(cfg, run(cfg))
+        target = Store(db_url(db)) if store else _MemoryStore()
+        target.add_speed(records)
+        table = speed_table(_Rows(target.speed()[-len(records):]))
+        table.frame = table.frame.drop(columns=["when", "device", "backbone", "precision", "batch", "px"])
+        console.print(render(table, "rich"))
+
+
+class _Rows:
+    """Just the rows of this measurement, for the table renderer."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def speed(self) -> list[dict]:
+        return self.rows
+
+
+class _MemoryStore(_Rows):
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def add_speed(self, rows: list[dict]) -> None:
+        from pacebench.store.api import utcnow
+
+        self.rows += [{**r, "created_at": utcnow()} for r in rows]
