@@ -64,4 +64,18 @@ print("|---|---|---|---|---|---|---|")
 for row in con.execute(q):
     print("| " + " | ".join(map(str, row)) + " |")
 PY
+
+echo "== 4. text methods at real model size (random weights; needs transformers and peft on the machine)"
+if python3 -c "import transformers, peft" 2>/dev/null; then
+  python3 benchmarks/text_speed.py --device cuda --model roberta --batch 32 --seq 128 | tee "$OUT/text_speed.md"
+  python3 benchmarks/text_speed.py --device cuda --model phi3 --batch 8 --seq 512 --precision bf16 \
+    | tail -4 | tee -a "$OUT/text_speed.md"
+  # With real weights and data on the machine (see docs/text.md), the slides' comparison itself:
+  if [ -d weights/roberta-base ] && [ -d data/glue/RTE ]; then
+    pb run glue --datasets rte,mrpc --methods baseline,pace --seeds 0,1,2 --device cuda | tail -8
+    pb report --table glue --format md | tee "$OUT/glue.md"
+  fi
+else
+  echo "transformers/peft not installed: text part skipped"
+fi
 cp /tmp/pb/gpu.db "$OUT/gpu.db"

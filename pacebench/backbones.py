@@ -43,6 +43,7 @@ class Backbone:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     timm_cfg: str = ""
+    folder: bool = False  # a Hugging Face model folder (config, safetensors, tokenizer) for the text suites
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
@@ -63,6 +64,14 @@ BACKBONES.register("vit_demo")(Backbone(
     "`pacebench run demo`, which pre-trains it on scikit-learn digits 0-4",
     kwargs={"patch_size": 4, "embed_dim": 64, "depth": 6, "num_heads": 4, "mlp_ratio": 2.0},
     in_results=True, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))  # what its pre-training used
+BACKBONES.register("roberta_base")(Backbone(
+    "hf:roberta", "roberta-base",
+    "huggingface.co/FacebookAI/roberta-base (config.json, model.safetensors, tokenizer files), e.g. "
+    "`huggingface-cli download FacebookAI/roberta-base --local-dir weights/roberta-base`", folder=True))
+BACKBONES.register("phi3_mini_4k_instruct")(Backbone(
+    "hf:phi3", "Phi-3-mini-4k-instruct",
+    "huggingface.co/microsoft/Phi-3-mini-4k-instruct, e.g. `huggingface-cli download "
+    "microsoft/Phi-3-mini-4k-instruct --local-dir weights/Phi-3-mini-4k-instruct`", folder=True))
 
 
 def arch_of(name: str) -> str:
@@ -94,7 +103,14 @@ def demo_checkpoint_dir() -> Path:
 
 
 def sha256(path: Path) -> str:
+    """SHA-256 of a weights file; for a model folder, of its files' names and hashes (README and hidden files
+    left out), so a changed config or tokenizer is a different model too."""
     digest = hashlib.sha256()
+    if path.is_dir():
+        for member in sorted(path.iterdir()):
+            if member.is_file() and not member.name.startswith(".") and member.suffix.lower() != ".md":
+                digest.update(f"{member.name}:{sha256(member)}\n".encode())
+        return digest.hexdigest()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
@@ -114,8 +130,9 @@ def resolve(name: str, weights: Path | None = None, weights_dir: Path | None = N
     if name in BACKBONES:
         b = BACKBONES.get(name)
         path = weights or (demo_checkpoint_dir() if b.in_results else weights_dir or default_weights_dir()) / b.filename
-        if not path.is_file():
-            raise DataError(f"weights for backbone {name} not found at {path}; put {b.filename} there "
+        if not (path.is_dir() if b.folder else path.is_file()):
+            what = "model folder" if b.folder else "weights"
+            raise DataError(f"{what} for backbone {name} not found at {path}; put {b.filename} there "
                             f"(set PACEBENCH_WEIGHTS or --weights); it comes from {b.source}")
         return Resolved(name, b.arch, path, b.kwargs)
     import timm
@@ -201,6 +218,8 @@ def build(name: str, num_classes: int, image_size: int, drop_path: float, weight
     """Creates the backbone with a fresh `num_classes` head; returns (model, SHA-256 of the weights file)."""
     import timm
 
+    if name in BACKBONES and BACKBONES.get(name).folder:
+        raise UsageError(f"backbone {name} is a text model: use it with a text suite (glue, gsm8k)")
     r = resolve(name, weights, weights_dir) if pretrained else Resolved(name, BACKBONES.get(name).arch, None,
                                                             BACKBONES.get(name).kwargs)
     model = timm.create_model(r.arch, pretrained=False, num_classes=num_classes, drop_path_rate=drop_path,

@@ -32,6 +32,9 @@ def describe(backbone: str, adapter: str, rank: int, classes: int, sigma: float,
     for option, (value, ok) in checks.items():
         if not ok:
             raise UsageError(f"{option} must be {'finite and >= 0' if option == '--sigma' else '>= 1'}, got {value}")
+    if backbone in BACKBONES and BACKBONES.get(backbone).folder:
+        raise UsageError(f"{backbone} is a text model: this counts image adapters; a text run stores its LoRA and "
+                         "head counts (`pacebench runs`, setup)")
     arch, kwargs = (BACKBONES.get(backbone).arch, BACKBONES.get(backbone).kwargs) if backbone in BACKBONES else (
         backbone, {})
     if not timm.is_model(arch):

@@ -91,6 +91,7 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
     """All runs the request names, in a stable order. Unknown names fail here, before anything trains."""
     from pacebench.adapters import parse_kind
     from pacebench.methods import METHODS
+    from pacebench.text.tasks import TASKS
 
     suite = load_suite(req.suite)
     for m in req.methods:
@@ -100,7 +101,10 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
     specs = []
     for ds in suite.select(req.datasets):
         train = suite.resolve_train(ds, req.train).for_device(req.device)
-        parse_kind(train.adapter)  # an unknown adapter fails here, not as a failed run
+        if suite.reader in TASKS:  # a text suite: LoRA target names and the methods its task runs
+            TASKS.get(suite.reader).check(suite.name, train.adapter, req.methods)
+        else:
+            parse_kind(train.adapter)  # an unknown adapter fails here, not as a failed run
         for options in ds.variants():
             if req.options and any(options.get(k) not in v for k, v in req.options.items()):
                 continue

@@ -25,8 +25,10 @@ from pacebench.errors import PacebenchError, UsageError
 from pacebench.values import parse_fields
 
 PHASES: dict[Phase, str] = {
-    Phase.tune: "phase 1: train on the train split (VTAB train800), score on the validation split (val200)",
-    Phase.final: "phase 2: train on train+val (VTAB train800val200), score on the test split",
+    Phase.tune: "phase 1: train on the train split (VTAB train800), score on the validation split (val200; text "
+                "suites: a fixed 10% held out of train)",
+    Phase.final: "phase 2: train on train+val (VTAB train800val200), score on the test split (text suites: train "
+                 "-> GLUE dev, GSM-8K test)",
 }
 
 
@@ -140,8 +142,10 @@ def behaviour_changes(spec: RunSpec) -> dict[str, Any]:
     - lora_add_bias: LoRA_add adds δb directly (b0 + δb, not b0 ⊙ δb, and also on bias-free layers);
     - normalize: inputs normalised with the backbone's own mean/std where that is not ImageNet's.
     """
-    from pacebench.backbones import normalization
+    from pacebench.backbones import BACKBONES, normalization
 
+    if spec.backbone in BACKBONES and BACKBONES.get(spec.backbone).folder:
+        return {}  # a text run (pacebench/text): every change listed here is of the image path
     changes: dict[str, Any] = {}
     if spec.train.epochs > 1:
         changes["lr_step"] = "after_epoch"

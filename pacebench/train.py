@@ -35,7 +35,7 @@ from pacebench.errors import UsageError
 from pacebench.methods import Method, SetupInfo, StepOutput
 from pacebench.methods.fpa import pretrained_logits
 from pacebench.prepare import prepare
-from pacebench.spec import RunSpec
+from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord
 
 EpochCallback = Callable[[int, EpochRecord], None]
@@ -221,6 +221,17 @@ class EpochStats:
                 "parts": {k: v.item() / n for k, v in self.parts.items()}}
 
 
+def check_finite(row: dict[str, Any], epoch: int) -> None:
+    """Stops a run whose epoch loss is NaN or infinite; the error is kept with the run."""
+    if not math.isfinite(row["loss"]):
+        raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
+
+
+def is_eval_epoch(epoch: int, t: TrainConfig) -> bool:
+    """Evaluation every `eval_every` epochs and always after the last one (whose numbers the run reports)."""
+    return (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """A finished run: its final metrics and its trained adapter and head tensors (kept with the run)."""
@@ -264,6 +275,14 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     (the store writes it). `control` resumes from a checkpoint, is offered one after every epoch, and may stop the
     run between steps (raising `Stopped`)."""
     from timm.scheduler import CosineLRScheduler
+
+    from pacebench.suites import load_suite
+    from pacebench.text.tasks import TASKS
+
+    if load_suite(spec.suite).reader in TASKS:  # a text suite: same methods and records, its own loop
+        from pacebench.text.train import train_text
+
+        return train_text(spec, env, on_epoch, setup_info, control)
 
     generator = seed_everything(spec.seed)
     splits = load_splits(spec, env.data_root, env.cache_dir)
@@ -312,11 +331,10 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
             out, targets = train_step(method, model, batch, optimizer, params, mixup)
             stats.add(out.loss, out.parts, out.logits, targets, out.grad_norm)
         row = stats.finish()
-        if not math.isfinite(row["loss"]):
-            raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the lr or λ")
+        check_finite(row, epoch)
         evals: dict[str, float] = {}
         readings: dict[str, Any] = {}
-        is_eval = (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs
+        is_eval = is_eval_epoch(epoch, t)
         if env.diagnostics == "every" or (is_eval and env.diagnostics == "eval"):
             readings = diagnose(model, diag_data, params, env.device, method.autocast, inputs)
         if is_eval:

@@ -98,7 +98,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 def test_table_names_and_aliases():
     assert table_names() == ["vtab", "fewshot", "fgvc", "domain", "demo", "ablations", "backbones", "params",
-                             "speed"]  # paper tables first
+                             "speed", "glue", "gsm8k"]  # paper tables first, then the code's (the slides' text last)
     for alias, name in [("1", "vtab"), ("table1", "vtab"), ("2", "fewshot"), ("3", "fgvc"), ("4", "domain"),
                         ("6", "ablations"), ("demo", "demo")]:
         assert tables().get(alias).name == name

@@ -9,18 +9,20 @@ by `MODULES`, is the order of rows in tables and in `pacebench ablate`: Table 6'
 from importlib import import_module
 
 from pacebench.methods.base import (
+    CLASSIFICATION,
     EFFICIENCY_TAG,
     METHODS,
     TABLE6,
     Method,
     MethodConfig,
+    Objective,
     SetupInfo,
     StepOutput,
     method_grid,
     tagged,
 )
 
-MODULES = ("baseline", "pace", "variants", "fpa", "sam", "gp", "l1", "lazy", "fast", "multi")
+MODULES = ("baseline", "pace", "variants", "fpa", "sam", "gp", "l1", "lazy", "fast", "multi", "pretrained")
 for _module in MODULES:
     import_module(f"pacebench.methods.{_module}")
 
@@ -33,5 +35,5 @@ def paper_rows() -> dict[str, str]:
     return {name: cls.paper_row for name, cls in METHODS.items() if cls.paper_row}
 
 
-__all__ = ["ABLATIONS", "EFFICIENCY", "METHODS", "Method", "MethodConfig", "SetupInfo", "StepOutput", "method_grid",
-           "paper_rows", "tagged"]
+__all__ = ["ABLATIONS", "CLASSIFICATION", "EFFICIENCY", "METHODS", "Method", "MethodConfig", "Objective", "SetupInfo",
+           "StepOutput", "method_grid", "paper_rows", "tagged"]

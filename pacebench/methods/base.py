@@ -89,10 +89,30 @@ def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), y)
 
 
-def ce_only(model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
-    """One forward pass scored by cross-entropy alone: the baseline's objective, and the base of several others."""
+@dataclass(frozen=True)
+class Objective:
+    """The task's terms that a method combines: `loss(outputs, y)`, the supervised loss, and `distance(a, b, y)`,
+    the squared L2 distance between two outputs of the same samples that consistency terms use (`y` may only mask,
+    e.g. to a language model's answer tokens). Image classification: cross-entropy and `consistency`. The baseline
+    and PACE (with its lazy and fast variants) take `self.objective`, so they run on the text tasks too
+    (pacebench/text/tasks.py); the other ablations are image-classification only."""
+
+    loss: Callable[[Tensor, Tensor], Tensor]
+    distance: Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def _logit_distance(a: Tensor, b: Tensor, y: Tensor) -> Tensor:
+    return consistency(a, b)
+
+
+CLASSIFICATION = Objective(cross_entropy, _logit_distance)
+
+
+def ce_only(model: nn.Module, x: Tensor, y: Tensor, objective: Objective = CLASSIFICATION) -> StepOutput:
+    """One forward pass scored by the task loss alone (cross-entropy for images): the baseline's objective, and the
+    base of several others. The part keeps the name "ce" whatever the task's loss is."""
     logits = model(x)
-    ce = cross_entropy(logits, y)
+    ce = objective.loss(logits, y)
     return StepOutput(ce, logits, {"ce": ce})
 
 
@@ -116,11 +136,13 @@ class Method(Generic[C]):
     grid: ClassVar[Mapping[str, list[Any]]] = {}  # search grids that differ from the config fields' own
     parts: ClassVar[tuple[str, ...]] = ("ce",)
     shares_drop_path: ClassVar[bool] = False  # noisy methods share DropPath masks between copies (NoisyMethod)
+    trains: ClassVar[bool] = True  # False: the model is only evaluated (the untuned "Pre-trained" row of GSM-8K)
 
     def __init__(self, config: C) -> None:
         self.cfg: C = config
         self.steps = 0
         self.autocast: Callable[[], AbstractContextManager[Any]] = nullcontext
+        self.objective = CLASSIFICATION  # text tasks set their own (pacebench/text/tasks.py)
 
     @classmethod
     def make_config(cls, values: Mapping[str, Any]) -> C:
@@ -148,7 +170,7 @@ class Method(Generic[C]):
         return {}
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
-        return ce_only(model, x, y)
+        return ce_only(model, x, y, self.objective)
 
     def backward(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], optimizer: torch.optim.Optimizer,
                  params: list[nn.Parameter]) -> StepOutput:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pacebench.methods.base import EFFICIENCY_TAG, SetupInfo, StepOutput, consistency, cross_entropy, hp, register
+from pacebench.methods.base import EFFICIENCY_TAG, SetupInfo, StepOutput, hp, register
 from pacebench.methods.pace import LAM_HELP, SIGMA_HELP, NoisyMethod, PaceConfig
 
 
@@ -41,6 +41,6 @@ class PaceFast(NoisyMethod[FastConfig]):
         if self.history is None:
             self.history = torch.zeros(self.num_train, logits.shape[-1], device=logits.device)
         stored = self.history[idx]
-        ce, cons = cross_entropy(logits, y), consistency(logits, stored)
+        ce, cons = self.objective.loss(logits, y), self.objective.distance(logits, stored, y)
         self.history[idx] = logits.detach().float()
         return StepOutput(ce + self.cfg.lam * cons, logits, {"ce": ce, "consistency": cons})

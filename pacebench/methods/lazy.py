@@ -37,6 +37,6 @@ class PaceLazy(PaceBase[LazyConfig]):
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
         if self.is_pace_step():
             half = max(1, x.shape[0] // 2)
-            return pace_loss(model, x[:half], y[:half], self.cfg.lam)
-        out = ce_only(model, x, y)
+            return pace_loss(model, x[:half], y[:half], self.cfg.lam, self.objective)
+        out = ce_only(model, x, y, self.objective)
         return StepOutput(out.loss, out.logits, {**out.parts, "consistency": out.loss.new_zeros(())})

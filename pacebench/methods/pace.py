@@ -18,13 +18,13 @@ from torch import Tensor, nn
 
 from pacebench.choices import NoiseGroup, Schedule
 from pacebench.methods.base import (
+    CLASSIFICATION,
     TABLE6,
     Method,
     MethodConfig,
+    Objective,
     SetupInfo,
     StepOutput,
-    consistency,
-    cross_entropy,
     hp,
     register,
 )
@@ -92,10 +92,12 @@ def split_copies(logits: Tensor, n: int) -> list[Tensor]:
     return list(logits.chunk(n))
 
 
-def pace_loss(model: nn.Module, x: Tensor, y: Tensor, lam: float) -> StepOutput:
-    """CE on the first of two noisy copies + λ·consistency between them, in one forward pass over [x; x]."""
+def pace_loss(model: nn.Module, x: Tensor, y: Tensor, lam: float, objective: Objective = CLASSIFICATION
+              ) -> StepOutput:
+    """CE on the first of two noisy copies + λ·consistency between them, in one forward pass over [x; x]
+    (a text task's own loss and output distance in their place)."""
     logits1, logits2 = split_copies(forward_copies(model, x, 2), 2)
-    ce, cons = cross_entropy(logits1, y), consistency(logits1, logits2)
+    ce, cons = objective.loss(logits1, y), objective.distance(logits1, logits2, y)
     return StepOutput(ce + lam * cons, logits1, {"ce": ce, "consistency": cons})
 
 
@@ -118,7 +120,7 @@ class PaceBase(NoisyMethod[P], Generic[P]):
     parts = ("ce", "consistency")
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
-        return pace_loss(model, x, y, self.cfg.lam)
+        return pace_loss(model, x, y, self.cfg.lam, self.objective)
 
 
 @register

@@ -15,6 +15,7 @@ from pacebench.report.figures import FIGURES, plot
 from pacebench.report.render import FORMATS, render
 from pacebench.report.tables import TableData, gather, table_names, tables
 from pacebench.store import Store
+from pacebench.text import report as _text_tables  # noqa: F401, E402  (registers glue, gsm8k)
 
 
 def render_table(name: str, store: Store, fmt: str = "rich", suite: str | None = None,
