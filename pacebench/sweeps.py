@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pacebench.choices import Phase
 from pacebench.errors import UsageError
 from pacebench.protocol import grid
 from pacebench.registry import Registry
@@ -86,3 +87,15 @@ def plan_grids(base: PlanRequest, grids: Grids, planner: Callable[[PlanRequest],
             request = dataclasses.replace(base, methods=[method], method={**base.method, **point})
             specs.update((s.key, s) for s in planner(request))
     return list(specs.values())
+
+
+def two_phase_plan(base: PlanRequest, grids: Grids, seeds: list[int],
+                   planner: Callable[[PlanRequest], list[RunSpec]] = plan) -> tuple[list[RunSpec], list[RunSpec]]:
+    """The protocol over per-method grids, as (phase-1 specs, direct phase-2 specs): a method with several grid
+    points is searched on train -> val first; a method with one point has nothing to choose and goes straight to
+    phase 2 with `seeds`."""
+    searched = {m: g for m, g in grids.items() if len(grid(g)) > 1}
+    fixed = {m: g for m, g in grids.items() if m not in searched}
+    tune = plan_grids(dataclasses.replace(base, phase=Phase.tune), searched, planner) if searched else []
+    direct = plan_grids(dataclasses.replace(base, phase=Phase.final, seeds=seeds), fixed, planner) if fixed else []
+    return tune, direct

@@ -304,19 +304,10 @@ def tune(
 
 
 def two_phase(base: Any, grids: dict[str, dict[str, list[Any]]], seeds: list[int], o: Any, opts: Any) -> bool:
-    """The protocol over per-method grids: a method with several grid points is searched in phase 1; a method
-    with one point has nothing to choose and goes straight to phase 2. False on a dry run."""
-    import dataclasses
+    """The protocol over per-method grids (`sweeps.two_phase_plan`), run and reported. False on a dry run."""
+    from pacebench.sweeps import two_phase_plan
 
-    from pacebench import protocol
-    from pacebench.sweeps import plan_grids
-
-    searched = {m: g for m, g in grids.items() if len(protocol.grid(g)) > 1}
-    fixed = {m: g for m, g in grids.items() if m not in searched}
-    planner = lambda request: _plan(request, o)  # noqa: E731
-    tune = plan_grids(dataclasses.replace(base, phase=Phase.tune), searched, planner) if searched else []
-    direct = (plan_grids(dataclasses.replace(base, phase=Phase.final, seeds=seeds), fixed, planner)
-              if fixed else [])
+    tune, direct = two_phase_plan(base, grids, seeds, lambda request: _plan(request, o))
     return run_phases(tune, direct, seeds, o, opts)
 
 
