@@ -88,6 +88,13 @@ class TrainState:
         set_rng_state(state["rng"], self.generator)
         return state["epoch"], state["final"]
 
+    def start(self, control: Control, device: torch.device) -> tuple[int, dict[str, Any]]:
+        """Where a run begins: (0, {}) when fresh, else (the epoch after the checkpoint's, its last evaluation)."""
+        if control.resume is None:
+            return 0, {}
+        last, final = self.restore(control.resume, device)
+        return last + 1, final
+
 
 class Stopped(Exception):  # noqa: N818 (a request, not an error)
     """Raised inside the training loop when the worker was asked to stop (SIGTERM, SIGINT)."""

@@ -314,10 +314,7 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
                  for on, d in (("train", splits.train), ("heldout", splits.evals[heldout_split(splits.evals)]))}
     control = control or Control()
     state = TrainState(model, optimizer, schedule, method, generator)
-    first_epoch, final = 0, dict[str, Any]()
-    if control.resume is not None:
-        last, final = state.restore(control.resume, env.device)
-        first_epoch = last + 1
+    first_epoch, final = state.start(control, env.device)  # after a checkpoint: as if never stopped
     for epoch in range(first_epoch, t.epochs):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]  # what this epoch trains at: the warm-up start lr, then s(epoch - 1)

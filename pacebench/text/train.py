@@ -184,10 +184,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
                                                total_steps)
     control = control or Control()
     state = TrainState(model, optimizer, schedule, method, generator)
-    first_epoch, final = 0, dict[str, Any]()
-    if control.resume is not None:  # a checkpoint of this run: go on after its epoch, as if never stopped
-        last, final = state.restore(control.resume, env.device)
-        first_epoch = last + 1
+    first_epoch, final = state.start(control, env.device)  # after a checkpoint: as if never stopped
     for epoch in range(first_epoch, t.epochs):
         start = time.perf_counter()
         model.train()
