@@ -134,7 +134,9 @@ def check_method_overrides(methods: list[str], overrides: dict[str, Any]) -> Non
 
 
 @cache
+@cache
 def git_commit() -> str | None:
+    """The checkout's commit, asked of git once per process (the code a worker runs cannot change under it)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from pacebench.store import Store
 from pacebench.store.api import utcnow
+from pacebench.store.records import WorkerRecord
 
 ORDER = ("done", "running", "queued", "failed")
 
@@ -36,11 +37,11 @@ def counts_line(counts: Any) -> str:
     return f"{total} runs: " + ", ".join(parts)
 
 
-def workers_table(store: Store, since: Any, lease_s: float) -> Table:
-    """One line per worker seen since `since`: its run, epoch, loss, heartbeat age and the run's ETA."""
+def workers_table(workers: list[WorkerRecord], lease_s: float) -> Table:
+    """One line per worker: its run, epoch, loss, heartbeat age and the run's ETA."""
     now = utcnow()
     table = Table("worker", "device", "state", "run", "epoch", "loss", "heartbeat", "run ETA", box=None)
-    for w in store.workers(active_since=since):
+    for w in workers:
         age = (now - w.heartbeat_at).total_seconds()
         state = w.state if w.state == "stopped" or age < lease_s else f"[red]silent {age:.0f}s[/]"
         info = w.info or {}
@@ -69,7 +70,8 @@ class SweepDisplay:
         counts = self.store.status_counts(self.keys)
         finished = counts.get("done", 0) + counts.get("failed", 0)
         bar = ProgressBar(total=max(len(self.keys), 1), completed=finished, width=40)
-        return Group(_grid(bar, counts_line(counts)), workers_table(self.store, self.since, self.lease_s))
+        workers = self.store.workers(active_since=self.since)
+        return Group(_grid(bar, counts_line(counts)), workers_table(workers, self.lease_s))
 
     def __enter__(self) -> SweepDisplay:
         self.live.__enter__()
@@ -120,7 +122,7 @@ def status_view(store: Store, suite: str | None, phase: str | None) -> Group:
                         f"{len(alive)} live worker(s); ETA {_duration(eta) if eta else '–'}"
                         + (f" ({remaining} epochs left at {epoch_s:.2f}s each)" if eta else "")]
     if workers:
-        lines.append(workers_table(store, now - timedelta(hours=1), lease))
+        lines.append(workers_table(workers, lease))
     failed = store.runs(suite=suite, phase=phase, status="failed")
     for r in failed[-10:]:
         lines.append(f"[red]failed[/] {r.key} {r.dataset} {r.method} seed {r.seed} after {r.attempts} attempt(s): "

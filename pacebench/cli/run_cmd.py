@@ -62,6 +62,7 @@ Diagnose = Annotated[Diagnostics, typer.Option("--diagnostics", envvar="PACEBENC
                                                help="When to take Fig. 2's readings (task-loss gradient norm, "
                                                "FP-distance on train and held-out): at evaluation epochs, every epoch, "
                                                "or off. They never change what is trained.")]
+TuneSeeds = Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per grid point.", rich_help_panel=SELECT)]
 
 
 def _shared(
@@ -254,8 +255,7 @@ def ablate(
                                                    "that hyperparameter's search values for every method that "
                                                    "searches it; repeatable.")] = None,
     seeds: Seeds = "0",
-    tune_seeds: Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per grid point.",
-                                            rich_help_panel=SELECT)] = "0",
+    tune_seeds: TuneSeeds = "0",
 ) -> None:
     """Table 6 as the paper made it, for the methods tagged table6: each method's declared search grid on train ->
     val (phase 1), then each winner on train+val -> test (phase 2). `--no-tune`: defaults, phase 2 only."""
@@ -285,8 +285,7 @@ def tune(
                                                    "method hyperparameter or training setting; repeatable.")] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Phase-2 seeds (paper: three).", rich_help_panel=SELECT)]
     = "0,1,2",
-    tune_seeds: Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per grid point.",
-                                            rich_help_panel=SELECT)] = "0",
+    tune_seeds: TuneSeeds = "0",
     shots: Shots = None,
     split_seeds: SplitSeeds = None,
 ) -> None:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, inspect, select, update
+from sqlalchemy import create_engine, event, inspect, select, update
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.spec import RunSpec
 from pacebench.store.models import Base, EpochRow, RunRow, RunWeightsRow, SpeedRow
-from pacebench.store.queue import QueueMixin
+from pacebench.store.queue import QueueMixin, put_epoch, put_weights
 from pacebench.store.records import EpochRecord, RunRecord
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -302,8 +302,7 @@ class Store(QueueMixin):
             s.execute(update(RunRow).where(RunRow.id == run_id).values(
                 status="done", metrics=metrics, finished_at=now, heartbeat_at=now, error=None))
             if weights is not None:
-                s.execute(delete(RunWeightsRow).where(RunWeightsRow.run_id == run_id))
-                s.add(RunWeightsRow(run_id=run_id, data=_encode_tensors(weights), created_at=now))
+                put_weights(s, run_id, weights, now)
 
     def run_weights(self, run_id: int) -> dict[str, Any] | None:
         """The trained adapter and head tensors of a finished run (CPU tensors by name), or None if none were kept."""
@@ -317,10 +316,8 @@ class Store(QueueMixin):
     # ---- epochs -----------------------------------------------------------------------------------------------
     def add_epoch(self, run_id: int, record: EpochRecord) -> None:
         """Writes one epoch row (replacing a row for the same epoch left by an interrupted attempt)."""
-        values = {f.name: getattr(record, f.name) for f in dataclasses.fields(EpochRecord) if f.name != "run_id"}
         with self.session() as s:
-            s.execute(delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch == record.epoch))
-            s.add(EpochRow(run_id=run_id, **values))
+            put_epoch(s, run_id, record)
             s.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utcnow()))
 
     def epochs(self, run_id: int) -> list[EpochRecord]:

@@ -195,11 +195,9 @@ class QueueMixin:
         return None if row is None else (row.epoch, row.data)
 
     def write_epoch(self, run_id: int, claim: str, record: EpochRecord) -> None:
-        values = {f.name: getattr(record, f.name) for f in fields(EpochRecord) if f.name != "run_id"}
         with self.session() as s:
             self._held(s, run_id, claim)
-            s.execute(delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch == record.epoch))
-            s.add(EpochRow(run_id=run_id, **values))
+            put_epoch(s, run_id, record)
 
     def save_checkpoint(self, run_id: int, claim: str, epoch: int, data: bytes) -> None:
         with self.session() as s:
@@ -218,15 +216,12 @@ class QueueMixin:
     def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None
                        ) -> None:
         """Done, with its weights, and its checkpoint deleted: one transaction, and only while the claim holds."""
-        from pacebench.store.api import _encode_tensors
-
         now = utcnow()
         with self.session() as s:
             self._held(s, run_id, claim, status="done", metrics=metrics, finished_at=now, error=None, claim=None)
             s.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id))
             if weights is not None:
-                s.execute(delete(RunWeightsRow).where(RunWeightsRow.run_id == run_id))
-                s.add(RunWeightsRow(run_id=run_id, data=_encode_tensors(weights), created_at=now))
+                put_weights(s, run_id, weights, now)
 
     def fail_claimed(self, run_id: int, claim: str, error: str, max_attempts: int, retry: bool = True) -> str:
         """Gives the run back to the queue for another attempt, or marks it failed when it has had `max_attempts`
@@ -284,6 +279,21 @@ class QueueMixin:
         with self.session() as s:
             value = s.scalar(query)
         return None if value is None else float(value)
+
+
+def put_epoch(s: Any, run_id: int, record: EpochRecord) -> None:
+    """Writes one epoch row in session `s`, replacing a row for the same epoch left by an interrupted attempt."""
+    values = {f.name: getattr(record, f.name) for f in fields(EpochRecord) if f.name != "run_id"}
+    s.execute(delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch == record.epoch))
+    s.add(EpochRow(run_id=run_id, **values))
+
+
+def put_weights(s: Any, run_id: int, weights: dict[str, Any], now: datetime) -> None:
+    """Stores a run's trained tensors in session `s`, replacing any kept before."""
+    from pacebench.store.api import _encode_tensors
+
+    s.execute(delete(RunWeightsRow).where(RunWeightsRow.run_id == run_id))
+    s.add(RunWeightsRow(run_id=run_id, data=_encode_tensors(weights), created_at=now))
 
 
 def utcnow() -> datetime:
