@@ -99,11 +99,12 @@ def fp_distance(model: models.TextModel, task: TextTask, data: torch.utils.data.
 
 
 def readings(model: models.TextModel, task: TextTask, data: torch.utils.data.DataLoader,
-             params: list[torch.nn.Parameter], device: torch.device, autocast: Callable[[], Any]
-             ) -> tuple[float, float]:
+             params: list[torch.nn.Parameter], device: torch.device, autocast: Callable[[], Any],
+             with_fp: bool = True) -> tuple[float, float]:
     """Fig. 2's readings of the clean model (eval mode: no noise, no dropout) on one loader, as for images: the norm
     of the task loss's gradient per mini-batch, averaged, and the FP-distance on the task outputs (the objective's
-    distance to the pre-trained model, averaged over samples or answer tokens). Nothing is written to `.grad`."""
+    distance to the pre-trained model, averaged over samples or answer tokens; NaN without `with_fp`, which skips
+    the pre-trained forward). Nothing is written to `.grad`."""
     model.eval()
     objective = task.objective()
     norms, total, count = [], 0.0, 0
@@ -111,15 +112,18 @@ def readings(model: models.TextModel, task: TextTask, data: torch.utils.data.Dat
         x, y = x.to(device), y.to(device)
         with autocast():
             outputs = model(x)
-            with torch.no_grad(), model.pretrained():
-                before = model(x)
             loss = objective.loss(outputs, y)
+            if with_fp:
+                with torch.no_grad(), model.pretrained():
+                    before = model(x)
         grads = [g for g in torch.autograd.grad(loss, params, allow_unused=True) if g is not None]
         norms.append(float(torch.nn.utils.get_total_norm(grads, norm_type=2.0)))
-        n = task.units(y)
-        total += float(objective.distance(outputs.detach(), before, y)) * n
-        count += n
-    return (sum(norms) / len(norms) if norms else math.nan), total / max(count, 1)
+        if with_fp:
+            n = task.units(y)
+            total += float(objective.distance(outputs.detach(), before, y)) * n
+            count += n
+    fp = total / max(count, 1) if with_fp else math.nan
+    return (sum(norms) / len(norms) if norms else math.nan), fp
 
 
 def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], None],
@@ -218,10 +222,10 @@ def fig2_readings(model: models.TextModel, task: TextTask, data: dict[str, torch
                   params: list[torch.nn.Parameter], device: torch.device, autocast: Callable[[], Any]
                   ) -> dict[str, float]:
     """The task-gradient norm on the training and held-out splits and the held-out FP-distance, named as the image
-    loop names them (the training split's FP-distance is the evaluation's)."""
+    loop names them (the training split's FP-distance is the evaluation's, so it is not taken again here)."""
     out = {}
     for on, loader in data.items():
-        grad, fp = readings(model, task, loader, params, device, autocast)
+        grad, fp = readings(model, task, loader, params, device, autocast, with_fp=on != "train")
         out[f"grad_norm_task_{on}"] = grad
         if on != "train":
             out[f"fp_distance_{on}"] = fp
