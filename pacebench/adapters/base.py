@@ -112,7 +112,9 @@ class AdaptedLinear(Noisy):
 
     def delta(self, x: Tensor) -> Tensor:
         """The adapter branch output Δh for input x."""
-        dw, db = self.delta_weight(), self.delta_bias()
+        return self._delta(x, self.delta_weight(), self.delta_bias())
+
+    def _delta(self, x: Tensor, dw: Tensor | None, db: Tensor | None) -> Tensor:
         if dw is None:
             return db.expand(*x.shape[:-1], self.out_features) if db is not None else x.new_zeros(())
         return F.linear(x, dw, db)
@@ -162,7 +164,7 @@ class AdaptedLinear(Noisy):
             if factors is not None and factors[0] is not None:
                 return PerSampleNoisyLinear.apply(x, self.base.weight, self.base.bias, dw, db, factors[0])
             return None
-        h0, t = self.base(x), (F.linear(x, dw, db) if dw is not None else self.delta(x))
+        h0, t = self.base(x), self._delta(x, dw, db)  # ΔW and Δb as computed above, not again
         factors = self.noise.factors(t)  # type: ignore[operator]
         if factors is None or factors[0] is None:
             return None

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from pacebench.data.images import ImageDir, Item, load_rgb
+from pacebench.data.images import ImageDir, Item, load_image
 from pacebench.errors import DataError
 
 FORMAT = "u8-ragged-v2"  # bump when the stored form changes: old caches are then never read
@@ -80,7 +80,8 @@ class CachedImages(Dataset):
         start = time.perf_counter()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max(1, threads)) as pool:  # Pillow decodes and resizes without the GIL
-            arrays = list(pool.map(lambda item: np.asarray(resize(self._load_pil(item[0])), dtype=np.uint8), items))
+            arrays = list(pool.map(lambda item: np.asarray(resize(load_image(item[0], self.images)), dtype=np.uint8),
+                                   items))
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         with open(tmp, "wb") as f:
             for a in arrays:
@@ -91,9 +92,6 @@ class CachedImages(Dataset):
         os.replace(index_tmp, self.index_path)
         os.replace(tmp, self.path)  # the data file last: a killed build leaves no cache that looks complete
         return time.perf_counter() - start
-
-    def _load_pil(self, path: Path):  # type: ignore[no-untyped-def]
-        return self.images.load(path) if self.images else load_rgb(path)
 
     def __len__(self) -> int:
         return len(self.labels)

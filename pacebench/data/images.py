@@ -217,6 +217,11 @@ class ImageDir:
         return load_rgb(f"{key} in {self.pack}", io.BytesIO(data))
 
 
+def load_image(path: Path, images: ImageDir | None = None) -> Image.Image:
+    """The image `path` as 8-bit RGB, from `images` (a folder or its HDF5 pack) when given, else from the file."""
+    return images.load(path) if images else load_rgb(path)
+
+
 class ListDataset(Dataset):
     """(image tensor, label) pairs from a list of (path, label); images are decoded when an item is fetched, from
     `images` (a folder or its HDF5 pack; plain files when not given)."""
@@ -231,4 +236,4 @@ class ListDataset(Dataset):
 
     def __getitem__(self, i: int):
         path, label = self.items[i]
-        return self.transform(self.images.load(path) if self.images else load_rgb(path)), label
+        return self.transform(load_image(path, self.images)), label
