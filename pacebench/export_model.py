@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
@@ -46,6 +45,7 @@ def run_model(store: Store, run: RunRecord, weights: Path | None = None) -> nn.M
     from pacebench import backbones
     from pacebench.methods import SetupInfo
     from pacebench.prepare import prepare
+    from pacebench.spec import RunSpec
     from pacebench.suites import load_suite
 
     if run.status != "done":
@@ -54,7 +54,7 @@ def run_model(store: Store, run: RunRecord, weights: Path | None = None) -> nn.M
     if trained is None:
         raise PacebenchError(f"run {run.id} kept no trained weights (made before pacebench stored them); run it "
                              "again to export it")
-    spec = spec_of(run)
+    spec = RunSpec.from_record(run)
     resolved = backbones.resolve(run.backbone, weights)
     sha = backbones.sha256(resolved.weights) if resolved.weights else ""
     if sha != run.weights_sha256:
@@ -69,15 +69,6 @@ def run_model(store: Store, run: RunRecord, weights: Path | None = None) -> nn.M
     for name, tensor in trained.items():
         params[name].data.copy_(tensor)
     return model.eval()
-
-
-def spec_of(run: RunRecord) -> Any:
-    from pacebench.spec import RunSpec, TrainConfig
-
-    return RunSpec(suite=run.suite, dataset=run.dataset, method=run.method, seed=run.seed,
-                   train=TrainConfig(**run.hparams), backbone=run.backbone, weights_sha256=run.weights_sha256,
-                   method_config=dict(run.method_config), data_options=dict(run.data_options),
-                   phase=run.phase)  # type: ignore[arg-type]
 
 
 def export_model(store: Store, run_ref: str, out: Path, weights: Path | None = None) -> Path:

@@ -336,13 +336,18 @@ def _draw_lambda_sweep(frame: pd.DataFrame, fig: Any) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
+def _by_x(part: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """`metric`'s swept points (x set) of one panel, pooled per x over the methods that share it."""
+    return part[(part.metric == metric) & part.x.notna()].groupby("x", as_index=False).agg(
+        mean=("mean", "mean"), min=("min", "min"), max=("max", "max"), n=("n", "sum"))
+
+
 def _draw_efficiency(frame: pd.DataFrame, fig: Any) -> None:
     panels = list(dict.fromkeys(t for _, t in EFFICIENT.values()))
     for k, panel in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         part = frame[frame.panel == panel]
-        acc = part[(part.metric == "accuracy") & part.x.notna()].groupby("x", as_index=False).agg(
-            mean=("mean", "mean"), min=("min", "min"), max=("max", "max"), n=("n", "sum"))
+        acc = _by_x(part, "accuracy")
         if not acc.empty:
             _curve(ax, acc, "x", "PACE accuracy", "C1")
         base = part[(part.metric == "accuracy") & part.x.isna()]
@@ -353,8 +358,7 @@ def _draw_efficiency(frame: pd.DataFrame, fig: Any) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(panel)
         ax.set_ylabel("accuracy (%)")
-        cost = part[(part.metric == "relative cost") & part.x.notna()].groupby("x", as_index=False).agg(
-            mean=("mean", "mean"), min=("min", "min"), max=("max", "max"), n=("n", "sum"))
+        cost = _by_x(part, "relative cost")
         if not cost.empty and cost["mean"].notna().any():
             twin = ax.twinx()
             _curve(twin, cost, "x", "relative cost", "C2", "--")

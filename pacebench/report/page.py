@@ -44,12 +44,11 @@ class Section:
     body: str
 
 
-def table_runs(store: Store, name: str) -> list[RunRecord]:
-    """The finished phase-2 runs a table reads: its own suite's, vtab and domain for Table 5, every suite's Table-6
-    methods for Table 6, every run for the parameter counts."""
+def table_runs(runs: list[RunRecord], name: str) -> list[RunRecord]:
+    """Of the finished phase-2 `runs`, those a table reads: its own suite's, vtab and domain for Table 5, every
+    suite's Table-6 methods for Table 6, every run for the parameter counts."""
     from pacebench.methods import ABLATIONS
 
-    runs = store.runs(phase="final", status="done")
     if name == "backbones":
         return [r for r in runs if (r.suite, r.dataset) == ("vtab", "cifar") or r.suite == "domain"]
     if name == "ablations":
@@ -93,8 +92,9 @@ def _has_measured(data: TableData) -> bool:
 
 def table_sections(store: Store) -> list[Section]:
     sections = []
+    finished = store.runs(phase="final", status="done")  # read once; each table takes its part
     for name in table_names():
-        runs = table_runs(store, name)
+        runs = table_runs(finished, name)
         if not runs or (name == "ablations" and all(r.method in ("baseline", "pace") for r in runs)):
             continue  # no runs; or only baseline and PACE, which the summary shows: Table 6 is about the ablations
         try:

@@ -459,18 +459,18 @@ def demo_table(store: Store, suite: str | None = None, dataset: str | None = Non
 
 
 def _table6_mode(run: RunRecord) -> str:
-    from pacebench.sweeps import table6_grids
+    from pacebench.methods import method_grid
 
     if run.origin != "tune":
         return "defaults (not tuned)"
-    return "tuned" if table6_grids([run.method])[run.method] else "defaults (no grid to search)"
+    return "tuned" if method_grid(run.method) else "defaults (no grid to search)"
 
 
 def _table6_values(run: RunRecord) -> str:
     """The run's values of its method's searched hyperparameters ("lam=1 sigma=1.2"); "–" for a method without any."""
-    from pacebench.sweeps import table6_grids
+    from pacebench.methods import method_grid
 
-    names = sorted(table6_grids([run.method])[run.method])
+    names = sorted(method_grid(run.method))
     return " ".join(f"{n}={_value(run.method_config.get(n))}" for n in names) or "–"
 
 
