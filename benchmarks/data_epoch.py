@@ -4,8 +4,10 @@
 
 Writes `--images` JPEG files (`--source-px` square, like VTAB's downscaled originals) in a VTAB-1k list layout under
 a temporary folder, then times, with the trainer's own loader and step: the first epoch that builds the decoded-image
-cache (decode cost included), a cached epoch, an epoch decoding every file (no cache, `--workers` processes), and an
-epoch over a synthetic batch already on the device. Each timed epoch is the median of `--repeats`.
+cache (decode cost included), a cached epoch (batches built on the device, `data.cache.DeviceBatches`), an epoch
+decoding every file (no cache, `--workers` processes), and an epoch over synthetic batches already on the device (a
+different one each step). Each timed epoch is the median of `--repeats`; the cached data path alone (no training) is
+timed too.
 """
 
 from __future__ import annotations
@@ -91,14 +93,21 @@ def main() -> None:
         first = time.perf_counter() - start + epoch(loader(cached, args.batch, env, True, generator))
         decode = cached.base.decode_seconds
         steps = len(cached) // args.batch
-        x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
-        y = torch.randint(0, classes, (args.batch,), device=device)
-        synthetic = [(x, y, torch.arange(args.batch, device=device))] * steps
-        times: dict[str, list[float]] = {"cached": [], "decoded": [], "synthetic": []}
+        # a different batch every step, already on the device, as normalised floats: what a free data path would give
+        synthetic = [(torch.randn(args.batch, 3, args.image_size, args.image_size, device=device),
+                      torch.randint(0, classes, (args.batch,), device=device),
+                      torch.arange(args.batch, device=device)) for _ in range(steps)]
+        times: dict[str, list[float]] = {"cached": [], "decoded": [], "synthetic": [], "loader": []}
         for _ in range(args.repeats):  # interleaved, so a busy machine slows all three alike
             times["cached"].append(epoch(loader(cached, args.batch, env, True, generator)))
             times["decoded"].append(epoch(loader(splits(cache=False), args.batch, env, True, generator)))
             times["synthetic"].append(epoch(synthetic))
+            sync()
+            start = time.perf_counter()
+            for x, _, _ in loader(cached, args.batch, env, True, generator):  # the cached data path alone
+                normalise(x)
+            sync()
+            times["loader"].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{args.arch} {args.image_size}px patch {args.patch_size}, {args.method}, {args.images} images of "
           f"{args.source_px}px JPEG, batch {args.batch}, {steps} steps/epoch, {args.device}, {args.threads} thread(s),"
@@ -107,6 +116,7 @@ def main() -> None:
     print(f"| first (builds the cache; decode {decode:.2f} s) | {first:.2f} | {first / med['synthetic']:.2f} |")
     for name in ("cached", "decoded", "synthetic"):
         print(f"| {name} | {med[name]:.2f} | {med[name] / med['synthetic']:.2f} |")
+    print(f"cached data path alone (batches built and normalised, no training): {med['loader'] * 1e3:.1f} ms per epoch")
 
 
 if __name__ == "__main__":

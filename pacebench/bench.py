@@ -160,6 +160,27 @@ def run(cfg: BenchConfig) -> list[BenchRow]:
     return rows
 
 
+def profile_tables(cfg: BenchConfig, rows: int = 15) -> dict[str, str]:
+    """torch.profiler's operator table for one step of each method after `cfg.warmup` steps, sorted by the time
+    spent in each operator itself (the GPU's time on CUDA): where a step's time goes, beyond its FLOPs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(cfg.device)
+    cuda = device.type == "cuda"
+    tables = {}
+    for method in cfg.methods:
+        step = build(cfg, method, device)
+        for _ in range(max(cfg.warmup, 1)):
+            step()
+        sync(device)
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+            step()
+            sync(device)
+        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        tables[method] = prof.key_averages().table(sort_by=sort, row_limit=rows)
+    return tables
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

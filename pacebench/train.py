@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from pacebench import adapters, backbones
 from pacebench.checkpoint import Control, Stopped, TrainState
 from pacebench.data import load_splits
-from pacebench.data.cache import Normalise
+from pacebench.data.cache import DeviceBatches, Normalise, device_batches
 from pacebench.data.transforms import batch_mixup
 from pacebench.errors import UsageError
 from pacebench.methods import Method, SetupInfo, StepOutput
@@ -71,11 +72,15 @@ def attention_kernel(model: nn.Module) -> str:
 
 def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, generator: torch.Generator | None
            ) -> DataLoader:
-    workers = 0 if getattr(dataset, "in_memory", False) else env.num_workers
     size = len(dataset)  # type: ignore[arg-type]
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train and size >= batch_size,
-                      num_workers=workers, generator=generator, pin_memory=env.device.type == "cuda",
-                      persistent_workers=train and workers > 0)
+    order = partial(DataLoader, batch_size=batch_size, shuffle=train, drop_last=train and size >= batch_size,
+                    generator=generator)
+    assemble = device_batches(dataset, env.device)
+    if assemble is not None:  # cached images: the loader only orders positions, batches are built on the device
+        return order(range(size), collate_fn=assemble)  # type: ignore[arg-type]
+    workers = 0 if getattr(dataset, "in_memory", False) else env.num_workers
+    return order(dataset, num_workers=workers, pin_memory=env.device.type == "cuda",
+                 persistent_workers=train and workers > 0)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -295,10 +300,6 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
         compile_blocks(model)
     facts = {**ready.facts, "attention": attention_kernel(model), "image_cache": image_cache_facts(splits)}
     facts["normalize"] = {"mean": list(mean), "std": list(std)}  # the mean/std the inputs were normalised with
-    counts = adapters.count_parameters(model)
-    if setup_info:
-        setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter, "head_params": counts.head,
-                    **facts})
     t = spec.train
     optimizer = make_optimizer(params, t.lr, t.weight_decay, env.device)
     schedule = CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.min_lr, warmup_t=t.warmup_epochs,
@@ -312,6 +313,11 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     # generator, so that taking them or not (env.diagnostics) leaves the global RNG and thus training untouched
     diag_data = {on: loader(diagnostic_subset(d), t.batch_size, env, False, torch.Generator().manual_seed(spec.seed))
                  for on, d in (("train", splits.train), ("heldout", splits.evals[heldout_split(splits.evals)]))}
+    facts["image_cache"]["on_device"] = isinstance(train_data.collate_fn, DeviceBatches)
+    counts = adapters.count_parameters(model)
+    if setup_info:
+        setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter, "head_params": counts.head,
+                    **facts})
     control = control or Control()
     state = TrainState(model, optimizer, schedule, method, generator)
     first_epoch, final = state.start(control, env.device)  # after a checkpoint: as if never stopped

@@ -4,6 +4,7 @@ changes, and the training loop's normalisation on the device."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from fake_trees import make_fewshot, make_vtab
 
 from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.data import READERS, DataRequest
-from pacebench.data.cache import CachedImages, Normalise
+from pacebench.data.cache import CachedImages, DeviceBatches, Normalise, device_batches
 
 SIZE = 24
 
@@ -102,7 +103,7 @@ def test_training_from_the_cache_equals_training_from_decoded_files(tmp_path):
                           cache_dir=cache_dir)
         facts: dict = {}
         metrics = train_run(spec, env, lambda epoch, record: epochs.append(record), facts.update).metrics
-        assert facts["image_cache"]["used"] == (cache_dir is not None)
+        assert facts["image_cache"]["used"] == facts["image_cache"]["on_device"] == (cache_dir is not None)
         return metrics, [v for e in epochs for v in (e.loss, e.train_acc, e.grad_norm_mean)]
 
     cached, decoded = run(tmp_path / "cache"), run(None)
@@ -110,3 +111,68 @@ def test_training_from_the_cache_equals_training_from_decoded_files(tmp_path):
     assert cached[1] == pytest.approx(decoded[1], rel=1e-5)
     assert cached[0]["test_acc"] == decoded[0]["test_acc"] and cached[0]["fp_distance"] == pytest.approx(
         decoded[0]["fp_distance"], rel=1e-5)
+
+
+class ItemByItem(torch.utils.data.Dataset):
+    """A split seen only through its items: the DataLoader fetches and collates them one by one."""
+
+    in_memory = True
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        return self.base[i]
+
+
+def batches(dataset, device_path: bool, seed: int = 0, train: bool = True, batch_size: int = 3):
+    """Every batch of one epoch through the trainer's loader, built on the device or fetched item by item."""
+    from pacebench.train import Environment, loader
+
+    env = Environment(device=torch.device("cpu"), data_root=Path("."), num_workers=0)
+    torch.manual_seed(seed)
+    if not device_path:
+        dataset = ItemByItem(dataset)
+    data = loader(dataset, batch_size, env, train, torch.Generator().manual_seed(seed))
+    assert isinstance(data.collate_fn, DeviceBatches) == device_path
+    return [tuple(t.clone() for t in b) for b in data]
+
+
+@pytest.mark.parametrize("suite", ["vtab", "fewshot"])
+def test_device_batches_equal_item_by_item_batches_under_the_same_seed(tmp_path, suite):
+    """The batch builder draws the crop offsets and flips exactly as fetching items does, so the same seed gives the
+    same batches, order, labels and indices, for training (random crops) and evaluation (centre crops)."""
+    if suite == "vtab":
+        splits = read(make_vtab(tmp_path / "cifar", sizes={"train800val200": 8, "test": 5}), tmp_path / "cache")
+    else:
+        make_fewshot(tmp_path / "fs")
+        splits = READERS.get("fewshot")(DataRequest(tmp_path / "fs", "flowers", "final", 3, image_size=SIZE,
+                                                    cache_dir=tmp_path / "cache",
+                                                    options={"shots": 2, "split_seed": 0}))
+    for dataset, train in ((splits.train, True), (splits.evals["test"], False)):
+        for seed in (0, 1):
+            built, fetched = batches(dataset, True, seed, train), batches(dataset, False, seed, train)
+            assert len(built) == len(fetched) > 0
+            for a, b in zip(built, fetched, strict=True):
+                assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    if suite == "fewshot":  # the random crop and flip really vary: two seeds give other pixels
+        assert not all(torch.equal(a[0], b[0]) for a, b in zip(batches(splits.train, True, 0),
+                                                                batches(splits.train, True, 1), strict=True))
+
+
+def test_device_batches_serve_a_subset_and_skip_what_is_not_in_memory(tmp_path, monkeypatch):
+    import pacebench.data.cache as cache
+
+    root = make_vtab(tmp_path / "cifar", sizes={"train800val200": 6, "test": 2})
+    splits = read(root, tmp_path / "cache")
+    subset = torch.utils.data.Subset(splits.train, [4, 1])
+    built = device_batches(subset, torch.device("cpu"))
+    x, y, idx = built([0, 1])
+    assert idx.tolist() == [4, 1] and torch.equal(x[0], splits.train[4][0]) and y.tolist() == [splits.train[4][1],
+                                                                                                splits.train[1][1]]
+    assert device_batches(read(root).train, torch.device("cpu")) is None, "decoded images: the DataLoader fetches"
+    monkeypatch.setattr(cache, "IN_MEMORY", 0)  # a cache this large stays memory-mapped on the host
+    assert device_batches(read(root, tmp_path / "cache").train, torch.device("cpu")) is None

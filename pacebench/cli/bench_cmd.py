@@ -32,13 +32,15 @@ def register(app: typer.Typer) -> None:
         steps: Annotated[int, typer.Option("--steps", help="Timed rounds (the median is reported).")] = 6,
         threads: Annotated[int, typer.Option("--threads", help="CPU: torch intra-op threads.")] = 1,
         store: Annotated[bool, typer.Option("--store/--no-store", help="Keep the rows in the database.")] = True,
+        profile: Annotated[int, typer.Option("--profile", help="Also print torch.profiler's N costliest operators "
+                                             "of one step of each method (0: none).")] = 0,
         db: DbOption = None,
     ) -> None:
         """Time one training step of each method (interleaved rounds, median), count its FLOPs, and store the rows.
 
         `pacebench report --table speed` renders every stored measurement.
         """
-        from pacebench.bench import BenchConfig, as_records, device_name, run
+        from pacebench.bench import BenchConfig, as_records, device_name, profile_tables, run
         from pacebench.report import render
         from pacebench.report.tables import speed_table
         from pacebench.scheduler import resolve_device
@@ -60,6 +62,9 @@ def register(app: typer.Typer) -> None:
         table = speed_table(_Rows(target.speed()[-len(records):]))
         table.frame = table.frame.drop(columns=["when", "device", "backbone", "precision", "batch", "px"])
         console.print(render(table, "rich"))
+        for method, text in (profile_tables(cfg, profile) if profile > 0 else {}).items():
+            console.print(f"\n[bold]{method}[/bold]: one step, operators by their own time")
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 class _Rows:

@@ -166,8 +166,7 @@ def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn,
         cache_dir, prefix, steps = request.cache_dir, request.dataset, plan(size)
 
         def cached(items: list[Item], images: ImageDir, name: str) -> Dataset:
-            ops = steps.train if name == "train" else steps.evaluate
-            return CachedImages(items, steps.recipe, steps.resize, ops, cache_dir, f"{prefix}-{name}", images)
+            return CachedImages(items, steps, name == "train", cache_dir, f"{prefix}-{name}", images)
 
     return layout(request.root, request.phase, request.options, request.num_classes).splits(
         request.num_classes, train_transform(request.augment, size, mean, std, standard), evaluate(size, mean, std),

@@ -6,10 +6,11 @@ resize; the few-shot, FGVC and ImageNet suites' short-side resize) is decoded an
 training images at 224 px are 150 MB). The key hashes the image paths with their sizes and modification times,
 the resize recipe and the cache format, so a changed file or list builds a new cache, never a stale one (images
 read from an HDF5 pack are keyed by the pack's size and time). Later epochs and runs read the file back (into memory
-up to `IN_MEMORY` bytes, else memory-mapped); an item is the stored uint8 CHW tensor after the plan's tensor stage
-(random crop and flip for training, centre crop for evaluation). `Normalise` turns a batch into the backbone's
-normalised floats on the device, with the same arithmetic as torchvision's ToTensor + Normalize, so cached and
-decoded inputs are equal.
+up to `IN_MEMORY` bytes, else memory-mapped). `DeviceBatches` copies a split to the training device once and builds
+every batch there (gather, crop, flip); fetching an item instead gives the stored uint8 CHW tensor after the plan's
+tensor stage (random crop and flip for training, centre crop for evaluation), and both draw the same random
+numbers. `Normalise` turns a batch into the backbone's normalised floats on the device, with the same arithmetic as
+torchvision's ToTensor + Normalize, so cached and decoded inputs are equal.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
+from torchvision.transforms import RandomCrop
 
 from pacebench.data.images import ImageDir, Item, load_image
+from pacebench.data.transforms import CachePlan
 from pacebench.errors import DataError
 
 FORMAT = "u8-ragged-v2"  # bump when the stored form changes: old caches are then never read
@@ -52,25 +55,27 @@ def cache_key(items: list[Item], recipe: str, images: ImageDir | None = None) ->
 
 
 class CachedImages(Dataset):
-    """(uint8 CHW image, label) pairs of `items` after `resize` (cached) and `ops` (per fetch)."""
+    """(uint8 CHW image, label) pairs of `items` after `plan.resize` (cached) and `plan.ops(train)` (per fetch)."""
 
     in_memory = True  # no loader workers needed: an item is a slice of one buffer
 
-    def __init__(self, items: list[Item], recipe: str, resize: Callable, ops: Callable, cache_dir: Path,
-                 name: str = "split", images: ImageDir | None = None, threads: int = 4) -> None:
+    def __init__(self, items: list[Item], plan: CachePlan, train: bool, cache_dir: Path, name: str = "split",
+                 images: ImageDir | None = None, threads: int = 4) -> None:
         self.labels = [label for _, label in items]
-        self.ops, self.images = ops, images
-        self.path = cache_dir / f"{name}-{cache_key(items, recipe, images)}.u8"
+        self.crop, self.train, self.images = plan.crop, train, images
+        self.ops = plan.ops(train)
+        self.path = cache_dir / f"{name}-{cache_key(items, plan.recipe, images)}.u8"
         self.index_path = self.path.with_suffix(".idx.npy")
         self.decode_seconds = 0.0
         if not (self.path.is_file() and self.index_path.is_file()):
-            self.decode_seconds = self._build(items, resize, threads)
+            self.decode_seconds = self._build(items, plan.resize, threads)
         self.shapes = np.load(self.index_path)  # [n, 3]: height, width, channels
         sizes = self.shapes.prod(axis=1)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         total = int(self.offsets[-1])
         self.pixels = (torch.from_numpy(np.fromfile(self.path, dtype=np.uint8, count=total)) if total <= IN_MEMORY
                        else np.memmap(self.path, dtype=np.uint8, mode="r", shape=(max(total, 1),)))
+        self.resident: dict[torch.device, Tensor | list[Tensor]] = {}  # DeviceBatches' copies, per device
         self.stack: Tensor | None = None  # one shape for all (VTAB's square): [n, C, H, W], an item is a view
         if isinstance(self.pixels, Tensor) and len(self.shapes) and (self.shapes == self.shapes[0]).all():
             h, w, c = (int(v) for v in self.shapes[0])
@@ -96,13 +101,82 @@ class CachedImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        if self.stack is not None:
-            return self.ops(self.stack[i]), self.labels[i]
+    def image(self, i: int, pixels: Tensor | None = None) -> Tensor:
+        """Stored image i as a uint8 CHW tensor (a view of `pixels`, the buffer or its copy on a device)."""
+        if pixels is None and self.stack is not None:
+            return self.stack[i]
         h, w, c = (int(v) for v in self.shapes[i])
-        flat = self.pixels[self.offsets[i]:self.offsets[i + 1]]
-        image = (flat if isinstance(flat, Tensor) else torch.from_numpy(np.array(flat))).view(h, w, c)
-        return self.ops(image.permute(2, 0, 1)), self.labels[i]
+        flat = (self.pixels if pixels is None else pixels)[self.offsets[i]:self.offsets[i + 1]]
+        return (flat if isinstance(flat, Tensor) else torch.from_numpy(np.array(flat))).view(h, w, c).permute(2, 0, 1)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.ops(self.image(i)), self.labels[i]
+
+
+DEVICE_SHARE = 0.5  # of a GPU's free memory that one split's images may take; beyond it batches are built on the host
+
+
+class DeviceBatches:
+    """A DataLoader `collate_fn` that builds each batch from the cache on the training device: loader positions in,
+    (uint8 images, labels, indices) out, all on the device. The images are copied there once (VTAB-1k's training
+    split at 224 px is 150 MB); a batch is then one gather (whole images, or the centre crops cut once), or for
+    training with a crop one stacked slice per image and one batched flip. The crop offsets and flips come from
+    torchvision's own `RandomCrop.get_params` and the same `torch.rand(1) < 0.5` as `RandomHorizontalFlip`, drawn
+    per image in batch order from the global generator, exactly as fetching items one by one draws them: a run
+    gets the same batches either way (tested)."""
+
+    def __init__(self, images: CachedImages, device: torch.device, indices: list[int] | None = None) -> None:
+        self.device, self.indices, self.crop = device, indices, images.crop
+        self.labels = torch.tensor(images.labels, device=device)
+        self.random = images.train and images.crop is not None
+        if device not in images.resident:  # once per split and device (the diagnostics' subset shares it)
+            images.resident[device] = _resident(images, device, self.random)
+        self.resident = images.resident[device]
+
+    def __call__(self, positions: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        rows = positions if self.indices is None else [self.indices[p] for p in positions]
+        idx = torch.tensor(rows).to(self.device, non_blocking=True)
+        if isinstance(self.resident, Tensor):
+            return self.resident.index_select(0, idx), self.labels[idx], idx
+        crops, flips = [], []
+        size = (self.crop, self.crop)
+        for r in rows:
+            image = self.resident[r]
+            top, left, h, w = RandomCrop.get_params(image, size)  # type: ignore[arg-type]
+            crops.append(image[:, top:top + h, left:left + w])
+            flips.append(bool(torch.rand(1) < 0.5))
+        x = torch.stack(crops)
+        flip = torch.tensor(flips).to(self.device, non_blocking=True).view(-1, 1, 1, 1)
+        return torch.where(flip, x.flip(-1), x), self.labels[idx], idx
+
+
+def _resident(images: CachedImages, device: torch.device, random: bool) -> Tensor | list[Tensor]:
+    """The split's images on `device`: every stored image as it is (views of one buffer) where crops are random,
+    else what every fetch would give, cut once into one [n, C, H, W] tensor (whole images or centre crops)."""
+    if random:
+        pixels = images.pixels.to(device)  # type: ignore[union-attr]
+        return [images.image(i, pixels) for i in range(len(images))]
+    stack = images.stack if images.crop is None else None
+    if stack is None:
+        stack = torch.stack([images.ops(images.image(i)) for i in range(len(images))])
+    return stack.to(device)
+
+
+def device_batches(dataset: Dataset, device: torch.device) -> DeviceBatches | None:
+    """The batch builder for `dataset` (a split of cached images, or a Subset of one) on `device`; None for any other
+    data set, a cache too large for memory (memory-mapped) or for the GPU's free memory (`DEVICE_SHARE`)."""
+    from pacebench.data.base import Indexed
+
+    indices: list[int] | None = None
+    if isinstance(dataset, Subset):
+        indices = list(dataset.indices)
+        dataset = dataset.dataset
+    images = dataset.base if isinstance(dataset, Indexed) else None
+    if not isinstance(images, CachedImages) or not isinstance(images.pixels, Tensor) or not len(images):
+        return None
+    if device.type == "cuda" and images.pixels.numel() > DEVICE_SHARE * torch.cuda.mem_get_info(device)[0]:
+        return None
+    return DeviceBatches(images, device, indices)
 
 
 class Normalise:

@@ -53,24 +53,28 @@ def _resize_size(size: int) -> int:
 @dataclass(frozen=True)
 class CachePlan:
     """A standard transform split at its last deterministic step: `resize` (PIL -> PIL) is what `data.cache` stores
-    as uint8, `train` and `evaluate` run on the stored uint8 CHW tensor (torchvision's crop and flip draw the same
-    random numbers on tensors as on PIL images, so a cached item equals a decoded one under the same seed), and the
-    trainer normalises on the device. `recipe` names the stored form in the cache key."""
+    as uint8; what follows runs on the stored uint8 tensor: for `crop` (a size) a random crop and flip for training
+    and a centre crop for evaluation, nothing for None. `recipe` names the stored form in the cache key."""
 
     recipe: str
     resize: Callable[[Any], Any]
-    train: Callable[[Any], Any]
-    evaluate: Callable[[Any], Any]
+    crop: int | None = None
+
+    def ops(self, train: bool) -> Callable[[Any], Any]:
+        """The per-item tensor stage: torchvision's crop and flip draw the same random numbers on a tensor as on a
+        PIL image, so a cached item equals a decoded one under the same seed (data.cache batches draw them alike)."""
+        if self.crop is None:
+            return _identity
+        return T.Compose([T.RandomCrop(self.crop), T.RandomHorizontalFlip()]) if train else T.CenterCrop(self.crop)
 
 
 def vtab_cache(size: int) -> CachePlan:
-    return CachePlan(f"square-bicubic-{size}", square_resize(size), _identity, _identity)
+    return CachePlan(f"square-bicubic-{size}", square_resize(size))
 
 
 def crop_cache(size: int) -> CachePlan:
     """`crop_train_transform` / `crop_eval_transform` with the short-side resize cached."""
-    return CachePlan(f"short-bilinear-{_resize_size(size)}", T.Resize(_resize_size(size)),
-                     T.Compose([T.RandomCrop(size), T.RandomHorizontalFlip()]), T.CenterCrop(size))
+    return CachePlan(f"short-bilinear-{_resize_size(size)}", T.Resize(_resize_size(size)), size)
 
 
 def _identity(x: Any) -> Any:
