@@ -33,12 +33,12 @@ def make_model(args: argparse.Namespace) -> torch.nn.Module:
                              img_size=args.image_size, patch_size=args.patch_size)
 
 
-def authors_step(args: argparse.Namespace, method: str, x: torch.Tensor, y: torch.Tensor):
+def authors_setup(model: torch.nn.Module, method: str, rank: int, sigma: float, lam: float):
+    """Their train.py's set-up on `model`: LoRA_mul + VPT_add everywhere, and for PACE shared DropPath, σ falling
+    linearly over the blocks (block 0 without noise) and their PACE loss. Returns (compute_loss, trainable)."""
     import pace as authors  # the authors' package, from --authors
 
-    model = make_model(args)
-    authors.inject_residual_adapter(model, adapter="LoRAmul_VPTadd", rank=args.rank)
-    criterion = torch.nn.CrossEntropyLoss()
+    authors.inject_residual_adapter(model, adapter="LoRAmul_VPTadd", rank=rank)
 
     def standard(model, x, y, criterion, **kwargs):
         logits = model(x)
@@ -50,15 +50,22 @@ def authors_step(args: argparse.Namespace, method: str, x: torch.Tensor, y: torc
         authors.ensure_sharable_drop_path(model)
         found = authors.get_adapters_and_block_ids(model)
         num_blocks = max(block_id for _, _, block_id in found) + 1
-        sigmas = np.concatenate([np.zeros(1), np.linspace(0, args.sigma, num_blocks)[-1:0:-1]])
+        sigmas = np.concatenate([np.zeros(1), np.linspace(0, sigma, num_blocks)[-1:0:-1]])
         for parent, name, block_id in found:
             setattr(parent, name, authors.MultiplicativeNoiseAdapter(getattr(parent, name), sigma=sigmas[block_id]))
-        compute_loss = functools.partial(authors.compute_loss_pace, lbd_pace=args.lam)
+        compute_loss = functools.partial(authors.compute_loss_pace, lbd_pace=lam)
     trainable = []
     for n, p in model.named_parameters():
         p.requires_grad = any(k in n for k in ("delta", "head"))
         if p.requires_grad:
             trainable.append(p)
+    return compute_loss, trainable
+
+
+def authors_step(args: argparse.Namespace, method: str, x: torch.Tensor, y: torch.Tensor):
+    model = make_model(args)
+    compute_loss, trainable = authors_setup(model, method, args.rank, args.sigma, args.lam)
+    criterion = torch.nn.CrossEntropyLoss()
     opt = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=1e-4)
     model.train()
 

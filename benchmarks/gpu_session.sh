@@ -11,22 +11,9 @@ nvidia-smi -L; python3 -c "import torch, timm; print('torch', torch.__version__,
 echo "== 1. step speed, memory and MFU, ViT-B/16 224px batch 64, every method: fp32, bf16, bf16 compiled"
 METHODS=baseline,pace,pace_lazy,pace_fast,pace_multi,noise,fpa,sam,gp
 pb bench --device cuda --precision fp32 --methods $METHODS --steps 20 --warmup 5
-pb bench --device cuda --precision bf16 --methods $METHODS --steps 20 --warmup 5
+pb bench --device cuda --precision bf16 --methods $METHODS --steps 20 --warmup 5 --profile 25 | tee "$OUT/bench_bf16.txt"
 pb bench --device cuda --precision bf16 --methods baseline,pace --steps 20 --warmup 5 --compile
 pb report --table speed --format md | tee "$OUT/speed.md"
-python3 - <<'PY' | tee "$OUT/profile_bf16.txt"
-# where a bf16 baseline step spends its time (the issue asks for the profiler's word)
-import timm, torch
-from torch.profiler import ProfilerActivity, profile
-from pacebench.bench import BenchConfig, build
-step = build(BenchConfig(device="cuda", precision="bf16", methods=("baseline",)), "baseline", torch.device("cuda"))
-for _ in range(5): step()
-torch.cuda.synchronize()
-with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
-    for _ in range(5): step()
-    torch.cuda.synchronize()
-print(p.key_averages().table(sort_by="cuda_time_total", row_limit=25))
-PY
 python3 benchmarks/data_epoch.py --device cuda --arch vit_base_patch16_224 --image-size 224 --patch-size 16 \
   --images 1024 --source-px 500 --workers 12 | tee "$OUT/data_epoch.md"
 
@@ -64,6 +51,16 @@ print("|---|---|---|---|---|---|---|")
 for row in con.execute(q):
     print("| " + " | ".join(map(str, row)) + " |")
 PY
+
+echo "== 3b. a whole VTAB-1k run against the authors' fp32 train.py (needs their code, the data and ViT-B_16.npz)"
+# AUTHORS=.../PACE/Vision DATA=... (holding vtab-1k/cifar) WEIGHTS=.../ViT-B_16.npz
+if [ -n "${AUTHORS:-}" ] && [ -d "${DATA:-/nonexistent}/vtab-1k/cifar" ] && [ -f "${WEIGHTS:-/nonexistent}" ]; then
+  python3 benchmarks/vtab_end_to_end.py --authors "$AUTHORS" --data-root "$DATA" --weights "$WEIGHTS" \
+    --dataset cifar --method pace --epochs 300 --test-every 10 --workers 12 --device cuda --also-fp32 \
+    | tee "$OUT/vtab_end_to_end.md"
+else
+  echo "AUTHORS, DATA or WEIGHTS not given: the end-to-end comparison is skipped"
+fi
 
 echo "== 4. text methods at real model size (random weights; needs transformers and peft on the machine)"
 if python3 -c "import transformers, peft" 2>/dev/null; then

@@ -96,9 +96,10 @@ def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
     return nullcontext
 
 
-def make_optimizer(params: list[nn.Parameter], lr: float, weight_decay: float, device: torch.device
-                   ) -> torch.optim.Optimizer:
-    """The authors' AdamW; on CUDA the fused kernel (one launch for all parameters, same update rule)."""
+def make_optimizer(params: list[nn.Parameter] | list[dict[str, Any]], lr: float, weight_decay: float,
+                   device: torch.device) -> torch.optim.Optimizer:
+    """The authors' AdamW (parameters, or groups with their own weight decay as the text trainer's); on CUDA the
+    fused kernel (one launch for all parameters, same update rule)."""
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
 
 
@@ -199,7 +200,8 @@ class EpochStats:
     """Accumulates on the device; `finish()` is the epoch's one CPU-GPU sync."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self.steps, self.seen = device, 0, 0
+        self.device, self.steps = device, 0
+        self.seen: Tensor | int = 0  # a tensor where the count depends on the data (GSM-8K's answer tokens)
         self.loss = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device)
         self.gn_sum = torch.zeros((), device=device)
@@ -220,7 +222,8 @@ class EpochStats:
 
     def finish(self) -> dict[str, Any]:
         n = max(self.steps, 1)
-        values = torch.stack([self.loss / n, self.correct * 100.0 / max(self.seen, 1), self.gn_sum / n, self.gn_max])
+        seen = torch.as_tensor(self.seen, device=self.device).clamp(min=1)
+        values = torch.stack([self.loss / n, self.correct * 100.0 / seen, self.gn_sum / n, self.gn_max])
         loss, acc, gn_mean, gn_max = values.tolist()
         return {"loss": loss, "train_acc": acc, "grad_norm_mean": gn_mean, "grad_norm_max": gn_max,
                 "parts": {k: v.item() / n for k, v in self.parts.items()}}

@@ -109,7 +109,7 @@ def test_tiny_demo_run_end_to_end(tmp_path, results):
     assert all(r[3] and r[3] > 0 for r in runs) and all('"torch"' in r[5] for r in runs)
     setups = {r.method: r.setup for r in Store(db).runs()}  # the set-up facts are kept with each run
     normalize = {"mean": [0.5] * 3, "std": [0.5] * 3}  # the demo backbone's own
-    no_cache = {"used": False, "decode_seconds": 0.0}  # the demo's digits are built in: nothing to decode
+    no_cache = {"used": False, "decode_seconds": 0.0, "on_device": False}  # digits are built in: nothing decoded
     assert setups["baseline"] == {"attention": "fused", "normalize": normalize, "image_cache": no_cache}
     assert setups["pace"]["attention"] == "fused" and setups["pace"]["normalize"] == normalize
     assert setups["pace"]["sigmas"][0] == 0 and setups["pace"]["sigmas"][1] == pytest.approx(1.2)

@@ -176,3 +176,51 @@ def test_fast_paths_under_bf16_autocast(make_vit, name):
     torch.testing.assert_close(fast[0], plain[0], rtol=2e-2, atol=2e-2)
     for a, b in zip(fast[1], plain[1], strict=True):
         torch.testing.assert_close(a, b, rtol=0.1, atol=0.05)
+
+
+class HostRead(AssertionError):
+    pass
+
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in METHODS.items() if cls.trains))
+def test_a_training_step_never_reads_a_tensor_on_the_host(make_vit, name, monkeypatch):
+    """Inside a step nothing may wait for the device: every way of reading a tensor's value on the host raises
+    while the method computes its loss, backward and gradient norm and the epoch statistics accumulate. The
+    optimizer is exempt (on CPU AdamW reads its step count, a host tensor; on CUDA pacebench uses the fused kernel,
+    which keeps it on the device); the epoch's one read, `EpochStats.finish`, is refused too, so the guard works."""
+    from pacebench.train import EpochStats, train_step
+
+    ready = attach(make_vit(depth=2, drop_path_rate=0.2), name, SetupInfo(10, CLASSES), "lora_mul+vpt_add", 2)
+    optimizer = torch.optim.AdamW(ready.params, lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(B, 3, 32, 32, generator=g), torch.randint(0, CLASSES, (B,), generator=g), torch.arange(B))
+               for _ in range(3)]
+    guarded = {"on": True}
+    originals = {name: getattr(torch.Tensor, name) for name in
+                 ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy")}
+
+    def refusing(original):
+        def read(*args, **kwargs):
+            if guarded["on"]:
+                raise HostRead(f"a tensor was read on the host ({original.__name__}) inside a training step")
+            return original(*args, **kwargs)
+        return read
+
+    for attr, original in originals.items():
+        monkeypatch.setattr(torch.Tensor, attr, refusing(original))
+    step = optimizer.step
+
+    def unguarded_step(*args, **kwargs):
+        guarded["on"] = False
+        try:
+            return step(*args, **kwargs)
+        finally:
+            guarded["on"] = True
+
+    optimizer.step = unguarded_step  # type: ignore[method-assign]
+    stats = EpochStats(torch.device("cpu"))
+    for batch in batches:
+        out, targets = train_step(ready.method, ready.model, batch, optimizer, ready.params, None)
+        stats.add(out.loss, out.parts, out.logits, targets, out.grad_norm)
+    with pytest.raises(HostRead):
+        stats.finish()

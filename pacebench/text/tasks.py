@@ -159,8 +159,9 @@ class TextTask:
     def label_dtype(self) -> torch.dtype:
         return torch.long
 
-    def hits(self, out: Tensor, y: Tensor) -> tuple[Tensor, int] | None:
-        """(correct, count) for the training accuracy, or None where there is none (regression)."""
+    def hits(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor | int] | None:
+        """(correct, count) for the training accuracy, or None where there is none (regression); counts that depend
+        on the data stay on the device (no host sync per step)."""
         return (out.argmax(-1) == y).sum(), y.numel()
 
     def units(self, y: Tensor) -> int:
@@ -200,7 +201,7 @@ class Glue(TextTask):
     def label_dtype(self) -> torch.dtype:
         return torch.float32 if self.task.regression else torch.long
 
-    def hits(self, out: Tensor, y: Tensor) -> tuple[Tensor, int] | None:
+    def hits(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor | int] | None:
         return None if self.task.regression else super().hits(out, y)
 
     def encode(self, examples: list[Example], tokenizer: Any) -> list[Item]:
@@ -289,9 +290,9 @@ class Gsm8k(TextTask):
     def objective(self) -> Objective:
         return GENERATION
 
-    def hits(self, out: Tensor, y: Tensor) -> tuple[Tensor, int] | None:
+    def hits(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor | int] | None:
         mask = y != IGNORE
-        return ((out.argmax(-1) == y) & mask).sum(), int(mask.sum())
+        return ((out.argmax(-1) == y) & mask).sum(), mask.sum()
 
     def units(self, y: Tensor) -> int:
         return int((y != IGNORE).sum())

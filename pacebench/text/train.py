@@ -33,7 +33,15 @@ from pacebench.store import EpochRecord
 from pacebench.suites import load_suite
 from pacebench.text import models
 from pacebench.text.tasks import TASKS, Items, TextTask, collate
-from pacebench.train import EpochStats, TrainResult, autocast_for, check_finite, is_eval_epoch, seed_everything
+from pacebench.train import (
+    EpochStats,
+    TrainResult,
+    autocast_for,
+    check_finite,
+    is_eval_epoch,
+    make_optimizer,
+    seed_everything,
+)
 
 FP_SAMPLES = 256
 
@@ -182,7 +190,7 @@ def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], N
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(decay_groups(params, t.weight_decay), lr=t.lr)
+    optimizer = make_optimizer(decay_groups(params, t.weight_decay), t.lr, t.weight_decay, env.device)
     total_steps = t.epochs * len(train_data)
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(task.settings.warmup_ratio * total_steps),
                                                total_steps)
