@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from pacebench.adapters import training_paths
 from pacebench.errors import UsageError
 
 # Dense peak FLOP/s by GPU model and precision (vendor data sheets; fp32 without TF32, which pacebench keeps off).
@@ -38,6 +39,7 @@ class BenchConfig:
     precision: str = "fp32"  # fp32 | bf16 (resolved from auto by the caller)
     methods: tuple[str, ...] = ("baseline", "pace")
     compile: bool = False
+    paths: str = "fast"  # choices.Paths: which training fast paths run (runs always use all)
     warmup: int = 2
     steps: int = 6
     threads: int = 1
@@ -45,6 +47,10 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
             raise UsageError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        from pacebench.choices import Paths
+
+        if self.paths not in set(Paths):
+            raise UsageError(f"--paths must be one of {', '.join(Paths)}, got {self.paths!r}")
         if min(self.batch, self.image_size, self.rank, self.steps) < 1 or self.warmup < 0:
             raise UsageError("--batch, --image-size, --rank and --steps must be >= 1 and --warmup >= 0")
 
@@ -146,13 +152,16 @@ def run(cfg: BenchConfig) -> list[BenchRow]:
         torch.set_num_threads(cfg.threads)
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as in the authors' code
     steps = {m: build(cfg, m, device) for m in cfg.methods}
-    flops = {m: count_flops(step) for m, step in steps.items()}
-    times = interleaved(steps, cfg.warmup, cfg.steps, device)
+    with training_paths(cfg.paths):
+        flops = {m: count_flops(step) for m, step in steps.items()}
+        times = interleaved(steps, cfg.warmup, cfg.steps, device)
     peak = peak_flops(device, cfg.precision)
     rows = []
     for m in cfg.methods:
         seconds = statistics.median(times[m])
-        rows.append(BenchRow(m, 1000 * seconds, cfg.batch / seconds, flops[m] / 1e9, peak_memory_mib(steps[m], device),
+        with training_paths(cfg.paths):
+            peak_mib = peak_memory_mib(steps[m], device)
+        rows.append(BenchRow(m, 1000 * seconds, cfg.batch / seconds, flops[m] / 1e9, peak_mib,
                              mfu=flops[m] / seconds / peak if peak else None, times_ms=[1000 * t for t in times[m]]))
     ref = rows[0]
     for r in rows:
@@ -170,12 +179,13 @@ def profile_tables(cfg: BenchConfig, rows: int = 15) -> dict[str, str]:
     tables = {}
     for method in cfg.methods:
         step = build(cfg, method, device)
-        for _ in range(max(cfg.warmup, 1)):
-            step()
-        sync(device)
-        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-            step()
+        with training_paths(cfg.paths):
+            for _ in range(max(cfg.warmup, 1)):
+                step()
             sync(device)
+            with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+                step()
+                sync(device)
         sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
         tables[method] = prof.key_averages().table(sort_by=sort, row_limit=rows)
     return tables

@@ -84,3 +84,11 @@ class Diagnostics(StrEnum):
     eval = "eval"  # at every evaluation epoch (eval_every, and the last epoch)
     every = "every"  # every epoch: finer curves, one extra pass over train and held-out data per epoch
     off = "off"
+
+
+class Paths(StrEnum):
+    """Which training fast paths run (`adapters.base`); `pacebench bench --paths` measures what each one buys."""
+
+    fast = "fast"  # every fast path: the default, and what every run trains with
+    two_products = "two-products"  # no per-sample weights: a noisy layer runs W0 x and ΔW x, as on a GPU
+    plain = "plain"  # none: the formulas as written, copies duplicated at the input (`plain_paths()`)

@@ -80,3 +80,30 @@ def test_planning_never_pretrains_the_demo_backbone(tmp_path, monkeypatch):
             == "fp32", "an explicit precision is kept"
     finally:
         weights_sha256.cache_clear()
+
+
+@pytest.mark.parametrize("paths", ["two-products", "plain"])
+def test_bench_paths_switch_the_fast_paths_off_and_say_so(tmp_path, paths):
+    """`--paths two-products` runs every noisy layer as two products (noise costs more FLOPs than the baseline),
+    `--paths plain` every layer as written, the baseline's too (noise costs what it does); the rows keep the
+    setting and the table names it. Runs are untouched: the switch is undone after the measurement."""
+    from pacebench.adapters.base import Noisy
+    from pacebench.store import Store
+
+    db = f"sqlite:///{tmp_path}/b.db"
+    args = ["bench", "--backbone", "test_vit", "--image-size", "16", "--patch-size", "8", "--batch", "2",
+            "--classes", "3", "--rank", "2", "--methods", "noise", "--warmup", "0", "--steps", "1",
+            "--device", "cpu", "--db", db, "--paths", paths]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    base, noise = Store(db).speed()
+    assert base["paths"] == noise["paths"] == paths
+    if paths == "two-products":
+        assert noise["flop_ratio"] > 1.2, "noisy layers run W0 x and ΔW x, the baseline one merged product"
+    else:
+        assert noise["flop_ratio"] == pytest.approx(1.0), "plain: the baseline runs W0 x and ΔW x too"
+    assert Noisy.fast_paths and Noisy.per_sample
+    table = runner.invoke(app, ["report", "--table", "speed", "--format", "md", "--db", db])
+    assert f"fp32, {paths} paths" in table.output
+    bad = runner.invoke(app, args[:-1] + ["fastest"])
+    assert bad.exit_code == 2 and "--paths must be one of fast, two-products, plain" in bad.output

@@ -256,6 +256,36 @@ def test_text_options_are_checked():
         Settings.of({"warmup_ratio": 1.5})
 
 
+def test_an_evaluation_set_is_tokenised_once_however_often_it_is_scored():
+    from contextlib import nullcontext
+
+    from pacebench.text.data import Example
+    from pacebench.text.tasks import Glue
+
+    calls = []
+
+    class Tokenizer:
+        pad_token_id = 0
+
+        def __call__(self, texts, truncation, max_length):
+            calls.append(len(texts))
+            return {"input_ids": [[1, len(t)] for t in texts]}
+
+    class Model:
+        def eval(self):
+            return self
+
+        def __call__(self, x):
+            return torch.nn.functional.one_hot(x[:, 0, 1] % 2, 2).float()  # parity of the text's length
+
+    task = Glue("rte", 2, {"task": "rte"})
+    dev = [Example(("a",), 1), Example(("bb",), 0), Example(("ccc",), 0)]
+    scores = [task.score(Model(), dev, Tokenizer(), 2, torch.device("cpu"), nullcontext) for _ in range(3)]
+    assert scores == [pytest.approx(200 / 3)] * 3 and calls == [3], "tokenised at the first evaluation only"
+    task.score(Model(), list(dev), Tokenizer(), 2, torch.device("cpu"), nullcontext)
+    assert calls == [3, 3], "another list is another evaluation set"
+
+
 def test_stsb_uses_mse_and_the_score_difference():
     from pacebench.text.tasks import Glue
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from pacebench.adapters import lora, vpt  # noqa: F401  (registration)
-from pacebench.adapters.base import PARTS, AdaptedLinear, AdapterPart, Noisy, NoisyHead, plain_paths
+from pacebench.adapters.base import PARTS, AdaptedLinear, AdapterPart, Noisy, NoisyHead, plain_paths, training_paths
 from pacebench.adapters.layout import Layout, layout_of
 from pacebench.errors import UsageError
 
@@ -137,5 +137,5 @@ def disabled(model: nn.Module) -> Iterator[nn.Module]:
 __all__ = [
     "DESCRIPTIONS", "KINDS", "AdaptedLinear", "Layout", "NoisyHead", "ParamCount", "adapted_layers",
     "adapter_parameters", "count_parameters", "disabled", "head_parameters", "inject", "merge", "merged",
-    "noisy_layers", "parse_kind", "plain_paths", "trainable_state", "unmerge",
+    "noisy_layers", "parse_kind", "plain_paths", "trainable_state", "training_paths", "unmerge",
 ]

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pacebench.adapters.persample import PerSampleNoisyLinear
+from pacebench.choices import Paths
 from pacebench.noise import ADDITIVE, Noise
 from pacebench.registry import Registry
 
@@ -77,11 +78,29 @@ class Noisy(nn.Module):
 def plain_paths() -> Iterator[None]:
     """Computes every layer the plain way (W0 x + noise(ΔW x + Δb), copies duplicated at the input): the reference
     the fast paths are tested against."""
-    saved, Noisy.fast_paths = Noisy.fast_paths, False
+    with _switched(fast_paths=False):
+        yield
+
+
+@contextmanager
+def training_paths(kind: str) -> Iterator[None]:
+    """Trains with the fast paths `kind` names (`choices.Paths`): all of them, all but the per-sample weights, or
+    none. Runs always use all; `pacebench bench --paths` measures the others."""
+    settings = {Paths.fast: {}, Paths.two_products: {"per_sample": False}, Paths.plain: {"fast_paths": False}}
+    with _switched(**settings[Paths(kind)]):
+        yield
+
+
+@contextmanager
+def _switched(**flags: bool) -> Iterator[None]:
+    saved = {name: getattr(Noisy, name) for name in flags}
     try:
+        for name, value in flags.items():
+            setattr(Noisy, name, value)
         yield
     finally:
-        Noisy.fast_paths = saved
+        for name, value in saved.items():
+            setattr(Noisy, name, value)
 
 
 class AdaptedLinear(Noisy):

@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
                                              "always measured first, as the reference.")] = "baseline,pace",
         compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile every block.")]
         = False,
+        paths: Annotated[str, typer.Option("--paths", help="Training fast paths: fast (all, what runs use) | "
+                                           "two-products (no per-sample weights) | plain (none).")] = "fast",
         warmup: Annotated[int, typer.Option("--warmup", help="Untimed rounds first.")] = 2,
         steps: Annotated[int, typer.Option("--steps", help="Timed rounds (the median is reported).")] = 6,
         threads: Annotated[int, typer.Option("--threads", help="CPU: torch intra-op threads.")] = 1,
@@ -52,10 +54,10 @@ def register(app: typer.Typer) -> None:
         cfg = BenchConfig(backbone=backbone, adapter=adapter, rank=rank, batch=batch, image_size=image_size,
                           patch_size=patch_size, classes=classes, device=str(resolved),
                           precision=resolve_precision(precision, resolved), methods=tuple(names), compile=compile_,
-                          warmup=warmup, steps=steps, threads=threads)
-        console.print(f"{backbone} {adapter} r{rank}, batch {batch}, {image_size}px, {cfg.precision}"
-                      f"{', compiled' if compile_ else ''} on {device_name(resolved)}: {warmup} warm-up + {steps} "
-                      "timed rounds, methods interleaved")
+                          paths=paths, warmup=warmup, steps=steps, threads=threads)
+        setting = cfg.precision + (", compiled" if compile_ else "") + ("" if paths == "fast" else f", {paths} paths")
+        console.print(f"{backbone} {adapter} r{rank}, batch {batch}, {image_size}px, {setting} on "
+                      f"{device_name(resolved)}: {warmup} warm-up + {steps} timed rounds, methods interleaved")
         records = as_records(cfg, run(cfg))
         target = Store(db_url(db)) if store else _MemoryStore()
         target.add_speed(records)

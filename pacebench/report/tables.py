@@ -652,7 +652,8 @@ def speed_table(store: Store, suite: str | None = None, dataset: str | None = No
         raise PacebenchError("no speed measurements stored; run `pacebench bench` first")
     frame = pd.DataFrame([{
         "when": r["created_at"].strftime("%Y-%m-%d %H:%M"), "device": r["device_name"],
-        "backbone": r["backbone"], "precision": r["precision"] + (" compiled" if r["compile"] else ""),
+        "backbone": r["backbone"], "precision": r["precision"] + (" compiled" if r["compile"] else "")
+        + ("" if r.get("paths", "fast") == "fast" else f", {r['paths']} paths"),
         "batch": r["batch"], "px": r["image_size"], "method": r["method"], "ms/step": r["ms_per_step"],
         "images/s": r["images_per_s"], "GFLOP/step": r["gflop_per_step"], "time ratio": r["time_ratio"],
         "FLOP ratio": r["flop_ratio"], "time/FLOP": r["time_ratio"] / r["flop_ratio"],

@@ -141,6 +141,7 @@ class SpeedRow(Base):
     classes: Mapped[int] = mapped_column(Integer)
     precision: Mapped[str] = mapped_column(String(8))
     compile: Mapped[bool] = mapped_column(Boolean)
+    paths: Mapped[str] = mapped_column(String(16), default="fast", server_default="fast")  # choices.Paths
     threads: Mapped[int] = mapped_column(Integer)
     warmup: Mapped[int] = mapped_column(Integer)
     steps: Mapped[int] = mapped_column(Integer)

@@ -132,6 +132,7 @@ class TextTask:
     def __init__(self, dataset: str, num_classes: int, options: dict[str, Any]) -> None:
         self.dataset, self.num_classes, self.settings = dataset, num_classes, Settings.of(options)
         self.options = options
+        self._encoded: dict[int, tuple[list[Example], list[Item]]] = {}
 
     @classmethod
     def check(cls, suite: str, adapter: str, methods: Sequence[str]) -> None:
@@ -152,6 +153,13 @@ class TextTask:
 
     def objective(self) -> Objective:
         raise NotImplementedError
+
+    def encoded(self, examples: list[Example], tokenizer: Any) -> list[Item]:
+        """`encode(examples)`, tokenised once per list: an evaluation set is scored every few epochs."""
+        cached = self._encoded.get(id(examples))
+        if cached is None or cached[0] is not examples:
+            cached = self._encoded[id(examples)] = (examples, self.encode(examples, tokenizer))
+        return cached[1]
 
     def encode(self, examples: list[Example], tokenizer: Any) -> list[Item]:
         raise NotImplementedError
@@ -212,7 +220,7 @@ class Glue(TextTask):
     @torch.no_grad()
     def score(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
               autocast: Callable[[], Any]) -> float:
-        loader = torch.utils.data.DataLoader(Items(self.encode(examples, tokenizer)), batch_size=batch_size,
+        loader = torch.utils.data.DataLoader(Items(self.encoded(examples, tokenizer)), batch_size=batch_size,
                                              collate_fn=collate(tokenizer.pad_token_id, self.label_dtype()))
         model.eval()
         outs, ys = [], []
