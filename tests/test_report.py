@@ -595,6 +595,10 @@ def test_html_page_structure(curves, tmp_path):
                                                       for src in parser.images)
     assert "http://" not in page and "https://" not in page
     assert page.count('href="#') == len(parser.sections)  # the contents list links every section
+    old = make_run(curves, suite="vtab", dataset="cifar", test=10.0, method="sam", seed=9)
+    curves.update_run(old.id, key="made-before-a-change")  # an outdated run: the tables leave it out
+    vtab = build_page(curves).split('id="table-vtab"')[1].split("</section>")[0]
+    assert "left out" in vtab and "2 finished phase-2 runs; methods: pace (1), sam (1)" in vtab, "provenance too"
 
 
 def test_runs_from_before_a_change_that_alters_them_are_left_out_with_a_note(tmp_path):

@@ -19,6 +19,7 @@ from pacebench.errors import PacebenchError
 from pacebench.report.figures import FIGURES, gather_figure, render_figure, title_of
 from pacebench.report.render import to_html
 from pacebench.report.tables import TableData, data_label, gather, table_names, weights_key
+from pacebench.spec import is_current
 from pacebench.store import RunRecord, Store
 
 STYLE = """
@@ -92,7 +93,9 @@ def _has_measured(data: TableData) -> bool:
 
 def table_sections(store: Store) -> list[Section]:
     sections = []
-    finished = store.runs(phase="final", status="done")  # read once; each table takes its part
+    # read once; each table takes its part. Outdated runs (`spec.is_current`) are left out, as the tables leave
+    # them out, so the provenance counts the runs a table shows
+    finished = [r for r in store.runs(phase="final", status="done") if is_current(r)]
     for name in table_names():
         runs = table_runs(finished, name)
         if not runs or (name == "ablations" and all(r.method in ("baseline", "pace") for r in runs)):
