@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from pacebench.adapters import training_paths
+from pacebench.choices import Paths
 from pacebench.errors import UsageError
 
 # Dense peak FLOP/s by GPU model and precision (vendor data sheets; fp32 without TF32, which pacebench keeps off).
@@ -47,8 +48,6 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
             raise UsageError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
-        from pacebench.choices import Paths
-
         if self.paths not in set(Paths):
             raise UsageError(f"--paths must be one of {', '.join(Paths)}, got {self.paths!r}")
         if min(self.batch, self.image_size, self.rank, self.steps) < 1 or self.warmup < 0:
@@ -155,13 +154,12 @@ def run(cfg: BenchConfig) -> list[BenchRow]:
     with training_paths(cfg.paths):
         flops = {m: count_flops(step) for m, step in steps.items()}
         times = interleaved(steps, cfg.warmup, cfg.steps, device)
+        memory = {m: peak_memory_mib(step, device) for m, step in steps.items()}
     peak = peak_flops(device, cfg.precision)
     rows = []
     for m in cfg.methods:
         seconds = statistics.median(times[m])
-        with training_paths(cfg.paths):
-            peak_mib = peak_memory_mib(steps[m], device)
-        rows.append(BenchRow(m, 1000 * seconds, cfg.batch / seconds, flops[m] / 1e9, peak_mib,
+        rows.append(BenchRow(m, 1000 * seconds, cfg.batch / seconds, flops[m] / 1e9, memory[m],
                              mfu=flops[m] / seconds / peak if peak else None, times_ms=[1000 * t for t in times[m]]))
     ref = rows[0]
     for r in rows:

@@ -9,10 +9,11 @@ to the base weights in place, `unmerge()` subtracts them again.
 Fast paths: while a layer's noise is off (the baseline, layers with σ = 0, evaluation) it computes one product with
 the merged weight, F.linear(x, W0 + ΔW, b0 + Δb), instead of W0 x and ΔW x; the graph still reaches D, U, the
 prompt and δb. Noise that adds to Δh (PACE_add) or acts on the whole output (PACE_h) also needs only that one
-product. Multiplicative noise on Δh pays for two products, joined by one fused multiply-add (measured cheaper than
-one stacked product, whose backward also computes the frozen W0's gradient). The noise values are those the plain
-path would draw (`Noise.factors`). `plain_paths()` switches every fast path off, so tests can check that both
-give the same values and gradients.
+product. Multiplicative noise on Δh is folded into per-sample weights on a CPU (3 products instead of 5,
+`persample.py`); elsewhere it pays for two products joined by one fused multiply-add (measured cheaper than one
+stacked product, whose backward also computes the frozen W0's gradient). The noise values are those the plain path
+would draw (`Noise.factors`). `plain_paths()` switches every fast path off, so tests can check that both give the
+same values and gradients; `training_paths()` lets `pacebench bench --paths` measure what each one buys.
 """
 
 from __future__ import annotations
@@ -160,9 +161,9 @@ class AdaptedLinear(Noisy):
         return h0 + self.noise(self.delta(x))
 
     def _per_sample_pays(self, x: Tensor) -> bool:
-        """CPU only (fp32): per-sample weights built a few at a time in cache (persample.py) measured 0.72-0.78x
-        of two products on vit_tiny's 192- and 768-wide layers and 0.71x on test_vit's 64-wide ones; on a GPU
-        the two large products win."""
+        """CPU only (fp32): per-sample weights built a few at a time in cache (persample.py) measured 0.69-0.74x
+        of two products (forward + backward) on vit_tiny's 192- and 768-wide layers and 0.72x on test_vit's
+        64-wide ones; on a GPU the two large products win."""
         return (self.per_sample and x.ndim == 3 and x.device.type == "cpu"
                 and not torch.is_autocast_enabled("cpu"))
 
