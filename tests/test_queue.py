@@ -156,3 +156,45 @@ def test_gpu_selection():
     for bad, count in (("5", 4), ("0,7", 4), ("x", 4), ("0", 4), ("all", 0)):
         with pytest.raises(UsageError):
             parse_gpus(bad, count)
+
+
+def test_a_plan_is_enqueued_in_one_write_and_keeps_each_runs_state(store, monkeypatch):
+    """Two transactions for a whole plan (write, read back) whatever its size; a duplicate spec is one run; done
+    runs stay done, failed ones are queued again with fresh attempts."""
+    opened = []
+    session = store.session
+
+    def counted():
+        opened.append(1)
+        return session()
+
+    monkeypatch.setattr(store, "session", counted)
+    records = store.enqueue([spec(i) for i in range(24)] + [spec(3)])
+    assert len(opened) == 2 and len(records) == 25 and records[3].id == records[24].id
+    assert [r.key for r in records[:24]] == [spec(i).key for i in range(24)]
+    assert {r.status for r in records} == {"queued"}
+    monkeypatch.setattr(store, "session", session)
+    store.update_run(records[0].id, status="done")
+    store.update_run(records[1].id, status="failed", attempts=3, error="boom")
+    again = store.enqueue([spec(0), spec(1), spec(2)])
+    assert [r.status for r in again] == ["done", "queued", "queued"] and again[1].attempts == 0
+    assert len(store.runs()) == 24
+
+
+def test_concurrent_enqueues_of_one_plan_give_each_run_once(store):
+    plans: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def enqueue() -> None:
+        try:
+            plans.append([r.key for r in store.enqueue([spec(i) for i in range(24)])])
+        except BaseException as exc:  # noqa: BLE001 - the test reports any failure of a thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enqueue) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(plans) == 4 and all(p == [spec(i).key for i in range(24)] for p in plans)
+    assert sorted(r.key for r in store.runs()) == sorted(spec(i).key for i in range(24))

@@ -200,6 +200,17 @@ def _epoch_record(row: EpochRow) -> EpochRecord:
     return EpochRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(EpochRecord)})
 
 
+def new_run_row(spec: RunSpec, origin: str) -> RunRow:
+    """The row a new queued run starts as: its whole spec, no results."""
+    return RunRow(
+        key=spec.key, suite=spec.suite, dataset=spec.dataset, data_options=dict(spec.data_options),
+        backbone=spec.backbone, weights_sha256=spec.weights_sha256, adapter=spec.train.adapter,
+        rank=spec.train.rank, method=spec.method, method_config=dict(spec.method_config), seed=spec.seed,
+        hparams=dataclasses.asdict(spec.train), phase=spec.phase, origin=origin, status="queued",
+        versions={}, metrics={}, created_at=utcnow(),
+    )
+
+
 class Store(QueueMixin):
     """Opens the database at `url`: for writing, creating or upgrading its schema; `readonly`, an existing database
     at the newest revision, changing nothing (a missing SQLite file is an error, not a new empty database)."""
@@ -255,16 +266,9 @@ class Store(QueueMixin):
         existing = self.get_run(spec.key)
         if existing is not None:
             return existing
-        row = RunRow(
-            key=spec.key, suite=spec.suite, dataset=spec.dataset, data_options=dict(spec.data_options),
-            backbone=spec.backbone, weights_sha256=spec.weights_sha256, adapter=spec.train.adapter,
-            rank=spec.train.rank, method=spec.method, method_config=dict(spec.method_config), seed=spec.seed,
-            hparams=dataclasses.asdict(spec.train), phase=spec.phase, origin=origin, status="queued",
-            versions={}, metrics={}, created_at=utcnow(),
-        )
         try:
             with self.session() as s:
-                s.add(row)
+                s.add(new_run_row(spec, origin))
         except IntegrityError:  # another worker inserted the same key first
             pass
         record = self.get_run(spec.key)

@@ -90,17 +90,40 @@ class QueueMixin:
     def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct") -> list[RunRecord]:
         """Writes each spec as a queued run (its full spec is in the row); a run that failed all its attempts is
         queued again with fresh attempts, since asking for it again is asking for a retry. Done and running runs
-        are left as they are."""
-        records = []
-        for spec in specs:
-            record = self.add_run(spec, origin)
-            if record.status == "failed":
-                with self.session() as s:
-                    s.execute(update(RunRow).where(RunRow.id == record.id, RunRow.status == "failed")
+        are left as they are. One transaction for the whole plan (a sweep of hundreds of runs against a remote
+        PostgreSQL is one round trip, not three per run); if another process inserts one of the same keys at the
+        same moment, the plan falls back to adding its runs one by one."""
+        from sqlalchemy.exc import IntegrityError
+
+        from pacebench.store.api import new_run_row
+
+        specs = list(specs)
+        keys = list(dict.fromkeys(spec.key for spec in specs))
+        try:
+            with self.session() as s:
+                s.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})  # SQLite: read, then write
+                status = dict(s.execute(select(RunRow.key, RunRow.status).where(RunRow.key.in_(keys))).all())
+                fresh = {spec.key: spec for spec in specs if spec.key not in status}
+                s.add_all(new_run_row(spec, origin) for spec in fresh.values())
+                failed = [key for key, value in status.items() if value == "failed"]
+                if failed:
+                    s.execute(update(RunRow).where(RunRow.key.in_(failed), RunRow.status == "failed")
                               .values(status="queued", attempts=0, claim=None))
-                record = self.get_run(record.id)  # type: ignore[assignment]
-            records.append(record)
-        return records
+        except IntegrityError:  # a concurrent enqueue of the same run: take them one at a time
+            return [self._enqueue_one(spec, origin) for spec in specs]
+        with self.session() as s:
+            rows = {r.key: r for r in s.scalars(select(RunRow).where(RunRow.key.in_(keys)))}
+            records = {key: _record(row) for key, row in rows.items()}
+        return [records[spec.key] for spec in specs]
+
+    def _enqueue_one(self, spec: RunSpec, origin: str) -> RunRecord:
+        record = self.add_run(spec, origin)
+        if record.status == "failed":
+            with self.session() as s:
+                s.execute(update(RunRow).where(RunRow.id == record.id, RunRow.status == "failed")
+                          .values(status="queued", attempts=0, claim=None))
+            record = self.get_run(record.id)  # type: ignore[assignment]
+        return record
 
     def status_counts(self, keys: list[str] | None = None, **filters: Any) -> Counter[str]:
         query = select(RunRow.status, func.count()).group_by(RunRow.status)
