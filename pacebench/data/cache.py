@@ -60,7 +60,7 @@ class CachedImages(Dataset):
     in_memory = True  # no loader workers needed: an item is a slice of one buffer
 
     def __init__(self, items: list[Item], plan: CachePlan, train: bool, cache_dir: Path, name: str = "split",
-                 images: ImageDir | None = None, threads: int = 4) -> None:
+                 images: ImageDir | None = None, threads: int | None = None) -> None:
         self.labels = [label for _, label in items]
         self.crop, self.train, self.images = plan.crop, train, images
         self.ops = plan.ops(train)
@@ -81,10 +81,11 @@ class CachedImages(Dataset):
             h, w, c = (int(v) for v in self.shapes[0])
             self.stack = self.pixels.view(len(self.shapes), h, w, c).permute(0, 3, 1, 2).contiguous()
 
-    def _build(self, items: list[Item], resize: Callable, threads: int) -> float:
+    def _build(self, items: list[Item], resize: Callable, threads: int | None) -> float:
         start = time.perf_counter()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max(1, threads)) as pool:  # Pillow decodes and resizes without the GIL
+        threads = threads or min(32, os.cpu_count() or 4)  # Pillow decodes and resizes without the GIL
+        with ThreadPoolExecutor(max(1, threads)) as pool:
             arrays = list(pool.map(lambda item: np.asarray(resize(load_image(item[0], self.images)), dtype=np.uint8),
                                    items))
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
