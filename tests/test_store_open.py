@@ -193,3 +193,29 @@ def test_postgres_concurrent_first_opens_and_refusals(postgres_url):
         conn.execute(text("update alembic_version set version_num = '0099_future'"))
     with pytest.raises(PacebenchError, match="which this pacebench does not know"):
         Store(postgres_url)
+
+
+def test_the_wal_switch_waits_for_another_opener_to_let_go(tmp_path):
+    """Switching a file to WAL needs every other connection's lock released, and SQLite does not wait for it: a
+    process still inside its first open (here: a held write lock, released after 0.3 s) made a concurrent first
+    open fail with "database is locked" about one time in twenty under load. The switch now retries."""
+    import threading
+    import time
+
+    from sqlalchemy import create_engine
+
+    from pacebench.store.api import _use_wal
+
+    path = tmp_path / "w.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("create table t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    start = time.monotonic()
+    _use_wal(create_engine(f"sqlite:///{path}"), wait_s=10)
+    release.join()
+    holder.close()
+    assert time.monotonic() - start >= 0.25, "it waited for the lock"
+    with sqlite3.connect(path) as con:
+        assert con.execute("pragma journal_mode").fetchone() == ("wal",)

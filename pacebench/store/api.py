@@ -14,6 +14,7 @@ Read-only opens (`runs`, `report`, `plot`, `db current`) never create or migrate
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -110,12 +111,30 @@ def upgrade(engine: Engine, url: str = "") -> str | None:
             command.upgrade(_alembic_config(conn), "head")
         _check_tables(conn, url)
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        raw = engine.raw_connection()  # outside any transaction; persistent, set once the file is known to be ours
+        _use_wal(engine)  # set once the file is known to be ours
+    return current
+
+
+def _use_wal(engine: Engine, wait_s: float = 30.0) -> None:
+    """Puts the SQLite file in WAL mode (persistent in the file), outside any transaction. The switch needs every
+    other connection's lock released and SQLite does not wait for that (no busy timeout), so while another process
+    that opened the file at the same moment still holds its lock, the switch is retried for up to `wait_s`."""
+    import sqlite3
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        raw = engine.raw_connection()
         try:
-            raw.cursor().execute("PRAGMA journal_mode=WAL")
+            cursor = raw.cursor()
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
         finally:
             raw.close()
-    return current
+        time.sleep(0.05)
 
 
 def schema_revision(url: str) -> tuple[str | None, str]:
