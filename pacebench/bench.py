@@ -140,8 +140,9 @@ def peak_memory_mib(step: Callable[[], Any], device: torch.device) -> float | No
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
-def run(cfg: BenchConfig) -> list[BenchRow]:
-    """Times every method of `cfg` interleaved; the first method is the reference for the ratios."""
+def build_steps(cfg: BenchConfig) -> dict[str, Callable[[], Any]]:
+    """One training step of every method of `cfg` (names checked first), with the device's thread count and fp32
+    settings applied."""
     from pacebench.methods import METHODS
 
     for m in cfg.methods:
@@ -150,7 +151,14 @@ def run(cfg: BenchConfig) -> list[BenchRow]:
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as in the authors' code
-    steps = {m: build(cfg, m, device) for m in cfg.methods}
+    return {m: build(cfg, m, device) for m in cfg.methods}
+
+
+def run(cfg: BenchConfig, steps: dict[str, Callable[[], Any]] | None = None) -> list[BenchRow]:
+    """Times every method of `cfg` interleaved (on `steps` from `build_steps`, or fresh ones); the first method is
+    the reference for the ratios."""
+    steps = steps or build_steps(cfg)
+    device = torch.device(cfg.device)
     with training_paths(cfg.paths):
         flops = {m: count_flops(step) for m, step in steps.items()}
         times = interleaved(steps, cfg.warmup, cfg.steps, device)
@@ -167,23 +175,20 @@ def run(cfg: BenchConfig) -> list[BenchRow]:
     return rows
 
 
-def profile_tables(cfg: BenchConfig, rows: int = 15) -> dict[str, str]:
-    """torch.profiler's operator table for one step of each method after `cfg.warmup` steps, sorted by the time
-    spent in each operator itself (the GPU's time on CUDA): where a step's time goes, beyond its FLOPs."""
+def profile_tables(cfg: BenchConfig, steps: dict[str, Callable[[], Any]], rows: int = 15) -> dict[str, str]:
+    """torch.profiler's operator table for one more step of each method (of `steps`, already warm from `run`),
+    sorted by the time spent in each operator itself (the GPU's time on CUDA): where a step's time goes, beyond its
+    FLOPs."""
     from torch.profiler import ProfilerActivity, profile
 
     device = torch.device(cfg.device)
     cuda = device.type == "cuda"
     tables = {}
-    for method in cfg.methods:
-        step = build(cfg, method, device)
-        with training_paths(cfg.paths):
-            for _ in range(max(cfg.warmup, 1)):
-                step()
+    for method, step in steps.items():
+        with training_paths(cfg.paths), profile(
+                activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+            step()
             sync(device)
-            with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-                step()
-                sync(device)
         sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
         tables[method] = prof.key_averages().table(sort_by=sort, row_limit=rows)
     return tables

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
         `pacebench report --table speed` renders every stored measurement.
         """
-        from pacebench.bench import BenchConfig, as_records, device_name, profile_tables, run
+        from pacebench.bench import BenchConfig, as_records, build_steps, device_name, profile_tables, run
         from pacebench.report import render
         from pacebench.report.tables import speed_table
         from pacebench.scheduler import resolve_device
@@ -58,13 +58,14 @@ def register(app: typer.Typer) -> None:
         setting = cfg.precision + (", compiled" if compile_ else "") + ("" if paths == "fast" else f", {paths} paths")
         console.print(f"{backbone} {adapter} r{rank}, batch {batch}, {image_size}px, {setting} on "
                       f"{device_name(resolved)}: {warmup} warm-up + {steps} timed rounds, methods interleaved")
-        records = as_records(cfg, run(cfg))
+        built = build_steps(cfg)
+        records = as_records(cfg, run(cfg, built))
         target = Store(db_url(db)) if store else _MemoryStore()
         target.add_speed(records)
         table = speed_table(_Rows(target.speed()[-len(records):]))
         table.frame = table.frame.drop(columns=["when", "device", "backbone", "precision", "batch", "px"])
         console.print(render(table, "rich"))
-        for method, text in (profile_tables(cfg, profile) if profile > 0 else {}).items():
+        for method, text in (profile_tables(cfg, built, profile) if profile > 0 else {}).items():
             console.print(f"\n[bold]{method}[/bold]: one step, operators by their own time")
             console.print(text, markup=False, highlight=False, soft_wrap=True)
 

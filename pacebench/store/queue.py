@@ -97,24 +97,23 @@ class QueueMixin:
 
         from pacebench.store.api import new_run_row
 
-        specs = list(specs)
-        keys = list(dict.fromkeys(spec.key for spec in specs))
+        plan = [(spec.key, spec) for spec in specs]  # a key hashes the whole spec: computed once here
+        keys = list(dict.fromkeys(key for key, _ in plan))
         try:
             with self.session() as s:
                 s.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})  # SQLite: read, then write
                 status = dict(s.execute(select(RunRow.key, RunRow.status).where(RunRow.key.in_(keys))).all())
-                fresh = {spec.key: spec for spec in specs if spec.key not in status}
+                fresh = {key: spec for key, spec in plan if key not in status}
                 s.add_all(new_run_row(spec, origin) for spec in fresh.values())
                 failed = [key for key, value in status.items() if value == "failed"]
                 if failed:
                     s.execute(update(RunRow).where(RunRow.key.in_(failed), RunRow.status == "failed")
                               .values(status="queued", attempts=0, claim=None))
         except IntegrityError:  # a concurrent enqueue of the same run: take them one at a time
-            return [self._enqueue_one(spec, origin) for spec in specs]
+            return [self._enqueue_one(spec, origin) for _, spec in plan]
         with self.session() as s:
-            rows = {r.key: r for r in s.scalars(select(RunRow).where(RunRow.key.in_(keys)))}
-            records = {key: _record(row) for key, row in rows.items()}
-        return [records[spec.key] for spec in specs]
+            records = {r.key: _record(r) for r in s.scalars(select(RunRow).where(RunRow.key.in_(keys)))}
+        return [records[key] for key, _ in plan]
 
     def _enqueue_one(self, spec: RunSpec, origin: str) -> RunRecord:
         record = self.add_run(spec, origin)
