@@ -23,8 +23,8 @@ import timm
 import torch
 
 from pacebench.bench import interleaved
-from pacebench.methods import SetupInfo
-from pacebench.prepare import attach
+from pacebench.core.methods import SetupInfo
+from pacebench.core.prepare import attach
 
 
 def make_model(args: argparse.Namespace) -> torch.nn.Module:

@@ -23,12 +23,12 @@ import timm
 import torch
 from PIL import Image
 
-from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
+from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD
+from pacebench.core.methods import SetupInfo
+from pacebench.core.prepare import attach
 from pacebench.data import READERS, DataRequest
 from pacebench.data.cache import Normalise
-from pacebench.methods import SetupInfo
-from pacebench.prepare import attach
-from pacebench.train import Environment, loader, make_optimizer
+from pacebench.training.loop import Environment, loader, make_optimizer
 
 
 def write_tree(root: Path, n: int, px: int, classes: int) -> None:

@@ -45,10 +45,10 @@ def batch(kind: str, vocab: int, size: int, seq: int, device: torch.device) -> t
 
 
 def measure(name: str, method_name: str, args: argparse.Namespace, device: torch.device) -> dict[str, object]:
-    from pacebench.methods import METHODS, SetupInfo
+    from pacebench.core.methods import METHODS, SetupInfo
     from pacebench.text.models import share_dropout
     from pacebench.text.tasks import GENERATION
-    from pacebench.train import autocast_for
+    from pacebench.training.loop import autocast_for
 
     torch.manual_seed(0)
     model, kind, vocab = build(name)

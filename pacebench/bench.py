@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from pacebench.adapters import training_paths
 from pacebench.choices import Paths
+from pacebench.core.adapters import training_paths
 from pacebench.errors import UsageError
 
 # Dense peak FLOP/s by GPU model and precision (vendor data sheets; fp32 without TF32, which pacebench keeps off).
@@ -92,9 +92,9 @@ def build(cfg: BenchConfig, method: str, device: torch.device) -> Callable[[], A
     """One training step of `method` on a fresh model, as a closure over its model, optimizer and batch."""
     import timm
 
-    from pacebench.methods import SetupInfo
-    from pacebench.prepare import attach
-    from pacebench.train import autocast_for, compile_blocks, make_optimizer
+    from pacebench.core.methods import SetupInfo
+    from pacebench.core.prepare import attach
+    from pacebench.training.loop import autocast_for, compile_blocks, make_optimizer
 
     torch.manual_seed(0)
     extra: dict[str, Any] = {"patch_size": cfg.patch_size} if cfg.patch_size else {}
@@ -143,7 +143,7 @@ def peak_memory_mib(step: Callable[[], Any], device: torch.device) -> float | No
 def build_steps(cfg: BenchConfig) -> dict[str, Callable[[], Any]]:
     """One training step of every method of `cfg` (names checked first), with the device's thread count and fp32
     settings applied."""
-    from pacebench.methods import METHODS
+    from pacebench.core.methods import METHODS
 
     for m in cfg.methods:
         METHODS.get(m)

@@ -27,8 +27,8 @@ from pacebench.store import RunRecord, Store
 
 def fold(model: nn.Module) -> nn.Module:
     """Merges every adapter into its frozen Linear and unwraps it (and the head) in place: a plain timm module tree."""
-    from pacebench import adapters
-    from pacebench.adapters import AdaptedLinear, NoisyHead, _set_child
+    from pacebench.core import adapters
+    from pacebench.core.adapters import AdaptedLinear, NoisyHead, _set_child
 
     adapters.merge(model)
     for path, module in list(model.named_modules()):
@@ -42,11 +42,11 @@ def fold(model: nn.Module) -> nn.Module:
 def run_model(store: Store, run: RunRecord, weights: Path | None = None) -> nn.Module:
     """The run's trained model (adapters unmerged, eval mode), rebuilt from its spec, pre-trained file and stored
     adapter and head tensors."""
-    from pacebench import backbones
-    from pacebench.methods import SetupInfo
-    from pacebench.prepare import prepare
-    from pacebench.spec import RunSpec
-    from pacebench.suites import load_suite
+    from pacebench.core import backbones
+    from pacebench.core.methods import SetupInfo
+    from pacebench.core.prepare import prepare
+    from pacebench.plan.spec import RunSpec
+    from pacebench.plan.suites import load_suite
 
     if run.status != "done":
         raise UsageError(f"run {run.id} is {run.status}; only a finished run can be exported")
@@ -79,7 +79,7 @@ def export_model(store: Store, run_ref: str, out: Path, weights: Path | None = N
     """
     from safetensors.torch import save_file
 
-    from pacebench import backbones
+    from pacebench.core import backbones
 
     if out.suffix != ".safetensors":
         raise UsageError(f"--out {out}: export-model writes a .safetensors file; end the name in .safetensors")

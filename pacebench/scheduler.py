@@ -1,8 +1,8 @@
 """Planning (pure: suite x datasets x methods x seeds -> RunSpecs) and executing a plan through the work queue.
 
 Executing writes the plan into the database as queued runs, each row holding its full spec, then starts workers
-(pacebench/worker.py): one in this process, one process per GPU or per `--jobs`, or a Slurm job array
-(pacebench/cluster.py). Workers claim runs exactly once, so any number of them, on any machine that reaches the
+(execution/worker.py): one in this process, one process per GPU or per `--jobs`, or a Slurm job array
+(execution/cluster.py). Workers claim runs exactly once, so any number of them, on any machine that reaches the
 database, can work through one plan; the database, not the process that planned, is the record of what ran.
 """
 
@@ -26,10 +26,10 @@ from typing import Any
 from pacebench import __version__
 from pacebench.choices import Phase
 from pacebench.errors import UsageError
+from pacebench.plan.spec import RunSpec, TrainConfig
+from pacebench.plan.suites import load_suite
 from pacebench.settings import WorkerSettings, repo_root, results_dir
-from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import RunRecord, Store
-from pacebench.suites import load_suite
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class PlanRequest:
 def weights_sha256(backbone: str, weights: Path | None, weights_dir: Path | None = None) -> str:
     """The SHA-256 of the backbone's weights file. Pure: a demo backbone that is not pre-trained yet hashes to ""
     (planning never trains anything); `materialise` pre-trains it and fills the hash in before runs execute."""
-    from pacebench import backbones
+    from pacebench.core import backbones
 
     if _pretrainable(backbone, weights) and not _demo_path(backbone).is_file():
         return ""
@@ -60,13 +60,13 @@ def weights_sha256(backbone: str, weights: Path | None, weights_dir: Path | None
 
 
 def _pretrainable(backbone: str, weights: Path | None) -> bool:
-    from pacebench import backbones
+    from pacebench.core import backbones
 
     return weights is None and backbone in backbones.BACKBONES and backbones.BACKBONES.get(backbone).in_results
 
 
 def _demo_path(backbone: str) -> Path:
-    from pacebench import backbones
+    from pacebench.core import backbones
 
     return backbones.demo_checkpoint_dir() / backbones.BACKBONES.get(backbone).filename
 
@@ -74,7 +74,7 @@ def _demo_path(backbone: str) -> Path:
 def materialise(specs: list[RunSpec], device_type: str) -> list[RunSpec]:
     """What must be settled before run keys are final: precision 'auto' becomes bf16 on CUDA and fp32 elsewhere,
     and a demo backbone planned before it existed is pre-trained now and its hash filled in."""
-    from pacebench.pretrain import pretrain_demo_backbone
+    from pacebench.training.pretrain import pretrain_demo_backbone
 
     out = []
     for spec in specs:
@@ -89,8 +89,8 @@ def materialise(specs: list[RunSpec], device_type: str) -> list[RunSpec]:
 
 def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha256) -> list[RunSpec]:
     """All runs the request names, in a stable order. Unknown names fail here, before anything trains."""
-    from pacebench.adapters import parse_kind
-    from pacebench.methods import METHODS
+    from pacebench.core.adapters import parse_kind
+    from pacebench.core.methods import METHODS
     from pacebench.text.tasks import TASKS
 
     suite = load_suite(req.suite)
@@ -122,7 +122,7 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
 
 def _accepts(method: str, name: str) -> bool:
     """A --hp value applies to every selected method that has that hyperparameter (lam for pace and fpa, ...)."""
-    from pacebench.methods import METHODS
+    from pacebench.core.methods import METHODS
 
     return METHODS.get(method).Config.accepts(name)
 
@@ -265,7 +265,7 @@ def environment(opts: WorkerOptions, device: str) -> Any:
     import torch
 
     from pacebench.settings import results_dir
-    from pacebench.train import Environment
+    from pacebench.training.loop import Environment
 
     resolved = resolve_device(device)
     if resolved.type == "cpu":
@@ -297,11 +297,11 @@ def execute(specs: list[RunSpec], store: Store, opts: WorkerOptions, origin: str
     devices = worker_devices(opts) if opts.cluster is None else []
     with (display or (lambda _keys: nullcontext()))(keys):
         if opts.cluster is not None:
-            from pacebench.cluster import submit
+            from pacebench.execution.cluster import submit
 
             submit(store.url, keys, opts, wait)
         elif len(devices) == 1:
-            from pacebench.worker import Worker
+            from pacebench.execution.worker import Worker
 
             Worker(store, environment(opts, devices[0]), opts.settings, keys).work(wait)
         else:
@@ -312,7 +312,7 @@ def execute(specs: list[RunSpec], store: Store, opts: WorkerOptions, origin: str
 def run_processes(db: str, keys: list[str], opts: WorkerOptions, devices: list[str], wait: bool) -> None:
     """One `pacebench worker` process per device, each in its own session (a terminal's Ctrl-C reaches only this
     process, which forwards one SIGTERM to each worker so that they checkpoint and release their runs)."""
-    from pacebench.worker import stop_on_signals
+    from pacebench.execution.worker import stop_on_signals
 
     logs = results_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)

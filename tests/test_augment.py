@@ -12,13 +12,13 @@ from timm.data.auto_augment import RandAugment
 from timm.data.random_erasing import RandomErasing
 from torchvision import transforms as T
 
-from pacebench import adapters, backbones
+from pacebench.core import adapters, backbones
+from pacebench.core.methods import METHODS
 from pacebench.data import READERS, DataRequest
 from pacebench.data.transforms import batch_mixup
 from pacebench.errors import UsageError
-from pacebench.methods import METHODS
-from pacebench.suites import load_suite
-from pacebench.train import EpochStats, check_mixup_batch, train_step
+from pacebench.plan.suites import load_suite
+from pacebench.training.loop import EpochStats, check_mixup_batch, train_step
 
 CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 

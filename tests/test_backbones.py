@@ -10,7 +10,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from pacebench import backbones
+from pacebench.core import backbones
 from pacebench.errors import DataError, UsageError
 
 ARCH = "vit_tiny_patch16_224"

@@ -10,10 +10,10 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from pacebench.cli import app
+from pacebench.core.methods import SetupInfo
+from pacebench.core.prepare import prepare
 from pacebench.errors import DataError
-from pacebench.methods import SetupInfo
-from pacebench.prepare import prepare
-from pacebench.spec import RunSpec, TrainConfig
+from pacebench.plan.spec import RunSpec, TrainConfig
 
 runner = CliRunner()
 
@@ -52,7 +52,7 @@ def test_prepare_checks_the_weights_against_the_runs_hash(tmp_path):
                    train=TrainConfig(image_size=32, rank=2), weights_sha256="0" * 64)
     with pytest.raises(DataError, match="changed since planning"):
         prepare(spec, SetupInfo(10, 3), weights=path)
-    from pacebench.backbones import sha256
+    from pacebench.core.backbones import sha256
 
     ready = prepare(spec.with_(weights_sha256=sha256(path)), SetupInfo(10, 3), weights=path)
     assert ready.weights_sha256 == sha256(path) and ready.facts["sigmas"][0] == 0.0
@@ -87,7 +87,7 @@ def test_bench_paths_switch_the_fast_paths_off_and_say_so(tmp_path, paths):
     """`--paths two-products` runs every noisy layer as two products (noise costs more FLOPs than the baseline),
     `--paths plain` every layer as written, the baseline's too (noise costs what it does); the rows keep the
     setting and the table names it. Runs are untouched: the switch is undone after the measurement."""
-    from pacebench.adapters.base import Noisy
+    from pacebench.core.adapters.base import Noisy
     from pacebench.store import Store
 
     db = f"sqlite:///{tmp_path}/b.db"

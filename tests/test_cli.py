@@ -34,7 +34,7 @@ def test_help_does_not_import_torch():
 
 
 def test_methods_lists_every_registered_method():
-    from pacebench.methods import METHODS
+    from pacebench.core.methods import METHODS
 
     result = invoke("methods")
     assert_ok(result)
@@ -169,7 +169,7 @@ def test_tune_runs_phase_one_on_val_then_phase_two_on_test(tmp_path, results):
 
 
 def test_ablate_no_tune_runs_every_table6_variant_and_the_efficiency_settings(tmp_path, results):
-    from pacebench.methods import ABLATIONS, EFFICIENCY
+    from pacebench.core.methods import ABLATIONS, EFFICIENCY
 
     db = f"sqlite:///{tmp_path}/ablate.db"
     result = invoke("ablate", "digits", "--suite", "demo", "--efficiency", "--no-tune", "--epochs", "1", "-t",
@@ -190,11 +190,11 @@ def test_ablate_no_tune_runs_every_table6_variant_and_the_efficiency_settings(tm
 def test_ablate_tunes_each_method_over_its_grid_then_retrains_the_winner(tmp_path, results, monkeypatch):
     import json
 
-    import pacebench.methods
-    from pacebench.methods import ABLATIONS
+    import pacebench.core.methods
+    from pacebench.core.methods import ABLATIONS
 
     grids = {"pace": {"lam": [0.5, 1.0]}, "fpa": {"lam": [0.1, 10.0]}}
-    monkeypatch.setattr(pacebench.methods, "method_grid", lambda m: grids.get(m, {}))
+    monkeypatch.setattr(pacebench.core.methods, "method_grid", lambda m: grids.get(m, {}))
     db = f"sqlite:///{tmp_path}/tuned.db"
     result = invoke("ablate", "digits", "--suite", "demo", "--epochs", "1", "-t", "batch_size=16", "--device", "cpu",
                     "--grid", "lam=0.5,2", "--diagnostics", "off", db=db)  # --grid: λ's values wherever λ is searched
@@ -277,9 +277,9 @@ def test_results_out_load_export_and_a_plain_timm_model(tmp_path, results):
 
 def test_help_lists_what_the_registries_hold():
     """The option help is read from the registries when shown, so it cannot fall behind them."""
-    from pacebench.methods import ABLATIONS, EFFICIENCY, METHODS
+    from pacebench.core.methods import ABLATIONS, EFFICIENCY, METHODS
+    from pacebench.plan.spec import TRAIN_FIELDS
     from pacebench.report import FIGURES, table_names
-    from pacebench.spec import TRAIN_FIELDS
 
     def text(*args: str) -> str:
         result = invoke(*args)

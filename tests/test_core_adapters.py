@@ -9,9 +9,9 @@ import timm
 import torch
 from torch import nn
 
-from pacebench import adapters
-from pacebench.adapters import KINDS, AdaptedLinear, NoisyHead, parse_kind
-from pacebench.adapters.base import PARTS, AdapterPart
+from pacebench.core import adapters
+from pacebench.core.adapters import KINDS, AdaptedLinear, NoisyHead, parse_kind
+from pacebench.core.adapters.base import PARTS, AdapterPart
 from pacebench.errors import UsageError
 
 RANK = 3

@@ -15,18 +15,18 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import Tensor, nn
 
-from pacebench import adapters
-from pacebench.adapters import KINDS
-from pacebench.droppath import SharedDropPath, copies, share_drop_path
+from pacebench.core import adapters
+from pacebench.core.adapters import KINDS
+from pacebench.core.droppath import SharedDropPath, copies, share_drop_path
+from pacebench.core.methods import ABLATIONS, EFFICIENCY, METHODS, SetupInfo, StepOutput, method_grid
+from pacebench.core.methods.base import consistency, grad_norm
+from pacebench.core.methods.fpa import fpa_loss, pretrained_logits
+from pacebench.core.methods.gp import gradient_norm_penalty
+from pacebench.core.methods.pace import NoisyMethod
+from pacebench.core.prepare import attach
 from pacebench.errors import UsageError
-from pacebench.methods import ABLATIONS, EFFICIENCY, METHODS, SetupInfo, StepOutput, method_grid
-from pacebench.methods.base import consistency, grad_norm
-from pacebench.methods.fpa import fpa_loss, pretrained_logits
-from pacebench.methods.gp import gradient_norm_penalty
-from pacebench.methods.pace import NoisyMethod
-from pacebench.prepare import attach
 from pacebench.settings import suites_dir
-from pacebench.train import clean_readings
+from pacebench.training.loop import clean_readings
 
 B, CLASSES, NUM_TRAIN = 4, 5, 10
 
@@ -45,7 +45,7 @@ def batch(seed: int = 0, n: int = B) -> tuple[Tensor, Tensor, Tensor]:
 
 def build(make_vit, name: str, kind: str = "lora_mul+vpt_add", rank: int = 2, config: dict | None = None,
           drop_path_rate: float = 0.1, depth: int = 2):
-    """What the trainer builds (pacebench.prepare.attach) on a tiny ViT; returns (model, method, params)."""
+    """What the trainer builds (pacebench.core.prepare.attach) on a tiny ViT; returns (model, method, params)."""
     ready = attach(make_vit(depth=depth, drop_path_rate=drop_path_rate), name, SetupInfo(NUM_TRAIN, CLASSES), kind,
                    rank, config)
     return ready.model, ready.method, ready.params

@@ -8,11 +8,21 @@ import pytest
 import torch
 from torch import nn
 
-from pacebench import adapters
-from pacebench.adapters import AdaptedLinear, NoisyHead
-from pacebench.adapters.base import PARTS
+from pacebench.core import adapters
+from pacebench.core.adapters import AdaptedLinear, NoisyHead
+from pacebench.core.adapters.base import PARTS
+from pacebench.core.noise import (
+    NOISES,
+    SCHEDULES,
+    Noise,
+    apply_noise,
+    dropout,
+    gauss_add,
+    gauss_mul,
+    noise_shape,
+    schedule,
+)
 from pacebench.errors import UsageError
-from pacebench.noise import NOISES, SCHEDULES, Noise, apply_noise, dropout, gauss_add, gauss_mul, noise_shape, schedule
 
 
 def _z(fn, shape: tuple[int, ...], value: float, sigma: float, seed: int = 0) -> torch.Tensor:
@@ -331,7 +341,7 @@ def test_swin_noise_is_per_window_by_default_and_per_sample_as_an_option(make_sw
 
 
 def test_noise_group_is_validated_and_stored_in_the_method_config():
-    from pacebench.methods import METHODS
+    from pacebench.core.methods import METHODS
 
     for name in ("pace", "noise", "pace_drop", "pace_fast", "pace_lazy", "pace_multi"):
         assert METHODS.get(name).make_config({}).as_dict()["noise_group"] == "window"

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from pacebench import adapters
-from pacebench.adapters import AdaptedLinear
-from pacebench.adapters.base import PARTS
-from pacebench.methods import METHODS, SetupInfo
-from pacebench.noise import Noise, apply_noise, gauss_mul
+from pacebench.core import adapters
+from pacebench.core.adapters import AdaptedLinear
+from pacebench.core.adapters.base import PARTS
+from pacebench.core.methods import METHODS, SetupInfo
+from pacebench.core.noise import Noise, apply_noise, gauss_mul
 
 DRAWS = 200_000
 

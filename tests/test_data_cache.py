@@ -10,7 +10,7 @@ import pytest
 import torch
 from fake_trees import make_fewshot, make_vtab
 
-from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
+from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.data import READERS, DataRequest
 from pacebench.data.cache import CachedImages, DeviceBatches, Normalise, device_batches
 
@@ -88,8 +88,8 @@ def test_training_from_the_cache_equals_training_from_decoded_files(tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    from pacebench.spec import RunSpec, TrainConfig
-    from pacebench.train import Environment, train_run
+    from pacebench.plan.spec import RunSpec, TrainConfig
+    from pacebench.training.loop import Environment, train_run
 
     make_vtab(tmp_path / "data" / "vtab-1k" / "cifar", classes=100, sizes={"test": 8})
     weights = tmp_path / "w.safetensors"
@@ -130,7 +130,7 @@ class ItemByItem(torch.utils.data.Dataset):
 
 def batches(dataset, device_path: bool, seed: int = 0, train: bool = True, batch_size: int = 3):
     """Every batch of one epoch through the trainer's loader, built on the device or fetched item by item."""
-    from pacebench.train import Environment, loader
+    from pacebench.training.loop import Environment, loader
 
     env = Environment(device=torch.device("cpu"), data_root=Path("."), num_workers=0)
     torch.manual_seed(seed)

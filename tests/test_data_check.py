@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pacebench.cli.data_cmd import app
 from pacebench.data.check import check_dataset, check_suite, require_data
 from pacebench.errors import DataError
-from pacebench.suites import DatasetDef, Suite, all_suites, load_suite
+from pacebench.plan.suites import DatasetDef, Suite, all_suites, load_suite
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pacebench import adapters
-from pacebench.methods import METHODS, SetupInfo
-from pacebench.train import clean_readings, diagnose, heldout_split
+from pacebench.core import adapters
+from pacebench.core.methods import METHODS, SetupInfo
+from pacebench.training.loop import clean_readings, diagnose, heldout_split
 
 CPU = torch.device("cpu")
 
@@ -62,7 +62,7 @@ def demo_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("results")
     mp = pytest.MonkeyPatch()
     mp.setenv("PACEBENCH_RESULTS", str(path))
-    from pacebench.pretrain import pretrain_demo_backbone
+    from pacebench.training.pretrain import pretrain_demo_backbone
 
     pretrain_demo_backbone(epochs=1)
     yield path
@@ -72,12 +72,12 @@ def demo_weights(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("phase", ["tune", "final"])
 def test_readings_never_change_training_and_tune_never_reads_test(demo_weights, phase, monkeypatch):
     from pacebench.scheduler import PlanRequest, plan
-    from pacebench.train import Environment, train_run
+    from pacebench.training.loop import Environment, train_run
 
     spec = plan(PlanRequest(suite="demo", methods=["pace"], phase=phase,
                             train={"epochs": 3, "eval_every": 2, "batch_size": 32}))[0]
     opened = []
-    import pacebench.train as train
+    import pacebench.training.loop as train
 
     real = train.load_splits
 
@@ -106,7 +106,7 @@ def test_readings_never_change_training_and_tune_never_reads_test(demo_weights, 
 def test_diagnostic_subset_is_fixed_and_bounded():
     from torch.utils.data import TensorDataset
 
-    from pacebench.train import diagnostic_subset
+    from pacebench.training.loop import diagnostic_subset
 
     small = TensorDataset(torch.arange(10))
     assert diagnostic_subset(small, 10) is small

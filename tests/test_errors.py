@@ -55,7 +55,7 @@ def _bad_suite(tmp_path: Path, monkeypatch) -> list[str]:
     (tmp_path / "suites" / "mine.toml").write_text('reader = "vtab"\nbackbone = "vit_b16_in21k"\n'
                                                    '[datasets.cifar]\nclasses = "five"\n')
     monkeypatch.setenv("PACEBENCH_SUITES", str(tmp_path / "suites"))
-    from pacebench.suites import all_suites
+    from pacebench.plan.suites import all_suites
 
     all_suites.cache_clear()
     return []
@@ -145,7 +145,7 @@ CASES: dict[str, tuple[Args, int, str]] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_with_its_exit_code(case, tmp_path, monkeypatch, sqlite_pragmas, demo_db):
-    from pacebench.suites import all_suites
+    from pacebench.plan.suites import all_suites
 
     args, code, message = CASES[case]
     result = runner.invoke(app, args(tmp_path, monkeypatch, sqlite_pragmas, demo_db))

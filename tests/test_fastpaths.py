@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from pacebench import adapters
-from pacebench.adapters import KINDS, AdaptedLinear, plain_paths
-from pacebench.methods import METHODS, SetupInfo
-from pacebench.noise import NOISES, Noise
-from pacebench.prefix import noise_free_blocks
-from pacebench.prepare import attach
-from pacebench.train import compile_blocks
+from pacebench.core import adapters
+from pacebench.core.adapters import KINDS, AdaptedLinear, plain_paths
+from pacebench.core.methods import METHODS, SetupInfo
+from pacebench.core.noise import NOISES, Noise
+from pacebench.core.prefix import noise_free_blocks
+from pacebench.core.prepare import attach
+from pacebench.training.loop import compile_blocks
 
 B, CLASSES = 4, 5
 
@@ -71,7 +71,7 @@ def test_adapted_linear_fast_path_equals_two_products(kind, noise):
 def test_per_sample_weights_built_chunk_by_chunk_equal_two_products(monkeypatch, chunk):
     """The per-sample weights are built a few samples at a time (here 1, 2 with a last chunk of 1, or all 5 at
     once): forward, input gradient, ΔW and Δb gradients equal the plain path's."""
-    from pacebench.adapters import persample
+    from pacebench.core.adapters import persample
 
     base = nn.Linear(6, 4)
     layer = AdaptedLinear(base, [adapters.PARTS.get("lora_add")(base, 2)], position=1)
@@ -188,7 +188,7 @@ def test_a_training_step_never_reads_a_tensor_on_the_host(make_vit, name, monkey
     while the method computes its loss, backward and gradient norm and the epoch statistics accumulate. The
     optimizer is exempt (on CPU AdamW reads its step count, a host tensor; on CUDA pacebench uses the fused kernel,
     which keeps it on the device); the epoch's one read, `EpochStats.finish`, is refused too, so the guard works."""
-    from pacebench.train import EpochStats, train_step
+    from pacebench.training.loop import EpochStats, train_step
 
     ready = attach(make_vit(depth=2, drop_path_rate=0.2), name, SetupInfo(10, CLASSES), "lora_mul+vpt_add", 2)
     optimizer = torch.optim.AdamW(ready.params, lr=1e-3)

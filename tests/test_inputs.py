@@ -17,11 +17,11 @@ import torch
 from fake_trees import WNIDS, make_domain, make_fewshot, make_fgvc, make_vtab
 from torch.utils.data import DataLoader, Dataset
 
-from pacebench import backbones
+from pacebench.core import backbones
 from pacebench.data import READERS, DataRequest
 from pacebench.data.check import check_dataset
 from pacebench.errors import DataError
-from pacebench.suites import DatasetDef, Suite
+from pacebench.plan.suites import DatasetDef, Suite
 
 SIZE = 32
 
@@ -279,7 +279,7 @@ def test_pack_one_based_labels_and_npz_through_data_check_and_run(tmp_path, monk
     from typer.testing import CliRunner
 
     from pacebench.cli import app
-    from pacebench.suites import all_suites
+    from pacebench.plan.suites import all_suites
 
     root = tmp_path / "data" / "fgvc" / "CUB_200_2011"
     make_fgvc(root)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from pacebench.errors import PacebenchError, UsageError
-from pacebench.protocol import Choice, final_specs, grid, key_of, select_best
-from pacebench.spec import RunSpec, TrainConfig
+from pacebench.plan.protocol import Choice, final_specs, grid, key_of, select_best
+from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.store import RunRecord, Store
 
 W1, W2 = "1" * 64, "2" * 64

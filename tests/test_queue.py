@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from pacebench.spec import RunSpec, TrainConfig
+from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, Store
 from pacebench.store.api import utcnow
 from pacebench.store.queue import Claimant, ClaimLost

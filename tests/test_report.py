@@ -16,13 +16,13 @@ import pytest
 from rich.console import Console
 
 from pacebench.errors import PacebenchError, UsageError
-from pacebench.reference import reference_table
+from pacebench.plan.spec import RunSpec, TrainConfig
+from pacebench.plan.suites import load_suite
 from pacebench.report import FIGURES, TableData, gather, plot, render, render_table, table_names, tables
 from pacebench.report.figures import accuracy_data, fp_distance_data, grad_norm_data, lambda_sweep_data
+from pacebench.report.reference import reference_table
 from pacebench.report.render import to_csv, to_latex, to_markdown
-from pacebench.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, RunRecord, Store
-from pacebench.suites import load_suite
 
 W1, W2 = "1" * 64, "2" * 64
 TRAIN = TrainConfig(epochs=3)
@@ -279,10 +279,10 @@ def test_ablations_table(tmp_path):
 
 
 def test_ablations_table_shows_tuned_winners_with_their_values(tmp_path, monkeypatch):
-    import pacebench.methods
+    import pacebench.core.methods
 
     grids = {"pace": {"lam": [0.5, 1.0], "sigma": [0.8, 1.2]}, "fpa": {"lam": [0.1, 1.0]}}
-    monkeypatch.setattr(pacebench.methods, "method_grid", lambda m: grids.get(m, {}))
+    monkeypatch.setattr(pacebench.core.methods, "method_grid", lambda m: grids.get(m, {}))
     store = Store(f"sqlite:///{tmp_path}/r.db")
     make_run(store, method="baseline", test=70, origin="tune")
     make_run(store, method="pace", config={"lam": 0.5, "sigma": 0.8}, test=80, origin="tune")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pacebench.cli import app
 from pacebench.scheduler import PlanRequest, plan
 from pacebench.store import Store
-from pacebench.train import Environment
+from pacebench.training.loop import Environment
 
 runner = CliRunner()
 
@@ -40,7 +40,7 @@ def test_ctrl_c_checkpoints_and_releases_the_run_and_the_next_worker_resumes_it(
 
     import torch
 
-    from pacebench.worker import Worker
+    from pacebench.execution.worker import Worker
 
     class CtrlC(Worker):
         def _on_epoch(self, run, claim):
@@ -65,10 +65,11 @@ def test_ctrl_c_checkpoints_and_releases_the_run_and_the_next_worker_resumes_it(
 
 def test_preflight_data_check_stops_the_run_before_training(tmp_path, monkeypatch):
     monkeypatch.setenv("PACEBENCH_SUITES", str(write_suites(tmp_path / "suites")))
-    from pacebench.suites import all_suites
+    from pacebench.plan.suites import all_suites
 
     all_suites.cache_clear()
-    monkeypatch.setattr("pacebench.train.train_run", lambda *a, **k: pytest.fail("trained despite missing data"))
+    monkeypatch.setattr("pacebench.training.loop.train_run",
+                        lambda *a, **k: pytest.fail("trained despite missing data"))
     (tmp_path / "w.safetensors").write_bytes(b"")  # planning hashes the file; nothing may load it
     try:
         result = runner.invoke(app, ["run", "vtab", "--backbone", "vit_tiny_patch16_224", "--weights",

@@ -15,8 +15,8 @@ import json
 
 import pytest
 
+from pacebench.plan.spec import RunSpec
 from pacebench.scheduler import PlanRequest, plan
-from pacebench.spec import RunSpec
 
 REQUESTS = {
     "demo_all_kinds": PlanRequest(suite="demo", methods=["baseline", "pace", "pace_lazy", "sam", "pace_drop", "fpa_gp",

@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 
 from pacebench.errors import PacebenchError, UsageError
-from pacebench.spec import RunSpec, TrainConfig
+from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, Store
 from pacebench.store.api import head_revision
 
@@ -142,7 +142,7 @@ def test_key_fills_method_defaults_and_ignores_noise_group_where_it_changes_noth
 
 
 def test_stored_runs_made_before_a_change_are_not_current(store):
-    from pacebench.spec import is_current
+    from pacebench.plan.spec import is_current
 
     fresh = store.add_run(spec())
     assert is_current(fresh)

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from pacebench.errors import DataError, UsageError
-from pacebench.reference import group_means, reference_path, reference_table, vtab_mean
+from pacebench.plan.spec import TrainConfig
+from pacebench.plan.suites import DatasetDef, Suite, all_suites, load_suite, parse_suite
+from pacebench.report.reference import group_means, reference_path, reference_table, vtab_mean
 from pacebench.settings import suites_dir
-from pacebench.spec import TrainConfig
-from pacebench.suites import DatasetDef, Suite, all_suites, load_suite, parse_suite
 from pacebench.text.tasks import TASKS
 
 PAPER_SUITES = ["vtab", "fewshot", "fgvc", "domain"]

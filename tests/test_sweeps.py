@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pacebench.errors import UsageError
+from pacebench.plan.sweeps import LAMBDAS, SWEEPS, override, plan_grids
 from pacebench.scheduler import PlanRequest, plan
-from pacebench.sweeps import LAMBDAS, SWEEPS, override, plan_grids
 
 
 def no_weights(backbone, weights):

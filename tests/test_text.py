@@ -144,7 +144,7 @@ def _batch(world, n: int = 3):
 
 
 def test_lora_sits_on_query_and_value_with_noise_holders_by_block(world):
-    from pacebench.methods import METHODS, SetupInfo
+    from pacebench.core.methods import METHODS, SetupInfo
     from pacebench.text.models import BranchNoise, lora_layers
 
     model = _classifier(world)
@@ -162,7 +162,7 @@ def test_lora_sits_on_query_and_value_with_noise_holders_by_block(world):
 
 
 def test_noise_multiplies_the_lora_branch_per_sample_and_channel_shared_over_tokens(world):
-    from pacebench.methods import METHODS, SetupInfo
+    from pacebench.core.methods import METHODS, SetupInfo
     from pacebench.text.models import lora_layers
 
     model = _classifier(world)
@@ -213,7 +213,7 @@ def test_merged_evaluation_equals_the_unmerged_model_and_pretrained_turns_lora_o
 
 
 def test_shared_dropout_gives_both_copies_one_mask_and_is_dropout_for_one_copy(world):
-    from pacebench.droppath import copies
+    from pacebench.core.droppath import copies
     from pacebench.text.models import SharedDropout, share_dropout
 
     model = _classifier(world)
@@ -297,7 +297,7 @@ def test_stsb_uses_mse_and_the_score_difference():
 
 
 def test_pace_on_text_is_ce_plus_lambda_times_the_distance_of_two_noisy_copies(world):
-    from pacebench.methods import METHODS, SetupInfo
+    from pacebench.core.methods import METHODS, SetupInfo
 
     model = _classifier(world)
     cls = METHODS.get("pace")
@@ -378,7 +378,7 @@ def test_text_errors_are_one_line(world, tmp_path, args, message):
 
 def test_missing_model_folder_names_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PACEBENCH_WEIGHTS", str(tmp_path))
-    from pacebench import backbones
+    from pacebench.core import backbones
 
     with pytest.raises(DataError, match="model folder for backbone roberta_base not found at .*roberta-base"):
         backbones.resolve("roberta_base")
@@ -389,7 +389,7 @@ def test_missing_model_folder_names_where_to_put_it(tmp_path, monkeypatch):
 def test_folder_hash_covers_config_and_tokenizer(world, tmp_path):
     import shutil
 
-    from pacebench.backbones import sha256
+    from pacebench.core.backbones import sha256
 
     copy = shutil.copytree(world["roberta"], tmp_path / "m")
     before = sha256(copy)
@@ -400,7 +400,7 @@ def test_folder_hash_covers_config_and_tokenizer(world, tmp_path):
 
 
 def test_pretrained_never_trains_an_image_model(make_vit):
-    from pacebench.methods import METHODS
+    from pacebench.core.methods import METHODS
 
     cls = METHODS.get("pretrained")
     assert not cls.trains
@@ -467,7 +467,7 @@ def test_missing_text_extra_is_a_one_line_error(monkeypatch):
 
 
 def test_weight_decay_spares_biases(world):
-    from pacebench.text.train import decay_groups
+    from pacebench.training.text import decay_groups
 
     model = _classifier(world)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -518,8 +518,8 @@ def test_a_copied_suite_file_starts_rte_from_a_lora_file(world, tmp_path, monkey
     """The documented way to change a text setting: a copy of the suite file, found through PACEBENCH_SUITES."""
     import shutil
 
+    from pacebench.plan.suites import all_suites
     from pacebench.settings import suites_dir
-    from pacebench.suites import all_suites
     from pacebench.text import models
 
     source = _classifier(world, rank=8)
@@ -551,12 +551,12 @@ def test_a_copied_suite_file_starts_rte_from_a_lora_file(world, tmp_path, monkey
 
 @pytest.mark.parametrize("method", ["pace", "pace_fast"])
 def test_a_resumed_text_run_ends_as_an_uninterrupted_one(world, method):
-    """The workers' checkpoints (pacebench/checkpoint.py) hold a text run too: LoRA, head, optimizer, the linear
+    """The workers' checkpoints (training/checkpoint.py) hold a text run too: LoRA, head, optimizer, the linear
     schedule, pace_fast's logit history and every random state (RoBERTa's dropout included)."""
-    from pacebench.checkpoint import Control
     from pacebench.scheduler import PlanRequest, plan
-    from pacebench.text.train import train_text
-    from pacebench.train import Environment
+    from pacebench.training.checkpoint import Control
+    from pacebench.training.loop import Environment
+    from pacebench.training.text import train_text
 
     [spec] = plan(PlanRequest("glue", ["rte"], [method], train={"epochs": 3, "batch_size": 8, "eval_batch_size": 4},
                               weights=world["roberta"]))
@@ -583,8 +583,8 @@ def test_text_runs_take_fig2_readings_and_they_never_change_training(world):
     """As for images: the clean model's task-gradient norm on train and held-out, and the held-out FP-distance, at
     evaluation epochs; with --diagnostics off the same run trains to the same weights."""
     from pacebench.scheduler import PlanRequest, plan
-    from pacebench.text.train import train_text
-    from pacebench.train import Environment
+    from pacebench.training.loop import Environment
+    from pacebench.training.text import train_text
 
     [spec] = plan(PlanRequest("glue", ["rte"], ["pace"], train={"epochs": 2, "batch_size": 8, "eval_batch_size": 4},
                               weights=world["roberta"]))

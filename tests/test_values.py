@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pacebench.choices import Precision
+from pacebench.core.methods import METHODS
 from pacebench.errors import UsageError
-from pacebench.methods import METHODS
-from pacebench.spec import TrainConfig, coerce_train
-from pacebench.suites import load_suite
+from pacebench.plan.spec import TrainConfig, coerce_train
+from pacebench.plan.suites import load_suite
 
 
 @pytest.mark.parametrize("text", ["2", "2.0", "2e0", 2, 2.0])
@@ -62,7 +62,7 @@ def test_unknown_names_are_listed_with_the_known_ones():
 
 def test_every_schedule_and_format_choice_has_exactly_one_implementation():
     from pacebench.choices import Format, Schedule
-    from pacebench.noise import SCHEDULES
+    from pacebench.core.noise import SCHEDULES
     from pacebench.report.render import FORMATS
 
     assert list(SCHEDULES.names()) == list(Schedule)

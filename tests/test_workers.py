@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pacebench.checkpoint import Control, Stopped
 from pacebench.scheduler import PlanRequest, plan
 from pacebench.store import Store
 from pacebench.store.queue import Claimant
-from pacebench.train import Environment, train_run
+from pacebench.training.checkpoint import Control, Stopped
+from pacebench.training.loop import Environment, train_run
 
 ENV = Environment(device=torch.device("cpu"), data_root=Path("data"), num_workers=0)
 FAST = {"PACEBENCH_HEARTBEAT_S": "0.5", "PACEBENCH_MISSED_BEATS": "4", "PACEBENCH_POLL_S": "0.2"}  # lease 2 s
@@ -105,7 +105,7 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(tmp_path, results):
     # resumed results equal uninterrupted ones
     clean = Store(f"sqlite:///{tmp_path}/clean.db")
     clean.enqueue(plan_)
-    from pacebench.worker import Worker
+    from pacebench.execution.worker import Worker
 
     Worker(clean, ENV).work()
     for run in runs:

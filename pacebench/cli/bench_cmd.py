@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         from pacebench.report.tables import speed_table
         from pacebench.scheduler import resolve_device
         from pacebench.store import Store
-        from pacebench.train import resolve_precision
+        from pacebench.training.loop import resolve_precision
 
         resolved = resolve_device(device)
         names = ["baseline"] + [m for m in split_list(methods) or [] if m != "baseline"]

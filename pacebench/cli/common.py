@@ -58,22 +58,22 @@ def _registry_lists() -> dict[str, Callable[[], str]]:
     """What `{name}` in an option's help stands for: a list read from a registry when the help is shown."""
 
     def methods() -> str:
-        from pacebench.methods import METHODS
+        from pacebench.core.methods import METHODS
 
         return ", ".join(METHODS.names())
 
     def table6() -> str:
-        from pacebench.methods import ABLATIONS
+        from pacebench.core.methods import ABLATIONS
 
         return ", ".join(ABLATIONS)
 
     def efficiency() -> str:
-        from pacebench.methods import EFFICIENCY
+        from pacebench.core.methods import EFFICIENCY
 
         return ", ".join(EFFICIENCY)
 
     def hyperparameters() -> str:
-        from pacebench.methods import METHODS
+        from pacebench.core.methods import METHODS
 
         return ", ".join(dict.fromkeys(n for _, cls in METHODS.items() for n, _, _ in cls.hyperparameters()))
 
@@ -89,17 +89,17 @@ def _registry_lists() -> dict[str, Callable[[], str]]:
         return ", ".join(FIGURES.names())
 
     def suites() -> str:
-        from pacebench.suites import all_suites
+        from pacebench.plan.suites import all_suites
 
         return ", ".join(all_suites())
 
     def adapters() -> str:
-        from pacebench.adapters import KINDS
+        from pacebench.core.adapters import KINDS
 
         return ", ".join(KINDS)
 
     def training_settings() -> str:
-        from pacebench.spec import TRAIN_FIELDS
+        from pacebench.plan.spec import TRAIN_FIELDS
 
         return ", ".join(TRAIN_FIELDS)
 

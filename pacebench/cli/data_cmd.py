@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pacebench.plan.suites import all_suites, load_suite
 from pacebench.settings import data_root
-from pacebench.suites import all_suites, load_suite
 
 app = typer.Typer(help="Check data sets on disk.", no_args_is_help=True)
 

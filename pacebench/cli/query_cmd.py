@@ -47,8 +47,8 @@ def runs(
 def methods() -> None:
     """List the registered methods (tags, paper row, description) and their hyperparameters: default, the
     search grid `ablate` uses, and what each means; then the adapter kinds for `-t adapter=KIND`."""
-    from pacebench.adapters import DESCRIPTIONS
-    from pacebench.methods import METHODS
+    from pacebench.core.adapters import DESCRIPTIONS
+    from pacebench.core.methods import METHODS
 
     table = Table("method", "tags", "paper row", "description", title="methods (tags: table6 = `pacebench "
                   "ablate`, efficiency = `ablate --efficiency`)")
@@ -68,8 +68,8 @@ def methods() -> None:
 def suites(data_root: DataOption = None) -> None:
     """List the suites, their datasets, and whether each dataset's folder is found under the data root."""
     from pacebench.data import READERS
+    from pacebench.plan.suites import all_suites
     from pacebench.settings import data_root as default_root
-    from pacebench.suites import all_suites
 
     root = data_root or default_root()
     table = Table("suite", "dataset", "classes", "group", "folder", "data", title=f"suites (data root {root})")
@@ -92,7 +92,7 @@ def inspect(
     image_size: Annotated[int, typer.Option("--image-size")] = 224,
 ) -> None:
     """Trainable parameter count and the σ schedule of a set-up, without weights or data."""
-    from pacebench.footprint import describe
+    from pacebench.core.footprint import describe
 
     info = describe(backbone, adapter, rank, classes, sigma, schedule, image_size)
     console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} rank {rank}, "

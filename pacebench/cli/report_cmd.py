@@ -98,8 +98,8 @@ def register(app: typer.Typer) -> None:
 def _coverage_note(store: object, table: str, suite: str | None, dataset: str | None) -> None:
     """On stderr (so md/csv output stays clean): how many phase-2 runs of the table's suite are not done."""
     from pacebench.cli.progress import counts_line
+    from pacebench.plan.suites import all_suites
     from pacebench.report import tables
-    from pacebench.suites import all_suites
 
     entry = tables().get(table)
     owners = [s.name for s in all_suites().values() if s.paper_table is not None and s.paper_table.name == entry.name]

@@ -118,7 +118,7 @@ def _shared(
 
 def _worker_options(o: Any) -> Any:
     """The workers' options; a Slurm sweep on SQLite is refused here, before anything is planned."""
-    from pacebench.cluster import EXECUTORS, SlurmOptions, check_database
+    from pacebench.execution.cluster import EXECUTORS, SlurmOptions, check_database
     from pacebench.scheduler import WorkerOptions
     from pacebench.settings import WorkerSettings
     from pacebench.settings import data_root as default_data_root
@@ -178,8 +178,8 @@ def execute_plan(specs: list[Any], o: Any, opts: Any, origin: str = "direct", to
     """Queues and trains `specs`, shows the workers, prints each run's outcome; exits 1 when a run failed
     (unless tolerated), or is still held by a live worker elsewhere, or was stopped."""
     from pacebench.cli.progress import SweepDisplay, print_outcomes
+    from pacebench.plan.spec import PHASES
     from pacebench.scheduler import execute, materialise
-    from pacebench.spec import PHASES
     from pacebench.store import Store
 
     if not o.dry_run:  # pre-trains the demo backbone if a run needs it and it is not there yet (planning never does)
@@ -259,14 +259,14 @@ def ablate(
 ) -> None:
     """Table 6 as the paper made it, for the methods tagged table6: each method's declared search grid on train ->
     val (phase 1), then each winner on train+val -> test (phase 2). `--no-tune`: defaults, phase 2 only."""
-    from pacebench.methods import ABLATIONS, EFFICIENCY
+    from pacebench.core.methods import ABLATIONS, EFFICIENCY
 
     methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
     opts = _worker_options(o)
     if no_tune:
         done = execute_plan(_plan(_request(o, suite, dataset, methods, seeds), o), o, opts) is not None
     else:
-        from pacebench.sweeps import override, table6_grids
+        from pacebench.plan.sweeps import override, table6_grids
 
         grids = override(table6_grids(methods), grid_values(grid))
         done = two_phase(_request(o, suite, dataset, methods, tune_seeds), grids, int_list(seeds, "--seeds") or [0],
@@ -292,7 +292,7 @@ def tune(
     """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
     (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed. A grid point that
     fails all its attempts is left out of the choice and named."""
-    from pacebench import protocol
+    from pacebench.plan import protocol
 
     method_names = split_list(methods) or []
     opts = _worker_options(o)
@@ -304,7 +304,7 @@ def tune(
 
 def two_phase(base: Any, grids: dict[str, dict[str, list[Any]]], seeds: list[int], o: Any, opts: Any) -> bool:
     """The protocol over per-method grids (`sweeps.two_phase_plan`), run and reported. False on a dry run."""
-    from pacebench.sweeps import two_phase_plan
+    from pacebench.plan.sweeps import two_phase_plan
 
     tune, direct = two_phase_plan(base, grids, seeds, lambda request: _plan(request, o))
     return run_phases(tune, direct, seeds, o, opts)
@@ -314,7 +314,7 @@ def run_phases(tune: list[Any], direct: list[Any], seeds: list[int], o: Any, opt
     """Phase 1 (`tune` specs, scored on val only; a grid point that fails all its attempts is left out of the
     choice and named), then phase 2: each key's chosen setting for every seed, plus the `direct` phase-2 specs of
     methods without a choice. False on a dry run."""
-    from pacebench import protocol
+    from pacebench.plan import protocol
 
     best: dict[Any, Any] = {}
     if tune:
@@ -353,10 +353,10 @@ def worker(
 
     What a cluster job runs; start as many as there are devices, on any machine that reaches the database.
     """
+    from pacebench.execution.worker import Worker
     from pacebench.scheduler import WorkerOptions, environment
     from pacebench.settings import data_root as default_data_root
     from pacebench.store import Store
-    from pacebench.worker import Worker
 
     keys = json.loads(keys_file.read_text()) if keys_file else None
     opts = WorkerOptions(device=device, threads=threads, loader_workers=workers,

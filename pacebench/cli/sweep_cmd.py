@@ -49,16 +49,16 @@ def sweep(
     on few-shot Oxford Pets for 1/2/4/8 shots (tune phase); table6: the tuned ablations, as `pacebench ablate`.
     """
     from pacebench.errors import UsageError
+    from pacebench.plan.sweeps import SWEEPS, override, plan_grids, table6_grids
     from pacebench.report import plot, render_table
     from pacebench.settings import results_dir
     from pacebench.store import Store
-    from pacebench.sweeps import SWEEPS, override, plan_grids, table6_grids
 
     if name != "table6" and name not in SWEEPS:
         raise UsageError(f"unknown sweep {name!r}; choose one of: {NAMES}")
     opts = _worker_options(o)
     if name == "table6":
-        from pacebench.methods import ABLATIONS
+        from pacebench.core.methods import ABLATIONS
 
         s = suite or "demo"
         base = _request(o, s, datasets, list(ABLATIONS), tune_seeds, shots, split_seeds)

@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch.utils.data import Dataset
 
-from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
+from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.data.images import ImageDir, Item, ListDataset
 from pacebench.data.transforms import CachePlan, train_transform
 from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
 
 if TYPE_CHECKING:
-    from pacebench.spec import RunSpec
-    from pacebench.suites import DatasetDef, Suite
+    from pacebench.plan.spec import RunSpec
+    from pacebench.plan.suites import DatasetDef, Suite
 
 T = TypeVar("T")
 
@@ -240,8 +240,8 @@ def load_splits(spec: RunSpec, data_root: Path, cache_dir: Path | None = None) -
     """The datasets of one run, read from under `data_root` as its suite says, normalised with the backbone's
     mean/std and augmented as `spec.train.augment` says; with `cache_dir`, cacheable splits come as uint8 images
     decoded once (the trainer normalises them on the device)."""
-    from pacebench.backbones import normalization
-    from pacebench.suites import load_suite
+    from pacebench.core.backbones import normalization
+    from pacebench.plan.suites import load_suite
 
     suite = load_suite(spec.suite)
     ds = suite.dataset(spec.dataset)

@@ -14,8 +14,8 @@ from typing import Any
 
 from pacebench.data.base import READERS, Source, dataset_root, layout_of
 from pacebench.errors import DataError
-from pacebench.spec import PHASES
-from pacebench.suites import DatasetDef, Suite
+from pacebench.plan.spec import PHASES
+from pacebench.plan.suites import DatasetDef, Suite
 
 SHOWN = 3  # problems of one kind listed per split before they are only counted
 

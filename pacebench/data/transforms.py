@@ -22,8 +22,8 @@ from typing import Any
 
 from torchvision import transforms as T
 
-from pacebench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from pacebench.choices import Augment
+from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 Stats = tuple[float, ...]
 STRONG_TRANSFORM: dict[str, Any] = {"auto_augment": "rand-m9-mstd0.5-inc1", "color_jitter": 0.4, "re_prob": 0.25,

@@ -16,10 +16,10 @@ from html import escape
 from typing import Any
 
 from pacebench.errors import PacebenchError
+from pacebench.plan.spec import is_current
 from pacebench.report.figures import FIGURES, gather_figure, render_figure, title_of
 from pacebench.report.render import to_html
 from pacebench.report.tables import TableData, data_label, gather, table_names, weights_key
-from pacebench.spec import is_current
 from pacebench.store import RunRecord, Store
 
 STYLE = """
@@ -48,7 +48,7 @@ class Section:
 def table_runs(runs: list[RunRecord], name: str) -> list[RunRecord]:
     """Of the finished phase-2 `runs`, those a table reads: its own suite's, vtab and domain for Table 5, every
     suite's Table-6 methods for Table 6, every run for the parameter counts."""
-    from pacebench.methods import ABLATIONS
+    from pacebench.core.methods import ABLATIONS
 
     if name == "backbones":
         return [r for r in runs if (r.suite, r.dataset) == ("vtab", "cifar") or r.suite == "domain"]

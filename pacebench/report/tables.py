@@ -27,11 +27,11 @@ from typing import Any
 import pandas as pd
 
 from pacebench.errors import PacebenchError
-from pacebench.reference import group_means, reference_table
+from pacebench.plan.spec import is_current
+from pacebench.plan.suites import PaperTable, Suite, all_suites, load_suite
 from pacebench.registry import Registry
-from pacebench.spec import is_current
+from pacebench.report.reference import group_means, reference_table
 from pacebench.store import RunRecord, Store
-from pacebench.suites import PaperTable, Suite, all_suites, load_suite
 
 PHASE_NOTE = "phase-2 runs only (train+val -> test)"
 ACC = ".2f"
@@ -105,7 +105,7 @@ def gather(name: str, store: Store, suite: str | None = None, dataset: str | Non
     if outdated:
         data.notes.append(f"{len(outdated)} finished run(s) made before a pacebench change that alters their "
                           "results are left out; run them again (their settings now give new run keys)")
-    from pacebench.protocol import excluded_points
+    from pacebench.plan.protocol import excluded_points
 
     excluded = excluded_points(store.runs(phase="tune", suite=suite))
     if excluded:
@@ -183,7 +183,7 @@ def config_labels(runs: list[RunRecord], scope: Callable[[RunRecord], Any] = lam
 def method_rank(method: str) -> tuple[int, str]:
     """Sort key: registration order (the baseline, PACE and the Table-6 ablations, the efficiency variants), then
     names no longer registered."""
-    from pacebench.methods import METHODS
+    from pacebench.core.methods import METHODS
 
     order = METHODS.names()
     return (order.index(method) if method in order else len(order), method)
@@ -459,7 +459,7 @@ def demo_table(store: Store, suite: str | None = None, dataset: str | None = Non
 
 
 def _table6_mode(run: RunRecord) -> str:
-    from pacebench.methods import method_grid
+    from pacebench.core.methods import method_grid
 
     if run.origin != "tune":
         return "defaults (not tuned)"
@@ -468,7 +468,7 @@ def _table6_mode(run: RunRecord) -> str:
 
 def _table6_values(run: RunRecord) -> str:
     """The run's values of its method's searched hyperparameters ("lam=1 sigma=1.2"); "–" for a method without any."""
-    from pacebench.methods import method_grid
+    from pacebench.core.methods import method_grid
 
     names = sorted(method_grid(run.method))
     return " ".join(f"{n}={_value(run.method_config.get(n))}" for n in names) or "–"
@@ -493,7 +493,7 @@ def _paper_ablations(runs: list[RunRecord]) -> dict[str, tuple[dict[str, float],
 @table("ablations", "Table 6: the ablations on one dataset, measured mean ± std, the paper's column beside",
        aliases=("6", "table6"))
 def ablations_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
-    from pacebench.methods import ABLATIONS, paper_rows
+    from pacebench.core.methods import ABLATIONS, paper_rows
 
     runs = finished_runs(store, suite, dataset, methods=ABLATIONS)
     if not runs:
@@ -608,7 +608,7 @@ def backbones_table(store: Store, suite: str | None = None, dataset: str | None 
 @table("params", "Trainable parameters (M) per suite: counted on the suite's settings, measured in finished runs, "
        "and the paper's printed 'params (M)'", aliases=("parameters",))
 def params_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
-    from pacebench.footprint import describe
+    from pacebench.core.footprint import describe
 
     names = [suite] if suite else [n for n, s in all_suites().items() if s.reference.get("params")]
     records = []

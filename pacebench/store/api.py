@@ -27,7 +27,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemy
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacebench.errors import PacebenchError, UsageError
-from pacebench.spec import RunSpec
+from pacebench.plan.spec import RunSpec
 from pacebench.store.models import Base, EpochRow, RunRow, RunWeightsRow, SpeedRow
 from pacebench.store.queue import QueueMixin, put_epoch, put_weights
 from pacebench.store.records import EpochRecord, RunRecord

@@ -29,7 +29,7 @@ from pacebench.store.models import CheckpointRow, EpochRow, RunRow, RunWeightsRo
 from pacebench.store.records import EpochRecord, RunRecord, WorkerRecord
 
 if TYPE_CHECKING:
-    from pacebench.spec import RunSpec
+    from pacebench.plan.spec import RunSpec
 
 
 class ClaimLost(PacebenchError):

@@ -272,7 +272,7 @@ def gsm8k_layout(root: Path, phase: str, options: Mapping[str, Any], num_classes
 
 
 def _image_reader(request: DataRequest) -> Splits:
-    raise UsageError("text data is read by the text trainer (pacebench/text/train.py), not as images")
+    raise UsageError("text data is read by the text trainer (pacebench/training/text.py), not as images")
 
 
 LAYOUTS: dict[str, LayoutFn] = {"glue": glue_layout, "gsm8k": gsm8k_layout}

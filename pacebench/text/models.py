@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pacebench.adapters.base import Noisy
-from pacebench.adapters.layout import LAYOUTS, Layout
-from pacebench.droppath import SharedDropPath
+from pacebench.core.adapters.base import Noisy
+from pacebench.core.adapters.layout import LAYOUTS, Layout
+from pacebench.core.droppath import SharedDropPath
 from pacebench.errors import DataError, UsageError
 
 LORA = "lora:"
@@ -233,7 +233,7 @@ def load_lora(model: TextModel, path: Path) -> int:
     """Starts the LoRA matrices from a file (the LoRA repository's `roberta_base_lora_mnli.bin`, whose keys read
     `roberta.encoder.layer.0.attention.self.query.lora_A`, or peft's own names); returns how many it set. Other
     tensors in the file (its task head) are ignored; a LoRA matrix of another shape is an error."""
-    from pacebench.backbones import read_state_dict
+    from pacebench.core.backbones import read_state_dict
 
     if not path.is_file():
         raise DataError(f"LoRA start file {path} not found (the suite option init_lora)")

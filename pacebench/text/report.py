@@ -6,9 +6,9 @@ MCC for CoLA, Pearson for STS-B, accuracy otherwise, on dev; GSM-8K: exact match
 
 from __future__ import annotations
 
+from pacebench.plan.suites import load_suite
 from pacebench.report.tables import TableData, _plain_mean, _wide_table, finished_runs, table
 from pacebench.store import RunRecord, Store
-from pacebench.suites import load_suite
 from pacebench.text.data import GLUE_TASKS
 
 SHORT = {"mcc": "mcc", "pearson": "pearson", "accuracy": "acc"}  # the slides CSV's column suffixes

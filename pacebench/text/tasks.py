@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pacebench.core.methods.base import CLASSIFICATION, Objective, consistency
 from pacebench.errors import DataError, UsageError
-from pacebench.methods.base import CLASSIFICATION, Objective, consistency
 from pacebench.registry import Registry
 from pacebench.text.data import (
     Example,

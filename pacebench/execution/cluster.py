@@ -1,0 +1,76 @@
+"""Workers as a Slurm job array, through submitit (which writes the sbatch script, submits, and collects results).
+
+Every task of the array is a `pacebench worker` on the shared database: tasks claim runs from the same queue, so the
+array size is simply how many run in parallel. A preempted or resubmitted task resumes its runs from their
+checkpoints in the database. submitit's folder (job scripts and logs) must be on a file system every node sees.
+Slurm's own accounting is not needed: the database records what ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pacebench.errors import PacebenchError, UsageError
+
+EXECUTORS = ("slurm", "local")  # local: submitit's local executor (same code path, for tests and dry runs)
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    executor: str = "slurm"
+    tasks: int = 1
+    partition: str | None = None
+    gpus_per_task: int = 0
+    cpus_per_task: int = 1
+    time_min: int = 24 * 60
+    extra: dict[str, str] = field(default_factory=dict)  # --slurm-opt KEY=VALUE, passed to sbatch as --KEY=VALUE
+    folder: Path = Path("results/slurm")
+    force_sqlite: bool = False
+
+
+def check_database(url: str, opts: SlurmOptions) -> None:
+    if url.startswith("sqlite") and not opts.force_sqlite and opts.executor == "slurm":
+        raise UsageError("a Slurm job array needs a database every node reaches: use --db postgresql+psycopg://"
+                         "USER@HOST/DB (pip install 'pacebench[postgres]'); --force-sqlite if every task runs on "
+                         "this machine's disk")
+
+
+def task(db: str, keys: list[str], opts: Any, wait: bool) -> dict[str, int]:
+    """One array task: a worker on the device the task was given (CUDA when Slurm assigned a GPU)."""
+    from pacebench.execution.worker import Worker
+    from pacebench.scheduler import environment
+    from pacebench.store import Store
+
+    return dict(Worker(Store(db), environment(opts, opts.device), opts.settings, keys).work(wait))
+
+
+def submit(db: str, keys: list[str], opts: Any, wait: bool) -> Counter[str]:
+    """Submits `opts.cluster.tasks` workers as one job array and waits for all of them."""
+    import submitit
+
+    c: SlurmOptions = opts.cluster
+    check_database(db, c)
+    if c.tasks < 1:
+        raise UsageError(f"--array must be >= 1, got {c.tasks}")
+    executor = submitit.AutoExecutor(folder=c.folder, cluster=c.executor)
+    params: dict[str, Any] = dict(timeout_min=c.time_min, cpus_per_task=c.cpus_per_task, tasks_per_node=1,
+                                  gpus_per_node=c.gpus_per_task, slurm_array_parallelism=c.tasks,
+                                  slurm_additional_parameters=dict(c.extra))
+    if c.partition:
+        params["slurm_partition"] = c.partition
+    executor.update_parameters(**params)
+    local = dataclasses.replace(opts, cluster=None)
+    n = c.tasks
+    jobs = executor.map_array(task, [db] * n, [keys] * n, [local] * n, [wait] * n)
+    outcomes: Counter[str] = Counter()
+    for job in jobs:
+        try:
+            outcomes.update(job.result())
+        except Exception as exc:  # a task that died (node failure, time limit): its runs stay queued or go stale
+            raise PacebenchError(f"Slurm task {job.job_id} failed: {str(exc).strip().splitlines()[-1]}; its "
+                                 f"log is under {c.folder}; rerun to continue the unfinished runs") from None
+    return outcomes

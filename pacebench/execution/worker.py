@@ -1,0 +1,196 @@
+"""A worker: claims queued runs from the database one at a time and trains them, until nothing is left.
+
+This is what `pacebench worker` runs, what `pacebench run` starts once per GPU (or `--jobs` times on a CPU), and
+what each task of a Slurm job array runs. While a run trains, a heartbeat thread refreshes its claim every few
+seconds (also during evaluation and checkpointing, which can take longer than an epoch). The first SIGTERM or
+SIGINT asks the run to stop at the next step: its newest checkpoint is saved and the run goes back to the queue,
+so a rerun (or a resubmitted Slurm task) continues where it stopped. A second one exits at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pacebench.errors import PacebenchError, one_line
+from pacebench.settings import WorkerSettings
+from pacebench.store import EpochRecord, RunRecord, Store
+from pacebench.store.queue import Claimant, ClaimLost
+from pacebench.training.checkpoint import Control, Stopped
+
+TERMINAL = ("done", "failed")
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop` (the run in flight checkpoints and is released); a second signal raises
+    KeyboardInterrupt as usual. Outside the main thread signals cannot be caught, and nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the claim every `interval` seconds; sets `lost` when the run was taken over meanwhile."""
+
+    def __init__(self, store: Store, run_id: int, claim: str, worker: str, interval: float) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
+        self.store, self.run_id, self.claim, self.worker, self.interval = store, run_id, claim, worker, interval
+        self.lost, self.done = threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                if not self.store.beat(self.run_id, self.claim):
+                    self.lost.set()
+                    return
+                self.store.worker_update(self.worker)
+            except Exception:  # a database hiccup: the next beat tries again; the lease allows several misses
+                continue
+
+
+class RunControl(Control):
+    """Resumes from the stored checkpoint, keeps the newest epoch-boundary state in memory, writes it every
+    `every` epochs, and stops the run when the worker is asked to stop or loses its claim."""
+
+    def __init__(self, store: Store, run: RunRecord, claim: str, every: int, stop: threading.Event,
+                 lost: threading.Event, resume: tuple[int, bytes] | None) -> None:
+        self.store, self.run, self.claim, self.every, self.stop, self.lost = store, run, claim, every, stop, lost
+        self.resume = resume[1] if resume else None
+        self.saved = resume[0] if resume else -1
+        self.latest: tuple[int, bytes] | None = None
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set() or self.lost.is_set()
+
+    def epoch_done(self, epoch: int, capture: Callable[[], bytes]) -> None:
+        if epoch + 1 == self.run.hparams["epochs"]:
+            return  # the run finishes now; its weights are kept with the run instead
+        self.latest = (epoch, capture())
+        if (epoch + 1) % self.every == 0:
+            self.save()
+
+    def save(self) -> None:
+        if self.latest is not None and self.latest[0] > self.saved:
+            self.store.save_checkpoint(self.run.id, self.claim, *self.latest)
+            self.saved = self.latest[0]
+
+
+class Worker:
+    """Drains the queue (the runs of `keys`, or all queued runs) on one device."""
+
+    def __init__(self, store: Store, env: Any, settings: WorkerSettings | None = None,
+                 keys: list[str] | None = None) -> None:
+        self.store, self.env, self.keys = store, env, keys
+        self.settings = settings or WorkerSettings.from_env()
+        self.who = Claimant(self.settings.lease_s)
+        self.stop = threading.Event()
+        self.outcomes: Counter[str] = Counter()
+
+    def work(self, wait: bool = False) -> Counter[str]:
+        """Trains runs until none is claimable. With `wait`, also waits for runs of `keys` that other live
+        workers hold (and takes them over if their holders vanish). Returns how each attempt ended."""
+        import pacebench.training.loop  # noqa: F401 (imported before the first claim, not while its lease runs)
+
+        self.store.worker_started(self.who, str(self.env.device))
+        try:
+            with stop_on_signals(self.stop):
+                while not self.stop.is_set():
+                    run = self.store.claim_next(self.who, self.keys, self.settings.max_attempts)
+                    if run is not None:
+                        self.outcomes[self.train(run)] += 1
+                    elif wait and self._unfinished():
+                        self.store.worker_update(self.who.name, state="waiting", run_id=None)
+                        self.stop.wait(self.settings.poll_s)
+                    else:
+                        break
+        finally:
+            self.store.worker_update(self.who.name, state="stopped", run_id=None)
+        return self.outcomes
+
+    def _unfinished(self) -> bool:
+        counts = self.store.status_counts(self.keys)
+        return any(n for status, n in counts.items() if status not in TERMINAL)
+
+    def train(self, run: RunRecord) -> str:
+        """One claimed run, start (or resume) to finish; returns done, retry, failed, stopped or lost."""
+        from pacebench.scheduler import git_commit, spec_of, versions
+        from pacebench.training.loop import train_run
+
+        claim = run.claim
+        assert claim is not None
+        beat = Heartbeat(self.store, run.id, claim, self.who.name, self.settings.heartbeat_s)
+        control: RunControl | None = None
+        beat.start()
+        try:
+            spec = spec_of(run)
+            resume = self.store.resume_point(run.id, claim)
+            control = RunControl(self.store, run, claim, self.settings.checkpoint_every, self.stop, beat.lost, resume)
+            self.store.set_run_facts(run.id, claim, device=str(self.env.device), versions=versions(),
+                                     git_commit=git_commit())
+            self.store.worker_update(self.who.name, state="training", run_id=run.id,
+                                     epoch=resume[0] if resume else None,
+                                     info={"label": spec.label(), "epochs": spec.train.epochs})
+            result = train_run(spec, self.env, self._on_epoch(run, claim),
+                               lambda facts: self._facts(run.id, claim, facts), control)
+            self.store.finish_claimed(run.id, claim, result.metrics, result.weights)
+            return "done"
+        except Stopped:
+            if beat.lost.is_set():
+                return "lost"
+            assert control is not None
+            control.save()
+            self.store.release(run.id, claim)
+            return "stopped"
+        except ClaimLost:
+            return "lost"
+        except PacebenchError as exc:  # bad data, missing weights: the same next time, and likely for the next run
+            self.store.fail_claimed(run.id, claim, one_line(exc), self.settings.max_attempts, retry=False)
+            raise  # so this worker stops with the error as one line
+        except Exception as exc:  # a bug or a divergence: kept with the run; retried up to max_attempts
+            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+            status = self.store.fail_claimed(run.id, claim, error, self.settings.max_attempts)
+            return "retry" if status == "queued" else status
+        finally:
+            beat.done.set()
+            self.store.worker_update(self.who.name, state="idle", run_id=None)
+
+    def _on_epoch(self, run: RunRecord, claim: str) -> Callable[[int, EpochRecord], None]:
+        start = time.perf_counter()
+        first: list[int] = []
+
+        def on_epoch(epoch: int, record: EpochRecord) -> None:
+            self.store.write_epoch(run.id, claim, record)
+            first[:] = first or [epoch]
+            per_epoch = (time.perf_counter() - start) / (epoch - first[0] + 1)
+            self.store.worker_update(self.who.name, epoch=epoch, info={
+                "label": f"{run.dataset} {run.method} s{run.seed}", "epochs": run.hparams["epochs"],
+                "loss": record.loss, "epoch_s": per_epoch})
+
+        return on_epoch
+
+    def _facts(self, run_id: int, claim: str, facts: dict[str, Any]) -> None:
+        """Keeps what the trainer reports once the model is built: the parameter counts in their columns, the rest
+        (σ per depth position, attention kernel, ...) in the run's `setup`."""
+        from pacebench.scheduler import COUNTS
+
+        self.store.set_run_facts(run_id, claim, **{k: v for k, v in facts.items() if k in COUNTS},
+                                 setup={k: v for k, v in facts.items() if k not in COUNTS})

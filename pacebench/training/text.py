@@ -1,0 +1,248 @@
+"""One text run, start to finish: local model folder + peft LoRA, method, AdamW + linear schedule, evaluation.
+
+The loop follows the LoRA paper's GLUE recipe (HF Trainer): AdamW with weight decay on matrices only, linear warm-up
+over `warmup_ratio` of all steps then linear decay to zero, stepped every batch, no gradient clipping, the last batch
+of an epoch kept. Everything else is the image loop's: the same methods (`method.step`), the same per-epoch record
+(loss and its parts, train accuracy where the task has one, gradient norm mean and max over steps), evaluation every
+`eval_every` epochs and at the end, the last evaluation reported, the FP-distance (paper Eq. 5) on the task outputs
+of a fixed subset of the training set (its first FP_SAMPLES examples; the full set would cost a second epoch on
+QNLI), and the workers' checkpoints (stop between steps, resume after an epoch as if never stopped). Evaluation runs
+LoRA unmerged: the same outputs as merged weights, without the rounding that merging and unmerging leaves in the
+frozen weights (see `TextModel.merged`).
+A method with `trains = False` ("pretrained") is only evaluated: one record at epoch 0, no training numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pacebench.core.adapters import trainable_state
+from pacebench.core.methods import METHODS, SetupInfo
+from pacebench.data.base import data_options, dataset_root
+from pacebench.errors import UsageError
+from pacebench.plan.spec import RunSpec
+from pacebench.plan.suites import load_suite
+from pacebench.store import EpochRecord
+from pacebench.text import models
+from pacebench.text.tasks import TASKS, Items, TextTask, collate
+from pacebench.training.checkpoint import Control, Stopped, TrainState
+from pacebench.training.loop import (
+    EpochStats,
+    TrainResult,
+    autocast_for,
+    check_finite,
+    is_eval_epoch,
+    make_optimizer,
+    seed_everything,
+)
+
+FP_SAMPLES = 256
+
+
+class TaskStats(EpochStats):
+    """EpochStats with the task's own notion of a correct prediction (answer tokens for GSM-8K, none for STS-B)."""
+
+    def __init__(self, device: torch.device, task: TextTask) -> None:
+        super().__init__(device)
+        self.task, self.has_accuracy = task, True
+
+    def add(self, loss: Tensor, parts: dict[str, Tensor], logits: Tensor, y: Tensor, gn: Tensor | None) -> None:
+        # loss, parts and grad norm through the parent; no predictions (empty tensors): hits are counted below
+        super().add(loss, parts, logits.new_zeros((0, 1)), y.new_zeros((0,)), gn)
+        hits = self.task.hits(logits.detach(), y[: logits.shape[0]])
+        if hits is None:
+            self.has_accuracy = False
+            return
+        correct, count = hits
+        self.correct += correct
+        self.seen += count
+
+    def finish(self) -> dict[str, Any]:
+        row = super().finish()
+        return row if self.has_accuracy else {**row, "train_acc": None}
+
+
+def decay_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only, none on biases and norm weights: the Hugging Face Trainer's rule, which the
+    LoRA paper's GLUE runs used (the image trainer decays everything, as the PACE authors' code does)."""
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
+def model_folder(spec: RunSpec, weights: Path | None, weights_dir: Path | None = None) -> Path:
+    from pacebench.core import backbones
+
+    folder = backbones.resolve(spec.backbone, weights, weights_dir).weights
+    if folder is None or not folder.is_dir():
+        raise UsageError(f"backbone {spec.backbone} is not a model folder; text suites take a Hugging Face folder "
+                         "(--weights DIR, or roberta_base / phi3_mini_4k_instruct under the weights folder)")
+    return folder
+
+
+@torch.no_grad()
+def fp_distance(model: models.TextModel, task: TextTask, data: torch.utils.data.DataLoader, device: torch.device,
+                autocast: Callable[[], Any]) -> float:
+    """Paper Eq. 5 on the task outputs, in eval mode: the objective's distance between the tuned model and the
+    pre-trained one (LoRA off, task head kept), averaged over samples (GSM-8K: over answer tokens)."""
+    model.eval()
+    distance = task.objective().distance
+    total, count = 0.0, 0
+    with autocast():
+        for x, y, _ in data:
+            x, y = x.to(device), y.to(device)
+            tuned = model(x)
+            with model.pretrained():
+                before = model(x)
+            n = task.units(y)
+            total += float(distance(tuned, before, y)) * n
+            count += n
+    return total / max(count, 1)
+
+
+def readings(model: models.TextModel, task: TextTask, data: torch.utils.data.DataLoader,
+             params: list[torch.nn.Parameter], device: torch.device, autocast: Callable[[], Any],
+             with_fp: bool = True) -> tuple[float, float]:
+    """Fig. 2's readings of the clean model (eval mode: no noise, no dropout) on one loader, as for images: the norm
+    of the task loss's gradient per mini-batch, averaged, and the FP-distance on the task outputs (the objective's
+    distance to the pre-trained model, averaged over samples or answer tokens; NaN without `with_fp`, which skips
+    the pre-trained forward). Nothing is written to `.grad`."""
+    model.eval()
+    objective = task.objective()
+    norms, total, count = [], 0.0, 0
+    for x, y, _ in data:
+        x, y = x.to(device), y.to(device)
+        with autocast():
+            outputs = model(x)
+            loss = objective.loss(outputs, y)
+            if with_fp:
+                with torch.no_grad(), model.pretrained():
+                    before = model(x)
+        grads = [g for g in torch.autograd.grad(loss, params, allow_unused=True) if g is not None]
+        norms.append(float(torch.nn.utils.get_total_norm(grads, norm_type=2.0)))
+        if with_fp:
+            n = task.units(y)
+            total += float(objective.distance(outputs.detach(), before, y)) * n
+            count += n
+    fp = total / max(count, 1) if with_fp else math.nan
+    return (sum(norms) / len(norms) if norms else math.nan), fp
+
+
+def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], None],
+               setup_info: Callable[[dict], None] | None = None, control: Control | None = None) -> TrainResult:
+    """Trains `spec` on its text suite; returns its final metrics and trained tensors (LoRA and task head; none for
+    a method that trains nothing)."""
+    suite = load_suite(spec.suite)
+    ds = suite.dataset(spec.dataset)
+    options = data_options(ds, spec.data_options)
+    task = TASKS.get(suite.reader)(ds.name, ds.classes, options)
+    task.check(suite.name, spec.train.adapter, [spec.method])
+    models.require_text_extra()
+    generator = seed_everything(spec.seed)
+    splits = task.splits(dataset_root(suite, ds, env.data_root), spec.phase)
+    folder = model_folder(spec, env.weights, env.weights_dir)
+    tokenizer = models.load_tokenizer(folder)
+    t = spec.train
+    model = models.build(folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha, task.num_labels())
+    started = models.load_lora(model, Path(task.settings.init_lora)) if task.settings.init_lora else 0
+    model.to(env.device)
+    cls = METHODS.get(spec.method)
+    method = cls(cls.make_config(spec.method_config))
+    method.objective = task.objective()
+    shared = models.share_dropout(model) if method.shares_drop_path else 0  # PACE variants: copies share masks
+    method.autocast = autocast_for(t.precision, env.device)
+    facts = method.setup(model, SetupInfo(len(splits.train), task.num_labels()))
+    facts["shared_dropout"] = shared
+    facts["lora_started_from"] = {"file": task.settings.init_lora, "matrices": started} if started else None
+    if setup_info:
+        setup_info({**model.parameter_counts(), **facts})
+    train_items = task.encode(splits.train, tokenizer)
+    batches = collate(tokenizer.pad_token_id, task.label_dtype())
+    train_data = torch.utils.data.DataLoader(Items(train_items), batch_size=t.batch_size, shuffle=True,
+                                             generator=generator, collate_fn=batches)
+    fp_data = torch.utils.data.DataLoader(Items(train_items[:FP_SAMPLES]), batch_size=t.eval_batch_size,
+                                          collate_fn=batches)
+    heldout = "val" if "val" in splits.evals else task.reported  # phase tune never opens the reported split
+    # Fig. 2's readings at the training batch size; their loaders have a generator of their own, so taking them
+    # (or not: --diagnostics off) leaves the global RNG, and so training, untouched
+    diag_data = {on: torch.utils.data.DataLoader(Items(items[:FP_SAMPLES]), batch_size=t.batch_size,
+                                                 collate_fn=batches, generator=torch.Generator().manual_seed(0))
+                 for on, items in (("train", train_items),
+                                   ("heldout", task.encode(splits.evals[heldout], tokenizer)))}
+
+    def evaluate() -> tuple[dict[str, float], float]:
+        evals = {name: task.score(model, examples, tokenizer, t.eval_batch_size, env.device, method.autocast)
+                 for name, examples in splits.evals.items()}
+        return evals, fp_distance(model, task, fp_data, env.device, method.autocast)
+
+    if not cls.trains:
+        start = time.perf_counter()
+        scores, distance = evaluate()
+        on_epoch(0, EpochRecord(epoch=0, val_acc=scores.get("val"), test_acc=scores.get(task.reported),
+                                evals=scores, fp_distance=distance, wall_time=time.perf_counter() - start))
+        return TrainResult(_final(task, scores, distance, None, 0), {})
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(decay_groups(params, t.weight_decay), t.lr, t.weight_decay, env.device)
+    total_steps = t.epochs * len(train_data)
+    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(task.settings.warmup_ratio * total_steps),
+                                               total_steps)
+    control = control or Control()
+    state = TrainState(model, optimizer, schedule, method, generator)
+    first_epoch, final = state.start(control, env.device)  # after a checkpoint: as if never stopped
+    for epoch in range(first_epoch, t.epochs):
+        start = time.perf_counter()
+        model.train()
+        stats = TaskStats(env.device, task)
+        for x, y, idx in train_data:
+            if control.should_stop():
+                raise Stopped(f"stopped during epoch {epoch}")
+            batch = (x.to(env.device), y.to(env.device), idx.to(env.device))
+            out = method.step(model, batch, optimizer, params)
+            schedule.step()
+            stats.add(out.loss, out.parts, out.logits, batch[1], out.grad_norm)
+        row = stats.finish()
+        check_finite(row, epoch)
+        evals: dict[str, float] = {}
+        fp, diag = None, dict[str, float]()
+        if is_eval_epoch(epoch, t):
+            evals, fp = evaluate()
+            if env.diagnostics != "off":
+                diag = fig2_readings(model, task, diag_data, params, env.device, method.autocast)
+            final = {**_final(task, evals, fp, row["train_acc"], epoch), **diag}
+        on_epoch(epoch, EpochRecord(**diag,  # type: ignore[arg-type]
+            epoch=epoch, lr=optimizer.param_groups[0]["lr"], loss=row["loss"], parts=row["parts"],
+            train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=evals.get(task.reported), evals=evals,
+            grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
+            wall_time=time.perf_counter() - start))
+        control.epoch_done(epoch, lambda epoch=epoch, final=final: state.capture(epoch, final))
+    return TrainResult(final, trainable_state(model))
+
+
+def fig2_readings(model: models.TextModel, task: TextTask, data: dict[str, torch.utils.data.DataLoader],
+                  params: list[torch.nn.Parameter], device: torch.device, autocast: Callable[[], Any]
+                  ) -> dict[str, float]:
+    """The task-gradient norm on the training and held-out splits and the held-out FP-distance, named as the image
+    loop names them (the training split's FP-distance is the evaluation's, so it is not taken again here)."""
+    out = {}
+    for on, loader in data.items():
+        grad, fp = readings(model, task, loader, params, device, autocast, with_fp=on != "train")
+        out[f"grad_norm_task_{on}"] = grad
+        if on != "train":
+            out[f"fp_distance_{on}"] = fp
+    return out
+
+
+def _final(task: TextTask, evals: dict[str, float], fp: float, train_acc: float | None, epoch: int) -> dict[str, Any]:
+    """The run's metrics: `test_acc` holds the reported split's score (GLUE dev, GSM-8K test) whatever its metric,
+    so the shared tools (runs list, tables, figures) read text runs like image runs; `metric` names it."""
+    metric = getattr(getattr(task, "task", None), "metric", "exact_match")
+    return {"train_acc": train_acc, "evals": evals, "fp_distance": fp, "epoch": epoch, "metric": metric,
+            "val_acc": evals.get("val"), "test_acc": evals.get(task.reported)}
