@@ -28,7 +28,8 @@ from pacebench.core.methods import SetupInfo
 from pacebench.core.prepare import attach
 from pacebench.data import READERS, DataRequest
 from pacebench.data.cache import Normalise
-from pacebench.training.loop import Environment, loader, make_optimizer
+from pacebench.training.image import loader
+from pacebench.training.loop import Environment, make_optimizer
 
 
 def write_tree(root: Path, n: int, px: int, classes: int) -> None:

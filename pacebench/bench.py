@@ -94,7 +94,8 @@ def build(cfg: BenchConfig, method: str, device: torch.device) -> Callable[[], A
 
     from pacebench.core.methods import SetupInfo
     from pacebench.core.prepare import attach
-    from pacebench.training.loop import autocast_for, compile_blocks, make_optimizer
+    from pacebench.training.image import compile_blocks
+    from pacebench.training.loop import autocast_for, make_optimizer
 
     torch.manual_seed(0)
     extra: dict[str, Any] = {"patch_size": cfg.patch_size} if cfg.patch_size else {}
@@ -204,7 +205,7 @@ def device_name(device: torch.device) -> str:
 
 def as_records(cfg: BenchConfig, rows: list[BenchRow]) -> list[dict[str, Any]]:
     """Rows for the store's `speed` table: the setting, the device and versions, the measurement."""
-    from pacebench.scheduler import versions
+    from pacebench.execution.provenance import versions
 
     setting = {k: v for k, v in asdict(cfg).items() if k not in ("methods", "device")}
     device = torch.device(cfg.device)

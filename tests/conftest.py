@@ -80,7 +80,7 @@ def results(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("results")
     mp = pytest.MonkeyPatch()
     mp.setenv("PACEBENCH_RESULTS", str(path))
-    from pacebench.scheduler import weights_sha256
+    from pacebench.plan.planner import weights_sha256
     from pacebench.training.pretrain import pretrain_demo_backbone
 
     weights_sha256.cache_clear()

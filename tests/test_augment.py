@@ -18,7 +18,8 @@ from pacebench.data import READERS, DataRequest
 from pacebench.data.transforms import batch_mixup
 from pacebench.errors import UsageError
 from pacebench.plan.suites import load_suite
-from pacebench.training.loop import EpochStats, check_mixup_batch, train_step
+from pacebench.training.image import check_mixup_batch, train_step
+from pacebench.training.loop import EpochStats
 
 CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 

@@ -13,6 +13,7 @@ from pacebench.cli import app
 from pacebench.core.methods import SetupInfo
 from pacebench.core.prepare import prepare
 from pacebench.errors import DataError
+from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec, TrainConfig
 
 runner = CliRunner()
@@ -60,7 +61,8 @@ def test_prepare_checks_the_weights_against_the_runs_hash(tmp_path):
 
 
 def test_planning_never_pretrains_the_demo_backbone(tmp_path, monkeypatch):
-    from pacebench.scheduler import PlanRequest, materialise, plan, weights_sha256
+    from pacebench.execution.sweep import materialise
+    from pacebench.plan.planner import PlanRequest, plan, weights_sha256
 
     monkeypatch.setenv("PACEBENCH_RESULTS", str(tmp_path))
     weights_sha256.cache_clear()
@@ -69,7 +71,7 @@ def test_planning_never_pretrains_the_demo_backbone(tmp_path, monkeypatch):
         assert specs[0].weights_sha256 == "" and not (tmp_path / "checkpoints").exists()
         assert specs[0].train.precision == "fp32", "planned for the CPU"
         cuda = plan(PlanRequest(suite="demo", methods=["baseline"], seeds=[0], device="cuda"))
-        assert cuda[0].train.precision == "bf16" and cuda[0].key != specs[0].key
+        assert cuda[0].train.precision == "bf16" and run_key(cuda[0]) != run_key(specs[0])
         assert materialise(specs[:0], "cuda") == []
         from dataclasses import replace
 

@@ -190,11 +190,11 @@ def test_ablate_no_tune_runs_every_table6_variant_and_the_efficiency_settings(tm
 def test_ablate_tunes_each_method_over_its_grid_then_retrains_the_winner(tmp_path, results, monkeypatch):
     import json
 
-    import pacebench.core.methods
-    from pacebench.core.methods import ABLATIONS
+    from pacebench.core.methods import ABLATIONS, METHODS
 
     grids = {"pace": {"lam": [0.5, 1.0]}, "fpa": {"lam": [0.1, 10.0]}}
-    monkeypatch.setattr(pacebench.core.methods, "method_grid", lambda m: grids.get(m, {}))
+    for name in ABLATIONS:  # every reader of a method's grid (planning, Table 6's "tuned" label) sees these
+        monkeypatch.setattr(METHODS.get(name), "search_grid", classmethod(lambda cls, g=grids.get(name, {}): g))
     db = f"sqlite:///{tmp_path}/tuned.db"
     result = invoke("ablate", "digits", "--suite", "demo", "--epochs", "1", "-t", "batch_size=16", "--device", "cpu",
                     "--grid", "lam=0.5,2", "--diagnostics", "off", db=db)  # --grid: λ's values wherever λ is searched

@@ -16,17 +16,17 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from pacebench.core import adapters
-from pacebench.core.adapters import KINDS
+from pacebench.core.adapters import KINDS, pretrained_logits
 from pacebench.core.droppath import SharedDropPath, copies, share_drop_path
 from pacebench.core.methods import ABLATIONS, EFFICIENCY, METHODS, SetupInfo, StepOutput, method_grid
 from pacebench.core.methods.base import consistency, grad_norm
-from pacebench.core.methods.fpa import fpa_loss, pretrained_logits
+from pacebench.core.methods.fpa import fpa_loss
 from pacebench.core.methods.gp import gradient_norm_penalty
 from pacebench.core.methods.pace import NoisyMethod
 from pacebench.core.prepare import attach
 from pacebench.errors import UsageError
 from pacebench.settings import suites_dir
-from pacebench.training.loop import clean_readings
+from pacebench.training.diagnostics import clean_readings
 
 B, CLASSES, NUM_TRAIN = 4, 5, 10
 

@@ -9,13 +9,12 @@ import torch
 from torch import nn
 
 from pacebench.core import adapters
-from pacebench.core.adapters import AdaptedLinear, NoisyHead
+from pacebench.core.adapters import AdaptedLinear, NoisyHead, apply_noise
 from pacebench.core.adapters.base import PARTS
 from pacebench.core.noise import (
     NOISES,
     SCHEDULES,
     Noise,
-    apply_noise,
     dropout,
     gauss_add,
     gauss_mul,

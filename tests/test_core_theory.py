@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from pacebench.core import adapters
-from pacebench.core.adapters import AdaptedLinear
+from pacebench.core.adapters import AdaptedLinear, apply_noise
 from pacebench.core.adapters.base import PARTS
 from pacebench.core.methods import METHODS, SetupInfo
-from pacebench.core.noise import Noise, apply_noise, gauss_mul
+from pacebench.core.noise import Noise, gauss_mul
 
 DRAWS = 200_000
 

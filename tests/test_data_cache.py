@@ -89,7 +89,7 @@ def test_training_from_the_cache_equals_training_from_decoded_files(tmp_path):
     from safetensors.torch import save_file
 
     from pacebench.plan.spec import RunSpec, TrainConfig
-    from pacebench.training.loop import Environment, train_run
+    from pacebench.training import Environment, train_run
 
     make_vtab(tmp_path / "data" / "vtab-1k" / "cifar", classes=100, sizes={"test": 8})
     weights = tmp_path / "w.safetensors"
@@ -130,7 +130,8 @@ class ItemByItem(torch.utils.data.Dataset):
 
 def batches(dataset, device_path: bool, seed: int = 0, train: bool = True, batch_size: int = 3):
     """Every batch of one epoch through the trainer's loader, built on the device or fetched item by item."""
-    from pacebench.training.loop import Environment, loader
+    from pacebench.training.image import loader
+    from pacebench.training.loop import Environment
 
     env = Environment(device=torch.device("cpu"), data_root=Path("."), num_workers=0)
     torch.manual_seed(seed)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from pacebench.core import adapters
 from pacebench.core.methods import METHODS, SetupInfo
-from pacebench.training.loop import clean_readings, diagnose, heldout_split
+from pacebench.training.diagnostics import clean_readings, diagnose, heldout_split
 
 CPU = torch.device("cpu")
 
@@ -71,13 +71,13 @@ def demo_weights(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("phase", ["tune", "final"])
 def test_readings_never_change_training_and_tune_never_reads_test(demo_weights, phase, monkeypatch):
-    from pacebench.scheduler import PlanRequest, plan
-    from pacebench.training.loop import Environment, train_run
+    from pacebench.plan.planner import PlanRequest, plan
+    from pacebench.training import Environment, train_run
 
     spec = plan(PlanRequest(suite="demo", methods=["pace"], phase=phase,
                             train={"epochs": 3, "eval_every": 2, "batch_size": 32}))[0]
     opened = []
-    import pacebench.training.loop as train
+    import pacebench.training.image as train
 
     real = train.load_splits
 
@@ -106,7 +106,7 @@ def test_readings_never_change_training_and_tune_never_reads_test(demo_weights, 
 def test_diagnostic_subset_is_fixed_and_bounded():
     from torch.utils.data import TensorDataset
 
-    from pacebench.training.loop import diagnostic_subset
+    from pacebench.training.diagnostics import diagnostic_subset
 
     small = TensorDataset(torch.arange(10))
     assert diagnostic_subset(small, 10) is small

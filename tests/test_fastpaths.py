@@ -13,7 +13,7 @@ from pacebench.core.methods import METHODS, SetupInfo
 from pacebench.core.noise import NOISES, Noise
 from pacebench.core.prefix import noise_free_blocks
 from pacebench.core.prepare import attach
-from pacebench.training.loop import compile_blocks
+from pacebench.training.image import compile_blocks
 
 B, CLASSES = 4, 5
 
@@ -188,7 +188,8 @@ def test_a_training_step_never_reads_a_tensor_on_the_host(make_vit, name, monkey
     while the method computes its loss, backward and gradient norm and the epoch statistics accumulate. The
     optimizer is exempt (on CPU AdamW reads its step count, a host tensor; on CUDA pacebench uses the fused kernel,
     which keeps it on the device); the epoch's one read, `EpochStats.finish`, is refused too, so the guard works."""
-    from pacebench.training.loop import EpochStats, train_step
+    from pacebench.training.image import train_step
+    from pacebench.training.loop import EpochStats
 
     ready = attach(make_vit(depth=2, drop_path_rate=0.2), name, SetupInfo(10, CLASSES), "lora_mul+vpt_add", 2)
     optimizer = torch.optim.AdamW(ready.params, lr=1e-3)

@@ -11,6 +11,7 @@ import pytest
 
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.protocol import Choice, final_specs, grid, key_of, select_best
+from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.store import RunRecord, Store
 
@@ -161,7 +162,7 @@ def test_final_specs_keep_everything_but_phase_and_seed(store):
     tune_spec = RunSpec(suite="demo", dataset="digits", method="pace", seed=0, train=train, backbone="vit_demo",
                         weights_sha256=W1, method_config={"lam": 0.5, "sigma": 1.0}, data_options={"shots": 10},
                         phase="tune")
-    assert pace == tune_spec.with_(phase="final") and pace.key != tune_spec.key
+    assert pace == tune_spec.with_(phase="final") and run_key(pace) != run_key(tune_spec)
     assert store.add_run(pace).status == "queued"  # a new run, not the tune run again
 
 

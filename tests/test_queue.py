@@ -11,10 +11,11 @@ from datetime import timedelta
 
 import pytest
 
+from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, Store
-from pacebench.store.api import utcnow
 from pacebench.store.queue import Claimant, ClaimLost
+from pacebench.store.rows import utcnow
 
 LONG = 3600.0
 
@@ -36,7 +37,7 @@ def elsewhere(name: str, lease_s: float = LONG) -> Claimant:
 def test_each_queued_run_is_claimed_by_exactly_one_worker(store):
     store.enqueue([spec(0), spec(1)])
     a, b = store.claim_next(elsewhere("a")), store.claim_next(elsewhere("b"))
-    assert {a.key, b.key} == {spec(0).key, spec(1).key} and a.claim != b.claim
+    assert {a.key, b.key} == {run_key(spec(0)), run_key(spec(1))} and a.claim != b.claim
     assert store.claim_next(elsewhere("c")) is None  # both held, with fresh heartbeats
     assert a.status == "running" and a.attempts == 1 and a.host == "host-a" and a.lease_s == LONG
 
@@ -55,7 +56,7 @@ def test_concurrent_claims_never_share_a_run(store):
         t.start()
     for t in threads:
         t.join()
-    assert sorted(claimed) == sorted(spec(i).key for i in range(24))  # each once, none lost
+    assert sorted(claimed) == sorted(run_key(spec(i)) for i in range(24))  # each once, none lost
 
 
 def test_a_dead_pid_on_this_host_frees_the_claim_at_once(store):
@@ -94,12 +95,12 @@ def test_failures_are_retried_then_stay_failed_with_their_reason(store):
         run = store.claim_next(elsewhere("a"), max_attempts=3)
         statuses.append(store.fail_claimed(run.id, run.claim, "FloatingPointError: loss became nan", 3))
     assert statuses == ["queued", "queued", "failed"]
-    failed = store.get_run(spec().key)
+    failed = store.get_run(run_key(spec()))
     assert failed.error.startswith("FloatingPointError") and failed.attempts == 3
     assert store.claim_next(elsewhere("a"), max_attempts=3) is None
-    assert store.status_counts([spec().key]) == Counter({"failed": 1})
+    assert store.status_counts([run_key(spec())]) == Counter({"failed": 1})
     store.enqueue([spec()])  # asking for it again is asking for a retry
-    assert store.get_run(spec().key).status == "queued" and store.get_run(spec().key).attempts == 0
+    assert store.get_run(run_key(spec())).status == "queued" and store.get_run(run_key(spec())).attempts == 0
 
 
 def test_a_run_whose_workers_keep_vanishing_ends_failed(store):
@@ -108,7 +109,7 @@ def test_a_run_whose_workers_keep_vanishing_ends_failed(store):
         run = store.claim_next(elsewhere("a", lease_s=1), max_attempts=2)
         store.update_run(run.id, heartbeat_at=utcnow() - timedelta(seconds=5))
     assert store.claim_next(elsewhere("b"), max_attempts=2) is None
-    failed = store.get_run(spec().key)
+    failed = store.get_run(run_key(spec()))
     assert failed.status == "failed" and "stopped answering in each of 2 attempt" in failed.error
 
 
@@ -140,7 +141,7 @@ def test_held_by_live_workers_and_worker_rows(store):
     store.enqueue([spec(0), spec(1)])
     who = elsewhere("a")
     run = store.claim_next(who)
-    assert [r.id for r in store.held_by_live_workers([spec(0).key, spec(1).key])] == [run.id]
+    assert [r.id for r in store.held_by_live_workers([run_key(spec(0)), run_key(spec(1))])] == [run.id]
     store.worker_started(who, "cuda:1")
     store.worker_update(who.name, state="training", run_id=run.id, epoch=0, info={"loss": 0.5})
     (w,) = store.workers()
@@ -149,7 +150,7 @@ def test_held_by_live_workers_and_worker_rows(store):
 
 def test_gpu_selection():
     from pacebench.errors import UsageError
-    from pacebench.scheduler import parse_gpus
+    from pacebench.execution.devices import parse_gpus
 
     assert parse_gpus("all", 4) == parse_gpus(None, 4) == [0, 1, 2, 3]
     assert parse_gpus("0,2,3", 4) == [0, 2, 3] and parse_gpus("2", 4) == [0, 1] and parse_gpus("3,", 4) == [3]
@@ -171,7 +172,7 @@ def test_a_plan_is_enqueued_in_one_write_and_keeps_each_runs_state(store, monkey
     monkeypatch.setattr(store, "session", counted)
     records = store.enqueue([spec(i) for i in range(24)] + [spec(3)])
     assert len(opened) == 2 and len(records) == 25 and records[3].id == records[24].id
-    assert [r.key for r in records[:24]] == [spec(i).key for i in range(24)]
+    assert [r.key for r in records[:24]] == [run_key(spec(i)) for i in range(24)]
     assert {r.status for r in records} == {"queued"}
     monkeypatch.setattr(store, "session", session)
     store.update_run(records[0].id, status="done")
@@ -196,5 +197,5 @@ def test_concurrent_enqueues_of_one_plan_give_each_run_once(store):
         t.start()
     for t in threads:
         t.join()
-    assert not errors and len(plans) == 4 and all(p == [spec(i).key for i in range(24)] for p in plans)
-    assert sorted(r.key for r in store.runs()) == sorted(spec(i).key for i in range(24))
+    assert not errors and len(plans) == 4 and all(p == [run_key(spec(i)) for i in range(24)] for p in plans)
+    assert sorted(r.key for r in store.runs()) == sorted(run_key(spec(i)) for i in range(24))

@@ -11,9 +11,9 @@ from fake_trees import write_suites
 from typer.testing import CliRunner
 
 from pacebench.cli import app
-from pacebench.scheduler import PlanRequest, plan
+from pacebench.plan.planner import PlanRequest, plan
 from pacebench.store import Store
-from pacebench.training.loop import Environment
+from pacebench.training import Environment
 
 runner = CliRunner()
 
@@ -68,7 +68,7 @@ def test_preflight_data_check_stops_the_run_before_training(tmp_path, monkeypatc
     from pacebench.plan.suites import all_suites
 
     all_suites.cache_clear()
-    monkeypatch.setattr("pacebench.training.loop.train_run",
+    monkeypatch.setattr("pacebench.execution.worker.train_run",
                         lambda *a, **k: pytest.fail("trained despite missing data"))
     (tmp_path / "w.safetensors").write_bytes(b"")  # planning hashes the file; nothing may load it
     try:

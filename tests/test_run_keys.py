@@ -15,8 +15,9 @@ import json
 
 import pytest
 
+from pacebench.plan.planner import PlanRequest, plan
+from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
-from pacebench.scheduler import PlanRequest, plan
 
 REQUESTS = {
     "demo_all_kinds": PlanRequest(suite="demo", methods=["baseline", "pace", "pace_lazy", "sam", "pace_drop", "fpa_gp",
@@ -92,5 +93,5 @@ def test_planned_specs_are_what_they_were_before_the_refactor(name: str) -> None
 
 @pytest.mark.parametrize("name", list(REQUESTS))
 def test_run_keys_are_unchanged_since_issue_7(name: str) -> None:
-    assert [s.key for s in planned(name)] == NOW[name]
+    assert [run_key(s) for s in planned(name)] == NOW[name]
     assert not set(NOW[name]) & set(PINNED[name])  # every one of them trains for more than one epoch

@@ -12,6 +12,7 @@ import sqlite3
 import pytest
 
 from pacebench.errors import PacebenchError, UsageError
+from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, Store
 from pacebench.store.api import head_revision
@@ -55,11 +56,11 @@ def test_epoch_round_trip_keeps_nan_and_infinities(store):
 def test_run_round_trip_and_plain_records(store):
     s = spec()
     run = store.add_run(s)
-    assert run.key == s.key and run.status == "queued" and run.method_config == {"lam": 1.0, "sigma": 1.2}
+    assert run.key == run_key(s) and run.status == "queued" and run.method_config == {"lam": 1.0, "sigma": 1.2}
     assert run.hparams["epochs"] == 3 and run.data_options == {"shots": 20} and run.phase == "final"
     assert type(run).__module__ == "pacebench.store.records"  # never an ORM row
     store.finish_run(run.id, {"test_acc": 91.5, "evals": {"test": 91.5}, "fp": math.nan})
-    done = store.get_run(s.key)
+    done = store.get_run(run_key(s))
     assert done.status == "done" and done.metrics["test_acc"] == 91.5 and math.isnan(done.metrics["fp"])
 
 
@@ -71,12 +72,12 @@ def test_epoch_is_unique_per_run_and_epoch(store):
 
 
 def test_run_key_is_stable_and_sensitive():
-    a = spec()
-    assert a.key == spec().key == spec(method_config={"sigma": 1.2, "lam": 1.0}).key  # dict order is irrelevant
-    assert re.fullmatch(r"[0-9a-f]{16}", a.key), a.key  # 16 lower-case hex digits, nothing else
+    a = run_key(spec())
+    assert a == run_key(spec(method_config={"sigma": 1.2, "lam": 1.0}))  # dict order is irrelevant
+    assert re.fullmatch(r"[0-9a-f]{16}", a), a  # 16 lower-case hex digits, nothing else
     for change in (dict(seed=1), dict(method="baseline"), dict(train=TrainConfig(epochs=4)), dict(phase="tune"),
                    dict(weights_sha256="ab"), dict(data_options={"shots": 10}), dict(dataset="other")):
-        assert spec(**change).key != a.key, change
+        assert run_key(spec(**change)) != a, change
 
 
 def key_010(spec: RunSpec) -> str:
@@ -112,7 +113,7 @@ UNCHANGED = {
 def test_runs_no_change_affects_keep_their_010_keys(name):
     then, now, known = UNCHANGED[name]
     assert key_010(spec_010(**then)) == known  # the helper really is 0.1.0's hashing (written down from 0.1.0)
-    assert spec_010(**then).with_(**now).key == known
+    assert run_key(spec_010(**then).with_(**now)) == known
 
 
 # Runs whose results a change alters: each must get a new key (so it is trained again, never skipped)
@@ -129,20 +130,22 @@ CHANGED = {
 @pytest.mark.parametrize("name", CHANGED)
 def test_runs_a_change_affects_get_new_keys(name):
     s = spec_010(**CHANGED[name])
-    assert s.key != key_010(s)
+    assert run_key(s) != key_010(s)
 
 
 def test_key_fills_method_defaults_and_ignores_noise_group_where_it_changes_nothing():
     vit = spec_010()
-    assert vit.with_(method_config={**PACE, "noise_group": "sample"}).key == vit.key  # ViT: one draw per sample
-    assert vit.with_(method_config={"lam": 1.0}).key == vit.key  # defaults filled in
+    # ViT: one draw per sample either way
+    assert run_key(vit.with_(method_config={**PACE, "noise_group": "sample"})) == run_key(vit)
+    assert run_key(vit.with_(method_config={"lam": 1.0})) == run_key(vit)  # defaults filled in
     swin = spec_010(backbone="swin_b_in22k")
-    assert swin.with_(method_config={**PACE, "noise_group": "window"}).key == swin.key  # window is the default
-    assert swin.with_(method_config={**PACE, "noise_group": "sample"}).key != swin.key
+    # window is the default
+    assert run_key(swin.with_(method_config={**PACE, "noise_group": "window"})) == run_key(swin)
+    assert run_key(swin.with_(method_config={**PACE, "noise_group": "sample"})) != run_key(swin)
 
 
 def test_stored_runs_made_before_a_change_are_not_current(store):
-    from pacebench.plan.spec import is_current
+    from pacebench.plan.runkey import is_current
 
     fresh = store.add_run(spec())
     assert is_current(fresh)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pacebench.errors import UsageError
+from pacebench.plan.planner import PlanRequest, plan
+from pacebench.plan.runkey import run_key
 from pacebench.plan.sweeps import LAMBDAS, SWEEPS, override, plan_grids
-from pacebench.scheduler import PlanRequest, plan
 
 
 def no_weights(backbone, weights):
@@ -21,7 +22,7 @@ def test_figure4_plans_methods_times_lambdas_times_seeds():
     sweep = SWEEPS.get("figure4")
     specs = plan_grids(PlanRequest(suite="vtab", datasets=["cifar100"], seeds=[0, 1], phase="tune"), sweep.grids,
                        planner)
-    assert len(specs) == (1 + 2 * len(LAMBDAS)) * 2 and len({s.key for s in specs}) == len(specs)
+    assert len(specs) == (1 + 2 * len(LAMBDAS)) * 2 and len({run_key(s) for s in specs}) == len(specs)
     assert {s.phase for s in specs} == {"tune"} and {s.dataset for s in specs} == {"cifar"}
     assert sorted({s.method_config["lam"] for s in specs if s.method == "fpa"}) == LAMBDAS
     assert LAMBDAS[0] == 1e-3 and LAMBDAS[-1] == 5e4

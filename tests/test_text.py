@@ -553,10 +553,9 @@ def test_a_copied_suite_file_starts_rte_from_a_lora_file(world, tmp_path, monkey
 def test_a_resumed_text_run_ends_as_an_uninterrupted_one(world, method):
     """The workers' checkpoints (training/checkpoint.py) hold a text run too: LoRA, head, optimizer, the linear
     schedule, pace_fast's logit history and every random state (RoBERTa's dropout included)."""
-    from pacebench.scheduler import PlanRequest, plan
+    from pacebench.plan.planner import PlanRequest, plan
+    from pacebench.training import Environment, train_run
     from pacebench.training.checkpoint import Control
-    from pacebench.training.loop import Environment
-    from pacebench.training.text import train_text
 
     [spec] = plan(PlanRequest("glue", ["rte"], [method], train={"epochs": 3, "batch_size": 8, "eval_batch_size": 4},
                               weights=world["roberta"]))
@@ -569,11 +568,11 @@ def test_a_resumed_text_run_ends_as_an_uninterrupted_one(world, method):
             self.saved[epoch] = capture()
 
     keep = Keep()
-    whole = train_text(spec, env, lambda e, r: None, control=keep)
+    whole = train_run(spec, env, lambda e, r: None, control=keep)
     resumed_control = Control()
     resumed_control.resume = keep.saved[0]
     epochs: list[int] = []
-    resumed = train_text(spec, env, lambda e, r: epochs.append(e), control=resumed_control)
+    resumed = train_run(spec, env, lambda e, r: epochs.append(e), control=resumed_control)
     assert epochs == [1, 2]
     assert resumed.metrics == whole.metrics
     assert all(torch.equal(resumed.weights[k], whole.weights[k]) for k in whole.weights)
@@ -582,9 +581,8 @@ def test_a_resumed_text_run_ends_as_an_uninterrupted_one(world, method):
 def test_text_runs_take_fig2_readings_and_they_never_change_training(world):
     """As for images: the clean model's task-gradient norm on train and held-out, and the held-out FP-distance, at
     evaluation epochs; with --diagnostics off the same run trains to the same weights."""
-    from pacebench.scheduler import PlanRequest, plan
-    from pacebench.training.loop import Environment
-    from pacebench.training.text import train_text
+    from pacebench.plan.planner import PlanRequest, plan
+    from pacebench.training import Environment, train_run
 
     [spec] = plan(PlanRequest("glue", ["rte"], ["pace"], train={"epochs": 2, "batch_size": 8, "eval_batch_size": 4},
                               weights=world["roberta"]))
@@ -593,7 +591,7 @@ def test_text_runs_take_fig2_readings_and_they_never_change_training(world):
         env = Environment(device=torch.device("cpu"), data_root=world["data"], weights=world["roberta"],
                           diagnostics=mode)
         records: list = []
-        runs[mode] = (train_text(spec, env, lambda e, r, records=records: records.append(r)), records)
+        runs[mode] = (train_run(spec, env, lambda e, r, records=records: records.append(r)), records)
     (off, off_epochs), (on, on_epochs) = runs["off"], runs["eval"]
     assert all(torch.equal(on.weights[k], off.weights[k]) for k in off.weights)
     assert [r.loss for r in on_epochs] == [r.loss for r in off_epochs]

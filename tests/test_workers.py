@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pacebench.scheduler import PlanRequest, plan
+from pacebench.plan.planner import PlanRequest, plan
+from pacebench.plan.runkey import run_key
 from pacebench.store import Store
 from pacebench.store.queue import Claimant
+from pacebench.training import Environment, train_run
 from pacebench.training.checkpoint import Control, Stopped
-from pacebench.training.loop import Environment, train_run
 
 ENV = Environment(device=torch.device("cpu"), data_root=Path("data"), num_workers=0)
 FAST = {"PACEBENCH_HEARTBEAT_S": "0.5", "PACEBENCH_MISSED_BEATS": "4", "PACEBENCH_POLL_S": "0.2"}  # lease 2 s
@@ -135,17 +136,17 @@ def test_a_stopped_worker_that_lost_its_claim_stops_without_writing(tmp_path, re
     (spec,) = specs(epochs=400, eval_every=1000)
     store.enqueue([spec])
     proc = worker_process(db, results)
-    wait_for(lambda: len(store.epochs(store.get_run(spec.key).id)) >= 2)
+    wait_for(lambda: len(store.epochs(store.get_run(run_key(spec)).id)) >= 2)
     proc.send_signal(signal.SIGSTOP)
     time.sleep(3.0)  # past its lease of 4 x 0.5 s
     taken = store.claim_next(Claimant(3600.0, host="other-host", pid=1))
-    assert taken is not None and taken.key == spec.key
+    assert taken is not None and taken.key == run_key(spec)
     written = rows(store, taken.id)
     proc.send_signal(signal.SIGCONT)
     out = proc.communicate(timeout=120)[0]
     assert "1 lost" in out, out
     assert rows(store, taken.id) == written and store.checkpoint_epoch(taken.id) is None
-    assert store.get_run(spec.key).claim == taken.claim
+    assert store.get_run(run_key(spec)).claim == taken.claim
 
 
 def test_sigterm_checkpoints_releases_and_a_rerun_resumes(tmp_path, results):
@@ -154,12 +155,12 @@ def test_sigterm_checkpoints_releases_and_a_rerun_resumes(tmp_path, results):
     (spec,) = specs(epochs=30, eval_every=1000)
     store.enqueue([spec])
     proc = worker_process(db, results, env={"PACEBENCH_CHECKPOINT_EVERY": "1000"})
-    run_id = store.get_run(spec.key).id if store.get_run(spec.key) else None
+    run_id = store.get_run(run_key(spec)).id if store.get_run(run_key(spec)) else None
     wait_for(lambda: len(store.epochs(run_id)) >= 3)
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 1 and "1 stopped" in out, out
-    run = store.get_run(spec.key)
+    run = store.get_run(run_key(spec))
     saved = store.checkpoint_epoch(run.id)
     assert run.status == "queued" and run.claim is None and run.attempts == 0 and saved is not None
     assert [e.epoch for e in store.epochs(run.id)] == list(range(saved + 1))
@@ -226,11 +227,11 @@ def test_a_rerun_that_finds_runs_held_by_live_workers_says_so_unless_it_waits(tm
     store = Store(db)
     plan_ = specs(["baseline"], seeds=(0, 1), epochs=1)
     store.enqueue(plan_)
-    held = store.claim_next(Claimant(3600.0, host="other-host", pid=1), keys=[plan_[0].key])
+    held = store.claim_next(Claimant(3600.0, host="other-host", pid=1), keys=[run_key(plan_[0])])
     args = ["run", "demo", "--methods", "baseline", "--seeds", "0,1", *TINY, "--db", db]
     result = cli(*args)
     assert result.exit_code == 1 and "1 run(s) are held by live workers (other-host:1)" in result.output
-    assert store.get_run(plan_[1].key).status == "done" and store.get_run(held.id).status == "running"
+    assert store.get_run(run_key(plan_[1])).status == "done" and store.get_run(held.id).status == "running"
     store.update_run(held.id, lease_s=0.5)  # the holder goes silent: a waiting rerun takes the run over
     result = cli(*args, "--wait")
     assert result.exit_code == 0, result.output

@@ -43,9 +43,9 @@ def register(app: typer.Typer) -> None:
         `pacebench report --table speed` renders every stored measurement.
         """
         from pacebench.bench import BenchConfig, as_records, build_steps, device_name, profile_tables, run
+        from pacebench.execution.devices import resolve_device
         from pacebench.report import render
         from pacebench.report.tables import speed_table
-        from pacebench.scheduler import resolve_device
         from pacebench.store import Store
         from pacebench.training.loop import resolve_precision
 
@@ -85,6 +85,6 @@ class _MemoryStore(_Rows):
         super().__init__([])
 
     def add_speed(self, rows: list[dict]) -> None:
-        from pacebench.store.api import utcnow
+        from pacebench.store.rows import utcnow
 
         self.rows += [{**r, "created_at": utcnow()} for r in rows]

@@ -88,6 +88,11 @@ def _registry_lists() -> dict[str, Callable[[], str]]:
 
         return ", ".join(FIGURES.names())
 
+    def sweeps() -> str:
+        from pacebench.plan.sweeps import SWEEPS
+
+        return ", ".join(SWEEPS.names())
+
     def suites() -> str:
         from pacebench.plan.suites import all_suites
 
@@ -103,8 +108,8 @@ def _registry_lists() -> dict[str, Callable[[], str]]:
 
         return ", ".join(TRAIN_FIELDS)
 
-    return {f.__name__: f for f in (methods, table6, efficiency, hyperparameters, tables, figures, suites, adapters,
-                                          training_settings)}
+    return {f.__name__: f for f in (methods, table6, efficiency, hyperparameters, tables, figures, sweeps, suites,
+                                    adapters, training_settings)}
 
 
 class _Lists(dict):  # type: ignore[type-arg]

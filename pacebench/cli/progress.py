@@ -6,6 +6,7 @@ or a Slurm job array on other machines.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -14,9 +15,12 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from pacebench.choices import Phase
+from pacebench.plan.spec import PHASES
+from pacebench.settings import WorkerSettings
 from pacebench.store import Store
-from pacebench.store.api import utcnow
 from pacebench.store.records import WorkerRecord
+from pacebench.store.rows import utcnow
 
 ORDER = ("done", "running", "queued", "failed")
 
@@ -59,8 +63,6 @@ class SweepDisplay:
     """A live view of one plan: a bar over its runs and one line per worker; refreshed from the database."""
 
     def __init__(self, console: Console, store: Store, keys: list[str]) -> None:
-        from pacebench.settings import WorkerSettings
-
         self.console, self.store, self.keys = console, store, keys
         self.since = utcnow() - timedelta(seconds=1)
         self.lease_s = WorkerSettings.from_env().lease_s
@@ -88,6 +90,41 @@ def _grid(bar: ProgressBar, text: str) -> Table:
     return grid
 
 
+class ConsoleReporter:
+    """Shows a plan as it executes (`execution.sweep.Reporter`): the plan's header (and, on a dry run, every run),
+    a live view while workers train, each run's outcome, and phase 1's choices."""
+
+    def __init__(self, console: Console, where: str, dry_run: bool = False) -> None:
+        self.console, self.where, self.dry_run = console, where, dry_run
+
+    def planned(self, specs: list[Any], keys: list[str], done: set[str], store: Store, origin: str) -> None:
+        self.console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {self.where} -> {store.url}")
+        for phase in sorted({s.phase for s in specs}):
+            note = " (settings given directly, not tuned)" if origin == "direct" and phase == Phase.final else ""
+            self.console.print(f"  {PHASES[phase]}{note}")
+        if self.dry_run:
+            for spec, key in zip(specs, keys, strict=True):
+                self.console.print(f"  {'done ' if key in done else 'todo '} {key}  {spec.label()}")
+
+    def watching(self, store: Store, keys: list[str]) -> SweepDisplay:
+        return SweepDisplay(self.console, store, keys)
+
+    def finished(self, result: Any) -> None:
+        print_outcomes(self.console, result)
+
+    def searching(self) -> None:
+        self.console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
+
+    def chosen(self, excluded: list[str], best: Mapping[Any, Any], fixed: int) -> None:
+        for point in excluded:
+            self.console.print(f"[yellow]excluded[/] {point}")
+        self.console.print(f"[bold]phase 2[/]: {len(best)} chosen setting(s) and {fixed} fixed run(s) on "
+                           "train+val -> test")
+        for c in best.values():
+            self.console.print(f"  {c.dataset} {c.method}: {c.method_config} (val {c.val_acc:.2f} over "
+                               f"{len(c.seeds)} seed(s), best of {c.candidates})")
+
+
 def print_outcomes(console: Console, result: Any) -> None:
     """One line per run of the plan: what became of it."""
     for r in result.runs:
@@ -102,8 +139,6 @@ def print_outcomes(console: Console, result: Any) -> None:
 
 def status_view(store: Store, suite: str | None, phase: str | None) -> Group:
     """Counts, workers with their heartbeats, failures, and an ETA from measured epoch times."""
-    from pacebench.settings import WorkerSettings
-
     counts = store.status_counts(suite=suite, phase=phase)
     lease = WorkerSettings.from_env().lease_s
     now = utcnow()

@@ -1,16 +1,19 @@
 """`pacebench run`, `ablate`, `tune`, `worker` and `status`: plan runs, queue them, train them with workers.
 
-The commands only parse and print; planning is in scheduler.py, the protocol's grid in protocol.py, the queue in
-store/queue.py, the workers in worker.py and cluster.py. The options that `run`, `ablate` and `tune` share are
-declared once (`Shared` below) and added to each command by `shared_options`.
+The commands only parse and print: each turns its options into a `plan.protocol.Plan` and hands it to
+`execution.sweep.execute_plan`, the one path every training command takes. The options that `run`, `ablate`,
+`tune` and `sweep` share are declared once (`shared`) and added to each command by `shared_options`. Planning and
+execution import torch, so this module imports them inside the functions that need them: `pacebench --help` stays
+fast.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +31,16 @@ from pacebench.cli.common import (
     split_list,
 )
 from pacebench.errors import UsageError
+from pacebench.plan.spec import DEFAULT_METHODS
+from pacebench.settings import WorkerSettings
+from pacebench.settings import data_root as default_data_root
+
+if TYPE_CHECKING:
+    from pacebench.execution.options import WorkerOptions
+    from pacebench.execution.sweep import SweepResult
+    from pacebench.plan.planner import PlanRequest
+    from pacebench.plan.protocol import Plan
+    from pacebench.plan.spec import RunSpec
 
 SELECT, TRAIN, WORKERS, SLURM, STORAGE = "Selection", "Training settings", "Workers", "Slurm", "Storage"
 DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
@@ -65,7 +78,7 @@ Diagnose = Annotated[Diagnostics, typer.Option("--diagnostics", envvar="PACEBENC
 TuneSeeds = Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per grid point.", rich_help_panel=SELECT)]
 
 
-def _shared(
+def shared(
     epochs: Annotated[int | None, typer.Option("--epochs", help="Override the suite's epochs.",
                                                rich_help_panel=TRAIN)] = None,
     hp: Annotated[list[str] | None, typer.Option("--hp", rich_help_panel=TRAIN, help="Method hyperparameter "
@@ -116,112 +129,75 @@ def _shared(
     """The options `run`, `ablate` and `tune` share (declared once; `shared_options` adds them to each)."""
 
 
-def _worker_options(o: Any) -> Any:
+def worker_options(o: Any) -> WorkerOptions:
     """The workers' options; a Slurm sweep on SQLite is refused here, before anything is planned."""
-    from pacebench.execution.cluster import EXECUTORS, SlurmOptions, check_database
-    from pacebench.scheduler import WorkerOptions
-    from pacebench.settings import WorkerSettings
-    from pacebench.settings import data_root as default_data_root
+    from pacebench.execution import cluster as slurm  # lazy: torch
+    from pacebench.execution import options
 
     cluster = None
     if o.executor != "local":
         kind = o.executor.removeprefix("submitit-")
-        if kind not in EXECUTORS:
+        if kind not in options.EXECUTORS:
             raise UsageError(f"--executor must be local, slurm or submitit-local, got {o.executor!r}")
-        cluster = SlurmOptions(executor=kind, tasks=o.array, partition=o.partition, gpus_per_task=o.gpus_per_task,
-                               cpus_per_task=o.cpus_per_task, time_min=o.time_limit,
-                               extra=key_values(o.slurm_opt, "--slurm-opt"), folder=o.slurm_folder,
-                               force_sqlite=o.force_sqlite)
-        check_database(db_url(o.db), cluster)
+        cluster = options.SlurmOptions(executor=kind, tasks=o.array, partition=o.partition,
+                                       gpus_per_task=o.gpus_per_task, cpus_per_task=o.cpus_per_task,
+                                       time_min=o.time_limit, extra=key_values(o.slurm_opt, "--slurm-opt"),
+                                       folder=o.slurm_folder, force_sqlite=o.force_sqlite)
+        slurm.check_database(db_url(o.db), cluster)
     settings = WorkerSettings.from_env(checkpoint_every=o.checkpoint_every, max_attempts=o.attempts)
-    return WorkerOptions(device=o.device, gpus=o.gpus, jobs=o.jobs, threads=o.threads, loader_workers=o.workers,
+    return options.WorkerOptions(device=o.device, gpus=o.gpus, jobs=o.jobs, threads=o.threads, loader_workers=o.workers,
                          data_root=o.data_root or default_data_root(), weights=o.weights, weights_dir=o.weights_dir,
                          settings=settings, cluster=cluster, compile=o.compile_, diagnostics=o.diagnostics)
 
 
-def _request(o: Any, suite: str, datasets: str | None, methods: list[str], seeds: str, shots: str | None = None,
-             split_seeds: str | None = None, phase: Phase = Phase.final, with_hp: bool = True) -> Any:
-    from pacebench.scheduler import PlanRequest, check_method_overrides
+def _device_type(o: Any) -> str:
+    from pacebench.execution.devices import device_type  # lazy: torch
+
+    return device_type(o.device, o.gpus_per_task if o.executor != "local" else 0)
+
+
+def request(o: Any, suite: str, datasets: str | None, methods: list[str], seeds: str, shots: str | None = None,
+             split_seeds: str | None = None, phase: Phase = Phase.final) -> PlanRequest:
+    from pacebench.plan import planner  # lazy: the registries import torch
 
     train_values: dict[str, Any] = key_values(o.train, "--train")
     if o.epochs is not None:
         train_values["epochs"] = o.epochs
-    method_values = key_values(o.hp, "--hp") if with_hp else {}
-    check_method_overrides(methods, method_values)
+    method_values = key_values(o.hp, "--hp")
+    planner.check_method_overrides(methods, method_values)
     options = {k: v for k, v in {"shots": int_list(shots, "--shots"),
                                  "split_seed": int_list(split_seeds, "--split-seeds")}.items() if v}
-    return PlanRequest(suite=suite, datasets=split_list(datasets), methods=methods,
+    return planner.PlanRequest(suite=suite, datasets=split_list(datasets), methods=methods,
                        seeds=int_list(seeds, "--seeds") or [0], train=train_values, method=method_values,
                        phase=phase, backbone=o.backbone, weights=o.weights, options=options or None,
                        device=_device_type(o))
 
 
-def _device_type(o: Any) -> str:
-    """What the runs will train on, for precision "auto" (bf16 on CUDA): --device, or with auto whether this
-    machine (or a Slurm task with GPUs) has CUDA."""
-    import torch
+def planner(o: Any) -> Callable[[PlanRequest], list[RunSpec]]:
+    """`plan`, hashing named backbones' files in --weights-dir."""
+    from pacebench.plan.planner import plan, weights_sha256  # lazy: the registries import torch
 
-    if o.device != "auto":
-        return "cuda" if o.device.startswith("cuda") else "cpu"
-    on_slurm_gpus = o.executor != "local" and o.gpus_per_task > 0
-    return "cuda" if torch.cuda.is_available() or on_slurm_gpus else "cpu"
+    return lambda req: plan(req, lambda backbone, weights: weights_sha256(backbone, weights, o.weights_dir))
 
 
-def _plan(request: Any, o: Any) -> list[Any]:
-    from pacebench.scheduler import plan, weights_sha256
-
-    return plan(request, lambda backbone, weights: weights_sha256(backbone, weights, o.weights_dir))
-
-
-def execute_plan(specs: list[Any], o: Any, opts: Any, origin: str = "direct", tolerate_failures: bool = False
-                 ) -> Any:
-    """Queues and trains `specs`, shows the workers, prints each run's outcome; exits 1 when a run failed
-    (unless tolerated), or is still held by a live worker elsewhere, or was stopped."""
-    from pacebench.cli.progress import SweepDisplay, print_outcomes
-    from pacebench.plan.spec import PHASES
-    from pacebench.scheduler import execute, materialise
+def execute(o: Any, opts: WorkerOptions, todo: Plan) -> SweepResult | None:
+    """Trains the plan (phase 1 first when it searches anything) and shows it; None on a dry run. A phase that ends
+    with runs failed, stopped or held elsewhere ends the command with its one line and exit code 1."""
+    from pacebench.cli.progress import ConsoleReporter
+    from pacebench.execution.sweep import execute_plan  # lazy: torch
     from pacebench.store import Store
 
-    if not o.dry_run:  # pre-trains the demo backbone if a run needs it and it is not there yet (planning never does)
-        specs = materialise(specs, _device_type(o))
-    url = db_url(o.db)
-    store = Store(url)
-    done = {r.key for r in store.runs(key=[s.key for s in specs], status="done")}
     where = f"{opts.cluster.tasks} {opts.cluster.executor} task(s)" if opts.cluster else opts.device
-    console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {where} -> {url}")
-    for phase in sorted({s.phase for s in specs}):
-        note = " (settings given directly, not tuned)" if origin == "direct" and phase == "final" else ""
-        console.print(f"  {PHASES[phase]}{note}")
-    if o.dry_run:
-        for s in specs:
-            console.print(f"  {'done ' if s.key in done else 'todo '} {s.key}  {s.label()}")
-        return None
-    result = execute(specs, store, opts, origin=origin, wait=o.wait,
-                     display=lambda keys: SweepDisplay(console, store, keys))
-    print_outcomes(console, result)
-    unfinished = [r for r in result.runs if r.status in ("queued", "running")]
-    if unfinished:
-        held = [r for r in unfinished if r.status == "running"]
-        if held:
-            console.print(f"[yellow]{len(held)} run(s) are held by live workers[/] "
-                          f"({', '.join(sorted({r.worker or '?' for r in held}))}); rerun with --wait to wait for "
-                          "them, or see `pacebench status`")
-        if len(unfinished) > len(held):
-            console.print(f"[yellow]{len(unfinished) - len(held)} run(s) not finished[/] (the workers stopped; "
-                          "worker processes log to results/logs/); rerun to continue them from their checkpoints")
-        raise typer.Exit(1)
-    if result.status("failed") and not tolerate_failures:
-        console.print(f"[red]{len(result.status('failed'))} run(s) failed[/]; see `pacebench runs --status failed`")
-        raise typer.Exit(1)
-    return result
+    return execute_plan(todo, Store(db_url(o.db)), opts, ConsoleReporter(console, where, o.dry_run), _device_type(o),
+                        wait=o.wait, dry_run=o.dry_run)
 
 
-@shared_options(_shared)
+@shared_options(shared)
 def run(
     o: Any,
     suite: Annotated[str, typer.Argument(help="Suite, one of: {suites} (`pacebench suites`).")],
     datasets: Datasets = None,
-    methods: Methods = "baseline,pace",
+    methods: Methods = ",".join(DEFAULT_METHODS),
     seeds: Seeds = "0",
     shots: Shots = None,
     split_seeds: SplitSeeds = None,
@@ -234,13 +210,15 @@ def run(
     array (--executor slurm), trains it. Without tuning the given settings are used directly as phase 2
     (train+val -> test); `pacebench tune` runs the paper's full two-phase protocol.
     """
-    opts = _worker_options(o)
-    specs = _plan(_request(o, suite, datasets, split_list(methods) or [], seeds, shots, split_seeds, phase), o)
-    if execute_plan(specs, o, opts) is not None:
+    from pacebench.plan.protocol import Plan
+
+    opts = worker_options(o)
+    specs = planner(o)(request(o, suite, datasets, split_list(methods) or [], seeds, shots, split_seeds, phase))
+    if execute(o, opts, Plan(runs=specs)) is not None:
         console.print(f"next: [bold]pacebench report --table {suite}[/] and [bold]pacebench plot grad-norm[/]")
 
 
-@shared_options(_shared)
+@shared_options(shared)
 def ablate(
     o: Any,
     dataset: Annotated[str, typer.Argument(help="Dataset of the suite, e.g. cifar100 (vtab) or digits (demo). "
@@ -259,23 +237,23 @@ def ablate(
 ) -> None:
     """Table 6 as the paper made it, for the methods tagged table6: each method's declared search grid on train ->
     val (phase 1), then each winner on train+val -> test (phase 2). `--no-tune`: defaults, phase 2 only."""
-    from pacebench.core.methods import ABLATIONS, EFFICIENCY
+    from pacebench.core.methods import ABLATIONS, EFFICIENCY  # lazy: torch
+    from pacebench.plan.protocol import Plan
+    from pacebench.plan.sweeps import override, table6_grids, two_phase_plan
 
     methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
-    opts = _worker_options(o)
+    opts = worker_options(o)
     if no_tune:
-        done = execute_plan(_plan(_request(o, suite, dataset, methods, seeds), o), o, opts) is not None
+        todo = Plan(runs=planner(o)(request(o, suite, dataset, methods, seeds)))
     else:
-        from pacebench.plan.sweeps import override, table6_grids
-
         grids = override(table6_grids(methods), grid_values(grid))
-        done = two_phase(_request(o, suite, dataset, methods, tune_seeds), grids, int_list(seeds, "--seeds") or [0],
-                         o, opts)
-    if done:
+        todo = two_phase_plan(request(o, suite, dataset, methods, tune_seeds), grids,
+                              int_list(seeds, "--seeds") or [0], planner(o))
+    if execute(o, opts, todo) is not None:
         console.print(f"next: [bold]pacebench report --table 6 --suite {suite}[/]")
 
 
-@shared_options(_shared)
+@shared_options(shared)
 def tune(
     o: Any,
     suite: Annotated[str, typer.Argument(help="Suite to tune, one of: {suites}.")],
@@ -292,47 +270,15 @@ def tune(
     """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
     (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed. A grid point that
     fails all its attempts is left out of the choice and named."""
-    from pacebench.plan import protocol
+    from pacebench.plan import protocol  # lazy: the registries import torch
+    from pacebench.plan.runkey import run_key
 
     method_names = split_list(methods) or []
-    opts = _worker_options(o)
-    request = _request(o, suite, datasets, method_names, tune_seeds, shots, split_seeds, phase=Phase.tune)
-    specs = [s for point in protocol.grid(grid_values(grid)) for s in _plan(protocol.with_point(request, point), o)]
-    specs = list({s.key: s for s in specs}.values())
-    run_phases(specs, [], int_list(seeds, "--seeds") or [0], o, opts)
-
-
-def two_phase(base: Any, grids: dict[str, dict[str, list[Any]]], seeds: list[int], o: Any, opts: Any) -> bool:
-    """The protocol over per-method grids (`sweeps.two_phase_plan`), run and reported. False on a dry run."""
-    from pacebench.plan.sweeps import two_phase_plan
-
-    tune, direct = two_phase_plan(base, grids, seeds, lambda request: _plan(request, o))
-    return run_phases(tune, direct, seeds, o, opts)
-
-
-def run_phases(tune: list[Any], direct: list[Any], seeds: list[int], o: Any, opts: Any) -> bool:
-    """Phase 1 (`tune` specs, scored on val only; a grid point that fails all its attempts is left out of the
-    choice and named), then phase 2: each key's chosen setting for every seed, plus the `direct` phase-2 specs of
-    methods without a choice. False on a dry run."""
-    from pacebench.plan import protocol
-
-    best: dict[Any, Any] = {}
-    if tune:
-        console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
-        result = execute_plan(tune, o, opts, origin="tune", tolerate_failures=True)
-        if result is None:
-            return False
-        for point in protocol.excluded_points(result.runs):
-            console.print(f"[yellow]excluded[/] {point}")
-        best = protocol.select_best(result.runs)
-        if not best:
-            raise UsageError("every grid point failed all its attempts; see `pacebench runs --status failed`")
-    console.print(f"[bold]phase 2[/]: {len(best)} chosen setting(s) and {len(direct)} fixed run(s) on train+val "
-                  "-> test")
-    for chosen in best.values():
-        console.print(f"  {chosen.dataset} {chosen.method}: {chosen.method_config} (val {chosen.val_acc:.2f} "
-                      f"over {len(chosen.seeds)} seed(s), best of {chosen.candidates})")
-    return execute_plan(protocol.final_specs(best, seeds) + direct, o, opts, origin="tune") is not None
+    opts = worker_options(o)
+    base = request(o, suite, datasets, method_names, tune_seeds, shots, split_seeds, phase=Phase.tune)
+    specs = [s for point in protocol.grid(grid_values(grid)) for s in planner(o)(protocol.with_point(base, point))]
+    search = list({run_key(s): s for s in specs}.values())
+    execute(o, opts, protocol.Plan(search=search, seeds=int_list(seeds, "--seeds") or [0], origin="tune"))
 
 
 def worker(
@@ -353,9 +299,8 @@ def worker(
 
     What a cluster job runs; start as many as there are devices, on any machine that reaches the database.
     """
+    from pacebench.execution.options import WorkerOptions, environment  # lazy: torch
     from pacebench.execution.worker import Worker
-    from pacebench.scheduler import WorkerOptions, environment
-    from pacebench.settings import data_root as default_data_root
     from pacebench.store import Store
 
     keys = json.loads(keys_file.read_text()) if keys_file else None
@@ -377,7 +322,7 @@ def status(
 ) -> None:
     """Queued / running / done / failed counts, the workers with their heartbeats, and an ETA."""
     from pacebench.cli.progress import status_view
-    from pacebench.store import Store
+    from pacebench.store import Store  # lazy: SQLAlchemy and Alembic
 
     console.print(status_view(Store(db_url(db), readonly=True), suite, phase))
 

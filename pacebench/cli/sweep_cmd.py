@@ -8,28 +8,26 @@ from typing import Annotated, Any
 import typer
 
 from pacebench.choices import Phase
-from pacebench.cli.common import console, db_url, grid_values, int_list, shared_options
+from pacebench.cli.common import RegistryHelp, console, db_url, grid_values, int_list, shared_options
 from pacebench.cli.run_cmd import (
     SELECT,
     Datasets,
     Seeds,
     Shots,
     SplitSeeds,
-    _plan,
-    _request,
-    _shared,
-    _worker_options,
-    execute_plan,
-    two_phase,
+    execute,
+    planner,
+    request,
+    shared,
+    worker_options,
 )
+from pacebench.settings import results_dir
 
-NAMES = "figure4, figure5, figure6, table6"
 
-
-@shared_options(_shared)
+@shared_options(shared)
 def sweep(
     o: Any,
-    name: Annotated[str, typer.Argument(help=f"What to produce: {NAMES}.")],
+    name: Annotated[str, typer.Argument(help="What to produce: {sweeps}.")],
     suite: Annotated[str | None, typer.Option("--suite", help="Suite (default: the sweep's own, else demo).",
                                               rich_help_panel=SELECT)] = None,
     datasets: Datasets = None,
@@ -48,38 +46,35 @@ def sweep(
     figure4: pace and fpa over λ 1e-3..5e4 (tune phase); figure5: lazy interval N and networks M; figure6: σ x λ
     on few-shot Oxford Pets for 1/2/4/8 shots (tune phase); table6: the tuned ablations, as `pacebench ablate`.
     """
-    from pacebench.errors import UsageError
-    from pacebench.plan.sweeps import SWEEPS, override, plan_grids, table6_grids
+    from pacebench.plan.protocol import Plan  # lazy: the registries import torch
+    from pacebench.plan.sweeps import SWEEPS, override, plan_grids, two_phase_plan
     from pacebench.report import plot, render_table
-    from pacebench.settings import results_dir
     from pacebench.store import Store
 
-    if name != "table6" and name not in SWEEPS:
-        raise UsageError(f"unknown sweep {name!r}; choose one of: {NAMES}")
-    opts = _worker_options(o)
-    if name == "table6":
-        from pacebench.core.methods import ABLATIONS
-
-        s = suite or "demo"
-        base = _request(o, s, datasets, list(ABLATIONS), tune_seeds, shots, split_seeds)
-        if two_phase(base, override(table6_grids(list(ABLATIONS)), grid_values(grid)),
-                     int_list(seeds, "--seeds") or [0], o, opts):
-            console.print(render_table("6", Store(db_url(o.db), readonly=True), suite=s))
-        return
     spec = SWEEPS.get(name)
     s = suite or spec.suite or "demo"
     own = s == spec.suite  # the sweep's own data set: its datasets and shots are the defaults
-    base = _request(o, s, datasets or (",".join(spec.datasets) if own and spec.datasets else None), list(spec.grids),
-                    seeds, shots or (",".join(map(str, spec.options.get("shots", []))) if own else None) or None,
-                    split_seeds or (",".join(map(str, spec.options.get("split_seed", []))) if own else None) or None,
-                    phase=Phase(spec.phase))
-    specs = plan_grids(base, override(spec.grids, grid_values(grid)), lambda request: _plan(request, o))
+    grids = override(spec.method_grids(), grid_values(grid))
+    opts = worker_options(o)
+    if spec.tuned:
+        base = request(o, s, datasets, list(grids), tune_seeds, shots, split_seeds)
+        todo = two_phase_plan(base, grids, int_list(seeds, "--seeds") or [0], planner(o))
+    else:
+        base = request(o, s, datasets or (",".join(spec.datasets) if own and spec.datasets else None),
+                       list(grids), seeds,
+                       shots or (",".join(map(str, spec.options.get("shots", []))) if own else None) or None,
+                       split_seeds or (",".join(map(str, spec.options.get("split_seed", []))) if own else None)
+                       or None, phase=Phase(spec.phase))
+        todo = Plan(runs=plan_grids(base, grids, planner(o)), origin="sweep")
     console.print(f"[bold]{name}[/]: {spec.description}")
-    if execute_plan(specs, o, opts, origin="sweep") is None:
+    if execute(o, opts, todo) is None:
         return
     store = Store(db_url(o.db), readonly=True)
-    several = len({x.dataset for x in specs}) > 1
-    for suite_name, dataset in dict.fromkeys((x.suite, x.dataset) for x in specs):
+    if spec.draws.startswith("table:"):
+        console.print(render_table(spec.draws.removeprefix("table:"), store, suite=s))
+        return
+    several = len({x.dataset for x in todo.runs}) > 1
+    for suite_name, dataset in dict.fromkeys((x.suite, x.dataset) for x in todo.runs):
         target = out or results_dir()
         if not target.suffix:
             target = target / (f"{name}-{dataset}.png" if several else f"{name}.png")
@@ -88,6 +83,4 @@ def sweep(
 
 
 def register(app: typer.Typer) -> None:
-    from pacebench.cli.common import RegistryHelp
-
     app.command(cls=RegistryHelp)(sweep)

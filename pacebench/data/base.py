@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from torch.utils.data import Dataset
 
 from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD
-from pacebench.data.images import ImageDir, Item, ListDataset
+from pacebench.data.cache import CachedImages
+from pacebench.data.images import ImageDir, Indexed, Item, ListDataset
 from pacebench.data.transforms import CachePlan, train_transform
 from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
@@ -62,20 +63,6 @@ class Splits:
     num_classes: int
     eval_classes: dict[str, Sequence[int]] = field(default_factory=dict)
     label_ids: list[int] | None = None
-
-
-class Indexed(Dataset):
-    """Wraps a dataset of (x, y) pairs so that items are (x, y, index)."""
-
-    def __init__(self, base: Dataset) -> None:
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int):
-        x, y = self.base[i]
-        return x, y, i
 
 
 @dataclass(frozen=True)
@@ -143,6 +130,7 @@ class Reader:
 
     read: Callable[[DataRequest], Splits]
     layout: LayoutFn | None = None
+    kind: str = "image"  # which trainer reads it (`training.TRAINERS`): "image", or "text" for the text suites
 
     @property
     def needs_files(self) -> bool:
@@ -161,8 +149,6 @@ def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn,
     size, mean, std = request.image_size, request.mean, request.std
     cached = None
     if plan is not None and request.cache_dir is not None and request.augment == "standard":
-        from pacebench.data.cache import CachedImages  # decode once; crop, flip and normalise per batch
-
         cache_dir, prefix, steps = request.cache_dir, request.dataset, plan(size)
 
         def cached(items: list[Item], images: ImageDir, name: str) -> Dataset:

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms import RandomCrop
 
-from pacebench.data.images import ImageDir, Item, load_image
+from pacebench.data.images import ImageDir, Indexed, Item, load_image
 from pacebench.data.transforms import CachePlan
 from pacebench.errors import DataError
 
@@ -166,8 +166,6 @@ def _resident(images: CachedImages, device: torch.device, random: bool) -> Tenso
 def device_batches(dataset: Dataset, device: torch.device) -> DeviceBatches | None:
     """The batch builder for `dataset` (a split of cached images, or a Subset of one) on `device`; None for any other
     data set, a cache too large for memory (memory-mapped) or for the GPU's free memory (`DEVICE_SHARE`)."""
-    from pacebench.data.base import Indexed
-
     indices: list[int] | None = None
     if isinstance(dataset, Subset):
         indices = list(dataset.indices)

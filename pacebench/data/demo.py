@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from pacebench.data.base import DataRequest, Indexed, Splits, register_builtin
+from pacebench.data.base import DataRequest, Splits, register_builtin
+from pacebench.data.images import Indexed
 from pacebench.errors import UsageError
 
 SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)

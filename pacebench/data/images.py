@@ -237,3 +237,17 @@ class ListDataset(Dataset):
     def __getitem__(self, i: int):
         path, label = self.items[i]
         return self.transform(load_image(path, self.images)), label
+
+
+class Indexed(Dataset):
+    """Wraps a dataset of (x, y) pairs so that items are (x, y, index)."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        x, y = self.base[i]
+        return x, y, i

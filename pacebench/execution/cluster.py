@@ -10,26 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pacebench.errors import PacebenchError, UsageError
-
-EXECUTORS = ("slurm", "local")  # local: submitit's local executor (same code path, for tests and dry runs)
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    executor: str = "slurm"
-    tasks: int = 1
-    partition: str | None = None
-    gpus_per_task: int = 0
-    cpus_per_task: int = 1
-    time_min: int = 24 * 60
-    extra: dict[str, str] = field(default_factory=dict)  # --slurm-opt KEY=VALUE, passed to sbatch as --KEY=VALUE
-    folder: Path = Path("results/slurm")
-    force_sqlite: bool = False
+from pacebench.execution.options import SlurmOptions, WorkerOptions, environment
+from pacebench.execution.worker import Worker
+from pacebench.store import Store
 
 
 def check_database(url: str, opts: SlurmOptions) -> None:
@@ -39,20 +25,17 @@ def check_database(url: str, opts: SlurmOptions) -> None:
                          "this machine's disk")
 
 
-def task(db: str, keys: list[str], opts: Any, wait: bool) -> dict[str, int]:
+def task(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> dict[str, int]:
     """One array task: a worker on the device the task was given (CUDA when Slurm assigned a GPU)."""
-    from pacebench.execution.worker import Worker
-    from pacebench.scheduler import environment
-    from pacebench.store import Store
-
     return dict(Worker(Store(db), environment(opts, opts.device), opts.settings, keys).work(wait))
 
 
-def submit(db: str, keys: list[str], opts: Any, wait: bool) -> Counter[str]:
+def submit(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> Counter[str]:
     """Submits `opts.cluster.tasks` workers as one job array and waits for all of them."""
-    import submitit
+    import submitit  # lazy: only a Slurm sweep needs it
 
-    c: SlurmOptions = opts.cluster
+    c = opts.cluster
+    assert c is not None
     check_database(db, c)
     if c.tasks < 1:
         raise UsageError(f"--array must be >= 1, got {c.tasks}")

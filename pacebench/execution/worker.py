@@ -9,43 +9,26 @@ so a rerun (or a resubmitted Slurm task) continues where it stopped. A second on
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
+from pacebench.choices import Status
 from pacebench.errors import PacebenchError, one_line
+from pacebench.execution.provenance import git_commit, versions
+from pacebench.execution.signals import stop_on_signals
+from pacebench.plan.runkey import spec_of
 from pacebench.settings import WorkerSettings
 from pacebench.store import EpochRecord, RunRecord, Store
 from pacebench.store.queue import Claimant, ClaimLost
+from pacebench.store.records import PARAMETER_COUNTS
+from pacebench.training import Environment, train_run
 from pacebench.training.checkpoint import Control, Stopped
 
-TERMINAL = ("done", "failed")
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set `stop` (the run in flight checkpoints and is released); a second signal raises
-    KeyboardInterrupt as usual. Outside the main thread signals cannot be caught, and nothing is installed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+TERMINAL = (Status.done, Status.failed)
 
 
 class Heartbeat(threading.Thread):
@@ -97,7 +80,7 @@ class RunControl(Control):
 class Worker:
     """Drains the queue (the runs of `keys`, or all queued runs) on one device."""
 
-    def __init__(self, store: Store, env: Any, settings: WorkerSettings | None = None,
+    def __init__(self, store: Store, env: Environment, settings: WorkerSettings | None = None,
                  keys: list[str] | None = None) -> None:
         self.store, self.env, self.keys = store, env, keys
         self.settings = settings or WorkerSettings.from_env()
@@ -108,8 +91,6 @@ class Worker:
     def work(self, wait: bool = False) -> Counter[str]:
         """Trains runs until none is claimable. With `wait`, also waits for runs of `keys` that other live
         workers hold (and takes them over if their holders vanish). Returns how each attempt ended."""
-        import pacebench.training.loop  # noqa: F401 (imported before the first claim, not while its lease runs)
-
         self.store.worker_started(self.who, str(self.env.device))
         try:
             with stop_on_signals(self.stop):
@@ -132,9 +113,6 @@ class Worker:
 
     def train(self, run: RunRecord) -> str:
         """One claimed run, start (or resume) to finish; returns done, retry, failed, stopped or lost."""
-        from pacebench.scheduler import git_commit, spec_of, versions
-        from pacebench.training.loop import train_run
-
         claim = run.claim
         assert claim is not None
         beat = Heartbeat(self.store, run.id, claim, self.who.name, self.settings.heartbeat_s)
@@ -190,7 +168,5 @@ class Worker:
     def _facts(self, run_id: int, claim: str, facts: dict[str, Any]) -> None:
         """Keeps what the trainer reports once the model is built: the parameter counts in their columns, the rest
         (σ per depth position, attention kernel, ...) in the run's `setup`."""
-        from pacebench.scheduler import COUNTS
-
-        self.store.set_run_facts(run_id, claim, **{k: v for k, v in facts.items() if k in COUNTS},
-                                 setup={k: v for k, v in facts.items() if k not in COUNTS})
+        self.store.set_run_facts(run_id, claim, **{k: v for k, v in facts.items() if k in PARAMETER_COUNTS},
+                                 setup={k: v for k, v in facts.items() if k not in PARAMETER_COUNTS})

@@ -15,13 +15,14 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pacebench.choices import Phase
 from pacebench.errors import PacebenchError, UsageError
-from pacebench.plan.spec import RunSpec, TrainConfig
-from pacebench.store import RunRecord
+from pacebench.plan.planner import PlanRequest, accepts
+from pacebench.plan.spec import TRAIN_FIELDS, RunSpec, TrainConfig
+from pacebench.store.records import RunRecord
 
 Key = tuple[str, str, str, str]  # (suite, dataset, data options as compact sorted-key JSON, method)
 
@@ -32,6 +33,17 @@ def _json(value: Any) -> str:
 
 def key_of(run: RunRecord | RunSpec) -> Key:
     return run.suite, run.dataset, _json(run.data_options), run.method
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one command asks to train: runs trained as planned, and phase-1 grid points (`search`, trained on train
+    and scored on val) whose chosen setting per (dataset, method) is then trained on train+val for every seed."""
+
+    runs: list[RunSpec] = field(default_factory=list)
+    search: list[RunSpec] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])  # phase-2 seeds of each chosen setting
+    origin: str = "direct"  # what the rows record: "direct" (settings given), "tune" (chosen), "sweep"
 
 
 @dataclass(frozen=True)
@@ -128,13 +140,9 @@ def grid(values: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*lists)]
 
 
-
-def with_point(request: Any, point: dict[str, Any]) -> Any:
-    """Splits one grid point of a `scheduler.PlanRequest` into method hyperparameters and training settings."""
-    from pacebench.plan.spec import TRAIN_FIELDS
-    from pacebench.scheduler import _accepts
-
-    method = {k: v for k, v in point.items() if any(_accepts(m, k) for m in request.methods)}
+def with_point(request: PlanRequest, point: dict[str, Any]) -> PlanRequest:
+    """Splits one grid point of a `PlanRequest` into method hyperparameters and training settings."""
+    method = {k: v for k, v in point.items() if any(accepts(m, k) for m in request.methods)}
     train = {k: v for k, v in point.items() if k in TRAIN_FIELDS}
     unknown = set(point) - set(method) - set(train)
     if unknown:

@@ -1,27 +1,18 @@
-"""What defines a run: a frozen `RunSpec`, hashed to a stable run key.
+"""What defines a run: its training settings (`TrainConfig`) and the frozen `RunSpec`, plain values only.
 
-Two runs with the same key are the same experiment: the store skips a key that is already done. Everything that can
-change a measured number is in the spec (weights hash included, so runs on different weight files are never mixed);
-where it ran (device, worker) is not.
-
-Keys stay valid across pacebench versions where they can: a setting added later enters the key only when its value
-changes what earlier versions did, and a change of behaviour (`behaviour_changes`) only for the runs it affects. So
-a finished run that no change touches keeps its key and is not trained again, and one that a change touches gets a
-new key; `is_current` tells a stored run from one whose key today's code would no longer give (reports leave those
-out rather than average them with new results).
+Everything that can change a measured number is in the spec (weights hash included, so runs on different weight
+files are never mixed); where it ran (device, worker) is not. The spec is a leaf: hashing it into a run key needs
+the registries (a method's defaults, a backbone's normalisation), and that is `plan.runkey`'s job.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from functools import cache
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pacebench.choices import Augment, Phase, Precision
-from pacebench.errors import PacebenchError, UsageError
+from pacebench.errors import UsageError
 from pacebench.values import parse_fields
 
 PHASES: dict[Phase, str] = {
@@ -30,6 +21,8 @@ PHASES: dict[Phase, str] = {
     Phase.final: "phase 2: train on train+val (VTAB train800val200), score on the test split (text suites: train "
                  "-> GLUE dev, GSM-8K test)",
 }
+
+DEFAULT_METHODS = ("baseline", "pace")  # what `run`, `bench` and a plan train when no methods are named
 
 
 @dataclass(frozen=True)
@@ -108,12 +101,6 @@ class RunSpec:
     data_options: dict[str, Any] = field(default_factory=dict)
     phase: Phase = Phase.final
 
-    @property
-    def key(self) -> str:
-        """Stable 16-hex-digit hash of `key_payload` (sorted-key JSON, so dict order never matters)."""
-        blob = json.dumps(key_payload(self), sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
     @classmethod
     def from_record(cls, run: Any) -> RunSpec:
         """The spec of a stored run (a `RunRecord`), with today's defaults for settings added since it was stored."""
@@ -127,81 +114,3 @@ class RunSpec:
     def label(self) -> str:
         extra = "".join(f" {k}={v}" for k, v in sorted(self.method_config.items()))
         return f"{self.suite}/{self.dataset} {self.method}{extra} seed={self.seed} [{self.phase}]"
-
-
-# ---- what the key hashes -------------------------------------------------------------------------------------------
-
-# Settings added after runs were first stored, with the value that reproduces what pacebench did before them.
-LEGACY_TRAIN = {"augment": "standard"}
-
-
-def behaviour_changes(spec: RunSpec) -> dict[str, Any]:
-    """The changes of pacebench's behaviour since its first release that alter this run's result (one entry each).
-
-    - lr_step: the schedule steps after each epoch, as in the authors' code (epochs after the first shift by one);
-    - lora_add_bias: LoRA_add adds δb directly (b0 + δb, not b0 ⊙ δb, and also on bias-free layers);
-    - normalize: inputs normalised with the backbone's own mean/std where that is not ImageNet's.
-    """
-    from pacebench.core.backbones import BACKBONES, normalization
-
-    if spec.backbone in BACKBONES and BACKBONES.get(spec.backbone).folder:
-        return {}  # a text run (pacebench/text): every change listed here is of the image path
-    changes: dict[str, Any] = {}
-    if spec.train.epochs > 1:
-        changes["lr_step"] = "after_epoch"
-    if "lora_add" in spec.train.adapter.split("+"):
-        changes["lora_add_bias"] = "b0+db"
-    mean, std = normalization(spec.backbone)
-    if (mean, std) != _legacy_normalization(spec.suite):
-        changes["normalize"] = {"mean": list(mean), "std": list(std)}
-    return changes
-
-
-@cache  # suite files name their reader once; this runs for every key
-def _legacy_normalization(suite: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """What pacebench normalised with before mean/std followed the backbone: 0.5/0.5 in the demo's reader,
-    ImageNet's in every reader of image files."""
-    from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD
-    from pacebench.plan.suites import load_suite
-
-    try:
-        reader = load_suite(suite).reader
-    except PacebenchError:
-        reader = ""
-    return ((0.5,) * 3, (0.5,) * 3) if reader == "demo" else (IMAGENET_MEAN, IMAGENET_STD)
-
-
-def _method_config(spec: RunSpec) -> dict[str, Any]:
-    """The method's full config (defaults filled in); `noise_group` only on windowed backbones (Swin) and only where
-    it differs from "sample", what pacebench did before the option existed (on ViT both draw per sample)."""
-    from pacebench.core.backbones import arch_of
-    from pacebench.core.methods import METHODS
-
-    try:
-        config = METHODS.get(spec.method).make_config(spec.method_config).as_dict()
-    except UsageError:  # not a registered method (or not valid): hash what was given
-        config = dict(spec.method_config)
-    if "swin" not in arch_of(spec.backbone) or config.get("noise_group") == "sample":
-        config.pop("noise_group", None)
-    return config
-
-
-def key_payload(spec: RunSpec) -> dict[str, Any]:
-    """What the run key hashes: the spec, less the later settings at their legacy values, plus the behaviour
-    changes that alter this run (see the module docstring)."""
-    payload = asdict(spec)
-    payload["train"] = {k: v for k, v in payload["train"].items() if LEGACY_TRAIN.get(k, object()) != v}
-    payload["method_config"] = _method_config(spec)
-    changes = behaviour_changes(spec)
-    if changes:
-        payload["changes"] = changes
-    return payload
-
-
-def is_current(run: Any) -> bool:
-    """Whether a stored run (a `RunRecord`) has the key today's code gives its spec: False for runs made before a
-    behaviour change that alters them, or whose stored spec no longer parses."""
-    try:
-        return RunSpec.from_record(run).key == run.key
-    except (TypeError, UsageError):
-        return False

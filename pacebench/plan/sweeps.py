@@ -18,13 +18,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pacebench.choices import Phase
+from pacebench.core.methods import ABLATIONS, method_grid
 from pacebench.errors import UsageError
-from pacebench.plan.protocol import grid
+from pacebench.plan.planner import PlanRequest, plan
+from pacebench.plan.protocol import Plan, grid
+from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
 from pacebench.registry import Registry
-from pacebench.scheduler import PlanRequest, plan
 
 Grids = dict[str, dict[str, list[Any]]]  # method -> {hyperparameter: values}
+
+
+def table6_grids(methods: list[str]) -> Grids:
+    """Each method's declared search grid (`pacebench methods` shows them; empty: nothing to tune)."""
+    return {m: method_grid(m) for m in methods}
+
 
 LAMBDAS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 5e4]  # Fig. 4: "a wide range (1e-3 to 5e4)"
 
@@ -36,12 +44,16 @@ class Sweep:
 
     name: str
     description: str
-    grids: Grids
+    grids: Grids | Callable[[], Grids]  # a callable reads the registry when the sweep runs (Table 6's own grids)
     phase: str
     draws: str  # a figure name, or "table:NAME"
     suite: str | None = None
     datasets: list[str] | None = None
     options: dict[str, list[Any]] = field(default_factory=dict)
+    tuned: bool = False  # the two-phase protocol over the grids (each method's winner retrained), as Table 6
+
+    def method_grids(self) -> Grids:
+        return self.grids() if callable(self.grids) else self.grids
 
 
 SWEEPS: Registry[Sweep] = Registry("sweep")
@@ -56,15 +68,10 @@ for _sweep in (
     Sweep("figure6", "Fig. 6: pace over σ x λ on few-shot Oxford Pets, 1/2/4/8 shots (tune phase)",
           {"pace": {"sigma": [0.5, 1.0, 1.5, 2.0], "lam": [0.1, 0.5, 1.0, 5.0]}}, "tune", "sensitivity",
           suite="fewshot", datasets=["oxford_pets"], options={"shots": [1, 2, 4, 8], "split_seed": [0]}),
+    Sweep("table6", "Table 6: each ablation's own search grid on train -> val, each winner on train+val -> test "
+          "(same as `pacebench ablate`)", lambda: table6_grids(list(ABLATIONS)), "final", "table:6", tuned=True),
 ):
     SWEEPS.register(_sweep.name)(_sweep)
-
-
-def table6_grids(methods: list[str]) -> Grids:
-    """Each method's declared search grid (`pacebench methods` shows them; empty: nothing to tune)."""
-    from pacebench.core.methods import method_grid
-
-    return {m: method_grid(m) for m in methods}
 
 
 def override(grids: Grids, values: dict[str, list[Any]]) -> Grids:
@@ -85,17 +92,16 @@ def plan_grids(base: PlanRequest, grids: Grids, planner: Callable[[PlanRequest],
     for method, values in grids.items():
         for point in grid(values):
             request = dataclasses.replace(base, methods=[method], method={**base.method, **point})
-            specs.update((s.key, s) for s in planner(request))
+            specs.update((run_key(s), s) for s in planner(request))
     return list(specs.values())
 
 
 def two_phase_plan(base: PlanRequest, grids: Grids, seeds: list[int],
-                   planner: Callable[[PlanRequest], list[RunSpec]] = plan) -> tuple[list[RunSpec], list[RunSpec]]:
-    """The protocol over per-method grids, as (phase-1 specs, direct phase-2 specs): a method with several grid
-    points is searched on train -> val first; a method with one point has nothing to choose and goes straight to
-    phase 2 with `seeds`."""
+                   planner: Callable[[PlanRequest], list[RunSpec]] = plan) -> Plan:
+    """The protocol over per-method grids: a method with several grid points is searched on train -> val first; a
+    method with one point has nothing to choose and goes straight to phase 2 with `seeds`."""
     searched = {m: g for m, g in grids.items() if len(grid(g)) > 1}
     fixed = {m: g for m, g in grids.items() if m not in searched}
     tune = plan_grids(dataclasses.replace(base, phase=Phase.tune), searched, planner) if searched else []
     direct = plan_grids(dataclasses.replace(base, phase=Phase.final, seeds=seeds), fixed, planner) if fixed else []
-    return tune, direct
+    return Plan(runs=direct, search=tune, seeds=seeds, origin="tune")

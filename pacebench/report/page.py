@@ -16,7 +16,7 @@ from html import escape
 from typing import Any
 
 from pacebench.errors import PacebenchError
-from pacebench.plan.spec import is_current
+from pacebench.plan.runkey import is_current
 from pacebench.report.figures import FIGURES, gather_figure, render_figure, title_of
 from pacebench.report.render import to_html
 from pacebench.report.tables import TableData, data_label, gather, table_names, weights_key

@@ -2,7 +2,7 @@
 
 Every table reads only finished phase-2 runs (phase "final", status "done": trained on train+val, scored on test),
 and never averages runs made on different weight files: each (backbone, weights sha256) gets its own rows. Runs an
-earlier pacebench made before a change that alters their result (`spec.is_current` is False) are left out, with a
+earlier pacebench made before a change that alters their result (`runkey.is_current` is False) are left out, with a
 note, rather than averaged with new ones.
 Frames hold numbers (NaN where nothing was measured; the renderers print "–"); a column named in `TableData.pm`
 has its standard deviation over seeds (ddof=1) in a sibling column, rendered as "mean ± std".
@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from pacebench.errors import PacebenchError
-from pacebench.plan.spec import is_current
+from pacebench.plan.runkey import is_current
 from pacebench.plan.suites import PaperTable, Suite, all_suites, load_suite
 from pacebench.registry import Registry
 from pacebench.report.reference import group_means, reference_table

@@ -13,11 +13,9 @@ Read-only opens (`runs`, `report`, `plot`, `db current`) never create or migrate
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +25,14 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemy
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacebench.errors import PacebenchError, UsageError
+from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
 from pacebench.store.models import Base, EpochRow, RunRow, RunWeightsRow, SpeedRow
-from pacebench.store.queue import QueueMixin, put_epoch, put_weights
+from pacebench.store.queue import QueueMixin
 from pacebench.store.records import EpochRecord, RunRecord
+from pacebench.store.rows import decode_tensors, epoch_record, new_run_row, put_epoch, put_weights, run_record, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _alembic_config(connection: Any) -> Any:
@@ -198,38 +194,6 @@ def database_error(url: str, exc: BaseException, doing: str = "") -> PacebenchEr
     return PacebenchError(f"{doing}database {url}: {reason}; {hint}")
 
 
-def _encode_tensors(tensors: dict[str, Any]) -> bytes:
-    """safetensors bytes: no pickle, so reading weights back can never run code."""
-    from safetensors.torch import save
-
-    return save({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
-
-
-def _decode_tensors(data: bytes) -> dict[str, Any]:
-    from safetensors.torch import load
-
-    return load(data)
-
-
-def _record(row: RunRow) -> RunRecord:
-    return RunRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(RunRecord)})
-
-
-def _epoch_record(row: EpochRow) -> EpochRecord:
-    return EpochRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(EpochRecord)})
-
-
-def new_run_row(spec: RunSpec, origin: str) -> RunRow:
-    """The row a new queued run starts as: its whole spec, no results."""
-    return RunRow(
-        key=spec.key, suite=spec.suite, dataset=spec.dataset, data_options=dict(spec.data_options),
-        backbone=spec.backbone, weights_sha256=spec.weights_sha256, adapter=spec.train.adapter,
-        rank=spec.train.rank, method=spec.method, method_config=dict(spec.method_config), seed=spec.seed,
-        hparams=dataclasses.asdict(spec.train), phase=spec.phase, origin=origin, status="queued",
-        versions={}, metrics={}, created_at=utcnow(),
-    )
-
-
 class Store(QueueMixin):
     """Opens the database at `url`: for writing, creating or upgrading its schema; `readonly`, an existing database
     at the newest revision, changing nothing (a missing SQLite file is an error, not a new empty database)."""
@@ -282,15 +246,16 @@ class Store(QueueMixin):
     # ---- runs -------------------------------------------------------------------------------------------------
     def add_run(self, spec: RunSpec, origin: str = "direct") -> RunRecord:
         """Inserts `spec` as a queued run, or returns the existing run with the same key (whatever its status)."""
-        existing = self.get_run(spec.key)
+        key = run_key(spec)
+        existing = self.get_run(key)
         if existing is not None:
             return existing
         try:
             with self.session() as s:
-                s.add(new_run_row(spec, origin))
+                s.add(new_run_row(spec, origin, key))
         except IntegrityError:  # another worker inserted the same key first
             pass
-        record = self.get_run(spec.key)
+        record = self.get_run(key)
         assert record is not None
         return record
 
@@ -298,7 +263,7 @@ class Store(QueueMixin):
         column = RunRow.id if isinstance(key_or_id, int) else RunRow.key
         with self.session() as s:
             row = s.scalars(select(RunRow).where(column == key_or_id)).one_or_none()
-            return None if row is None else _record(row)
+            return None if row is None else run_record(row)
 
     def runs(self, **filters: Any) -> list[RunRecord]:
         """Runs matching equality filters on run columns (a list or tuple value means 'any of')."""
@@ -311,7 +276,7 @@ class Store(QueueMixin):
                 raise UsageError(f"cannot filter runs by {name!r}")
             query = query.where(column.in_(value) if isinstance(value, list | tuple) else column == value)
         with self.session() as s:
-            return [_record(r) for r in s.scalars(query)]
+            return [run_record(r) for r in s.scalars(query)]
 
     def update_run(self, run_id: int, **values: Any) -> None:
         with self.session() as s:
@@ -331,7 +296,7 @@ class Store(QueueMixin):
         """The trained adapter and head tensors of a finished run (CPU tensors by name), or None if none were kept."""
         with self.session() as s:
             data = s.scalars(select(RunWeightsRow.data).where(RunWeightsRow.run_id == run_id)).one_or_none()
-        return None if data is None else _decode_tensors(data)
+        return None if data is None else decode_tensors(data)
 
     def fail_run(self, run_id: int, error: str) -> None:
         self.update_run(run_id, status="failed", error=error, finished_at=utcnow())
@@ -346,13 +311,13 @@ class Store(QueueMixin):
     def epochs(self, run_id: int) -> list[EpochRecord]:
         with self.session() as s:
             rows = s.scalars(select(EpochRow).where(EpochRow.run_id == run_id).order_by(EpochRow.epoch))
-            return [_epoch_record(r) for r in rows]
+            return [epoch_record(r) for r in rows]
 
     def epochs_of(self, run_ids: Iterable[int]) -> list[EpochRecord]:
         with self.session() as s:
             rows = s.scalars(select(EpochRow).where(EpochRow.run_id.in_(list(run_ids)))
                              .order_by(EpochRow.run_id, EpochRow.epoch))
-            return [_epoch_record(r) for r in rows]
+            return [epoch_record(r) for r in rows]
 
     # ---- speed measurements (`pacebench bench`) ---------------------------------------------------------------
     def add_speed(self, rows: Iterable[dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ import socket
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select, update
 
 from pacebench.errors import PacebenchError
-from pacebench.store.models import CheckpointRow, EpochRow, RunRow, RunWeightsRow, WorkerRow
+from pacebench.plan.runkey import run_key
+from pacebench.store.models import CheckpointRow, EpochRow, RunRow, WorkerRow
 from pacebench.store.records import EpochRecord, RunRecord, WorkerRecord
+from pacebench.store.rows import new_run_row, put_epoch, put_weights, run_record, utcnow, worker_record
 
 if TYPE_CHECKING:
     from pacebench.plan.spec import RunSpec
@@ -72,10 +74,6 @@ def holder_gone(run: Any, now: datetime, host: str) -> bool:
     return run.heartbeat_at is None or run.heartbeat_at < now - lease
 
 
-def _worker_record(row: WorkerRow) -> WorkerRecord:
-    return WorkerRecord(**{f.name: getattr(row, f.name) for f in fields(WorkerRecord)})
-
-
 class QueueMixin:
     """Queue methods of `Store` (kept apart from the plain record API in api.py)."""
 
@@ -95,16 +93,14 @@ class QueueMixin:
         same moment, the plan falls back to adding its runs one by one."""
         from sqlalchemy.exc import IntegrityError
 
-        from pacebench.store.api import new_run_row
-
-        plan = [(spec.key, spec) for spec in specs]  # a key hashes the whole spec: computed once here
+        plan = [(run_key(spec), spec) for spec in specs]  # a key hashes the whole spec: computed once here
         keys = list(dict.fromkeys(key for key, _ in plan))
         try:
             with self.session() as s:
                 s.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})  # SQLite: read, then write
                 status = dict(s.execute(select(RunRow.key, RunRow.status).where(RunRow.key.in_(keys))).all())
                 fresh = {key: spec for key, spec in plan if key not in status}
-                s.add_all(new_run_row(spec, origin) for spec in fresh.values())
+                s.add_all(new_run_row(spec, origin, key) for key, spec in fresh.items())
                 failed = [key for key, value in status.items() if value == "failed"]
                 if failed:
                     s.execute(update(RunRow).where(RunRow.key.in_(failed), RunRow.status == "failed")
@@ -112,7 +108,7 @@ class QueueMixin:
         except IntegrityError:  # a concurrent enqueue of the same run: take them one at a time
             return [self._enqueue_one(spec, origin) for _, spec in plan]
         with self.session() as s:
-            records = {r.key: _record(r) for r in s.scalars(select(RunRow).where(RunRow.key.in_(keys)))}
+            records = {r.key: run_record(r) for r in s.scalars(select(RunRow).where(RunRow.key.in_(keys)))}
         return [records[key] for key, _ in plan]
 
     def _enqueue_one(self, spec: RunSpec, origin: str) -> RunRecord:
@@ -271,7 +267,7 @@ class QueueMixin:
         now, host = utcnow(), host or socket.gethostname()
         with self.session() as s:
             rows = s.scalars(select(RunRow).where(RunRow.key.in_(keys), RunRow.status == "running")).all()
-            return [_record(r) for r in rows if not holder_gone(r, now, host)]
+            return [run_record(r) for r in rows if not holder_gone(r, now, host)]
 
     # ---- workers --------------------------------------------------------------------------------------------------
     def worker_started(self, who: Claimant, device: str) -> None:
@@ -290,7 +286,7 @@ class QueueMixin:
         if active_since is not None:
             query = query.where(WorkerRow.heartbeat_at >= active_since)
         with self.session() as s:
-            return [_worker_record(r) for r in s.scalars(query)]
+            return [worker_record(r) for r in s.scalars(query)]
 
     def mean_epoch_seconds(self, **filters: Any) -> float | None:
         """Mean measured wall time of one epoch over the matching runs (for ETAs)."""
@@ -303,28 +299,3 @@ class QueueMixin:
         return None if value is None else float(value)
 
 
-def put_epoch(s: Any, run_id: int, record: EpochRecord) -> None:
-    """Writes one epoch row in session `s`, replacing a row for the same epoch left by an interrupted attempt."""
-    values = {f.name: getattr(record, f.name) for f in fields(EpochRecord) if f.name != "run_id"}
-    s.execute(delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch == record.epoch))
-    s.add(EpochRow(run_id=run_id, **values))
-
-
-def put_weights(s: Any, run_id: int, weights: dict[str, Any], now: datetime) -> None:
-    """Stores a run's trained tensors in session `s`, replacing any kept before."""
-    from pacebench.store.api import _encode_tensors
-
-    s.execute(delete(RunWeightsRow).where(RunWeightsRow.run_id == run_id))
-    s.add(RunWeightsRow(run_id=run_id, data=_encode_tensors(weights), created_at=now))
-
-
-def utcnow() -> datetime:
-    from pacebench.store.api import utcnow as now
-
-    return now()
-
-
-def _record(row: RunRow) -> RunRecord:
-    from pacebench.store.api import _record as record
-
-    return record(row)

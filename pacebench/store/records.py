@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+PARAMETER_COUNTS = ("trainable_params", "adapter_params", "head_params")  # RunRecord fields the trainer fills
+
 
 @dataclass(frozen=True)
 class RunRecord:

@@ -272,12 +272,12 @@ def gsm8k_layout(root: Path, phase: str, options: Mapping[str, Any], num_classes
 
 
 def _image_reader(request: DataRequest) -> Splits:
-    raise UsageError("text data is read by the text trainer (pacebench/training/text.py), not as images")
+    raise UsageError("text data is read by the text trainer (training/text.py), not as images")
 
 
 LAYOUTS: dict[str, LayoutFn] = {"glue": glue_layout, "gsm8k": gsm8k_layout}
 for _name, _layout_fn in LAYOUTS.items():
-    READERS.register(_name)(Reader(_image_reader, _layout_fn))
+    READERS.register(_name)(Reader(_image_reader, _layout_fn, kind="text"))
 
 
 def glue_dataset(options: Mapping[str, Any], root: Path) -> str:

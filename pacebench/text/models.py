@@ -2,7 +2,7 @@
 
 Nothing is downloaded: every `from_pretrained` reads the folder with `local_files_only=True`. peft supplies the LoRA
 layers (standard LoRA, ΔW = (α/r)·B·A, A Kaiming-uniform and B zero at the start) and their merge; pacebench adds
-one `BranchNoise` per LoRA layer, a `Noisy` module that the shared `apply_noise` fills like the image adapters', and
+one `BranchNoise` per LoRA layer, a `Noisy` module that `adapters.apply_noise` fills like the image adapters', and
 that a forward hook applies to the output of the layer's `lora_B`, i.e. to the branch output Δh (α/r is a scalar,
 so multiplying before or after it is the same). The noise is per sample and per output channel and shared over the
 tokens (shape [B, 1, C] for Δh of shape [B, T, C]); its σ comes from the shared schedule by the layer's block, with

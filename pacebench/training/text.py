@@ -1,44 +1,41 @@
-"""One text run, start to finish: local model folder + peft LoRA, method, AdamW + linear schedule, evaluation.
+"""The text trainer: a local Hugging Face model folder with peft's LoRA, AdamW and a linear schedule.
 
-The loop follows the LoRA paper's GLUE recipe (HF Trainer): AdamW with weight decay on matrices only, linear warm-up
-over `warmup_ratio` of all steps then linear decay to zero, stepped every batch, no gradient clipping, the last batch
-of an epoch kept. Everything else is the image loop's: the same methods (`method.step`), the same per-epoch record
-(loss and its parts, train accuracy where the task has one, gradient norm mean and max over steps), evaluation every
-`eval_every` epochs and at the end, the last evaluation reported, the FP-distance (paper Eq. 5) on the task outputs
-of a fixed subset of the training set (its first FP_SAMPLES examples; the full set would cost a second epoch on
-QNLI), and the workers' checkpoints (stop between steps, resume after an epoch as if never stopped). Evaluation runs
-LoRA unmerged: the same outputs as merged weights, without the rounding that merging and unmerging leaves in the
-frozen weights (see `TextModel.merged`).
-A method with `trains = False` ("pretrained") is only evaluated: one record at epoch 0, no training numbers.
+It follows the LoRA paper's GLUE recipe (HF Trainer): AdamW with weight decay on matrices only, linear warm-up over
+`warmup_ratio` of all steps then linear decay to zero, stepped every batch, no gradient clipping, the last batch of an
+epoch kept. The epoch loop, the methods, the records, the evaluation cadence and the checkpoints are the image
+path's (`training.loop`). The FP-distance (paper Eq. 5) is taken on the task outputs of a fixed subset of the
+training set (its first FP_SAMPLES examples; the full set would cost a second epoch on QNLI). Evaluation runs LoRA
+unmerged: the same outputs as merged weights, without the rounding that merging and unmerging leaves in the frozen
+weights (see `TextModel.merged`). A method with `trains = False` ("pretrained") is only evaluated.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from pacebench.core import backbones
 from pacebench.core.adapters import trainable_state
-from pacebench.core.methods import METHODS, SetupInfo
+from pacebench.core.methods import METHODS, SetupInfo, StepOutput
 from pacebench.data.base import data_options, dataset_root
 from pacebench.errors import UsageError
 from pacebench.plan.spec import RunSpec
 from pacebench.plan.suites import load_suite
-from pacebench.store import EpochRecord
 from pacebench.text import models
 from pacebench.text.tasks import TASKS, Items, TextTask, collate
-from pacebench.training.checkpoint import Control, Stopped, TrainState
+from pacebench.training.checkpoint import TrainState
 from pacebench.training.loop import (
+    TRAINERS,
+    Batch,
+    Environment,
     EpochStats,
-    TrainResult,
+    SetupCallback,
     autocast_for,
-    check_finite,
-    is_eval_epoch,
     make_optimizer,
     seed_everything,
 )
@@ -77,8 +74,6 @@ def decay_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[
 
 
 def model_folder(spec: RunSpec, weights: Path | None, weights_dir: Path | None = None) -> Path:
-    from pacebench.core import backbones
-
     folder = backbones.resolve(spec.backbone, weights, weights_dir).weights
     if folder is None or not folder.is_dir():
         raise UsageError(f"backbone {spec.backbone} is not a model folder; text suites take a Hugging Face folder "
@@ -134,96 +129,101 @@ def readings(model: models.TextModel, task: TextTask, data: torch.utils.data.Dat
     return (sum(norms) / len(norms) if norms else math.nan), fp
 
 
-def train_text(spec: RunSpec, env: Any, on_epoch: Callable[[int, EpochRecord], None],
-               setup_info: Callable[[dict], None] | None = None, control: Control | None = None) -> TrainResult:
-    """Trains `spec` on its text suite; returns its final metrics and trained tensors (LoRA and task head; none for
-    a method that trains nothing)."""
-    suite = load_suite(spec.suite)
-    ds = suite.dataset(spec.dataset)
-    options = data_options(ds, spec.data_options)
-    task = TASKS.get(suite.reader)(ds.name, ds.classes, options)
-    task.check(suite.name, spec.train.adapter, [spec.method])
-    models.require_text_extra()
-    generator = seed_everything(spec.seed)
-    splits = task.splits(dataset_root(suite, ds, env.data_root), spec.phase)
-    folder = model_folder(spec, env.weights, env.weights_dir)
-    tokenizer = models.load_tokenizer(folder)
-    t = spec.train
-    model = models.build(folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha, task.num_labels())
-    started = models.load_lora(model, Path(task.settings.init_lora)) if task.settings.init_lora else 0
-    model.to(env.device)
-    cls = METHODS.get(spec.method)
-    method = cls(cls.make_config(spec.method_config))
-    method.objective = task.objective()
-    shared = models.share_dropout(model) if method.shares_drop_path else 0  # PACE variants: copies share masks
-    method.autocast = autocast_for(t.precision, env.device)
-    facts = method.setup(model, SetupInfo(len(splits.train), task.num_labels()))
-    facts["shared_dropout"] = shared
-    facts["lora_started_from"] = {"file": task.settings.init_lora, "matrices": started} if started else None
-    if setup_info:
-        setup_info({**model.parameter_counts(), **facts})
-    train_items = task.encode(splits.train, tokenizer)
-    batches = collate(tokenizer.pad_token_id, task.label_dtype())
-    train_data = torch.utils.data.DataLoader(Items(train_items), batch_size=t.batch_size, shuffle=True,
-                                             generator=generator, collate_fn=batches)
-    fp_data = torch.utils.data.DataLoader(Items(train_items[:FP_SAMPLES]), batch_size=t.eval_batch_size,
-                                          collate_fn=batches)
-    heldout = "val" if "val" in splits.evals else task.reported  # phase tune never opens the reported split
-    # Fig. 2's readings at the training batch size; their loaders have a generator of their own, so taking them
-    # (or not: --diagnostics off) leaves the global RNG, and so training, untouched
-    diag_data = {on: torch.utils.data.DataLoader(Items(items[:FP_SAMPLES]), batch_size=t.batch_size,
-                                                 collate_fn=batches, generator=torch.Generator().manual_seed(0))
-                 for on, items in (("train", train_items),
-                                   ("heldout", task.encode(splits.evals[heldout], tokenizer)))}
+@TRAINERS.register("text")
+class TextTrainer:
+    """A run on a text suite: the task's data and objective, the model folder with LoRA, the method."""
 
-    def evaluate() -> tuple[dict[str, float], float]:
-        evals = {name: task.score(model, examples, tokenizer, t.eval_batch_size, env.device, method.autocast)
-                 for name, examples in splits.evals.items()}
-        return evals, fp_distance(model, task, fp_data, env.device, method.autocast)
+    def __init__(self, spec: RunSpec, env: Environment, setup_info: SetupCallback | None = None) -> None:
+        suite = load_suite(spec.suite)
+        ds = suite.dataset(spec.dataset)
+        self.env, t = env, spec.train
+        self.task = task = TASKS.get(suite.reader)(ds.name, ds.classes, data_options(ds, spec.data_options))
+        task.check(suite.name, t.adapter, [spec.method])
+        models.require_text_extra()
+        generator = seed_everything(spec.seed)
+        self.splits = splits = task.splits(dataset_root(suite, ds, env.data_root), spec.phase)
+        folder = model_folder(spec, env.weights, env.weights_dir)
+        self.tokenizer = models.load_tokenizer(folder)
+        self.model = model = models.build(folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha,
+                                          task.num_labels())
+        started = models.load_lora(model, Path(task.settings.init_lora)) if task.settings.init_lora else 0
+        model.to(env.device)
+        cls = METHODS.get(spec.method)
+        self.trains = cls.trains
+        self.method = method = cls(cls.make_config(spec.method_config))
+        method.objective = task.objective()
+        shared = models.share_dropout(model) if method.shares_drop_path else 0  # PACE variants: copies share masks
+        method.autocast = autocast_for(t.precision, env.device)
+        facts = method.setup(model, SetupInfo(len(splits.train), task.num_labels()))
+        facts["shared_dropout"] = shared
+        facts["lora_started_from"] = {"file": task.settings.init_lora, "matrices": started} if started else None
+        if setup_info:
+            setup_info({**model.parameter_counts(), **facts})
+        train_items = task.encode(splits.train, self.tokenizer)
+        batches = collate(self.tokenizer.pad_token_id, task.label_dtype())
+        self.train_data = torch.utils.data.DataLoader(Items(train_items), batch_size=t.batch_size, shuffle=True,
+                                                      generator=generator, collate_fn=batches)
+        self.fp_data = torch.utils.data.DataLoader(Items(train_items[:FP_SAMPLES]), batch_size=t.eval_batch_size,
+                                                   collate_fn=batches)
+        heldout = "val" if "val" in splits.evals else task.reported  # phase tune never opens the reported split
+        # Fig. 2's readings at the training batch size; their loaders have a generator of their own, so taking them
+        # (or not: --diagnostics off) leaves the global RNG, and so training, untouched
+        self.diag_data = {on: torch.utils.data.DataLoader(Items(items[:FP_SAMPLES]), batch_size=t.batch_size,
+                                                          collate_fn=batches,
+                                                          generator=torch.Generator().manual_seed(0))
+                          for on, items in (("train", train_items),
+                                            ("heldout", task.encode(splits.evals[heldout], self.tokenizer)))}
+        self.eval_batch_size = t.eval_batch_size
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.trains:
+            return
+        from transformers import get_linear_schedule_with_warmup  # lazy: the text extra is optional
 
-    if not cls.trains:
-        start = time.perf_counter()
-        scores, distance = evaluate()
-        on_epoch(0, EpochRecord(epoch=0, val_acc=scores.get("val"), test_acc=scores.get(task.reported),
-                                evals=scores, fp_distance=distance, wall_time=time.perf_counter() - start))
-        return TrainResult(_final(task, scores, distance, None, 0), {})
-    from transformers import get_linear_schedule_with_warmup
+        optimizer = make_optimizer(decay_groups(self.params, t.weight_decay), t.lr, t.weight_decay, env.device)
+        total_steps = t.epochs * len(self.train_data)
+        self.schedule = get_linear_schedule_with_warmup(
+            optimizer, math.ceil(task.settings.warmup_ratio * total_steps), total_steps)
+        self.state = TrainState(model, optimizer, self.schedule, method, generator)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(decay_groups(params, t.weight_decay), t.lr, t.weight_decay, env.device)
-    total_steps = t.epochs * len(train_data)
-    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(task.settings.warmup_ratio * total_steps),
-                                               total_steps)
-    control = control or Control()
-    state = TrainState(model, optimizer, schedule, method, generator)
-    first_epoch, final = state.start(control, env.device)  # after a checkpoint: as if never stopped
-    for epoch in range(first_epoch, t.epochs):
-        start = time.perf_counter()
-        model.train()
-        stats = TaskStats(env.device, task)
-        for x, y, idx in train_data:
-            if control.should_stop():
-                raise Stopped(f"stopped during epoch {epoch}")
-            batch = (x.to(env.device), y.to(env.device), idx.to(env.device))
-            out = method.step(model, batch, optimizer, params)
-            schedule.step()
-            stats.add(out.loss, out.parts, out.logits, batch[1], out.grad_norm)
-        row = stats.finish()
-        check_finite(row, epoch)
-        evals: dict[str, float] = {}
-        fp, diag = None, dict[str, float]()
-        if is_eval_epoch(epoch, t):
-            evals, fp = evaluate()
-            if env.diagnostics != "off":
-                diag = fig2_readings(model, task, diag_data, params, env.device, method.autocast)
-            final = {**_final(task, evals, fp, row["train_acc"], epoch), **diag}
-        on_epoch(epoch, EpochRecord(**diag,  # type: ignore[arg-type]
-            epoch=epoch, lr=optimizer.param_groups[0]["lr"], loss=row["loss"], parts=row["parts"],
-            train_acc=row["train_acc"], val_acc=evals.get("val"), test_acc=evals.get(task.reported), evals=evals,
-            grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"], fp_distance=fp,
-            wall_time=time.perf_counter() - start))
-        control.epoch_done(epoch, lambda epoch=epoch, final=final: state.capture(epoch, final))
-    return TrainResult(final, trainable_state(model))
+    def batches(self) -> Iterator[Batch]:
+        device = self.env.device
+        for x, y, idx in self.train_data:
+            yield x.to(device), y.to(device), idx.to(device)
+
+    def step(self, batch: Batch) -> tuple[StepOutput, Tensor]:
+        out = self.method.step(self.model, batch, self.state.optimizer, self.params)
+        self.schedule.step()
+        return out, batch[1]
+
+    def stats(self) -> EpochStats:
+        return TaskStats(self.env.device, self.task)
+
+    def end_epoch(self, epoch: int) -> None:
+        """The linear schedule steps every batch (`step`), not per epoch."""
+
+    def evaluate(self) -> tuple[dict[str, float], dict[str, float]]:
+        evals = {name: self.task.score(self.model, examples, self.tokenizer, self.eval_batch_size, self.env.device,
+                                       self.method.autocast)
+                 for name, examples in self.splits.evals.items()}
+        return evals, {"fp_distance": fp_distance(self.model, self.task, self.fp_data, self.env.device,
+                                                  self.method.autocast)}
+
+    def readings(self) -> dict[str, float]:
+        return fig2_readings(self.model, self.task, self.diag_data, self.params, self.env.device,
+                             self.method.autocast)
+
+    def headline(self, evals: dict[str, float]) -> dict[str, float | None]:
+        return {"val_acc": evals.get("val"), "test_acc": evals.get(self.task.reported)}
+
+    def final(self, evals: dict[str, float], extra: dict[str, float], train_acc: float | None, epoch: int
+              ) -> dict[str, Any]:
+        return _final(self.task, evals, extra["fp_distance"], train_acc, epoch)
+
+    def metrics(self, final: dict[str, Any]) -> dict[str, Any]:
+        return final
+
+    def weights(self) -> dict[str, Tensor]:
+        return trainable_state(self.model) if self.trains else {}
 
 
 def fig2_readings(model: models.TextModel, task: TextTask, data: dict[str, torch.utils.data.DataLoader],

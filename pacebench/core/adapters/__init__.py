@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
+from pacebench.choices import NoiseGroup
 from pacebench.core.adapters import lora, vpt  # noqa: F401  (registration)
 from pacebench.core.adapters.base import (
     PARTS,
@@ -22,6 +24,7 @@ from pacebench.core.adapters.base import (
     training_paths,
 )
 from pacebench.core.adapters.layout import Layout, layout_of
+from pacebench.core.noise import NOISES, Noise, schedule
 from pacebench.errors import UsageError
 
 
@@ -142,8 +145,61 @@ def disabled(model: nn.Module) -> Iterator[nn.Module]:
             layer.enabled = True
 
 
+@torch.no_grad()
+def pretrained_logits(model: nn.Module, x: Tensor) -> Tensor:
+    """The logits of the pre-trained side of the FP-distance (paper Eq. 5): adapters off, current head, eval mode
+    (no noise, no DropPath), without gradient; the model's mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with disabled(model):
+            return model(x)
+    finally:
+        model.train(was_training)
+
+
+def apply_noise(model: nn.Module, kind: str | None, sigma: float = 0.0, schedule_name: str = "code",
+                target: str = "delta", group: str = NoiseGroup.window) -> list[float]:
+    """Puts noise of `kind` on every adapted layer and the head, σ by position, drawn per `group` (a
+    `choices.NoiseGroup`); kind None removes all noise.
+
+    Returns the per-position σ list (empty when kind is None).
+    """
+    layers = list(noisy_layers(model))
+    if kind is None:
+        for layer in layers:
+            layer.noise, layer.noise_target = nn.Identity(), "delta"
+        _set_hook(model, None)
+        return []
+    NOISES.get(kind)
+    layout = layout_of(model)
+    sigmas = schedule(schedule_name, layout.family, layout.depth, sigma)
+    modules = []
+    for layer in layers:
+        layer.noise, layer.noise_target = Noise(kind, sigmas[layer.position], group).train(layer.training), target
+        modules.append(layer.noise)
+    if group != NoiseGroup.sample:
+        _set_hook(model, None)
+        return sigmas
+
+    def record_batch(_model: nn.Module, args: tuple) -> None:
+        for m in modules:
+            m.batch = args[0].shape[0]
+
+    _set_hook(model, model.register_forward_pre_hook(record_batch))
+    return sigmas
+
+
+def _set_hook(model: nn.Module, handle: object | None) -> None:
+    """Keeps at most one batch-recording hook on the model (setup may run more than once)."""
+    old = getattr(model, "_pacebench_noise_hook", None)
+    if old is not None:
+        old.remove()
+    model._pacebench_noise_hook = handle  # type: ignore[assignment]
+
+
 __all__ = [
     "DESCRIPTIONS", "KINDS", "AdaptedLinear", "Layout", "NoisyHead", "ParamCount", "adapted_layers",
-    "adapter_parameters", "count_parameters", "disabled", "head_parameters", "inject", "merge", "merged",
-    "noisy_layers", "parse_kind", "plain_paths", "trainable_state", "training_paths", "unmerge",
+    "adapter_parameters", "apply_noise", "count_parameters", "disabled", "head_parameters", "inject", "merge", "merged",
+    "noisy_layers", "parse_kind", "pretrained_logits", "plain_paths", "trainable_state", "training_paths", "unmerge",
 ]

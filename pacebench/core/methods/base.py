@@ -164,7 +164,7 @@ class Method(Generic[C]):
 
     def setup(self, model: nn.Module, info: SetupInfo) -> dict[str, Any]:
         """Prepares the model (noise, attention kernels, buffers); returns facts the run keeps (`RunRecord.setup`)."""
-        from pacebench.core.noise import apply_noise
+        from pacebench.core.adapters import apply_noise
 
         apply_noise(model, None)
         return {}

@@ -12,25 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-from pacebench.core.adapters import disabled
+from pacebench.core.adapters import pretrained_logits
 from pacebench.core.methods.base import TABLE6, Method, MethodConfig, StepOutput, ce_only, consistency, hp, register
 
 FPA_HELP = "weight λ of the FP-distance to the pre-trained model"
 FPA_GRID = [0.01, 0.1, 1.0, 10.0]  # the paper sweeps FPA's λ over 1e-3 .. 5e4 (Fig. 4)
-
-
-@torch.no_grad()
-def pretrained_logits(model: nn.Module, x: Tensor) -> Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        with disabled(model):
-            return model(x)
-    finally:
-        model.train(was_training)
 
 
 def fpa_loss(model: nn.Module, x: Tensor, y: Tensor, lam: float) -> StepOutput:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from torch import Tensor, nn
 
 from pacebench.choices import NoiseGroup, Schedule
+from pacebench.core.adapters import apply_noise
 from pacebench.core.methods.base import (
     CLASSIFICATION,
     TABLE6,
@@ -28,7 +29,6 @@ from pacebench.core.methods.base import (
     hp,
     register,
 )
-from pacebench.core.noise import apply_noise
 from pacebench.core.prefix import forward_copies
 
 SIGMA_HELP = "noise scale σ at the most perturbed position (the schedule scales it over depth)"

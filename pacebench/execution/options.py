@@ -1,0 +1,71 @@
+"""Where and how the workers of a sweep run: the options `run`, `ablate`, `tune`, `sweep` and `worker` share.
+
+Nothing here changes a run's key: the same plan trains the same runs on one CPU process, one process per GPU or a
+Slurm job array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pacebench.choices import Diagnostics
+from pacebench.execution.devices import resolve_device
+from pacebench.settings import WorkerSettings, results_dir
+from pacebench.training import Environment
+
+EXECUTORS = ("slurm", "local")  # local: submitit's local executor (same code path, for tests and dry runs)
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """A Slurm job array through submitit: `tasks` workers, each a `pacebench worker` on the shared database."""
+
+    executor: str = "slurm"
+    tasks: int = 1
+    partition: str | None = None
+    gpus_per_task: int = 0
+    cpus_per_task: int = 1
+    time_min: int = 24 * 60
+    extra: dict[str, str] = field(default_factory=dict)  # --slurm-opt KEY=VALUE, passed to sbatch as --KEY=VALUE
+    folder: Path = Path("results/slurm")
+    force_sqlite: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Where and how the workers of a sweep run."""
+
+    device: str = "auto"
+    gpus: str | None = None  # all | 0,2,3 | N (first N); CUDA only
+    jobs: int = 1  # CPU only: worker processes, each with `threads` intra-op threads
+    threads: int = 1
+    loader_workers: int = 4
+    data_root: Path = Path("data")
+    weights: Path | None = None
+    weights_dir: Path | None = None
+    settings: WorkerSettings = field(default_factory=WorkerSettings.from_env)
+    cluster: SlurmOptions | None = None  # run the workers as a Slurm job array instead
+    compile: bool = False  # torch.compile every block (same values as eager)
+    diagnostics: str = Diagnostics.eval  # when runs take Fig. 2's readings (training.Environment.diagnostics)
+
+    def worker_args(self, device: str) -> list[str]:
+        """The `pacebench worker` options that reproduce these options for one device."""
+        args = ["--device", device, "--threads", str(self.threads), "--workers", str(self.loader_workers),
+                "--data-root", str(self.data_root)]
+        args += ["--weights", str(self.weights)] if self.weights else []
+        args += ["--weights-dir", str(self.weights_dir)] if self.weights_dir else []
+        args += ["--compile"] if self.compile else []
+        return [*args, "--diagnostics", str(self.diagnostics)]
+
+
+def environment(opts: WorkerOptions, device: str) -> Environment:
+    """The training environment of one worker in this process (sets torch's CPU threads)."""
+    resolved = resolve_device(device)
+    if resolved.type == "cpu":
+        torch.set_num_threads(opts.threads)
+    return Environment(device=resolved, data_root=opts.data_root, weights=opts.weights,
+                       num_workers=opts.loader_workers, weights_dir=opts.weights_dir, compile=opts.compile,
+                       cache_dir=results_dir() / "cache", diagnostics=opts.diagnostics)

@@ -1,0 +1,29 @@
+"""What a run records about the code that trained it: the git commit of the checkout and the library versions."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from functools import cache
+
+import timm
+import torch
+
+from pacebench import __version__
+from pacebench.settings import repo_root
+
+
+@cache
+def git_commit() -> str | None:
+    """The checkout's commit, asked of git once per process (the code a worker runs cannot change under it); None
+    for an installed package or where git is missing."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def versions() -> dict[str, str]:
+    return {"pacebench": __version__, "torch": torch.__version__, "timm": timm.__version__,
+            "python": platform.python_version(), "cuda": torch.version.cuda or ""}
