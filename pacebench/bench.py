@@ -10,17 +10,25 @@ FLOPs per second over the GPU's dense peak for the precision.
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import timm
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from pacebench.choices import Paths
 from pacebench.core.adapters import training_paths
+from pacebench.core.methods import METHODS, SetupInfo
+from pacebench.core.prepare import attach
 from pacebench.errors import UsageError
+from pacebench.execution.provenance import versions
+from pacebench.training.image import compile_blocks
+from pacebench.training.loop import autocast_for, make_optimizer
 
 # Dense peak FLOP/s by GPU model and precision (vendor data sheets; fp32 without TF32, which pacebench keeps off).
 PEAK_FLOPS = {"H100": {"bf16": 989e12, "fp32": 67e12}, "H200": {"bf16": 989e12, "fp32": 67e12},
@@ -90,13 +98,6 @@ def interleaved(steps: dict[str, Callable[[], Any]], warmup: int, repeats: int, 
 
 def build(cfg: BenchConfig, method: str, device: torch.device) -> Callable[[], Any]:
     """One training step of `method` on a fresh model, as a closure over its model, optimizer and batch."""
-    import timm
-
-    from pacebench.core.methods import SetupInfo
-    from pacebench.core.prepare import attach
-    from pacebench.training.image import compile_blocks
-    from pacebench.training.loop import autocast_for, make_optimizer
-
     torch.manual_seed(0)
     extra: dict[str, Any] = {"patch_size": cfg.patch_size} if cfg.patch_size else {}
     model = timm.create_model(cfg.backbone, pretrained=False, num_classes=cfg.classes, drop_path_rate=0.1,
@@ -116,8 +117,6 @@ def build(cfg: BenchConfig, method: str, device: torch.device) -> Callable[[], A
 def count_flops(step: Callable[[], Any], steps: int = 2) -> float:
     """Mean FLOPs per step over `steps` steps (pace_lazy alternates a PACE step and a plain one). Only products
     and attention are counted: element-wise work (noise, norms, activations) is not in the FLOP model."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         for _ in range(steps):
             step()
@@ -144,8 +143,6 @@ def peak_memory_mib(step: Callable[[], Any], device: torch.device) -> float | No
 def build_steps(cfg: BenchConfig) -> dict[str, Callable[[], Any]]:
     """One training step of every method of `cfg` (names checked first), with the device's thread count and fp32
     settings applied."""
-    from pacebench.core.methods import METHODS
-
     for m in cfg.methods:
         METHODS.get(m)
     device = torch.device(cfg.device)
@@ -198,15 +195,12 @@ def profile_tables(cfg: BenchConfig, steps: dict[str, Callable[[], Any]], rows: 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
 
     return f"cpu {platform.processor() or platform.machine()}"
 
 
 def as_records(cfg: BenchConfig, rows: list[BenchRow]) -> list[dict[str, Any]]:
     """Rows for the store's `speed` table: the setting, the device and versions, the measurement."""
-    from pacebench.execution.provenance import versions
-
     setting = {k: v for k, v in asdict(cfg).items() if k not in ("methods", "device")}
     device = torch.device(cfg.device)
     return [{**setting, "device": str(device), "device_name": device_name(device), "versions": versions(),

@@ -19,17 +19,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors.torch import save_file
 from torch import nn
 
+from pacebench.core import adapters, backbones
+from pacebench.core.adapters import AdaptedLinear, NoisyHead, _set_child
+from pacebench.core.methods import SetupInfo
+from pacebench.core.prepare import prepare
 from pacebench.errors import PacebenchError, UsageError
+from pacebench.plan.spec import RunSpec
+from pacebench.plan.suites import load_suite
 from pacebench.store import RunRecord, Store
 
 
 def fold(model: nn.Module) -> nn.Module:
     """Merges every adapter into its frozen Linear and unwraps it (and the head) in place: a plain timm module tree."""
-    from pacebench.core import adapters
-    from pacebench.core.adapters import AdaptedLinear, NoisyHead, _set_child
-
     adapters.merge(model)
     for path, module in list(model.named_modules()):
         if isinstance(module, AdaptedLinear):
@@ -42,12 +46,6 @@ def fold(model: nn.Module) -> nn.Module:
 def run_model(store: Store, run: RunRecord, weights: Path | None = None) -> nn.Module:
     """The run's trained model (adapters unmerged, eval mode), rebuilt from its spec, pre-trained file and stored
     adapter and head tensors."""
-    from pacebench.core import backbones
-    from pacebench.core.methods import SetupInfo
-    from pacebench.core.prepare import prepare
-    from pacebench.plan.spec import RunSpec
-    from pacebench.plan.suites import load_suite
-
     if run.status != "done":
         raise UsageError(f"run {run.id} is {run.status}; only a finished run can be exported")
     trained = store.run_weights(run.id)
@@ -77,10 +75,6 @@ def export_model(store: Store, run_ref: str, out: Path, weights: Path | None = N
     The file's metadata names the timm architecture and its arguments, the class count and image size, and the
     run (key, method, suite/dataset, test accuracy) it came from.
     """
-    from safetensors.torch import save_file
-
-    from pacebench.core import backbones
-
     if out.suffix != ".safetensors":
         raise UsageError(f"--out {out}: export-model writes a .safetensors file; end the name in .safetensors")
     run = store.get_run(int(run_ref) if run_ref.isdigit() else run_ref)

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from pacebench.errors import UsageError
+from pacebench.settings import default_db_url
 from pacebench.store import RunRecord, Store
 
 RUN_IDENTITY = ["run_id", "key", "suite", "dataset", "method", "seed", "phase", "backbone", "status"]
@@ -30,7 +31,6 @@ EPOCH_NAMES = {"grad_norm_mean": "grad_norm_step", "grad_norm_max": "grad_norm_s
 def _store(db: str | Store | None) -> Store:
     if isinstance(db, Store):
         return db
-    from pacebench.settings import default_db_url
 
     return Store(db or default_db_url(), readonly=True)
 

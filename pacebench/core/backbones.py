@@ -18,6 +18,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import timm
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from timm.data import resolve_data_config
+from timm.models import get_pretrained_cfg
 from torch import nn
 
 from pacebench.errors import DataError, UsageError
@@ -86,8 +92,6 @@ def normalization(name: str) -> Normalization:
     b = BACKBONES.get(name) if name in BACKBONES else None
     if b is not None and b.mean is not None and b.std is not None:
         return tuple(b.mean), tuple(b.std)
-    from timm.data import resolve_data_config
-    from timm.models import get_pretrained_cfg
 
     cfg_name = (b.timm_cfg or b.arch) if b is not None else name
     cfg = get_pretrained_cfg(cfg_name)
@@ -135,7 +139,6 @@ def resolve(name: str, weights: Path | None = None, weights_dir: Path | None = N
             raise DataError(f"{what} for backbone {name} not found at {path}; put {b.filename} there "
                             f"(set PACEBENCH_WEIGHTS or --weights); it comes from {b.source}")
         return Resolved(name, b.arch, path, b.kwargs)
-    import timm
 
     if not timm.is_model(name):
         raise UsageError(f"unknown backbone {name!r}; use one of {', '.join(BACKBONES.names())} "
@@ -149,14 +152,9 @@ def resolve(name: str, weights: Path | None = None, weights_dir: Path | None = N
 
 def read_state_dict(path: Path) -> dict[str, Any]:
     """Tensors only: safetensors, or torch.load with weights_only=True (no arbitrary unpickling)."""
-    import torch
-    from safetensors import SafetensorError
-
     suffix = path.suffix.lower()
     try:
         if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state: dict[str, Any] = load_file(str(path))
         elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -216,8 +214,6 @@ def load_npz(model: nn.Module, path: Path) -> None:
 def build(name: str, num_classes: int, image_size: int, drop_path: float, weights: Path | None = None,
           pretrained: bool = True, weights_dir: Path | None = None) -> tuple[nn.Module, str]:
     """Creates the backbone with a fresh `num_classes` head; returns (model, SHA-256 of the weights file)."""
-    import timm
-
     if name in BACKBONES and BACKBONES.get(name).folder:
         raise UsageError(f"backbone {name} is a text model: use it with a text suite (glue, gsm8k)")
     r = resolve(name, weights, weights_dir) if pretrained else Resolved(name, BACKBONES.get(name).arch, None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from timm.layers import DropPath
 from torch import Tensor, nn
 
 
@@ -36,8 +37,6 @@ class SharedDropPath(nn.Module):
 
 def share_drop_path(model: nn.Module) -> int:
     """Replaces every timm DropPath in `model` by a SharedDropPath; returns how many were replaced."""
-    from timm.layers import DropPath
-
     targets = [(name, m) for name, m in model.named_modules() if isinstance(m, DropPath)]
     for name, module in targets:
         parent, _, attr = name.rpartition(".")

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import timm
 import torch
+
+from pacebench.core import adapters, noise
+from pacebench.core.backbones import BACKBONES
+from pacebench.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -21,12 +26,6 @@ class SetupDescription:
 def describe(backbone: str, adapter: str, rank: int, classes: int, sigma: float, schedule: str,
              image_size: int = 224) -> SetupDescription:
     """Builds the architecture on the meta device (no memory, no weights) and counts."""
-    import timm
-
-    from pacebench.core import adapters, noise
-    from pacebench.core.backbones import BACKBONES
-    from pacebench.errors import UsageError
-
     checks = {"--classes": (classes, classes >= 1), "--rank": (rank, rank >= 1),
               "--image-size": (image_size, image_size >= 1), "--sigma": (sigma, 0 <= sigma < float("inf"))}
     for option, (value, ok) in checks.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from timm.layers import DropPath, PatchDropout
 from torch import Tensor, nn
 
 from pacebench.core.adapters import noisy_layers
@@ -26,8 +27,6 @@ STEM = ("patch_embed", "pos_drop", "patch_drop", "norm_pre")  # what a timm ViT 
 
 def _stochastic(module: nn.Module) -> bool:
     """Whether two copies of a sample could leave `module` with different values."""
-    from timm.layers import DropPath, PatchDropout
-
     for m in module.modules():
         if ((isinstance(m, Noisy) and m.noisy) or (isinstance(m, nn.Dropout) and m.p > 0)
                 or (isinstance(m, DropPath) and m.drop_prob > 0) or (isinstance(m, PatchDropout) and m.prob > 0)):

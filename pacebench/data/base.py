@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch.utils.data import Dataset
 
-from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD
+from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD, normalization
 from pacebench.data.cache import CachedImages
 from pacebench.data.images import ImageDir, Indexed, Item, ListDataset
 from pacebench.data.transforms import CachePlan, train_transform
 from pacebench.errors import DataError, UsageError
+from pacebench.plan.suites import load_suite
 from pacebench.registry import Registry
 
 if TYPE_CHECKING:
@@ -226,9 +227,6 @@ def load_splits(spec: RunSpec, data_root: Path, cache_dir: Path | None = None) -
     """The datasets of one run, read from under `data_root` as its suite says, normalised with the backbone's
     mean/std and augmented as `spec.train.augment` says; with `cache_dir`, cacheable splits come as uint8 images
     decoded once (the trainer normalises them on the device)."""
-    from pacebench.core.backbones import normalization
-    from pacebench.plan.suites import load_suite
-
     suite = load_suite(spec.suite)
     ds = suite.dataset(spec.dataset)
     mean, std = normalization(spec.backbone)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
@@ -165,8 +166,6 @@ class ImageDir:
     def _file(self) -> Any:
         with self._lock:
             if self._h5 is None or self._pid != os.getpid():
-                import h5py
-
                 try:
                     self._h5 = h5py.File(self.pack, "r")
                 except OSError as exc:
@@ -184,7 +183,6 @@ class ImageDir:
                 raise DataError(f"missing data folder {base}; put that data set there (or its HDF5 pack {self.pack})")
             return {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
                     for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")}
-        import h5py
 
         pack = self._file()
         group = pack[sub] if sub else pack

@@ -20,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image, ImageOps
+from timm.data import Mixup, create_transform
+from timm.data.auto_augment import AugmentOp
 from torchvision import transforms as T
 
 from pacebench.choices import Augment
@@ -94,9 +97,6 @@ def crop_eval_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMA
 
 def strong_train_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> Callable:
     """NOAH's training transform, built by timm itself (see the module docstring)."""
-    from timm.data import create_transform
-    from timm.data.auto_augment import AugmentOp
-
     transform = create_transform(input_size=size, is_training=True, mean=mean, std=std, **STRONG_TRANSFORM)
     for op in _walk(transform):
         if isinstance(op, AugmentOp) and op.name == "PosterizeIncreasing":
@@ -114,8 +114,6 @@ def _posterize(image: Any, bits: int, **_: Any) -> Any:
     """timm's posterize, keeping 0 bits as a black image as Pillow did when NOAH was written: RandAugment's
     increasing posterize reaches 0 bits at magnitude 10 (m9 + mstd 0.5 gets there), which newer Pillow (13 here)
     refuses with a ValueError that stops the training run."""
-    from PIL import Image, ImageOps
-
     if bits >= 8:
         return image
     return ImageOps.posterize(image, bits) if bits >= 1 else Image.new(image.mode, image.size)
@@ -130,6 +128,5 @@ def batch_mixup(augment: str, num_classes: int) -> Callable | None:
     """timm's Mixup/CutMix for the strong augmentation (None otherwise): (x, y) -> (mixed x, soft targets)."""
     if augment != Augment.strong:
         return None
-    from timm.data import Mixup
 
     return Mixup(num_classes=num_classes, **STRONG_MIXUP)

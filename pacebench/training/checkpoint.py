@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pacebench.core.adapters import trainable_state
+
 
 def method_state(method: Any) -> dict[str, Any]:
     """A method's state: its tensor and number attributes (configs and callables are rebuilt from the spec)."""
@@ -65,8 +67,6 @@ class TrainState:
 
     def capture(self, epoch: int, final: dict[str, Any]) -> bytes:
         """The state after `epoch` finished, as bytes."""
-        from pacebench.core.adapters import trainable_state
-
         state = {"epoch": epoch, "final": final, "weights": trainable_state(self.model),
                  "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                  "method": method_state(self.method), "rng": rng_state(self.generator)}

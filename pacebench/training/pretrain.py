@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from pacebench.core.backbones import BACKBONES, build, demo_checkpoint_dir, normalization
@@ -40,7 +41,6 @@ def pretrain_demo_backbone(image_size: int = DEMO_IMAGE_SIZE, epochs: int = PRET
             loss.backward()
             optimizer.step()
             schedule.step()
-    from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pacebench.core.adapters import apply_noise
 from pacebench.errors import UsageError
 from pacebench.registry import Registry
 from pacebench.values import parse_fields
@@ -164,8 +165,6 @@ class Method(Generic[C]):
 
     def setup(self, model: nn.Module, info: SetupInfo) -> dict[str, Any]:
         """Prepares the model (noise, attention kernels, buffers); returns facts the run keeps (`RunRecord.setup`)."""
-        from pacebench.core.adapters import apply_noise
-
         apply_noise(model, None)
         return {}
 
