@@ -5,6 +5,7 @@ Each is a command-line option first, then an environment variable, then a defaul
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,13 +32,28 @@ def weights_dir() -> Path:
     return Path(os.environ.get(WEIGHTS_ENV, "weights"))
 
 
-def repo_root() -> Path:
-    """The checkout this package lives in (benchmarks/ sits beside pacebench/)."""
-    return Path(__file__).resolve().parent.parent
+SUITES_ENV = "PACEBENCH_SUITES"
+BUILTIN_SUITES = "pacebench.benchmarks"  # the suite files shipped in the package (benchmarks/ in the repository)
 
 
-def suites_dir() -> Path:
-    return Path(os.environ.get("PACEBENCH_SUITES", repo_root() / "benchmarks"))
+def builtin_suites_dir() -> Path:
+    """The suite files and reference tables that ship with pacebench, found as package data (in a wheel and in an
+    editable install alike; never through the source tree)."""
+    return Path(str(importlib.resources.files(BUILTIN_SUITES)))
+
+
+def user_suites_dir() -> Path | None:
+    """A folder of the user's own suite files ($PACEBENCH_SUITES, or `pacebench --suites DIR`): they add to the
+    built-in suites, and one with a built-in's name replaces it."""
+    value = os.environ.get(SUITES_ENV)
+    return Path(value) if value else None
+
+
+def checkout() -> Path | None:
+    """The git checkout pacebench runs from (an editable install), or None for an installed package: a wheel in a
+    virtual environment inside some repository must not report that repository's commit as its own."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / ".git").exists() else None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pacebench.core.methods.gp import gradient_norm_penalty
 from pacebench.core.methods.pace import NoisyMethod
 from pacebench.core.prepare import attach
 from pacebench.errors import UsageError
-from pacebench.settings import suites_dir
+from pacebench.settings import builtin_suites_dir as suites_dir
 from pacebench.training.diagnostics import clean_readings
 
 B, CLASSES, NUM_TRAIN = 4, 5, 10

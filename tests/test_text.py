@@ -519,7 +519,7 @@ def test_a_copied_suite_file_starts_rte_from_a_lora_file(world, tmp_path, monkey
     import shutil
 
     from pacebench.plan.suites import all_suites
-    from pacebench.settings import suites_dir
+    from pacebench.settings import builtin_suites_dir as suites_dir
     from pacebench.text import models
 
     source = _classifier(world, rank=8)

@@ -5,10 +5,15 @@ Heavy imports (torch, timm, pandas, matplotlib) happen inside commands so `paceb
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from pacebench.cli import bench_cmd, data_cmd, db_cmd, export_cmd, query_cmd, report_cmd, run_cmd, sweep_cmd
 from pacebench.cli.common import Group
+from pacebench.settings import SUITES_ENV
 
 app = typer.Typer(
     cls=Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -18,6 +23,16 @@ for module in (run_cmd, sweep_cmd, query_cmd, report_cmd, export_cmd, bench_cmd)
     module.register(app)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(db_cmd.app, name="db")
+
+
+@app.callback()
+def _root(suites: Annotated[Path | None, typer.Option(
+        "--suites", envvar=SUITES_ENV, show_default=False, file_okay=False,
+        help="A folder of your own suite files: they add to the built-in suites, and one with a built-in's name "
+             "replaces it.")] = None) -> None:
+    """PACE and its baselines and ablations over the paper's benchmark suites, every run kept in a database."""
+    if suites is not None:
+        os.environ[SUITES_ENV] = str(suites)  # worker processes and Slurm tasks inherit it
 
 
 def main() -> None:

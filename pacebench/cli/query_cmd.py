@@ -69,9 +69,18 @@ def suites(data_root: DataOption = None) -> None:
     """List the suites, their datasets, and whether each dataset's folder is found under the data root."""
     from pacebench.data import READERS
     from pacebench.plan.suites import all_suites
+    from pacebench.settings import builtin_suites_dir
     from pacebench.settings import data_root as default_root
 
     root = data_root or default_root()
+    builtin = builtin_suites_dir()
+    files = Table("suite", "datasets", "file", title="suite files")
+    for suite in all_suites().values():
+        mine = suite.path is not None and suite.path.parent != builtin
+        origin = " (yours, replaces the built-in)" if mine and (builtin / f"{suite.name}.toml").is_file() else \
+            " (yours)" if mine else " (built in)"
+        files.add_row(suite.name, str(len(suite.datasets)), f"{suite.path}{origin}")
+    console.print(files)
     table = Table("suite", "dataset", "classes", "group", "folder", "data", title=f"suites (data root {root})")
     for suite in all_suites().values():
         for ds in suite.datasets.values():

@@ -10,15 +10,18 @@ import timm
 import torch
 
 from pacebench import __version__
-from pacebench.settings import repo_root
+from pacebench.settings import checkout
 
 
 @cache
 def git_commit() -> str | None:
     """The checkout's commit, asked of git once per process (the code a worker runs cannot change under it); None
-    for an installed package or where git is missing."""
+    for an installed package (its version is recorded instead) or where git is missing."""
+    root = checkout()
+    if root is None:
+        return None
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None

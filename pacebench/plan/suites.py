@@ -12,6 +12,7 @@ table is that file alone. Every table of a suite file is checked for unknown key
 from __future__ import annotations
 
 import itertools
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -21,7 +22,7 @@ from typing import Any
 
 from pacebench.errors import UsageError
 from pacebench.plan.spec import TRAIN_FIELDS, TrainConfig, coerce_train
-from pacebench.settings import suites_dir
+from pacebench.settings import SUITES_ENV, builtin_suites_dir, user_suites_dir
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,17 @@ DATASET_TYPES: dict[str, tuple[type, str]] = {"folder": (str, "a string"), "grou
                                               "data": (dict, "a table")}
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # suite and dataset names become file names (image cache, figures)
+
+
+def check_name(name: str, what: str, where: str) -> None:
+    if not NAME.fullmatch(name) or ".." in name:
+        raise UsageError(f"{where}: {what} name {name!r} is not a plain name; use letters, digits, '_', '-' and "
+                         "'.' (it becomes part of file names)")
+
+
 def _dataset(name: str, raw: dict[str, Any], where: str) -> DatasetDef:
+    check_name(name, "dataset", where)
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: datasets.{name} must be a table ([datasets.{name}])")
     table = f"{where} [datasets.{name}]"
@@ -176,7 +187,9 @@ def _paper_table(raw: dict[str, Any], where: str) -> PaperTable:
 
 def parse_suite(path: Path) -> Suite:
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"suite file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"suite file {path} is not valid TOML: {exc}") from None
     where = f"suite file {path}"
@@ -203,6 +216,7 @@ def parse_suite(path: Path) -> Suite:
         ablation_columns=dict(columns),
         path=path,
     )
+    check_name(suite.name, "suite", where)
     check_keys(suite.ablation_columns, suite.datasets, f"{where} [reference.ablation_columns]")
     names = [n for ds in suite.datasets.values() for n in (ds.name, *ds.aliases)]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -211,14 +225,39 @@ def parse_suite(path: Path) -> Suite:
     return suite
 
 
+def _folder(folder: Path) -> dict[str, Suite]:
+    """The suites of one folder by name; two files of one folder naming the same suite is an error."""
+    suites: dict[str, Suite] = {}
+    for path in sorted(folder.glob("*.toml")):
+        suite = parse_suite(path)
+        if suite.name in suites:
+            raise UsageError(f"suite files {suites[suite.name].path} and {path} both define suite {suite.name!r}; "
+                             "rename one (its `name` key, or the file when it has none)")
+        suites[suite.name] = suite
+    return suites
+
+
 @cache
+def _suites(user: Path | None) -> dict[str, Suite]:
+    suites = _folder(builtin_suites_dir())
+    if user is not None:
+        if not user.is_dir():
+            raise UsageError(f"suite folder {user} does not exist ({SUITES_ENV} or --suites); name a folder of "
+                             "suite .toml files")
+        suites.update(_folder(user))  # a user suite with a built-in's name replaces it (`pacebench suites` says so)
+    return suites
+
+
 def all_suites() -> dict[str, Suite]:
-    return {s.name: s for s in map(parse_suite, sorted(suites_dir().glob("*.toml")))}
+    """The built-in suites, then the user's folder's ($PACEBENCH_SUITES / --suites), which add or replace."""
+    return _suites(user_suites_dir())
+
+
+all_suites.cache_clear = _suites.cache_clear  # type: ignore[attr-defined]  (tests reset it after changing the folder)
 
 
 def load_suite(name: str) -> Suite:
     suites = all_suites()
     if name not in suites:
-        known = ", ".join(suites) or f"(no suite files in {suites_dir()})"
-        raise UsageError(f"unknown suite {name!r}; choose one of: {known}")
+        raise UsageError(f"unknown suite {name!r}; choose one of: {', '.join(suites)}")
     return suites[name]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pacebench.errors import DataError
 from pacebench.plan.suites import Suite
-from pacebench.settings import suites_dir
+from pacebench.settings import builtin_suites_dir
 
 
 def reference_path(suite: Suite, kind: str = "table") -> Path | None:
@@ -22,7 +22,7 @@ def reference_path(suite: Suite, kind: str = "table") -> Path | None:
     name = suite.reference.get(kind)
     if not name:
         return None
-    base = suite.path.parent if suite.path is not None else suites_dir()
+    base = suite.path.parent if suite.path is not None else builtin_suites_dir()
     return base / name
 
 
