@@ -25,6 +25,14 @@ class Status(StrEnum):
     failed = "failed"
 
 
+class Mode(StrEnum):
+    """What a training command does with its plan (`execution.sweep.execute_plan`)."""
+
+    train = "train"  # queue the plan and train it with workers started here
+    dry_run = "dry-run"  # show the plan, done and to do; write nothing
+    enqueue = "enqueue"  # queue the plan and exit: workers started anywhere else (`pacebench worker`) train it
+
+
 class Precision(StrEnum):
     auto = "auto"  # bf16 on CUDA, fp32 elsewhere; resolved (`scheduler.materialise`) before a run key is taken
     fp32 = "fp32"

@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
+from pacebench.execution.worker import Worker
 from pacebench.plan.planner import PlanRequest, plan
 from pacebench.plan.runkey import run_key
 from pacebench.store import Store
@@ -106,8 +108,6 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(tmp_path, results):
     # resumed results equal uninterrupted ones
     clean = Store(f"sqlite:///{tmp_path}/clean.db")
     clean.enqueue(plan_)
-    from pacebench.execution.worker import Worker
-
     Worker(clean, ENV).work()
     for run in runs:
         other = clean.get_run(run.key)
@@ -219,6 +219,31 @@ def test_run_with_two_jobs_then_status(tmp_path, results, monkeypatch):
     assert [(r.status, r.attempts) for r in runs] == [("done", 1)] * 4 and len({r.worker for r in runs}) == 2
     status = cli("status", "--db", db)
     assert status.exit_code == 0 and "4 runs: 4 done" in status.output and "stopped" in status.output
+
+
+def test_enqueue_only_writes_the_plan_and_two_plain_workers_drain_it(tmp_path, results, monkeypatch):
+    """Any orchestrator can run the workers: `--enqueue-only` queues and exits, `pacebench worker` processes
+    started on their own train the runs, each exactly once; a two-phase plan queues phase 2 when asked again."""
+    db = f"sqlite:///{tmp_path}/q.db"
+    queued = cli("run", "demo", "--methods", "baseline,pace", "--seeds", "0,1", *TINY, "--db", db, "--enqueue-only")
+    assert queued.exit_code == 0 and "queued: 4 run(s) wait for workers" in " ".join(queued.output.split())
+    assert {r.status for r in Store(db).runs()} == {"queued"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "PACEBENCH_RESULTS": str(results)}
+    workers = [subprocess.Popen([sys.executable, "-m", "pacebench", "worker", "--db", db, "--device", "cpu",
+                                 "--workers", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for _ in range(2)]
+    assert [w.wait(timeout=600) for w in workers] == [0, 0], [w.stdout.read() for w in workers]  # type: ignore
+    runs = Store(db).runs()
+    assert [(r.status, r.attempts) for r in runs] == [("done", 1)] * 4
+    tune = ["tune", "demo", "--methods", "pace", "--grid", "lam=0.5,1", "--seeds", "0", *TINY, "--db", db,
+            "--enqueue-only"]
+    first = cli(*tune)
+    assert first.exit_code == 0 and "run this command again once the workers have finished phase 1" in " ".join(
+        first.output.split())
+    assert Worker(Store(db), ENV, keys=None).work() == Counter({"done": 2})
+    second = cli(*tune)
+    assert second.exit_code == 0 and "queued: 1 run(s) wait for workers" in " ".join(second.output.split())
+    assert [r.phase for r in Store(db).runs(status="queued")] == ["final"]
 
 
 def test_a_rerun_that_finds_runs_held_by_live_workers_says_so_unless_it_waits(tmp_path, results, monkeypatch):

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from pacebench.choices import Phase
+from pacebench.choices import Phase, Status
 from pacebench.plan.spec import PHASES
 from pacebench.settings import WorkerSettings
 from pacebench.store import Store
@@ -111,6 +111,13 @@ class ConsoleReporter:
 
     def finished(self, result: Any) -> None:
         print_outcomes(self.console, result)
+
+    def queued(self, result: Any, then: str | None) -> None:
+        waiting = sum(r.status in (Status.queued, Status.running) for r in result.runs)
+        self.console.print(f"queued: {waiting} run(s) wait for workers ({len(result.runs) - waiting} done or failed)"
+                           "; start `pacebench worker --db URL` on any machine that reaches the database")
+        if then:
+            self.console.print(then)
 
     def searching(self) -> None:
         self.console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")

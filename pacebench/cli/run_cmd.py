@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pacebench.choices import Diagnostics, Phase
+from pacebench.choices import Diagnostics, Mode, Phase
 from pacebench.cli.common import (
     DataOption,
     DbOption,
@@ -125,6 +125,9 @@ def shared(
     db: DbOption = None,
     data_root: DataOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+    enqueue_only: Annotated[bool, typer.Option("--enqueue-only", rich_help_panel=WORKERS, help="Write the plan "
+                                               "into the database and exit: `pacebench worker` processes started "
+                                               "anywhere (a Kubernetes job, an ssh loop) train it.")] = False,
 ) -> None:
     """The options `run`, `ablate` and `tune` share (declared once; `shared_options` adds them to each)."""
 
@@ -188,8 +191,11 @@ def execute(o: Any, opts: WorkerOptions, todo: Plan) -> SweepResult | None:
     from pacebench.store import Store
 
     where = f"{opts.cluster.tasks} {opts.cluster.executor} task(s)" if opts.cluster else opts.device
+    if o.dry_run and o.enqueue_only:
+        raise UsageError("--dry-run and --enqueue-only exclude each other: the one writes nothing, the other the plan")
+    mode = Mode.dry_run if o.dry_run else Mode.enqueue if o.enqueue_only else Mode.train
     return execute_plan(todo, Store(db_url(o.db)), opts, ConsoleReporter(console, where, o.dry_run), _device_type(o),
-                        wait=o.wait, dry_run=o.dry_run)
+                        wait=o.wait, mode=mode)
 
 
 @shared_options(shared)

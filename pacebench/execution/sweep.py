@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pacebench.choices import Status
+from pacebench.choices import Mode, Status
 from pacebench.data.check import require_data
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.execution.launch import run_workers
@@ -54,6 +54,9 @@ class Reporter(Protocol):
 
     def finished(self, result: SweepResult) -> None:
         """After a phase: what became of each run."""
+
+    def queued(self, result: SweepResult, then: str | None) -> None:
+        """A phase queued for workers elsewhere (`Mode.enqueue`); `then` says what is left to do, if anything."""
 
     def searching(self) -> None:
         """Phase 1 begins."""
@@ -124,16 +127,21 @@ def incomplete(result: SweepResult, tolerate_failures: bool) -> str | None:
 
 
 def run_phase(specs: list[RunSpec], store: Store, opts: WorkerOptions, reporter: Reporter, origin: str,
-              device_type: str, wait: bool = False, dry_run: bool = False, tolerate_failures: bool = False
+              device_type: str, wait: bool = False, mode: Mode = Mode.train, tolerate_failures: bool = False
               ) -> SweepResult | None:
-    """One phase: settle the specs, show the plan, train it, show the outcome. None on a dry run."""
-    if not dry_run:  # pre-trains the demo backbone if a run needs it and it is not there yet (planning never does)
+    """One phase: settle the specs, show the plan, then train it and show the outcome (`Mode.train`), or queue it
+    for workers elsewhere (`Mode.enqueue`: the runs as they stand). None on a dry run."""
+    if mode != Mode.dry_run:  # pre-trains the demo backbone if a run needs it and it is not there yet
         specs = materialise(specs, device_type)
     keys = [run_key(s) for s in specs]
     done = {r.key for r in store.runs(key=keys, status=Status.done)}
     reporter.planned(specs, keys, done, store, origin)
-    if dry_run:
+    if mode == Mode.dry_run:
         return None
+    if mode == Mode.enqueue:
+        preflight([s for s, k in zip(specs, keys, strict=True) if k not in done], opts.data_root)
+        store.enqueue(specs, origin)
+        return SweepResult(store.runs(key=list(dict.fromkeys(keys))), done, [])
     result = execute(specs, store, opts, origin=origin, wait=wait,
                      display=lambda keys: reporter.watching(store, keys))
     reporter.finished(result)
@@ -144,22 +152,32 @@ def run_phase(specs: list[RunSpec], store: Store, opts: WorkerOptions, reporter:
 
 
 def execute_plan(plan: protocol.Plan, store: Store, opts: WorkerOptions, reporter: Reporter, device_type: str,
-                 wait: bool = False, dry_run: bool = False) -> SweepResult | None:
-    """Phase 1 (if the plan searches anything), then phase 2; the last phase's result, None on a dry run.
+                 wait: bool = False, mode: Mode = Mode.train) -> SweepResult | None:
+    """Phase 1 (if the plan searches anything), then phase 2; the last phase's result once trained (None on a dry
+    run or when the plan was only queued).
 
     A grid point whose run failed all its attempts is left out of the choice and named; phase 1 with no grid point
-    left is an error.
+    left is an error. With `Mode.enqueue`, phase 2 is queued once phase 1's runs are all finished: the same command,
+    run again after the workers drained phase 1, queues it.
     """
     best: dict[protocol.Key, protocol.Choice] = {}
     if plan.search:
         reporter.searching()
-        result = run_phase(plan.search, store, opts, reporter, "tune", device_type, wait, dry_run,
+        result = run_phase(plan.search, store, opts, reporter, "tune", device_type, wait, mode,
                            tolerate_failures=True)
         if result is None:
+            return None
+        if mode == Mode.enqueue and any(r.status not in (Status.done, Status.failed) for r in result.runs):
+            reporter.queued(result, "phase 2 is chosen from phase 1's results: run this command again once the "
+                                    "workers have finished phase 1, and it queues phase 2")
             return None
         best = protocol.select_best(result.runs)
         if not best:
             raise UsageError("every grid point failed all its attempts; see `pacebench runs --status failed`")
         reporter.chosen(protocol.excluded_points(result.runs), best, len(plan.runs))
-    runs = protocol.final_specs(best, plan.seeds) + plan.runs
-    return run_phase(runs, store, opts, reporter, plan.origin, device_type, wait, dry_run)
+    result = run_phase(protocol.final_specs(best, plan.seeds) + plan.runs, store, opts, reporter, plan.origin,
+                       device_type, wait, mode)
+    if mode == Mode.enqueue and result is not None:
+        reporter.queued(result, None)
+        return None
+    return result
