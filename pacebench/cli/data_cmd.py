@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pacebench.plan.suites import all_suites, load_suite
-from pacebench.settings import data_root
+from pacebench.settings import data_root, results_dir
 
 app = typer.Typer(help="Check data sets on disk.", no_args_is_help=True)
 
@@ -31,24 +31,28 @@ def check(
     root: Annotated[Path | None, typer.Option("--root", help="Data root (default: $PACEBENCH_DATA or ./data).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Also decode every image (slow).")] = False,
 ) -> None:
-    """Check that every list, split file and image the readers need is present, with labels in range."""
-    from pacebench.data.check import check_suite
+    """Check that every list, split file and image the readers need is present, with labels in range, and print
+    each data set's fingerprint (one string that tells two copies apart; the first one reads every file once)."""
+    from pacebench.data.check import check_suite  # lazy: torch (the readers)
+    from pacebench.data.fingerprint import dataset_fingerprint
 
     root = root or data_root()
     suites = [load_suite(suite)] if suite else list(all_suites().values())
-    results = [result for s in suites for result in check_suite(s, root, full)]
-    table = Table("suite", "dataset", "status", "sizes", title=f"Data under {root}")
+    results = [(s, result) for s in suites for result in check_suite(s, root, full)]
+    table = Table("suite", "dataset", "status", "fingerprint", "sizes", title=f"Data under {root}")
     table.add_column("first problem", overflow="fold")  # fold, never cut: the path in it is what to fix
-    for r in results:
+    for s, r in results:
         first = r.problems[0] + (f" (+{len(r.problems) - 1} more)" if len(r.problems) > 1 else "") if r.problems else ""
         sizes = " ".join(f"{name}={n}" for name, n in r.sizes.items()) or "-"
-        table.add_row(r.suite, r.dataset, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", sizes, first)
+        found = r.status == "found"
+        fingerprint = dataset_fingerprint(s, s.dataset(r.dataset), root, results_dir() / "cache") if found else "-"
+        table.add_row(r.suite, r.dataset, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", fingerprint, sizes, first)
     console = Console()
     console.print(table)
-    for r in results:
+    for _, r in results:
         for note in r.notes:
             console.print(f"{r.suite}/{r.dataset}: {note}", markup=False, soft_wrap=True)
-    problems = [(r, p) for r in results for p in r.problems]
+    problems = [(r, p) for _, r in results for p in r.problems]
     for r, problem in problems:
         console.print(f"{r.suite}/{r.dataset}: {problem}", markup=False, soft_wrap=True)
     if problems:

@@ -132,6 +132,7 @@ class Reader:
     read: Callable[[DataRequest], Splits]
     layout: LayoutFn | None = None
     kind: str = "image"  # which trainer reads it (`training.TRAINERS`): "image", or "text" for the text suites
+    fingerprint: Callable[[DatasetDef], str] | None = None  # data built into the package: its identity
 
     @property
     def needs_files(self) -> bool:
@@ -176,11 +177,13 @@ def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | No
     return decorator
 
 
-def register_builtin(name: str) -> Callable[[Callable[[DataRequest], Splits]], Callable[[DataRequest], Splits]]:
-    """Registers a reader whose data is built into the package (nothing under the data root)."""
+def register_builtin(name: str, fingerprint: Callable[[DatasetDef], str]
+                     ) -> Callable[[Callable[[DataRequest], Splits]], Callable[[DataRequest], Splits]]:
+    """Registers a reader whose data is built into the package (nothing under the data root); `fingerprint` says
+    which data it builds (`data.fingerprint`)."""
 
     def decorator(read: Callable[[DataRequest], Splits]) -> Callable[[DataRequest], Splits]:
-        READERS.register(name)(Reader(read))
+        READERS.register(name)(Reader(read, fingerprint=fingerprint))
         return read
 
     return decorator

@@ -203,16 +203,26 @@ class ImageDir:
     def load(self, path: Path) -> Image.Image:
         if not self.packed:
             return load_rgb(path)
+        return load_rgb(self.where(path), io.BytesIO(self.read_bytes(path)))
+
+    def read_bytes(self, path: Path) -> bytes:
+        """The image's encoded bytes as stored: the file's, or its entry's in the pack (what a data fingerprint
+        hashes, so a folder and a pack of the same files have the same fingerprint)."""
+        if not self.packed:
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise DataError(f"cannot read {path}: {exc.strerror or exc}; restore it or remove it from its split "
+                                "list") from None
         key = self.key(path)
         pack = self._file()
         if key not in pack:
             raise DataError(f"cannot read image {key} in {self.pack}: no such entry; re-create the pack or remove "
                             "the image from its split list")
         try:
-            data = np.asarray(pack[key]).tobytes()  # uint8 array or the authors' 0-d bytes scalar: raw bytes
+            return np.asarray(pack[key]).tobytes()  # uint8 array or the authors' 0-d bytes scalar: raw bytes
         except (OSError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"cannot read image {key} in {self.pack}: {_one_line(exc)}; re-create the pack") from None
-        return load_rgb(f"{key} in {self.pack}", io.BytesIO(data))
 
 
 def load_image(path: Path, images: ImageDir | None = None) -> Image.Image:
