@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pacebench.choices import Paths
 from pacebench.core.adapters import training_paths
+from pacebench.core.backbones import BACKBONES
 from pacebench.core.methods import METHODS, SetupInfo
 from pacebench.core.prepare import attach
 from pacebench.errors import UsageError
@@ -145,6 +146,11 @@ def build_steps(cfg: BenchConfig) -> dict[str, Callable[[], Any]]:
     settings applied."""
     for m in cfg.methods:
         METHODS.get(m)
+    if not timm.is_model(cfg.backbone):
+        named = f" ({cfg.backbone} is a named backbone: bench builds timm architectures with random weights)" \
+            if cfg.backbone in BACKBONES else ""
+        raise UsageError(f"unknown timm architecture {cfg.backbone!r}{named}; use e.g. vit_base_patch16_224 or "
+                         "vit_tiny_patch16_224")
     device = torch.device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)

@@ -30,6 +30,7 @@ from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.spec import RunSpec
 from pacebench.plan.suites import load_suite
 from pacebench.store import RunRecord, Store
+from pacebench.values import INT_MAX
 
 
 def fold(model: nn.Module) -> nn.Module:
@@ -77,7 +78,8 @@ def export_model(store: Store, run_ref: str, out: Path, weights: Path | None = N
     """
     if out.suffix != ".safetensors":
         raise UsageError(f"--out {out}: export-model writes a .safetensors file; end the name in .safetensors")
-    run = store.get_run(int(run_ref) if run_ref.isdigit() else run_ref)
+    number = int(run_ref) if run_ref.isdigit() else None
+    run = None if number is not None and number > INT_MAX else store.get_run(run_ref if number is None else number)
     if run is None:
         raise UsageError(f"no run {run_ref!r} in {store.url}; see `pacebench runs`")
     model = fold(run_model(store, run, weights))

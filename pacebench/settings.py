@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pacebench.errors import UsageError
+from pacebench.values import parse_value
 
 DB_ENV, DATA_ENV, WEIGHTS_ENV, RESULTS_ENV = "PACEBENCH_DB", "PACEBENCH_DATA", "PACEBENCH_WEIGHTS", "PACEBENCH_RESULTS"
+THREADS_ENV, DIAGNOSTICS_ENV = "PACEBENCH_THREADS", "PACEBENCH_DIAGNOSTICS"
 
 
 def results_dir() -> Path:
@@ -80,9 +82,10 @@ class WorkerSettings:
     def from_env(cls, **overrides: Any) -> WorkerSettings:
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = os.environ.get(f"PACEBENCH_{f.name.upper()}")
+            name = f"PACEBENCH_{f.name.upper()}"
+            raw = os.environ.get(name)
             if raw is not None:
-                values[f.name] = float(raw) if f.type == "float" else int(raw)
+                values[f.name] = parse_value(float if f.type == "float" else int, raw, f"${name}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         if min(settings.heartbeat_s, settings.poll_s) <= 0 or min(settings.missed_beats, settings.max_attempts,

@@ -17,6 +17,8 @@ from typing import Any
 
 from pacebench.errors import UsageError
 
+INT_MAX = 2**31 - 1  # whole numbers (seeds, epochs, ranks, ...) land in INTEGER columns: 32 bits on PostgreSQL
+
 
 @cache
 def field_types(cls: type) -> dict[str, Any]:
@@ -54,7 +56,10 @@ def parse_value(kind: Any, value: Any, what: str) -> Any:
         return number
     if not number.is_integer():
         raise UsageError(f"{what} must be int (a whole number), got {value!r}")
-    return int(value) if isinstance(value, int) else int(number)  # int("12345678901234567") keeps every digit
+    whole = int(value) if isinstance(value, int) else int(number)  # int("12345678901234567") keeps every digit
+    if abs(whole) > INT_MAX:
+        raise UsageError(f"{what} = {value} is out of range; use a whole number of at most {INT_MAX}")
+    return whole
 
 
 def parse_fields(cls: type, values: Mapping[str, Any], what: str, aliases: Mapping[str, str] | None = None

@@ -145,7 +145,8 @@ def test_plan_and_the_cli_do_not_import_torch_at_module_level():
 def test_help_never_imports_torch_pandas_or_sqlalchemy():
     """What keeps `pacebench --help` under half the time of `import torch` (benchmarks/cli_startup.py measures it):
     the help of every command is built without loading a heavy package."""
-    code = ("import sys\nfrom pacebench.cli import main\nfor argv in (['--help'], ['run', '--help'], ['report', '--help']):\n"
+    code = ("import sys\nfrom pacebench.cli import main\n"
+            "for argv in (['--help'], ['run', '--help'], ['report', '--help']):\n"
             "    sys.argv = ['pacebench', *argv]\n    try:\n        main()\n    except SystemExit:\n        pass\n"
             "print(sorted(m for m in ('torch', 'pandas', 'sqlalchemy', 'timm', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout

@@ -75,6 +75,29 @@ def test_cache_is_built_once_and_rebuilt_when_a_file_changes(tmp_path):
     assert not list((tmp_path / "cache").glob("*.tmp*")), "no half-written cache left behind"
 
 
+@pytest.mark.parametrize("damage", ["truncated", "zero-filled", "index"])
+def test_a_damaged_cache_is_rebuilt_and_says_so_never_trained_on(tmp_path, damage, caplog):
+    """What a full disk or an interrupted copy leaves (a short file), or a file overwritten with zeros, is found by
+    the cache's checksum: it is rebuilt from the images, and the reason is logged and kept in the run's facts."""
+    root = make_vtab(tmp_path / "cifar", sizes={"train800val200": 4, "test": 2})
+    good = read(root, tmp_path / "cache")
+    expected = [good.train[i][0] for i in range(len(good.train))]
+    path = good.train.base.path
+    size = path.stat().st_size
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: size // 2])
+    elif damage == "zero-filled":
+        path.write_bytes(bytes(size))
+    else:
+        path.with_suffix(".idx.npy").write_bytes(b"not numpy")
+    with caplog.at_level("WARNING", logger="pacebench.data.cache"):
+        again = read(root, tmp_path / "cache").train
+    assert again.base.rebuilt and "failed its check" in again.base.rebuilt and again.base.decode_seconds > 0
+    assert any("failed its check" in r.message for r in caplog.records)
+    assert all(torch.equal(again[i][0], expected[i]) for i in range(len(again)))
+    assert read(root, tmp_path / "cache").train.base.rebuilt is None  # the rebuilt cache passes
+
+
 def test_normalise_passes_floats_through_and_augmented_runs_decode(tmp_path):
     x = torch.randn(2, 3, 4, 4)
     assert Normalise(IMAGENET_MEAN, IMAGENET_STD)(x) is x

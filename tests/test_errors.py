@@ -61,6 +61,48 @@ def _bad_suite(tmp_path: Path, monkeypatch) -> list[str]:
     return []
 
 
+def _file(tmp_path: Path) -> str:
+    (tmp_path / "a-file").write_text("not a folder, not JSON")
+    return str(tmp_path / "a-file")
+
+
+def _env(monkeypatch, name: str, value: str) -> list[str]:
+    monkeypatch.setenv(name, value)
+    return []
+
+
+def _user_suite(tmp_path: Path, monkeypatch, files: dict[str, bytes]) -> list[str]:
+    (tmp_path / "suites").mkdir(exist_ok=True)
+    for name, data in files.items():
+        (tmp_path / "suites" / name).write_bytes(data)
+    monkeypatch.setenv("PACEBENCH_SUITES", str(tmp_path / "suites"))
+    from pacebench.plan.suites import all_suites
+
+    all_suites.cache_clear()
+    return []
+
+
+def _latin_suite(tmp_path: Path, monkeypatch) -> list[str]:
+    return _user_suite(tmp_path, monkeypatch, {"mine.toml": 'reader = "demo"\nbackbone = "vit_demo"\n'
+                                               'description = "caf\u00e9"\n'.encode("latin-1")})
+
+
+def _twice(tmp_path: Path, monkeypatch) -> list[str]:
+    text = b'name = "twice"\nreader = "demo"\nbackbone = "vit_demo"\n'
+    return _user_suite(tmp_path, monkeypatch, {"a.toml": text, "b.toml": text})
+
+
+def _escaping(tmp_path: Path, monkeypatch) -> list[str]:
+    return _user_suite(tmp_path, monkeypatch, {"mine.toml": b'reader = "demo"\nbackbone = "vit_demo"\n'
+                                               b'[datasets."../../../escaped"]\nclasses = 2\n'})
+
+
+def _demo_shots(tmp_path: Path, monkeypatch, shots: int) -> list[str]:
+    demo = (Path(__file__).parent.parent / "benchmarks" / "demo.toml").read_text()
+    _user_suite(tmp_path, monkeypatch, {"demo.toml": demo.replace("shots = [20]", f"shots = [{shots}]").encode()})
+    return []
+
+
 def _corrupt(tmp_path: Path, suffix: str) -> str:
     path = tmp_path / f"w{suffix}"
     path.write_bytes(b"\x93NUMPY this is no checkpoint" * 4)
@@ -140,6 +182,42 @@ CASES: dict[str, tuple[Args, int, str]] = {
                                    "export-model writes a .safetensors file"),
     "export-model of no such run": (lambda t, m, p, d: ["export-model", "999", "--out", f"{t}/m.safetensors", "--db",
                                                         d], 2, "no run '999' in"),
+    "export-model of a run number beyond any id": (lambda t, m, p, d: ["export-model", "99999999999999999999",
+                                                                       "--out", f"{t}/m.safetensors", "--db", d], 2,
+                                                   "no run '99999999999999999999' in"),
+    "export --out onto a file": (lambda t, m, p, d: ["export", "--out", _file(t), "--db", d], 2,
+                                 "is a file; export writes runs.csv and epochs.csv into a folder"),
+    "export --out where nothing can be written": (lambda t, m, p, d: ["export", "--out", "/proc/x", "--db", d], 1,
+                                                  "cannot write /proc/x"),
+    "--seeds with no number": (lambda t, m, p, d: ["run", "demo", "--seeds", ",,,", "--db", d], 2,
+                               "--seeds takes comma-separated integers, e.g. 0,1,2; got ',,,'"),
+    "an integer setting beyond the database's columns": (lambda t, m, p, d: ["run", "demo", "-t",
+                                                                             "epochs=99999999999999999999", "--db", d],
+                                                         2, "training setting epochs = 99999999999999999999 is out of "
+                                                            "range"),
+    "image smaller than a patch": (lambda t, m, p, d: ["run", "demo", "-t", "image_size=3", "--db", d], 2,
+                                   "image_size=3 does not fit backbone vit_demo"),
+    "demo shots that do not fit the digits": (lambda t, m, p, d: ["run", "demo", "--db", d, *_demo_shots(t, m, -3)],
+                                              2, "demo option shots=-3 does not fit the digits"),
+    "--device tpu": (lambda t, m, p, d: ["run", "demo", "--device", "tpu", "--db", f"sqlite:///{t}/dev.db"], 2,
+                     "invalid --device 'tpu'"),
+    "--device cuda without CUDA": (lambda t, m, p, d: ["run", "demo", "--device", "cuda", "--db",
+                                                       f"sqlite:///{t}/dev.db"], 2, "CUDA is not available here"),
+    "--jobs 0": (lambda t, m, p, d: ["run", "demo", "--device", "cpu", "--jobs", "0", "--db", f"sqlite:///{t}/dev.db"],
+                 2, "--jobs and --threads must be >= 1, got 0 and 1"),
+    "worker --keys-file missing": (lambda t, m, p, d: ["worker", "--keys-file", f"{t}/none.json", "--db", d], 2,
+                                   "cannot read --keys-file"),
+    "worker --keys-file not JSON": (lambda t, m, p, d: ["worker", "--keys-file", _file(t), "--db", d], 2,
+                                    "is not JSON; it holds a list of run keys"),
+    "a worker setting that is not a number": (lambda t, m, p, d: ["status", "--db", d, *_env(m, "PACEBENCH_HEARTBEAT_S",
+                                                                                             "abc")],
+                                              2, "$PACEBENCH_HEARTBEAT_S must be float, got 'abc'"),
+    "bench on a named backbone": (lambda t, m, p, d: ["bench", "--backbone", "vit_demo", "--no-store"], 2,
+                                  "unknown timm architecture 'vit_demo' (vit_demo is a named backbone"),
+    "a suite file that is not UTF-8": (lambda t, m, p, d: ["suites", *_latin_suite(t, m)], 2, "is not UTF-8 text"),
+    "two suite files of one name": (lambda t, m, p, d: ["suites", *_twice(t, m)], 2, "both define suite 'twice'"),
+    "a dataset name that is a path": (lambda t, m, p, d: ["suites", *_escaping(t, m)], 2,
+                                      "dataset name '../../../escaped' is not a plain name"),
 }
 
 
@@ -172,6 +250,9 @@ def test_nothing_is_written_where_it_should_not_be(tmp_path, monkeypatch, sqlite
     assert not (tmp_path / "typo.db").exists()
     runner.invoke(app, CASES["unknown adapter"][0](tmp_path, monkeypatch, sqlite_pragmas, demo_db))
     assert not (tmp_path / "a.db").exists()  # refused while planning: no database, no failed run row
+    for case in ("--device tpu", "--device cuda without CUDA", "--jobs 0"):
+        runner.invoke(app, CASES[case][0](tmp_path, monkeypatch, sqlite_pragmas, demo_db))
+        assert not (tmp_path / "dev.db").exists(), case  # refused before the plan is written
     runner.invoke(app, CASES["corrupt .npz"][0](tmp_path, monkeypatch, sqlite_pragmas, demo_db))
     with sqlite3.connect(tmp_path / "w.db") as con:
         ((status, error),) = con.execute("select status, error from runs").fetchall()

@@ -5,6 +5,7 @@ Heavy imports (torch, timm, pandas, matplotlib) happen inside commands so `paceb
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -36,4 +37,11 @@ def _root(suites: Annotated[Path | None, typer.Option(
 
 
 def main() -> None:
+    """The console entry point: pacebench's own warnings (a rebuilt cache, ...) print as one `warning:` line."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logger = logging.getLogger("pacebench")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
     app()

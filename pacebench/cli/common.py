@@ -18,6 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from pacebench.errors import PacebenchError, UsageError, one_line
 from pacebench.settings import DATA_ENV, DB_ENV, default_db_url
+from pacebench.values import INT_MAX
 
 console = Console()
 err_console = Console(stderr=True)
@@ -150,14 +151,14 @@ def split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-INT_MAX = 2**31 - 1  # seeds, shots and split seeds are stored in INTEGER columns (32-bit on PostgreSQL)
-
-
 def int_list(value: str | None, option: str) -> list[int] | None:
-    """'0,1,2' -> [0, 1, 2]; each value must lie in 0..INT_MAX."""
-    items = split_list(value)
-    if items is None:
+    """'0,1,2' -> [0, 1, 2]; each value must lie in 0..INT_MAX; None when the option was not given, and an option
+    given with no number in it ('', ',,,') is an error, never a silent default."""
+    if value is None:
         return None
+    items = split_list(value)
+    if not items:
+        raise UsageError(f"{option} takes comma-separated integers, e.g. 0,1,2; got {value!r}")
     try:
         numbers = [int(v) for v in items]
     except ValueError:

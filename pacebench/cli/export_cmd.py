@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pacebench.cli.common import DbOption, console, db_url
+from pacebench.cli.common import DbOption, console, db_url, writing
+from pacebench.errors import UsageError
+from pacebench.settings import WEIGHTS_ENV
 
 
 def register(app: typer.Typer) -> None:
@@ -24,9 +27,14 @@ def register(app: typer.Typer) -> None:
         db: DbOption = None,
     ) -> None:
         """Write every matching run (hyperparameters, metrics, provenance) and its epochs as flat tables."""
-        from pacebench.results import export as write
+        from pacebench.results import export as write  # lazy: pandas and SQLAlchemy
 
-        paths = write(db_url(db), out, fmt, suite=suite, dataset=dataset, method=method, phase=phase, status=status)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is a file; export writes runs.{fmt} and epochs.{fmt} into a folder: name "
+                             "a folder")
+        with writing(out):
+            paths = write(db_url(db), out, fmt, suite=suite, dataset=dataset, method=method, phase=phase,
+                          status=status)
         for path in paths:
             console.print(f"wrote {path}")
 
@@ -37,18 +45,16 @@ def register(app: typer.Typer) -> None:
         = Path("model.safetensors"),
         weights: Annotated[Path | None, typer.Option("--weights", help="The pre-trained file the run started "
                                                      "from, if not the backbone's standard one.")] = None,
-        weights_dir: Annotated[Path | None, typer.Option("--weights-dir", envvar="PACEBENCH_WEIGHTS", help="Folder "
+        weights_dir: Annotated[Path | None, typer.Option("--weights-dir", envvar=WEIGHTS_ENV, help="Folder "
                                                          "of the named backbones' standard files.")] = None,
         db: DbOption = None,
     ) -> None:
         """Write a finished run as a plain timm checkpoint: adapters folded into the backbone (Eq. 13), head kept."""
-        import os
-
-        from pacebench.export_model import export_model as write
-        from pacebench.settings import WEIGHTS_ENV
+        from pacebench.export_model import export_model as write  # lazy: torch
         from pacebench.store import Store
 
         if weights_dir is not None:
             os.environ[WEIGHTS_ENV] = str(weights_dir)
-        path = write(Store(db_url(db), readonly=True), run, out, weights)
+        with writing(out):
+            path = write(Store(db_url(db), readonly=True), run, out, weights)
         console.print(f"wrote {path}: load it with timm.create_model(...) and load_state_dict (see the README)")

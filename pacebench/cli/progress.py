@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
@@ -96,6 +97,7 @@ class ConsoleReporter:
 
     def __init__(self, console: Console, where: str, dry_run: bool = False) -> None:
         self.console, self.where, self.dry_run = console, where, dry_run
+        self.bar: Progress | None = None
 
     def planned(self, specs: list[Any], keys: list[str], done: set[str], store: Store, origin: str) -> None:
         self.console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {self.where} -> {store.url}")
@@ -111,6 +113,21 @@ class ConsoleReporter:
 
     def finished(self, result: Any) -> None:
         print_outcomes(self.console, result)
+
+    def pretraining(self, done: int, epochs: int) -> None:
+        """A bar on a terminal, a line every 10 epochs elsewhere (a log file, CI)."""
+        if self.console.is_terminal:
+            if self.bar is None:
+                self.bar = Progress(TextColumn("pre-training the demo backbone (once)"), BarColumn(),
+                                    MofNCompleteColumn(), TextColumn("epochs"), console=self.console)
+                self.bar.start()
+                self.bar.add_task("pretrain", total=epochs)
+            self.bar.update(self.bar.task_ids[0], completed=done)
+            if done == epochs:
+                self.bar.stop()
+                self.bar = None
+        elif done == 1 or done % 10 == 0 or done == epochs:
+            self.console.print(f"pre-training the demo backbone (once): epoch {done}/{epochs}")
 
     def queued(self, result: Any, then: str | None) -> None:
         waiting = sum(r.status in (Status.queued, Status.running) for r in result.runs)

@@ -49,8 +49,8 @@ def report(
 
 def plot(
     figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file: .png, .pdf or .svg, or a folder "
-                                             "(default results/FIGURE.png).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file: .png, .pdf or .svg (.png is added to a "
+                                             "name without one), or a folder (default results/FIGURE.png).")] = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
     backbone: Annotated[str | None, typer.Option("--backbone", help="Restrict to one backbone (Fig. 3: "

@@ -32,7 +32,7 @@ from pacebench.cli.common import (
 )
 from pacebench.errors import UsageError
 from pacebench.plan.spec import DEFAULT_METHODS
-from pacebench.settings import WorkerSettings
+from pacebench.settings import DIAGNOSTICS_ENV, THREADS_ENV, WEIGHTS_ENV, WorkerSettings
 from pacebench.settings import data_root as default_data_root
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ SplitSeeds = Annotated[str | None, typer.Option("--split-seeds", help="Few-shot:
                                                 rich_help_panel=SELECT)]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N (cuda without CUDA is an error).",
                                      rich_help_panel=WORKERS)]
-Threads = Annotated[int, typer.Option("--threads", envvar="PACEBENCH_THREADS", rich_help_panel=WORKERS,
+Threads = Annotated[int, typer.Option("--threads", envvar=THREADS_ENV, rich_help_panel=WORKERS,
                                       help="CPU runs: torch intra-op threads per worker. 1 is the default: on the "
                                       "demo's tiny model two threads are 3.5x slower on a 2-core machine (OpenMP "
                                       "spin-waits); raise it for big models.")]
@@ -64,14 +64,14 @@ LoaderWorkers = Annotated[int, typer.Option("--workers", help="Data-loader worke
                                             rich_help_panel=WORKERS)]
 WeightsFile = Annotated[Path | None, typer.Option("--weights", help="Weights file (.npz, .pth/.pt, .safetensors).",
                                                   rich_help_panel=TRAIN)]
-WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", envvar="PACEBENCH_WEIGHTS", rich_help_panel=TRAIN,
+WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", envvar=WEIGHTS_ENV, rich_help_panel=TRAIN,
                                                  help="Folder holding the named backbones' standard files "
                                                  "(default ./weights).")]
 Wait = Annotated[bool, typer.Option("--wait", rich_help_panel=WORKERS, help="Also wait for runs of the plan that "
                                     "live workers elsewhere hold (without it, such runs make the exit code 1).")]
 Compile = Annotated[bool, typer.Option("--compile/--no-compile", rich_help_panel=WORKERS, help="torch.compile every "
                                        "block (same values as eager; pays off on a GPU).")]
-Diagnose = Annotated[Diagnostics, typer.Option("--diagnostics", envvar="PACEBENCH_DIAGNOSTICS", rich_help_panel=TRAIN,
+Diagnose = Annotated[Diagnostics, typer.Option("--diagnostics", envvar=DIAGNOSTICS_ENV, rich_help_panel=TRAIN,
                                                help="When to take Fig. 2's readings (task-loss gradient norm, "
                                                "FP-distance on train and held-out): at evaluation epochs, every epoch, "
                                                "or off. They never change what is trained.")]
@@ -135,7 +135,7 @@ def shared(
 def worker_options(o: Any) -> WorkerOptions:
     """The workers' options; a Slurm sweep on SQLite is refused here, before anything is planned."""
     from pacebench.execution import cluster as slurm  # lazy: torch
-    from pacebench.execution import options
+    from pacebench.execution import devices, options
 
     cluster = None
     if o.executor != "local":
@@ -147,6 +147,8 @@ def worker_options(o: Any) -> WorkerOptions:
                                        time_min=o.time_limit, extra=key_values(o.slurm_opt, "--slurm-opt"),
                                        folder=o.slurm_folder, force_sqlite=o.force_sqlite)
         slurm.check_database(db_url(o.db), cluster)
+    if cluster is None and not (o.dry_run or o.enqueue_only):  # workers start here: their devices must exist
+        devices.worker_devices(o.device, o.gpus, o.jobs, o.threads)  # refused before anything is planned
     settings = WorkerSettings.from_env(checkpoint_every=o.checkpoint_every, max_attempts=o.attempts)
     return options.WorkerOptions(device=o.device, gpus=o.gpus, jobs=o.jobs, threads=o.threads, loader_workers=o.workers,
                          data_root=o.data_root or default_data_root(), weights=o.weights, weights_dir=o.weights_dir,
@@ -287,6 +289,20 @@ def tune(
     execute(o, opts, protocol.Plan(search=search, seeds=int_list(seeds, "--seeds") or [0], origin="tune"))
 
 
+def read_keys(path: Path) -> list[str]:
+    """The run keys of a --keys-file: a JSON list of strings."""
+    try:
+        keys = json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read --keys-file {path}: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"--keys-file {path} is not JSON; it holds a list of run keys, e.g. [\"cf42c2f0fdd97ad7\"]"
+                         ) from None
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise UsageError(f"--keys-file {path} must hold a JSON list of run keys (strings)")
+    return keys
+
+
 def worker(
     db: DbOption = None,
     device: Device = "auto",
@@ -309,7 +325,7 @@ def worker(
     from pacebench.execution.worker import Worker
     from pacebench.store import Store
 
-    keys = json.loads(keys_file.read_text()) if keys_file else None
+    keys = read_keys(keys_file) if keys_file else None
     opts = WorkerOptions(device=device, threads=threads, loader_workers=workers,
                          data_root=data_root or default_data_root(), weights=weights, weights_dir=weights_dir,
                          compile=compile_, diagnostics=diagnostics)

@@ -211,6 +211,25 @@ def load_npz(model: nn.Module, path: Path) -> None:
                         "complete and uncorrupted?") from None
 
 
+@cache
+def check_image_size(name: str, image_size: int) -> None:
+    """Refuses an image size the backbone cannot take (smaller than a patch, say) while planning, not as a failed
+    run: one forward pass on the meta device (no memory, no weights; under a second for ViT-B)."""
+    if name in BACKBONES and BACKBONES.get(name).folder:
+        return  # a text model: no images
+    arch, kwargs = (BACKBONES.get(name).arch, BACKBONES.get(name).kwargs) if name in BACKBONES else (name, {})
+    if not timm.is_model(arch):
+        return  # `resolve` names the problem
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(arch, pretrained=False, num_classes=2, img_size=image_size, **kwargs)
+            model(torch.empty(1, 3, image_size, image_size))
+    except (RuntimeError, ValueError, AssertionError, TypeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"image_size={image_size} does not fit backbone {name} ({reason}); set -t image_size to a "
+                         "size the backbone takes (at least one patch)") from None
+
+
 def build(name: str, num_classes: int, image_size: int, drop_path: float, weights: Path | None = None,
           pretrained: bool = True, weights_dir: Path | None = None) -> tuple[nn.Module, str]:
     """Creates the backbone with a fresh `num_classes` head; returns (model, SHA-256 of the weights file)."""

@@ -133,6 +133,7 @@ class Reader:
     layout: LayoutFn | None = None
     kind: str = "image"  # which trainer reads it (`training.TRAINERS`): "image", or "text" for the text suites
     fingerprint: Callable[[DatasetDef], str] | None = None  # data built into the package: its identity
+    check: Callable[[Mapping[str, Any]], None] | None = None  # refuses data options it cannot honour, at planning
 
     @property
     def needs_files(self) -> bool:
@@ -177,13 +178,14 @@ def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | No
     return decorator
 
 
-def register_builtin(name: str, fingerprint: Callable[[DatasetDef], str]
+def register_builtin(name: str, fingerprint: Callable[[DatasetDef], str],
+                     check: Callable[[Mapping[str, Any]], None] | None = None
                      ) -> Callable[[Callable[[DataRequest], Splits]], Callable[[DataRequest], Splits]]:
     """Registers a reader whose data is built into the package (nothing under the data root); `fingerprint` says
-    which data it builds (`data.fingerprint`)."""
+    which data it builds (`data.fingerprint`), `check` refuses data options it cannot honour."""
 
     def decorator(read: Callable[[DataRequest], Splits]) -> Callable[[DataRequest], Splits]:
-        READERS.register(name)(Reader(read, fingerprint=fingerprint))
+        READERS.register(name)(Reader(read, fingerprint=fingerprint, check=check))
         return read
 
     return decorator

@@ -9,6 +9,8 @@ the requested size and made 3-channel, so the same ViT code path as real RGB dat
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +67,22 @@ def fingerprint(ds: object) -> str:
     return h.hexdigest()
 
 
-@register_builtin("demo", fingerprint)
+SMALLEST_CLASS = 174  # images of the rarest target digit (8) in scikit-learn's digits
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Each class needs `shots` training images, shots/4 (at least 1) validation images and one test image."""
+    shots = options.get("shots", 10)
+    most = max(s for s in range(1, SMALLEST_CLASS) if s + max(1, s // 4) + 1 <= SMALLEST_CLASS)
+    if not isinstance(shots, int) or isinstance(shots, bool) or not 1 <= shots <= most:
+        raise UsageError(f"demo option shots={shots!r} does not fit the digits: use a whole number from 1 to {most} "
+                         f"(each class has at least {SMALLEST_CLASS} images)")
+    split_seed = options.get("split_seed", 0)
+    if not isinstance(split_seed, int) or isinstance(split_seed, bool) or split_seed < 0:
+        raise UsageError(f"demo option split_seed={split_seed!r} must be a whole number >= 0")
+
+
+@register_builtin("demo", fingerprint, check_options)
 def read_demo(request: DataRequest) -> Splits:
     if request.augment != "standard":
         raise UsageError(f"the demo's digits are tensors in memory and take no image augmentation; drop "

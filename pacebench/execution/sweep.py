@@ -10,7 +10,7 @@ the database, not the process that planned, is the record of what ran. What the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
 from pacebench.plan.suites import load_suite
 from pacebench.store import RunRecord, Store
+from pacebench.training.pretrain import pretrain_demo_backbone
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class Reporter(Protocol):
     def finished(self, result: SweepResult) -> None:
         """After a phase: what became of each run."""
 
+    def pretraining(self, done: int, epochs: int) -> None:
+        """The demo backbone is being pre-trained (its first run only): `done` of `epochs` epochs."""
+
     def queued(self, result: SweepResult, then: str | None) -> None:
         """A phase queued for workers elsewhere (`Mode.enqueue`); `then` says what is left to do, if anything."""
 
@@ -76,16 +80,16 @@ def preflight(specs: list[RunSpec], data_root: Path) -> None:
             require_data(suite, suite.dataset(spec.dataset), data_root, spec.phase, spec.data_options)
 
 
-def materialise(specs: list[RunSpec], device_type: str) -> list[RunSpec]:
+def materialise(specs: list[RunSpec], device_type: str, threads: int = 1,
+                progress: Callable[[int, int], None] | None = None) -> list[RunSpec]:
     """What must be settled before run keys are final: precision 'auto' becomes bf16 on CUDA and fp32 elsewhere,
-    and a demo backbone planned before it existed is pre-trained now and its hash filled in."""
-    from pacebench.training.pretrain import pretrain_demo_backbone  # lazy: only a first demo run pre-trains
-
+    and a demo backbone planned before it existed is pre-trained now (with `threads`, reporting to `progress`) and
+    its hash filled in."""
     out = []
     for spec in specs:
         spec = spec.with_(train=spec.train.for_device(device_type))
         if not spec.weights_sha256 and pretrainable(spec.backbone, None):
-            pretrain_demo_backbone()
+            pretrain_demo_backbone(threads=threads, progress=progress)
             weights_sha256.cache_clear()
             spec = spec.with_(weights_sha256=weights_sha256(spec.backbone, None))
         out.append(spec)
@@ -132,7 +136,7 @@ def run_phase(specs: list[RunSpec], store: Store, opts: WorkerOptions, reporter:
     """One phase: settle the specs, show the plan, then train it and show the outcome (`Mode.train`), or queue it
     for workers elsewhere (`Mode.enqueue`: the runs as they stand). None on a dry run."""
     if mode != Mode.dry_run:  # pre-trains the demo backbone if a run needs it and it is not there yet
-        specs = materialise(specs, device_type)
+        specs = materialise(specs, device_type, opts.threads, reporter.pretraining)
     keys = [run_key(s) for s in specs]
     done = {r.key for r in store.runs(key=keys, status=Status.done)}
     reporter.planned(specs, keys, done, store, origin)

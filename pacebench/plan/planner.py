@@ -17,6 +17,7 @@ from pacebench.core import backbones
 from pacebench.core.adapters import parse_kind
 from pacebench.core.methods import METHODS
 from pacebench.data import READERS
+from pacebench.data.base import data_options
 from pacebench.errors import UsageError
 from pacebench.plan.spec import DEFAULT_METHODS, RunSpec
 from pacebench.plan.suites import load_suite
@@ -76,13 +77,17 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
     specs = []
     for ds in suite.select(req.datasets):
         train = suite.resolve_train(ds, req.train).for_device(req.device)
-        if READERS.get(suite.reader).kind == "text":  # LoRA target names and the methods its task runs
+        reader = READERS.get(suite.reader)
+        if reader.kind == "text":  # LoRA target names and the methods its task runs
             TASKS.get(suite.reader).check(suite.name, train.adapter, req.methods)
         else:
             parse_kind(train.adapter)  # an unknown adapter fails here, not as a failed run
+            backbones.check_image_size(backbone, train.image_size)
         for options in ds.variants():
             if req.options and any(options.get(k) not in v for k, v in req.options.items()):
                 continue
+            if reader.check is not None:
+                reader.check(data_options(ds, options))
             for method in req.methods:
                 config = suite.resolve_method(ds, method, {k: v for k, v in req.method.items()
                                                            if accepts(method, k)})

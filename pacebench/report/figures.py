@@ -403,11 +403,13 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
 def figure_path(name: str, out: Path) -> tuple[Path, str]:
-    """`out` as a file path and its format: a folder (or a path without suffix) gets NAME.png; the suffix picks
-    PNG, PDF or SVG; anything else is refused."""
+    """`out` as a file path and its format: an existing folder gets NAME.png inside it, a name without a suffix gets
+    .png added (never a new folder); the suffix picks PNG, PDF or SVG; anything else is refused."""
     out = Path(out)
-    if out.is_dir() or not out.suffix:
+    if out.is_dir():
         out = out / f"{name}.png"
+    elif not out.suffix:
+        out = out.with_suffix(".png")
     kind = out.suffix.lower().lstrip(".")
     if kind not in FIGURE_FORMATS:
         raise UsageError(f"cannot write a figure as {out.suffix!r} ({out}); name the file .png, .pdf or .svg")

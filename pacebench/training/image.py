@@ -115,7 +115,9 @@ def image_cache_facts(splits: Any) -> dict[str, Any]:
     (0 when every cache file already existed: the decode cost a first run pays once)."""
     sets = [d.base for d in (splits.train, *splits.evals.values())
             if isinstance(getattr(d, "base", None), CachedImages)]
-    return {"used": bool(sets), "decode_seconds": round(sum(c.decode_seconds for c in sets), 3)}
+    rebuilt = [c.rebuilt for c in sets if c.rebuilt]
+    return {"used": bool(sets), "decode_seconds": round(sum(c.decode_seconds for c in sets), 3),
+            **({"rebuilt": rebuilt} if rebuilt else {})}
 
 
 def reported_test(evals: dict[str, float]) -> float | None:
