@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     """`load_runs` and `load_epochs` import pandas only when first used, so the CLI starts fast."""
     if name in ("load_runs", "load_epochs"):
-        from pacebench import results
+        from pacebench import results  # lazy: pandas and SQLAlchemy, so `import pacebench` stays light
 
         return getattr(results, name)
     raise AttributeError(f"module 'pacebench' has no attribute {name!r}")

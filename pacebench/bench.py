@@ -19,6 +19,7 @@ from typing import Any
 
 import timm
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from pacebench.choices import Paths
@@ -183,8 +184,6 @@ def profile_tables(cfg: BenchConfig, steps: dict[str, Callable[[], Any]], rows: 
     """torch.profiler's operator table for one more step of each method (of `steps`, already warm from `run`),
     sorted by the time spent in each operator itself (the GPU's time on CUDA): where a step's time goes, beyond its
     FLOPs."""
-    from torch.profiler import ProfilerActivity, profile
-
     device = torch.device(cfg.device)
     cuda = device.type == "cuda"
     tables = {}

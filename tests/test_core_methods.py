@@ -79,8 +79,7 @@ def num(t: Tensor) -> float:
 # ------------------------------------------------------------------------------------------- (a) every method
 
 
-def test_registry_holds_every_ablation_and_efficiency_method():
-    assert set(ABLATIONS) | set(EFFICIENCY) <= set(METHODS.names())
+def test_every_registered_method_describes_itself():
     for name, cls in METHODS.items():
         assert cls.name == name and cls.description and "ce" in cls.parts
 

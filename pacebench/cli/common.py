@@ -17,6 +17,8 @@ from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperCommand, TyperGroup
 
 from pacebench.errors import PacebenchError, UsageError, one_line
+from pacebench.plan.spec import TRAIN_FIELDS
+from pacebench.plan.suites import all_suites
 from pacebench.settings import DATA_ENV, DB_ENV, default_db_url
 from pacebench.values import INT_MAX
 
@@ -55,71 +57,54 @@ def writing(path: Path) -> Iterator[None]:
         raise PacebenchError(f"cannot write {path}: {exc.strerror or exc}; choose another --out") from None
 
 
-def _registry_lists() -> dict[str, Callable[[], str]]:
-    """What `{name}` in an option's help stands for: a list read from a registry when the help is shown."""
+def _method_lists() -> dict[str, str]:
+    from pacebench.core.methods import ABLATIONS, EFFICIENCY, METHODS  # lazy: torch, only when a help shows them
 
-    def methods() -> str:
-        from pacebench.core.methods import METHODS
+    return {"methods": ", ".join(METHODS.names()), "table6": ", ".join(ABLATIONS),
+            "efficiency": ", ".join(EFFICIENCY),
+            "hyperparameters": ", ".join(dict.fromkeys(n for _, cls in METHODS.items()
+                                                       for n, _, _ in cls.hyperparameters()))}
 
-        return ", ".join(METHODS.names())
 
-    def table6() -> str:
-        from pacebench.core.methods import ABLATIONS
+def _report_lists() -> dict[str, str]:
+    from pacebench.report import FIGURES, tables  # lazy: pandas
 
-        return ", ".join(ABLATIONS)
+    entries = dict.fromkeys(entry for _, entry in tables().items())
+    return {"tables": ", ".join("/".join((*e.aliases[:1], e.name)) for e in entries),
+            "figures": ", ".join(FIGURES.names())}
 
-    def efficiency() -> str:
-        from pacebench.core.methods import EFFICIENCY
 
-        return ", ".join(EFFICIENCY)
+def _sweep_lists() -> dict[str, str]:
+    from pacebench.plan.sweeps import SWEEPS  # lazy: the registries import torch
 
-    def hyperparameters() -> str:
-        from pacebench.core.methods import METHODS
+    return {"sweeps": ", ".join(SWEEPS.names())}
 
-        return ", ".join(dict.fromkeys(n for _, cls in METHODS.items() for n, _, _ in cls.hyperparameters()))
 
-    def tables() -> str:
-        from pacebench.report import tables
+def _adapter_lists() -> dict[str, str]:
+    from pacebench.core.adapters import KINDS  # lazy: torch
 
-        entries = dict.fromkeys(entry for _, entry in tables().items())
-        return ", ".join("/".join((*e.aliases[:1], e.name)) for e in entries)
+    return {"adapters": ", ".join(KINDS)}
 
-    def figures() -> str:
-        from pacebench.report import FIGURES
 
-        return ", ".join(FIGURES.names())
+def _light_lists() -> dict[str, str]:
+    return {"suites": ", ".join(all_suites()), "training_settings": ", ".join(TRAIN_FIELDS)}
 
-    def sweeps() -> str:
-        from pacebench.plan.sweeps import SWEEPS
 
-        return ", ".join(SWEEPS.names())
-
-    def suites() -> str:
-        from pacebench.plan.suites import all_suites
-
-        return ", ".join(all_suites())
-
-    def adapters() -> str:
-        from pacebench.core.adapters import KINDS
-
-        return ", ".join(KINDS)
-
-    def training_settings() -> str:
-        from pacebench.plan.spec import TRAIN_FIELDS
-
-        return ", ".join(TRAIN_FIELDS)
-
-    return {f.__name__: f for f in (methods, table6, efficiency, hyperparameters, tables, figures, sweeps, suites,
-                                    adapters, training_settings)}
+LISTS: dict[str, Callable[[], dict[str, str]]] = {
+    name: source for source, names in (
+        (_method_lists, ("methods", "table6", "efficiency", "hyperparameters")),
+        (_report_lists, ("tables", "figures")), (_sweep_lists, ("sweeps",)), (_adapter_lists, ("adapters",)),
+        (_light_lists, ("suites", "training_settings"))) for name in names
+}  # what `{name}` in an option's help stands for: a list read from its registry when the help is shown
 
 
 class _Lists(dict):  # type: ignore[type-arg]
     def __missing__(self, key: str) -> str:
-        return _registry_lists()[key]()
+        return LISTS[key]()[key]
 
 
 class RegistryHelp(TyperCommand):
-    """A command whose option help may name registry lists as `{methods}`, `{tables}`, ... (see `_registry_lists`).
+    """A command whose option help may name registry lists as `{methods}`, `{tables}`, ... (see `LISTS`).
 
     They are filled in only when the help is shown, so `pacebench --help` and every other command start without
     importing torch or pandas, and the help can never fall behind the registries.

@@ -10,6 +10,9 @@ from rich.table import Table
 
 from pacebench.choices import Phase, Schedule, Status
 from pacebench.cli.common import DataOption, DbOption, console, db_url
+from pacebench.plan.suites import all_suites
+from pacebench.settings import builtin_suites_dir
+from pacebench.settings import data_root as default_root
 
 
 def runs(
@@ -24,7 +27,7 @@ def runs(
     db: DbOption = None,
 ) -> None:
     """List runs with their status and headline metrics."""
-    from pacebench.store import Store
+    from pacebench.store import Store  # lazy: SQLAlchemy
 
     url = db_url(db)
     store = Store(url, readonly=True)
@@ -47,7 +50,7 @@ def runs(
 def methods() -> None:
     """List the registered methods (tags, paper row, description) and their hyperparameters: default, the
     search grid `ablate` uses, and what each means; then the adapter kinds for `-t adapter=KIND`."""
-    from pacebench.core.adapters import DESCRIPTIONS
+    from pacebench.core.adapters import DESCRIPTIONS  # lazy: torch
     from pacebench.core.methods import METHODS
 
     table = Table("method", "tags", "paper row", "description", title="methods (tags: table6 = `pacebench "
@@ -67,10 +70,7 @@ def methods() -> None:
 
 def suites(data_root: DataOption = None) -> None:
     """List the suites, their datasets, and whether each dataset's folder is found under the data root."""
-    from pacebench.data import READERS
-    from pacebench.plan.suites import all_suites
-    from pacebench.settings import builtin_suites_dir
-    from pacebench.settings import data_root as default_root
+    from pacebench.data import READERS  # lazy: torch (the readers)
 
     root = data_root or default_root()
     builtin = builtin_suites_dir()
@@ -101,7 +101,7 @@ def inspect(
     image_size: Annotated[int, typer.Option("--image-size")] = 224,
 ) -> None:
     """Trainable parameter count and the σ schedule of a set-up, without weights or data."""
-    from pacebench.core.footprint import describe
+    from pacebench.core.footprint import describe  # lazy: torch
 
     info = describe(backbone, adapter, rank, classes, sigma, schedule, image_size)
     console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} rank {rank}, "

@@ -31,12 +31,12 @@ from pacebench.cli.common import (
     split_list,
 )
 from pacebench.errors import UsageError
+from pacebench.execution.options import EXECUTORS, SlurmOptions, WorkerOptions, check_database
 from pacebench.plan.spec import DEFAULT_METHODS
 from pacebench.settings import DIAGNOSTICS_ENV, THREADS_ENV, WEIGHTS_ENV, WorkerSettings
 from pacebench.settings import data_root as default_data_root
 
 if TYPE_CHECKING:
-    from pacebench.execution.options import WorkerOptions
     from pacebench.execution.sweep import SweepResult
     from pacebench.plan.planner import PlanRequest
     from pacebench.plan.protocol import Plan
@@ -111,15 +111,15 @@ def shared(
     partition: Annotated[str | None, typer.Option("--partition", rich_help_panel=SLURM)] = None,
     array: Annotated[int, typer.Option("--array", rich_help_panel=SLURM, help="Tasks in the job array (workers).")]
     = 1,
-    gpus_per_task: Annotated[int, typer.Option("--gpus-per-task", rich_help_panel=SLURM)] = 0,
-    cpus_per_task: Annotated[int, typer.Option("--cpus-per-task", rich_help_panel=SLURM)] = 1,
+    gpus_per_task: Annotated[int, typer.Option("--gpus-per-task", rich_help_panel=SLURM)] = SlurmOptions.gpus_per_task,
+    cpus_per_task: Annotated[int, typer.Option("--cpus-per-task", rich_help_panel=SLURM)] = SlurmOptions.cpus_per_task,
     time_limit: Annotated[int, typer.Option("--time", rich_help_panel=SLURM, help="Time limit per task, minutes.")]
-    = 24 * 60,
+    = SlurmOptions.time_min,
     slurm_opt: Annotated[list[str] | None, typer.Option("--slurm-opt", rich_help_panel=SLURM, help="Any other "
                                                         "sbatch option KEY=VALUE (e.g. account=abc, qos=low); "
                                                         "repeatable.")] = None,
     slurm_folder: Annotated[Path, typer.Option("--slurm-folder", rich_help_panel=SLURM, help="Job scripts and logs "
-                                               "(on a file system every node sees).")] = Path("results/slurm"),
+                                               "(on a file system every node sees).")] = SlurmOptions.folder,
     force_sqlite: Annotated[bool, typer.Option("--force-sqlite", rich_help_panel=SLURM, help="Allow SQLite with "
                                                "Slurm (only when every task runs on this machine).")] = False,
     db: DbOption = None,
@@ -134,23 +134,22 @@ def shared(
 
 def worker_options(o: Any) -> WorkerOptions:
     """The workers' options; a Slurm sweep on SQLite is refused here, before anything is planned."""
-    from pacebench.execution import cluster as slurm  # lazy: torch
-    from pacebench.execution import devices, options
+    from pacebench.execution import devices  # lazy: torch
 
     cluster = None
     if o.executor != "local":
         kind = o.executor.removeprefix("submitit-")
-        if kind not in options.EXECUTORS:
+        if kind not in EXECUTORS:
             raise UsageError(f"--executor must be local, slurm or submitit-local, got {o.executor!r}")
-        cluster = options.SlurmOptions(executor=kind, tasks=o.array, partition=o.partition,
+        cluster = SlurmOptions(executor=kind, tasks=o.array, partition=o.partition,
                                        gpus_per_task=o.gpus_per_task, cpus_per_task=o.cpus_per_task,
                                        time_min=o.time_limit, extra=key_values(o.slurm_opt, "--slurm-opt"),
                                        folder=o.slurm_folder, force_sqlite=o.force_sqlite)
-        slurm.check_database(db_url(o.db), cluster)
+        check_database(db_url(o.db), cluster)
     if cluster is None and not (o.dry_run or o.enqueue_only):  # workers start here: their devices must exist
         devices.worker_devices(o.device, o.gpus, o.jobs, o.threads)  # refused before anything is planned
     settings = WorkerSettings.from_env(checkpoint_every=o.checkpoint_every, max_attempts=o.attempts)
-    return options.WorkerOptions(device=o.device, gpus=o.gpus, jobs=o.jobs, threads=o.threads, loader_workers=o.workers,
+    return WorkerOptions(device=o.device, gpus=o.gpus, jobs=o.jobs, threads=o.threads, loader_workers=o.workers,
                          data_root=o.data_root or default_data_root(), weights=o.weights, weights_dir=o.weights_dir,
                          settings=settings, cluster=cluster, compile=o.compile_, diagnostics=o.diagnostics)
 
@@ -188,8 +187,8 @@ def planner(o: Any) -> Callable[[PlanRequest], list[RunSpec]]:
 def execute(o: Any, opts: WorkerOptions, todo: Plan) -> SweepResult | None:
     """Trains the plan (phase 1 first when it searches anything) and shows it; None on a dry run. A phase that ends
     with runs failed, stopped or held elsewhere ends the command with its one line and exit code 1."""
-    from pacebench.cli.progress import ConsoleReporter
-    from pacebench.execution.sweep import execute_plan  # lazy: torch
+    from pacebench.cli.progress import ConsoleReporter  # lazy: SQLAlchemy, torch
+    from pacebench.execution.sweep import execute_plan
     from pacebench.store import Store
 
     where = f"{opts.cluster.tasks} {opts.cluster.executor} task(s)" if opts.cluster else opts.device
@@ -218,11 +217,12 @@ def run(
     array (--executor slurm), trains it. Without tuning the given settings are used directly as phase 2
     (train+val -> test); `pacebench tune` runs the paper's full two-phase protocol.
     """
-    from pacebench.plan.protocol import Plan
+    from pacebench.plan.sweeps import direct_plan  # lazy: the registries import torch
 
     opts = worker_options(o)
-    specs = planner(o)(request(o, suite, datasets, split_list(methods) or [], seeds, shots, split_seeds, phase))
-    if execute(o, opts, Plan(runs=specs)) is not None:
+    todo = direct_plan(request(o, suite, datasets, split_list(methods) or [], seeds, shots, split_seeds, phase),
+                       planner(o))
+    if execute(o, opts, todo) is not None:
         console.print(f"next: [bold]pacebench report --table {suite}[/] and [bold]pacebench plot grad-norm[/]")
 
 
@@ -245,18 +245,16 @@ def ablate(
 ) -> None:
     """Table 6 as the paper made it, for the methods tagged table6: each method's declared search grid on train ->
     val (phase 1), then each winner on train+val -> test (phase 2). `--no-tune`: defaults, phase 2 only."""
-    from pacebench.core.methods import ABLATIONS, EFFICIENCY  # lazy: torch
-    from pacebench.plan.protocol import Plan
-    from pacebench.plan.sweeps import override, table6_grids, two_phase_plan
+    from pacebench.plan import sweeps  # lazy: the registries import torch
 
-    methods = list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])
+    methods = sweeps.ablation_methods(efficiency)
     opts = worker_options(o)
     if no_tune:
-        todo = Plan(runs=planner(o)(request(o, suite, dataset, methods, seeds)))
+        todo = sweeps.direct_plan(request(o, suite, dataset, methods, seeds), planner(o))
     else:
-        grids = override(table6_grids(methods), grid_values(grid))
-        todo = two_phase_plan(request(o, suite, dataset, methods, tune_seeds), grids,
-                              int_list(seeds, "--seeds") or [0], planner(o))
+        grids = sweeps.override(sweeps.table6_grids(methods), grid_values(grid))
+        todo = sweeps.two_phase_plan(request(o, suite, dataset, methods, tune_seeds), grids,
+                                     int_list(seeds, "--seeds") or [0], planner(o))
     if execute(o, opts, todo) is not None:
         console.print(f"next: [bold]pacebench report --table 6 --suite {suite}[/]")
 
@@ -278,15 +276,11 @@ def tune(
     """The paper's protocol: phase 1 searches the grid on train -> val; the best setting per dataset and method
     (by validation accuracy) is trained on train+val and scored on test for each phase-2 seed. A grid point that
     fails all its attempts is left out of the choice and named."""
-    from pacebench.plan import protocol  # lazy: the registries import torch
-    from pacebench.plan.runkey import run_key
+    from pacebench.plan.sweeps import search_plan  # lazy: the registries import torch
 
-    method_names = split_list(methods) or []
     opts = worker_options(o)
-    base = request(o, suite, datasets, method_names, tune_seeds, shots, split_seeds, phase=Phase.tune)
-    specs = [s for point in protocol.grid(grid_values(grid)) for s in planner(o)(protocol.with_point(base, point))]
-    search = list({run_key(s): s for s in specs}.values())
-    execute(o, opts, protocol.Plan(search=search, seeds=int_list(seeds, "--seeds") or [0], origin="tune"))
+    base = request(o, suite, datasets, split_list(methods) or [], tune_seeds, shots, split_seeds, phase=Phase.tune)
+    execute(o, opts, search_plan(base, grid_values(grid), int_list(seeds, "--seeds") or [0], planner(o)))
 
 
 def read_keys(path: Path) -> list[str]:
@@ -321,8 +315,7 @@ def worker(
 
     What a cluster job runs; start as many as there are devices, on any machine that reaches the database.
     """
-    from pacebench.execution.options import WorkerOptions, environment  # lazy: torch
-    from pacebench.execution.worker import Worker
+    from pacebench.execution.worker import Worker, environment  # lazy: torch
     from pacebench.store import Store
 
     keys = read_keys(keys_file) if keys_file else None
@@ -343,8 +336,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Queued / running / done / failed counts, the workers with their heartbeats, and an ETA."""
-    from pacebench.cli.progress import status_view
-    from pacebench.store import Store  # lazy: SQLAlchemy and Alembic
+    from pacebench.cli.progress import status_view  # lazy: SQLAlchemy and Alembic
+    from pacebench.store import Store
 
     console.print(status_view(Store(db_url(db), readonly=True), suite, phase))
 

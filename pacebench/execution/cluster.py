@@ -13,16 +13,9 @@ from collections import Counter
 from typing import Any
 
 from pacebench.errors import PacebenchError, UsageError
-from pacebench.execution.options import SlurmOptions, WorkerOptions, environment
-from pacebench.execution.worker import Worker
+from pacebench.execution.options import WorkerOptions, check_database
+from pacebench.execution.worker import Worker, environment
 from pacebench.store import Store
-
-
-def check_database(url: str, opts: SlurmOptions) -> None:
-    if url.startswith("sqlite") and not opts.force_sqlite and opts.executor == "slurm":
-        raise UsageError("a Slurm job array needs a database every node reaches: use --db postgresql+psycopg://"
-                         "USER@HOST/DB (pip install 'pacebench[postgres]'); --force-sqlite if every task runs on "
-                         "this machine's disk")
 
 
 def task(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> dict[str, int]:

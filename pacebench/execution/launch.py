@@ -12,9 +12,9 @@ import threading
 
 from pacebench.execution.cluster import submit
 from pacebench.execution.devices import worker_devices
-from pacebench.execution.options import WorkerOptions, environment
+from pacebench.execution.options import WorkerOptions
 from pacebench.execution.signals import stop_on_signals
-from pacebench.execution.worker import Worker
+from pacebench.execution.worker import Worker, environment
 from pacebench.settings import results_dir
 from pacebench.store import Store
 

@@ -1,7 +1,7 @@
 """Where and how the workers of a sweep run: the options `run`, `ablate`, `tune`, `sweep` and `worker` share.
 
 Nothing here changes a run's key: the same plan trains the same runs on one CPU process, one process per GPU or a
-Slurm job array.
+Slurm job array. Plain values only (no torch), so the command line reads its defaults from here.
 """
 
 from __future__ import annotations
@@ -9,12 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from pacebench.choices import Diagnostics
-from pacebench.execution.devices import resolve_device
-from pacebench.settings import WorkerSettings, results_dir
-from pacebench.training import Environment
+from pacebench.errors import UsageError
+from pacebench.settings import WorkerSettings
 
 EXECUTORS = ("slurm", "local")  # local: submitit's local executor (same code path, for tests and dry runs)
 
@@ -61,11 +58,8 @@ class WorkerOptions:
         return [*args, "--diagnostics", str(self.diagnostics)]
 
 
-def environment(opts: WorkerOptions, device: str) -> Environment:
-    """The training environment of one worker in this process (sets torch's CPU threads)."""
-    resolved = resolve_device(device)
-    if resolved.type == "cpu":
-        torch.set_num_threads(opts.threads)
-    return Environment(device=resolved, data_root=opts.data_root, weights=opts.weights,
-                       num_workers=opts.loader_workers, weights_dir=opts.weights_dir, compile=opts.compile,
-                       cache_dir=results_dir() / "cache", diagnostics=opts.diagnostics)
+def check_database(url: str, opts: SlurmOptions) -> None:
+    if url.startswith("sqlite") and not opts.force_sqlite and opts.executor == "slurm":
+        raise UsageError("a Slurm job array needs a database every node reaches: use --db postgresql+psycopg://"
+                         "USER@HOST/DB (pip install 'pacebench[postgres]'); --force-sqlite if every task runs on "
+                         "this machine's disk")

@@ -16,12 +16,16 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from pacebench.choices import Status
 from pacebench.errors import PacebenchError, one_line
+from pacebench.execution.devices import resolve_device
+from pacebench.execution.options import WorkerOptions
 from pacebench.execution.provenance import git_commit, versions
 from pacebench.execution.signals import stop_on_signals
 from pacebench.plan.runkey import spec_of
-from pacebench.settings import WorkerSettings
+from pacebench.settings import WorkerSettings, results_dir
 from pacebench.store import EpochRecord, RunRecord, Store
 from pacebench.store.queue import Claimant, ClaimLost
 from pacebench.store.records import PARAMETER_COUNTS
@@ -170,3 +174,13 @@ class Worker:
         (σ per depth position, attention kernel, ...) in the run's `setup`."""
         self.store.set_run_facts(run_id, claim, **{k: v for k, v in facts.items() if k in PARAMETER_COUNTS},
                                  setup={k: v for k, v in facts.items() if k not in PARAMETER_COUNTS})
+
+
+def environment(opts: WorkerOptions, device: str) -> Environment:
+    """The training environment of one worker in this process (sets torch's CPU threads)."""
+    resolved = resolve_device(device)
+    if resolved.type == "cpu":
+        torch.set_num_threads(opts.threads)
+    return Environment(device=resolved, data_root=opts.data_root, weights=opts.weights,
+                       num_workers=opts.loader_workers, weights_dir=opts.weights_dir, compile=opts.compile,
+                       cache_dir=results_dir() / "cache", diagnostics=opts.diagnostics)

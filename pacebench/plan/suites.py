@@ -106,7 +106,7 @@ class Suite:
 
     def resolve_method(self, ds: DatasetDef, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Suite and dataset defaults for `method`, then the user's values; validated by the method's config."""
-        from pacebench.core.methods import METHODS
+        from pacebench.core.methods import METHODS  # lazy: torch; `pacebench suites` reads suite files without it
 
         cls = METHODS.get(method)
         values = {**self.methods.get(method, {}), **ds.methods.get(method, {}), **(overrides or {})}

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pacebench.choices import Phase
-from pacebench.core.methods import ABLATIONS, method_grid
+from pacebench.core.methods import ABLATIONS, EFFICIENCY, method_grid
 from pacebench.errors import UsageError
 from pacebench.plan.planner import PlanRequest, plan
-from pacebench.plan.protocol import Plan, grid
+from pacebench.plan.protocol import Plan, grid, with_point
 from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
 from pacebench.registry import Registry
@@ -105,3 +105,21 @@ def two_phase_plan(base: PlanRequest, grids: Grids, seeds: list[int],
     tune = plan_grids(dataclasses.replace(base, phase=Phase.tune), searched, planner) if searched else []
     direct = plan_grids(dataclasses.replace(base, phase=Phase.final, seeds=seeds), fixed, planner) if fixed else []
     return Plan(runs=direct, search=tune, seeds=seeds, origin="tune")
+
+
+def direct_plan(request: PlanRequest, planner: Callable[[PlanRequest], list[RunSpec]] = plan) -> Plan:
+    """`pacebench run`: the request's runs with the settings given (no search)."""
+    return Plan(runs=planner(request))
+
+
+def search_plan(base: PlanRequest, values: dict[str, list[Any]], seeds: list[int],
+                planner: Callable[[PlanRequest], list[RunSpec]] = plan) -> Plan:
+    """`pacebench tune`: every point of a grid over method hyperparameters and training settings, searched on
+    train -> val; each (dataset, method)'s best point is then trained for every seed."""
+    specs = {run_key(s): s for point in grid(values) for s in planner(with_point(base, point))}
+    return Plan(search=list(specs.values()), seeds=seeds, origin="tune")
+
+
+def ablation_methods(efficiency: bool) -> list[str]:
+    """`pacebench ablate`'s methods: Table 6's, and with `efficiency` Fig. 5's variants."""
+    return list(ABLATIONS) + (list(EFFICIENCY) if efficiency else [])

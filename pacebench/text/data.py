@@ -115,7 +115,7 @@ def _tsv_rows(path: Path, task: GlueTask) -> list[Example]:
 
 
 def _parquet_rows(path: Path, task: GlueTask) -> list[Example]:
-    import pandas as pd
+    import pandas as pd  # lazy: only GLUE's parquet export needs it
 
     try:
         frame = pd.read_parquet(path, columns=[*task.text, "label"])

@@ -14,6 +14,7 @@ tricks (`torch.cat([x, x])` for PACE's two copies, `x[:half]` for the lazy varia
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import warnings
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 
 from pacebench.core.adapters.base import Noisy
 from pacebench.core.adapters.layout import LAYOUTS, Layout
+from pacebench.core.backbones import read_state_dict
 from pacebench.core.droppath import SharedDropPath
 from pacebench.errors import DataError, UsageError
 
@@ -45,22 +47,20 @@ def lora_targets(adapter: str) -> list[str]:
 
 def require_text_extra() -> None:
     """A clear error instead of an ImportError deep inside a run when the optional extra is absent."""
-    import importlib.util
-
     missing = [name for name in ("transformers", "peft", "tokenizers") if importlib.util.find_spec(name) is None]
     if missing:
         raise UsageError(f"the text suites need {', '.join(missing)}: pip install 'pacebench[text]'")
 
 
 def _quiet_transformers() -> None:
-    from transformers.utils import logging
+    from transformers.utils import logging  # lazy: the text extra is optional
 
     logging.set_verbosity_error()  # "some weights were newly initialized" is expected: the task head is new
     logging.disable_progress_bar()  # the run's own progress display is enough
 
 
 def load_tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: the text extra is optional
 
     _quiet_transformers()
     try:
@@ -76,7 +76,7 @@ def load_tokenizer(folder: Path) -> Any:
 def load_backbone(folder: Path, kind: str, num_labels: int = 0) -> nn.Module:
     """The pre-trained model in fp32: "classify" (a fresh sequence-classification head of `num_labels`; 1 means
     regression) or "generate" (the causal LM with its own head)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # lazy: optional extra
 
     _quiet_transformers()
     try:
@@ -100,7 +100,7 @@ def _noisy_output(holder: BranchNoise, _module: nn.Module, _inputs: Any, output:
 
 def named_lora_layers(model: nn.Module) -> list[tuple[str, Any]]:
     """peft's LoRA layers with their module paths, found by type."""
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # lazy: the text extra is optional
 
     return [(name, m) for name, m in model.named_modules() if isinstance(m, LoraLayer)]
 
@@ -112,7 +112,7 @@ def lora_layers(model: nn.Module) -> Iterator[Any]:
 def add_lora(model: nn.Module, kind: str, targets: list[str], rank: int, alpha: float) -> nn.Module:
     """peft's LoRA on the `targets` modules (no LoRA dropout: PACE's noise is the regulariser under test), the
     classification head trained in full (peft's SEQ_CLS default), and a `BranchNoise` on every LoRA layer."""
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, TaskType, get_peft_model  # lazy: the text extra is optional
 
     config = LoraConfig(task_type=TaskType.SEQ_CLS if kind == "classify" else TaskType.CAUSAL_LM, r=rank,
                         lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, bias="none")
@@ -233,8 +233,6 @@ def load_lora(model: TextModel, path: Path) -> int:
     """Starts the LoRA matrices from a file (the LoRA repository's `roberta_base_lora_mnli.bin`, whose keys read
     `roberta.encoder.layer.0.attention.self.query.lora_A`, or peft's own names); returns how many it set. Other
     tensors in the file (its task head) are ignored; a LoRA matrix of another shape is an error."""
-    from pacebench.core.backbones import read_state_dict
-
     if not path.is_file():
         raise DataError(f"LoRA start file {path} not found (the suite option init_lora)")
     found = {}

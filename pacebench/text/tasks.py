@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pacebench.core.methods import METHODS
 from pacebench.core.methods.base import CLASSIFICATION, Objective, consistency
 from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
@@ -33,6 +34,7 @@ from pacebench.text.data import (
     gsm8k_files,
     text_splits,
 )
+from pacebench.text.models import lora_targets
 
 IGNORE = -100  # label of tokens the loss skips (prompt, padding)
 Item = tuple[list[int], Any]  # token ids, target (class, score, or per-token labels)
@@ -127,7 +129,12 @@ class TextTask:
 
     kind: ClassVar[str]  # "classify" | "generate"
     reported: ClassVar[str]  # the split a phase-final run is scored on
-    methods: ClassVar[tuple[str, ...]]
+    excluded: ClassVar[dict[str, str]] = {}  # methods that take any task's objective but not this one's: why
+
+    @classmethod
+    def methods(cls) -> list[str]:
+        """The registered methods that run on this task: those taking the task's objective, less `excluded`."""
+        return [name for name, method in METHODS.items() if method.any_task and name not in cls.excluded]
 
     def __init__(self, dataset: str, num_classes: int, options: dict[str, Any]) -> None:
         self.dataset, self.num_classes, self.settings = dataset, num_classes, Settings.of(options)
@@ -137,13 +144,12 @@ class TextTask:
     @classmethod
     def check(cls, suite: str, adapter: str, methods: Sequence[str]) -> None:
         """Fails at planning time on LoRA targets that are no list of module names or a method the task cannot run."""
-        from pacebench.text.models import lora_targets
-
         lora_targets(adapter)
-        unsupported = [m for m in methods if m not in cls.methods]
+        unsupported = [m for m in methods if m not in cls.methods()]
         if unsupported:
-            raise UsageError(f"method {unsupported[0]} does not run on suite {suite}; choose from "
-                             f"{', '.join(cls.methods)}")
+            why = f" ({cls.excluded[unsupported[0]]})" if unsupported[0] in cls.excluded else ""
+            raise UsageError(f"method {unsupported[0]} does not run on suite {suite}{why}; choose from "
+                             f"{', '.join(cls.methods())}")
 
     def splits(self, root: Path, phase: str) -> TextSplits:
         raise NotImplementedError
@@ -190,7 +196,7 @@ class Glue(TextTask):
 
     kind = "classify"
     reported = "dev"
-    methods = ("baseline", "pace", "pace_lazy", "pace_fast")
+    excluded = {"pretrained": "a classifier's task head is new: scoring it untrained measures nothing"}
 
     def __init__(self, dataset: str, num_classes: int, options: dict[str, Any]) -> None:
         super().__init__(dataset, num_classes, options)
@@ -233,7 +239,7 @@ class Glue(TextTask):
 
 
 def _mcc(out: Tensor, y: Tensor) -> float:
-    from sklearn.metrics import matthews_corrcoef
+    from sklearn.metrics import matthews_corrcoef  # lazy: scikit-learn, for CoLA's score only
 
     return 100.0 * float(matthews_corrcoef(y.numpy(), out.argmax(-1).numpy()))
 
@@ -284,7 +290,7 @@ class Gsm8k(TextTask):
 
     kind = "generate"
     reported = "test"
-    methods = ("pretrained", "baseline", "pace", "pace_lazy")  # pace_fast would store [T, V] logits per sample
+    excluded = {"pace_fast": "it would keep [answer tokens x vocabulary] logits per training example"}
 
     def __init__(self, dataset: str, num_classes: int, options: dict[str, Any]) -> None:
         super().__init__(dataset, num_classes, options)

@@ -7,8 +7,8 @@ config field declared with `hp(default, help, grid=..., aliases=...)`: the help 
 the default search grid (`method_grid`) and the other names the command line accepts for it.
 
 Most methods only define `loss()`; the shared `step()` does zero_grad, backward, gradient norm and the optimizer
-step. SAM and the gradient penalty need more than one backward pass: SAM wraps `step()`, GP builds its loss with a
-double backward inside `loss()`.
+step. SAM and the gradient penalty need more than one backward pass: SAM overrides `backward()` (a second forward and
+backward at the perturbed weights), GP builds its loss with a double backward inside `loss()`.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ class Method(Generic[C]):
     parts: ClassVar[tuple[str, ...]] = ("ce",)
     shares_drop_path: ClassVar[bool] = False  # noisy methods share DropPath masks between copies (NoisyMethod)
     trains: ClassVar[bool] = True  # False: the model is only evaluated (the untuned "Pre-trained" row of GSM-8K)
+    any_task: ClassVar[bool] = False  # takes the task's own `objective`, so it runs on the text tasks too
 
     def __init__(self, config: C) -> None:
         self.cfg: C = config

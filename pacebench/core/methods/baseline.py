@@ -8,6 +8,7 @@ from pacebench.core.methods.base import TABLE6, Method, MethodConfig, register
 @register
 class Baseline(Method[MethodConfig]):
     name = "baseline"
+    any_task = True
     description = "Adapter fine-tuning with cross-entropy only (the paper's LoRA+VPT baseline)"
     tags = frozenset({TABLE6})
     paper_row = "LoRA+VPT"

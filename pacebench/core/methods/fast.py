@@ -26,6 +26,7 @@ class FastConfig(PaceConfig):
 @register
 class PaceFast(NoisyMethod[FastConfig]):
     name = "pace_fast"
+    any_task = True
     description = "PACE against each sample's logits from its previous visit (one forward per step)"
     Config = FastConfig
     tags = frozenset({EFFICIENCY_TAG})

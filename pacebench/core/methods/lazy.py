@@ -27,6 +27,7 @@ class LazyConfig(PaceConfig):
 @register
 class PaceLazy(PaceBase[LazyConfig]):
     name = "pace_lazy"
+    any_task = True
     description = "PACE every N-th step on the duplicated first half of the batch; noisy CE on the other steps"
     Config = LazyConfig
     tags = frozenset({EFFICIENCY_TAG})

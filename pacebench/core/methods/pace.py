@@ -126,6 +126,7 @@ class PaceBase(NoisyMethod[P], Generic[P]):
 @register
 class Pace(PaceBase[PaceConfig]):
     name = "pace"
+    any_task = True
     description = "PACE: multiplicative noise on adapters, CE + λ·consistency between two noisy copies"
     tags = frozenset({TABLE6})
     paper_row = "+PACE"

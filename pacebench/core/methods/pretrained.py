@@ -15,6 +15,7 @@ from pacebench.errors import UsageError
 @register
 class Pretrained(Method[MethodConfig]):
     name = "pretrained"
+    any_task = True
     description = "No training: the pre-trained model evaluated as is (generation suites such as gsm8k only)"
     trains = False
 
