@@ -57,13 +57,16 @@ class DataRequest:
 class Splits:
     """Datasets for one run. `evals` maps a name ("val", "test", "imagenet_r", ...) to a dataset; `eval_classes`
     optionally restricts the logits of an evaluation set to a subset of classes (ImageNet-A and -R); `label_ids`
-    are the data set's own label ids in class-index order when the reader renumbered them (FGVC), else None."""
+    are the data set's own label ids in class-index order when the reader renumbered them (FGVC), else None;
+    `example_ids` name each evaluation example (its image's path inside the image folder, or its index in the data
+    set), so that two runs' predictions are compared only on the same examples."""
 
     train: Dataset
     evals: dict[str, Dataset]
     num_classes: int
     eval_classes: dict[str, Sequence[int]] = field(default_factory=dict)
     label_ids: list[int] | None = None
+    example_ids: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ class Layout:
             num_classes=num_classes,
             eval_classes={name: sorted({y for _, y in evals[name]}) for name, src in self.evals.items() if src.subset},
             label_ids=None if ids == list(range(len(ids or []))) else ids,
+            example_ids={name: [self.evals[name].images.relative(path) for path, _ in items]
+                         for name, items in evals.items()},
         )
 
 

@@ -94,6 +94,6 @@ def read_demo(request: DataRequest) -> Splits:
         i = torch.tensor(parts[name])
         return InMemory(TensorDataset(x[i], y[i]))
 
-    if request.phase == "tune":
-        return Splits(subset("train"), {"val": subset("val")}, len(TARGET_CLASSES))
-    return Splits(subset("trainval"), {"test": subset("test")}, len(TARGET_CLASSES))
+    train, held_out = ("train", "val") if request.phase == "tune" else ("trainval", "test")
+    return Splits(subset(train), {held_out: subset(held_out)}, len(TARGET_CLASSES),
+                  example_ids={held_out: [f"digit-{i}" for i in parts[held_out]]})  # i: among digits 5-9

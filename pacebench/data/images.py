@@ -196,6 +196,13 @@ class ImageDir:
             return Path(path).is_file()
         return self.key(path) in self._file()
 
+    def relative(self, path: Path) -> str:
+        """`path` inside this folder (as a pack keys it): how an example is named wherever the data root lies."""
+        try:
+            return Path(path).relative_to(self.folder).as_posix()
+        except ValueError:
+            return Path(path).as_posix()
+
     def where(self, path: Path) -> str:
         """How errors name an image: its file, or its key inside the pack."""
         return f"{self.key(path)} in {self.pack}" if self.packed else str(path)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 PARAMETER_COUNTS = ("trainable_params", "adapter_params", "head_params")  # RunRecord fields the trainer fills
 
 
@@ -80,3 +82,18 @@ class WorkerRecord:
     info: dict[str, Any]
     started_at: datetime
     heartbeat_at: datetime
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What a run predicted for each example of one evaluation set at its last evaluation: the examples' ids (image
+    path inside its folder, or index in the split), the prediction (a class, a score, an extracted number), the gold
+    target, and whether each was right (None for a regression, scored by its metric on the whole set). Runs are
+    compared example by example only where their ids agree."""
+
+    eval_set: str
+    ids: tuple[str, ...]
+    predicted: np.ndarray
+    target: np.ndarray
+    correct: np.ndarray | None
+    metric: str = "accuracy"

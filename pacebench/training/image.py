@@ -26,6 +26,7 @@ from pacebench.data.cache import CachedImages, DeviceBatches, Normalise, device_
 from pacebench.data.transforms import batch_mixup
 from pacebench.errors import UsageError
 from pacebench.plan.spec import RunSpec
+from pacebench.store.records import Predictions
 from pacebench.training.checkpoint import TrainState
 from pacebench.training.diagnostics import diagnose, diagnostic_subset, heldout_split
 from pacebench.training.loop import (
@@ -75,20 +76,25 @@ def compile_blocks(model: nn.Module, backend: str = "inductor") -> int:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: Sequence[int] | None,
-             autocast: Callable[[], Any], inputs: Callable[[Tensor], Tensor] = lambda x: x) -> float:
-    """Top-1 accuracy in percent on merged weights; `classes` restricts the logits (ImageNet-A/-R)."""
+             autocast: Callable[[], Any], inputs: Callable[[Tensor], Tensor] = lambda x: x
+             ) -> tuple[float, Tensor, Tensor]:
+    """Top-1 accuracy in percent on merged weights, with each example's predicted and true class (CPU tensors in
+    the data set's order, from the loader's indices); `classes` restricts the logits (ImageNet-A/-R)."""
     model.eval()
     subset = torch.tensor(list(classes), device=device) if classes else None
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    total = 0
+    size = len(data.dataset)  # type: ignore[arg-type]
+    predicted = torch.full((size,), -1, device=device, dtype=torch.long)
+    target = torch.full((size,), -1, device=device, dtype=torch.long)
     with adapters.merged(model), autocast():
-        for x, y, _ in data:
+        for x, y, idx in data:
             x, y = inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            idx = idx.to(device, non_blocking=True)
             logits = model(x)
-            pred = subset[logits[:, subset].argmax(-1)] if subset is not None else logits.argmax(-1)
-            correct += (pred == y).sum()
-            total += y.numel()
-    return 100.0 * correct.item() / max(total, 1)
+            predicted[idx] = subset[logits[:, subset].argmax(-1)] if subset is not None else logits.argmax(-1)
+            target[idx] = y
+    predicted, target = predicted.cpu(), target.cpu()  # the evaluation's one CPU-GPU sync
+    correct = int((predicted == target).sum())
+    return 100.0 * correct / max(size, 1), predicted, target
 
 
 def check_mixup_batch(mixup: Callable | None, batch_size: int, num_train: int) -> None:
@@ -167,6 +173,7 @@ class ImageTrainer:
             setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter,
                         "head_params": counts.head, **facts})
         self.state = TrainState(self.model, optimizer, self.schedule, self.method, generator)
+        self.last: dict[str, Predictions] = {}  # each evaluation set's predictions at the latest evaluation
 
     def batches(self) -> Iterator[Batch]:
         device = self.env.device
@@ -184,9 +191,14 @@ class ImageTrainer:
         self.schedule.step(epoch)  # after the epoch, as the authors' code does
 
     def evaluate(self) -> tuple[dict[str, float], dict[str, float]]:
-        evals = {name: evaluate(self.model, d, self.env.device, self.splits.eval_classes.get(name),
-                                self.method.autocast, self.inputs)
-                 for name, d in self.eval_data.items()}
+        evals = {}
+        for name, data in self.eval_data.items():
+            evals[name], predicted, target = evaluate(self.model, data, self.env.device,
+                                                      self.splits.eval_classes.get(name), self.method.autocast,
+                                                      self.inputs)
+            ids = self.splits.example_ids.get(name) or [str(i) for i in range(len(target))]
+            self.last = {**self.last, name: Predictions(name, tuple(ids), predicted.numpy(), target.numpy(),
+                                                        (predicted == target).numpy())}
         # the train-split FP-distance loader of earlier releases drew one base seed from the global RNG here (every
         # DataLoader iterator does); drawn still, so that existing run keys keep training the same
         torch.empty((), dtype=torch.int64).random_()
@@ -210,3 +222,6 @@ class ImageTrainer:
 
     def weights(self) -> dict[str, Tensor]:
         return adapters.trainable_state(self.model)
+
+    def predictions(self) -> dict[str, Predictions]:
+        return self.last

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from pacebench.data import READERS
 from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.plan.suites import load_suite
 from pacebench.registry import Registry
-from pacebench.store.records import EpochRecord
+from pacebench.store.records import EpochRecord, Predictions
 from pacebench.training.checkpoint import Control, Stopped, TrainState
 from pacebench.training.diagnostics import wanted
 
@@ -126,10 +126,12 @@ def is_eval_epoch(epoch: int, t: TrainConfig) -> bool:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A finished run: its final metrics and its trained adapter and head tensors (kept with the run)."""
+    """A finished run: its final metrics, its trained adapter and head tensors, and each evaluation set's
+    per-example predictions at the last evaluation (all kept with the run)."""
 
     metrics: dict[str, Any]
     weights: dict[str, Tensor]
+    predictions: dict[str, Predictions] = field(default_factory=dict)
 
 
 class Trainer(Protocol):
@@ -171,6 +173,9 @@ class Trainer(Protocol):
 
     def weights(self) -> dict[str, Tensor]:
         """The trained tensors the run keeps."""
+
+    def predictions(self) -> dict[str, Predictions]:
+        """Each evaluation set's per-example predictions at the latest evaluation."""
 
 
 TrainerFactory = Callable[[RunSpec, Environment, SetupCallback | None], Trainer]
@@ -228,4 +233,4 @@ def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_in
     run between steps (raising `Stopped`)."""
     trainer = TRAINERS.get(trainer_kind(spec))(spec, env, setup_info)
     final = run_epochs(trainer, spec.train, env, on_epoch, control or Control())
-    return TrainResult(trainer.metrics(final), trainer.weights())
+    return TrainResult(trainer.metrics(final), trainer.weights(), trainer.predictions())

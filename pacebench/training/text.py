@@ -26,6 +26,7 @@ from pacebench.data.base import data_options, dataset_root
 from pacebench.errors import UsageError
 from pacebench.plan.spec import RunSpec
 from pacebench.plan.suites import load_suite
+from pacebench.store.records import Predictions
 from pacebench.text import models
 from pacebench.text.tasks import TASKS, Items, TextTask, collate
 from pacebench.training.checkpoint import TrainState
@@ -224,6 +225,9 @@ class TextTrainer:
 
     def weights(self) -> dict[str, Tensor]:
         return trainable_state(self.model) if self.trains else {}
+
+    def predictions(self) -> dict[str, Predictions]:
+        return {}  # per-example text predictions: not kept yet
 
 
 def fig2_readings(model: models.TextModel, task: TextTask, data: dict[str, torch.utils.data.DataLoader],
