@@ -9,7 +9,7 @@ trained head, loadable without pacebench.
                               img_size=int(meta["img_size"]), **json.loads(meta["timm_kwargs"]))
     model.load_state_dict(load_file("model.safetensors"))
 
-The run's stored adapter and head tensors (`Store.run_weights`) go back into the run's backbone, rebuilt from the
+The run's stored adapter and head tensors (`Storage.run_weights`) go back into the run's backbone, rebuilt from the
 same pre-trained file (its SHA-256 must equal the run's); every adapted Linear is merged and replaced by its base
 Linear, so the file holds exactly the keys and shapes of the plain architecture.
 """
@@ -29,7 +29,7 @@ from pacebench.core.prepare import prepare
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.spec import RunSpec
 from pacebench.plan.suites import load_suite
-from pacebench.store import RunRecord, Store
+from pacebench.store import RunRecord, Storage
 from pacebench.values import INT_MAX
 
 
@@ -44,7 +44,7 @@ def fold(model: nn.Module) -> nn.Module:
     return model
 
 
-def run_model(store: Store, run: RunRecord, weights: Path | None = None) -> nn.Module:
+def run_model(store: Storage, run: RunRecord, weights: Path | None = None) -> nn.Module:
     """The run's trained model (adapters unmerged, eval mode), rebuilt from its spec, pre-trained file and stored
     adapter and head tensors."""
     if run.status != "done":
@@ -70,7 +70,7 @@ def run_model(store: Store, run: RunRecord, weights: Path | None = None) -> nn.M
     return model.eval()
 
 
-def export_model(store: Store, run_ref: str, out: Path, weights: Path | None = None) -> Path:
+def export_model(store: Storage, run_ref: str, out: Path, weights: Path | None = None) -> Path:
     """Writes run `run_ref` (id or key) as a plain timm .safetensors file at `out`; returns the path.
 
     The file's metadata names the timm architecture and its arguments, the class count and image size, and the

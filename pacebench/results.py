@@ -21,18 +21,17 @@ import pandas as pd
 
 from pacebench.errors import UsageError
 from pacebench.settings import default_db_url
-from pacebench.store import RunRecord, Store
+from pacebench.store import RunRecord, Storage, Store
 
 RUN_IDENTITY = ["run_id", "key", "suite", "dataset", "method", "seed", "phase", "backbone", "status"]
 FLAT = {"hparams": "train", "method_config": "hp", "data_options": "data", "versions": "version"}
 EPOCH_NAMES = {"grad_norm_mean": "grad_norm_step", "grad_norm_max": "grad_norm_step_max"}
 
 
-def _store(db: str | Store | None) -> Store:
-    if isinstance(db, Store):
-        return db
-
-    return Store(db or default_db_url(), readonly=True)
+def _store(db: str | Storage | None) -> Storage:
+    if db is None or isinstance(db, str):
+        return Store(db or default_db_url(), readonly=True)
+    return db
 
 
 def _run_row(run: RunRecord) -> dict[str, Any]:
@@ -50,9 +49,9 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
     return row
 
 
-def load_runs(db: str | Store | None = None, **filters: Any) -> pd.DataFrame:
+def load_runs(db: str | Storage | None = None, **filters: Any) -> pd.DataFrame:
     """One row per run (filters as in `Store.runs`: suite, dataset, method, phase, status, key, ...; a list means
-    'any of'), hyperparameters, metrics and provenance as columns. `db` is a URL, a Store, or None for the default
+    'any of'), hyperparameters, metrics and provenance as columns. `db` is a URL, a store, or None for the default
     database."""
     runs = _store(db).runs(**filters)
     frame = pd.DataFrame([_run_row(r) for r in runs])
@@ -61,7 +60,7 @@ def load_runs(db: str | Store | None = None, **filters: Any) -> pd.DataFrame:
     return frame[RUN_IDENTITY + [c for c in frame.columns if c not in RUN_IDENTITY]]
 
 
-def load_epochs(db: str | Store | None = None, runs: pd.DataFrame | None = None, **filters: Any) -> pd.DataFrame:
+def load_epochs(db: str | Storage | None = None, runs: pd.DataFrame | None = None, **filters: Any) -> pd.DataFrame:
     """One row per (run, epoch): the epoch's numbers (loss parts as `part.NAME`, evaluations as `eval.NAME`) beside
     its run's identity columns. `runs` (a frame from `load_runs`) picks the runs; else `filters` do."""
     store = _store(db)
@@ -85,7 +84,7 @@ def load_epochs(db: str | Store | None = None, runs: pd.DataFrame | None = None,
 EXPORT_FORMATS = ("csv", "parquet", "json")
 
 
-def export(db: str | Store | None, out: Path, fmt: str, **filters: Any) -> list[Path]:
+def export(db: str | Storage | None, out: Path, fmt: str, **filters: Any) -> list[Path]:
     """Writes runs.FMT and epochs.FMT into the folder `out`; returns the paths. JSON is records-oriented, one
     object per row; parquet needs pyarrow (`pip install pacebench[parquet]`)."""
     if fmt not in EXPORT_FORMATS:

@@ -1,16 +1,24 @@
-"""Shared fixtures: tiny real timm backbones that build and run in well under a second on a CPU."""
+"""Shared fixtures: tiny real timm backbones that build and run in well under a second on a CPU; the stores the
+storage contract runs against; runs written the way a worker writes them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import timm
 import torch
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
 from torch import nn
+
+from pacebench.choices import Status
+from pacebench.plan.spec import RunSpec
+from pacebench.store import Claimant, EpochRecord, MemoryStore, RunRecord, Storage, Store
+from pacebench.store.models import RunRow
 
 # Tiny models: one intra-op thread is ~100x faster than two on a shared 2-core box (OpenMP spin-waits).
 torch.set_num_threads(1)
@@ -66,12 +74,63 @@ def pg_server():
 _databases = iter(range(10**6))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
+def fresh_url(kind: str, request, tmp_path: Path) -> str:
     """A fresh empty database: a SQLite file, or a new database on the session's PostgreSQL server."""
-    if request.param == "sqlite":
+    if kind == "sqlite":
         return f"sqlite:///{tmp_path}/r.db"
     return request.getfixturevalue("pg_server").create_database(f"t{next(_databases)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    return fresh_url(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
+def store(request, tmp_path) -> Storage:
+    """The storage contract's subject: the SQL store on a SQLite file and on a real PostgreSQL server, and the
+    in-memory store. Tests that take `store` run on all three."""
+    if request.param == "memory":
+        return MemoryStore()
+    return Store(fresh_url(request.param, request, tmp_path))
+
+
+TESTER = Claimant(3600.0, host="test-host", pid=1)  # a worker elsewhere that never goes silent
+
+
+def written_run(store: Storage, spec: RunSpec, metrics: dict[str, Any] | None = None, *,
+                status: str = Status.done, epochs: Sequence[EpochRecord] = (), weights: dict[str, Any] | None = None,
+                origin: str = "direct", error: str = "boom", facts: dict[str, Any] | None = None) -> RunRecord:
+    """A run written the way a worker writes one, through a claim: queued, claimed, its epochs and `facts` (what the
+    trainer reports: parameter counts, setup), then done (or, for `failed`, its numbers kept and then failed, so a
+    test can check that a failed run's numbers never show up; `running` stays claimed; `queued` is only enqueued)."""
+    (run,) = store.enqueue([spec], origin)
+    if status != Status.queued:
+        run = store.claim_next(TESTER, keys=[run.key])
+        assert run is not None and run.claim is not None
+        for epoch in epochs:
+            store.write_epoch(run.id, run.claim, epoch)
+        if facts:
+            store.set_run_facts(run.id, run.claim, **facts)
+        if status == Status.done:
+            store.finish_claimed(run.id, run.claim, metrics or {}, weights)
+        elif status == Status.failed:
+            store.set_run_facts(run.id, run.claim, metrics=metrics or {})
+            assert store.fail_claimed(run.id, run.claim, error, max_attempts=1, retry=False) == Status.failed
+    got = store.get_run(run.id)
+    assert got is not None and got.status == status
+    return got
+
+
+def rewrite_run(store: Storage, run_id: int, **values: Any) -> None:
+    """Changes a run's row around the store's API: what an older pacebench stored (an old key, a missing column) or
+    a holder left behind when it went silent (an old heartbeat). No caller of the store may do this."""
+    if isinstance(store, MemoryStore):
+        store._runs[run_id] = dataclasses.replace(store._runs[run_id], **values)
+        return
+    assert isinstance(store, Store)
+    with store.db.session() as s:
+        s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from pacebench.cli import app
 from pacebench.store import Store
-from pacebench.store.api import head_revision
+from pacebench.store.database import head_revision
 
 runner = CliRunner()
 TINY = ["--epochs", "2", "-t", "batch_size=16", "-t", "eval_every=1", "--device", "cpu", "--seeds", "0"]

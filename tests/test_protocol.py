@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import pytest
+from conftest import written_run
 
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.protocol import Choice, final_specs, grid, key_of, select_best
@@ -50,15 +51,8 @@ def make_run(store: Store, *, method: str = "pace", config: dict | None = None, 
     spec = RunSpec(suite="demo", dataset=dataset, method=method, seed=seed, train=train or TrainConfig(epochs=3),
                    backbone="vit_demo", weights_sha256=weights, method_config=config or {},
                    data_options={"shots": 10} if options is None else options, phase=phase)  # type: ignore[arg-type]
-    record = store.add_run(spec)
-    store.update_run(record.id, status="running")
-    if status in ("done", "failed"):
-        store.finish_run(record.id, {"val_acc": val, "test_acc": test, "train_acc": 99.0, "evals": {"val": val}})
-    if status == "failed":
-        store.fail_run(record.id, "boom")
-    got = store.get_run(record.id)
-    assert got is not None and got.status == status
-    return got
+    return written_run(store, spec, {"val_acc": val, "test_acc": test, "train_acc": 99.0, "evals": {"val": val}},
+                       status=status)
 
 
 @pytest.fixture
@@ -163,7 +157,7 @@ def test_final_specs_keep_everything_but_phase_and_seed(store):
                         weights_sha256=W1, method_config={"lam": 0.5, "sigma": 1.0}, data_options={"shots": 10},
                         phase="tune")
     assert pace == tune_spec.with_(phase="final") and run_key(pace) != run_key(tune_spec)
-    assert store.add_run(pace).status == "queued"  # a new run, not the tune run again
+    assert store.enqueue([pace])[0].status == "queued"  # a new run, not the tune run again
 
 
 def test_choice_is_plain_data():

@@ -1,5 +1,5 @@
-"""The work queue's claims on SQLite and on a real PostgreSQL server: exclusive, taken over only from dead or
-silent holders, refused writes after a takeover, retries, checkpoints."""
+"""The work queue's contract on SQLite, on a real PostgreSQL server and in memory: exclusive claims, taken over
+only from dead or silent holders, refused writes after a takeover, retries, checkpoints."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from conftest import rewrite_run
 
 from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec, TrainConfig
-from pacebench.store import EpochRecord, Store
-from pacebench.store.queue import Claimant, ClaimLost
-from pacebench.store.rows import utcnow
+from pacebench.store import Claimant, ClaimLost, EpochRecord, Store
+from pacebench.store.base import utcnow
 
 LONG = 3600.0
 
@@ -23,11 +23,6 @@ LONG = 3600.0
 def spec(seed: int = 0) -> RunSpec:
     return RunSpec(suite="demo", dataset="digits", method="baseline", seed=seed, train=TrainConfig(epochs=3),
                    backbone="vit_demo")
-
-
-@pytest.fixture
-def store(db_url) -> Store:
-    return Store(db_url)
 
 
 def elsewhere(name: str, lease_s: float = LONG) -> Claimant:
@@ -73,7 +68,7 @@ def test_a_silent_holder_elsewhere_keeps_its_claim_until_its_lease_ends(store):
     store.enqueue([spec()])
     held = store.claim_next(elsewhere("a", lease_s=30))
     assert store.claim_next(elsewhere("b")) is None
-    store.update_run(held.id, heartbeat_at=utcnow() - timedelta(seconds=31))
+    rewrite_run(store, held.id, heartbeat_at=utcnow() - timedelta(seconds=31))
     taken = store.claim_next(elsewhere("b"))
     assert taken is not None and taken.id == held.id
     # the old holder can write nothing any more
@@ -107,7 +102,7 @@ def test_a_run_whose_workers_keep_vanishing_ends_failed(store):
     store.enqueue([spec()])
     for _ in range(2):
         run = store.claim_next(elsewhere("a", lease_s=1), max_attempts=2)
-        store.update_run(run.id, heartbeat_at=utcnow() - timedelta(seconds=5))
+        rewrite_run(store, run.id, heartbeat_at=utcnow() - timedelta(seconds=5))
     assert store.claim_next(elsewhere("b"), max_attempts=2) is None
     failed = store.get_run(run_key(spec()))
     assert failed.status == "failed" and "stopped answering in each of 2 attempt" in failed.error
@@ -128,7 +123,7 @@ def test_resume_point_keeps_epochs_up_to_the_checkpoint_and_finish_deletes_it(st
         store.write_epoch(run.id, run.claim, EpochRecord(epoch=epoch, loss=float(epoch)))
         if epoch == 1:
             store.save_checkpoint(run.id, run.claim, epoch, b"state-after-1")
-    store.update_run(run.id, heartbeat_at=utcnow() - timedelta(days=1))  # the holder vanished after epoch 2
+    rewrite_run(store, run.id, heartbeat_at=utcnow() - timedelta(days=1))  # the holder vanished after epoch 2
     taken = store.claim_next(elsewhere("b"))
     assert store.resume_point(taken.id, taken.claim) == (1, b"state-after-1")
     assert [e.epoch for e in store.epochs(run.id)] == [0, 1]  # epoch 2 is trained (and written) again
@@ -159,24 +154,25 @@ def test_gpu_selection():
             parse_gpus(bad, count)
 
 
-def test_a_plan_is_enqueued_in_one_write_and_keeps_each_runs_state(store, monkeypatch):
+def test_a_plan_is_enqueued_in_one_write_and_keeps_each_runs_state(db_url, monkeypatch):
     """Two transactions for a whole plan (write, read back) whatever its size; a duplicate spec is one run; done
     runs stay done, failed ones are queued again with fresh attempts."""
+    store = Store(db_url)
     opened = []
-    session = store.session
+    session = store.db.session
 
     def counted():
         opened.append(1)
         return session()
 
-    monkeypatch.setattr(store, "session", counted)
+    monkeypatch.setattr(store.db, "session", counted)
     records = store.enqueue([spec(i) for i in range(24)] + [spec(3)])
     assert len(opened) == 2 and len(records) == 25 and records[3].id == records[24].id
     assert [r.key for r in records[:24]] == [run_key(spec(i)) for i in range(24)]
     assert {r.status for r in records} == {"queued"}
-    monkeypatch.setattr(store, "session", session)
-    store.update_run(records[0].id, status="done")
-    store.update_run(records[1].id, status="failed", attempts=3, error="boom")
+    monkeypatch.setattr(store.db, "session", session)
+    rewrite_run(store, records[0].id, status="done")
+    rewrite_run(store, records[1].id, status="failed", attempts=3, error="boom")
     again = store.enqueue([spec(0), spec(1), spec(2)])
     assert [r.status for r in again] == ["done", "queued", "queued"] and again[1].attempts == 0
     assert len(store.runs()) == 24

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import rewrite_run, written_run
 from rich.console import Console
 
 from pacebench.errors import PacebenchError, UsageError
@@ -39,19 +40,9 @@ def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", meth
     spec = RunSpec(suite=suite, dataset=dataset, method=method, seed=seed, train=train_cfg, backbone="vit_demo",
                    weights_sha256=weights, method_config=config or {}, data_options=options or {},
                    phase=phase)  # type: ignore[arg-type]
-    record = store.add_run(spec, origin)
-    store.update_run(record.id, status="running")
-    for epoch in epochs:
-        store.add_epoch(record.id, epoch)
     metrics = {"train_acc": train, "val_acc": val, "test_acc": test, "evals": evals or {}, "fp_distance": fp,
                "epoch": 2, **(extra or {})}
-    if status in ("done", "failed"):
-        store.finish_run(record.id, metrics)
-    if status == "failed":
-        store.fail_run(record.id, "boom")
-    got = store.get_run(record.id)
-    assert got is not None and got.status == status
-    return got
+    return written_run(store, spec, metrics, status=status, epochs=epochs, origin=origin)
 
 
 def epochs(grad: Sequence[float], train: Sequence[float] = (50.0, 60.0, 70.0), test: float | None = None,
@@ -468,10 +459,7 @@ def figure_store(tmp_path) -> Store:
     # Fig. 3: a Swin run beside the ViT ones on other data
     spec = RunSpec(suite="vtab", dataset="patch_camelyon", method="pace", seed=0, train=TRAIN, backbone="swin_b_in22k",
                    weights_sha256=W1)
-    record = store.add_run(spec)
-    store.update_run(record.id, status="running")
-    store.add_epoch(record.id, EpochRecord(epoch=0, grad_norm_task_heldout=7.0))
-    store.finish_run(record.id, {"test_acc": 80})
+    written_run(store, spec, {"test_acc": 80}, epochs=[EpochRecord(epoch=0, grad_norm_task_heldout=7.0)])
     return store
 
 
@@ -534,14 +522,10 @@ def test_backbones_table(tmp_path):
     for seed, acc in enumerate([70.0, 72.0]):
         spec = RunSpec(suite="vtab", dataset="cifar", method="pace", seed=seed, train=swin, backbone="swin_b_in22k",
                        weights_sha256=W1)
-        record = store.add_run(spec)
-        store.update_run(record.id, status="running")
-        store.finish_run(record.id, {"test_acc": acc})
+        written_run(store, spec, {"test_acc": acc})
     spec = RunSpec(suite="domain", dataset="imagenet", method="pace", seed=0, train=swin, backbone="swin_b_in22k",
                    weights_sha256=W1)
-    record = store.add_run(spec)
-    store.update_run(record.id, status="running")
-    store.finish_run(record.id, {"test_acc": 0, "evals": {t: 10.0 + i for i, t in enumerate(
+    written_run(store, spec, {"test_acc": 0, "evals": {t: 10.0 + i for i, t in enumerate(
         ["imagenet", "imagenet_sketch", "imagenet_v2", "imagenet_a", "imagenet_r"])}})
     data = gather("table5", store)
     measured = row(data.frame, source="measured")
@@ -596,7 +580,7 @@ def test_html_page_structure(curves, tmp_path):
     assert "http://" not in page and "https://" not in page
     assert page.count('href="#') == len(parser.sections)  # the contents list links every section
     old = make_run(curves, suite="vtab", dataset="cifar", test=10.0, method="sam", seed=9)
-    curves.update_run(old.id, key="made-before-a-change")  # an outdated run: the tables leave it out
+    rewrite_run(curves, old.id, key="made-before-a-change")  # an outdated run: the tables leave it out
     vtab = build_page(curves).split('id="table-vtab"')[1].split("</section>")[0]
     assert "left out" in vtab and "2 finished phase-2 runs; methods: pace (1), sam (1)" in vtab, "provenance too"
 
@@ -607,7 +591,7 @@ def test_runs_from_before_a_change_that_alters_them_are_left_out_with_a_note(tmp
     store = Store(f"sqlite:///{tmp_path}/r.db")
     make_run(store, seed=0, test=80, train=90)
     old = make_run(store, seed=1, test=10, train=90)
-    store.update_run(old.id, key="0123456789abcdef")  # a key today's code no longer gives this spec
+    rewrite_run(store, old.id, key="0123456789abcdef")  # a key today's code no longer gives this spec
     data = gather("demo", store)
     assert row(data.frame, method="baseline")["seeds"] == 1
     assert row(data.frame, method="baseline")["test acc"] == pytest.approx(80.0)
@@ -623,7 +607,5 @@ def test_params_table_shows_counted_measured_and_printed(tmp_path):
     assert empty["paper (M)"] == pytest.approx(2.39) and math.isnan(empty["measured (M)"])
     spec = RunSpec(suite="domain", dataset="imagenet", method="baseline", seed=0, train=TrainConfig(epochs=3),
                    backbone="vit_b16_in21k", data_options={"shots": 16, "split_seed": 0})
-    run = store.add_run(spec)
-    store.finish_run(run.id, {"test_acc": 1.0})
-    store.update_run(run.id, trainable_params=3_000_000)
+    written_run(store, spec, {"test_acc": 1.0}, facts={"trainable_params": 3_000_000})
     assert gather("params", store, suite="domain").frame.iloc[0]["measured (M)"] == pytest.approx(3.0)

@@ -1,4 +1,5 @@
-"""The results store: round trips (NaN and infinities included), migrations, run keys, claiming."""
+"""The results store's contract on SQLite, PostgreSQL and in memory (round trips with NaN and infinities, records,
+filters, weights), and the SQL store's migrations and run keys."""
 
 from __future__ import annotations
 
@@ -10,24 +11,19 @@ import re
 import sqlite3
 
 import pytest
+from conftest import rewrite_run, written_run
 
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.store import EpochRecord, Store
-from pacebench.store.api import head_revision
+from pacebench.store.database import head_revision
 
 
 def spec(**changes) -> RunSpec:
     base = RunSpec(suite="demo", dataset="digits", method="pace", seed=0, train=TrainConfig(epochs=3),
                    backbone="vit_demo", method_config={"lam": 1.0, "sigma": 1.2}, data_options={"shots": 20})
     return base.with_(**changes)
-
-
-@pytest.fixture
-def store(db_url) -> Store:
-    """The same tests on SQLite and on a real PostgreSQL server."""
-    return Store(db_url)
 
 
 def test_migration_to_head_on_an_empty_file(tmp_path):
@@ -41,11 +37,11 @@ def test_migration_to_head_on_an_empty_file(tmp_path):
 
 
 def test_epoch_round_trip_keeps_nan_and_infinities(store):
-    run = store.add_run(spec())
     values = dict(lr=1e-3, loss=math.nan, train_acc=math.inf, val_acc=-math.inf, test_acc=None,
                   grad_norm_mean=0.5, grad_norm_max=math.nan, fp_distance=2.5, wall_time=0.1)
-    store.add_epoch(run.id, EpochRecord(epoch=0, parts={"ce": math.nan, "consistency": math.inf, "x": 1.0},
-                                        evals={"val": -math.inf}, **values))
+    run = written_run(store, spec(), epochs=[EpochRecord(epoch=0, parts={"ce": math.nan, "consistency": math.inf,
+                                                                        "x": 1.0}, evals={"val": -math.inf},
+                                                         **values)])
     (back,) = store.epochs(run.id)
     assert math.isnan(back.loss) and back.train_acc == math.inf and back.val_acc == -math.inf
     assert back.test_acc is None and back.grad_norm_mean == 0.5 and math.isnan(back.grad_norm_max)
@@ -55,19 +51,19 @@ def test_epoch_round_trip_keeps_nan_and_infinities(store):
 
 def test_run_round_trip_and_plain_records(store):
     s = spec()
-    run = store.add_run(s)
+    (run,) = store.enqueue([s])
     assert run.key == run_key(s) and run.status == "queued" and run.method_config == {"lam": 1.0, "sigma": 1.2}
     assert run.hparams["epochs"] == 3 and run.data_options == {"shots": 20} and run.phase == "final"
     assert type(run).__module__ == "pacebench.store.records"  # never an ORM row
-    store.finish_run(run.id, {"test_acc": 91.5, "evals": {"test": 91.5}, "fp": math.nan})
+    written_run(store, s, {"test_acc": 91.5, "evals": {"test": 91.5}, "fp": math.nan})
     done = store.get_run(run_key(s))
     assert done.status == "done" and done.metrics["test_acc"] == 91.5 and math.isnan(done.metrics["fp"])
 
 
 def test_epoch_is_unique_per_run_and_epoch(store):
-    run = store.add_run(spec())
-    store.add_epoch(run.id, EpochRecord(epoch=1, loss=1.0))
-    store.add_epoch(run.id, EpochRecord(epoch=1, loss=0.5))  # an interrupted attempt's row is replaced
+    run = written_run(store, spec(), status="running")
+    store.write_epoch(run.id, run.claim, EpochRecord(epoch=1, loss=1.0))
+    store.write_epoch(run.id, run.claim, EpochRecord(epoch=1, loss=0.5))  # an interrupted attempt's row is replaced
     assert [e.loss for e in store.epochs(run.id)] == [0.5]
 
 
@@ -147,26 +143,24 @@ def test_key_fills_method_defaults_and_ignores_noise_group_where_it_changes_noth
 def test_stored_runs_made_before_a_change_are_not_current(store):
     from pacebench.plan.runkey import is_current
 
-    fresh = store.add_run(spec())
+    fresh, old = store.enqueue([spec(), spec(seed=7)])
     assert is_current(fresh)
-    old = store.add_run(spec(seed=7))
-    store.update_run(old.id, key=key_010(spec(seed=7)))  # as 0.1.0 stored it: 3 epochs, so the lr step changes it
+    rewrite_run(store, old.id, key=key_010(spec(seed=7)))  # as 0.1.0 stored it: 3 epochs, so the lr step changes it
     assert not is_current(store.get_run(old.id))
 
 
-def test_add_run_returns_the_existing_run(store):
-    first = store.add_run(spec())
-    store.finish_run(first.id, {"test_acc": 1.0})
-    again = store.add_run(spec())
-    assert again.id == first.id and again.status == "done"
+def test_enqueue_returns_the_existing_run(store):
+    first = written_run(store, spec(), {"test_acc": 1.0})
+    (again,) = store.enqueue([spec()])
+    assert again.id == first.id and again.status == "done" and again.metrics == {"test_acc": 1.0}
     assert len(store.runs()) == 1
 
 
 def test_filters(store):
-    store.add_run(spec())
-    store.add_run(spec(method="baseline", method_config={}))
+    store.enqueue([spec(), spec(method="baseline", method_config={})])
     assert [r.method for r in store.runs(method="baseline")] == ["baseline"]
-    assert len(store.runs(method=["baseline", "pace"])) == 2
+    assert len(store.runs(method=["baseline", "pace"])) == 2 and len(store.runs(method=None)) == 2
+    assert store.status_counts(method="pace") == {"queued": 1}
     with pytest.raises(UsageError):
         store.runs(colour="red")
 
@@ -189,10 +183,10 @@ def test_invalid_training_setting():
 def test_finished_run_keeps_its_weights_bit_for_bit(store):
     import torch
 
-    run = store.add_run(spec())
+    (queued,) = store.enqueue([spec()])
+    assert store.run_weights(queued.id) is None
     weights = {"blocks.0.attn.qkv.lora.down": torch.randn(6, 2), "head.linear.bias": torch.tensor([1.0, math.nan])}
-    assert store.run_weights(run.id) is None
-    store.finish_run(run.id, {"test_acc": 50.0}, weights)
+    run = written_run(store, spec(), {"test_acc": 50.0}, weights=weights)
     back = store.run_weights(run.id)
     assert back.keys() == weights.keys()
     for name, tensor in weights.items():

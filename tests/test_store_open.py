@@ -14,7 +14,7 @@ from sqlalchemy import MetaData, Table
 
 from pacebench.errors import PacebenchError
 from pacebench.store import EpochRecord, Store
-from pacebench.store.api import _script
+from pacebench.store.database import _script
 from pacebench.store.models import Base
 
 FIRST_RELEASE = Path(__file__).parent / "data" / "pacebench-0.1.0.db"  # made by pacebench 0.1.0 (0001_v0_1_0)
@@ -43,13 +43,14 @@ def test_failed_first_open_leaves_a_usable_database(tmp_path, sqlite_pragmas):
 
 def test_disk_full_during_a_run_is_one_line(tmp_path, sqlite_pragmas):
     store = Store(f"sqlite:///{tmp_path}/r.db")
+    from conftest import written_run
     from test_store import spec
 
-    run = store.add_run(spec())
+    run = written_run(store, spec(), status="running")
     sqlite_pragmas.append("PRAGMA max_page_count=1")
     store.engine.dispose()  # new connections get the limit
     with pytest.raises(PacebenchError, match=r"database .*full; free disk space"):
-        store.add_epoch(run.id, EpochRecord(epoch=0, loss=1.0, parts={"ce": "x" * 100_000}))
+        store.write_epoch(run.id, run.claim, EpochRecord(epoch=0, loss=1.0, parts={"ce": "x" * 100_000}))
 
 
 def test_read_only_file_on_write_is_one_line(tmp_path, sqlite_pragmas):
@@ -204,7 +205,7 @@ def test_the_wal_switch_waits_for_another_opener_to_let_go(tmp_path):
 
     from sqlalchemy import create_engine
 
-    from pacebench.store.api import _use_wal
+    from pacebench.store.database import _use_wal
 
     path = tmp_path / "w.db"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -138,9 +138,9 @@ def test_a_new_suite_file_adds_its_paper_table(tmp_path: Path, monkeypatch):
     all_suites.cache_clear()
     try:
         assert "newtab" in table_names() and tables().get("7").name == "newtab"  # beside the built-in tables
-        from pacebench.store import Store
+        from pacebench.store import MemoryStore
 
-        data = tables().get("newtab").gather(Store("sqlite://"))
+        data = tables().get("newtab").gather(MemoryStore())
         assert list(data.frame["source"]) == ["paper (Ours)"] and data.frame["a"].item() == 1.0
         assert data.title == "Table 7: " and "n" in data.notes
     finally:

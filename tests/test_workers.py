@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import rewrite_run
 
 from pacebench.execution.worker import Worker
 from pacebench.plan.planner import PlanRequest, plan
 from pacebench.plan.runkey import run_key
-from pacebench.store import Store
-from pacebench.store.queue import Claimant
+from pacebench.store import Claimant, Store
 from pacebench.training import Environment, train_run
 from pacebench.training.checkpoint import Control, Stopped
 
@@ -257,7 +257,7 @@ def test_a_rerun_that_finds_runs_held_by_live_workers_says_so_unless_it_waits(tm
     result = cli(*args)
     assert result.exit_code == 1 and "1 run(s) are held by live workers (other-host:1)" in result.output
     assert store.get_run(run_key(plan_[1])).status == "done" and store.get_run(held.id).status == "running"
-    store.update_run(held.id, lease_s=0.5)  # the holder goes silent: a waiting rerun takes the run over
+    rewrite_run(store, held.id, lease_s=0.5)  # the holder goes silent: a waiting rerun takes the run over
     result = cli(*args, "--wait")
     assert result.exit_code == 0, result.output
     assert store.get_run(held.id).status == "done" and store.get_run(held.id).attempts == 2

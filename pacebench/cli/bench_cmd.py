@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         from pacebench.execution.devices import resolve_device
         from pacebench.report import render
         from pacebench.report.tables import speed_table
-        from pacebench.store import Store
+        from pacebench.store import MemoryStore, Store
         from pacebench.training.loop import resolve_precision
 
         resolved = resolve_device(device)
@@ -60,31 +60,14 @@ def register(app: typer.Typer) -> None:
                       f"{device_name(resolved)}: {warmup} warm-up + {steps} timed rounds, methods interleaved")
         built = build_steps(cfg)
         records = as_records(cfg, run(cfg, built))
-        target = Store(db_url(db)) if store else _MemoryStore()
-        target.add_speed(records)
-        table = speed_table(_Rows(target.speed()[-len(records):]))
+        if store:
+            Store(db_url(db)).add_speed(records)
+        measured = MemoryStore()  # this measurement alone, rendered by the same table as the stored ones
+        measured.add_speed(records)
+        table = speed_table(measured)
         table.frame = table.frame.drop(columns=["when", "device", "backbone", "precision", "batch", "px"])
         console.print(render(table, "rich"))
         for method, text in (profile_tables(cfg, built, profile) if profile > 0 else {}).items():
             console.print(f"\n[bold]{method}[/bold]: one step, operators by their own time")
             console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-
-class _Rows:
-    """Just the rows of this measurement, for the table renderer."""
-
-    def __init__(self, rows: list[dict]) -> None:
-        self.rows = rows
-
-    def speed(self) -> list[dict]:
-        return self.rows
-
-
-class _MemoryStore(_Rows):
-    def __init__(self) -> None:
-        super().__init__([])
-
-    def add_speed(self, rows: list[dict]) -> None:
-        from pacebench.store.rows import utcnow
-
-        self.rows += [{**r, "created_at": utcnow()} for r in rows]

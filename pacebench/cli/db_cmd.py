@@ -22,7 +22,7 @@ def upgrade(db: DbOption = None) -> None:
 @app.command()
 def current(db: DbOption = None) -> None:
     """Print the schema revision of the database (read-only: creates and migrates nothing)."""
-    from pacebench.store.api import schema_revision
+    from pacebench.store.database import schema_revision
 
     revision, head = schema_revision(db_url(db))
     note = "" if revision == head else f" (the newest is {head}: `pacebench db upgrade` migrates)"
@@ -30,6 +30,6 @@ def current(db: DbOption = None) -> None:
 
 
 def current_revision(url: str) -> str:
-    from pacebench.store.api import schema_revision
+    from pacebench.store.database import schema_revision
 
     return schema_revision(url)[0] or "empty"

@@ -19,9 +19,8 @@ from rich.table import Table
 from pacebench.choices import Phase, Status
 from pacebench.plan.spec import PHASES
 from pacebench.settings import WorkerSettings
-from pacebench.store import Store
-from pacebench.store.records import WorkerRecord
-from pacebench.store.rows import utcnow
+from pacebench.store import Storage, WorkerRecord
+from pacebench.store.base import utcnow
 
 ORDER = ("done", "running", "queued", "failed")
 
@@ -63,7 +62,7 @@ def workers_table(workers: list[WorkerRecord], lease_s: float) -> Table:
 class SweepDisplay:
     """A live view of one plan: a bar over its runs and one line per worker; refreshed from the database."""
 
-    def __init__(self, console: Console, store: Store, keys: list[str]) -> None:
+    def __init__(self, console: Console, store: Storage, keys: list[str]) -> None:
         self.console, self.store, self.keys = console, store, keys
         self.since = utcnow() - timedelta(seconds=1)
         self.lease_s = WorkerSettings.from_env().lease_s
@@ -99,7 +98,7 @@ class ConsoleReporter:
         self.console, self.where, self.dry_run = console, where, dry_run
         self.bar: Progress | None = None
 
-    def planned(self, specs: list[Any], keys: list[str], done: set[str], store: Store, origin: str) -> None:
+    def planned(self, specs: list[Any], keys: list[str], done: set[str], store: Storage, origin: str) -> None:
         self.console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {self.where} -> {store.url}")
         for phase in sorted({s.phase for s in specs}):
             note = " (settings given directly, not tuned)" if origin == "direct" and phase == Phase.final else ""
@@ -108,7 +107,7 @@ class ConsoleReporter:
             for spec, key in zip(specs, keys, strict=True):
                 self.console.print(f"  {'done ' if key in done else 'todo '} {key}  {spec.label()}")
 
-    def watching(self, store: Store, keys: list[str]) -> SweepDisplay:
+    def watching(self, store: Storage, keys: list[str]) -> SweepDisplay:
         return SweepDisplay(self.console, store, keys)
 
     def finished(self, result: Any) -> None:
@@ -161,7 +160,7 @@ def print_outcomes(console: Console, result: Any) -> None:
         console.print(f"[{style}]{status:>15}[/] {r.key} {r.dataset} {r.method} seed {r.seed}: {detail}")
 
 
-def status_view(store: Store, suite: str | None, phase: str | None) -> Group:
+def status_view(store: Storage, suite: str | None, phase: str | None) -> Group:
     """Counts, workers with their heartbeats, failures, and an ETA from measured epoch times."""
     counts = store.status_counts(suite=suite, phase=phase)
     lease = WorkerSettings.from_env().lease_s

@@ -16,10 +16,10 @@ from pacebench.execution.options import WorkerOptions
 from pacebench.execution.signals import stop_on_signals
 from pacebench.execution.worker import Worker, environment
 from pacebench.settings import results_dir
-from pacebench.store import Store
+from pacebench.store import Storage
 
 
-def run_workers(store: Store, keys: list[str], opts: WorkerOptions, wait: bool) -> None:
+def run_workers(store: Storage, keys: list[str], opts: WorkerOptions, wait: bool) -> None:
     """Trains the runs of `keys` with the workers `opts` asks for, until none is left (or held elsewhere)."""
     if opts.cluster is not None:
         submit(store.url, keys, opts, wait)

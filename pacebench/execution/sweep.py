@@ -26,7 +26,7 @@ from pacebench.plan.planner import pretrainable, weights_sha256
 from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
 from pacebench.plan.suites import load_suite
-from pacebench.store import RunRecord, Store
+from pacebench.store import RunRecord, Storage
 from pacebench.training.pretrain import pretrain_demo_backbone
 
 
@@ -47,10 +47,10 @@ class Incomplete(PacebenchError):
 class Reporter(Protocol):
     """What the user is shown while a plan executes (the CLI prints; tests may record)."""
 
-    def planned(self, specs: list[RunSpec], keys: list[str], done: set[str], store: Store, origin: str) -> None:
+    def planned(self, specs: list[RunSpec], keys: list[str], done: set[str], store: Storage, origin: str) -> None:
         """Before a phase starts (also on a dry run): its runs, which are done, where they will train."""
 
-    def watching(self, store: Store, keys: list[str]) -> AbstractContextManager[Any]:
+    def watching(self, store: Storage, keys: list[str]) -> AbstractContextManager[Any]:
         """Entered while the workers train the phase's runs."""
 
     def finished(self, result: SweepResult) -> None:
@@ -96,7 +96,7 @@ def materialise(specs: list[RunSpec], device_type: str, threads: int = 1,
     return out
 
 
-def execute(specs: list[RunSpec], store: Store, opts: WorkerOptions, origin: str = "direct", wait: bool = False,
+def execute(specs: list[RunSpec], store: Storage, opts: WorkerOptions, origin: str = "direct", wait: bool = False,
             display: Any = None) -> SweepResult:
     """Queues `specs` and runs workers until every run is done, failed, or held by a live worker elsewhere (with
     `wait`, until those finish too). `display(keys)` is entered while the workers run."""
@@ -130,7 +130,7 @@ def incomplete(result: SweepResult, tolerate_failures: bool) -> str | None:
     return "; ".join(problems) or None
 
 
-def run_phase(specs: list[RunSpec], store: Store, opts: WorkerOptions, reporter: Reporter, origin: str,
+def run_phase(specs: list[RunSpec], store: Storage, opts: WorkerOptions, reporter: Reporter, origin: str,
               device_type: str, wait: bool = False, mode: Mode = Mode.train, tolerate_failures: bool = False
               ) -> SweepResult | None:
     """One phase: settle the specs, show the plan, then train it and show the outcome (`Mode.train`), or queue it
@@ -155,7 +155,7 @@ def run_phase(specs: list[RunSpec], store: Store, opts: WorkerOptions, reporter:
     return result
 
 
-def execute_plan(plan: protocol.Plan, store: Store, opts: WorkerOptions, reporter: Reporter, device_type: str,
+def execute_plan(plan: protocol.Plan, store: Storage, opts: WorkerOptions, reporter: Reporter, device_type: str,
                  wait: bool = False, mode: Mode = Mode.train) -> SweepResult | None:
     """Phase 1 (if the plan searches anything), then phase 2; the last phase's result once trained (None on a dry
     run or when the plan was only queued).

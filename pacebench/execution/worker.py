@@ -26,8 +26,7 @@ from pacebench.execution.provenance import git_commit, versions
 from pacebench.execution.signals import stop_on_signals
 from pacebench.plan.runkey import spec_of
 from pacebench.settings import WorkerSettings, results_dir
-from pacebench.store import EpochRecord, RunRecord, Store
-from pacebench.store.queue import Claimant, ClaimLost
+from pacebench.store import Claimant, ClaimLost, EpochRecord, RunRecord, Storage
 from pacebench.store.records import PARAMETER_COUNTS
 from pacebench.training import Environment, train_run
 from pacebench.training.checkpoint import Control, Stopped
@@ -38,7 +37,7 @@ TERMINAL = (Status.done, Status.failed)
 class Heartbeat(threading.Thread):
     """Refreshes the claim every `interval` seconds; sets `lost` when the run was taken over meanwhile."""
 
-    def __init__(self, store: Store, run_id: int, claim: str, worker: str, interval: float) -> None:
+    def __init__(self, store: Storage, run_id: int, claim: str, worker: str, interval: float) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.store, self.run_id, self.claim, self.worker, self.interval = store, run_id, claim, worker, interval
         self.lost, self.done = threading.Event(), threading.Event()
@@ -58,7 +57,7 @@ class RunControl(Control):
     """Resumes from the stored checkpoint, keeps the newest epoch-boundary state in memory, writes it every
     `every` epochs, and stops the run when the worker is asked to stop or loses its claim."""
 
-    def __init__(self, store: Store, run: RunRecord, claim: str, every: int, stop: threading.Event,
+    def __init__(self, store: Storage, run: RunRecord, claim: str, every: int, stop: threading.Event,
                  lost: threading.Event, resume: tuple[int, bytes] | None) -> None:
         self.store, self.run, self.claim, self.every, self.stop, self.lost = store, run, claim, every, stop, lost
         self.resume = resume[1] if resume else None
@@ -84,7 +83,7 @@ class RunControl(Control):
 class Worker:
     """Drains the queue (the runs of `keys`, or all queued runs) on one device."""
 
-    def __init__(self, store: Store, env: Environment, settings: WorkerSettings | None = None,
+    def __init__(self, store: Storage, env: Environment, settings: WorkerSettings | None = None,
                  keys: list[str] | None = None) -> None:
         self.store, self.env, self.keys = store, env, keys
         self.settings = settings or WorkerSettings.from_env()

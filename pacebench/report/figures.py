@@ -22,7 +22,7 @@ from pacebench.choices import GradKind, Split
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.registry import Registry
 from pacebench.report.tables import config_labels, data_label, finished_runs, method_rank, weights_key
-from pacebench.store import EpochRecord, RunRecord, Store
+from pacebench.store import EpochRecord, RunRecord, Storage
 
 SPREAD = ["mean", "std", "min", "max", "n"]
 
@@ -42,7 +42,7 @@ FIGURES: Registry[FigureDef] = Registry("figure")
 # ---- gather ---------------------------------------------------------------------------------------------------
 
 
-def select_runs(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
+def select_runs(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                 options: dict[str, Any] | None = None, methods: list[str] | None = None,
                 backbone: str | None = None, one_data: bool = True) -> list[RunRecord]:
     """Done runs of one data set (of several with `one_data=False`), optionally on one backbone (Fig. 3: Swin-B).
@@ -92,7 +92,7 @@ def _spread(rows: list[dict[str, Any]], by: list[str], runs: list[RunRecord], ph
     return frame
 
 
-def _per_epoch(store: Store, runs: list[RunRecord], phase: str, what: str,
+def _per_epoch(store: Storage, runs: list[RunRecord], phase: str, what: str,
                values: Callable[[RunRecord, EpochRecord], dict[str, float | None]]) -> pd.DataFrame:
     labels = series_labels(runs)
     by_id = {r.id: r for r in runs}
@@ -143,7 +143,7 @@ def _titled(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     return frame
 
 
-def grad_norm_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
+def grad_norm_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                    options: dict[str, Any] | None = None, backbone: str | None = None, kind: str = "task",
                    on: str | None = None) -> pd.DataFrame:
     """Fig. 2a / 3a: per series and epoch, one gradient-norm reading (`reading`), spread over seeds. The default is
@@ -153,7 +153,7 @@ def grad_norm_data(store: Store, suite: str | None = None, dataset: str | None =
     return _titled(_per_epoch(store, runs, phase, label, lambda r, e: {"grad norm": getattr(e, column)}), label)
 
 
-def fp_distance_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
+def fp_distance_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                      options: dict[str, Any] | None = None, backbone: str | None = None,
                      on: str | None = None) -> pd.DataFrame:
     """Fig. 2b / 3b: per series and reading epoch, the FP-distance to the pre-trained model (held-out by default),
@@ -167,7 +167,7 @@ def fp_distance_data(store: Store, suite: str | None = None, dataset: str | None
     return _titled(_per_epoch(store, runs, phase, label, lambda r, e: {"FP-distance": getattr(e, column)}), label)
 
 
-def accuracy_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
+def accuracy_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                   options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
     """Fig. 2c / 3c: per series and epoch, train accuracy (every epoch) and the held-out accuracy (evaluation
     epochs; test in phase final, val in phase tune), spread over seeds. Their distance is the generalisation gap."""
@@ -181,7 +181,7 @@ def accuracy_data(store: Store, suite: str | None = None, dataset: str | None = 
 SWEPT = ["pace", "fpa"]
 
 
-def lambda_sweep_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
+def lambda_sweep_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
                       options: dict[str, Any] | None = None, backbone: str | None = None, kind: str = "task",
                       on: str | None = None) -> pd.DataFrame:
     """Fig. 4 and Appendix Figs. 7-8: per series and λ, a gradient-norm reading averaged over the epochs that have
@@ -214,7 +214,7 @@ EFFICIENT = {"pace_lazy": ("interval", "lazy regularisation interval N"),
 PACE_AT = {"interval": 1, "copies": 2}  # plain PACE is N = 1 (every step) and M = 2 (two copies)
 
 
-def efficiency_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
+def efficiency_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                     options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
     """Fig. 5: per panel (lazy interval N, networks M) and setting, test accuracy and relative cost, over seeds.
 
@@ -251,7 +251,7 @@ def efficiency_data(store: Store, suite: str | None = None, dataset: str | None 
     return _titled(frame, f"{heldout_name(phase)} accuracy and relative cost (epoch wall time / baseline's)")
 
 
-def sensitivity_data(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "tune",
+def sensitivity_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "tune",
                      options: dict[str, Any] | None = None, backbone: str | None = None,
                      method: str = "pace") -> pd.DataFrame:
     """Fig. 6: per shots, σ and λ, the validation accuracy of phase-1 (tune) runs, mean over seeds and split seeds.
@@ -416,7 +416,7 @@ def figure_path(name: str, out: Path) -> tuple[Path, str]:
     return out, kind
 
 
-def gather_figure(name: str, store: Store, **filters: Any) -> pd.DataFrame:
+def gather_figure(name: str, store: Storage, **filters: Any) -> pd.DataFrame:
     """Runs figure `name`'s gather step with the filters it accepts (None values dropped)."""
     entry = FIGURES.get(name)
     accepted = inspect.signature(entry.gather).parameters
@@ -450,7 +450,7 @@ def render_figure(name: str, frame: pd.DataFrame, out: Path | None = None, kind:
     return data
 
 
-def plot(name: str, store: Store, out: Path, **filters: Any) -> Path:
+def plot(name: str, store: Storage, out: Path, **filters: Any) -> Path:
     """Gathers figure `name` from `store` (filters: suite, dataset, phase, options, backbone, kind, on, ...) and
     writes it at `out`: PNG (150 dpi), PDF or SVG by the suffix, or NAME.png into a folder. Returns the path."""
     path, kind = figure_path(name, out)

@@ -20,7 +20,7 @@ from pacebench.plan.runkey import is_current
 from pacebench.report.figures import FIGURES, gather_figure, render_figure, title_of
 from pacebench.report.render import to_html
 from pacebench.report.tables import TableData, data_label, gather, table_names, weights_key
-from pacebench.store import RunRecord, Store
+from pacebench.store import RunRecord, Storage
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1250px; margin: 2em auto; color: #222; padding: 0 1em; }
@@ -91,7 +91,7 @@ def _has_measured(data: TableData) -> bool:
     return not measured or bool(frame[measured].notna().any().any())
 
 
-def table_sections(store: Store) -> list[Section]:
+def table_sections(store: Storage) -> list[Section]:
     sections = []
     # read once; each table takes its part. Outdated runs (`spec.is_current`) are left out, as the tables leave
     # them out, so the provenance counts the runs a table shows
@@ -109,7 +109,7 @@ def table_sections(store: Store) -> list[Section]:
     return sections
 
 
-def figure_sections(store: Store) -> list[Section]:
+def figure_sections(store: Storage) -> list[Section]:
     runs = store.runs(status="done")
     datas = {data_label(r): r for r in runs}
     sections: list[Section] = []
@@ -136,7 +136,7 @@ def figure_sections(store: Store) -> list[Section]:
     return sections
 
 
-def build_page(store: Store) -> str:
+def build_page(store: Storage) -> str:
     """The whole report as one HTML string."""
     tables, figures = table_sections(store), figure_sections(store)
     if not tables and not figures:

@@ -31,7 +31,7 @@ from pacebench.plan.runkey import is_current
 from pacebench.plan.suites import PaperTable, Suite, all_suites, load_suite
 from pacebench.registry import Registry
 from pacebench.report.reference import group_means, reference_table
-from pacebench.store import RunRecord, Store
+from pacebench.store import RunRecord, Storage
 
 PHASE_NOTE = "phase-2 runs only (train+val -> test)"
 ACC = ".2f"
@@ -98,7 +98,7 @@ def table_names() -> list[str]:
     return list(dict.fromkeys(entry.name for _, entry in tables().items()))
 
 
-def gather(name: str, store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+def gather(name: str, store: Storage, suite: str | None = None, dataset: str | None = None) -> TableData:
     """The table `name` (or an alias: "1", "vtab", "table1", ...) gathered from `store`."""
     data = tables().get(name).gather(store, suite=suite, dataset=dataset)
     outdated = [r for r in store.runs(phase="final", status="done", suite=suite) if not is_current(r)]
@@ -117,7 +117,7 @@ def gather(name: str, store: Store, suite: str | None = None, dataset: str | Non
 # ---- selecting and labelling runs (shared with figures.py) --------------------------------------------------------
 
 
-def finished_runs(store: Store, suite: str | None = None, dataset: str | None = None, phase: str = "final",
+def finished_runs(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                   methods: Iterable[str] | None = None) -> list[RunRecord]:
     """Done runs of `phase` that today's code would still give the same key, optionally of one suite / dataset (a
     dataset alias means its canonical name; without a suite, in whichever suites define it)."""
@@ -322,7 +322,7 @@ def _plain_mean(values: dict[str, float]) -> dict[str, float]:
     return {"mean": mean(list(values.values()))}  # NaN in -> NaN out: a partial row gets no mean
 
 
-def paper_table(store: Store, suite: str | None = None, dataset: str | None = None, *, owner: str) -> TableData:
+def paper_table(store: Storage, suite: str | None = None, dataset: str | None = None, *, owner: str) -> TableData:
     """A suite's paper table, laid out as its file's [reference.report] says, from the runs of `suite` (default: the
     suite that declares the table)."""
     s = load_suite(suite or owner)
@@ -391,7 +391,7 @@ def _shots_table(title: str, s: Suite, layout: PaperTable, runs: list[RunRecord]
 # ---- per-method summaries: demo and Table 6 ---------------------------------------------------------------------
 
 
-def _final_grad_norms(store: Store, runs: list[RunRecord]) -> dict[int, float]:
+def _final_grad_norms(store: Storage, runs: list[RunRecord]) -> dict[int, float]:
     """Per run: grad_norm_mean of its last epoch."""
     last: dict[int, float] = {}
     for e in store.epochs_of([r.id for r in runs]):  # ordered by epoch, so the last one wins
@@ -405,7 +405,7 @@ READING_COLUMNS = {"grad norm task (test)": "grad_norm_task_heldout", "grad norm
                    "FP-distance (test)": "fp_distance_heldout", "FP-distance (train)": "fp_distance"}
 
 
-def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str], keep_runs: bool = False) -> pd.DataFrame:
+def _summary_rows(store: Storage, runs: list[RunRecord], notes: list[str], keep_runs: bool = False) -> pd.DataFrame:
     """One row per (data, weights, method, setting): seeds, test/train accuracy, gap, grad norm, FP-distance; with
     `keep_runs` a column "_run" holds one run of the row (for callers that add columns from it)."""
     groups: dict[tuple[Any, ...], list[RunRecord]] = defaultdict(list)
@@ -445,7 +445,7 @@ READINGS_NOTE = ("grad norm step (train): the whole training objective's gradien
 
 
 @table("demo", "Per method: seeds, test accuracy (mean ± std), train accuracy, gap, final grad norm, FP-distance")
-def demo_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+def demo_table(store: Storage, suite: str | None = None, dataset: str | None = None) -> TableData:
     name = suite or "demo"
     runs = finished_runs(store, name, dataset)
     if not runs:
@@ -492,7 +492,7 @@ def _paper_ablations(runs: list[RunRecord]) -> dict[str, tuple[dict[str, float],
 
 @table("ablations", "Table 6: the ablations on one dataset, measured mean ± std, the paper's column beside",
        aliases=("6", "table6"))
-def ablations_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+def ablations_table(store: Storage, suite: str | None = None, dataset: str | None = None) -> TableData:
     from pacebench.core.methods import ABLATIONS, paper_rows
 
     runs = finished_runs(store, suite, dataset, methods=ABLATIONS)
@@ -554,7 +554,7 @@ def _table5_values(run: RunRecord) -> dict[str, float]:
 
 @table("backbones", "Table 5: other backbones (ViT-B IN-21k, ViT-B LAION-2B->IN-12k, Swin-B) on CIFAR-100 and "
        "domain adaptation", aliases=("5", "table5"))
-def backbones_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+def backbones_table(store: Storage, suite: str | None = None, dataset: str | None = None) -> TableData:
     """Rows (backbone, method) from phase-2 runs of vtab/cifar and of the domain suite; the paper's rows of the same
     backbone and method beside (all three backbones' LoRA+VPT and +PACE while nothing is measured)."""
     runs = [r for r in finished_runs(store, "vtab", "cifar") + finished_runs(store, "domain")
@@ -607,7 +607,7 @@ def backbones_table(store: Store, suite: str | None = None, dataset: str | None 
 
 @table("params", "Trainable parameters (M) per suite: counted on the suite's settings, measured in finished runs, "
        "and the paper's printed 'params (M)'", aliases=("parameters",))
-def params_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+def params_table(store: Storage, suite: str | None = None, dataset: str | None = None) -> TableData:
     from pacebench.core.footprint import describe
 
     names = [suite] if suite else [n for n, s in all_suites().items() if s.reference.get("params")]
@@ -646,7 +646,7 @@ SPEED_FORMATS = {"ms/step": ".1f", "images/s": ".0f", "GFLOP/step": ".1f", "time
 
 
 @table("speed", "`pacebench bench` measurements: ms/step, images/s, FLOP and time ratios to the baseline, MFU")
-def speed_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+def speed_table(store: Storage, suite: str | None = None, dataset: str | None = None) -> TableData:
     rows = store.speed()
     if not rows:
         raise PacebenchError("no speed measurements stored; run `pacebench bench` first")

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from pacebench.choices import Status
 from pacebench.store.types import SafeFloat, SafeJSON
 
 
@@ -40,7 +41,7 @@ class RunRow(Base):
     hparams: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
     phase: Mapped[str] = mapped_column(String(16), index=True)
     origin: Mapped[str] = mapped_column(String(16), default="direct")
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(16), index=True, default=Status.queued)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     device: Mapped[str | None] = mapped_column(String(64), nullable=True)
     worker: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete
 
+from pacebench.choices import Status
 from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
+from pacebench.store.base import utcnow
 from pacebench.store.models import EpochRow, RunRow, RunWeightsRow, WorkerRow
 from pacebench.store.records import EpochRecord, RunRecord, WorkerRecord
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def encode_tensors(tensors: dict[str, Any]) -> bytes:
@@ -42,15 +40,19 @@ def epoch_record(row: EpochRow) -> EpochRecord:
     return EpochRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(EpochRecord)})
 
 
-def new_run_row(spec: RunSpec, origin: str, key: str | None = None) -> RunRow:
-    """The row a new queued run starts as: its whole spec, no results."""
-    return RunRow(
+def run_values(spec: RunSpec, origin: str, key: str | None = None) -> dict[str, Any]:
+    """What a new queued run starts as: its whole spec, no results (the columns both stores fill in)."""
+    return dict(
         key=key or run_key(spec), suite=spec.suite, dataset=spec.dataset, data_options=dict(spec.data_options),
         backbone=spec.backbone, weights_sha256=spec.weights_sha256, adapter=spec.train.adapter,
         rank=spec.train.rank, method=spec.method, method_config=dict(spec.method_config), seed=spec.seed,
-        hparams=dataclasses.asdict(spec.train), phase=spec.phase, origin=origin, status="queued",
+        hparams=dataclasses.asdict(spec.train), phase=spec.phase, origin=origin, status=Status.queued,
         versions={}, metrics={}, created_at=utcnow(),
     )
+
+
+def new_run_row(spec: RunSpec, origin: str, key: str | None = None) -> RunRow:
+    return RunRow(**run_values(spec, origin, key))
 
 
 def worker_record(row: WorkerRow) -> WorkerRecord:

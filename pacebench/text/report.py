@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pacebench.plan.suites import load_suite
 from pacebench.report.tables import TableData, _plain_mean, _wide_table, finished_runs, table
-from pacebench.store import RunRecord, Store
+from pacebench.store import RunRecord, Storage
 from pacebench.text.data import GLUE_TASKS
 
 SHORT = {"mcc": "mcc", "pearson": "pearson", "accuracy": "acc"}  # the slides CSV's column suffixes
@@ -24,7 +24,7 @@ def _glue_value(run: RunRecord) -> dict[str, float]:
 
 
 @table("glue", "Slides: GLUE dev with RoBERTa-base (MCC / Pearson / accuracy) and their mean")
-def glue_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+def glue_table(store: Storage, suite: str | None = None, dataset: str | None = None) -> TableData:
     s = load_suite(suite or "glue")
     notes = ["cells: mean over seeds of the last dev evaluation; CoLA: Matthews correlation, STS-B: Pearson, "
              "others: accuracy (x100); 'mean' is the plain mean of the six",
@@ -40,7 +40,7 @@ def _accuracy(run: RunRecord) -> dict[str, float]:
 
 
 @table("gsm8k", "Slides: GSM-8K test exact match with Phi-3-mini-4k-instruct (Pre-trained, LoRA, +PACE)")
-def gsm8k_table(store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
+def gsm8k_table(store: Storage, suite: str | None = None, dataset: str | None = None) -> TableData:
     s = load_suite(suite or "gsm8k")
     notes = ["cells: exact match (%) of the final number under greedy decoding on test, mean over seeds",
              "paper rows: the slides' Pre-trained, LoRA and +PACE (prompt and settings not published)"]
