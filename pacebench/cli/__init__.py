@@ -12,7 +12,17 @@ from typing import Annotated
 
 import typer
 
-from pacebench.cli import bench_cmd, data_cmd, db_cmd, export_cmd, query_cmd, report_cmd, run_cmd, sweep_cmd
+from pacebench.cli import (
+    bench_cmd,
+    compare_cmd,
+    data_cmd,
+    db_cmd,
+    export_cmd,
+    query_cmd,
+    report_cmd,
+    run_cmd,
+    sweep_cmd,
+)
 from pacebench.cli.common import Group
 from pacebench.settings import SUITES_ENV
 
@@ -20,7 +30,7 @@ app = typer.Typer(
     cls=Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="PACE and its baselines and ablations over the paper's benchmark suites, every run kept in a database.",
 )
-for module in (run_cmd, sweep_cmd, query_cmd, report_cmd, export_cmd, bench_cmd):
+for module in (run_cmd, sweep_cmd, query_cmd, report_cmd, compare_cmd, export_cmd, bench_cmd):
     module.register(app)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(db_cmd.app, name="db")

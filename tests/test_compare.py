@@ -1,0 +1,92 @@
+"""`pacebench compare`: runs gathered per data set, paired on examples where predictions exist, seed level where
+they do not (labelled), Holm over the rows, and a suite line; refusals in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import written_run
+
+from pacebench import stats
+from pacebench.errors import PacebenchError, UsageError
+from pacebench.plan.spec import RunSpec, TrainConfig
+from pacebench.report.compare import PAIRED, SEED_LEVEL, Side, as_tables, compare, parse_side
+from pacebench.store import MemoryStore
+from pacebench.store.records import Predictions
+
+PACE = {"lam": 1.0, "sigma": 1.2}
+
+
+def spec(method: str, seed: int, dataset: str = "cifar", **config) -> RunSpec:
+    return RunSpec(suite="vtab", dataset=dataset, method=method, seed=seed, train=TrainConfig(epochs=1),
+                   backbone="vit_b16_in21k", weights_sha256="ab", method_config=config or ({} if method ==
+                                                                                            "baseline" else PACE))
+
+
+def world(correct: dict[tuple[str, str, int], np.ndarray]) -> tuple[MemoryStore, dict]:
+    """Runs whose test accuracy comes from their per-example correctness, with those predictions."""
+    store, preds = MemoryStore(), {}
+    for (method, dataset, seed), hits in correct.items():
+        acc = 100.0 * hits.mean()
+        run = written_run(store, spec(method, seed, dataset), {"evals": {"test": acc}, "test_acc": acc})
+        ids = tuple(f"{dataset}/{i}" for i in range(len(hits)))
+        preds[(run.id, "test")] = Predictions("test", ids, hits.astype(int), np.ones(len(hits), int), hits)
+    return store, preds
+
+
+def sim(seed: int, p: float, n: int = 500) -> np.ndarray:
+    return np.random.default_rng(seed).random(n) < p
+
+
+def test_a_real_gain_is_better_on_each_dataset_and_over_the_suite():
+    store, preds = world({(m, d, s): sim(i, 0.9 if m == "pace" else 0.6) for i, (m, d, s) in enumerate(
+        (m, d, s) for m in ("pace", "baseline") for d in ("cifar", "dtd") for s in range(3))})
+    result = compare(store.runs(), lambda ids: preds, parse_side("pace"), parse_side("baseline"))
+    assert [(r.data, r.eval_set, r.level) for r in result.rows] == [("vtab/cifar", "test", PAIRED),
+                                                                    ("vtab/dtd", "test", PAIRED)]
+    assert all(r.verdict == stats.Verdict.better and r.p_holm >= r.difference.p_value for r in result.rows)
+    assert result.suite is not None and result.suite.mean.low > 0 and result.suite.tally == (2, 0, 0)
+    assert result.rows[0].difference.mean_a == pytest.approx(np.mean([
+        100 * preds[(r.id, "test")].correct.mean() for r in store.runs(method="pace", dataset="cifar")]))
+    table, suite = as_tables(result)
+    assert list(table.frame["verdict"]) == ["better", "better"] and "P(pace > baseline)" in list(suite.frame.iloc[:, 0])
+
+
+def test_runs_without_predictions_are_compared_at_the_seed_level_and_labelled_so():
+    store, preds = world({(m, "cifar", s): sim(s * 7 + len(m), 0.7) for m in ("pace", "baseline") for s in range(3)})
+    result = compare(store.runs(), lambda ids: {}, Side("pace"), Side("baseline"))  # an old database: none kept
+    [row] = result.rows
+    assert row.level == SEED_LEVEL and row.examples is None and any("seed level" in n for n in result.notes)
+    assert row.difference.estimate == pytest.approx(row.difference.mean_a - row.difference.mean_b)
+
+
+def test_runs_scored_on_different_examples_are_never_paired():
+    store, preds = world({(m, "cifar", s): sim(s, 0.7) for m in ("pace", "baseline") for s in range(2)})
+    run = store.runs(method="pace")[0]
+    old = preds[(run.id, "test")]
+    preds[(run.id, "test")] = Predictions("test", ("other",) + old.ids[1:], old.predicted, old.target, old.correct)
+    with pytest.raises(PacebenchError, match="scored on different examples"):
+        compare(store.runs(), lambda ids: preds, Side("pace"), Side("baseline"))
+
+
+def test_a_side_at_two_settings_must_be_named_and_a_named_setting_is_used():
+    store = MemoryStore()
+    for seed, lam in ((0, 0.5), (1, 0.5), (0, 1.0), (1, 1.0)):
+        written_run(store, spec("pace", seed, lam=lam, sigma=1.2), {"evals": {"test": 80.0 + lam + seed}})
+    for seed in (0, 1):
+        written_run(store, spec("baseline", seed), {"evals": {"test": 79.0 + seed}})
+    with pytest.raises(UsageError, match=r"pace has 2 settings on vtab/cifar; name the values, e.g. pace:lam="):
+        compare(store.runs(), lambda ids: {}, parse_side("pace"), parse_side("baseline"))
+    side = parse_side("pace:lambda=0.5")  # an alias, typed by the method's config
+    assert side == Side("pace", {"lam": 0.5}) and side.label == "pace:lam=0.5"
+    [row] = compare(store.runs(), lambda ids: {}, side, parse_side("baseline")).rows
+    assert row.difference.mean_a == pytest.approx(81.0)
+
+
+def test_nothing_in_common_is_one_clear_error():
+    store = MemoryStore()
+    written_run(store, spec("pace", 0), {"evals": {"test": 80.0}})
+    with pytest.raises(PacebenchError, match="no data set has finished final-phase runs of both pace and baseline"):
+        compare(store.runs(), lambda ids: {}, Side("pace"), Side("baseline"))
+    with pytest.raises(UsageError, match="unknown method"):
+        parse_side("nosuch")
