@@ -138,6 +138,7 @@ class Method(Generic[C]):
     parts: ClassVar[tuple[str, ...]] = ("ce",)
     shares_drop_path: ClassVar[bool] = False  # noisy methods share DropPath masks between copies (NoisyMethod)
     trains: ClassVar[bool] = True  # False: the model is only evaluated (the untuned "Pre-trained" row of GSM-8K)
+    needs_index: ClassVar[bool] = False  # True: loss() reads each sample's position in the training set (`idx`)
 
     def __init__(self, config: C) -> None:
         self.cfg: C = config
