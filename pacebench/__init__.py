@@ -1,5 +1,7 @@
 """pacebench: PACE, its baselines and ablations, over the paper's benchmarks; every run kept in a database.
 
+In your own training loop: `pacebench.attach(model, "pace", ...)` (a timm model) or `pacebench.attach_text(...)`
+(a Hugging Face classifier with peft's LoRA) returns a `Tuner` that steps, merges, saves and loads (docs/api.md).
 From a notebook: `pacebench.load_runs(db=...)` and `pacebench.load_epochs(...)` return pandas DataFrames.
 """
 
@@ -7,16 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from pacebench.version import __version__
+
+RESULTS = ("load_runs", "load_epochs")
+TRAINING = ("attach", "attach_text", "Tuner")
 
 
 def __getattr__(name: str) -> Any:
-    """`load_runs` and `load_epochs` import pandas only when first used, so the CLI starts fast."""
-    if name in ("load_runs", "load_epochs"):
-        from pacebench import results  # lazy: pandas and SQLAlchemy, so `import pacebench` stays light
+    """The public functions import their heavy packages only when first used, so `import pacebench` and the CLI
+    start fast: pandas for `load_runs` and `load_epochs`, torch and timm for `attach`, `attach_text` and `Tuner`."""
+    if name in RESULTS:
+        from pacebench import results  # lazy: pandas and sqlalchemy
 
         return getattr(results, name)
+    if name in TRAINING:
+        from pacebench import api  # lazy: torch and timm
+
+        return getattr(api, name)
     raise AttributeError(f"module 'pacebench' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "load_epochs", "load_runs"]
+__all__ = ["Tuner", "__version__", "attach", "attach_text", "load_epochs", "load_runs"]

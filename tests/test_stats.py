@@ -406,4 +406,4 @@ def test_the_package_imports_only_numpy_scipy_and_pacebench_errors():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parents[1]).stdout
     loaded = [m for m in json.loads(out) if not m.startswith("pacebench.stats")]
-    assert loaded == ["pacebench", "pacebench.errors"], loaded
+    assert loaded == ["pacebench", "pacebench.errors", "pacebench.version"], loaded  # version: the package's own

@@ -33,10 +33,11 @@ class Prepared:
 
 def attach(model: nn.Module, method: str, info: SetupInfo, adapter: str = "lora_mul+vpt_add", rank: int = 10,
            method_config: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> Prepared:
-    """Freezes `model`, injects adapters, shares DropPath if the method asks, moves it to `device`, sets it up."""
-    adapters.inject(model, adapter, rank)
+    """Freezes `model`, injects adapters, shares DropPath if the method asks, moves it to `device`, sets it up.
+    The method and its hyperparameters are checked before the model is touched: a typo leaves it as it was."""
     cls = METHODS.get(method)
     m = cls(cls.make_config(method_config or {}))
+    adapters.inject(model, adapter, rank)
     if m.shares_drop_path:
         share_drop_path(model)
     model.to(device)

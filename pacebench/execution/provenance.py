@@ -9,8 +9,8 @@ from functools import cache
 import timm
 import torch
 
-from pacebench import __version__
 from pacebench.settings import checkout
+from pacebench.version import __version__
 
 
 @cache

@@ -30,6 +30,8 @@ from pacebench.core.adapters.base import Noisy
 from pacebench.core.adapters.layout import LAYOUTS, Layout
 from pacebench.core.backbones import read_state_dict
 from pacebench.core.droppath import SharedDropPath
+from pacebench.core.methods import METHODS, Objective, SetupInfo
+from pacebench.core.prepare import Prepared
 from pacebench.errors import DataError, UsageError
 
 LORA = "lora:"
@@ -171,20 +173,30 @@ class TextModel(nn.Module):
         super().__init__()
         self.net, self.depth = net, depth
 
+    @property
+    def num_labels(self) -> int:
+        """The classes of a classifier's head (1: regression)."""
+        return int(self.net.config.num_labels)
+
     def run(self, x: Tensor) -> Tensor:
         return self.net(input_ids=x[:, 0], attention_mask=x[:, 1]).logits
 
     @contextmanager
     def merged(self) -> Iterator[TextModel]:
         """LoRA folded into the frozen weights (peft's merge), unfolded after: the same outputs (tested) at the
-        frozen model's cost. The text trainer evaluates unmerged instead: merging and unmerging is not exactly
-        reversible in floating point, so every evaluation would move the frozen weights by a rounding error and a
-        run resumed from a checkpoint would no longer end bit for bit as an uninterrupted one."""
+        frozen model's cost. peft's unmerge subtracts ΔW again, which is not exactly W0 in floating point, so the
+        frozen weights are copied back afterwards, as the image adapters do: merging leaves no trace. (The text
+        trainer still evaluates unmerged, which needs no copy of the merged layers' weights.)"""
+        bases = [layer.get_base_layer().weight for layer in lora_layers(self.net)]
+        saved = [w.detach().clone() for w in bases]
         self.net.base_model.merge_adapter()
         try:
             yield self
         finally:
             self.net.base_model.unmerge_adapter()
+            with torch.no_grad():
+                for weight, original in zip(bases, saved, strict=True):
+                    weight.copy_(original)
 
     @contextmanager
     def pretrained(self) -> Iterator[TextModel]:
@@ -267,8 +279,28 @@ def _text_layout(model: nn.Module) -> Layout:
 LAYOUTS.register("text")((lambda model: isinstance(model, TextModel), _text_layout))
 
 
-def build(folder: Path, kind: str, adapter: str, rank: int, alpha: float, num_labels: int = 0) -> TextModel:
-    backbone = load_backbone(folder, kind, num_labels)
+def adapt(backbone: nn.Module, kind: str, adapter: str, rank: int, alpha: float) -> TextModel:
+    """A loaded Hugging Face model with peft's LoRA and PACE's noise holders, behind the [B, 2, T] convention."""
+    if rank < 1:
+        raise UsageError(f"adapter rank must be >= 1, got {rank}")
     depth = int(backbone.config.num_hidden_layers)
     net = add_lora(backbone, kind, lora_targets(adapter), rank, alpha)
     return (Classifier if kind == "classify" else CausalLM)(net, depth)
+
+
+def build(folder: Path, kind: str, adapter: str, rank: int, alpha: float, num_labels: int = 0) -> TextModel:
+    return adapt(load_backbone(folder, kind, num_labels), kind, adapter, rank, alpha)
+
+
+def attach(model: TextModel, method: str, info: SetupInfo, objective: Objective,
+           method_config: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> Prepared:
+    """The text counterpart of `core.prepare.attach`, for the text trainer and `pacebench.attach_text` alike: moves
+    the model to `device`, builds the method with the task's objective, shares dropout masks between the copies if
+    the method asks (as DropPath's are for images) and sets the method up (PACE's noise on every LoRA branch)."""
+    cls = METHODS.get(method)
+    m = cls(cls.make_config(method_config or {}))
+    m.objective = objective
+    model.to(device)
+    shared = share_dropout(model) if m.shares_drop_path else 0
+    facts = {**m.setup(model, info), "shared_dropout": shared}
+    return Prepared(model, m, [p for p in model.parameters() if p.requires_grad], facts)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from pacebench.core import backbones
 from pacebench.core.adapters import trainable_state
-from pacebench.core.methods import METHODS, SetupInfo, StepOutput
+from pacebench.core.methods import SetupInfo, StepOutput
 from pacebench.data.base import data_options, dataset_root
 from pacebench.errors import UsageError
 from pacebench.plan.spec import RunSpec
@@ -148,15 +148,12 @@ class TextTrainer:
         self.model = model = models.build(folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha,
                                           task.num_labels())
         started = models.load_lora(model, Path(task.settings.init_lora)) if task.settings.init_lora else 0
-        model.to(env.device)
-        cls = METHODS.get(spec.method)
-        self.trains = cls.trains
-        self.method = method = cls(cls.make_config(spec.method_config))
-        method.objective = task.objective()
-        shared = models.share_dropout(model) if method.shares_drop_path else 0  # PACE variants: copies share masks
+        ready = models.attach(model, spec.method, SetupInfo(len(splits.train), task.num_labels()), task.objective(),
+                              spec.method_config, env.device)
+        self.method = method = ready.method
+        self.trains = method.trains
         method.autocast = autocast_for(t.precision, env.device)
-        facts = method.setup(model, SetupInfo(len(splits.train), task.num_labels()))
-        facts["shared_dropout"] = shared
+        facts = ready.facts
         facts["lora_started_from"] = {"file": task.settings.init_lora, "matrices": started} if started else None
         if setup_info:
             setup_info({**model.parameter_counts(), **facts})
@@ -175,7 +172,7 @@ class TextTrainer:
                           for on, items in (("train", train_items),
                                             ("heldout", task.encode(splits.evals[heldout], self.tokenizer)))}
         self.eval_batch_size = t.eval_batch_size
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.params = ready.params
         if not self.trains:
             return
         from transformers import get_linear_schedule_with_warmup  # lazy: the text extra is optional

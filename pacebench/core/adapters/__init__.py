@@ -60,6 +60,8 @@ def inject(model: nn.Module, kind: str, rank: int) -> Layout:
         raise UsageError(f"adapter rank must be >= 1, got {rank}")
     names = parse_kind(kind)
     layout = layout_of(model)
+    if any(isinstance(m, AdaptedLinear) for m in model.modules()):
+        raise UsageError(f"this {type(model).__name__} has adapters already; attach them to a fresh model")
     for p in model.parameters():
         p.requires_grad_(False)
     for group, position in layout.groups:

@@ -139,6 +139,7 @@ class Method(Generic[C]):
     shares_drop_path: ClassVar[bool] = False  # noisy methods share DropPath masks between copies (NoisyMethod)
     trains: ClassVar[bool] = True  # False: the model is only evaluated (the untuned "Pre-trained" row of GSM-8K)
     any_task: ClassVar[bool] = False  # takes the task's own `objective`, so it runs on the text tasks too
+    needs_index: ClassVar[bool] = False  # True: loss() reads each sample's position in the training set (`idx`)
 
     def __init__(self, config: C) -> None:
         self.cfg: C = config

@@ -31,6 +31,7 @@ class PaceFast(NoisyMethod[FastConfig]):
     Config = FastConfig
     tags = frozenset({EFFICIENCY_TAG})
     parts = ("ce", "consistency")
+    needs_index = True  # the history row of each sample
 
     def setup(self, model: nn.Module, info: SetupInfo) -> dict[str, Any]:
         self.history: Tensor | None = None
