@@ -37,6 +37,8 @@ fold = adapters.fold  # merges every adapter and unwraps it (and the head) in pl
 
 def check_mergeable(run: RunRecord) -> None:
     """Refuses a run whose adapter kind cannot fold into a plain timm checkpoint, saying why."""
+    if run.adapter not in adapters.ADAPTERS:
+        return  # not an image adapter kind (a text run's LoRA): its backbone is no timm model either
     kind = adapters.kind_of(run.adapter)
     if not kind.mergeable:
         raise UsageError(f"run {run.id} trained adapter {run.adapter}, which export-model cannot write as a plain timm "

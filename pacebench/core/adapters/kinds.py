@@ -91,7 +91,8 @@ class Kind:
         if unread:
             raise UsageError(f"adapter {self.name} has no {unread[0]} setting; leave it unset (options of "
                              f"{self.name}: {', '.join(self.defaults) or 'none'})")
-        size = rank if rank is not None and self.size else self.default_size if self.size else 1
+        own = self.default_size if rank is None else rank
+        size = own if self.size else 1  # a kind without a size ignores `rank`
         if size < 1:
             raise UsageError(f"adapter rank must be >= 1, got {size}")
         value = {name: given[name] if given[name] is not None else self.defaults.get(name) for name in OPTIONS}
