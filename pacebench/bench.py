@@ -1,4 +1,5 @@
-"""`pacebench bench`: training-step speed, FLOPs and memory of each method on one backbone, stored in the database.
+"""`pacebench bench`: training-step speed, FLOPs and memory of each method on one backbone and adapter kind, stored
+in the database.
 
 Every method is built the way a run builds it (`prepare.attach`) on a randomly initialised timm backbone and fed
 one synthetic batch. The methods' steps are timed interleaved (one step of each method per round, the device
@@ -23,6 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from pacebench.choices import Paths
+from pacebench.core import adapters
 from pacebench.core.adapters import training_paths
 from pacebench.core.backbones import BACKBONES
 from pacebench.core.methods import METHODS, SetupInfo
@@ -62,6 +64,13 @@ class BenchConfig:
             raise UsageError(f"--paths must be one of {', '.join(Paths)}, got {self.paths!r}")
         if min(self.batch, self.image_size, self.rank, self.steps) < 1 or self.warmup < 0:
             raise UsageError("--batch, --image-size, --rank and --steps must be >= 1 and --warmup >= 0")
+
+
+def bench_config(adapter: str, rank: int | None, **settings: Any) -> BenchConfig:
+    """A BenchConfig for adapter kind `adapter`, `rank` None meaning the kind's own size (an unknown kind, or a
+    size it cannot take, is a UsageError here, before anything is built)."""
+    size = adapters.kind_of(adapter).settings(rank).size
+    return BenchConfig(adapter=adapter, rank=size, **settings)
 
 
 @dataclass

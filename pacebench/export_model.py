@@ -10,8 +10,10 @@ trained head, loadable without pacebench.
     model.load_state_dict(load_file("model.safetensors"))
 
 The run's stored adapter and head tensors (`Storage.run_weights`) go back into the run's backbone, rebuilt from the
-same pre-trained file (its SHA-256 must equal the run's); every adapted Linear is merged and replaced by its base
-Linear, so the file holds exactly the keys and shapes of the plain architecture.
+same pre-trained file (its SHA-256 must equal the run's); every adapter is merged and replaced by the plain module it
+folds into (`adapters.fold`), so the file holds exactly the keys and shapes of the plain architecture. Only a
+mergeable adapter kind can be exported so; for the others (prompt tokens, nonlinear bottlenecks) the command says
+why before it loads anything.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from safetensors.torch import save_file
 from torch import nn
 
 from pacebench.core import adapters, backbones
-from pacebench.core.adapters import AdaptedLinear, NoisyHead, _set_child
 from pacebench.core.methods import SetupInfo
 from pacebench.core.prepare import prepare
 from pacebench.errors import PacebenchError, UsageError
@@ -32,16 +33,18 @@ from pacebench.plan.suites import load_suite
 from pacebench.store import RunRecord, Storage
 from pacebench.values import INT_MAX
 
+fold = adapters.fold  # merges every adapter and unwraps it (and the head) in place: a plain timm module tree
 
-def fold(model: nn.Module) -> nn.Module:
-    """Merges every adapter into its frozen Linear and unwraps it (and the head) in place: a plain timm module tree."""
-    adapters.merge(model)
-    for path, module in list(model.named_modules()):
-        if isinstance(module, AdaptedLinear):
-            _set_child(model, path, module.base)
-        elif isinstance(module, NoisyHead):
-            _set_child(model, path, module.linear)
-    return model
+
+def check_mergeable(run: RunRecord) -> None:
+    """Refuses a run whose adapter kind cannot fold into a plain timm checkpoint, saying why."""
+    if run.adapter not in adapters.ADAPTERS:
+        return  # not an image adapter kind (a text run's LoRA): its backbone is no timm model either
+    kind = adapters.kind_of(run.adapter)
+    if not kind.mergeable:
+        raise UsageError(f"run {run.id} trained adapter {run.adapter}, which export-model cannot write as a plain timm "
+                         f"checkpoint: {kind.why_not_mergeable}; its trained tensors stay in the database "
+                         "(`pacebench export`)")
 
 
 def run_model(store: Storage, run: RunRecord, weights: Path | None = None) -> nn.Module:
@@ -82,6 +85,7 @@ def export_model(store: Storage, run_ref: str, out: Path, weights: Path | None =
     run = None if number is not None and number > INT_MAX else store.get_run(run_ref if number is None else number)
     if run is None:
         raise UsageError(f"no run {run_ref!r} in {store.url}; see `pacebench runs`")
+    check_mergeable(run)
     model = fold(run_model(store, run, weights))
     resolved = backbones.resolve(run.backbone, weights)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}

@@ -28,11 +28,15 @@ def field_types(cls: type) -> dict[str, Any]:
 
 
 def parse_value(kind: Any, value: Any, what: str) -> Any:
-    """`value` as `kind` (int, float, str or a StrEnum); `what` names the setting in the error.
+    """`value` as `kind` (int, float, str, a StrEnum, or one of these or None); `what` names the setting in the
+    error.
 
     Raises:
         UsageError: not a value of that type, a fraction for an integer, or a non-finite number.
     """
+    optional = [a for a in typing.get_args(kind) if a is not type(None)] if type(None) in typing.get_args(kind) else []
+    if optional:  # `float | None`: None stays None (the default it stands for), anything else parses as the type
+        return None if value is None else parse_value(optional[0], value, what)
     if isinstance(kind, type) and issubclass(kind, Enum):
         try:
             return kind(value)

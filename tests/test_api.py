@@ -274,7 +274,7 @@ def test_swin_attaches_too():
     (lambda m: pacebench.attach(m, "pace", sigma=-1), "sigma=-1.0: needs σ >= 0"),
     (lambda m: pacebench.attach(m, "pace_fast"), "give num_train=len\\(train_set\\)"),
     (lambda m: pacebench.attach(m, "pretrained"), "trains nothing"),
-    (lambda m: pacebench.attach(m, "pace", adapter="lora"), "unknown adapter 'lora'"),
+    (lambda m: pacebench.attach(m, "pace", adapter="nosuch"), "unknown adapter 'nosuch'"),
     (lambda m: pacebench.attach(m, "pace", rank=0), "rank must be >= 1"),
     (lambda m: pacebench.attach(m, "pace", precision="fp16"), "precision must be one of auto, fp32, bf16"),
     (lambda m: pacebench.attach(torch.nn.Linear(2, 2), "pace"), "not on Linear"),

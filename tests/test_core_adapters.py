@@ -1,4 +1,5 @@
-"""Adapters: exact formulas, zero-init identity, merge/unmerge equivalence, trainable structure and counts, layouts."""
+"""The paper's own adapter family (parts on every Linear): exact formulas, zero-init identity, merge/unmerge
+equivalence, trainable structure and counts, layouts. Every registered kind is covered in test_adapter_kinds.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from pacebench.core import adapters
-from pacebench.core.adapters import KINDS, AdaptedLinear, NoisyHead, parse_kind
+from pacebench.core.adapters import KINDS, PART_KINDS, AdaptedLinear, NoisyHead, parse_kind
 from pacebench.core.adapters.base import PARTS, AdapterPart
 from pacebench.errors import UsageError
 
@@ -139,7 +140,7 @@ def test_vpt_add_folds_a_prompt_into_the_bias(linear):
     torch.testing.assert_close(linear(x + prompt.squeeze(-1)), linear(x) + part.delta_bias(linear))
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PART_KINDS)
 def test_initialisation_zero_delta_but_not_all_zero(linear, kind):
     layer = AdaptedLinear(linear, [PARTS.get(n)(linear, 2).double() for n in parse_kind(kind)], position=0)
     for part in layer.parts:
@@ -154,7 +155,7 @@ def test_initialisation_zero_delta_but_not_all_zero(linear, kind):
     assert torch.equal(layer(x), linear(x))
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PART_KINDS)
 def test_adapted_linear_forward_is_base_plus_summed_deltas(linear, kind):
     layer = AdaptedLinear(linear, [PARTS.get(n)(linear, 2).double() for n in parse_kind(kind)], position=0)
     for i, part in enumerate(layer.parts):
@@ -187,7 +188,7 @@ def test_merge_adds_a_bias_to_a_bias_free_layer_and_unmerge_removes_its_value():
 
 
 @pytest.mark.parametrize("family", ["vit", "swin"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PART_KINDS)
 def test_zero_init_reproduces_plain_model_exactly(make_vit, make_swin, family, kind):
     plain, model = adapted(make_vit if family == "vit" else make_swin, kind)
     x = images()
@@ -196,7 +197,7 @@ def test_zero_init_reproduces_plain_model_exactly(make_vit, make_swin, family, k
 
 
 @pytest.mark.parametrize("family", ["vit", "swin"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PART_KINDS)
 def test_merged_equals_unmerged_and_unmerge_restores_base(make_vit, make_swin, family, kind):
     plain, model = adapted(make_vit if family == "vit" else make_swin, kind)
     randomise(model)
@@ -235,7 +236,7 @@ def test_merge_twice_is_idempotent_and_merged_model_ignores_adapter_edits(make_v
         torch.testing.assert_close(model(x), ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PART_KINDS)
 def test_disabled_gives_plain_backbone_with_current_head(make_vit, kind):
     plain, model = adapted(make_vit, kind)
     randomise(model)
@@ -249,7 +250,7 @@ def test_disabled_gives_plain_backbone_with_current_head(make_vit, kind):
 
 
 @pytest.mark.parametrize("family", ["vit", "swin"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PART_KINDS)
 def test_only_adapters_and_head_are_trainable_and_counts_follow_the_formula(make_vit, make_swin, family, kind):
     model = (make_vit if family == "vit" else make_swin)()
     head = model.head if family == "vit" else model.head.fc
@@ -356,12 +357,12 @@ def test_swin_adapters_on_every_block_linear_and_downsample_sharing_first_block_
 # ---------------------------------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("kind", ["lora", "lora_mul+", "lora_mul+lora_mul", "LoRA_mul", "vpt_add+prefix", ""])
+@pytest.mark.parametrize("kind", ["lora_mul+lora", "lora_mul+", "lora_mul+lora_mul", "LoRA_mul", "vpt_add+prefix", ""])
 def test_unknown_kind_is_a_usage_error(make_vit, kind):
     model = make_vit()
     with pytest.raises(UsageError):
         adapters.inject(model, kind, RANK)
-    assert not any(isinstance(m, AdaptedLinear) for m in model.modules())
+    assert not any(isinstance(m, adapters.Adapter | NoisyHead) for m in model.modules())
 
 
 def test_rank_below_one_is_a_usage_error(make_vit):

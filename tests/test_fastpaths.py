@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from pacebench.core import adapters
-from pacebench.core.adapters import KINDS, AdaptedLinear, plain_paths
+from pacebench.core.adapters import PART_KINDS, AdaptedLinear, plain_paths
 from pacebench.core.methods import METHODS, SetupInfo
 from pacebench.core.noise import NOISES, Noise
 from pacebench.core.prefix import noise_free_blocks
@@ -41,7 +41,7 @@ def assert_same(a: tuple[Tensor, list[Tensor]], b: tuple[Tensor, list[Tensor]]) 
         torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PART_KINDS)
 @pytest.mark.parametrize("noise", ["none", "sigma0", "eval", "gauss_mul", "gauss_add", "dropout", "output"])
 def test_adapted_linear_fast_path_equals_two_products(kind, noise):
     base = nn.Linear(6, 4)

@@ -74,9 +74,12 @@ NOW = {
 
 
 def legacy_key(spec: RunSpec) -> str:
-    """The key as pacebench hashed it before issue 7: the plain spec, without the settings issue 7 added."""
+    """The key as pacebench hashed it before issue 7: the plain spec, without the settings issue 7 added (and those
+    added since, the adapter options, which these plans leave at None)."""
     blob = dataclasses.asdict(spec)
     del blob["train"]["augment"]
+    for name in ("adapter_scale", "adapter_dropout"):
+        assert blob["train"].pop(name) is None
     blob["method_config"].pop("noise_group", None)
     text = json.dumps(blob, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -77,9 +77,12 @@ def test_run_key_is_stable_and_sensitive():
 
 
 def key_010(spec: RunSpec) -> str:
-    """The run key as pacebench 0.1.0 computed it: the plain spec, before `augment` or any behaviour change."""
+    """The run key as pacebench 0.1.0 computed it: the plain spec, before `augment`, the adapter options (None
+    here) or any behaviour change."""
     blob = dataclasses.asdict(spec)
     del blob["train"]["augment"]
+    for name in ("adapter_scale", "adapter_dropout"):
+        assert blob["train"].pop(name) is None
     return hashlib.sha256(json.dumps(blob, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 

@@ -14,8 +14,11 @@ def register(app: typer.Typer) -> None:
     def bench(
         backbone: Annotated[str, typer.Option("--backbone", help="timm architecture (random init, no weights).")]
         = "vit_base_patch16_224",
-        adapter: Annotated[str, typer.Option("--adapter", help="Adapter kind.")] = "lora_mul+vpt_add",
-        rank: Annotated[int, typer.Option("--rank", help="Adapter rank.")] = 10,
+        adapter: Annotated[str, typer.Option("--adapter", help="Adapter kind, or several comma-separated (each "
+                                             "measured with every method; `pacebench methods`).")]
+        = "lora_mul+vpt_add",
+        rank: Annotated[int | None, typer.Option("--rank", help="The kind's size (default: each kind's own).")]
+        = None,
         batch: Annotated[int, typer.Option("--batch", help="Real images per step.")] = 64,
         image_size: Annotated[int, typer.Option("--image-size", help="Image side in pixels.")] = 224,
         patch_size: Annotated[int | None, typer.Option("--patch-size", help="Patch size (default: the "
@@ -38,36 +41,48 @@ def register(app: typer.Typer) -> None:
                                              "of one step of each method (0: none).")] = 0,
         db: DbOption = None,
     ) -> None:
-        """Time one training step of each method (interleaved rounds, median), count its FLOPs, and store the rows.
+        """Time one training step of each method (interleaved rounds, median), count its FLOPs, and store the rows;
+        with several adapter kinds, each kind is measured in turn (its methods interleaved, the baseline first).
 
         `pacebench report --table speed` renders every stored measurement.
         """
-        from pacebench.bench import BenchConfig, as_records, build_steps, device_name, profile_tables, run
-        from pacebench.execution.devices import resolve_device
-        from pacebench.report import render
-        from pacebench.report.tables import speed_table
-        from pacebench.store import MemoryStore, Store
-        from pacebench.training.loop import resolve_precision
+        from pacebench.bench import (  # lazy: torch, timm
+            as_records,
+            bench_config,
+            build_steps,
+            device_name,
+            profile_tables,
+            run,
+        )
+        from pacebench.execution.devices import resolve_device  # lazy: torch
+        from pacebench.report import render  # lazy: pandas
+        from pacebench.report.tables import speed_table  # lazy: pandas
+        from pacebench.store import MemoryStore, Store  # lazy: SQLAlchemy
+        from pacebench.training.loop import resolve_precision  # lazy: torch
 
         resolved = resolve_device(device)
         names = ["baseline"] + [m for m in split_list(methods) or [] if m != "baseline"]
-        cfg = BenchConfig(backbone=backbone, adapter=adapter, rank=rank, batch=batch, image_size=image_size,
-                          patch_size=patch_size, classes=classes, device=str(resolved),
-                          precision=resolve_precision(precision, resolved), methods=tuple(names), compile=compile_,
-                          paths=paths, warmup=warmup, steps=steps, threads=threads)
-        setting = cfg.precision + (", compiled" if compile_ else "") + ("" if paths == "fast" else f", {paths} paths")
-        console.print(f"{backbone} {adapter} r{rank}, batch {batch}, {image_size}px, {setting} on "
-                      f"{device_name(resolved)}: {warmup} warm-up + {steps} timed rounds, methods interleaved")
-        built = build_steps(cfg)
-        records = as_records(cfg, run(cfg, built))
-        if store:
-            Store(db_url(db)).add_speed(records)
-        measured = MemoryStore()  # this measurement alone, rendered by the same table as the stored ones
-        measured.add_speed(records)
-        table = speed_table(measured)
-        table.frame = table.frame.drop(columns=["when", "device", "backbone", "precision", "batch", "px"])
-        console.print(render(table, "rich"))
-        for method, text in (profile_tables(cfg, built, profile) if profile > 0 else {}).items():
-            console.print(f"\n[bold]{method}[/bold]: one step, operators by their own time")
-            console.print(text, markup=False, highlight=False, soft_wrap=True)
+        configs = [bench_config(backbone=backbone, adapter=kind, rank=rank, batch=batch, image_size=image_size,
+                                patch_size=patch_size, classes=classes, device=str(resolved),
+                                precision=resolve_precision(precision, resolved), methods=tuple(names),
+                                compile=compile_, paths=paths, warmup=warmup, steps=steps, threads=threads)
+                   for kind in split_list(adapter) or []]  # every kind checked before any is measured
+        target = Store(db_url(db)) if store else None
+        for cfg in configs:
+            setting = cfg.precision + (", compiled" if compile_ else "") + ("" if paths == "fast" else
+                                                                            f", {paths} paths")
+            console.print(f"{backbone} {cfg.adapter} r{cfg.rank}, batch {batch}, {image_size}px, {setting} on "
+                          f"{device_name(resolved)}: {warmup} warm-up + {steps} timed rounds, methods interleaved")
+            built = build_steps(cfg)
+            records = as_records(cfg, run(cfg, built))
+            if target is not None:
+                target.add_speed(records)
+            measured = MemoryStore()  # this measurement alone, rendered by the same table as the stored ones
+            measured.add_speed(records)
+            table = speed_table(measured)
+            table.frame = table.frame.drop(columns=["when", "device", "backbone", "precision", "batch", "px"])
+            console.print(render(table, "rich"))
+            for method, text in (profile_tables(cfg, built, profile) if profile > 0 else {}).items():
+                console.print(f"\n[bold]{method}[/bold]: one step, operators by their own time")
+                console.print(text, markup=False, highlight=False, soft_wrap=True)
 

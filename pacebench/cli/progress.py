@@ -149,7 +149,8 @@ class ConsoleReporter:
 
 
 def print_outcomes(console: Console, result: Any) -> None:
-    """One line per run of the plan: what became of it."""
+    """One line per run of the plan: what became of it (with its adapter kind when the plan trains several)."""
+    several = len({r.adapter for r in result.runs}) > 1
     for r in result.runs:
         status = "skipped-done" if r.key in result.done_before else r.status
         metrics = r.metrics or {}
@@ -157,7 +158,8 @@ def print_outcomes(console: Console, result: Any) -> None:
         style = {"done": "green", "failed": "red", "skipped-done": "dim"}.get(status, "yellow")
         detail = (f"{'test' if r.phase == 'final' else 'val'} {_fmt(score)}" if r.status == "done"
                   else (r.error or "").splitlines()[0] if r.error else r.worker or "")
-        console.print(f"[{style}]{status:>15}[/] {r.key} {r.dataset} {r.method} seed {r.seed}: {detail}")
+        adapter = f" {r.adapter}" if several else ""
+        console.print(f"[{style}]{status:>15}[/] {r.key} {r.dataset}{adapter} {r.method} seed {r.seed}: {detail}")
 
 
 def status_view(store: Storage, suite: str | None, phase: str | None) -> Group:

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pacebench.choices import Phase, Schedule, Status
@@ -49,9 +50,9 @@ def runs(
 
 def methods() -> None:
     """List the registered methods (tags, paper row, description) and their hyperparameters: default, the
-    search grid `ablate` uses, and what each means; then the adapter kinds for `-t adapter=KIND`."""
-    from pacebench.core.adapters import DESCRIPTIONS  # lazy: torch
-    from pacebench.core.methods import METHODS
+    search grid `ablate` uses, and what each means; then the adapter kinds for `--adapters` and `-t adapter=KIND`."""
+    from pacebench.core.adapters import ADAPTERS  # lazy: torch
+    from pacebench.core.methods import METHODS  # lazy: torch
 
     table = Table("method", "tags", "paper row", "description", title="methods (tags: table6 = `pacebench "
                   "ablate`, efficiency = `ablate --efficiency`)")
@@ -63,9 +64,12 @@ def methods() -> None:
             params.add_row(name, hp_name, str(default), ", ".join(map(str, grid.get(hp_name, []))), text)
     console.print(table)
     console.print(params)
-    kinds = Table("adapter kind (-t adapter=KIND)", "what it adds", title="adapters")
-    for kind, text in DESCRIPTIONS.items():
-        kinds.add_row(kind, text)
+    kinds = Table("adapter kind (--adapters)", "rank sets (default)", "options (default)", "merges", "what it adds",
+                  title="adapters (docs/adapters.md)")
+    for name, kind in ADAPTERS.items():
+        size = f"{kind.size} ({kind.default_size})" if kind.size else "nothing"
+        options = ", ".join(f"{k}={v}" for k, v in kind.defaults.items())
+        kinds.add_row(name, size, options, "yes" if kind.mergeable else "no", kind.description)
     console.print(kinds)
 
 def suites(data_root: DataOption = None) -> None:
@@ -93,22 +97,34 @@ def suites(data_root: DataOption = None) -> None:
 def inspect(
     backbone: Annotated[str, typer.Option("--backbone", help="Named backbone or timm architecture.")]
     = "vit_b16_in21k",
-    adapter: Annotated[str, typer.Option("--adapter")] = "lora_mul+vpt_add",
-    rank: Annotated[int, typer.Option("--rank")] = 10,
+    adapter: Annotated[str, typer.Option("--adapter", help="Adapter kind (`pacebench methods`).")]
+    = "lora_mul+vpt_add",
+    rank: Annotated[int | None, typer.Option("--rank", help="The kind's size (default: its own).")] = None,
     classes: Annotated[int, typer.Option("--classes")] = 100,
     sigma: Annotated[float, typer.Option("--sigma")] = 1.2,
     schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.code,
     image_size: Annotated[int, typer.Option("--image-size")] = 224,
 ) -> None:
-    """Trainable parameter count and the σ schedule of a set-up, without weights or data."""
-    from pacebench.core.footprint import describe  # lazy: torch
+    """Trainable parameter count and the σ schedule of a set-up, without weights or data; for ViT-B/16, the kind's
+    count at its source's setting beside the "Params (M)" its source prints."""
+    from pacebench.core.footprint import counts_printed_for, describe, printed_counts  # lazy: torch, timm
 
     info = describe(backbone, adapter, rank, classes, sigma, schedule, image_size)
-    console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} rank {rank}, "
-                  f"{classes} classes")
+    size = f"{info.size} = {info.rank}" if info.size else "no size"
+    console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} ({size}), {classes} classes")
     console.print(f"  trainable parameters: adapters {info.adapter:,} + head {info.head:,} = "
                   f"[bold]{info.adapter + info.head:,}[/] ({(info.adapter + info.head) / 1e6:.2f} M)")
-    table = Table("position", "σ", "adapted Linear layers", title=f"σ schedule '{schedule}', σ = {sigma}")
+    printed = printed_counts(adapter) if counts_printed_for(backbone) else []
+    if printed:
+        console.print(f"  printed for {adapter} on ViT-B/16, VTAB-1k, counted here at the source's setting:",
+                      soft_wrap=True)
+    for p in printed:
+        setting = {"": "its defaults", "vtab": "each dataset's size (vtab suite)"}.get(p.rank, f"rank {p.rank}")
+        head = " with the mean VTAB-1k head" if p.head == "vtab-mean" else ""
+        verdict = "reproduced" if p.reproduced else "[bold]NOT reproduced[/]"
+        console.print(f"    {p.printed} M printed ({escape(p.source)}); counted {p.counted_m} M ({p.counted:,.0f}) at "
+                      f"{setting}{head}: {verdict}. {escape(p.note)}", soft_wrap=True, highlight=False)
+    table = Table("position", "σ", "noisy modules", title=f"σ schedule '{schedule}', σ = {sigma}")
     for position, (s, layers) in enumerate(zip(info.sigmas, info.layers, strict=True)):
         name = "head" if position == info.depth else f"block {position}"
         table.add_row(name, f"{s:.4g}", str(layers))

@@ -79,6 +79,11 @@ TuneSeeds = Annotated[str, typer.Option("--tune-seeds", help="Phase-1 seeds per 
 
 
 def shared(
+    adapters: Annotated[str | None, typer.Option("--adapters", "-a", rich_help_panel=SELECT, help="Comma-separated "
+                                                 "adapter kinds, each trained with every method and seed: {adapters} "
+                                                 "(default: the suite's own; each kind's size and options come from "
+                                                 "the suite's per-adapter tables, else its defaults; "
+                                                 "`pacebench methods`).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Override the suite's epochs.",
                                                rich_help_panel=TRAIN)] = None,
     hp: Annotated[list[str] | None, typer.Option("--hp", rich_help_panel=TRAIN, help="Method hyperparameter "
@@ -161,9 +166,15 @@ def _device_type(o: Any) -> str:
 
 
 def request(o: Any, suite: str, datasets: str | None, methods: list[str], seeds: str, shots: str | None = None,
-             split_seeds: str | None = None, phase: Phase = Phase.final) -> PlanRequest:
+             split_seeds: str | None = None, phase: Phase = Phase.final, one_adapter: str = "") -> PlanRequest:
+    """The plan request of a command's options; `one_adapter` names a command that compares methods within one
+    adapter kind (its two-phase choice or its table is per method), which then refuses several --adapters."""
     from pacebench.plan import planner  # lazy: the registries import torch
 
+    kinds = split_list(o.adapters)
+    if one_adapter and kinds and len(kinds) > 1:
+        raise UsageError(f"{one_adapter} compares methods within one adapter kind; give one --adapters kind (or "
+                         "-t adapter=KIND) and run the others one at a time")
     train_values: dict[str, Any] = key_values(o.train, "--train")
     if o.epochs is not None:
         train_values["epochs"] = o.epochs
@@ -171,7 +182,7 @@ def request(o: Any, suite: str, datasets: str | None, methods: list[str], seeds:
     planner.check_method_overrides(methods, method_values)
     options = {k: v for k, v in {"shots": int_list(shots, "--shots"),
                                  "split_seed": int_list(split_seeds, "--split-seeds")}.items() if v}
-    return planner.PlanRequest(suite=suite, datasets=split_list(datasets), methods=methods,
+    return planner.PlanRequest(suite=suite, datasets=split_list(datasets), methods=methods, adapters=kinds,
                        seeds=int_list(seeds, "--seeds") or [0], train=train_values, method=method_values,
                        phase=phase, backbone=o.backbone, weights=o.weights, options=options or None,
                        device=_device_type(o))
@@ -250,10 +261,10 @@ def ablate(
     methods = sweeps.ablation_methods(efficiency)
     opts = worker_options(o)
     if no_tune:
-        todo = sweeps.direct_plan(request(o, suite, dataset, methods, seeds), planner(o))
+        todo = sweeps.direct_plan(request(o, suite, dataset, methods, seeds, one_adapter="ablate"), planner(o))
     else:
         grids = sweeps.override(sweeps.table6_grids(methods), grid_values(grid))
-        todo = sweeps.two_phase_plan(request(o, suite, dataset, methods, tune_seeds), grids,
+        todo = sweeps.two_phase_plan(request(o, suite, dataset, methods, tune_seeds, one_adapter="ablate"), grids,
                                      int_list(seeds, "--seeds") or [0], planner(o))
     if execute(o, opts, todo) is not None:
         console.print(f"next: [bold]pacebench report --table 6 --suite {suite}[/]")
@@ -279,7 +290,8 @@ def tune(
     from pacebench.plan.sweeps import search_plan  # lazy: the registries import torch
 
     opts = worker_options(o)
-    base = request(o, suite, datasets, split_list(methods) or [], tune_seeds, shots, split_seeds, phase=Phase.tune)
+    base = request(o, suite, datasets, split_list(methods) or [], tune_seeds, shots, split_seeds, phase=Phase.tune,
+                   one_adapter="tune")
     execute(o, opts, search_plan(base, grid_values(grid), int_list(seeds, "--seeds") or [0], planner(o)))
 
 

@@ -57,14 +57,14 @@ def sweep(
     grids = override(spec.method_grids(), grid_values(grid))
     opts = worker_options(o)
     if spec.tuned:
-        base = request(o, s, datasets, list(grids), tune_seeds, shots, split_seeds)
+        base = request(o, s, datasets, list(grids), tune_seeds, shots, split_seeds, one_adapter="sweep")
         todo = two_phase_plan(base, grids, int_list(seeds, "--seeds") or [0], planner(o))
     else:
         base = request(o, s, datasets or (",".join(spec.datasets) if own and spec.datasets else None),
                        list(grids), seeds,
                        shots or (",".join(map(str, spec.options.get("shots", []))) if own else None) or None,
                        split_seeds or (",".join(map(str, spec.options.get("split_seed", []))) if own else None)
-                       or None, phase=Phase(spec.phase))
+                       or None, phase=Phase(spec.phase), one_adapter="sweep")
         todo = Plan(runs=plan_grids(base, grids, planner(o)), origin="sweep")
     console.print(f"[bold]{name}[/]: {spec.description}")
     if execute(o, opts, todo) is None:

@@ -3,6 +3,8 @@
 PACE runs the batch [x; x] (or M copies) through one forward pass. With timm's DropPath each copy would drop
 different blocks, so the consistency term would also measure depth noise. `SharedDropPath` draws one keep-mask per
 sample, repeats it for every copy, and renormalises the mask to batch mean 1 (instead of dividing by keep prob).
+`SharedDropout` does the same for element-wise dropout (the text models' dropout, the adapters' own dropout), so
+PACE's copies of a sample differ by their noise alone.
 """
 
 from __future__ import annotations
@@ -33,6 +35,25 @@ class SharedDropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}, copies={self.copies}"
+
+
+class SharedDropout(SharedDropPath):
+    """nn.Dropout whose elementwise mask is shared by the stacked copies of a sample: PACE's two copies then differ
+    only by their adapters' noise, as the authors' code arranges for DropPath. Scaled by 1/(1-p), so with one copy it
+    is nn.Dropout (drawn from torch's generator by a `bernoulli_`, not by nn.Dropout's kernel)."""
+
+    @property
+    def p(self) -> float:
+        """nn.Dropout's name for the rate: attention layers read it to pass to their kernel's own dropout."""
+        return self.drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.drop_prob == 0:
+            return x
+        if x.shape[0] % self.copies:
+            raise ValueError(f"batch of {x.shape[0]} is not {self.copies} equal copies")
+        keep = x.new_empty((x.shape[0] // self.copies, *x.shape[1:])).bernoulli_(1 - self.drop_prob)
+        return x * keep.repeat((self.copies,) + (1,) * (x.ndim - 1)) / (1 - self.drop_prob)
 
 
 def share_drop_path(model: nn.Module) -> int:

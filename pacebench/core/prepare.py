@@ -31,13 +31,16 @@ class Prepared:
     weights_sha256: str = ""
 
 
-def attach(model: nn.Module, method: str, info: SetupInfo, adapter: str = "lora_mul+vpt_add", rank: int = 10,
-           method_config: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> Prepared:
-    """Freezes `model`, injects adapters, shares DropPath if the method asks, moves it to `device`, sets it up.
-    The method and its hyperparameters are checked before the model is touched: a typo leaves it as it was."""
+def attach(model: nn.Module, method: str, info: SetupInfo, adapter: str = "lora_mul+vpt_add", rank: int | None = 10,
+           method_config: dict[str, Any] | None = None, device: torch.device | str = "cpu",
+           adapter_options: dict[str, float | None] | None = None) -> Prepared:
+    """Freezes `model`, injects adapters (`rank` None: the kind's size; `adapter_options`: its `adapter_scale` and
+    `adapter_dropout`, None for the kind's defaults), shares DropPath if the method asks, moves it to `device`, sets
+    it up. The method and its hyperparameters are checked before the model is touched: a typo leaves it as it was."""
     cls = METHODS.get(method)
     m = cls(cls.make_config(method_config or {}))
-    adapters.inject(model, adapter, rank)
+    options = adapter_options or {}
+    adapters.inject(model, adapter, rank, options.get("adapter_scale"), options.get("adapter_dropout"))
     if m.shares_drop_path:
         share_drop_path(model)
     model.to(device)
@@ -55,6 +58,7 @@ def prepare(spec: RunSpec, info: SetupInfo, device: torch.device | str = "cpu", 
     if spec.weights_sha256 and sha != spec.weights_sha256:
         raise DataError(f"the weights file for {spec.backbone} has SHA-256 {sha[:12]}..., but this run was planned "
                         f"with {spec.weights_sha256[:12]}...; the file changed since planning: plan the runs again")
-    out = attach(model, spec.method, info, t.adapter, t.rank, spec.method_config, device)
+    out = attach(model, spec.method, info, t.adapter, t.rank, spec.method_config, device,
+                 {"adapter_scale": t.adapter_scale, "adapter_dropout": t.adapter_dropout})
     out.weights_sha256 = sha
     return out

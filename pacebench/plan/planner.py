@@ -1,4 +1,5 @@
-"""Planning: a request (suite x datasets x methods x seeds, with overrides) becomes run specs, in a stable order.
+"""Planning: a request (suite x datasets x adapters x methods x seeds, with overrides) becomes run specs, in a stable
+order.
 
 Pure apart from reading suite files and hashing weight files: nothing is trained or written. Unknown names fail here,
 before anything is queued.
@@ -13,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from pacebench.choices import Phase
+from pacebench.core import adapters as kinds
 from pacebench.core import backbones
-from pacebench.core.adapters import parse_kind
 from pacebench.core.methods import METHODS
 from pacebench.data import READERS
 from pacebench.data.base import data_options
 from pacebench.errors import UsageError
-from pacebench.plan.spec import DEFAULT_METHODS, RunSpec
-from pacebench.plan.suites import load_suite
+from pacebench.plan.spec import DEFAULT_METHODS, RunSpec, TrainConfig
+from pacebench.plan.suites import DatasetDef, Suite, load_suite
 from pacebench.text.tasks import TASKS
 
 
@@ -29,6 +30,7 @@ class PlanRequest:
     suite: str
     datasets: list[str] | None = None
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    adapters: list[str] | None = None  # adapter kinds, each planned with every method (None: the suite's own)
     seeds: list[int] = field(default_factory=lambda: [0])
     train: dict[str, Any] = field(default_factory=dict)  # user overrides of TrainConfig fields
     method: dict[str, Any] = field(default_factory=dict)  # user overrides of method hyperparameters
@@ -67,34 +69,61 @@ def check_method_overrides(methods: list[str], overrides: dict[str, Any]) -> Non
         raise UsageError(f"no selected method has hyperparameter {unused[0]!r}; see `pacebench methods`")
 
 
+def adapter_overrides(req: PlanRequest) -> list[dict[str, Any]]:
+    """The training overrides of each adapter the request names: one set per `--adapters` kind, or the request's own
+    when it names none."""
+    if not req.adapters:
+        return [req.train]
+    if "adapter" in req.train:
+        raise UsageError("give the adapter once: --adapters a,b or -t adapter=a, not both")
+    return [{**req.train, "adapter": a} for a in dict.fromkeys(req.adapters)]
+
+
+def resolve_image_train(suite: Suite, ds: DatasetDef, overrides: dict[str, Any]) -> TrainConfig:
+    """An image run's training settings, the adapter kind's own defaults filled in and its settings checked (an
+    unknown kind or a setting it cannot take fails here, not as a failed run)."""
+    train = suite.resolve_train(ds, overrides, kinds.train_defaults)
+    kinds.check_settings(train.adapter, train.rank, train.adapter_scale, train.adapter_dropout, "rank" in overrides)
+    return train
+
+
 def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha256) -> list[RunSpec]:
-    """All runs the request names, in a stable order. Unknown names fail here, before anything trains."""
+    """All runs the request names, in a stable order (dataset, data options, adapter, method, seed). Unknown names
+    fail here, before anything trains."""
     suite = load_suite(req.suite)
     for m in req.methods:
         METHODS.get(m)
     backbone = req.backbone or suite.backbone
     weights_hash = sha(backbone, req.weights)
+    reader = READERS.get(suite.reader)
+    text = reader.kind == "text"
+    if text and req.adapters:
+        raise UsageError(f"suite {suite.name} is a text suite: its adapter is LoRA on named modules "
+                         "(-t adapter=lora:NAME,NAME), not one of --adapters")
     specs = []
     for ds in suite.select(req.datasets):
-        train = suite.resolve_train(ds, req.train).for_device(req.device)
-        reader = READERS.get(suite.reader)
-        if reader.kind == "text":  # LoRA target names and the methods its task runs
-            TASKS.get(suite.reader).check(suite.name, train.adapter, req.methods)
-        else:
-            parse_kind(train.adapter)  # an unknown adapter fails here, not as a failed run
-            backbones.check_image_size(backbone, train.image_size)
+        trains = []
+        for overrides in adapter_overrides(req):
+            if text:  # LoRA target names and the methods its task runs
+                train = suite.resolve_train(ds, overrides)
+                TASKS.get(suite.reader).check(suite.name, train.adapter, req.methods)
+            else:
+                train = resolve_image_train(suite, ds, overrides)
+                backbones.check_image_size(backbone, train.image_size)
+            trains.append(train.for_device(req.device))
         for options in ds.variants():
             if req.options and any(options.get(k) not in v for k, v in req.options.items()):
                 continue
             if reader.check is not None:
                 reader.check(data_options(ds, options))
-            for method in req.methods:
-                config = suite.resolve_method(ds, method, {k: v for k, v in req.method.items()
-                                                           if accepts(method, k)})
-                for seed in req.seeds:
-                    specs.append(RunSpec(suite=suite.name, dataset=ds.name, method=method, seed=seed, train=train,
-                                         backbone=backbone, weights_sha256=weights_hash, method_config=config,
-                                         data_options=options, phase=req.phase))
+            for train in trains:
+                for method in req.methods:
+                    config = suite.resolve_method(ds, method, {k: v for k, v in req.method.items()
+                                                               if accepts(method, k)})
+                    for seed in req.seeds:
+                        specs.append(RunSpec(suite=suite.name, dataset=ds.name, method=method, seed=seed,
+                                             train=train, backbone=backbone, weights_sha256=weights_hash,
+                                             method_config=config, data_options=options, phase=req.phase))
     if not specs:
         raise UsageError("the selection names no runs; check --datasets and --shots/--split-seeds")
     return specs

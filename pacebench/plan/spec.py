@@ -40,10 +40,12 @@ class TrainConfig:
     drop_path: float = 0.1
     eval_every: int = 10
     adapter: str = "lora_mul+vpt_add"
-    rank: int = 10
+    rank: int = 10  # the adapter's size: LoRA's rank, a bottleneck's width, VPT's prompt length (docs/adapters.md)
     image_size: int = 224
     precision: Precision = Precision.auto  # bf16 autocast on CUDA, fp32 elsewhere; resolved before the key
     augment: Augment = Augment.standard  # training augmentation; the domain suite asks for "strong"
+    adapter_scale: float | None = None  # the adapter's scale (AdaptFormer's s, LoRA's α/r, ...); None: the kind's
+    adapter_dropout: float | None = None  # dropout inside the adapter; None: the kind's default
 
     def __post_init__(self) -> None:
         typed = parse_fields(TrainConfig, {"precision": self.precision, "augment": self.augment}, "training setting")
@@ -62,12 +64,14 @@ class TrainConfig:
             "eval_every": self.eval_every >= 1,
             "rank": self.rank >= 1,
             "image_size": self.image_size >= 1,
+            "adapter_scale": self.adapter_scale is None or self.adapter_scale > 0,
+            "adapter_dropout": self.adapter_dropout is None or 0 <= self.adapter_dropout < 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise UsageError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
-                             "epochs/batch sizes/rank >= 1, lr > 0, weight_decay/min_lr/warmup_lr >= 0, "
-                             "0 <= drop_path < 1")
+                             "epochs/batch sizes/rank >= 1, lr/adapter_scale > 0, weight_decay/min_lr/warmup_lr >= 0, "
+                             "0 <= drop_path/adapter_dropout < 1")
 
 
     def for_device(self, device_type: str) -> TrainConfig:
@@ -78,6 +82,10 @@ class TrainConfig:
 
 
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
+DEFAULT_ADAPTER = TrainConfig.adapter
+# The settings that belong to one adapter kind: a suite's values for them apply to the suite's own adapter only
+# (`Suite.resolve_train`), another kind takes its own (a per-adapter table, else the kind's defaults).
+ADAPTER_SETTINGS = ("rank", "adapter_scale", "adapter_dropout")
 
 
 def coerce_train(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,5 +120,7 @@ class RunSpec:
         return replace(self, **changes)
 
     def label(self) -> str:
+        """suite/dataset, the adapter where it is not the default, method with its config, seed and phase."""
+        adapter = "" if self.train.adapter == DEFAULT_ADAPTER else f" adapter={self.train.adapter}"
         extra = "".join(f" {k}={v}" for k, v in sorted(self.method_config.items()))
-        return f"{self.suite}/{self.dataset} {self.method}{extra} seed={self.seed} [{self.phase}]"
+        return f"{self.suite}/{self.dataset}{adapter} {self.method}{extra} seed={self.seed} [{self.phase}]"

@@ -5,6 +5,11 @@ suite) <- the suite's [train] (only what differs, e.g. 100 epochs) <- the datase
 ([datasets.NAME.train]) <- what the user sets on the command line. Method hyperparameters resolve the same way
 through [methods.NAME] and [datasets.NAME.methods.NAME]. The resolved values are stored with each run.
 
+An adapter's own settings (`spec.ADAPTER_SETTINGS`: its size `rank`, `adapter_scale`, `adapter_dropout`) belong to
+one adapter kind: the suite's and dataset's values apply while the run trains the adapter they name (the suite's
+own); a run of another kind (`--adapters`, `-t adapter=`) takes that kind's values from [adapters.KIND] and
+[datasets.NAME.adapters.KIND] (e.g. Table 8's LoRA-only rank), then the kind's defaults.
+
 A suite file also says how its paper table is laid out (`[reference.report]`, a `PaperTable`), so a new suite's
 table is that file alone. Every table of a suite file is checked for unknown keys: a typo is an error naming it.
 """
@@ -14,14 +19,14 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pacebench.errors import UsageError
-from pacebench.plan.spec import TRAIN_FIELDS, TrainConfig, coerce_train
+from pacebench.plan.spec import ADAPTER_SETTINGS, DEFAULT_ADAPTER, TRAIN_FIELDS, TrainConfig, coerce_train
 from pacebench.settings import SUITES_ENV, builtin_suites_dir, user_suites_dir
 
 
@@ -38,6 +43,7 @@ class DatasetDef:
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, list[Any]] = field(default_factory=dict)  # a grid: each combination is its own run
     data: dict[str, Any] = field(default_factory=dict)  # fixed reader options (e.g. FGVC's image_dir)
+    adapters: dict[str, dict[str, Any]] = field(default_factory=dict)  # adapter kind -> its training settings here
 
     def variants(self) -> list[dict[str, Any]]:
         """The grid of data options (few-shot: shots x split seeds); [{}] when the dataset has none."""
@@ -58,7 +64,9 @@ class PaperTable:
     layout "datasets": a column per dataset (test accuracy), the suite's group means, then the mean of the group
     means (the paper's VTAB-1k convention; a plain mean without groups). "evals": a column per evaluation set in
     `columns` (domain adaptation), then their plain mean. "shots": a row per dataset and a column per shot count.
-    `rows` maps a method to the paper's row name in the reference CSV.
+    `rows` maps a method to the paper's row name in the reference CSV; `rows_by_adapter` maps an adapter kind to
+    {method: row name} for runs of that kind (Table 1's Full, LoRA, ...; Table 2's LoRA, VPT, LoRA+VPT with and
+    without PACE), data for the report's tables.
     """
 
     name: str
@@ -69,10 +77,11 @@ class PaperTable:
     columns: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     description: str = ""
+    rows_by_adapter: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 # [reference] keys naming the paper's CSV files
-REFERENCE_FILES = ("table", "hparams", "ablations", "backbones", "params")
+REFERENCE_FILES = ("table", "hparams", "ablations", "backbones", "params", "adapter_params")
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class Suite:
     datasets: dict[str, DatasetDef]
     train: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adapters: dict[str, dict[str, Any]] = field(default_factory=dict)  # adapter kind -> its settings in this suite
     reference: dict[str, str] = field(default_factory=dict)  # kind (REFERENCE_FILES) -> CSV path beside the file
     paper_table: PaperTable | None = None
     ablation_columns: dict[str, str] = field(default_factory=dict)  # dataset -> its column in Table 6's CSV
@@ -100,9 +110,19 @@ class Suite:
     def select(self, names: list[str] | None) -> list[DatasetDef]:
         return [self.dataset(n) for n in names] if names else list(self.datasets.values())
 
-    def resolve_train(self, ds: DatasetDef, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        layers = {**coerce_train(self.train), **coerce_train(ds.train), **coerce_train(overrides or {})}
-        return TrainConfig(**layers)
+    def resolve_train(self, ds: DatasetDef, overrides: dict[str, Any] | None = None,
+                      kind_defaults: Callable[[str], Mapping[str, Any]] | None = None) -> TrainConfig:
+        """The run's training settings (see the module docstring). `kind_defaults(adapter)` gives a kind's own
+        defaults for the adapter settings nothing else sets (`adapters.train_defaults`; planning passes it)."""
+        own = {**coerce_train(self.train), **coerce_train(ds.train)}
+        user = coerce_train(overrides or {})
+        adapter = user.get("adapter", own.get("adapter", DEFAULT_ADAPTER))
+        if adapter != own.get("adapter", DEFAULT_ADAPTER):  # the suite's size and options are its adapter's
+            own = {k: v for k, v in own.items() if k not in ADAPTER_SETTINGS}
+        per_kind = {**coerce_train(self.adapters.get(adapter, {})), **coerce_train(ds.adapters.get(adapter, {}))}
+        layers = {**own, **per_kind, **user}
+        defaults = kind_defaults(adapter) if kind_defaults else {}
+        return TrainConfig(**{**coerce_train({k: v for k, v in defaults.items() if k not in layers}), **layers})
 
     def resolve_method(self, ds: DatasetDef, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Suite and dataset defaults for `method`, then the user's values; validated by the method's config."""
@@ -130,7 +150,17 @@ def _keys(cls: type, *leave_out: str) -> list[str]:
 DATASET_TYPES: dict[str, tuple[type, str]] = {"folder": (str, "a string"), "group": (str, "a string"),
                                               "aliases": (list, "a list of names"), "train": (dict, "a table"),
                                               "methods": (dict, "a table"), "options": (dict, "a table"),
-                                              "data": (dict, "a table")}
+                                              "data": (dict, "a table"), "adapters": (dict, "a table")}
+ADAPTER_KEYS = [k for k in TRAIN_FIELDS if k != "adapter"]  # what an [adapters.KIND] table may set
+
+
+def _adapter_tables(raw: Any, where: str) -> dict[str, dict[str, Any]]:
+    """[adapters.KIND] tables: each a table of training settings (the kind names are checked when planning)."""
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise UsageError(f"{where}: adapters must hold one table per adapter kind, e.g. [adapters.lora_add] rank = 4")
+    for kind, table in raw.items():
+        check_keys(table, ADAPTER_KEYS, f"{where} [adapters.{kind}]")
+    return {k: dict(v) for k, v in raw.items()}
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # suite and dataset names become file names (image cache, figures)
@@ -169,6 +199,7 @@ def _dataset(name: str, raw: dict[str, Any], where: str) -> DatasetDef:
         methods={k: dict(v) for k, v in raw.get("methods", {}).items()},
         options={k: list(v) for k, v in raw.get("options", {}).items()},
         data=dict(raw.get("data", {})),
+        adapters=_adapter_tables(raw.get("adapters", {}), f"{where} [datasets.{name}]"),
     )
 
 
@@ -179,10 +210,14 @@ def _paper_table(raw: dict[str, Any], where: str) -> PaperTable:
         raise UsageError(f"{where} has no {missing[0]!r} key")
     if raw.get("layout", "datasets") not in LAYOUTS:
         raise UsageError(f"{where}: layout must be one of {', '.join(LAYOUTS)}, got {raw['layout']!r}")
+    by_adapter = raw.get("rows_by_adapter", {})
+    if not isinstance(by_adapter, dict) or not all(isinstance(v, dict) for v in by_adapter.values()):
+        raise UsageError(f"{where}: rows_by_adapter maps an adapter kind to {{method = \"paper row\"}}")
     return PaperTable(name=raw["name"], number=int(raw["number"]), rows=dict(raw["rows"]),
                       layout=raw.get("layout", "datasets"), aliases=tuple(str(a) for a in raw.get("aliases", ())),
                       columns=tuple(raw.get("columns", ())), notes=tuple(raw.get("notes", ())),
-                      description=raw.get("description", ""))
+                      description=raw.get("description", ""),
+                      rows_by_adapter={k: dict(v) for k, v in by_adapter.items()})
 
 
 def parse_suite(path: Path) -> Suite:
@@ -211,6 +246,7 @@ def parse_suite(path: Path) -> Suite:
         datasets={n: _dataset(n, d, where) for n, d in raw.get("datasets", {}).items()},
         train=dict(raw.get("train", {})),
         methods={k: dict(v) for k, v in raw.get("methods", {}).items()},
+        adapters=_adapter_tables(raw.get("adapters", {}), where),
         reference=reference,
         paper_table=None if report is None else _paper_table(report, f"{where} [reference.report]"),
         ablation_columns=dict(columns),

@@ -4,9 +4,10 @@ Nothing is downloaded: every `from_pretrained` reads the folder with `local_file
 layers (standard LoRA, ΔW = (α/r)·B·A, A Kaiming-uniform and B zero at the start) and their merge; pacebench adds
 one `BranchNoise` per LoRA layer, a `Noisy` module that `adapters.apply_noise` fills like the image adapters', and
 that a forward hook applies to the output of the layer's `lora_B`, i.e. to the branch output Δh (α/r is a scalar,
-so multiplying before or after it is the same). The noise is per sample and per output channel and shared over the
-tokens (shape [B, 1, C] for Δh of shape [B, T, C]); its σ comes from the shared schedule by the layer's block, with
-family "text": σ(D+1-l)/(D+1) for block l of D, falling with depth as for Swin.
+so multiplying before or after it is the same): the mechanism of the image `lora` kind (core/adapters/peft_lora.py).
+The noise is per sample and per output channel and shared over the tokens (shape [B, 1, C] for Δh of shape
+[B, T, C]); its σ comes from the shared schedule by the layer's block, with family "text": σ(D+1-l)/(D+1) for
+block l of D, falling with depth as for Swin.
 
 The model classes take one LongTensor `x` of shape [B, 2, T] (input ids, attention mask), so the methods' batch
 tricks (`torch.cat([x, x])` for PACE's two copies, `x[:half]` for the lazy variant) work on text unchanged.
@@ -19,17 +20,16 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from pacebench.core.adapters.base import Noisy
 from pacebench.core.adapters.layout import LAYOUTS, Layout
+from pacebench.core.adapters.peft_lora import BranchNoise, hook_branch_noise
 from pacebench.core.backbones import read_state_dict
-from pacebench.core.droppath import SharedDropPath
+from pacebench.core.droppath import SharedDropout
 from pacebench.core.methods import METHODS, Objective, SetupInfo
 from pacebench.core.prepare import Prepared
 from pacebench.errors import DataError, UsageError
@@ -92,14 +92,6 @@ def load_backbone(folder: Path, kind: str, num_labels: int = 0) -> nn.Module:
                         "the weights (model.safetensors)") from None
 
 
-class BranchNoise(Noisy):
-    """The PACE noise of one LoRA layer (a hook applies it to the layer's `lora_B` output)."""
-
-
-def _noisy_output(holder: BranchNoise, _module: nn.Module, _inputs: Any, output: Tensor) -> Tensor:
-    return holder.noise(output)
-
-
 def named_lora_layers(model: nn.Module) -> list[tuple[str, Any]]:
     """peft's LoRA layers with their module paths, found by type."""
     from peft.tuners.lora import LoraLayer  # lazy: the text extra is optional
@@ -132,28 +124,8 @@ def add_lora(model: nn.Module, kind: str, targets: list[str], rank: int, alpha: 
             raise UsageError(f"LoRA layer {name} is not inside a numbered block; choose targets inside the blocks")
         holder = BranchNoise(int(block.group(1)))
         nn.Module.add_module(layer, "pace_noise", holder)  # peft types LoraLayer as a mixin; it is a Module
-        for branch in layer.lora_B.values():
-            branch.register_forward_hook(partial(_noisy_output, holder))
+        hook_branch_noise(layer, holder)
     return net
-
-
-class SharedDropout(SharedDropPath):
-    """nn.Dropout whose elementwise mask is shared by the stacked copies of a sample (see droppath.py): PACE's two
-    copies then differ only by their LoRA noise, as the authors' code arranges for DropPath. Scaled by 1/(1-p), so
-    with one copy it is nn.Dropout."""
-
-    @property
-    def p(self) -> float:
-        """nn.Dropout's name for the rate: attention layers read it to pass to their kernel's own dropout."""
-        return self.drop_prob
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.drop_prob == 0:
-            return x
-        if x.shape[0] % self.copies:
-            raise ValueError(f"batch of {x.shape[0]} is not {self.copies} equal copies")
-        keep = x.new_empty((x.shape[0] // self.copies, *x.shape[1:])).bernoulli_(1 - self.drop_prob)
-        return x * keep.repeat((self.copies,) + (1,) * (x.ndim - 1)) / (1 - self.drop_prob)
 
 
 def share_dropout(model: nn.Module) -> int:

@@ -1,6 +1,12 @@
-"""Adapters on every nn.Linear inside the blocks of a timm ViT or Swin, found later by type, never by name.
+"""Adapter kinds on a timm ViT or Swin, and what every kind's modules answer (found later by type, never by name).
 
-An adapter kind is a '+'-joined list of registered parts: `lora_mul+vpt_add` is the paper's default "LoRA+VPT".
+Each kind is one module file that registers a `kinds.Kind` (its paper, size, options, where PACE's noise goes,
+whether it merges) and the `base.Adapter` modules it puts into a backbone; its name in `MODULES` below makes it
+known, and its place there is its place in listings. The paper's own family (`parts.py`: `lora_mul+vpt_add`, the
+default "LoRA+VPT", `lora_add`, `vpt_add`, ...) wraps every Linear of every block; the other kinds follow their own
+papers (full, linear, vpt_deep, adapter, houlsby, adaptformer, lora, ssf, bitfit, repadapter; docs/adapters.md).
+Every kind's noisy modules are `base.Noisy`, so `apply_noise` gives each its σ by depth position, and every kind
+trains the classification head, whose logits get noise too (`NoisyHead`).
 """
 
 from __future__ import annotations
@@ -8,77 +14,94 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import import_module
 
 import torch
 from torch import Tensor, nn
 
 from pacebench.choices import NoiseGroup
-from pacebench.core.adapters import lora, vpt  # noqa: F401  (registration)
 from pacebench.core.adapters.base import (
     PARTS,
     AdaptedLinear,
+    Adapter,
     AdapterPart,
     Noisy,
     NoisyHead,
     plain_paths,
     training_paths,
 )
+from pacebench.core.adapters.kinds import ADAPTERS, OPTIONS, Kind, set_child
 from pacebench.core.adapters.layout import Layout, layout_of
 from pacebench.core.noise import NOISES, Noise, schedule
 from pacebench.errors import UsageError
 
+MODULES = ("parts", "full", "linear", "vpt_deep", "adapter", "adaptformer", "peft_lora", "ssf", "bitfit",
+           "repadapter")
+for _module in MODULES:
+    import_module(f"pacebench.core.adapters.{_module}")
 
-def _kinds() -> dict[str, str]:
-    """Every adapter kind with its description, from the registered parts: each weight part with each prompt part
-    (the paper's LoRA+VPT family first), then each part alone."""
-    weights = [cls for _, cls in PARTS.items() if not cls.prompt]
-    prompts = [cls for _, cls in PARTS.items() if cls.prompt]
-    pairs = {f"{w.name}+{p.name}": f"{w.description} + {p.description}" for w in weights for p in prompts}
-    return {**pairs, **{name: cls.description for name, cls in PARTS.items()}}
+KINDS = tuple(ADAPTERS.names())
+DESCRIPTIONS = {name: kind.description for name, kind in ADAPTERS.items()}
+PART_KINDS = tuple(name for name, kind in ADAPTERS.items() if kind.family == "pace")  # the paper's own family
 
 
-DESCRIPTIONS = _kinds()
-KINDS = tuple(DESCRIPTIONS)
+def kind_of(name: str) -> Kind:
+    """The registered kind `name` (a UsageError naming the kinds otherwise)."""
+    return ADAPTERS.get(name)
 
 
 def parse_kind(kind: str) -> list[str]:
-    parts = kind.split("+")
-    unknown = [p for p in parts if p not in PARTS]
-    if unknown or len(set(parts)) != len(parts):
-        raise UsageError(f"unknown adapter {kind!r}; choose one of: {', '.join(KINDS)}")
-    return parts
+    """The parts of a kind of the paper's family ("lora_mul+vpt_add" -> its two parts), or [kind] for any other
+    registered kind; an unknown kind is a UsageError naming the known ones."""
+    kind_of(kind)
+    return kind.split("+") if kind in PART_KINDS else [kind]
 
 
-def _set_child(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, name = path.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, name, module)
+def train_defaults(kind: str) -> dict[str, float | int]:
+    """The training settings `kind` resolves to where no suite, dataset or user sets them: its size (`rank`) and
+    the options it reads (`adapter_scale`, `adapter_dropout`)."""
+    return kind_of(kind).train_defaults()
 
 
-def inject(model: nn.Module, kind: str, rank: int) -> Layout:
-    """Freezes `model`, wraps every Linear of every block in an AdaptedLinear and the head in a NoisyHead."""
-    if rank < 1:
-        raise UsageError(f"adapter rank must be >= 1, got {rank}")
-    names = parse_kind(kind)
+def check_settings(kind: str, rank: int | None, scale: float | None, dropout: float | None,
+                   rank_given: bool = False) -> None:
+    """Refuses settings `kind` cannot take, before anything is trained: an option it does not read, a size it cannot
+    have, or a rank given (`rank_given`) to a kind without a size."""
+    entry = kind_of(kind)
+    if rank_given and entry.size is None:
+        raise UsageError(f"adapter {kind} has no size: leave rank unset")
+    entry.settings(rank, scale, dropout)
+
+
+def inject(model: nn.Module, kind: str, rank: int | None = None, scale: float | None = None,
+           dropout: float | None = None) -> Layout:
+    """Freezes `model`, puts adapter `kind` into it (size `rank`, options `scale` and `dropout`; None: the kind's
+    defaults) and wraps the head, trained in full, in a NoisyHead."""
+    entry = kind_of(kind)
+    settings = entry.settings(rank, scale, dropout)
     layout = layout_of(model)
-    if any(isinstance(m, AdaptedLinear) for m in model.modules()):
+    if any(isinstance(m, NoisyHead) for m in model.modules()):
         raise UsageError(f"this {type(model).__name__} has adapters already; attach them to a fresh model")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for group, position in layout.groups:
-        targets = [(n, m) for n, m in group.named_modules() if isinstance(m, nn.Linear)]
-        for name, linear in targets:
-            parts = [PARTS.get(n)(linear, rank) for n in names]
-            _set_child(group, name, AdaptedLinear(linear, parts, position))
+    if layout.family not in entry.families:
+        raise UsageError(f"adapter {kind} runs on {', '.join(entry.families)} backbones, not on {layout.family}")
     head = model.get_submodule(layout.head_path)
     if not isinstance(head, nn.Linear):
         raise UsageError(f"expected a Linear classification head at {layout.head_path}, got {type(head).__name__}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    entry.build(model, layout, settings)
     for p in head.parameters():
         p.requires_grad_(True)
-    _set_child(model, layout.head_path, NoisyHead(head, layout.depth))
+    set_child(model, layout.head_path, NoisyHead(head, layout.depth))
     return layout
 
 
+def adapter_modules(model: nn.Module) -> Iterator[Adapter]:
+    return (m for m in model.modules() if isinstance(m, Adapter))
+
+
 def adapted_layers(model: nn.Module) -> Iterator[AdaptedLinear]:
+    """The paper's family's adapted Linear layers."""
     return (m for m in model.modules() if isinstance(m, AdaptedLinear))
 
 
@@ -87,7 +110,12 @@ def noisy_layers(model: nn.Module) -> Iterator[Noisy]:
 
 
 def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [p for m in model.modules() if isinstance(m, AdapterPart) for p in m.parameters()]
+    """Every parameter the adapters train (not the head), each once, in module order."""
+    seen: dict[int, nn.Parameter] = {}
+    for m in adapter_modules(model):
+        for p in m.adapter_parameters():
+            seen.setdefault(id(p), p)
+    return list(seen.values())
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -115,18 +143,22 @@ def trainable_state(model: nn.Module) -> dict[str, Tensor]:
 
 
 def merge(model: nn.Module) -> None:
-    for layer in adapted_layers(model):
-        layer.merge()
+    """Folds every adapter that can into its frozen weights; the others stay as they are (and run unmerged)."""
+    for m in adapter_modules(model):
+        if m.mergeable:
+            m.merge()
 
 
 def unmerge(model: nn.Module) -> None:
-    for layer in adapted_layers(model):
-        layer.unmerge()
+    for m in adapter_modules(model):
+        if m.mergeable:
+            m.unmerge()
 
 
 @contextmanager
 def merged(model: nn.Module) -> Iterator[nn.Module]:
-    """Evaluation on folded weights (paper Eq. 13): the model costs exactly what the frozen one does."""
+    """Evaluation on folded weights (paper Eq. 13) where the kind allows it: a mergeable model costs exactly what
+    the frozen one does; a kind that cannot fold (prompts, nonlinear bottlenecks) is evaluated as it trains."""
     merge(model)
     try:
         yield model
@@ -137,14 +169,14 @@ def merged(model: nn.Module) -> Iterator[nn.Module]:
 @contextmanager
 def disabled(model: nn.Module) -> Iterator[nn.Module]:
     """The pre-trained side of the FP-distance: adapters switched off, the current head kept."""
-    layers = list(adapted_layers(model))
-    for layer in layers:
-        layer.enabled = False
+    modules = list(adapter_modules(model))
+    for m in modules:
+        m.set_enabled(False)
     try:
         yield model
     finally:
-        for layer in layers:
-            layer.enabled = True
+        for m in modules:
+            m.set_enabled(True)
 
 
 @torch.no_grad()
@@ -160,9 +192,33 @@ def pretrained_logits(model: nn.Module, x: Tensor) -> Tensor:
         model.train(was_training)
 
 
+def fold(model: nn.Module) -> nn.Module:
+    """Merges every adapter into the frozen weights and unwraps it (and the head) in place: a plain timm module tree.
+
+    Raises:
+        UsageError: an adapter that cannot fold (the error says why).
+    """
+    modules = [(path, m) for path, m in model.named_modules() if isinstance(m, Adapter)]
+    for _, m in modules:
+        if not m.mergeable:
+            raise UsageError(f"{type(m).__name__} does not fold into a plain timm model")
+    merge(model)
+    for path, m in modules:
+        plain = m.unwrapped()
+        if plain is None:
+            parent, _, name = path.rpartition(".")
+            delattr(model.get_submodule(parent) if parent else model, name)
+        else:
+            set_child(model, path, plain)
+    for path, m in list(model.named_modules()):
+        if isinstance(m, NoisyHead):
+            set_child(model, path, m.linear)
+    return model
+
+
 def apply_noise(model: nn.Module, kind: str | None, sigma: float = 0.0, schedule_name: str = "code",
                 target: str = "delta", group: str = NoiseGroup.window) -> list[float]:
-    """Puts noise of `kind` on every adapted layer and the head, σ by position, drawn per `group` (a
+    """Puts noise of `kind` on every noisy adapter module and the head, σ by position, drawn per `group` (a
     `choices.NoiseGroup`); kind None removes all noise.
 
     Returns the per-position σ list (empty when kind is None).
@@ -201,7 +257,9 @@ def _set_hook(model: nn.Module, handle: object | None) -> None:
 
 
 __all__ = [
-    "DESCRIPTIONS", "KINDS", "AdaptedLinear", "Layout", "NoisyHead", "ParamCount", "adapted_layers",
-    "adapter_parameters", "apply_noise", "count_parameters", "disabled", "head_parameters", "inject", "merge", "merged",
-    "noisy_layers", "parse_kind", "pretrained_logits", "plain_paths", "trainable_state", "training_paths", "unmerge",
+    "ADAPTERS", "DESCRIPTIONS", "KINDS", "MODULES", "OPTIONS", "PARTS", "PART_KINDS", "AdaptedLinear", "Adapter",
+    "AdapterPart", "Kind", "Layout", "NoisyHead", "ParamCount", "adapted_layers", "adapter_modules",
+    "adapter_parameters", "apply_noise", "check_settings", "count_parameters", "disabled", "fold", "head_parameters",
+    "inject", "kind_of", "layout_of", "merge", "merged", "noisy_layers", "parse_kind", "pretrained_logits",
+    "plain_paths", "train_defaults", "trainable_state", "training_paths", "unmerge",
 ]

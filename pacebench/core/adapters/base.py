@@ -1,10 +1,12 @@
-"""The adapted linear layer: a frozen `base` nn.Linear plus adapter parts whose deltas add up.
+"""What every adapter kind's modules are (`Noisy`: PACE's noise by depth position; `Adapter`: switched off, merged,
+counted, exported), and the paper's own family's adapted linear layer: a frozen `base` nn.Linear plus adapter parts
+whose deltas add up.
 
     h = W0 x + b0 + noise(Δh),   Δh = ΔW x + Δb,   ΔW = Σ parts' delta_weight,  Δb = Σ parts' delta_bias
 
 Noise acts on the adapter branch Δh only (paper Eq. 11), or on the whole output h for the PACE_h ablation
-(`noise_target = "output"`). Every kind folds into a plain Linear for evaluation (Eq. 13): `merge()` adds ΔW, Δb
-to the base weights in place, `unmerge()` subtracts them again.
+(`noise_target = "output"`). Every kind of the family folds into a plain Linear for evaluation (Eq. 13): `merge()`
+adds ΔW, Δb to the base weights in place, `unmerge()` restores the base weights from copies.
 
 Fast paths: while a layer's noise is off (the baseline, layers with σ = 0, evaluation) it computes one product with
 the merged weight, F.linear(x, W0 + ΔW, b0 + Δb), instead of W0 x and ΔW x; the graph still reaches D, U, the
@@ -57,7 +59,12 @@ def _sum(tensors: list[Tensor | None]) -> Tensor | None:
 
 
 class Noisy(nn.Module):
-    """Base for layers that carry a noise module and a depth position (for the σ schedule)."""
+    """Base for layers that carry a noise module and a depth position (for the σ schedule).
+
+    `adapters.apply_noise` finds every Noisy module by type and sets its `noise` (σ by `position`) and
+    `noise_target`; the module applies the noise to its adapter branch Δh only ("delta", PACE) or to its whole
+    output ("output", Table 6's PACE_h); `add_delta` does either for a module whose output is frozen + Δh.
+    """
 
     fast_paths: ClassVar[bool] = True  # see the module docstring; switched off only by `plain_paths()`
     per_sample: ClassVar[bool] = True  # CPU: multiplicative noise folded into per-sample weights (persample.py)
@@ -73,6 +80,66 @@ class Noisy(nn.Module):
         """Whether the next forward draws noise (a Noise module in training mode with σ > 0)."""
         noise = self.noise
         return isinstance(noise, Noise) and noise.active  # no getattr miss on nn.Identity: this runs every step
+
+    def add_delta(self, frozen: Tensor, delta: Tensor) -> Tensor:
+        """frozen + noise(Δh) (PACE: the noise multiplies the adapter's contribution only), or noise(frozen + Δh)
+        for PACE_h; the channel is the last axis of both."""
+        if self.noise_target == "output":
+            return self.noise(frozen + delta)
+        return frozen + self.noise(delta)
+
+
+class Adapter(nn.Module):
+    """What every module an adapter kind puts into a backbone answers, so that nothing outside the kind's own file
+    needs to know the kind (merging for evaluation, the FP-distance's pre-trained side, counting, checkpoints,
+    export):
+
+    - `adapter_parameters()`: the tensors it trains (the classification head is not an adapter);
+    - `set_enabled(False)`: it computes exactly what the pre-trained module did, until `set_enabled(True)`;
+    - `mergeable`, `merge()`, `unmerge()`: a mergeable module folds its adapter into the frozen weights for
+      evaluation (paper Eq. 13) and `unmerge()` restores them exactly (from copies: (W0 + ΔW) - ΔW is not W0 in
+      floating point, and a frozen weight that drifted at every evaluation would make a resumed run differ from an
+      uninterrupted one); the others run unmerged and these do nothing;
+    - `unwrapped()`: after `merge()`, the plain module that takes its place in an exported timm checkpoint (None:
+      nothing, the module is dropped).
+    """
+
+    mergeable: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled = True
+        self.merged = False
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def set_enabled(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def merge(self) -> None:
+        """Folds the adapter into the frozen weights; nothing for a module that cannot fold."""
+
+    def unmerge(self) -> None:
+        """Undoes `merge()` exactly."""
+
+    def unwrapped(self) -> nn.Module | None:
+        raise NotImplementedError(f"{type(self).__name__} does not fold into a plain module")
+
+
+Kept = list[tuple[Tensor, Tensor]]
+
+
+@torch.no_grad()
+def keep(tensors: list[Tensor]) -> Kept:
+    """Copies of frozen tensors that a merge is about to change, for `restore`."""
+    return [(t, t.detach().clone()) for t in tensors]
+
+
+@torch.no_grad()
+def restore(kept: Kept) -> None:
+    for tensor, value in kept:
+        tensor.copy_(value)
 
 
 @contextmanager
@@ -104,8 +171,10 @@ def _switched(**flags: bool) -> Iterator[None]:
             setattr(Noisy, name, value)
 
 
-class AdaptedLinear(Noisy):
+class AdaptedLinear(Noisy, Adapter):
     """A frozen nn.Linear with adapter parts; see the module docstring for the computation."""
+
+    mergeable = True
 
     def __init__(self, base: nn.Linear, parts: list[AdapterPart], position: int) -> None:
         super().__init__(position)
@@ -113,8 +182,12 @@ class AdaptedLinear(Noisy):
         for p in self.base.parameters():
             p.requires_grad_(False)
         self.parts = nn.ModuleList(parts)
-        self.merged = False
-        self.enabled = True
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        return [p for part in self.parts for p in part.parameters()]
+
+    def unwrapped(self) -> nn.Module:
+        return self.base
 
     @property
     def in_features(self) -> int:

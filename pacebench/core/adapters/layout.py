@@ -3,12 +3,14 @@
 A layout lists the modules whose nn.Linear children get adapters, each with its position, plus the depth and the
 head's module path. ViT: block i has position i, the head position `depth`. Swin: blocks are numbered across stages,
 a stage's downsample (patch merging) shares the position of that stage's first block, the head is `depth`.
+`blocks` are the transformer blocks among the groups (each with `norm1`, `attn`, `norm2`, `mlp`): where the kinds
+that add a module per block (bottleneck adapters, prompts) put it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -22,6 +24,7 @@ class Layout:
     depth: int
     groups: list[tuple[nn.Module, int]]
     head_path: str
+    blocks: list[tuple[nn.Module, int]] = field(default_factory=list)
 
 
 LAYOUTS: Registry[tuple[Callable[[nn.Module], bool], Callable[[nn.Module], Layout]]] = Registry("backbone family")
@@ -33,19 +36,22 @@ def _is(class_name: str) -> Callable[[nn.Module], bool]:
 
 def _vit(model: nn.Module) -> Layout:
     blocks = list(model.blocks)
-    return Layout("vit", len(blocks), [(b, i) for i, b in enumerate(blocks)], "head")
+    groups = [(b, i) for i, b in enumerate(blocks)]
+    return Layout("vit", len(blocks), groups, "head", groups)
 
 
 def _swin(model: nn.Module) -> Layout:
     groups: list[tuple[nn.Module, int]] = []
+    blocks: list[tuple[nn.Module, int]] = []
     position = 0
     for stage in model.layers:
         if not isinstance(getattr(stage, "downsample", None), nn.Identity | type(None)):
             groups.append((stage.downsample, position))
         for block in stage.blocks:
             groups.append((block, position))
+            blocks.append((block, position))
             position += 1
-    return Layout("swin", position, groups, "head.fc")
+    return Layout("swin", position, groups, "head.fc", blocks)
 
 
 LAYOUTS.register("vit")((_is("VisionTransformer"), _vit))
