@@ -42,12 +42,13 @@ def register(app: typer.Typer) -> None:
 
         `pacebench report --table speed` renders every stored measurement.
         """
+        # lazy: torch
         from pacebench.bench import BenchConfig, as_records, build_steps, device_name, profile_tables, run
-        from pacebench.execution.devices import resolve_device
-        from pacebench.report import render
-        from pacebench.report.tables import speed_table
-        from pacebench.store import Store
-        from pacebench.training.loop import resolve_precision
+        from pacebench.execution.devices import resolve_device  # lazy: torch
+        from pacebench.report.render import render  # lazy: pandas
+        from pacebench.report.tables.speed import SETUP, speed_table  # lazy: pandas
+        from pacebench.store import Store  # lazy: sqlalchemy
+        from pacebench.training.loop import resolve_precision  # lazy: torch
 
         resolved = resolve_device(device)
         names = ["baseline"] + [m for m in split_list(methods) or [] if m != "baseline"]
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
         target = Store(db_url(db)) if store else _MemoryStore()
         target.add_speed(records)
         table = speed_table(_Rows(target.speed()[-len(records):]))
-        table.frame = table.frame.drop(columns=["when", "device", "backbone", "precision", "batch", "px"])
+        table.frame = table.frame.drop(columns=list(SETUP))  # printed above
         console.print(render(table, "rich"))
         for method, text in (profile_tables(cfg, built, profile) if profile > 0 else {}).items():
             console.print(f"\n[bold]{method}[/bold]: one step, operators by their own time")
@@ -85,6 +86,6 @@ class _MemoryStore(_Rows):
         super().__init__([])
 
     def add_speed(self, rows: list[dict]) -> None:
-        from pacebench.store.rows import utcnow
+        from pacebench.store.rows import utcnow  # lazy: sqlalchemy
 
         self.rows += [{**r, "created_at": utcnow()} for r in rows]

@@ -17,15 +17,41 @@ from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperCommand, TyperGroup
 
 from pacebench.errors import PacebenchError, UsageError, one_line
+from pacebench.plan.spec import TRAIN_FIELDS
+from pacebench.plan.suites import all_suites
+from pacebench.report import select
 from pacebench.settings import DATA_ENV, DB_ENV, default_db_url
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+def flow(text: str | None) -> str | None:
+    """A docstring as paragraphs that wrap at the terminal's width: the lines of each paragraph joined, so that
+    `--help` never breaks a sentence where its source line ended (a paragraph starting with click's "\b" is kept
+    as written)."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+                       for p in paragraphs)
+
+
+def flow_help(command: Any) -> None:
+    """`flow` on the help of `command` and of every command under it."""
+    command.help = flow(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        flow_help(sub)
+
+
 class Group(TyperGroup):
-    """Turns PacebenchError, and click's own usage errors (a bad choice, an unknown option), into one red line and
-    its exit code (1 failure, 2 usage), never a traceback or a boxed panel."""
+    """The root command group. Its commands' help flows as paragraphs (`flow`). It turns PacebenchError, and click's
+    own usage errors (a bad choice, an unknown option), into one red line and its exit code (1 failure, 2 usage),
+    never a traceback or a boxed panel."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        flow_help(self)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -58,54 +84,46 @@ def _registry_lists() -> dict[str, Callable[[], str]]:
     """What `{name}` in an option's help stands for: a list read from a registry when the help is shown."""
 
     def methods() -> str:
-        from pacebench.core.methods import METHODS
+        from pacebench.core.methods import METHODS  # lazy: torch
 
         return ", ".join(METHODS.names())
 
     def table6() -> str:
-        from pacebench.core.methods import ABLATIONS
+        from pacebench.core.methods import ABLATIONS  # lazy: torch
 
         return ", ".join(ABLATIONS)
 
     def efficiency() -> str:
-        from pacebench.core.methods import EFFICIENCY
+        from pacebench.core.methods import EFFICIENCY  # lazy: torch
 
         return ", ".join(EFFICIENCY)
 
     def hyperparameters() -> str:
-        from pacebench.core.methods import METHODS
+        from pacebench.core.methods import METHODS  # lazy: torch
 
         return ", ".join(dict.fromkeys(n for _, cls in METHODS.items() for n, _, _ in cls.hyperparameters()))
 
     def tables() -> str:
-        from pacebench.report import tables
-
-        entries = dict.fromkeys(entry for _, entry in tables().items())
-        return ", ".join("/".join((*e.aliases[:1], e.name)) for e in entries)
+        entries = {entry.name: entry for _, entry in select.tables().items()}
+        return ", ".join("/".join((*e.aliases[:1], e.name)) for e in entries.values())
 
     def figures() -> str:
-        from pacebench.report import FIGURES
-
-        return ", ".join(FIGURES.names())
+        return ", ".join(select.FIGURES.names())
 
     def sweeps() -> str:
-        from pacebench.plan.sweeps import SWEEPS
+        from pacebench.plan.sweeps import SWEEPS  # lazy: torch
 
         return ", ".join(SWEEPS.names())
 
     def suites() -> str:
-        from pacebench.plan.suites import all_suites
-
         return ", ".join(all_suites())
 
     def adapters() -> str:
-        from pacebench.core.adapters import KINDS
+        from pacebench.core.adapters import KINDS  # lazy: torch
 
         return ", ".join(KINDS)
 
     def training_settings() -> str:
-        from pacebench.plan.spec import TRAIN_FIELDS
-
         return ", ".join(TRAIN_FIELDS)
 
     return {f.__name__: f for f in (methods, table6, efficiency, hyperparameters, tables, figures, sweeps, suites,
@@ -132,8 +150,9 @@ class RegistryHelp(TyperCommand):
         super().format_help(ctx, formatter)
 
 
-DbOption = Annotated[str | None, typer.Option("--db", envvar=DB_ENV, help="SQLAlchemy database URL.",
-                                              show_default="sqlite:///results/pacebench.db")]
+DbOption = Annotated[str | None, typer.Option("--db", envvar=DB_ENV, show_default=False,
+                                              help="SQLAlchemy database URL (default: the SQLite file "
+                                                   "results/pacebench.db).")]
 
 
 def db_url(db: str | None) -> str:

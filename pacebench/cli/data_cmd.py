@@ -10,10 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from pacebench.plan.suites import all_suites, load_suite
 from pacebench.settings import data_root
+from pacebench.terminal import Column, Fit
 
 app = typer.Typer(help="Check data sets on disk.", no_args_is_help=True)
 
@@ -32,19 +33,20 @@ def check(
     full: Annotated[bool, typer.Option("--full", help="Also decode every image (slow).")] = False,
 ) -> None:
     """Check that every list, split file and image the readers need is present, with labels in range."""
-    from pacebench.data.check import check_suite
+    from pacebench.data.check import check_suite  # lazy: torch
 
     root = root or data_root()
     suites = [load_suite(suite)] if suite else list(all_suites().values())
     results = [result for s in suites for result in check_suite(s, root, full)]
-    table = Table("suite", "dataset", "status", "sizes", title=f"Data under {root}")
-    table.add_column("first problem", overflow="fold")  # fold, never cut: the path in it is what to fix
+    rows = []
     for r in results:
         first = r.problems[0] + (f" (+{len(r.problems) - 1} more)" if len(r.problems) > 1 else "") if r.problems else ""
         sizes = " ".join(f"{name}={n}" for name, n in r.sizes.items()) or "-"
-        table.add_row(r.suite, r.dataset, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", sizes, first)
+        rows.append([r.suite, r.dataset, Text(r.status, style=STATUS_STYLE[r.status]), sizes, first])
+    columns = [Column("suite"), Column("dataset"), Column("status"), Column("sizes"),
+               Column("first problem", headline=False)]  # never cut: the path in it is what to fix
     console = Console()
-    console.print(table)
+    console.print(Fit(columns, rows, title=f"Data under {root}", hidden="each problem is listed in full below"))
     for r in results:
         for note in r.notes:
             console.print(f"{r.suite}/{r.dataset}: {note}", markup=False, soft_wrap=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from pacebench.choices import Phase, Schedule, Status
 from pacebench.cli.common import DataOption, DbOption, console, db_url
+from pacebench.plan.suites import all_suites
+from pacebench.settings import data_root as default_root
+from pacebench.terminal import Column, Fit
 
 
 def runs(
@@ -19,21 +21,23 @@ def runs(
     status: Annotated[Status | None, typer.Option("--status")] = None,
     phase: Annotated[Phase | None, typer.Option("--phase")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Show the newest N.")] = 50,
-    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device.")]
-    = False,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device (each run as "
+                                       "a list of its fields where they do not fit the terminal).")] = False,
     db: DbOption = None,
 ) -> None:
     """List runs with their status and headline metrics."""
-    from pacebench.store import Store
+    from pacebench.store import Store  # lazy: sqlalchemy
 
     url = db_url(db)
     store = Store(url, readonly=True)
     records = store.runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
-    columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
+    names = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
     if wide:
-        columns[1:1] = ["key", "suite"]
-        columns += ["config", "params", "device"]
-    table = Table(*columns, title=f"{len(records)} runs in {url}")
+        names[1:1] = ["key", "suite"]
+        names += ["config", "params", "device"]
+    numbers = {"id", "seed", "train", "val", "test", "params"}
+    columns = [Column(n, numeric=n in numbers, headline=n != "train") for n in names]
+    rows = []
     for r in records[-limit:]:
         m = r.metrics or {}
         error = f": {r.error.splitlines()[0][:60]}" if r.error else ""
@@ -41,45 +45,50 @@ def runs(
                "config": _config(r.method_config), "seed": str(r.seed), "phase": r.phase,
                "status": r.status + error, "train": _num(m.get("train_acc")), "val": _num(m.get("val_acc")),
                "test": _num(m.get("test_acc")), "params": f"{r.trainable_params or 0:,}", "device": r.device or ""}
-        table.add_row(*(row[c] for c in columns))
-    console.print(table)
+        rows.append([row[n] for n in names])
+    console.print(Fit(columns, rows, title=f"{len(records)} runs in {url}", wide=wide))
+
 
 def methods() -> None:
     """List the registered methods (tags, paper row, description) and their hyperparameters: default, the
     search grid `ablate` uses, and what each means; then the adapter kinds for `-t adapter=KIND`."""
-    from pacebench.core.adapters import DESCRIPTIONS
-    from pacebench.core.methods import METHODS
+    from pacebench.core.adapters import DESCRIPTIONS  # lazy: torch
+    from pacebench.core.methods import METHODS  # lazy: torch
 
-    table = Table("method", "tags", "paper row", "description", title="methods (tags: table6 = `pacebench "
-                  "ablate`, efficiency = `ablate --efficiency`)")
-    params = Table("method", "--hp NAME", "default", "search grid", "meaning", title="hyperparameters")
+    table, params = [], []
     for name, cls in METHODS.items():
-        table.add_row(name, ", ".join(sorted(cls.tags)), cls.paper_row or "", cls.description)
+        table.append([name, ", ".join(sorted(cls.tags)), cls.paper_row or "", cls.description])
         grid = cls.search_grid()
         for hp_name, default, text in cls.hyperparameters():
-            params.add_row(name, hp_name, str(default), ", ".join(map(str, grid.get(hp_name, []))), text)
-    console.print(table)
-    console.print(params)
-    kinds = Table("adapter kind (-t adapter=KIND)", "what it adds", title="adapters")
-    for kind, text in DESCRIPTIONS.items():
-        kinds.add_row(kind, text)
-    console.print(kinds)
+            params.append([name, hp_name, str(default), ", ".join(map(str, grid.get(hp_name, []))), text])
+    console.print(Fit([Column(h) for h in ("method", "tags", "paper row", "description")], table,
+                      title="methods (tags: table6 = `pacebench ablate`, efficiency = `ablate --efficiency`)"))
+    console.print(Fit([Column(h) for h in ("method", "--hp NAME", "default", "search grid", "meaning")], params,
+                      title="hyperparameters"))
+    console.print(Fit([Column("adapter kind (-t adapter=KIND)"), Column("what it adds")],
+                      [[kind, text] for kind, text in DESCRIPTIONS.items()], title="adapters"))
 
-def suites(data_root: DataOption = None) -> None:
+
+def suites(
+    data_root: DataOption = None,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also each dataset's group and folder (each dataset as a "
+                                       "list of its fields where they do not fit the terminal).")] = False,
+) -> None:
     """List the suites, their datasets, and whether each dataset's folder is found under the data root."""
-    from pacebench.data import READERS
-    from pacebench.plan.suites import all_suites
-    from pacebench.settings import data_root as default_root
+    from pacebench.data import READERS  # lazy: torch
 
     root = data_root or default_root()
-    table = Table("suite", "dataset", "classes", "group", "folder", "data", title=f"suites (data root {root})")
+    rows = []
     for suite in all_suites().values():
         for ds in suite.datasets.values():
-            folder = root / suite.data_dir / ds.folder
+            folder = Path(suite.data_dir) / ds.folder
             needs_files = READERS.get(suite.reader).needs_files
-            found = "found" if folder.is_dir() else "missing" if needs_files else "built in"
-            table.add_row(suite.name, ds.name, str(ds.classes), ds.group, str(folder), found)
-    console.print(table)
+            found = "found" if (root / folder).is_dir() else "missing" if needs_files else "built in"
+            rows.append([suite.name, ds.name, str(ds.classes), ds.group, str(folder), found])
+    columns = [Column("suite"), Column("dataset"), Column("classes", numeric=True), Column("group", headline=False),
+               Column("folder", headline=False), Column("data")]
+    console.print(Fit(columns, rows, title=f"suites (folders under the data root {root})", wide=wide))
+
 
 def inspect(
     backbone: Annotated[str, typer.Option("--backbone", help="Named backbone or timm architecture.")]
@@ -92,18 +101,17 @@ def inspect(
     image_size: Annotated[int, typer.Option("--image-size")] = 224,
 ) -> None:
     """Trainable parameter count and the σ schedule of a set-up, without weights or data."""
-    from pacebench.core.footprint import describe
+    from pacebench.core.footprint import describe  # lazy: torch
 
     info = describe(backbone, adapter, rank, classes, sigma, schedule, image_size)
     console.print(f"[bold]{backbone}[/] ({info.family}, {info.depth} blocks) + {adapter} rank {rank}, "
                   f"{classes} classes")
     console.print(f"  trainable parameters: adapters {info.adapter:,} + head {info.head:,} = "
                   f"[bold]{info.adapter + info.head:,}[/] ({(info.adapter + info.head) / 1e6:.2f} M)")
-    table = Table("position", "σ", "adapted Linear layers", title=f"σ schedule '{schedule}', σ = {sigma}")
-    for position, (s, layers) in enumerate(zip(info.sigmas, info.layers, strict=True)):
-        name = "head" if position == info.depth else f"block {position}"
-        table.add_row(name, f"{s:.4g}", str(layers))
-    console.print(table)
+    rows = [["head" if position == info.depth else f"block {position}", f"{s:.4g}", str(layers)]
+            for position, (s, layers) in enumerate(zip(info.sigmas, info.layers, strict=True))]
+    console.print(Fit([Column("position"), Column("σ", numeric=True), Column("adapted Linear layers", numeric=True)],
+                      rows, title=f"σ schedule '{schedule}', σ = {sigma}"))
 
 
 def register(app: typer.Typer) -> None:
@@ -120,4 +128,4 @@ def _config(config: dict) -> str:
 
 
 def _dataset_label(r) -> str:  # type: ignore[no-untyped-def]
-    return r.dataset + ("" if not r.data_options else " " + json.dumps(r.data_options, separators=(",", ":")))
+    return " ".join([r.dataset, *(f"{k}={v}" for k, v in sorted(r.data_options.items()))])

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from pacebench.data.base import DataRequest, Splits, register_builtin
+from pacebench.data.base import DataRequest, Splits, for_phase, register_builtin
 from pacebench.data.images import Indexed
 from pacebench.errors import UsageError
 
@@ -44,15 +44,18 @@ def split_indices(y: torch.Tensor, shots: int, split_seed: int) -> dict[str, lis
         out["train"] += idx[:shots]
         out["val"] += idx[shots:shots + n_val]
         out["test"] += idx[shots + n_val:]
-    out["trainval"] = out["train"] + out["val"]
+    out["train+val"] = out["train"] + out["val"]
     return out
+
+
+PHASE_PARTS = {"tune": ("train", "val"), "final": ("train+val", "test")}  # what each phase trains on, scores on
 
 
 class InMemory(Indexed):
     in_memory = True  # tensors already in memory: loader workers would only add overhead
 
 
-@register_builtin("demo")
+@register_builtin("demo", splits={phase: (train, (score,)) for phase, (train, score) in PHASE_PARTS.items()})
 def read_demo(request: DataRequest) -> Splits:
     if request.augment != "standard":
         raise UsageError(f"the demo's digits are tensors in memory and take no image augmentation; drop "
@@ -64,6 +67,5 @@ def read_demo(request: DataRequest) -> Splits:
         i = torch.tensor(parts[name])
         return InMemory(TensorDataset(x[i], y[i]))
 
-    if request.phase == "tune":
-        return Splits(subset("train"), {"val": subset("val")}, len(TARGET_CLASSES))
-    return Splits(subset("trainval"), {"test": subset("test")}, len(TARGET_CLASSES))
+    train, score = for_phase(PHASE_PARTS, request.phase)
+    return Splits(subset(train), {score: subset(score)}, len(TARGET_CLASSES))

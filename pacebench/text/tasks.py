@@ -24,6 +24,7 @@ from pacebench.core.methods.base import CLASSIFICATION, Objective, consistency
 from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
 from pacebench.text.data import (
+    REPORTED,
     Example,
     TextSplits,
     final_number,
@@ -189,7 +190,7 @@ class Glue(TextTask):
     """GLUE with a sequence-classification head; dev scored with MCC (CoLA), Pearson (STS-B) or accuracy."""
 
     kind = "classify"
-    reported = "dev"
+    reported = REPORTED["glue"]
     methods = ("baseline", "pace", "pace_lazy", "pace_fast")
 
     def __init__(self, dataset: str, num_classes: int, options: dict[str, Any]) -> None:
@@ -283,7 +284,7 @@ class Gsm8k(TextTask):
     the final number."""
 
     kind = "generate"
-    reported = "test"
+    reported = REPORTED["gsm8k"]
     methods = ("pretrained", "baseline", "pace", "pace_lazy")  # pace_fast would store [T, V] logits per sample
 
     def __init__(self, dataset: str, num_classes: int, options: dict[str, Any]) -> None:
