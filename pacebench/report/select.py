@@ -20,6 +20,7 @@ from pacebench.plan.suites import PaperTable, all_suites, load_suite
 from pacebench.registry import Registry
 
 if TYPE_CHECKING:
+    from pacebench.plan.sweeps import Sweep
     from pacebench.store import RunRecord, Store
 
 
@@ -44,7 +45,7 @@ class Reads:
     def methods(self) -> list[str] | None:
         return list(self._sweep().method_grids()) if self.sweep else None
 
-    def _sweep(self):  # type: ignore[no-untyped-def]
+    def _sweep(self) -> Sweep:
         from pacebench.plan.sweeps import SWEEPS  # lazy: torch (sweeps read the method registry)
 
         assert self.sweep is not None
