@@ -72,6 +72,14 @@ class Format(StrEnum):
     html = "html"
 
 
+class TableLayout(StrEnum):
+    """How a suite's paper table is laid out (`[reference.report] layout`; `report.tables.paper.LAYOUTS`)."""
+
+    datasets = "datasets"  # a column per dataset (test score), the group means, the mean of the group means
+    evals = "evals"  # a column per evaluation set of one run (domain adaptation's targets), their plain mean
+    shots = "shots"  # a row per dataset (and their average), a column per shot count
+
+
 class GradKind(StrEnum):
     """Which gradient norm a figure reads (`report.figures.READINGS`)."""
 

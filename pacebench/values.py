@@ -1,4 +1,5 @@
-"""The one parser from strings (command line, `--grid`) or TOML values to the typed fields of a config dataclass.
+"""Plain values: the one parser from strings (command line, `--grid`) or TOML values to the typed fields of a config
+dataclass, and the one canonical JSON text of a value (what run keys hash and what tells settings apart).
 
 Training settings (`spec.TrainConfig`) and method hyperparameters (each method's `Config`) both go through
 `parse_fields`, so `-t epochs=2.0` and `--hp interval=2.0` are read the same way (a whole number is accepted for an
@@ -8,6 +9,7 @@ integer field in any spelling: "2", "2.0", "2e0"; "2.5" is an error), and `inf` 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from collections.abc import Mapping
@@ -18,6 +20,14 @@ from typing import Any
 from pacebench.errors import UsageError
 
 INT_MAX = 2**31 - 1  # whole numbers (seeds, epochs, ranks, ...) land in INTEGER columns: 32 bits on PostgreSQL
+
+
+def canonical_json(value: Any) -> str:
+    """`value` as compact JSON with sorted keys (dict order never matters; anything else JSON lacks as its str).
+
+    Run keys hash this text (`plan.runkey`), so its bytes must never change: pinned keys would move.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 @cache

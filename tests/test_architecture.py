@@ -108,29 +108,38 @@ def test_the_circle_finder_finds_a_circle():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def reason(lines: list[str], lineno: int) -> str:
-    """The reason an import inside a function gives: the comment on its line, or on the first import of the block
-    of imports it belongs to (one reason covers `from a import x` / `from b import y` written together)."""
-    i = lineno - 1
-    while True:
-        line = lines[i]
+def comment(lines: list[str], first: int, last: int) -> str:
+    """The first comment on lines first..last (1-based, inclusive) or on the line just above them, "" if none."""
+    above = lines[first - 2].strip() if first > 1 else ""
+    if above.startswith("#"):
+        return above.lstrip("# ")
+    for line in lines[first - 1:last]:
         if "#" in line and line.split("#", 1)[1].strip():
             return line.split("#", 1)[1].strip()
-        above = lines[i - 1].strip() if i > 0 else ""
-        if not above.startswith(("from ", "import ", "#")):
-            return ""
-        if above.startswith("#"):
-            return above.lstrip("# ")
-        i -= 1
+    return ""
 
 
 def function_imports() -> list[tuple[Path, int, str]]:
-    """(file, line, the reason it gives, "" if none) of every import inside a function."""
+    """(file, line, the reason it gives, "" if none) of every import inside a function. One reason covers a run of
+    imports written together (`from a import x` / `from b import y`): it sits on the first of them or above it."""
     out = []
     for path in modules().values():
         lines = path.read_text().splitlines()
-        out += [(path, node.lineno, reason(lines, node.lineno)) for node, inside in imports(path) if inside]
-    return out
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for body in (n.body for n in ast.walk(node) if hasattr(n, "body") and isinstance(n.body, list)):
+                block: list[ast.stmt] = []
+                for stmt in [*body, None]:
+                    if isinstance(stmt, ast.Import | ast.ImportFrom):
+                        block.append(stmt)
+                        continue
+                    if block:
+                        why = comment(lines, block[0].lineno, block[0].end_lineno or block[0].lineno)
+                        out += [(path, n.lineno, why) for n in block]
+                    block = []
+    return sorted(set(out))
 
 
 def test_imports_inside_functions_are_few_and_each_says_why():

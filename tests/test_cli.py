@@ -45,7 +45,10 @@ def test_methods_lists_every_registered_method():
 def test_suites_lists_the_demo():
     result = invoke("suites")
     assert_ok(result)
-    assert "digits" in result.output and "built in" in result.output
+    files, datasets = result.output.split("suites (folders under")
+    assert "demo.toml (built in)" in " ".join(files.split())  # where each suite comes from
+    demo = datasets[datasets.index("\ndemo "):].split("\ndomain")[0]  # its row, however it wraps
+    assert "digits" in demo and demo.split()[-2:] == ["built", "in"]
 
 
 def test_inspect_counts_vit_b16_exactly():
@@ -279,7 +282,7 @@ def test_help_lists_what_the_registries_hold():
     """The option help is read from the registries when shown, so it cannot fall behind them."""
     from pacebench.core.methods import ABLATIONS, EFFICIENCY, METHODS
     from pacebench.plan.spec import TRAIN_FIELDS
-    from pacebench.report import FIGURES, table_names
+    from pacebench.report.select import FIGURES, table_names
 
     def text(*args: str) -> str:
         result = invoke(*args)

@@ -19,10 +19,11 @@ from rich.console import Console
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.plan.suites import load_suite
-from pacebench.report import FIGURES, TableData, gather, plot, render, render_table, table_names, tables
-from pacebench.report.figures import accuracy_data, fp_distance_data, grad_norm_data, lambda_sweep_data
+from pacebench.report.figures import accuracy_data, fp_distance_data, grad_norm_data, lambda_sweep_data, plot
 from pacebench.report.reference import reference_table
-from pacebench.report.render import to_csv, to_latex, to_markdown
+from pacebench.report.render import render, render_table, to_csv, to_latex, to_markdown
+from pacebench.report.select import FIGURES, table_names, tables
+from pacebench.report.tables import TableData, gather
 from pacebench.store import EpochRecord, RunRecord, Store
 
 W1, W2 = "1" * 64, "2" * 64
@@ -96,6 +97,20 @@ def test_table_names_and_aliases():
     titles = " ".join(entry.title for _, entry in FIGURES.items())
     assert all(f"Fig. {n}" in titles for n in ("2a/3a", "2b/3b", "2c/3c", "4", "5", "6")) and "Figs. 7-8" in titles
     assert set(FIGURES.names()) == {"grad-norm", "fp-distance", "accuracy", "lambda-sweep", "efficiency", "sensitivity"}
+
+
+def test_each_table_and_figure_has_one_gather_step_and_reads_what_its_sweep_makes():
+    from pacebench.plan.sweeps import SWEEPS
+    from pacebench.report.figures import DRAWINGS
+    from pacebench.report.select import CODE_TABLES
+    from pacebench.report.tables.base import GATHERS
+
+    assert sorted(GATHERS.names()) == sorted(t.name for t in CODE_TABLES)
+    assert DRAWINGS.names() == FIGURES.names()
+    readers = {e.reads.sweep: name for name, e in FIGURES.items() if e.reads.sweep}
+    readers |= {e.reads.sweep: f"table:{e.aliases[0]}" for e in CODE_TABLES if e.reads and e.reads.sweep}
+    assert {s.name: s.draws for _, s in SWEEPS.items()} == readers, "a sweep draws what reads its runs"
+    assert FIGURES.get("lambda-sweep").reads.methods() == ["baseline", "pace", "fpa"]
 
 
 # ---- demo table ---------------------------------------------------------------------------------------------------
@@ -420,7 +435,7 @@ def test_figures_say_which_runs_are_missing(tmp_path, curves):
     make_run(empty, suite="vtab", dataset="dtd", test=1, epochs=epochs([1, 1, 1]))
     with pytest.raises(PacebenchError, match="2 data sets match"):
         plot("grad-norm", empty, tmp_path / "x.png")
-    with pytest.raises(PacebenchError, match="no finished final-phase runs of pace, fpa, baseline"):
+    with pytest.raises(PacebenchError, match="no finished final-phase runs of baseline, pace, fpa"):
         plot("lambda-sweep", empty, tmp_path / "x.png", suite="demo")
     assert not (tmp_path / "x.png").exists()
 
@@ -467,12 +482,12 @@ def test_efficiency_gather(figure_store):
     from pacebench.report.figures import efficiency_data
 
     frame = efficiency_data(figure_store, suite="demo")
-    lazy = frame[(frame.panel == "lazy regularisation interval N")]
+    lazy = frame[(frame.panel == "pace_lazy: interval N")]
     acc = lazy[lazy.metric == "accuracy"].set_index("x")
     assert acc.loc[1.0, "mean"] == 80 and acc.loc[4.0, "mean"] == 75 and acc.loc[4.0, "n"] == 2  # N=1 is PACE
     cost = lazy[lazy.metric == "relative cost"].set_index("x")
     assert (cost.loc[1.0, "mean"], cost.loc[2.0, "mean"], cost.loc[4.0, "mean"]) == (2.0, 1.5, 1.25)
-    multi = frame[(frame.panel == "number of networks M") & (frame.metric == "relative cost")].set_index("x")
+    multi = frame[(frame.panel == "pace_multi: copies M") & (frame.metric == "relative cost")].set_index("x")
     assert (multi.loc[2.0, "mean"], multi.loc[3.0, "mean"]) == (2.0, 3.0)
     base = frame[(frame.method == "baseline") & (frame.metric == "accuracy")]
     assert base["x"].isna().all() and set(base["mean"]) == {70.0}
@@ -609,3 +624,44 @@ def test_params_table_shows_counted_measured_and_printed(tmp_path):
                    backbone="vit_b16_in21k", data_options={"shots": 16, "split_seed": 0})
     written_run(store, spec, {"test_acc": 1.0}, facts={"trainable_params": 3_000_000})
     assert gather("params", store, suite="domain").frame.iloc[0]["measured (M)"] == pytest.approx(3.0)
+
+
+def test_a_new_table_is_an_entry_in_select_and_a_gather_step(tmp_path, monkeypatch):
+    """What docs/extending.md promises: a `TableEntry` in `select.CODE_TABLES` and an `@gatherer` function are all a
+    table over any suite needs; `--table`, the help list and the HTML page find it, reading the runs it declares."""
+    from pacebench.report import select
+    from pacebench.report.page import table_sections
+    from pacebench.report.select import Reads, TableEntry
+    from pacebench.report.tables.base import GATHERS, gatherer
+
+    entry = TableEntry("seedcount", "finished seeds per method", Reads(suites=("demo",)), aliases=("sc",))
+    monkeypatch.setattr(select, "CODE_TABLES", (*select.CODE_TABLES, entry))
+    monkeypatch.setattr(GATHERS, "_items", dict(GATHERS._items))
+
+    @gatherer("seedcount")
+    def seeds(store, entry, suite=None, dataset=None) -> TableData:
+        runs = entry.reads.runs(store, suite, dataset)
+        return TableData("seeds", pd.DataFrame({"method": [r.method for r in runs], "seed": [r.seed for r in runs]}))
+
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    make_run(store, test=80.0)
+    make_run(store, suite="vtab", dataset="cifar", test=70.0)  # not read: the table declares the demo suite
+    assert "seedcount" in table_names() and list(gather("sc", store).frame["method"]) == ["baseline"]
+    page = {s.anchor: s.body for s in table_sections(store)}
+    assert "1 finished phase-2 runs" in page["table-seedcount"]
+
+
+def test_the_page_shows_the_speed_table_when_bench_rows_exist(tmp_path):
+    from pacebench.report.page import table_sections
+
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    make_run(store, test=80.0)
+    assert "table-speed" not in [s.anchor for s in table_sections(store)]
+    row = {"device": "cpu", "device_name": "CPU", "versions": {"torch": "2"}, "backbone": "test_vit",
+           "adapter": "lora_mul+vpt_add", "rank": 2, "batch": 2, "image_size": 16, "patch_size": 8, "classes": 3,
+           "precision": "fp32", "compile": False, "paths": "fast", "threads": 1, "warmup": 0, "steps": 2,
+           "method": "baseline", "ms_per_step": 10.0, "images_per_s": 200.0, "gflop_per_step": 0.1,
+           "time_ratio": 1.0, "flop_ratio": 1.0, "peak_mib": None, "mfu": None, "times_ms": [10.0, 10.0]}
+    store.add_speed([row])
+    sections = {s.anchor: s.body for s in table_sections(store)}
+    assert "table-speed" in sections and "<td class=\"num\">10.0</td>" in sections["table-speed"]

@@ -116,17 +116,19 @@ def test_paper_tables_are_declared_by_the_suite_files():
     layouts = {name: s.paper_table for name, s in all_suites().items() if s.paper_table}
     assert {n: (t.name, t.number, t.layout) for n, t in layouts.items()} == {
         "vtab": ("vtab", 1, "datasets"), "fewshot": ("fewshot", 2, "shots"), "fgvc": ("fgvc", 3, "datasets"),
-        "domain": ("domain", 4, "evals")}
+        "domain": ("domain", 4, "evals"), "glue": ("glue", None, "datasets"), "gsm8k": ("gsm8k", None, "datasets")}
     for name, t in layouts.items():
         ref = csv(name, "table")
         assert set(t.rows.values()) <= set(ref["method"]), f"{name}: a paper row name is not in its reference CSV"
-        assert t.notes and t.description.startswith(f"Table {t.number}")
+        assert t.notes and t.description.startswith(f"Table {t.number}" if t.number else "Slides:")
+        assert set(t.dataset_columns.values()) <= set(ref.columns), f"{name}: a dataset column is not in its CSV"
     assert set(layouts["domain"].columns) <= set(csv("domain", "table").columns)
 
 
 def test_a_new_suite_file_adds_its_paper_table(tmp_path: Path, monkeypatch):
     """A paper table for a new suite is that suite's file alone: no code names it."""
-    from pacebench.report import table_names, tables
+    from pacebench.report.select import table_names, tables
+    from pacebench.report.tables import gather
 
     (tmp_path / "reference").mkdir()
     (tmp_path / "reference" / "t.csv").write_text("method,a,b,mean\nOurs,1.0,3.0,2.0\n")
@@ -140,7 +142,7 @@ def test_a_new_suite_file_adds_its_paper_table(tmp_path: Path, monkeypatch):
         assert "newtab" in table_names() and tables().get("7").name == "newtab"  # beside the built-in tables
         from pacebench.store import MemoryStore
 
-        data = tables().get("newtab").gather(MemoryStore())
+        data = gather("newtab", MemoryStore())
         assert list(data.frame["source"]) == ["paper (Ours)"] and data.frame["a"].item() == 1.0
         assert data.title == "Table 7: " and "n" in data.notes
     finally:

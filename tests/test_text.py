@@ -359,7 +359,8 @@ def test_data_check_text_suites(world, tmp_path):
     assert result.exit_code == 0 and "train=16 test=4" in result.output
     result = invoke("data", "check", "glue", "--root", str(world["data"]))
     assert result.exit_code == 1  # four GLUE tasks are absent in the test data
-    assert "train=24 dev=8" in result.output and "glue/cola: missing data folder" in result.output
+    assert "train=24" in result.output and "dev=8" in result.output  # (the terminal table may wrap the sizes)
+    assert "glue/cola: missing data folder" in result.output
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -598,3 +599,14 @@ def test_text_runs_take_fig2_readings_and_they_never_change_training(world):
     assert all(r.grad_norm_task_heldout is None for r in off_epochs)
     last = on_epochs[-1]
     assert last.grad_norm_task_train > 0 and last.grad_norm_task_heldout > 0 and last.fp_distance_heldout >= 0
+
+
+def test_the_glue_table_names_each_task_by_its_metric():
+    """benchmarks/glue.toml names each task's column in the slides' CSV; its suffix is the task's own metric."""
+    from pacebench.plan.suites import load_suite
+    from pacebench.text.data import GLUE_TASKS
+
+    table = load_suite("glue").paper_table
+    assert table is not None and set(table.dataset_columns) == set(GLUE_TASKS)
+    for task, column in table.dataset_columns.items():
+        assert column.removeprefix(f"{task}_") in (GLUE_TASKS[task].metric, GLUE_TASKS[task].metric[:3]), column

@@ -60,10 +60,20 @@ def test_unknown_names_are_listed_with_the_known_ones():
         METHODS.get("pace").make_config({"lamda": 1})
 
 
-def test_every_schedule_and_format_choice_has_exactly_one_implementation():
-    from pacebench.choices import Format, Schedule
+def test_every_schedule_format_and_table_layout_choice_has_exactly_one_implementation():
+    from pacebench.choices import Format, Schedule, TableLayout
     from pacebench.core.noise import SCHEDULES
     from pacebench.report.render import FORMATS
+    from pacebench.report.tables.paper import LAYOUTS
 
     assert list(SCHEDULES.names()) == list(Schedule)
     assert sorted(FORMATS.names()) == sorted(Format)
+    assert sorted(LAYOUTS.names()) == sorted(TableLayout)
+
+
+def test_canonical_json_is_the_bytes_run_keys_hash():
+    from pathlib import Path
+
+    from pacebench.values import canonical_json
+
+    assert canonical_json({"b": 1, "a": [1.5, None], "c": Path("x")}) == '{"a":[1.5,null],"b":1,"c":"x"}'

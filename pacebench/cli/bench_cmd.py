@@ -54,10 +54,10 @@ def register(app: typer.Typer) -> None:
             profile_tables,
             run,
         )
-        from pacebench.execution.devices import resolve_device  # lazy: torch
-        from pacebench.report import render  # lazy: pandas
-        from pacebench.report.tables import speed_table  # lazy: pandas
-        from pacebench.store import MemoryStore, Store  # lazy: SQLAlchemy
+        from pacebench.execution.devices import resolve_device
+        from pacebench.report.render import render
+        from pacebench.report.tables.speed import SETUP, speed_table
+        from pacebench.store import MemoryStore, Store
         from pacebench.training.loop import resolve_precision  # lazy: torch
 
         resolved = resolve_device(device)
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
             measured = MemoryStore()  # this measurement alone, rendered by the same table as the stored ones
             measured.add_speed(records)
             table = speed_table(measured)
-            table.frame = table.frame.drop(columns=["when", "device", "backbone", "precision", "batch", "px"])
+            table.frame = table.frame.drop(columns=list(SETUP))  # printed above
             console.print(render(table, "rich"))
             for method, text in (profile_tables(cfg, built, profile) if profile > 0 else {}).items():
                 console.print(f"\n[bold]{method}[/bold]: one step, operators by their own time")

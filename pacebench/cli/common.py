@@ -19,6 +19,7 @@ from typer.core import TyperCommand, TyperGroup
 from pacebench.errors import PacebenchError, UsageError, one_line
 from pacebench.plan.spec import TRAIN_FIELDS
 from pacebench.plan.suites import all_suites
+from pacebench.report import select
 from pacebench.settings import DATA_ENV, DB_ENV, default_db_url
 from pacebench.values import INT_MAX
 
@@ -26,9 +27,32 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def flow(text: str | None) -> str | None:
+    """A docstring as paragraphs that wrap at the terminal's width: the lines of each paragraph joined, so that
+    `--help` never breaks a sentence where its source line ended (a paragraph starting with click's "\b" is kept
+    as written)."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+                       for p in paragraphs)
+
+
+def flow_help(command: Any) -> None:
+    """`flow` on the help of `command` and of every command under it."""
+    command.help = flow(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        flow_help(sub)
+
+
 class Group(TyperGroup):
-    """Turns PacebenchError, and click's own usage errors (a bad choice, an unknown option), into one red line and
-    its exit code (1 failure, 2 usage), never a traceback or a boxed panel."""
+    """The root command group. Its commands' help flows as paragraphs (`flow`). It turns PacebenchError, and click's
+    own usage errors (a bad choice, an unknown option), into one red line and its exit code (1 failure, 2 usage),
+    never a traceback or a boxed panel."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        flow_help(self)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -66,14 +90,6 @@ def _method_lists() -> dict[str, str]:
                                                        for n, _, _ in cls.hyperparameters()))}
 
 
-def _report_lists() -> dict[str, str]:
-    from pacebench.report import FIGURES, tables  # lazy: pandas
-
-    entries = dict.fromkeys(entry for _, entry in tables().items())
-    return {"tables": ", ".join("/".join((*e.aliases[:1], e.name)) for e in entries),
-            "figures": ", ".join(FIGURES.names())}
-
-
 def _sweep_lists() -> dict[str, str]:
     from pacebench.plan.sweeps import SWEEPS  # lazy: the registries import torch
 
@@ -87,14 +103,17 @@ def _adapter_lists() -> dict[str, str]:
 
 
 def _light_lists() -> dict[str, str]:
-    return {"suites": ", ".join(all_suites()), "training_settings": ", ".join(TRAIN_FIELDS)}
+    entries = {entry.name: entry for _, entry in select.tables().items()}
+    return {"suites": ", ".join(all_suites()), "training_settings": ", ".join(TRAIN_FIELDS),
+            "tables": ", ".join("/".join((*e.aliases[:1], e.name)) for e in entries.values()),
+            "figures": ", ".join(select.FIGURES.names())}
 
 
 LISTS: dict[str, Callable[[], dict[str, str]]] = {
     name: source for source, names in (
         (_method_lists, ("methods", "table6", "efficiency", "hyperparameters")),
-        (_report_lists, ("tables", "figures")), (_sweep_lists, ("sweeps",)), (_adapter_lists, ("adapters",)),
-        (_light_lists, ("suites", "training_settings"))) for name in names
+        (_sweep_lists, ("sweeps",)), (_adapter_lists, ("adapters",)),
+        (_light_lists, ("suites", "training_settings", "tables", "figures"))) for name in names
 }  # what `{name}` in an option's help stands for: a list read from its registry when the help is shown
 
 
@@ -118,8 +137,9 @@ class RegistryHelp(TyperCommand):
         super().format_help(ctx, formatter)
 
 
-DbOption = Annotated[str | None, typer.Option("--db", envvar=DB_ENV, help="SQLAlchemy database URL.",
-                                              show_default="sqlite:///results/pacebench.db")]
+DbOption = Annotated[str | None, typer.Option("--db", envvar=DB_ENV, show_default=False,
+                                              help="SQLAlchemy database URL (default: the SQLite file "
+                                                   "results/pacebench.db).")]
 
 
 def db_url(db: str | None) -> str:

@@ -26,15 +26,18 @@ def compare(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the resampling.")] = 0,
     db: DbOption = None,
 ) -> None:
-    """Whether A's difference to B is real: per data set the two means, Δ with its 95% interval, p (raw and
-    Holm-adjusted), the verdict and the seeds a difference of --delta needs; then Δ over the suite (mean and IQM
-    with stratified intervals, P(A > B), wins / ties / losses). Runs are paired example by example where their
-    per-example predictions are stored, else compared at the seed level (labelled so). docs/statistics.md explains
-    each number and when it is the wrong tool."""
-    from pacebench.report import render  # lazy: pandas, scipy, torch (the registries)
-    from pacebench.report.compare import as_tables, parse_side
+    """Whether A's difference to B is real, per data set and over the suite.
+
+    Per data set: the two means, Δ with its 95% interval, p (raw and Holm-adjusted), the verdict, and the seeds a
+    difference of --delta would need. Over the suite: mean and IQM of Δ with stratified intervals, P(A > B), and
+    wins / ties / losses.
+
+    Runs are paired example by example where their per-example predictions are stored, else compared at the seed
+    level (labelled so); docs/statistics.md explains each number and when it is the wrong tool."""
+    from pacebench.report.compare import as_tables, parse_side  # lazy: pandas, scipy, torch (the registries)
     from pacebench.report.compare import compare as run_compare
-    from pacebench.report.tables import finished_runs
+    from pacebench.report.render import render
+    from pacebench.report.select import Reads
     from pacebench.store import Store
 
     if delta <= 0 or boot < 100:
@@ -43,7 +46,8 @@ def compare(
         raise UsageError("--out writes a file: add --format md, csv, latex or html")
     store = Store(db_url(db), readonly=True)
     names = split_list(datasets)
-    runs = [r for r in finished_runs(store, suite=suite, phase=phase) if names is None or r.dataset in names]
+    read = Reads(suites=None if suite is None else (suite,))
+    runs = [r for r in read.runs(store, suite, phase=phase) if names is None or r.dataset in names]
     tables = as_tables(run_compare(runs, store.predictions, parse_side(a), parse_side(b), phase, delta, boot, seed))
     if fmt == Format.rich:
         for table in tables:

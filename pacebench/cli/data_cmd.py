@@ -10,10 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from pacebench.plan.suites import all_suites, load_suite
 from pacebench.settings import data_root, results_dir
+from pacebench.terminal import Column, Fit
 
 app = typer.Typer(help="Check data sets on disk.", no_args_is_help=True)
 
@@ -39,16 +40,17 @@ def check(
     root = root or data_root()
     suites = [load_suite(suite)] if suite else list(all_suites().values())
     results = [(s, result) for s in suites for result in check_suite(s, root, full)]
-    table = Table("suite", "dataset", "status", "fingerprint", "sizes", title=f"Data under {root}")
-    table.add_column("first problem", overflow="fold")  # fold, never cut: the path in it is what to fix
+    rows = []
     for s, r in results:
         first = r.problems[0] + (f" (+{len(r.problems) - 1} more)" if len(r.problems) > 1 else "") if r.problems else ""
         sizes = " ".join(f"{name}={n}" for name, n in r.sizes.items()) or "-"
         found = r.status == "found"
         fingerprint = dataset_fingerprint(s, s.dataset(r.dataset), root, results_dir() / "cache") if found else "-"
-        table.add_row(r.suite, r.dataset, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", fingerprint, sizes, first)
+        rows.append([r.suite, r.dataset, Text(r.status, style=STATUS_STYLE[r.status]), fingerprint, sizes, first])
+    columns = [Column("suite"), Column("dataset"), Column("status"), Column("fingerprint"), Column("sizes"),
+               Column("first problem", headline=False)]  # never cut: the path in it is what to fix
     console = Console()
-    console.print(table)
+    console.print(Fit(columns, rows, title=f"Data under {root}", hidden="each problem is listed in full below"))
     for _, r in results:
         for note in r.notes:
             console.print(f"{r.suite}/{r.dataset}: {note}", markup=False, soft_wrap=True)

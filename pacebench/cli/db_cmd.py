@@ -12,7 +12,7 @@ app = typer.Typer(help="Manage the results database (it also upgrades itself whe
 @app.command()
 def upgrade(db: DbOption = None) -> None:
     """Create the database or migrate it to the newest schema revision."""
-    from pacebench.store import Store
+    from pacebench.store import Store  # lazy: SQLAlchemy and Alembic
 
     url = db_url(db)
     Store(url)
@@ -22,7 +22,7 @@ def upgrade(db: DbOption = None) -> None:
 @app.command()
 def current(db: DbOption = None) -> None:
     """Print the schema revision of the database (read-only: creates and migrates nothing)."""
-    from pacebench.store.database import schema_revision
+    from pacebench.store.database import schema_revision  # lazy: SQLAlchemy and Alembic
 
     revision, head = schema_revision(db_url(db))
     note = "" if revision == head else f" (the newest is {head}: `pacebench db upgrade` migrates)"
@@ -30,6 +30,6 @@ def current(db: DbOption = None) -> None:
 
 
 def current_revision(url: str) -> str:
-    from pacebench.store.database import schema_revision
+    from pacebench.store.database import schema_revision  # lazy: SQLAlchemy and Alembic
 
     return schema_revision(url)[0] or "empty"

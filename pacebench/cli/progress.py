@@ -15,14 +15,18 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from pacebench.choices import Phase, Status
+from pacebench.data.base import phase_line
 from pacebench.plan.spec import PHASES
+from pacebench.plan.suites import load_suite
 from pacebench.settings import WorkerSettings
 from pacebench.store import Storage, WorkerRecord
 from pacebench.store.base import utcnow
+from pacebench.terminal import Column, Fit
 
-ORDER = ("done", "running", "queued", "failed")
+ORDER = (Status.done, Status.running, Status.queued, Status.failed)
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -37,26 +41,31 @@ def _duration(seconds: float | None) -> str:
 
 def counts_line(counts: Any) -> str:
     total = sum(counts.values())
-    parts = [f"{counts.get(s, 0)} {s}" for s in ORDER if counts.get(s, 0) or s in ("done", "queued")]
+    parts = [f"{counts.get(s, 0)} {s}" for s in ORDER if counts.get(s, 0) or s in (Status.done, Status.queued)]
     return f"{total} runs: " + ", ".join(parts)
 
 
-def workers_table(workers: list[WorkerRecord], lease_s: float) -> Table:
+WORKER_COLUMNS = [Column("worker"), Column("device", headline=False), Column("state"), Column("run"),
+                  Column("epoch", numeric=True), Column("loss", numeric=True, headline=False),
+                  Column("heartbeat", headline=False), Column("run ETA", numeric=True)]
+
+
+def workers_table(workers: list[WorkerRecord], lease_s: float) -> Fit:
     """One line per worker: its run, epoch, loss, heartbeat age and the run's ETA."""
     now = utcnow()
-    table = Table("worker", "device", "state", "run", "epoch", "loss", "heartbeat", "run ETA", box=None)
+    rows = []
     for w in workers:
         age = (now - w.heartbeat_at).total_seconds()
-        state = w.state if w.state == "stopped" or age < lease_s else f"[red]silent {age:.0f}s[/]"
+        state = Text(w.state) if w.state == "stopped" or age < lease_s else Text(f"silent {age:.0f}s", style="red")
         info = w.info or {}
         training = w.state == "training" and w.run_id is not None
         epochs: int = info.get("epochs") or 0
         epoch = w.epoch
         eta = (epochs - epoch - 1) * info["epoch_s"] if training and epoch is not None and "epoch_s" in info else None
-        table.add_row(w.name, w.device, state, info.get("label", "") if training else "",
-                      f"{epoch + 1}/{epochs}" if training and epoch is not None else "",
-                      _fmt(info.get("loss"), 3) if training else "", f"{age:.0f}s ago", _duration(eta))
-    return table
+        rows.append([w.name, w.device, state, info.get("label", "") if training else "",
+                     f"{epoch + 1}/{epochs}" if training and epoch is not None else "",
+                     _fmt(info.get("loss"), 3) if training else "", f"{age:.0f}s ago", _duration(eta)])
+    return Fit(WORKER_COLUMNS, rows, hidden="a wider terminal shows them")
 
 
 class SweepDisplay:
@@ -70,7 +79,7 @@ class SweepDisplay:
 
     def render(self) -> Any:
         counts = self.store.status_counts(self.keys)
-        finished = counts.get("done", 0) + counts.get("failed", 0)
+        finished = counts.get(Status.done, 0) + counts.get(Status.failed, 0)
         bar = ProgressBar(total=max(len(self.keys), 1), completed=finished, width=40)
         workers = self.store.workers(active_since=self.since)
         return Group(_grid(bar, counts_line(counts)), workers_table(workers, self.lease_s))
@@ -100,9 +109,11 @@ class ConsoleReporter:
 
     def planned(self, specs: list[Any], keys: list[str], done: set[str], store: Storage, origin: str) -> None:
         self.console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {self.where} -> {store.url}")
-        for phase in sorted({s.phase for s in specs}):
+        several = len({s.suite for s in specs}) > 1
+        for suite, phase in sorted({(s.suite, s.phase) for s in specs}):
             note = " (settings given directly, not tuned)" if origin == "direct" and phase == Phase.final else ""
-            self.console.print(f"  {PHASES[phase]}{note}")
+            where = f"{suite} " if several else ""
+            self.console.print(f"  {where}{phase_line(load_suite(suite), phase)}{note}")
         if self.dry_run:
             for spec, key in zip(specs, keys, strict=True):
                 self.console.print(f"  {'done ' if key in done else 'todo '} {key}  {spec.label()}")
@@ -136,13 +147,13 @@ class ConsoleReporter:
             self.console.print(then)
 
     def searching(self) -> None:
-        self.console.print("[bold]phase 1[/]: grid search on the validation split (test data is never read)")
+        self.console.print(f"[bold]{PHASES[Phase.tune]}[/]: grid search, scored on held-out data (test data is never "
+                           "read)")
 
     def chosen(self, excluded: list[str], best: Mapping[Any, Any], fixed: int) -> None:
         for point in excluded:
             self.console.print(f"[yellow]excluded[/] {point}")
-        self.console.print(f"[bold]phase 2[/]: {len(best)} chosen setting(s) and {fixed} fixed run(s) on "
-                           "train+val -> test")
+        self.console.print(f"[bold]{PHASES[Phase.final]}[/]: {len(best)} chosen setting(s) and {fixed} fixed run(s)")
         for c in best.values():
             self.console.print(f"  {c.dataset} {c.method}: {c.method_config} (val {c.val_acc:.2f} over "
                                f"{len(c.seeds)} seed(s), best of {c.candidates})")
@@ -155,8 +166,8 @@ def print_outcomes(console: Console, result: Any) -> None:
         status = "skipped-done" if r.key in result.done_before else r.status
         metrics = r.metrics or {}
         score = metrics.get("test_acc") if r.phase == "final" else metrics.get("val_acc")
-        style = {"done": "green", "failed": "red", "skipped-done": "dim"}.get(status, "yellow")
-        detail = (f"{'test' if r.phase == 'final' else 'val'} {_fmt(score)}" if r.status == "done"
+        style = {Status.done: "green", Status.failed: "red", "skipped-done": "dim"}.get(status, "yellow")
+        detail = (f"{'test' if r.phase == Phase.final else 'val'} {_fmt(score)}" if r.status == Status.done
                   else (r.error or "").splitlines()[0] if r.error else r.worker or "")
         adapter = f" {r.adapter}" if several else ""
         console.print(f"[{style}]{status:>15}[/] {r.key} {r.dataset}{adapter} {r.method} seed {r.seed}: {detail}")
@@ -170,8 +181,8 @@ def status_view(store: Storage, suite: str | None, phase: str | None) -> Group:
     workers = store.workers(active_since=now - timedelta(hours=1))
     alive = [w for w in workers if w.state != "stopped" and (now - w.heartbeat_at).total_seconds() < lease]
     epoch_s = store.mean_epoch_seconds(suite=suite, phase=phase)
-    remaining = sum((r.hparams.get("epochs", 0) for r in store.runs(suite=suite, phase=phase, status="queued")), 0)
-    running = store.runs(suite=suite, phase=phase, status="running")
+    remaining = sum((r.hparams.get("epochs", 0) for r in store.runs(suite=suite, phase=phase, status=Status.queued)), 0)
+    running = store.runs(suite=suite, phase=phase, status=Status.running)
     by_run = {w.run_id: w for w in alive}
     for r in running:
         w = by_run.get(r.id)
@@ -183,7 +194,7 @@ def status_view(store: Storage, suite: str | None, phase: str | None) -> Group:
                         + (f" ({remaining} epochs left at {epoch_s:.2f}s each)" if eta else "")]
     if workers:
         lines.append(workers_table(workers, lease))
-    failed = store.runs(suite=suite, phase=phase, status="failed")
+    failed = store.runs(suite=suite, phase=phase, status=Status.failed)
     for r in failed[-10:]:
         lines.append(f"[red]failed[/] {r.key} {r.dataset} {r.method} seed {r.seed} after {r.attempts} attempt(s): "
                      f"{(r.error or '').splitlines()[0][:100] if r.error else ''}")

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from pacebench.choices import Phase, Schedule, Status
 from pacebench.cli.common import DataOption, DbOption, console, db_url
 from pacebench.plan.suites import all_suites
 from pacebench.settings import builtin_suites_dir
 from pacebench.settings import data_root as default_root
+from pacebench.terminal import Column, Fit
 
 
 def runs(
@@ -23,21 +23,23 @@ def runs(
     status: Annotated[Status | None, typer.Option("--status")] = None,
     phase: Annotated[Phase | None, typer.Option("--phase")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Show the newest N.")] = 50,
-    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device.")]
-    = False,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device (each run as "
+                                       "a list of its fields where they do not fit the terminal).")] = False,
     db: DbOption = None,
 ) -> None:
     """List runs with their status and headline metrics."""
-    from pacebench.store import Store  # lazy: SQLAlchemy
+    from pacebench.store import Store  # lazy: sqlalchemy
 
     url = db_url(db)
     store = Store(url, readonly=True)
     records = store.runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
-    columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
+    names = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
     if wide:
-        columns[1:1] = ["key", "suite"]
-        columns += ["config", "params", "device"]
-    table = Table(*columns, title=f"{len(records)} runs in {url}")
+        names[1:1] = ["key", "suite"]
+        names += ["config", "params", "device"]
+    numbers = {"id", "seed", "train", "val", "test", "params"}
+    columns = [Column(n, numeric=n in numbers, headline=n != "train") for n in names]
+    rows = []
     for r in records[-limit:]:
         m = r.metrics or {}
         error = f": {r.error.splitlines()[0][:60]}" if r.error else ""
@@ -45,8 +47,9 @@ def runs(
                "config": _config(r.method_config), "seed": str(r.seed), "phase": r.phase,
                "status": r.status + error, "train": _num(m.get("train_acc")), "val": _num(m.get("val_acc")),
                "test": _num(m.get("test_acc")), "params": f"{r.trainable_params or 0:,}", "device": r.device or ""}
-        table.add_row(*(row[c] for c in columns))
-    console.print(table)
+        rows.append([row[n] for n in names])
+    console.print(Fit(columns, rows, title=f"{len(records)} runs in {url}", wide=wide))
+
 
 def methods() -> None:
     """List the registered methods (tags, paper row, description) and their hyperparameters: default, the
@@ -54,45 +57,54 @@ def methods() -> None:
     from pacebench.core.adapters import ADAPTERS  # lazy: torch
     from pacebench.core.methods import METHODS  # lazy: torch
 
-    table = Table("method", "tags", "paper row", "description", title="methods (tags: table6 = `pacebench "
-                  "ablate`, efficiency = `ablate --efficiency`)")
-    params = Table("method", "--hp NAME", "default", "search grid", "meaning", title="hyperparameters")
+    table, params = [], []
     for name, cls in METHODS.items():
-        table.add_row(name, ", ".join(sorted(cls.tags)), cls.paper_row or "", cls.description)
+        table.append([name, ", ".join(sorted(cls.tags)), cls.paper_row or "", cls.description])
         grid = cls.search_grid()
         for hp_name, default, text in cls.hyperparameters():
-            params.add_row(name, hp_name, str(default), ", ".join(map(str, grid.get(hp_name, []))), text)
-    console.print(table)
-    console.print(params)
-    kinds = Table("adapter kind (--adapters)", "rank sets (default)", "options (default)", "merges", "what it adds",
-                  title="adapters (docs/adapters.md)")
+            params.append([name, hp_name, str(default), ", ".join(map(str, grid.get(hp_name, []))), text])
+    console.print(Fit([Column(h) for h in ("method", "tags", "paper row", "description")], table,
+                      title="methods (tags: table6 = `pacebench ablate`, efficiency = `ablate --efficiency`)"))
+    console.print(Fit([Column(h) for h in ("method", "--hp NAME", "default", "search grid", "meaning")], params,
+                      title="hyperparameters"))
+    kinds = []
     for name, kind in ADAPTERS.items():
         size = f"{kind.size} ({kind.default_size})" if kind.size else "nothing"
         options = ", ".join(f"{k}={v}" for k, v in kind.defaults.items())
-        kinds.add_row(name, size, options, "yes" if kind.mergeable else "no", kind.description)
-    console.print(kinds)
+        kinds.append([name, size, options, "yes" if kind.mergeable else "no", kind.description])
+    console.print(Fit([Column("adapter kind (--adapters)"), Column("rank sets (default)"),
+                       Column("options (default)", headline=False), Column("merges"), Column("what it adds")],
+                      kinds, title="adapters (docs/adapters.md)"))
 
-def suites(data_root: DataOption = None) -> None:
+
+def suites(
+    data_root: DataOption = None,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also each dataset's group and folder (each dataset as a "
+                                       "list of its fields where they do not fit the terminal).")] = False,
+) -> None:
     """List the suites, their datasets, and whether each dataset's folder is found under the data root."""
-    from pacebench.data import READERS  # lazy: torch (the readers)
+    from pacebench.data import READERS  # lazy: torch
 
     root = data_root or default_root()
-    builtin = builtin_suites_dir()
-    files = Table("suite", "datasets", "file", title="suite files")
+    builtin, files = builtin_suites_dir(), []
     for suite in all_suites().values():
         mine = suite.path is not None and suite.path.parent != builtin
-        origin = " (yours, replaces the built-in)" if mine and (builtin / f"{suite.name}.toml").is_file() else \
-            " (yours)" if mine else " (built in)"
-        files.add_row(suite.name, str(len(suite.datasets)), f"{suite.path}{origin}")
-    console.print(files)
-    table = Table("suite", "dataset", "classes", "group", "folder", "data", title=f"suites (data root {root})")
+        origin = "yours, replaces the built-in" if mine and (builtin / f"{suite.name}.toml").is_file() else \
+            "yours" if mine else "built in"
+        files.append([suite.name, str(len(suite.datasets)), f"{suite.path} ({origin})"])
+    console.print(Fit([Column("suite"), Column("datasets", numeric=True), Column("file")], files,
+                      title="suite files"))
+    rows = []
     for suite in all_suites().values():
         for ds in suite.datasets.values():
-            folder = root / suite.data_dir / ds.folder
+            folder = Path(suite.data_dir) / ds.folder
             needs_files = READERS.get(suite.reader).needs_files
-            found = "found" if folder.is_dir() else "missing" if needs_files else "built in"
-            table.add_row(suite.name, ds.name, str(ds.classes), ds.group, str(folder), found)
-    console.print(table)
+            found = "found" if (root / folder).is_dir() else "missing" if needs_files else "built in"
+            rows.append([suite.name, ds.name, str(ds.classes), ds.group, str(folder), found])
+    columns = [Column("suite"), Column("dataset"), Column("classes", numeric=True), Column("group", headline=False),
+               Column("folder", headline=False), Column("data")]
+    console.print(Fit(columns, rows, title=f"suites (folders under the data root {root})", wide=wide))
+
 
 def inspect(
     backbone: Annotated[str, typer.Option("--backbone", help="Named backbone or timm architecture.")]
@@ -124,11 +136,10 @@ def inspect(
         verdict = "reproduced" if p.reproduced else "[bold]NOT reproduced[/]"
         console.print(f"    {p.printed} M printed ({escape(p.source)}); counted {p.counted_m} M ({p.counted:,.0f}) at "
                       f"{setting}{head}: {verdict}. {escape(p.note)}", soft_wrap=True, highlight=False)
-    table = Table("position", "σ", "noisy modules", title=f"σ schedule '{schedule}', σ = {sigma}")
-    for position, (s, layers) in enumerate(zip(info.sigmas, info.layers, strict=True)):
-        name = "head" if position == info.depth else f"block {position}"
-        table.add_row(name, f"{s:.4g}", str(layers))
-    console.print(table)
+    rows = [["head" if position == info.depth else f"block {position}", f"{s:.4g}", str(layers)]
+            for position, (s, layers) in enumerate(zip(info.sigmas, info.layers, strict=True))]
+    console.print(Fit([Column("position"), Column("σ", numeric=True), Column("noisy modules", numeric=True)],
+                      rows, title=f"σ schedule '{schedule}', σ = {sigma}"))
 
 
 def register(app: typer.Typer) -> None:
@@ -145,4 +156,4 @@ def _config(config: dict) -> str:
 
 
 def _dataset_label(r) -> str:  # type: ignore[no-untyped-def]
-    return r.dataset + ("" if not r.data_options else " " + json.dumps(r.data_options, separators=(",", ":")))
+    return " ".join([r.dataset, *(f"{k}={v}" for k, v in sorted(r.data_options.items()))])

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from pacebench.choices import Format, GradKind, Split
+from pacebench.choices import Format, GradKind, Phase, Split, Status
 from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, err_console, writing
+from pacebench.errors import UsageError
+from pacebench.plan.suites import all_suites
+from pacebench.report import select
+from pacebench.settings import results_dir
 
 
 def report(
@@ -20,21 +26,25 @@ def report(
     = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Every column in the terminal (transposed where they do "
+                                       "not fit), not only the headline ones.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside."""
-    from pacebench.report import render_table
-    from pacebench.store import Store
+    """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside.
+
+    In a terminal the table is laid out for its width: where not every column fits, the table's headline columns,
+    with a line naming those hidden; `--wide` shows them all. md, latex, csv and html always hold every column.
+    """
+    from pacebench.report.render import render_table  # lazy: pandas
+    from pacebench.store import Store  # lazy: sqlalchemy
 
     if every and (fmt != Format.html or out is None):
-        from pacebench.errors import UsageError
-
         raise UsageError("--all writes one HTML page: add --format html --out report.html")
     store = Store(db_url(db), readonly=True)
     if every and out is not None:
         _write_page(store, out)
         return
-    rendered = render_table(table, store, fmt, suite=suite, dataset=dataset)
+    rendered = render_table(table, store, fmt, suite=suite, dataset=dataset, wide=wide)
     _coverage_note(store, table, suite, dataset)
     if out is None:
         if isinstance(rendered, str):
@@ -67,9 +77,8 @@ def plot(
     db: DbOption = None,
 ) -> None:
     """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
-    from pacebench.report import draw_figure
-    from pacebench.settings import results_dir
-    from pacebench.store import Store
+    from pacebench.report.figures import plot as draw_figure  # lazy: pandas, matplotlib
+    from pacebench.store import Store  # lazy: sqlalchemy
 
     options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
     store, out = Store(db_url(db), readonly=True), out or results_dir() / f"{figure}.png"
@@ -81,7 +90,7 @@ def plot(
 
 def _write_page(store: object, out: Path) -> None:
     """`report --all`: every table with runs and every figure whose runs exist, as one self-contained HTML page."""
-    from pacebench.report.page import build_page
+    from pacebench.report.page import build_page  # lazy: pandas, matplotlib
 
     page = build_page(store)  # type: ignore[arg-type]
     with writing(out):
@@ -97,27 +106,20 @@ def register(app: typer.Typer) -> None:
 
 def _coverage_note(store: object, table: str, suite: str | None, dataset: str | None) -> None:
     """On stderr (so md/csv output stays clean): how many phase-2 runs of the table's suite are not done."""
-    from pacebench.cli.progress import counts_line
-    from pacebench.plan.suites import all_suites
-    from pacebench.report import tables
+    from pacebench.cli.progress import counts_line  # lazy: sqlalchemy
 
-    entry = tables().get(table)
-    owners = [s.name for s in all_suites().values() if s.paper_table is not None and s.paper_table.name == entry.name]
-    name = suite or (owners[0] if owners else entry.name)
+    entry = select.tables().get(table)
+    name = suite or entry.suite or entry.name
     if name not in all_suites():
         return
-    counts = store.status_counts(suite=name, dataset=dataset, phase="final")  # type: ignore[attr-defined]
-    missing = sum(n for status, n in counts.items() if status != "done")
+    counts = store.status_counts(suite=name, dataset=dataset, phase=Phase.final)  # type: ignore[attr-defined]
+    missing = sum(n for status, n in counts.items() if status != Status.done)
     if missing:
         err_console.print(f"[yellow]{missing} run(s) of this table are missing or failed[/] ({counts_line(counts)}); "
                           "see `pacebench status`")
 
 
 def _plain(renderable: object) -> str:
-    import io
-
-    from rich.console import Console
-
     capture = Console(width=200, record=True, file=io.StringIO())
     capture.print(renderable)
     return capture.export_text()

@@ -47,9 +47,10 @@ def sweep(
     on few-shot Oxford Pets for 1/2/4/8 shots (tune phase); table6: the tuned ablations, as `pacebench ablate`.
     """
     from pacebench.plan.protocol import Plan  # lazy: the registries import torch
-    from pacebench.plan.sweeps import SWEEPS, override, plan_grids, two_phase_plan
-    from pacebench.report import plot, render_table
-    from pacebench.store import Store
+    from pacebench.plan.sweeps import SWEEPS, override, plan_grids, two_phase_plan  # lazy: torch
+    from pacebench.report.figures import plot  # lazy: pandas, matplotlib
+    from pacebench.report.render import render_table  # lazy: pandas
+    from pacebench.store import Store  # lazy: sqlalchemy
 
     spec = SWEEPS.get(name)
     s = suite or spec.suite or "demo"

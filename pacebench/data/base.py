@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch.utils.data import Dataset
 
+from pacebench.choices import Phase
 from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD, normalization
 from pacebench.data.cache import CachedImages
 from pacebench.data.images import ImageDir, Indexed, Item, ListDataset
 from pacebench.data.transforms import CachePlan, train_transform
 from pacebench.errors import DataError, UsageError
+from pacebench.plan.spec import PHASES
 from pacebench.plan.suites import load_suite
 from pacebench.registry import Registry
 
@@ -125,6 +127,9 @@ class Layout:
 
 
 LayoutFn = Callable[[Path, str, Mapping[str, Any], int], Layout]
+SplitNames = Mapping[str, tuple[str, tuple[str, ...]]]  # phase -> (what it trains on, what it scores on)
+GENERIC_SPLITS: SplitNames = {"tune": ("the train split", ("the validation split",)),
+                              "final": ("train+val", ("the test split",))}
 TransformFn = Callable[..., Callable]  # (image size, mean, std) -> transform
 CacheFn = Callable[[int], CachePlan]  # image size -> how its transforms split around the cached resize
 
@@ -139,6 +144,7 @@ class Reader:
     kind: str = "image"  # which trainer reads it (`training.TRAINERS`): "image", or "text" for the text suites
     fingerprint: Callable[[DatasetDef], str] | None = None  # data built into the package: its identity
     check: Callable[[Mapping[str, Any]], None] | None = None  # refuses data options it cannot honour, at planning
+    splits: SplitNames = field(default_factory=lambda: GENERIC_SPLITS)  # the layout's names, for what users read
 
     @property
     def needs_files(self) -> bool:
@@ -168,29 +174,30 @@ def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn,
 
 
 def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | None = None,
-                    cache: CacheFn | None = None) -> Callable[[LayoutFn], LayoutFn]:
+                    cache: CacheFn | None = None, splits: SplitNames = GENERIC_SPLITS
+                    ) -> Callable[[LayoutFn], LayoutFn]:
     """Registers a layout function as the reader `name`, training with its `standard` transform (unless the run
     asks for another augmentation) and evaluating with `evaluate` (the same one when not given, as VTAB's protocol
     has it). Each is called as `transform(image size, mean, std)`. `cache(image size)` splits those transforms into
     a cached resize and a tensor stage (`transforms.CachePlan`), so a run that asks for a cache decodes each image
-    once."""
+    once. `splits` names, per phase, what the layout trains on and scores on (for the plan's phase lines)."""
 
     def decorator(layout: LayoutFn) -> LayoutFn:
         read = partial(_read_layout, layout, standard, evaluate or standard, cache)
-        READERS.register(name)(Reader(read, layout))
+        READERS.register(name)(Reader(read, layout, splits=splits))
         return layout
 
     return decorator
 
 
 def register_builtin(name: str, fingerprint: Callable[[DatasetDef], str],
-                     check: Callable[[Mapping[str, Any]], None] | None = None
+                     check: Callable[[Mapping[str, Any]], None] | None = None, splits: SplitNames = GENERIC_SPLITS
                      ) -> Callable[[Callable[[DataRequest], Splits]], Callable[[DataRequest], Splits]]:
     """Registers a reader whose data is built into the package (nothing under the data root); `fingerprint` says
     which data it builds (`data.fingerprint`), `check` refuses data options it cannot honour."""
 
     def decorator(read: Callable[[DataRequest], Splits]) -> Callable[[DataRequest], Splits]:
-        READERS.register(name)(Reader(read, fingerprint=fingerprint, check=check))
+        READERS.register(name)(Reader(read, fingerprint=fingerprint, check=check, splits=splits))
         return read
 
     return decorator
@@ -213,6 +220,13 @@ def option(options: Mapping[str, Any], name: str, default: int | None = None) ->
         return int(value)
     except (TypeError, ValueError):
         raise UsageError(f"data option {name!r} must be an integer, got {value!r}") from None
+
+
+def phase_line(suite: Suite, phase: str) -> str:
+    """What `phase` of `suite` trains on and scores on, in the suite's own split names: "phase 2: train on
+    train800val200, score on test" (VTAB-1k)."""
+    train, evals = for_phase(READERS.get(suite.reader).splits, phase)
+    return f"{PHASES[Phase(phase)]}: train on {train}, score on {', '.join(evals)}"
 
 
 # ---- where a suite's data set lies ----------------------------------------------------------------------------

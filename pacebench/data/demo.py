@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from pacebench.data.base import DataRequest, Splits, register_builtin
+from pacebench.data.base import DataRequest, Splits, for_phase, register_builtin
 from pacebench.data.images import Indexed
 from pacebench.errors import UsageError
 
@@ -48,8 +48,11 @@ def split_indices(y: torch.Tensor, shots: int, split_seed: int) -> dict[str, lis
         out["train"] += idx[:shots]
         out["val"] += idx[shots:shots + n_val]
         out["test"] += idx[shots + n_val:]
-    out["trainval"] = out["train"] + out["val"]
+    out["train+val"] = out["train"] + out["val"]
     return out
+
+
+PHASE_PARTS = {"tune": ("train", "val"), "final": ("train+val", "test")}  # what each phase trains on, scores on
 
 
 class InMemory(Indexed):
@@ -82,7 +85,8 @@ def check_options(options: Mapping[str, Any]) -> None:
         raise UsageError(f"demo option split_seed={split_seed!r} must be a whole number >= 0")
 
 
-@register_builtin("demo", fingerprint, check_options)
+@register_builtin("demo", fingerprint, check_options,
+                  splits={phase: (train, (score,)) for phase, (train, score) in PHASE_PARTS.items()})
 def read_demo(request: DataRequest) -> Splits:
     if request.augment != "standard":
         raise UsageError(f"the demo's digits are tensors in memory and take no image augmentation; drop "
@@ -94,6 +98,6 @@ def read_demo(request: DataRequest) -> Splits:
         i = torch.tensor(parts[name])
         return InMemory(TensorDataset(x[i], y[i]))
 
-    train, held_out = ("train", "val") if request.phase == "tune" else ("trainval", "test")
-    return Splits(subset(train), {held_out: subset(held_out)}, len(TARGET_CLASSES),
-                  example_ids={held_out: [f"digit-{i}" for i in parts[held_out]]})  # i: among digits 5-9
+    train, score = for_phase(PHASE_PARTS, request.phase)
+    return Splits(subset(train), {score: subset(score)}, len(TARGET_CLASSES),
+                  example_ids={score: [f"digit-{i}" for i in parts[score]]})  # i: among digits 5-9

@@ -37,7 +37,8 @@ def train_source(root: Path, shots: int, seed: int, num_classes: int) -> Source:
                        num_classes)
 
 
-@register_layout("fewshot", crop_train_transform, crop_eval_transform, cache=crop_cache)
+@register_layout("fewshot", crop_train_transform, crop_eval_transform, cache=crop_cache,
+                 splits={phase: ("the K-shot train list", tuple(evals.values())) for phase, evals in EVALS.items()})
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     train = train_source(root, option(options, "shots"), option(options, "split_seed"), num_classes)
     return Layout((train,), {name: meta_source(root, name, filename, num_classes)

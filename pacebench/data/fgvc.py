@@ -83,7 +83,8 @@ def _source(root: Path, split: str, images: ImageDir, num_classes: int) -> Sourc
     return Source(split, path, partial(read_json_split, path, images.folder, root / "train.json", num_classes), images)
 
 
-@register_layout("fgvc", crop_train_transform, crop_eval_transform, cache=crop_cache)
+@register_layout("fgvc", crop_train_transform, crop_eval_transform, cache=crop_cache,
+                 splits={phase: ("+".join(train), tuple(evals.values())) for phase, (train, evals) in SPLITS.items()})
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     train, evals = for_phase(SPLITS, phase)
     folder = str(options.get("image_dir", "images"))

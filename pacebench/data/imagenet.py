@@ -86,7 +86,9 @@ def folder_items(images: ImageDir, sub: str, label_of: Callable[[Path], int]) ->
     return items
 
 
-@register_layout("imagenet", crop_train_transform, crop_eval_transform, cache=crop_cache)
+@register_layout("imagenet", crop_train_transform, crop_eval_transform, cache=crop_cache,
+                 splits={"tune": ("the K-shot ImageNet train list", ("val_meta.list",)),
+                         "final": ("the K-shot ImageNet train list", tuple(TARGETS))})
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     imagenet, classes = root / "imagenet", ClassOrder(root / "imagenet", num_classes)
     train = train_source(imagenet, option(options, "shots", 16), option(options, "split_seed", 0), num_classes)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -23,16 +22,13 @@ from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.planner import PlanRequest, accepts
 from pacebench.plan.spec import TRAIN_FIELDS, RunSpec, TrainConfig
 from pacebench.store.records import RunRecord
+from pacebench.values import canonical_json
 
 Key = tuple[str, str, str, str]  # (suite, dataset, data options as compact sorted-key JSON, method)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def key_of(run: RunRecord | RunSpec) -> Key:
-    return run.suite, run.dataset, _json(run.data_options), run.method
+    return run.suite, run.dataset, canonical_json(run.data_options), run.method
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ class Choice:
     candidates: int
 
     def config_json(self) -> str:
-        return _json({"method_config": self.method_config, "train": dataclasses.asdict(self.train)})
+        return canonical_json({"method_config": self.method_config, "train": dataclasses.asdict(self.train)})
 
 
 def _val(run: RunRecord) -> float | None:
@@ -105,7 +101,7 @@ def select_best(runs: Iterable[RunRecord]) -> dict[Key, Choice]:
         val = _val(run)
         if val is None:
             continue
-        config = _json({"method_config": run.method_config, "train": run.hparams})
+        config = canonical_json({"method_config": run.method_config, "train": run.hparams})
         groups[key_of(run)][config].append((run, val))
     best = {}
     for key, candidates in groups.items():
@@ -161,7 +157,7 @@ def excluded_points(runs: Iterable[RunRecord]) -> list[str]:
     for r in runs:
         if r.status == "failed":
             setting = {**r.method_config, **{k: r.hparams[k] for k in sorted(varying)}}
-            lines.append(f"{r.dataset} {r.method} {_json(setting)} seed {r.seed}: "
+            lines.append(f"{r.dataset} {r.method} {canonical_json(setting)} seed {r.seed}: "
                          f"{(r.error or 'failed').splitlines()[0][:120]}")
     return lines
 

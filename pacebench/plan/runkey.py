@@ -13,7 +13,6 @@ This is the one module of `plan` that consults the registries (a method's full c
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict
 from functools import cache
 from typing import Any
@@ -23,11 +22,12 @@ from pacebench.core.methods import METHODS
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.spec import RunSpec
 from pacebench.plan.suites import load_suite
+from pacebench.values import canonical_json
 
 
 def run_key(spec: RunSpec) -> str:
     """Stable 16-hex-digit hash of `key_payload` (sorted-key JSON, so dict order never matters)."""
-    blob = json.dumps(key_payload(spec), sort_keys=True, separators=(",", ":"), default=str)
+    blob = canonical_json(key_payload(spec))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -15,12 +15,8 @@ from pacebench.choices import Augment, Phase, Precision
 from pacebench.errors import UsageError
 from pacebench.values import parse_fields
 
-PHASES: dict[Phase, str] = {
-    Phase.tune: "phase 1: train on the train split (VTAB train800), score on the validation split (val200; text "
-                "suites: a fixed 10% held out of train)",
-    Phase.final: "phase 2: train on train+val (VTAB train800val200), score on the test split (text suites: train "
-                 "-> GLUE dev, GSM-8K test)",
-}
+PHASES: dict[Phase, str] = {Phase.tune: "phase 1", Phase.final: "phase 2"}  # what each trains on and scores on is
+# the suite's data layout's to say, in its own split names (`data.base.phase_line`)
 
 DEFAULT_METHODS = ("baseline", "pace")  # what `run`, `bench` and a plan train when no methods are named
 

@@ -25,6 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from pacebench.choices import TableLayout
 from pacebench.errors import UsageError
 from pacebench.plan.spec import ADAPTER_SETTINGS, DEFAULT_ADAPTER, TRAIN_FIELDS, TrainConfig, coerce_train
 from pacebench.settings import SUITES_ENV, builtin_suites_dir, user_suites_dir
@@ -53,31 +54,38 @@ class DatasetDef:
         return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(self.options[n] for n in names))]
 
 
-LAYOUTS = ("datasets", "evals", "shots")  # columns: a dataset each; an evaluation set each; the shots, per dataset
-
-
 @dataclass(frozen=True)
 class PaperTable:
-    """How a suite's table in the paper is laid out ([reference.report]); `pacebench report --table NAME` shows the
-    measured rows beside the paper's.
+    """How a suite's table in the paper (or the slides) is laid out ([reference.report]); `pacebench report --table
+    NAME` shows the measured rows beside the reference CSV's.
 
-    layout "datasets": a column per dataset (test accuracy), the suite's group means, then the mean of the group
-    means (the paper's VTAB-1k convention; a plain mean without groups). "evals": a column per evaluation set in
-    `columns` (domain adaptation), then their plain mean. "shots": a row per dataset and a column per shot count.
-    `rows` maps a method to the paper's row name in the reference CSV; `rows_by_adapter` maps an adapter kind to
-    {method: row name} for runs of that kind (Table 1's Full, LoRA, ...; Table 2's LoRA, VPT, LoRA+VPT with and
-    without PACE), data for the report's tables.
+    layout (`choices.TableLayout`) "datasets": a column per dataset (its test score), then, with more than one
+    dataset, the suite's group means and the mean of the group means (the paper's VTAB-1k convention; a plain mean
+    without groups). "evals": a column per evaluation set in `columns` (domain adaptation), then their plain mean.
+    "shots": a row per dataset and a column per shot count. `rows` maps a method to the reference CSV's row name;
+    `dataset_columns` names a dataset's column where the CSV calls it otherwise (GLUE's "cola_mcc": the metric).
+    `number` is the paper's table number (the title "Table N"); a table from elsewhere (the slides' text tables)
+    has none and names itself in `title`.
+    `rows_by_adapter` maps an adapter kind to {method: row name} for runs of that kind (Table 1's Full, LoRA, ...;
+    Table 2's LoRA, VPT, LoRA+VPT with and without PACE).
     """
 
     name: str
-    number: int
     rows: dict[str, str]
-    layout: str = "datasets"
+    number: int | None = None
+    title: str = ""
+    layout: TableLayout = TableLayout.datasets
     aliases: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
+    dataset_columns: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     description: str = ""
     rows_by_adapter: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def heading(self) -> str:
+        """What the title starts with: "Table 1", or the table's own `title` when it has no number."""
+        return self.title or f"Table {self.number}"
 
 
 # [reference] keys naming the paper's CSV files
@@ -205,19 +213,23 @@ def _dataset(name: str, raw: dict[str, Any], where: str) -> DatasetDef:
 
 def _paper_table(raw: dict[str, Any], where: str) -> PaperTable:
     check_keys(raw, _keys(PaperTable), where)
-    missing = [k for k in ("name", "number", "rows") if k not in raw]
+    missing = [k for k in ("name", "rows") if k not in raw]
     if missing:
         raise UsageError(f"{where} has no {missing[0]!r} key")
-    if raw.get("layout", "datasets") not in LAYOUTS:
-        raise UsageError(f"{where}: layout must be one of {', '.join(LAYOUTS)}, got {raw['layout']!r}")
+    if "number" not in raw and "title" not in raw:
+        raise UsageError(f"{where} has neither 'number' (the paper's table number) nor 'title'; add one")
+    layout = raw.get("layout", TableLayout.datasets)
+    if layout not in tuple(TableLayout):
+        raise UsageError(f"{where}: layout must be one of {', '.join(TableLayout)}, got {layout!r}")
     by_adapter = raw.get("rows_by_adapter", {})
     if not isinstance(by_adapter, dict) or not all(isinstance(v, dict) for v in by_adapter.values()):
         raise UsageError(f"{where}: rows_by_adapter maps an adapter kind to {{method = \"paper row\"}}")
-    return PaperTable(name=raw["name"], number=int(raw["number"]), rows=dict(raw["rows"]),
-                      layout=raw.get("layout", "datasets"), aliases=tuple(str(a) for a in raw.get("aliases", ())),
-                      columns=tuple(raw.get("columns", ())), notes=tuple(raw.get("notes", ())),
-                      description=raw.get("description", ""),
-                      rows_by_adapter={k: dict(v) for k, v in by_adapter.items()})
+    return PaperTable(name=raw["name"], rows=dict(raw["rows"]),
+                      rows_by_adapter={k: dict(v) for k, v in by_adapter.items()},
+                      number=int(raw["number"]) if "number" in raw else None, title=raw.get("title", ""),
+                      layout=TableLayout(layout), aliases=tuple(str(a) for a in raw.get("aliases", ())),
+                      columns=tuple(raw.get("columns", ())), dataset_columns=dict(raw.get("dataset_columns", {})),
+                      notes=tuple(raw.get("notes", ())), description=raw.get("description", ""))
 
 
 def parse_suite(path: Path) -> Suite:
@@ -254,6 +266,8 @@ def parse_suite(path: Path) -> Suite:
     )
     check_name(suite.name, "suite", where)
     check_keys(suite.ablation_columns, suite.datasets, f"{where} [reference.ablation_columns]")
+    if suite.paper_table is not None:
+        check_keys(suite.paper_table.dataset_columns, suite.datasets, f"{where} [reference.report.dataset_columns]")
     names = [n for ds in suite.datasets.values() for n in (ds.name, *ds.aliases)]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -27,7 +27,8 @@ import pandas as pd
 from pacebench import stats
 from pacebench.core.methods import METHODS
 from pacebench.errors import PacebenchError, UsageError
-from pacebench.report.tables import TableData, data_label, weights_key
+from pacebench.report.labels import data_label, weights_key
+from pacebench.report.tables.base import TableData
 from pacebench.store.records import Predictions, RunRecord
 
 PAIRED, SEED_LEVEL = "paired", "seed level"
@@ -171,7 +172,7 @@ def compare_row(data: str, eval_set: str, runs_a: list[RunRecord], runs_b: list[
 
 def compare(runs: list[RunRecord], load: Loader, a: Side, b: Side, phase: str = "final", delta: float = 0.5,
             n_boot: int = 2000, seed: int = 0) -> Comparison:
-    """A against B over the finished runs given (one phase's, current ones: see `tables.finished_runs`)."""
+    """A against B over the finished runs given (one phase's current ones: `report.select.Reads.runs`)."""
     if a == b:
         raise UsageError(f"compare needs two different sides; got {a.label} twice")
     groups: dict[str, dict[str, list[RunRecord]]] = defaultdict(lambda: {"a": [], "b": []})

@@ -3,12 +3,16 @@
 A figure shows one data set (suite, dataset, data options) from one phase: curves from different data are never
 overlaid. Each line is one method (plus the settings that differ between its runs, plus the weights when runs on
 several weight files match); across seeds it is the mean, with a min–max band. The frame's `attrs["data"]` says
-which runs were drawn and goes into the title. matplotlib is imported only when drawing, and draws off-screen (Agg).
+which runs were drawn and goes into the title. Which runs a figure reads is declared in `report.select.FIGURES`; a
+figure of a sweep (Figs. 4-6) reads what the sweep (`plan.sweeps.SWEEPS`) varies, for which methods, and where plain
+PACE sits on a variant's axis (`hp(equals=...)` in the method's config). matplotlib is imported only when drawing,
+and draws off-screen (Agg).
 """
 
 from __future__ import annotations
 
 import inspect
+import io
 import math
 import statistics
 from collections.abc import Callable
@@ -16,49 +20,63 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from pacebench.choices import GradKind, Split
+from pacebench.choices import GradKind, Phase, Split
+from pacebench.core.methods import METHODS
 from pacebench.errors import PacebenchError, UsageError
+from pacebench.plan.sweeps import SWEEPS, Sweep
 from pacebench.registry import Registry
-from pacebench.report.tables import config_labels, data_label, finished_runs, method_rank, weights_key
+from pacebench.report.labels import (
+    READINGS,
+    Reading,
+    config_labels,
+    data_label,
+    heldout_name,
+    method_rank,
+    weights_key,
+)
+from pacebench.report.select import FIGURES
 from pacebench.store import EpochRecord, RunRecord, Storage
-
-SPREAD = ["mean", "std", "min", "max", "n"]
 
 
 @dataclass(frozen=True)
-class FigureDef:
-    name: str
-    title: str
+class Drawing:
+    """How figure `FIGURES[name]` is made: its gather step, its draw step on a matplotlib Figure, its size."""
+
     gather: Callable[..., pd.DataFrame]
     draw: Callable[[pd.DataFrame, Any], None]  # (frame, matplotlib Figure)
     size: tuple[float, float] = (6.4, 4.6)
 
 
-FIGURES: Registry[FigureDef] = Registry("figure")
+DRAWINGS: Registry[Drawing] = Registry("figure drawing")
 
 
 # ---- gather ---------------------------------------------------------------------------------------------------
 
 
-def select_runs(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
-                options: dict[str, Any] | None = None, methods: list[str] | None = None,
-                backbone: str | None = None, one_data: bool = True) -> list[RunRecord]:
-    """Done runs of one data set (of several with `one_data=False`), optionally on one backbone (Fig. 3: Swin-B).
+def select_runs(store: Storage, figure: str, suite: str | None = None, dataset: str | None = None,
+                phase: str | None = None, options: dict[str, Any] | None = None, backbone: str | None = None,
+                one_data: bool = True) -> list[RunRecord]:
+    """The runs `figure` reads (`select.FIGURES`) of one data set (of several with `one_data=False`), optionally on
+    one backbone (Fig. 3: Swin-B).
 
     Raises PacebenchError when none match, or when several data sets do and `one_data` asks for one.
     """
-    runs = finished_runs(store, suite, dataset, phase, methods)
+    reads = FIGURES.get(figure).reads
+    phase = phase or reads.phase()
+    runs = reads.runs(store, suite, dataset, phase)
     if options:
         runs = [r for r in runs if all(r.data_options.get(k) == v for k, v in options.items())]
     if backbone:
         runs = [r for r in runs if r.backbone == backbone]
     if not runs:
         where = "/".join(x for x in (suite, dataset) if x) + (f" on {backbone}" if backbone else "")
+        methods = reads.methods()
         which = f" of {', '.join(methods)}" if methods else ""
         raise PacebenchError(f"no finished {phase}-phase runs{which}{f' for {where}' if where else ''}; "
-                             f"run `pacebench {'tune' if phase == 'tune' else 'run'} {suite or 'demo'}` first")
+                             f"run `pacebench {'tune' if phase == Phase.tune else 'run'} {suite or 'demo'}` first")
     datas = sorted({data_label(r) for r in runs})
     if one_data and len(datas) > 1:
         shown = ", ".join(datas[:4]) + (", ..." if len(datas) > 4 else "")
@@ -103,39 +121,22 @@ def _per_epoch(store: Storage, runs: list[RunRecord], phase: str, what: str,
     return _spread(rows, ["series", "method", "metric", "epoch"], runs, phase, what)
 
 
-# Fig. 2's readings: (kind, on) -> (epoch column, what it is). "step" is what the optimizer saw each step: the whole
-# training objective on the (noisy) training batch; "task" is what Theorems 1-2 bound: the cross-entropy of the clean
-# model, taken at evaluation epochs (every epoch with `--diagnostics every`).
-READINGS = {
-    ("step", "train"): ("grad_norm_mean",
-                        "gradient norm of the training objective at each optimizer step (epoch mean)"),
-    ("task", "train"): ("grad_norm_task_train", "gradient norm of the task loss (CE, clean model) on the train split"),
-    ("task", "heldout"): ("grad_norm_task_heldout", "gradient norm of the task loss (CE, clean model) on the {split} "
-                          "split"),
-}
-FP_READINGS = {"train": ("fp_distance", "FP-distance (Eq. 5) on the train split"),
-               "heldout": ("fp_distance_heldout", "FP-distance (Eq. 5) on the {split} split")}
-ON = tuple(Split)
-KINDS = tuple(GradKind)
-
-
-def heldout_name(phase: str) -> str:
-    """The held-out split of a phase: val in phase 1 (tune), test in phase 2 (final)."""
-    return "val" if phase == "tune" else "test"
-
-
 def reading(kind: str, on: str | None, phase: str) -> tuple[str, str]:
     """The epoch column and the label of gradient-norm reading (kind, on); `on` None: held-out for task, train for
     step (the optimizer only ever sees training batches)."""
-    if kind not in KINDS:
-        raise UsageError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    on = on or ("heldout" if kind == "task" else "train")
-    if on not in ON:
-        raise UsageError(f"--on must be one of {', '.join(ON)}, got {on!r}")
-    if (kind, on) not in READINGS:
+    if kind not in tuple(GradKind):
+        raise UsageError(f"--kind must be one of {', '.join(GradKind)}, got {kind!r}")
+    return _reading(GradKind(kind), on or (Split.heldout if kind == GradKind.task else Split.train), phase)
+
+
+def _reading(kind: GradKind | None, on: str, phase: str) -> tuple[str, str]:
+    if on not in tuple(Split):
+        raise UsageError(f"--on must be one of {', '.join(Split)}, got {on!r}")
+    found: dict[tuple[GradKind | None, str], Reading] = {(r.kind, r.on): r for r in READINGS}
+    if (kind, on) not in found:
         raise UsageError("--kind step is measured on the training batches only; use --on train, or --kind task")
-    column, label = READINGS[(kind, on)]
-    return column, label.format(split=heldout_name(phase))
+    chosen = found[(kind, on)]
+    return chosen.field, chosen.label(phase)
 
 
 def _titled(frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -149,7 +150,7 @@ def grad_norm_data(store: Storage, suite: str | None = None, dataset: str | None
     """Fig. 2a / 3a: per series and epoch, one gradient-norm reading (`reading`), spread over seeds. The default is
     the paper's: the task loss's gradient on the held-out split."""
     column, label = reading(kind, on, phase)
-    runs = select_runs(store, suite, dataset, phase, options, backbone=backbone)
+    runs = select_runs(store, "grad-norm", suite, dataset, phase, options, backbone=backbone)
     return _titled(_per_epoch(store, runs, phase, label, lambda r, e: {"grad norm": getattr(e, column)}), label)
 
 
@@ -158,12 +159,8 @@ def fp_distance_data(store: Storage, suite: str | None = None, dataset: str | No
                      on: str | None = None) -> pd.DataFrame:
     """Fig. 2b / 3b: per series and reading epoch, the FP-distance to the pre-trained model (held-out by default),
     spread over seeds."""
-    on = on or "heldout"
-    if on not in FP_READINGS:
-        raise UsageError(f"--on must be one of {', '.join(ON)}, got {on!r}")
-    column, label = FP_READINGS[on]
-    label = label.format(split=heldout_name(phase))
-    runs = select_runs(store, suite, dataset, phase, options, backbone=backbone)
+    column, label = _reading(None, on or Split.heldout, phase)
+    runs = select_runs(store, "fp-distance", suite, dataset, phase, options, backbone=backbone)
     return _titled(_per_epoch(store, runs, phase, label, lambda r, e: {"FP-distance": getattr(e, column)}), label)
 
 
@@ -171,14 +168,30 @@ def accuracy_data(store: Storage, suite: str | None = None, dataset: str | None 
                   options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
     """Fig. 2c / 3c: per series and epoch, train accuracy (every epoch) and the held-out accuracy (evaluation
     epochs; test in phase final, val in phase tune), spread over seeds. Their distance is the generalisation gap."""
-    runs = select_runs(store, suite, dataset, phase, options, backbone=backbone)
+    runs = select_runs(store, "accuracy", suite, dataset, phase, options, backbone=backbone)
     held_out = f"{heldout_name(phase)} acc"
     frame = _per_epoch(store, runs, phase, "accuracies", lambda r, e: {
         "train acc": e.train_acc, held_out: e.test_acc if phase == "final" else e.val_acc})
     return _titled(frame, f"train and {held_out}uracy")
 
 
-SWEPT = ["pace", "fpa"]
+def sweep_of(figure: str) -> Sweep:
+    """The sweep whose runs `figure` reads (`select.FIGURES`)."""
+    name = FIGURES.get(figure).reads.sweep
+    assert name is not None, f"figure {figure} reads no sweep"
+    return SWEEPS.get(name)
+
+
+def varied(sweep: Sweep) -> dict[str, str]:
+    """Method -> the hyperparameter the sweep varies for it (the methods it varies one of; the others are drawn as
+    references)."""
+    return {m: next(iter(g)) for m, g in sweep.method_grids().items() if len(g) == 1}
+
+
+def symbol(method: str, name: str) -> str:
+    """How a figure writes a hyperparameter: its one-letter alias where it has one (λ, σ, N, M), else its name."""
+    aliases = [a for a, field in METHODS.get(method).Config.aliases().items() if field == name and len(a) == 1]
+    return aliases[0] if aliases else name
 
 
 def lambda_sweep_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
@@ -187,47 +200,59 @@ def lambda_sweep_data(store: Storage, suite: str | None = None, dataset: str | N
     """Fig. 4 and Appendix Figs. 7-8: per series and λ, a gradient-norm reading averaged over the epochs that have
     it, spread over seeds.
 
-    Only pace and fpa are swept; finished baseline runs of the same data come as rows with λ = NaN (a reference
-    line). `phase` None takes the tune phase when it has pace/fpa runs (`pacebench sweep figure4` or
-    `pacebench tune --grid lam=...` make them), else the final phase.
+    The methods the `figure4` sweep varies λ for (pace, fpa) are the series; its other methods (the baseline) come
+    as rows with λ = NaN (a reference line). `phase` None takes the sweep's phase (tune) when it has runs of the
+    swept methods (`pacebench sweep figure4` or `pacebench tune --grid lam=...` make them), else the final phase.
     """
+    sweep = sweep_of("lambda-sweep")
+    swept = varied(sweep)
+    axis = next(iter(set(swept.values())))
     if phase is None:
-        phase = "tune" if finished_runs(store, suite, dataset, "tune", SWEPT) else "final"
+        tuned = FIGURES.get("lambda-sweep").reads.runs(store, suite, dataset, sweep.phase)
+        phase = sweep.phase if any(r.method in swept for r in tuned) else Phase.final
     column, label = reading(kind, on, phase)
-    runs = select_runs(store, suite, dataset, phase, options, methods=[*SWEPT, "baseline"], backbone=backbone)
-    if len({float(r.method_config.get("lam", math.nan)) for r in runs if r.method in SWEPT}) < 2:
-        raise PacebenchError(f"no λ sweep among the finished {phase}-phase runs of pace or fpa for "
-                             f"{data_label(runs[0])}; run `pacebench sweep figure4 --suite {runs[0].suite}` first")
-    labels = series_labels(runs, exclude=("lam",))
+    runs = select_runs(store, "lambda-sweep", suite, dataset, phase, options, backbone=backbone)
+    if len({float(r.method_config.get(axis, math.nan)) for r in runs if r.method in swept}) < 2:
+        raise PacebenchError(f"no {symbol(next(iter(swept)), axis)} sweep among the finished {phase}-phase runs of "
+                             f"{' or '.join(swept)} for "
+                             f"{data_label(runs[0])}; run `pacebench sweep {sweep.name} --suite {runs[0].suite}` "
+                             "first")
+    labels = series_labels(runs, exclude=(axis,))
     values: dict[int, list[float]] = {}
     for e in store.epochs_of([r.id for r in runs]):
         v = getattr(e, column)
         if e.run_id is not None and v is not None and math.isfinite(v):
             values.setdefault(e.run_id, []).append(v)
-    rows = [{"series": labels[r.id], "method": r.method, "lam": float(r.method_config.get("lam", math.nan)),
+    rows = [{"series": labels[r.id], "method": r.method,
+             axis: float(r.method_config.get(axis, math.nan)) if r.method in swept else math.nan,
              "value": sum(values[r.id]) / len(values[r.id])} for r in runs if r.id in values]
-    return _titled(_spread(rows, ["series", "method", "lam"], runs, phase, label), f"average {label}")
-
-
-EFFICIENT = {"pace_lazy": ("interval", "lazy regularisation interval N"),
-             "pace_multi": ("copies", "number of networks M")}
-PACE_AT = {"interval": 1, "copies": 2}  # plain PACE is N = 1 (every step) and M = 2 (two copies)
+    frame = _spread(rows, ["series", "method", axis], runs, phase, label)
+    frame.attrs["x"] = (axis, symbol(next(iter(swept)), axis))
+    return _titled(frame, f"average {label}")
 
 
 def efficiency_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
                     options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
-    """Fig. 5: per panel (lazy interval N, networks M) and setting, test accuracy and relative cost, over seeds.
+    """Fig. 5: per panel (one per hyperparameter the `figure5` sweep varies: lazy interval N, networks M) and
+    setting, test accuracy and relative cost, over seeds.
 
     Relative cost is a run's median epoch wall time divided by the mean of the baseline's medians on the same data
-    (NaN without baseline runs). Plain PACE is the point N = 1 of the lazy panel and M = 2 of the multi panel; the
-    baseline's accuracy is a reference line (rows with x = NaN). `pacebench ablate --efficiency` (one N, one M) or
-    `pacebench sweep figure5` (a range of N and M) make the runs.
+    (NaN without baseline runs). A method a variant amounts to at some value (PACE: N = 1, M = 2; `hp(equals=...)`)
+    is drawn at that point of each panel; the sweep's other methods (the baseline) are a reference line (rows with
+    x = NaN). `pacebench ablate --efficiency` (one N, one M) or `pacebench sweep figure5` (a range) make the runs.
     """
-    runs = select_runs(store, suite, dataset, phase, options, methods=[*EFFICIENT, "pace", "baseline"],
-                       backbone=backbone)
-    if not any(r.method in EFFICIENT for r in runs):
-        raise PacebenchError(f"no finished runs of pace_lazy or pace_multi for {data_label(runs[0])}; run "
-                             f"`pacebench sweep figure5 --suite {runs[0].suite}` first")
+    sweep = sweep_of("efficiency")
+    variants = varied(sweep)
+    panels = {m: f"{m}: {name} {symbol(m, name)}" for m, name in variants.items()}
+    places: dict[str, list[tuple[str, float]]] = {}  # method -> its (panel, x) points
+    for m, name in variants.items():
+        other, at = METHODS.get(m).equivalents().get(name, (None, None))
+        if other is not None:
+            places.setdefault(other, []).append((panels[m], float(at)))
+    runs = select_runs(store, "efficiency", suite, dataset, phase, options, backbone=backbone)
+    if not any(r.method in variants for r in runs):
+        raise PacebenchError(f"no finished runs of {' or '.join(variants)} for {data_label(runs[0])}; run "
+                             f"`pacebench sweep {sweep.name} --suite {runs[0].suite}` first")
     walls: dict[int, list[float]] = {}
     for e in store.epochs_of([r.id for r in runs]):
         if e.run_id is not None and e.wall_time is not None:
@@ -237,44 +262,50 @@ def efficiency_data(store: Storage, suite: str | None = None, dataset: str | Non
     unit = statistics.fmean(base) if base else math.nan
     rows = []
     for r in runs:
-        acc = r.metrics.get("test_acc" if phase == "final" else "val_acc")
-        places = ([(EFFICIENT[r.method][1], float(r.method_config[EFFICIENT[r.method][0]]))] if r.method in EFFICIENT
-                  else [(title, float(PACE_AT[name])) for name, title in EFFICIENT.values()] if r.method == "pace"
-                  else [(title, math.nan) for _, title in EFFICIENT.values()])
-        for panel, x in places:
+        acc = r.metrics.get("test_acc" if phase == Phase.final else "val_acc")
+        points = ([(panels[r.method], float(r.method_config[variants[r.method]]))] if r.method in variants
+                  else places.get(r.method) or [(panel, math.nan) for panel in panels.values()])
+        for panel, x in points:
             rows.append({"panel": panel, "method": r.method, "x": x, "metric": "accuracy", "value": acc})
             if r.id in wall:
                 rows.append({"panel": panel, "method": r.method, "x": x, "metric": "relative cost",
                              "value": wall[r.id] / unit})
     rows = [row for row in rows if row["value"] is not None]
     frame = _spread(rows, ["panel", "method", "x", "metric"], runs, phase, "accuracies")
+    frame.attrs["panels"] = list(panels.values())
     return _titled(frame, f"{heldout_name(phase)} accuracy and relative cost (epoch wall time / baseline's)")
 
 
-def sensitivity_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "tune",
-                     options: dict[str, Any] | None = None, backbone: str | None = None,
-                     method: str = "pace") -> pd.DataFrame:
-    """Fig. 6: per shots, σ and λ, the validation accuracy of phase-1 (tune) runs, mean over seeds and split seeds.
+def sensitivity_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
+                     options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
+    """Fig. 6: per shots and point of the `figure6` sweep's grid (σ × λ of pace), the held-out accuracy of its runs
+    (phase tune: validation), mean over seeds and split seeds.
 
     `pacebench sweep figure6` (or `pacebench tune fewshot --datasets oxford_pets --grid sigma=... --grid lam=...`)
     makes the runs. Runs without shots (a suite without few-shot splits) form one panel. Without suite and dataset
-    it reads the paper's: few-shot Oxford Pets.
+    it reads the sweep's own data set: few-shot Oxford Pets.
     """
-    if suite is None and dataset is None:
-        suite, dataset = "fewshot", "oxford_pets"
-    runs = select_runs(store, suite, dataset, phase, options, methods=[method], backbone=backbone, one_data=False)
+    sweep = sweep_of("sensitivity")
+    [(method, grid)] = sweep.method_grids().items()  # one method over a grid of two hyperparameters
+    y, x = grid
+    if suite is None and dataset is None and sweep.datasets:
+        suite, dataset = sweep.suite, sweep.datasets[0]
+    phase = phase or sweep.phase
+    runs = select_runs(store, "sensitivity", suite, dataset, phase, options, backbone=backbone, one_data=False)
     if len({(r.suite, r.dataset) for r in runs}) > 1:
         raise PacebenchError("runs of several datasets match; choose one with --suite and --dataset")
-    rows = [{"shots": int(r.data_options.get("shots", 0)), "sigma": float(r.method_config["sigma"]),
-             "lam": float(r.method_config["lam"]), "value": r.metrics.get("val_acc" if phase == "tune" else "test_acc")}
-            for r in runs if "sigma" in r.method_config and "lam" in r.method_config]
+    rows = [{"shots": int(r.data_options.get("shots", 0)), y: float(r.method_config[y]), x: float(r.method_config[x]),
+             "value": r.metrics.get("val_acc" if phase == Phase.tune else "test_acc")}
+            for r in runs if y in r.method_config and x in r.method_config]
     rows = [row for row in rows if row["value"] is not None]
-    if len({(row["sigma"], row["lam"]) for row in rows}) < 2:
-        raise PacebenchError(f"no σ × λ grid among the {phase}-phase {method} runs of {runs[0].suite}/"
-                             f"{runs[0].dataset}; run `pacebench sweep figure6` first")
+    names = f"{symbol(method, y)} × {symbol(method, x)}"
+    if len({(row[y], row[x]) for row in rows}) < 2:
+        raise PacebenchError(f"no {names} grid among the {phase}-phase {method} runs of {runs[0].suite}/"
+                             f"{runs[0].dataset}; run `pacebench sweep {sweep.name}` first")
     where = f"{runs[0].suite}/{runs[0].dataset}"
-    frame = _spread(rows, ["shots", "sigma", "lam"], runs, phase, "accuracies", data=where)
-    return _titled(frame, f"{method}: {heldout_name(phase)} accuracy over σ × λ")
+    frame = _spread(rows, ["shots", y, x], runs, phase, "accuracies", data=where)
+    frame.attrs["axes"] = ((y, symbol(method, y)), (x, symbol(method, x)))
+    return _titled(frame, f"{method}: {heldout_name(phase)} accuracy over {names}")
 
 
 # ---- draw -----------------------------------------------------------------------------------------------------
@@ -303,7 +334,7 @@ def _draw_per_epoch(ylabel: str, log_if_wide: bool = False) -> Callable[[pd.Data
                 if not part.empty:
                     label = series if len(styles) == 1 else f"{series}: {metric}"
                     _curve(ax, part, "epoch", label, f"C{i % 10}", style)
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.ticker import MaxNLocator  # lazy: matplotlib
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
@@ -319,18 +350,19 @@ def _draw_per_epoch(ylabel: str, log_if_wide: bool = False) -> Callable[[pd.Data
 
 def _draw_lambda_sweep(frame: pd.DataFrame, fig: Any) -> None:
     ax = fig.add_subplot()
+    axis, name = frame.attrs["x"]
     for i, (series, method) in enumerate(_series_order(frame)):
         part = frame[(frame.series == series) & (frame.method == method)]
-        swept = part[part["lam"].notna()]
+        swept = part[part[axis].notna()]
         if not swept.empty:
-            _curve(ax, swept, "lam", series, f"C{i % 10}")
+            _curve(ax, swept, axis, series, f"C{i % 10}")
         else:  # the baseline: no λ, a horizontal reference line
             ax.axhline(float(part["mean"].mean()), color=f"C{i % 10}", linestyle="--", label=series)
     ax.set_xscale("log")
     low, high = frame["mean"].min(), frame["mean"].max()
     if low > 0 and high / low > 20:  # a log axis only where the norms span decades (FPA's explosions)
         ax.set_yscale("log")
-    ax.set_xlabel("λ")
+    ax.set_xlabel(name)
     ax.set_ylabel("gradient norm (mean over the epochs read)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
@@ -343,7 +375,7 @@ def _by_x(part: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _draw_efficiency(frame: pd.DataFrame, fig: Any) -> None:
-    panels = list(dict.fromkeys(t for _, t in EFFICIENT.values()))
+    panels = frame.attrs["panels"]
     for k, panel in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         part = frame[frame.panel == panel]
@@ -353,7 +385,7 @@ def _draw_efficiency(frame: pd.DataFrame, fig: Any) -> None:
         base = part[(part.metric == "accuracy") & part.x.isna()]
         if not base.empty:
             ax.axhline(float(base["mean"].mean()), color="C0", linestyle="--", label="baseline accuracy")
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.ticker import MaxNLocator  # lazy: matplotlib
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(panel)
@@ -369,35 +401,34 @@ def _draw_efficiency(frame: pd.DataFrame, fig: Any) -> None:
 
 
 def _draw_sensitivity(frame: pd.DataFrame, fig: Any) -> None:
-    import numpy as np
-
+    (y, y_name), (x, x_name) = frame.attrs["axes"]
     shots = sorted(frame["shots"].unique())
     low, high = frame["mean"].min(), frame["mean"].max()
     fig.set_size_inches(1.5 + 3.4 * len(shots), 3.8)  # one square-ish panel per shot count
     for k, n in enumerate(shots):
         ax = fig.add_subplot(1, len(shots), k + 1)
-        grid = frame[frame.shots == n].pivot_table(index="sigma", columns="lam", values="mean")
+        grid = frame[frame.shots == n].pivot_table(index=y, columns=x, values="mean")
         image = ax.imshow(grid.to_numpy(), origin="lower", cmap="viridis", vmin=low, vmax=high, aspect="auto")
         ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns], fontsize=7)
         ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index], fontsize=7)
         for (i, j), v in np.ndenumerate(grid.to_numpy()):
             if not math.isnan(v):
                 ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6, color="w")
-        ax.set_xlabel("λ")
-        ax.set_ylabel("σ" if k == 0 else "")
+        ax.set_xlabel(x_name)
+        ax.set_ylabel(y_name if k == 0 else "")
         ax.set_title(f"{n}-shot" if n else "all data", fontsize=9)
     fig.colorbar(image, ax=fig.axes, shrink=0.8, label="accuracy (%)")
 
 
-for _fig in (
-    FigureDef("grad-norm", "Fig. 2a/3a", grad_norm_data, _draw_per_epoch("gradient norm", log_if_wide=True)),
-    FigureDef("fp-distance", "Fig. 2b/3b", fp_distance_data, _draw_per_epoch("FP-distance to the pre-trained model")),
-    FigureDef("accuracy", "Fig. 2c/3c", accuracy_data, _draw_per_epoch("accuracy (%)")),
-    FigureDef("lambda-sweep", "Fig. 4, App. Figs. 7-8", lambda_sweep_data, _draw_lambda_sweep),
-    FigureDef("efficiency", "Fig. 5", efficiency_data, _draw_efficiency, size=(10, 4.2)),
-    FigureDef("sensitivity", "Fig. 6", sensitivity_data, _draw_sensitivity, size=(13, 3.6)),
+for _name, _drawing in (
+    ("grad-norm", Drawing(grad_norm_data, _draw_per_epoch("gradient norm", log_if_wide=True))),
+    ("fp-distance", Drawing(fp_distance_data, _draw_per_epoch("FP-distance to the pre-trained model"))),
+    ("accuracy", Drawing(accuracy_data, _draw_per_epoch("accuracy (%)"))),
+    ("lambda-sweep", Drawing(lambda_sweep_data, _draw_lambda_sweep)),
+    ("efficiency", Drawing(efficiency_data, _draw_efficiency, size=(10, 4.2))),
+    ("sensitivity", Drawing(sensitivity_data, _draw_sensitivity, size=(13, 3.6))),
 ):
-    FIGURES.register(_fig.name)(_fig)
+    DRAWINGS.register(_name)(_drawing)
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
@@ -418,9 +449,9 @@ def figure_path(name: str, out: Path) -> tuple[Path, str]:
 
 def gather_figure(name: str, store: Storage, **filters: Any) -> pd.DataFrame:
     """Runs figure `name`'s gather step with the filters it accepts (None values dropped)."""
-    entry = FIGURES.get(name)
-    accepted = inspect.signature(entry.gather).parameters
-    return entry.gather(store, **{k: v for k, v in filters.items() if v is not None and k in accepted})
+    drawing = DRAWINGS.get(FIGURES.get(name).name)
+    accepted = inspect.signature(drawing.gather).parameters
+    return drawing.gather(store, **{k: v for k, v in filters.items() if v is not None and k in accepted})
 
 
 def title_of(name: str, frame: pd.DataFrame) -> str:
@@ -431,15 +462,13 @@ def title_of(name: str, frame: pd.DataFrame) -> str:
 
 def render_figure(name: str, frame: pd.DataFrame, out: Path | None = None, kind: str = "png") -> bytes:
     """Draws a gathered frame off-screen (no pyplot, so no global state); writes `out` if given, returns the bytes."""
-    import io
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib
+    from matplotlib.figure import Figure  # lazy: matplotlib
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    entry = FIGURES.get(name)
-    fig = Figure(figsize=entry.size, layout="constrained")
+    drawing = DRAWINGS.get(FIGURES.get(name).name)
+    fig = Figure(figsize=drawing.size, layout="constrained")
     FigureCanvasAgg(fig)
-    entry.draw(frame, fig)
+    drawing.draw(frame, fig)
     fig.suptitle(title_of(name, frame), fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=150, format=kind, bbox_inches="tight")

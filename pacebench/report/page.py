@@ -1,6 +1,7 @@
-"""`pacebench report --all --format html`: one self-contained page with every table that has runs and every figure
-whose runs exist, figures embedded as data URIs (no other file to carry), paper numbers beside measured ones (the
-tables' own paper rows, greyed), and the provenance of the runs behind each table.
+"""`pacebench report --all --format html`: one self-contained page with every table that has runs (the speed table:
+`pacebench bench` rows) and every figure whose runs exist, figures embedded as data URIs (no other file to carry),
+paper numbers beside measured ones (the tables' own paper rows, greyed), and the provenance of the runs behind each
+table: the runs `report.select` says it reads.
 
 Which figures: every registered figure, for every data set (suite, dataset, data options) that has finished runs;
 a figure whose gather finds nothing to draw for a data set is left out, never drawn empty.
@@ -15,11 +16,14 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from pacebench.choices import Status
 from pacebench.errors import PacebenchError
-from pacebench.plan.runkey import is_current
-from pacebench.report.figures import FIGURES, gather_figure, render_figure, title_of
+from pacebench.plan.spec import DEFAULT_METHODS
+from pacebench.report.figures import gather_figure, render_figure, title_of
+from pacebench.report.labels import data_label, weights_key
 from pacebench.report.render import to_html
-from pacebench.report.tables import TableData, data_label, gather, table_names, weights_key
+from pacebench.report.select import FIGURES, tables
+from pacebench.report.tables import TableData, gather
 from pacebench.store import RunRecord, Storage
 
 STYLE = """
@@ -43,20 +47,6 @@ class Section:
     anchor: str
     heading: str
     body: str
-
-
-def table_runs(runs: list[RunRecord], name: str) -> list[RunRecord]:
-    """Of the finished phase-2 `runs`, those a table reads: its own suite's, vtab and domain for Table 5, every
-    suite's Table-6 methods for Table 6, every run for the parameter counts."""
-    from pacebench.core.methods import ABLATIONS
-
-    if name == "backbones":
-        return [r for r in runs if (r.suite, r.dataset) == ("vtab", "cifar") or r.suite == "domain"]
-    if name == "ablations":
-        return [r for r in runs if r.method in ABLATIONS]
-    if name == "params":
-        return runs
-    return [r for r in runs if r.suite == name]
 
 
 def provenance(runs: list[RunRecord]) -> str:
@@ -93,31 +83,30 @@ def _has_measured(data: TableData) -> bool:
 
 def table_sections(store: Storage) -> list[Section]:
     sections = []
-    # read once; each table takes its part. Outdated runs (`spec.is_current`) are left out, as the tables leave
-    # them out, so the provenance counts the runs a table shows
-    finished = [r for r in store.runs(phase="final", status="done") if is_current(r)]
-    for name in table_names():
-        runs = table_runs(finished, name)
-        if not runs or (name == "ablations" and all(r.method in ("baseline", "pace") for r in runs)):
-            continue  # no runs; or only baseline and PACE, which the summary shows: Table 6 is about the ablations
+    for name, entry in tables().items():
+        if name != entry.name:
+            continue  # an alias
+        runs = entry.reads.runs(store) if entry.reads is not None else None
+        if runs is not None and (not runs or (entry.reads.sweep and {r.method for r in runs} <= set(DEFAULT_METHODS))):
+            continue  # no runs; or a table of a method group holding only the default methods, which the summary shows
         try:
             data = gather(name, store)
         except PacebenchError:
             continue
         if _has_measured(data):
-            sections.append(Section(f"table-{name}", data.title, to_html(data) + provenance(runs)))
+            sections.append(Section(f"table-{name}", data.title, to_html(data) + (provenance(runs) if runs else "")))
     return sections
 
 
 def figure_sections(store: Storage) -> list[Section]:
-    runs = store.runs(status="done")
+    runs = store.runs(status=Status.done)
     datas = {data_label(r): r for r in runs}
     sections: list[Section] = []
     seen: set[str] = set()
     for name in FIGURES.names():
         for label, run in sorted(datas.items()):
             filters: dict[str, Any] = {"suite": run.suite, "dataset": run.dataset}
-            if name != "sensitivity":  # Fig. 6 spans the shots of one dataset
+            if not FIGURES.get(name).spans_options:
                 filters["options"] = dict(run.data_options) or None
             try:
                 frame = gather_figure(name, store, **filters)
@@ -138,19 +127,19 @@ def figure_sections(store: Storage) -> list[Section]:
 
 def build_page(store: Storage) -> str:
     """The whole report as one HTML string."""
-    tables, figures = table_sections(store), figure_sections(store)
-    if not tables and not figures:
+    shown, figures = table_sections(store), figure_sections(store)
+    if not shown and not figures:
         raise PacebenchError(f"{store.url} holds no finished runs to report; run `pacebench run demo` first")
 
     def toc(items: list[Section]) -> str:
         return "".join(f'<li><a href="#{s.anchor}">{escape(s.heading)}</a></li>' for s in items) or "<li>none</li>"
 
     body = "".join(f'<section id="{s.anchor}"><h2>{escape(s.heading)}</h2>{s.body}</section>'
-                   for s in [*tables, *figures])
+                   for s in [*shown, *figures])
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>pacebench report</title>'
             f"<style>{STYLE}</style></head><body>\n<h1>pacebench report</h1>"
             f'<p class="meta">{escape(store.url)}, made {now}. Measured rows in black; the paper\'s numbers in grey '
             "italics beside them. Every number comes from the runs in this database.</p>"
-            f"<nav><h3>Tables</h3><ul>{toc(tables)}</ul><h3>Figures</h3><ul>{toc(figures)}</ul></nav>\n"
+            f"<nav><h3>Tables</h3><ul>{toc(shown)}</ul><h3>Figures</h3><ul>{toc(figures)}</ul></nav>\n"
             f"{body}\n</body></html>\n")

@@ -2,25 +2,30 @@
 
 Missing measurements (NaN) print as "–", never as a number. In rich, Markdown and LaTeX a column with a std sibling
 (`TableData.pm`) prints as "mean ± std" (just the mean when there is one seed); CSV keeps both columns as numbers,
-at full precision, for other programs to read. In a terminal (rich), a table wider than 12 columns is transposed.
+at full precision, for other programs to read. In a terminal (rich) the table is laid out for the terminal's width
+(`terminal.Fit`): where not every column fits it shows the table's headline columns (`TableData.headline`) and says
+which it hid, or with `wide` every column, transposed where they do not fit. The other formats hold every column.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from html import escape
 from typing import Any
 
 import pandas as pd
 
 from pacebench.choices import Format
 from pacebench.registry import Registry
-from pacebench.report.tables import TableData
+from pacebench.report.tables import TableData, gather
+from pacebench.store import Store
+from pacebench.terminal import Column, Fit
 
 MISSING = "–"
 NUMBER = ".2f"
 
-Renderer = Callable[[TableData], Any]
+Renderer = Callable[..., Any]  # (TableData, *, wide: bool) -> str, or a rich renderable
 FORMATS: Registry[Renderer] = Registry("format")
 
 
@@ -61,7 +66,7 @@ def display(data: TableData) -> tuple[list[str], list[list[str]], list[bool]]:
 
 
 @FORMATS.register(Format.md)
-def to_markdown(data: TableData) -> str:
+def to_markdown(data: TableData, wide: bool = True) -> str:
     headers, rows, numeric = display(data)
 
     def line(cells: list[str]) -> str:
@@ -85,7 +90,7 @@ def latex_escape(text: str) -> str:
 
 
 @FORMATS.register(Format.latex)
-def to_latex(data: TableData) -> str:
+def to_latex(data: TableData, wide: bool = True) -> str:
     """A booktabs table (needs \\usepackage{booktabs}); the notes go under the tabular in small print."""
     headers, rows, numeric = display(data)
     out = [r"\begin{table}[ht]", r"  \centering", rf"  \caption{{{latex_escape(data.title)}}}",
@@ -100,16 +105,14 @@ def to_latex(data: TableData) -> str:
 
 
 @FORMATS.register(Format.csv)
-def to_csv(data: TableData) -> str:
+def to_csv(data: TableData, wide: bool = True) -> str:
     """The frame as CSV: std columns kept separate, numbers to 6 significant digits, missing values as "–"."""
     return data.frame.to_csv(index=False, na_rep=MISSING, float_format="%.6g", lineterminator="\n")
 
 
 @FORMATS.register("html")
-def to_html(data: TableData) -> str:
+def to_html(data: TableData, wide: bool = True) -> str:
     """An HTML fragment: a <table> with the title as caption, paper rows marked `class="paper"`, notes under it."""
-    from html import escape
-
     headers, rows, numeric = display(data)
     source = list(data.frame["source"]) if "source" in data.frame.columns else [""] * len(rows)
     align = ['class="num"' if n else "" for n in numeric]
@@ -126,34 +129,21 @@ def to_html(data: TableData) -> str:
     return "\n".join(out) + "\n"
 
 
-def transpose(headers: list[str], rows: list[list[str]], numeric: list[bool]
-              ) -> tuple[list[str], list[list[str]], list[bool]]:
-    """Rows become columns (headed by the row's text cells, e.g. "baseline measured"), numeric columns become rows."""
-    labels = [" ".join(c for c, n in zip(row, numeric, strict=True) if not n and c) for row in rows]
-    new_rows = [[h, *(row[i] for row in rows)] for i, (h, n) in enumerate(zip(headers, numeric, strict=True)) if n]
-    return ["", *labels], new_rows, [False, *(True for _ in labels)]
-
-
-WIDE = 12  # a terminal table with more columns than this (Table 1: 19 datasets + 4 means) is shown transposed
-
-
 @FORMATS.register(Format.rich)
-def to_rich(data: TableData) -> Any:
-    """A rich.table.Table (print it with a rich Console); the notes form its caption. Wide tables come transposed."""
-    from rich.table import Table
-    from rich.text import Text
-
+def to_rich(data: TableData, wide: bool = False) -> Fit:
+    """A rich renderable laid out for the console it is printed on (`terminal.Fit`); the notes follow the table."""
     headers, rows, numeric = display(data)
-    if len(headers) > WIDE and rows:
-        headers, rows, numeric = transpose(headers, rows, numeric)
-    out = Table(title=data.title, caption="\n".join(data.notes) or None, caption_justify="left")
-    for header, num in zip(headers, numeric, strict=True):
-        out.add_column(Text(header), justify="right" if num else "left")
-    for row in rows:
-        out.add_row(*(Text(c) for c in row))
-    return out
+    headline = set(data.headline or headers)
+    columns = [Column(h, numeric=n, headline=h in headline) for h, n in zip(headers, numeric, strict=True)]
+    return Fit(columns, rows, title=data.title, notes=data.notes, wide=wide, transpose=True)
 
 
-def render(data: TableData, fmt: str) -> Any:
-    """`fmt` "md", "latex" or "csv" gives a str; "rich" gives a rich renderable."""
-    return FORMATS.get(fmt)(data)
+def render(data: TableData, fmt: str, wide: bool = False) -> Any:
+    """`fmt` "md", "latex", "csv" or "html" gives a str; "rich" gives a rich renderable (`wide`: every column)."""
+    return FORMATS.get(fmt)(data, wide=wide)
+
+
+def render_table(name: str, store: Store, fmt: str = "rich", suite: str | None = None, dataset: str | None = None,
+                 wide: bool = False) -> Any:
+    """Gathers table `name` (or an alias) and renders it as `render` does."""
+    return render(gather(name, store, suite=suite, dataset=dataset), fmt, wide=wide)

@@ -21,13 +21,13 @@ from pacebench.store.records import EpochRecord, RunRecord, WorkerRecord
 
 def encode_tensors(tensors: dict[str, Any]) -> bytes:
     """safetensors bytes: no pickle, so reading weights back can never run code."""
-    from safetensors.torch import save
+    from safetensors.torch import save  # lazy: torch; the store opens without it
 
     return save({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
 
 
 def decode_tensors(data: bytes) -> dict[str, Any]:
-    from safetensors.torch import load
+    from safetensors.torch import load  # lazy: torch; the store opens without it
 
     return load(data)
 

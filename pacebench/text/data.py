@@ -263,12 +263,15 @@ def _layout(files: dict[str, tuple[Path, Callable[[Path], list[Example]]]], repo
     return Layout((train,), evals)
 
 
+REPORTED = {"glue": "dev", "gsm8k": "test"}  # per reader: the split a phase-final run is scored on
+
+
 def glue_layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
-    return _layout(glue_files(root, glue_dataset(options, root), num_classes), "dev", phase)
+    return _layout(glue_files(root, glue_dataset(options, root), num_classes), REPORTED["glue"], phase)
 
 
 def gsm8k_layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
-    return _layout(gsm8k_files(root), "test", phase)
+    return _layout(gsm8k_files(root), REPORTED["gsm8k"], phase)
 
 
 def _image_reader(request: DataRequest) -> Splits:
@@ -276,8 +279,10 @@ def _image_reader(request: DataRequest) -> Splits:
 
 
 LAYOUTS: dict[str, LayoutFn] = {"glue": glue_layout, "gsm8k": gsm8k_layout}
+HELD_OUT = f"a fixed {HOLDOUT:.0%} of train"
 for _name, _layout_fn in LAYOUTS.items():
-    READERS.register(_name)(Reader(_image_reader, _layout_fn, kind="text"))
+    READERS.register(_name)(Reader(_image_reader, _layout_fn, kind="text", splits={
+        "tune": (f"train less {HELD_OUT}", (f"val ({HELD_OUT})",)), "final": ("train", (REPORTED[_name],))}))
 
 
 def glue_dataset(options: Mapping[str, Any], root: Path) -> str:

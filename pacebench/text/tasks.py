@@ -25,6 +25,7 @@ from pacebench.core.methods.base import CLASSIFICATION, Objective, consistency
 from pacebench.errors import DataError, UsageError
 from pacebench.registry import Registry
 from pacebench.text.data import (
+    REPORTED,
     Example,
     TextSplits,
     final_number,
@@ -195,7 +196,7 @@ class Glue(TextTask):
     """GLUE with a sequence-classification head; dev scored with MCC (CoLA), Pearson (STS-B) or accuracy."""
 
     kind = "classify"
-    reported = "dev"
+    reported = REPORTED["glue"]
     excluded = {"pretrained": "a classifier's task head is new: scoring it untrained measures nothing"}
 
     def __init__(self, dataset: str, num_classes: int, options: dict[str, Any]) -> None:
@@ -289,7 +290,7 @@ class Gsm8k(TextTask):
     the final number."""
 
     kind = "generate"
-    reported = "test"
+    reported = REPORTED["gsm8k"]
     excluded = {"pace_fast": "it would keep [answer tokens x vocabulary] logits per training example"}
 
     def __init__(self, dataset: str, num_classes: int, options: dict[str, Any]) -> None:

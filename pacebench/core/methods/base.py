@@ -31,9 +31,13 @@ from pacebench.values import parse_fields
 TABLE6, EFFICIENCY_TAG = "table6", "efficiency"
 
 
-def hp(default: Any, help: str, grid: Sequence[Any] = (), aliases: Sequence[str] = ()) -> Any:
-    """A hyperparameter field (peft's style): its default, help text, default search grid and accepted aliases."""
-    return field(default=default, metadata={"help": help, "grid": list(grid), "aliases": tuple(aliases)})
+def hp(default: Any, help: str, grid: Sequence[Any] = (), aliases: Sequence[str] = (),
+       equals: tuple[str, Any] | None = None) -> Any:
+    """A hyperparameter field (peft's style): its default, help text, default search grid and accepted aliases;
+    `equals` = (method, value) where the method at that value amounts to another one (pace_multi's M = 2 is pace:
+    Fig. 5 draws pace's runs at that point of the variant's axis)."""
+    return field(default=default, metadata={"help": help, "grid": list(grid), "aliases": tuple(aliases),
+                                            "equals": equals})
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,11 @@ class Method(Generic[C]):
     def hyperparameters(cls) -> list[tuple[str, Any, str]]:
         """(name, default, help) of every hyperparameter, in declaration order."""
         return [(f.name, f.default, f.metadata.get("help", "")) for f in dataclasses.fields(cls.Config)]
+
+    @classmethod
+    def equivalents(cls) -> dict[str, tuple[str, Any]]:
+        """Hyperparameter -> (method, value) where this method amounts to that method (`hp(equals=...)`)."""
+        return {f.name: f.metadata["equals"] for f in dataclasses.fields(cls.Config) if f.metadata.get("equals")}
 
     @classmethod
     def search_grid(cls) -> dict[str, list[Any]]:

@@ -21,7 +21,7 @@ MAX_COPIES = 16
 
 @dataclass(frozen=True)
 class MultiConfig(PaceConfig):
-    copies: int = hp(3, "M: weight-sharing noisy copies per sample (M = 2 is PACE)", aliases=("M",))
+    copies: int = hp(3, "M: weight-sharing noisy copies per sample (M = 2 is PACE)", aliases=("M",), equals=("pace", 2))
 
     def validate(self) -> list[tuple[str, bool, str]]:
         # the batch goes through the network M times at once: beyond 16 copies memory, not PACE, is measured
