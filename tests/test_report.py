@@ -169,7 +169,7 @@ def test_vtab_table_partial(tmp_path):
     make_run(store, suite="vtab", dataset="dtd", seed=1, test=10, phase="tune")
     data = gather("1", store)
     frame = data.frame
-    assert list(frame.columns[:3]) == ["method", "source", "seeds"]
+    assert list(frame.columns[:3]) == ["method", "source", "seeds"]  # one adapter: no adapter column
     assert list(frame.columns[3:22]) == list(load_suite("vtab").datasets)
     assert list(frame.columns[22:]) == ["Natural", "Specialized", "Structured", "mean"]
     base = row(frame, method="baseline", source="measured")

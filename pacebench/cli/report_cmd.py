@@ -28,6 +28,8 @@ def report(
     dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
     wide: Annotated[bool, typer.Option("--wide", "-w", help="Every column in the terminal (transposed where they do "
                                        "not fit), not only the headline ones.")] = False,
+    ci: Annotated[bool, typer.Option("--ci", help="Each measured mean as mean ± the half-width of its 95% interval "
+                                     "over seeds; paper rows say how many of their numbers lie inside it.")] = False,
     db: DbOption = None,
 ) -> None:
     """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside.
@@ -44,7 +46,7 @@ def report(
     if every and out is not None:
         _write_page(store, out)
         return
-    rendered = render_table(table, store, fmt, suite=suite, dataset=dataset, wide=wide)
+    rendered = render_table(table, store, fmt, suite=suite, dataset=dataset, wide=wide, ci=ci)
     _coverage_note(store, table, suite, dataset)
     if out is None:
         if isinstance(rendered, str):

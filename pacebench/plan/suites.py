@@ -132,6 +132,10 @@ class Suite:
         defaults = kind_defaults(adapter) if kind_defaults else {}
         return TrainConfig(**{**coerce_train({k: v for k, v in defaults.items() if k not in layers}), **layers})
 
+    def own_adapter(self, ds: DatasetDef) -> str:
+        """The adapter kind the suite itself trains `ds` with (the paper's baseline for it)."""
+        return str({**self.train, **ds.train}.get("adapter", DEFAULT_ADAPTER))
+
     def resolve_method(self, ds: DatasetDef, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Suite and dataset defaults for `method`, then the user's values; validated by the method's config."""
         from pacebench.core.methods import METHODS  # lazy: torch; `pacebench suites` reads suite files without it

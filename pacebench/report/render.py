@@ -144,6 +144,6 @@ def render(data: TableData, fmt: str, wide: bool = False) -> Any:
 
 
 def render_table(name: str, store: Store, fmt: str = "rich", suite: str | None = None, dataset: str | None = None,
-                 wide: bool = False) -> Any:
-    """Gathers table `name` (or an alias) and renders it as `render` does."""
-    return render(gather(name, store, suite=suite, dataset=dataset), fmt, wide=wide)
+                 wide: bool = False, ci: bool = False) -> Any:
+    """Gathers table `name` (or an alias) and renders it as `render` does; `ci`: measured means with 95% intervals."""
+    return render(gather(name, store, suite=suite, dataset=dataset, ci=ci), fmt, wide=wide)

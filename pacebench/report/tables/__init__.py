@@ -15,16 +15,18 @@ from __future__ import annotations
 from pacebench.plan.protocol import excluded_points
 from pacebench.report.select import tables
 from pacebench.report.tables import speed, summary  # noqa: F401  (registration of the code's gather steps)
-from pacebench.report.tables.base import GATHERS, TableData
+from pacebench.report.tables.base import GATHERS, TableData, finish
 from pacebench.report.tables.paper import paper_table
 from pacebench.store import Store
 
 
-def gather(name: str, store: Store, suite: str | None = None, dataset: str | None = None) -> TableData:
-    """The table `name` (or an alias: "1", "vtab", "table1", ...) gathered from `store`, with what it left out."""
+def gather(name: str, store: Store, suite: str | None = None, dataset: str | None = None, ci: bool = False
+           ) -> TableData:
+    """The table `name` (or an alias: "1", "vtab", "table1", ...) gathered from `store`, with what it left out;
+    with `ci`, each measured mean with its 95% interval over seeds (`base.intervals`)."""
     entry = tables().get(name)
     step = paper_table if entry.paper is not None else GATHERS.get(entry.name)
-    data = step(store, entry, suite=suite, dataset=dataset)
+    data = finish(step(store, entry, suite=suite, dataset=dataset), ci)
     if entry.reads is None:
         return data
     outdated = entry.reads.outdated(store, suite, dataset)

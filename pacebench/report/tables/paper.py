@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from pacebench.choices import TableLayout
+from pacebench.core.adapters import PART_KINDS
 from pacebench.core.footprint import describe
 from pacebench.plan.suites import PaperTable, Suite, all_suites, load_suite
 from pacebench.registry import Registry
@@ -22,10 +23,10 @@ from pacebench.report.labels import method_rank, weights_key
 from pacebench.report.reference import group_means, reference_table
 from pacebench.report.select import TableEntry
 from pacebench.report.tables.base import TableData, gatherer, one_weights_file, phase_notes, sort_rows
-from pacebench.report.tables.cells import NAN, mean, metric, rows
+from pacebench.report.tables.cells import NAN, mean, metric, rows, std
 from pacebench.store import RunRecord, Store
 
-LABELS = ["method", "source", "weights", "seeds"]  # a measured or paper row's label columns, in this order
+LABELS = ["method", "adapter", "source", "weights", "seeds"]  # a measured or paper row's label columns, in order
 Values = Callable[[RunRecord], dict[str, float]]  # a run -> its numbers by column
 Summary = Callable[[dict[str, float]], dict[str, float]]  # a row's values -> its summary columns (means)
 Layout = Callable[[str, Suite, PaperTable, list[RunRecord]], TableData]  # (title, suite, table, runs) -> table
@@ -48,24 +49,57 @@ def _no_runs(suite: Suite) -> str:
     return f"no finished phase-final runs of suite {suite.name} yet; run `pacebench run {suite.name}`"
 
 
-def _paper_rows(suite: Suite, labels: Mapping[str, str], columns: list[str], summary: Summary
+def paper_labels(table: PaperTable, measured: set[str]) -> dict[str, Mapping[str, str]]:
+    """Per adapter label ("" for the suite's own adapter, else a kind's name), which method is which paper row: the
+    suite's own always, another kind's where it was measured (its paper row beside its measured one); each paper row
+    once (a kind whose rows are the suite's own adapter's is that adapter)."""
+    own = set(table.rows.values())
+    return {"": table.rows, **{kind: rows for kind, rows in table.rows_by_adapter.items()
+                               if kind in measured and not set(rows.values()) <= own}}
+
+
+def adapter_label(suite: Suite, table: PaperTable) -> Callable[[RunRecord], str]:
+    """A run's adapter as its table row names it: "" for the paper's own rows (the adapter the suite trains the
+    dataset with, which may differ by dataset, or any other kind of the paper's family that the table gives no row
+    of its own), else the kind's name (Table 1's Full, LoRA, ...; Table 2's LoRA and VPT)."""
+    def label(run: RunRecord) -> str:
+        own = run.dataset in suite.datasets and run.adapter == suite.own_adapter(suite.datasets[run.dataset])
+        family = run.adapter in PART_KINDS and run.adapter not in table.rows_by_adapter
+        return "" if own or family else run.adapter
+
+    return label
+
+
+def _paper_rows(suite: Suite, table: PaperTable, columns: list[str], summary: Summary, measured: set[str]
                 ) -> list[dict[str, Any]]:
-    """The reference CSV's rows `labels` (method -> paper row name), with our summary columns filled in from them
-    unless the paper prints its own (its "mean" is kept as printed)."""
+    """The reference CSV's rows the table names, each beside the adapter and method it matches, with our summary
+    columns filled in from them unless the paper prints its own (its "mean" is kept as printed)."""
     ref = reference_table(suite)
     if ref is None:
         return []
     out = []
-    for method, paper_name in labels.items():
-        match = ref[ref["method"] == paper_name]
-        if match.empty:
-            continue
-        values = {c: float(match.iloc[0][c]) for c in columns if c in match.columns}
-        row = {**summary(values), **values}
-        if "mean" in match.columns:
-            row["mean"] = float(match.iloc[0]["mean"])
-        out.append({"method": method, "source": f"paper ({paper_name})", "weights": "", "seeds": NAN, **row})
+    for adapter, labels in paper_labels(table, measured).items():
+        for method, paper_name in labels.items():
+            match = ref[ref["method"] == paper_name]
+            if match.empty:
+                continue
+            values = {c: float(match.iloc[0][c]) for c in columns if c in match.columns}
+            row = {**summary(values), **values}
+            if "mean" in match.columns:
+                row["mean"] = float(match.iloc[0]["mean"])
+            out.append({"method": method, "adapter": adapter, "source": f"paper ({paper_name})", "weights": "",
+                        "seeds": NAN, **row})
     return out
+
+
+def spread_columns(columns: list[str]) -> dict[str, tuple[str, str]]:
+    """Each measured column's (std over seeds, seed count) columns, for `base.intervals`."""
+    return {c: (f"{c} std", f"{c} n") for c in columns}
+
+
+def drop_alike_adapter(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame without its "adapter" column when every row is the suite's own adapter."""
+    return frame.drop(columns="adapter") if (frame["adapter"] == "").all() else frame
 
 
 def _wide(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord], columns: list[str], values: Values,
@@ -76,20 +110,27 @@ def _wide(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord], co
     if len(known) < len(runs):
         notes.append(f"{len(runs) - len(known)} runs on datasets not in suite {suite.name} left out")
     records = []
-    for row in rows(known, lambda r: (weights_key(r), r.method), notes):
-        wkey, method = row.key
+    spread = spread_columns(columns)
+    label = adapter_label(suite, table)
+    for row in rows(known, lambda r: (weights_key(r), label(r), r.method), notes):
+        wkey, adapter, method = row.key
         got = row.columns(values)
         cells = {c: mean(got.get(c, [])) for c in columns}
-        records.append({"method": method, "source": "measured", "weights": wkey, "seeds": row.seeds, **cells,
-                        **summary(cells)})
-    records += _paper_rows(suite, table.rows, columns, summary)
+        extra = {n: f(got.get(c, [])) for c, names in spread.items() for n, f in zip(names, (std, len), strict=True)}
+        records.append({"method": method, "adapter": adapter, "source": "measured", "weights": wkey,
+                        "seeds": row.seeds, **cells, **summary(cells), **extra})
+    records += _paper_rows(suite, table, columns, summary, {r["adapter"] for r in records})
     if not known:
         notes.append(_no_runs(suite))
     summaries = list(summary({c: NAN for c in columns}))
-    frame = pd.DataFrame(records, columns=[*LABELS, *columns, *summaries])
-    frame = sort_rows(frame, lambda r: (method_rank(r["method"]), r["source"] != "measured", r["weights"]))
-    return TableData(title, one_weights_file(frame), [*phase_notes(known), *table.notes, *notes],
-                     formats={"seeds": "d"}, headline=(*LABELS, *summaries) if summaries else ())
+    hidden = [c for pair in spread.values() for c in pair]
+    frame = pd.DataFrame(records, columns=[*LABELS, *columns, *summaries, *hidden])
+    frame = sort_rows(frame, lambda r: (r["adapter"], method_rank(r["method"]), r["source"] != "measured",
+                                        r["weights"]))
+    frame = drop_alike_adapter(one_weights_file(frame))
+    labels = [c for c in LABELS if c in frame.columns]
+    return TableData(title, frame, [*phase_notes(known), *table.notes, *notes],
+                     formats={"seeds": "d"}, headline=(*labels, *summaries) if summaries else (), spread=spread)
 
 
 @LAYOUTS.register(TableLayout.datasets)
@@ -140,8 +181,9 @@ def by_shots(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord])
     shots = sorted({int(k) for ds in suite.datasets.values() for k in ds.options.get("shots", [])})
     columns = [f"{k}-shot" for k in shots]
     records = []
-    for row in rows(runs, lambda r: (weights_key(r), r.method), notes):
-        wkey, method = row.key
+    label = adapter_label(suite, table)
+    for row in rows(runs, lambda r: (weights_key(r), label(r), r.method), notes):
+        wkey, adapter, method = row.key
         per_split: dict[tuple[str, str], list[float]] = defaultdict(list)
         seeds = []
         for cell in row.cells:
@@ -153,25 +195,29 @@ def by_shots(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord])
             continue
         per_ds = {ds: {c: mean(per_split.get((ds, c), [])) for c in columns} for ds in suite.datasets}
         per_ds["average"] = {c: mean(per_ds[ds][c] for ds in suite.datasets) for c in columns}
-        records += [{"dataset": ds, "method": method, "source": "measured", "weights": wkey, "seeds": min(seeds),
-                     **values} for ds, values in per_ds.items()]
+        records += [{"dataset": ds, "method": method, "adapter": adapter, "source": "measured", "weights": wkey,
+                     "seeds": min(seeds), **values} for ds, values in per_ds.items()]
     ref = reference_table(suite)
     if ref is not None:
-        for method, paper_name in table.rows.items():
-            paper = ref[ref["method"] == paper_name]
-            for ds in [*suite.datasets, "average"]:
-                got = paper[paper["dataset"] == ds]
-                values = {f"{int(k)}-shot": float(v) for k, v in zip(got["shots"], got["top1"], strict=True)}
-                records.append({"dataset": ds, "method": method, "source": f"paper ({paper_name})", "weights": "",
-                                "seeds": NAN, **{c: values.get(c, NAN) for c in columns}})
+        for adapter, labels in paper_labels(table, {label(r) for r in runs}).items():
+            for method, paper_name in labels.items():
+                paper = ref[ref["method"] == paper_name]
+                for ds in [*suite.datasets, "average"]:
+                    got = paper[paper["dataset"] == ds]
+                    values = {f"{int(k)}-shot": float(v) for k, v in zip(got["shots"], got["top1"], strict=True)}
+                    records.append({"dataset": ds, "method": method, "adapter": adapter,
+                                    "source": f"paper ({paper_name})", "weights": "", "seeds": NAN,
+                                    **{c: values.get(c, NAN) for c in columns}})
     frame = pd.DataFrame(records, columns=["dataset", *LABELS, *columns])
     order = {ds: i for i, ds in enumerate([*suite.datasets, "average"])}
-    frame = sort_rows(frame, lambda r: (order[r["dataset"]], method_rank(r["method"]), r["source"] != "measured",
-                                        r["weights"]))
+    frame = sort_rows(frame, lambda r: (order[r["dataset"]], r["adapter"], method_rank(r["method"]),
+                                        r["source"] != "measured", r["weights"]))
     if not runs:
         notes.append(_no_runs(suite))
-    return TableData(title, one_weights_file(frame), [*phase_notes(runs), *table.notes, *notes],
-                     formats={"seeds": "d"}, headline=("dataset", "method", "source", "weights", *columns))
+    frame = drop_alike_adapter(one_weights_file(frame))
+    labels = [c for c in ("dataset", *LABELS) if c in frame.columns and c != "seeds"]
+    return TableData(title, frame, [*phase_notes(runs), *table.notes, *notes],
+                     formats={"seeds": "d"}, headline=(*labels, *columns))
 
 
 # ---- Table 5: other backbones -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pacebench.choices import GradKind, Split
 from pacebench.core import methods
 from pacebench.errors import PacebenchError
 from pacebench.plan.suites import load_suite
+from pacebench.report.compare import compare_row
 from pacebench.report.labels import (
     READINGS,
     READINGS_NOTE,
@@ -98,6 +99,23 @@ def _table6_values(run: RunRecord) -> str:
 
 
 PAPER_TABLE6 = "paper (Table 6)"
+VS_PACE = "vs pace (95%)"
+
+
+def _vs_pace(store: Store, runs: list[RunRecord], first: RunRecord) -> str:
+    """Whether the row's method (the runs of `first`'s data, weights, method and setting) differs from pace's runs
+    on the same data and weights: a verdict, or "–" where there is nothing to compare (pace itself, no pace runs,
+    one seed without predictions)."""
+    if first.method == "pace":
+        return "–"
+    same = [r for r in runs if (data_key(r), weights_key(r)) == (data_key(first), weights_key(first))]
+    mine = [r for r in same if r.method == first.method and setting_key(r) == setting_key(first)]
+    pace = [r for r in same if r.method == "pace"]
+    if not pace or len({setting_key(r) for r in pace}) > 1:
+        return "–"
+    out = compare_row(data_label(first), "test", mine, pace, store.predictions([r.id for r in (*mine, *pace)]),
+                      0.5, 2000, (0,))
+    return "–" if isinstance(out, str) else str(out.verdict)
 
 
 def _paper_ablations(runs: list[RunRecord]) -> dict[str, tuple[dict[str, float], str]]:
@@ -128,7 +146,11 @@ def ablations_table(store: Store, entry: TableEntry, suite: str | None = None, d
     frame = frame.drop(columns=[c for c in (TRAIN, GAP, "config") if c in frame.columns])
     frame.insert(frame.columns.get_loc("seeds"), "mode", [_table6_mode(r) for r in frame["_run"]])
     frame.insert(frame.columns.get_loc("seeds"), "chosen", [_table6_values(r) for r in frame["_run"]])
+    frame[VS_PACE] = [_vs_pace(store, runs, r) for r in frame["_run"]]
     frame = frame.drop(columns="_run")
+    notes += [f"{VS_PACE}: the row's method against pace on the same data and weights (`pacebench compare`): "
+              "better or worse where the 95% interval of the difference excludes 0, else within noise; paired on "
+              "the test examples where predictions are stored, else over seeds"]
     notes += ["mode: 'tuned' rows are phase-2 winners of `pacebench ablate` (each method's search grid on train -> "
               "val, the best retrained on train+val -> test); 'defaults (not tuned)' rows come from `ablate "
               "--no-tune` or `run`; chosen: the row's values of the method's searched hyperparameters"]
@@ -144,4 +166,4 @@ def ablations_table(store: Store, entry: TableEntry, suite: str | None = None, d
     where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else "several datasets"
     return TableData(f"Table 6: ablations on {where}", frame, [*phase_notes(runs), *notes], pm={TEST: TEST_STD},
                      formats=SUMMARY_FORMATS,
-                     headline=("data", "method", "weights", "mode", "chosen", "seeds", TEST, PAPER_TABLE6))
+                     headline=("data", "method", "weights", "mode", "chosen", "seeds", TEST, PAPER_TABLE6, VS_PACE))
