@@ -30,6 +30,7 @@ from pacebench.core.prepare import Prepared
 from pacebench.core.prepare import attach as attach_backbone
 from pacebench.errors import DataError, UsageError
 from pacebench.execution.devices import resolve_device
+from pacebench.plan.spec import DEFAULT_ADAPTER
 from pacebench.text import models as text_models
 from pacebench.text.tasks import REGRESSION, Glue
 from pacebench.training.loop import autocast_for
@@ -207,7 +208,7 @@ def _tuner(cls: type[Tuner], ready: Prepared, device: torch.device, precision: P
     return cls(ready.model, ready.method, device, signature, ready.params, ready.facts)
 
 
-def attach(model: nn.Module, method: str = "pace", *, adapter: str = "lora_mul+vpt_add", rank: int = 10,
+def attach(model: nn.Module, method: str = "pace", *, adapter: str = DEFAULT_ADAPTER, rank: int = 10,
            num_train: int | None = None, device: torch.device | str | None = None, precision: str = "fp32",
            **hyperparameters: Any) -> Tuner:
     """Puts adapters with PACE's noise on every Linear of every block of a timm ViT or Swin and attaches `method`.

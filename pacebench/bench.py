@@ -31,6 +31,7 @@ from pacebench.core.methods import METHODS, SetupInfo
 from pacebench.core.prepare import attach
 from pacebench.errors import UsageError
 from pacebench.execution.provenance import versions
+from pacebench.plan.spec import DEFAULT_ADAPTER
 from pacebench.training.image import compile_blocks
 from pacebench.training.loop import autocast_for, make_optimizer
 
@@ -42,7 +43,7 @@ PEAK_FLOPS = {"H100": {"bf16": 989e12, "fp32": 67e12}, "H200": {"bf16": 989e12, 
 @dataclass(frozen=True)
 class BenchConfig:
     backbone: str = "vit_base_patch16_224"  # a timm architecture, randomly initialised
-    adapter: str = "lora_mul+vpt_add"
+    adapter: str = DEFAULT_ADAPTER
     rank: int = 10
     batch: int = 64
     image_size: int = 224

@@ -100,7 +100,8 @@ TESTER = Claimant(3600.0, host="test-host", pid=1)  # a worker elsewhere that ne
 
 def written_run(store: Storage, spec: RunSpec, metrics: dict[str, Any] | None = None, *,
                 status: str = Status.done, epochs: Sequence[EpochRecord] = (), weights: dict[str, Any] | None = None,
-                origin: str = "direct", error: str = "boom", facts: dict[str, Any] | None = None) -> RunRecord:
+                origin: str = "direct", error: str = "boom", facts: dict[str, Any] | None = None,
+                predictions: dict[str, Any] | None = None) -> RunRecord:
     """A run written the way a worker writes one, through a claim: queued, claimed, its epochs and `facts` (what the
     trainer reports: parameter counts, setup), then done (or, for `failed`, its numbers kept and then failed, so a
     test can check that a failed run's numbers never show up; `running` stays claimed; `queued` is only enqueued)."""
@@ -113,7 +114,7 @@ def written_run(store: Storage, spec: RunSpec, metrics: dict[str, Any] | None = 
         if facts:
             store.set_run_facts(run.id, run.claim, **facts)
         if status == Status.done:
-            store.finish_claimed(run.id, run.claim, metrics or {}, weights)
+            store.finish_claimed(run.id, run.claim, metrics or {}, weights, predictions)
         elif status == Status.failed:
             store.set_run_facts(run.id, run.claim, metrics=metrics or {})
             assert store.fail_claimed(run.id, run.claim, error, max_attempts=1, retry=False) == Status.failed

@@ -44,6 +44,9 @@ def imports(path: Path) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
 
 
 def graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports. `from pkg import a, b` reaches each of a, b that is a module (else
+    pkg itself); and importing a module first runs every package above it (its `__init__`), so an import of
+    `x.y.z` also reaches `x.y` and `x` (a module's own packages run before it anyway and are left out)."""
     mods = modules()
     edges: dict[str, set[str]] = defaultdict(set)
     for name, path in mods.items():
@@ -53,13 +56,17 @@ def graph() -> dict[str, set[str]]:
                 if node.level:
                     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
                     base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
-                candidates = [f"{base}.{alias.name}" for alias in node.names] + [base]
+                reached = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
             else:
-                candidates = [alias.name for alias in node.names]
-            for candidate in candidates:
-                if candidate.split(".")[0] == "pacebench" and (t := target(candidate, mods, name)):
-                    edges[name].add(t)
-                    break
+                reached = [alias.name for alias in node.names]
+            for candidate in reached:
+                if candidate.split(".")[0] != "pacebench" or not (t := target(candidate, mods, name)):
+                    continue
+                parts = t.split(".")
+                for i in range(2, len(parts) + 1):
+                    step = ".".join(parts[:i])
+                    if step in mods and step != name and not name.startswith(step + "."):
+                        edges[name].add(step)
     return edges
 
 

@@ -10,7 +10,8 @@ from conftest import written_run
 from pacebench import stats
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.spec import RunSpec, TrainConfig
-from pacebench.report.compare import PAIRED, SEED_LEVEL, Side, as_tables, compare, parse_side
+from pacebench.report.compare import PAIRED, SEED_LEVEL, Side, compare, parse_side
+from pacebench.report.tables.compare import as_tables
 from pacebench.store import MemoryStore
 from pacebench.store.records import Predictions
 

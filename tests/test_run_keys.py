@@ -77,6 +77,7 @@ def legacy_key(spec: RunSpec) -> str:
     """The key as pacebench hashed it before issue 7: the plain spec, without the settings issue 7 added (and those
     added since, the adapter options, which these plans leave at None)."""
     blob = dataclasses.asdict(spec)
+    assert blob.pop("data_fingerprint") == ""  # planning leaves it to execution, which reads the data
     del blob["train"]["augment"]
     for name in ("adapter_scale", "adapter_dropout"):
         assert blob["train"].pop(name) is None

@@ -80,6 +80,7 @@ def key_010(spec: RunSpec) -> str:
     """The run key as pacebench 0.1.0 computed it: the plain spec, before `augment`, the adapter options (None
     here) or any behaviour change."""
     blob = dataclasses.asdict(spec)
+    assert blob.pop("data_fingerprint") == ""  # the data fingerprint came later too
     del blob["train"]["augment"]
     for name in ("adapter_scale", "adapter_dropout"):
         assert blob["train"].pop(name) is None

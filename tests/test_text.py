@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from pacebench.cli import app
+from pacebench.data import text as tdata
 from pacebench.errors import DataError, UsageError
-from pacebench.text import data as tdata
 
 runner = CliRunner()
 FAST = ["--epochs", "1", "-t", "batch_size=8", "-t", "eval_batch_size=4", "--device", "cpu"]
@@ -259,7 +259,7 @@ def test_text_options_are_checked():
 def test_an_evaluation_set_is_tokenised_once_however_often_it_is_scored():
     from contextlib import nullcontext
 
-    from pacebench.text.data import Example
+    from pacebench.data.text import Example
     from pacebench.text.tasks import Glue
 
     calls = []
@@ -343,6 +343,10 @@ def test_glue_and_gsm8k_run_end_to_end_and_report_beside_the_slides(world, tmp_p
     kept = store.run_weights(next(r[0] for r in runs if r[1:4] == ("glue", "stsb", "pace")))
     assert any("lora_A" in k for k in kept) and any("classifier" in k for k in kept)  # LoRA and the task head
     assert not store.run_weights(pretrained[0])
+    stored = store.predictions([r[0] for r in runs])  # every run's per-example predictions, by its metric
+    stsb = next(r[0] for r in runs if r[1:4] == ("glue", "stsb", "pace"))
+    assert stored[(stsb, "dev")].metric == "pearson" and stored[(stsb, "dev")].correct is None
+    assert {stored[(r[0], "test")].metric for r in runs if r[1] == "gsm8k"} == {"accuracy"}
     glue = invoke("report", "--table", "glue", "--format", "md", "--db", f"sqlite:///{world['db']}")
     assert glue.exit_code == 0, glue.output
     assert "| 63.40 |" in glue.output and "| 66.20 |" in glue.output and "measured" in glue.output
@@ -437,7 +441,8 @@ def test_gsm8k_learns_only_the_answer_and_scores_the_final_number(world):
             texts = [e.texts[1] + "\nQuestion: 999" for e in problems]
             return pad([tok(t, add_special_tokens=False)["input_ids"] for t in texts], pad_id)
 
-    assert task.score(Oracle(), problems, tok, 8, torch.device("cpu"), nullcontext) == 100.0
+    scored = task.evaluate(Oracle(), problems, tok, 8, torch.device("cpu"), nullcontext)
+    assert scored.score == 100.0 and scored.correct.all() and list(scored.predicted) == [e.label for e in problems]
     wrong = [tdata.Example(e.texts, str(int(e.label) + 1)) for e in problems]
     assert task.score(Oracle(), wrong, tok, 8, torch.device("cpu"), nullcontext) == 0.0
 
@@ -599,12 +604,15 @@ def test_text_runs_take_fig2_readings_and_they_never_change_training(world):
     assert all(r.grad_norm_task_heldout is None for r in off_epochs)
     last = on_epochs[-1]
     assert last.grad_norm_task_train > 0 and last.grad_norm_task_heldout > 0 and last.fp_distance_heldout >= 0
+    [(name, kept)] = on.predictions.items()  # RTE's dev set, example by example, as `pacebench compare` pairs it
+    assert name == "dev" and kept.metric == "accuracy" and len(kept.ids) == len(kept.target)
+    assert 100 * kept.correct.mean() == pytest.approx(on.metrics["evals"]["dev"])
 
 
 def test_the_glue_table_names_each_task_by_its_metric():
     """benchmarks/glue.toml names each task's column in the slides' CSV; its suffix is the task's own metric."""
+    from pacebench.data.text import GLUE_TASKS
     from pacebench.plan.suites import load_suite
-    from pacebench.text.data import GLUE_TASKS
 
     table = load_suite("glue").paper_table
     assert table is not None and set(table.dataset_columns) == set(GLUE_TASKS)

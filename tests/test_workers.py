@@ -19,6 +19,7 @@ import pytest
 import torch
 from conftest import rewrite_run
 
+from pacebench.execution.sweep import with_fingerprints
 from pacebench.execution.worker import Worker
 from pacebench.plan.planner import PlanRequest, plan
 from pacebench.plan.runkey import run_key
@@ -31,8 +32,10 @@ FAST = {"PACEBENCH_HEARTBEAT_S": "0.5", "PACEBENCH_MISSED_BEATS": "4", "PACEBENC
 
 
 def specs(methods=("baseline",), seeds=(0,), **train):
+    """Demo runs as `pacebench run` queues them: planned, with the fingerprint of the data they train on."""
     settings = {"epochs": 3, "batch_size": 16, "eval_every": 1, **train}
-    return plan(PlanRequest(suite="demo", methods=list(methods), seeds=list(seeds), train=settings))
+    return with_fingerprints(plan(PlanRequest(suite="demo", methods=list(methods), seeds=list(seeds), train=settings)),
+                             Path("data"))
 
 
 def rows(store: Store, run_id: int) -> list[dict]:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from pacebench.cli.common import DbOption, console, db_url, split_list
+from pacebench.plan.spec import DEFAULT_ADAPTER
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +17,7 @@ def register(app: typer.Typer) -> None:
         = "vit_base_patch16_224",
         adapter: Annotated[str, typer.Option("--adapter", help="Adapter kind, or several comma-separated (each "
                                              "measured with every method; `pacebench methods`).")]
-        = "lora_mul+vpt_add",
+        = DEFAULT_ADAPTER,
         rank: Annotated[int | None, typer.Option("--rank", help="The kind's size (default: each kind's own).")]
         = None,
         batch: Annotated[int, typer.Option("--batch", help="Real images per step.")] = 64,

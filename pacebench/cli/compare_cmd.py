@@ -34,10 +34,11 @@ def compare(
 
     Runs are paired example by example where their per-example predictions are stored, else compared at the seed
     level (labelled so); docs/statistics.md explains each number and when it is the wrong tool."""
-    from pacebench.report.compare import as_tables, parse_side  # lazy: pandas, scipy, torch (the registries)
-    from pacebench.report.compare import compare as run_compare
+    from pacebench.report.compare import compare as run_compare  # lazy: pandas, scipy, sqlalchemy, the registries
+    from pacebench.report.compare import parse_side
     from pacebench.report.render import render
     from pacebench.report.select import Reads
+    from pacebench.report.tables.compare import as_tables
     from pacebench.store import Store
 
     if delta <= 0 or boot < 100:

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from pacebench.choices import Phase, Schedule, Status
 from pacebench.cli.common import DataOption, DbOption, console, db_url
+from pacebench.plan.spec import DEFAULT_ADAPTER
 from pacebench.plan.suites import all_suites
 from pacebench.settings import builtin_suites_dir
 from pacebench.settings import data_root as default_root
@@ -110,7 +111,7 @@ def inspect(
     backbone: Annotated[str, typer.Option("--backbone", help="Named backbone or timm architecture.")]
     = "vit_b16_in21k",
     adapter: Annotated[str, typer.Option("--adapter", help="Adapter kind (`pacebench methods`).")]
-    = "lora_mul+vpt_add",
+    = DEFAULT_ADAPTER,
     rank: Annotated[int | None, typer.Option("--rank", help="The kind's size (default: its own).")] = None,
     classes: Annotated[int, typer.Option("--classes")] = 100,
     sigma: Annotated[float, typer.Option("--sigma")] = 1.2,

@@ -19,7 +19,7 @@ from pacebench.core import adapters, backbones
 from pacebench.core.droppath import share_drop_path
 from pacebench.core.methods import METHODS, Method, SetupInfo
 from pacebench.errors import DataError
-from pacebench.plan.spec import RunSpec
+from pacebench.plan.spec import DEFAULT_ADAPTER, RunSpec
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Prepared:
     weights_sha256: str = ""
 
 
-def attach(model: nn.Module, method: str, info: SetupInfo, adapter: str = "lora_mul+vpt_add", rank: int | None = 10,
+def attach(model: nn.Module, method: str, info: SetupInfo, adapter: str = DEFAULT_ADAPTER, rank: int | None = 10,
            method_config: dict[str, Any] | None = None, device: torch.device | str = "cpu",
            adapter_options: dict[str, float | None] | None = None) -> Prepared:
     """Freezes `model`, injects adapters (`rank` None: the kind's size; `adapter_options`: its `adapter_scale` and

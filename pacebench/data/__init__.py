@@ -1,8 +1,8 @@
-"""Data readers, one per on-disk layout, registered in `READERS` (see `base` for the contract)."""
+"""Data readers, one per on-disk layout, registered in `READERS` (see `base` for the contract); `text` holds the
+text suites' readers (GLUE, GSM-8K), which the text trainer reads as examples rather than images."""
 
-from pacebench.data import demo, fewshot, fgvc, imagenet, vtab  # noqa: F401  (registration)
+from pacebench.data import demo, fewshot, fgvc, imagenet, text, vtab  # noqa: F401  (registration)
 from pacebench.data.base import READERS, DataRequest, Splits, load_splits
 from pacebench.data.images import Indexed
-from pacebench.text import data as _text_data  # noqa: F401, E402  (registers the glue and gsm8k readers' layouts)
 
 __all__ = ["READERS", "DataRequest", "Indexed", "Splits", "load_splits"]

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from pacebench.choices import Mode, Status
 from pacebench.data.check import require_data
-from pacebench.errors import PacebenchError, UsageError
+from pacebench.data.fingerprint import dataset_fingerprint
+from pacebench.errors import DataError, PacebenchError, UsageError
 from pacebench.execution.launch import run_workers
 from pacebench.execution.options import WorkerOptions
 from pacebench.plan import protocol
@@ -26,6 +27,7 @@ from pacebench.plan.planner import pretrainable, weights_sha256
 from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
 from pacebench.plan.suites import load_suite
+from pacebench.settings import results_dir
 from pacebench.store import RunRecord, Storage
 from pacebench.training.pretrain import pretrain_demo_backbone
 
@@ -96,6 +98,27 @@ def materialise(specs: list[RunSpec], device_type: str, threads: int = 1,
     return out
 
 
+def with_fingerprints(specs: list[RunSpec], data_root: Path, strict: bool = True) -> list[RunSpec]:
+    """Each spec with the fingerprint of the data copy under `data_root` it trains on (`data.fingerprint`, memoised
+    in the cache folder): part of its key, so runs on another copy are never taken for done, averaged or paired with
+    these. `strict` False (a dry run): where the data is not here, the spec keeps none."""
+    found: dict[tuple[str, str], str] = {}
+    out = []
+    for spec in specs:
+        where = (spec.suite, spec.dataset)
+        if where not in found:
+            suite = load_suite(spec.suite)
+            try:
+                found[where] = dataset_fingerprint(suite, suite.dataset(spec.dataset), data_root,
+                                                   results_dir() / "cache")
+            except DataError:
+                if strict:
+                    raise
+                found[where] = ""
+        out.append(spec.with_(data_fingerprint=found[where]))
+    return out
+
+
 def execute(specs: list[RunSpec], store: Storage, opts: WorkerOptions, origin: str = "direct", wait: bool = False,
             display: Any = None) -> SweepResult:
     """Queues `specs` and runs workers until every run is done, failed, or held by a live worker elsewhere (with
@@ -137,6 +160,8 @@ def run_phase(specs: list[RunSpec], store: Storage, opts: WorkerOptions, reporte
     for workers elsewhere (`Mode.enqueue`: the runs as they stand). None on a dry run."""
     if mode != Mode.dry_run:  # pre-trains the demo backbone if a run needs it and it is not there yet
         specs = materialise(specs, device_type, opts.threads, reporter.pretraining)
+        preflight(specs, opts.data_root)  # a missing data set says so before its fingerprint is read
+    specs = with_fingerprints(specs, opts.data_root, strict=mode != Mode.dry_run)
     keys = [run_key(s) for s in specs]
     done = {r.key for r in store.runs(key=keys, status=Status.done)}
     reporter.planned(specs, keys, done, store, origin)

@@ -19,12 +19,15 @@ from typing import Any
 import torch
 
 from pacebench.choices import Status
-from pacebench.errors import PacebenchError, one_line
+from pacebench.data.fingerprint import dataset_fingerprint
+from pacebench.errors import DataError, PacebenchError, one_line
 from pacebench.execution.devices import resolve_device
 from pacebench.execution.options import WorkerOptions
 from pacebench.execution.provenance import git_commit, versions
 from pacebench.execution.signals import stop_on_signals
 from pacebench.plan.runkey import spec_of
+from pacebench.plan.spec import RunSpec
+from pacebench.plan.suites import load_suite
 from pacebench.settings import WorkerSettings, results_dir
 from pacebench.store import Claimant, ClaimLost, EpochRecord, RunRecord, Storage
 from pacebench.store.records import PARAMETER_COUNTS
@@ -32,6 +35,19 @@ from pacebench.training import Environment, train_run
 from pacebench.training.checkpoint import Control, Stopped
 
 TERMINAL = (Status.done, Status.failed)
+
+
+def check_data(spec: RunSpec, env: Environment) -> None:
+    """Refuses to train a run on another copy of its data than it was planned on (a worker of a cluster whose data
+    root holds other files): its results would be stored under a fingerprint they do not belong to."""
+    if not spec.data_fingerprint:
+        return
+    suite = load_suite(spec.suite)
+    here = dataset_fingerprint(suite, suite.dataset(spec.dataset), env.data_root, env.cache_dir)
+    if here != spec.data_fingerprint:
+        raise DataError(f"{spec.suite}/{spec.dataset} under {env.data_root} has fingerprint {here}, but this run was "
+                        f"planned on {spec.data_fingerprint}: point --data-root at the copy it was planned on "
+                        "(`pacebench data check` prints each copy's fingerprint)")
 
 
 class Heartbeat(threading.Thread):
@@ -123,6 +139,7 @@ class Worker:
         beat.start()
         try:
             spec = spec_of(run)
+            check_data(spec, self.env)
             resume = self.store.resume_point(run.id, claim)
             control = RunControl(self.store, run, claim, self.settings.checkpoint_every, self.stop, beat.lost, resume)
             self.store.set_run_facts(run.id, claim, device=str(self.env.device), versions=versions(),
@@ -132,7 +149,7 @@ class Worker:
                                      info={"label": spec.label(), "epochs": spec.train.epochs})
             result = train_run(spec, self.env, self._on_epoch(run, claim),
                                lambda facts: self._facts(run.id, claim, facts), control)
-            self.store.finish_claimed(run.id, claim, result.metrics, result.weights)
+            self.store.finish_claimed(run.id, claim, result.metrics, result.weights, result.predictions)
             return "done"
         except Stopped:
             if beat.lost.is_set():

@@ -84,6 +84,8 @@ def key_payload(spec: RunSpec) -> dict[str, Any]:
     """What the run key hashes: the spec, less the later settings at their legacy values, plus the behaviour
     changes that alter this run (see the module docstring)."""
     payload = asdict(spec)
+    if not payload["data_fingerprint"]:
+        del payload["data_fingerprint"]  # planned without one (before fingerprints existed): the key it had then
     payload["train"] = {k: v for k, v in payload["train"].items() if LEGACY_TRAIN.get(k, object()) != v}
     payload["method_config"] = _method_config(spec)
     changes = behaviour_changes(spec)

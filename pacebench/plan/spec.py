@@ -19,6 +19,8 @@ PHASES: dict[Phase, str] = {Phase.tune: "phase 1", Phase.final: "phase 2"}  # wh
 # the suite's data layout's to say, in its own split names (`data.base.phase_line`)
 
 DEFAULT_METHODS = ("baseline", "pace")  # what `run`, `bench` and a plan train when no methods are named
+# The adapter of the paper's main tables (LoRA_mul+VPT_add); every other place that needs a default kind reads this.
+DEFAULT_ADAPTER = "lora_mul+vpt_add"
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     drop_path: float = 0.1
     eval_every: int = 10
-    adapter: str = "lora_mul+vpt_add"
+    adapter: str = DEFAULT_ADAPTER
     rank: int = 10  # the adapter's size: LoRA's rank, a bottleneck's width, VPT's prompt length (docs/adapters.md)
     image_size: int = 224
     precision: Precision = Precision.auto  # bf16 autocast on CUDA, fp32 elsewhere; resolved before the key
@@ -78,7 +80,6 @@ class TrainConfig:
 
 
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
-DEFAULT_ADAPTER = TrainConfig.adapter
 # The settings that belong to one adapter kind: a suite's values for them apply to the suite's own adapter only
 # (`Suite.resolve_train`), another kind takes its own (a per-adapter table, else the kind's defaults).
 ADAPTER_SETTINGS = ("rank", "adapter_scale", "adapter_dropout")
@@ -104,13 +105,15 @@ class RunSpec:
     method_config: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
     phase: Phase = Phase.final
+    data_fingerprint: str = ""  # which copy of the data (`data.fingerprint`); filled in before runs are queued
 
     @classmethod
     def from_record(cls, run: Any) -> RunSpec:
         """The spec of a stored run (a `RunRecord`), with today's defaults for settings added since it was stored."""
         return cls(suite=run.suite, dataset=run.dataset, method=run.method, seed=run.seed,
                    train=TrainConfig(**run.hparams), backbone=run.backbone, weights_sha256=run.weights_sha256,
-                   method_config=dict(run.method_config), data_options=dict(run.data_options), phase=run.phase)
+                   method_config=dict(run.method_config), data_options=dict(run.data_options), phase=run.phase,
+                   data_fingerprint=run.data_fingerprint)
 
     def with_(self, **changes: Any) -> RunSpec:
         return replace(self, **changes)

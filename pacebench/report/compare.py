@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from pacebench import stats
 from pacebench.core.methods import METHODS
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.report.labels import data_label, weights_key
-from pacebench.report.tables.base import TableData
 from pacebench.store.records import Predictions, RunRecord
 
 PAIRED, SEED_LEVEL = "paired", "seed level"
@@ -133,7 +131,12 @@ def _eval_sets(runs: Iterable[RunRecord], phase: str) -> list[str]:
 
 
 def _score(run: RunRecord, eval_set: str) -> float:
-    return float(run.metrics["evals"][eval_set])
+    """The run's score on `eval_set`: its evaluation's, or its headline `test_acc` / `val_acc` for test / val."""
+    evals = run.metrics.get("evals") or {}
+    value = evals.get(eval_set, run.metrics.get(f"{eval_set}_acc"))
+    if value is None:
+        raise PacebenchError(f"run {run.id} has no score on {eval_set}")
+    return float(value)
 
 
 def _arrays(preds: list[Predictions]) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -215,32 +218,3 @@ def suite_line(rows: list[Row], n_boot: int, seed: int) -> SuiteLine:
                      improvement=stats.probability_of_improvement([d.scores_a for d in diffs],
                                                                   [d.scores_b for d in diffs], n_boot, seed),
                      tally=stats.wins_ties_losses(diffs))
-
-
-def as_tables(c: Comparison) -> list[TableData]:
-    """The per-dataset table and, with two or more rows, the suite line; numbers for every renderer."""
-    a, b = c.a.label, c.b.label
-    frame = pd.DataFrame([{
-        "data": r.data, "eval": r.eval_set, a: r.difference.mean_a, b: r.difference.mean_b,
-        "Δ": r.difference.estimate, "95% low": r.difference.low, "95% high": r.difference.high,
-        "p": r.difference.p_value, "p (Holm)": r.p_holm, "verdict": str(r.verdict),
-        "seeds for Δ=0.5": r.seeds_needed if r.seeds_needed is not None else np.nan,
-        "seeds": f"{r.seeds_a}+{r.seeds_b}", "compared": r.level} for r in c.rows])
-    formats = {"p": ".3g", "p (Holm)": ".3g", "seeds for Δ=0.5": "d"}
-    notes = [*c.notes, "Δ = A - B in points of the metric; verdict from the 95% interval: better (above 0), worse "
-                       "(below 0), within noise (covers 0); p (Holm) adjusts for comparing several datasets"]
-    tables = [TableData(f"{a} vs {b}: per data set", frame, notes, formats=formats)]
-    if c.suite is not None:
-        s = c.suite
-        line = pd.DataFrame([
-            {"over the data sets": "mean Δ", "estimate": s.mean.estimate, "95% low": s.mean.low,
-             "95% high": s.mean.high},
-            {"over the data sets": "IQM of Δ", "estimate": s.iqm.estimate, "95% low": s.iqm.low,
-             "95% high": s.iqm.high},
-            {"over the data sets": f"P({a} > {b})", "estimate": s.improvement.estimate, "95% low": s.improvement.low,
-             "95% high": s.improvement.high}])
-        tally = f"wins / ties / losses of {a}: {s.tally.wins} / {s.tally.ties} / {s.tally.losses}"
-        tables.append(TableData(f"{a} vs {b}: over {len(c.rows)} data sets", line,
-                                [tally, "stratified bootstrap over each data set's seeds and examples (Agarwal et "
-                                        "al., 2021); P(A > B) from seed scores"]))
-    return tables

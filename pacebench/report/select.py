@@ -82,7 +82,13 @@ class Reads:
         a suite, in whichever suites define it), in `phase` (default: `self.phase()`)."""
         from pacebench.plan.runkey import is_current  # lazy: torch (run keys read the method registry)
 
-        return [r for r in self._stored(store, suite, dataset, phase) if is_current(r)]
+        return one_copy([r for r in self._stored(store, suite, dataset, phase) if is_current(r)])[0]
+
+    def other_copies(self, store: Store, suite: str | None = None, dataset: str | None = None) -> list[RunRecord]:
+        """The finished runs it leaves out because they were made on another copy of their data set's files."""
+        from pacebench.plan.runkey import is_current  # lazy: torch (run keys read the method registry)
+
+        return one_copy([r for r in self._stored(store, suite, dataset) if is_current(r)])[1]
 
     def outdated(self, store: Store, suite: str | None = None, dataset: str | None = None) -> list[RunRecord]:
         """The finished runs it would read but leaves out: made before a pacebench change that alters their results."""
@@ -97,6 +103,19 @@ class Reads:
                 for r in store.runs(phase=phase or self.phase(), status=Status.done, suite=name, dataset=datasets,
                                     method=methods)]
         return sorted(runs, key=lambda r: r.id)
+
+
+def one_copy(runs: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
+    """(kept, left out): per data set, the runs of the copy most of its runs were made on (`data.fingerprint`; then
+    the copy of the newest run); runs on other copies are left out, never averaged with them."""
+    by_data: dict[tuple[str, str], dict[str, list[RunRecord]]] = {}
+    for run in runs:
+        by_data.setdefault((run.suite, run.dataset), {}).setdefault(run.data_fingerprint, []).append(run)
+    kept = set()
+    for copies in by_data.values():
+        best = max(copies.values(), key=lambda rs: (len(rs), max(r.id for r in rs)))
+        kept |= {r.id for r in best}
+    return [r for r in runs if r.id in kept], [r for r in runs if r.id not in kept]
 
 
 def dataset_names(suite: str | None, dataset: str | None) -> list[str] | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +27,7 @@ from pacebench.errors import PacebenchError
 
 if TYPE_CHECKING:
     from pacebench.plan.spec import RunSpec
-    from pacebench.store.records import EpochRecord, RunRecord, WorkerRecord
+    from pacebench.store.records import EpochRecord, Predictions, RunRecord, WorkerRecord
 
 DEFAULT_LEASE_S = 600.0  # a claim recorded without its holder's lease (none is written so today)
 
@@ -122,6 +122,11 @@ class Storage(Protocol):
         """The trained adapter and head tensors of a finished run (CPU tensors by name), or None."""
         ...
 
+    def predictions(self, run_ids: Iterable[int]) -> dict[tuple[int, str], Predictions]:
+        """The per-example predictions of finished runs, by (run id, evaluation set); runs stored before they were
+        kept have none."""
+        ...
+
     def mean_epoch_seconds(self, **filters: Any) -> float | None:
         """Mean measured wall time of one epoch over the matching runs (for ETAs)."""
         ...
@@ -164,9 +169,10 @@ class Storage(Protocol):
         """Sets run columns the worker learns while training (device, versions, parameter counts, setup)."""
         ...
 
-    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None
-                       ) -> None:
-        """Done, with its weights, and its checkpoint deleted: all at once, and only while the claim holds."""
+    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
+                       predictions: Mapping[str, Predictions] | None = None) -> None:
+        """Done, with its weights and per-example predictions, and its checkpoint deleted: all at once, and only
+        while the claim holds."""
         ...
 
     def fail_claimed(self, run_id: int, claim: str, error: str, max_attempts: int, retry: bool = True) -> str:

@@ -15,7 +15,7 @@ import statistics
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from pacebench.errors import UsageError
 from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
 from pacebench.store.base import Claimant, ClaimLost, after_failure, holder_gone, utcnow, vanished_error
-from pacebench.store.records import EpochRecord, RunRecord, WorkerRecord
+from pacebench.store.records import EpochRecord, Predictions, RunRecord, WorkerRecord
 from pacebench.store.rows import run_values
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
@@ -57,6 +57,7 @@ class MemoryStore:
         self._epochs: dict[int, dict[int, EpochRecord]] = {}
         self._checkpoints: dict[int, tuple[int, bytes]] = {}
         self._weights: dict[int, dict[str, Any]] = {}
+        self._predictions: dict[int, dict[str, Predictions]] = {}
         self._workers: dict[str, WorkerRecord] = {}
         self._speed: list[dict[str, Any]] = []
 
@@ -97,6 +98,10 @@ class MemoryStore:
         with self._lock:
             return [copy.deepcopy(e) for i in sorted(set(run_ids))
                     for _, e in sorted(self._epochs.get(i, {}).items())]
+
+    def predictions(self, run_ids: Iterable[int]) -> dict[tuple[int, str], Predictions]:
+        with self._lock:
+            return {(run_id, name): p for run_id in run_ids for name, p in self._predictions.get(run_id, {}).items()}
 
     def run_weights(self, run_id: int) -> dict[str, Any] | None:
         with self._lock:
@@ -184,14 +189,16 @@ class MemoryStore:
         with self._lock:
             self._held(run_id, claim, **values)
 
-    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None
-                       ) -> None:
+    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
+                       predictions: Mapping[str, Predictions] | None = None) -> None:
         with self._lock:
             self._held(run_id, claim, status=Status.done, metrics=metrics, finished_at=utcnow(), error=None,
                        claim=None)
             self._checkpoints.pop(run_id, None)
             if weights is not None:
                 self._weights[run_id] = {name: t.detach().cpu().clone() for name, t in weights.items()}
+            if predictions:
+                self._predictions[run_id] = dict(predictions)
 
     def fail_claimed(self, run_id: int, claim: str, error: str, max_attempts: int, retry: bool = True) -> str:
         with self._lock:

@@ -62,6 +62,7 @@ class RunRow(Base):
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     lease_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    data_fingerprint: Mapped[str] = mapped_column(String(32), default="", server_default="")  # data.fingerprint
 
 
 class EpochRow(Base):
@@ -85,6 +86,31 @@ class EpochRow(Base):
     grad_norm_task_heldout: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
     fp_distance_heldout: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
     wall_time: Mapped[float | None] = mapped_column(SafeFloat, nullable=True)
+
+
+class PredictionRow(Base):
+    """One finished run's per-example predictions on one evaluation set at its last evaluation: arrays as .npy
+    bytes, the example ids once per distinct list (`ExampleIdsRow`), so a suite's runs share them."""
+
+    __tablename__ = "predictions"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    eval_set: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32))
+    ids_digest: Mapped[str] = mapped_column(ForeignKey("example_ids.digest"))
+    predicted: Mapped[bytes] = mapped_column(LargeBinary)
+    target: Mapped[bytes] = mapped_column(LargeBinary)
+    correct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class ExampleIdsRow(Base):
+    """A list of example ids (zlib-compressed JSON), stored once however many runs were scored on it."""
+
+    __tablename__ = "example_ids"
+
+    digest: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    ids: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RunWeightsRow(Base):

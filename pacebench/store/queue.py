@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,8 +24,8 @@ from pacebench.choices import Status
 from pacebench.store.base import Claimant, ClaimLost, after_failure, holder_gone, utcnow, vanished_error
 from pacebench.store.database import Database
 from pacebench.store.models import CheckpointRow, EpochRow, RunRow, WorkerRow
-from pacebench.store.records import EpochRecord, RunRecord, WorkerRecord
-from pacebench.store.rows import put_epoch, put_weights, run_record, worker_record
+from pacebench.store.records import EpochRecord, Predictions, RunRecord, WorkerRecord
+from pacebench.store.rows import put_epoch, put_predictions, put_weights, run_record, worker_record
 
 
 def _record(s: Session, run_id: int) -> RunRecord:
@@ -126,14 +127,16 @@ class Queue:
         with self.db.session() as s:
             _held(s, run_id, claim, **values)
 
-    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None
-                       ) -> None:
+    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
+                       predictions: Mapping[str, Predictions] | None = None) -> None:
         now = utcnow()
         with self.db.session() as s:
             _held(s, run_id, claim, status=Status.done, metrics=metrics, finished_at=now, error=None, claim=None)
             s.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id))
             if weights is not None:
                 put_weights(s, run_id, weights, now)
+            if predictions:
+                put_predictions(s, run_id, predictions)
 
     def fail_claimed(self, run_id: int, claim: str, error: str, max_attempts: int, retry: bool = True) -> str:
         with self.db.session() as s:

@@ -48,6 +48,7 @@ class RunRecord:
     pid: int | None = None
     lease_s: float | None = None
     attempts: int = 0
+    data_fingerprint: str = ""  # which copy of the data it trained and was scored on (data.fingerprint)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec
 from pacebench.store.base import utcnow
 from pacebench.store.database import Database
-from pacebench.store.models import EpochRow, RunRow, RunWeightsRow, SpeedRow
-from pacebench.store.records import EpochRecord, RunRecord
-from pacebench.store.rows import decode_tensors, epoch_record, new_run_row, run_record
+from pacebench.store.models import EpochRow, ExampleIdsRow, PredictionRow, RunRow, RunWeightsRow, SpeedRow
+from pacebench.store.records import EpochRecord, Predictions, RunRecord
+from pacebench.store.rows import decode_ids, decode_tensors, epoch_record, new_run_row, prediction_record, run_record
 
 
 def _filtered(query: Select, filters: dict[str, Any]) -> Select:
@@ -106,6 +106,14 @@ class Runs:
         with self.db.session() as s:
             data = s.scalars(select(RunWeightsRow.data).where(RunWeightsRow.run_id == run_id)).one_or_none()
         return None if data is None else decode_tensors(data)
+
+    def predictions(self, run_ids: Iterable[int]) -> dict[tuple[int, str], Predictions]:
+        ids = list(run_ids)
+        with self.db.session() as s:
+            rows = list(s.scalars(select(PredictionRow).where(PredictionRow.run_id.in_(ids)))) if ids else []
+            lists = {r.digest: decode_ids(r.ids) for r in s.scalars(
+                select(ExampleIdsRow).where(ExampleIdsRow.digest.in_({row.ids_digest for row in rows})))}
+            return {(row.run_id, row.eval_set): prediction_record(row, lists[row.ids_digest]) for row in rows}
 
     def mean_epoch_seconds(self, **filters: Any) -> float | None:
         query = _filtered(select(func.avg(EpochRow.wall_time)).join(RunRow, RunRow.id == EpochRow.run_id), filters)

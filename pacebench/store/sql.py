@@ -7,7 +7,7 @@ them; each method says which part answers it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from pacebench.plan.spec import RunSpec
 from pacebench.store.base import Claimant
 from pacebench.store.database import Database
 from pacebench.store.queue import Queue
-from pacebench.store.records import EpochRecord, RunRecord, WorkerRecord
+from pacebench.store.records import EpochRecord, Predictions, RunRecord, WorkerRecord
 from pacebench.store.runs import Runs
 
 
@@ -60,6 +60,9 @@ class Store:
     def run_weights(self, run_id: int) -> dict[str, Any] | None:
         return self._runs.run_weights(run_id)
 
+    def predictions(self, run_ids: Iterable[int]) -> dict[tuple[int, str], Predictions]:
+        return self._runs.predictions(run_ids)
+
     def mean_epoch_seconds(self, **filters: Any) -> float | None:
         return self._runs.mean_epoch_seconds(**filters)
 
@@ -94,9 +97,9 @@ class Store:
     def set_run_facts(self, run_id: int, claim: str, **values: Any) -> None:
         self._queue.set_run_facts(run_id, claim, **values)
 
-    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None
-                       ) -> None:
-        self._queue.finish_claimed(run_id, claim, metrics, weights)
+    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
+                       predictions: Mapping[str, Predictions] | None = None) -> None:
+        self._queue.finish_claimed(run_id, claim, metrics, weights, predictions)
 
     def fail_claimed(self, run_id: int, claim: str, error: str, max_attempts: int, retry: bool = True) -> str:
         return self._queue.fail_claimed(run_id, claim, error, max_attempts, retry)

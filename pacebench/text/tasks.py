@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from pacebench.core.methods import METHODS
 from pacebench.core.methods.base import CLASSIFICATION, Objective, consistency
-from pacebench.errors import DataError, UsageError
-from pacebench.registry import Registry
-from pacebench.text.data import (
+from pacebench.data.text import (
     REPORTED,
     Example,
     TextSplits,
@@ -35,10 +34,25 @@ from pacebench.text.data import (
     gsm8k_files,
     text_splits,
 )
+from pacebench.errors import DataError, UsageError
+from pacebench.registry import Registry
 from pacebench.text.models import lora_targets
 
 IGNORE = -100  # label of tokens the loss skips (prompt, padding)
 Item = tuple[list[int], Any]  # token ids, target (class, score, or per-token labels)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An evaluation set's score and what it was computed from, example by example (kept with the run, so that two
+    runs can be compared on the same examples): the predicted class, score or final number, the gold one, whether
+    each was right (None for a regression: its metric scores the whole set), and the metric's name."""
+
+    score: float
+    predicted: np.ndarray
+    target: np.ndarray
+    correct: np.ndarray | None
+    metric: str
 
 
 def mse(out: Tensor, y: Tensor) -> Tensor:
@@ -183,9 +197,14 @@ class TextTask:
         """How many terms `objective().distance` averages over (samples, or answer tokens)."""
         return y.shape[0]
 
+    def evaluate(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
+                 autocast: Callable[[], Any]) -> Scored:
+        raise NotImplementedError
+
     def score(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
               autocast: Callable[[], Any]) -> float:
-        raise NotImplementedError
+        """The reported number alone (the task's metric, in points)."""
+        return self.evaluate(model, examples, tokenizer, batch_size, device, autocast).score
 
 
 TASKS: Registry[type[TextTask]] = Registry("text task")
@@ -225,8 +244,8 @@ class Glue(TextTask):
         return [(list(i), e.label) for i, e in zip(ids, examples, strict=True)]
 
     @torch.no_grad()
-    def score(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
-              autocast: Callable[[], Any]) -> float:
+    def evaluate(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
+                 autocast: Callable[[], Any]) -> Scored:
         loader = torch.utils.data.DataLoader(Items(self.encoded(examples, tokenizer)), batch_size=batch_size,
                                              collate_fn=collate(tokenizer.pad_token_id, self.label_dtype()))
         model.eval()
@@ -236,7 +255,12 @@ class Glue(TextTask):
                 outs.append(model(x.to(device)).float().cpu())
                 ys.append(y)
         out, y = torch.cat(outs), torch.cat(ys)
-        return METRICS[self.task.metric](out, y)
+        if self.task.regression:
+            return Scored(METRICS[self.task.metric](out, y), out.squeeze(-1).numpy(), y.numpy(), None,
+                          self.task.metric)
+        predicted = out.argmax(-1)
+        return Scored(METRICS[self.task.metric](out, y), predicted.numpy(), y.numpy(), (predicted == y).numpy(),
+                      self.task.metric)
 
 
 def _mcc(out: Tensor, y: Tensor) -> float:
@@ -333,11 +357,12 @@ class Gsm8k(TextTask):
         return items
 
     @torch.no_grad()
-    def score(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
-              autocast: Callable[[], Any]) -> float:
+    def evaluate(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
+                 autocast: Callable[[], Any]) -> Scored:
+        """Exact match of the final number (its metric: accuracy over the right/wrong of each problem)."""
         model.eval()
         eos = sorted({tokenizer.eos_token_id, *_generation_eos(model)})
-        correct = 0
+        answers: list[str] = []
         with autocast():
             for start in range(0, len(examples), batch_size):
                 chunk = examples[start:start + batch_size]
@@ -346,8 +371,10 @@ class Gsm8k(TextTask):
                 mask = pad([[1] * len(p) for p in prompts], 0, left=True).to(device)
                 new = model.generate(ids, mask, self.settings.max_new_tokens, tokenizer.pad_token_id, eos)
                 texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-                correct += sum(final_number(t) == e.label for t, e in zip(texts, chunk, strict=True))
-        return 100.0 * correct / max(len(examples), 1)
+                answers += [final_number(t) or "" for t in texts]
+        predicted, target = np.array(answers, dtype=str), np.array([str(e.label) for e in examples], dtype=str)
+        correct = predicted == target
+        return Scored(100.0 * float(correct.sum()) / max(len(examples), 1), predicted, target, correct, "accuracy")
 
 
 def _generation_eos(model: Any) -> list[int]:

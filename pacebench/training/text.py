@@ -143,6 +143,7 @@ class TextTrainer:
         models.require_text_extra()
         generator = seed_everything(spec.seed)
         self.splits = splits = task.splits(dataset_root(suite, ds, env.data_root), spec.phase)
+        self.last: dict[str, Predictions] = {}  # each evaluation set's predictions at the latest evaluation
         folder = model_folder(spec, env.weights, env.weights_dir)
         self.tokenizer = models.load_tokenizer(folder)
         self.model = model = models.build(folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha,
@@ -200,9 +201,12 @@ class TextTrainer:
         """The linear schedule steps every batch (`step`), not per epoch."""
 
     def evaluate(self) -> tuple[dict[str, float], dict[str, float]]:
-        evals = {name: self.task.score(self.model, examples, self.tokenizer, self.eval_batch_size, self.env.device,
-                                       self.method.autocast)
-                 for name, examples in self.splits.evals.items()}
+        scored = {name: self.task.evaluate(self.model, examples, self.tokenizer, self.eval_batch_size,
+                                           self.env.device, self.method.autocast)
+                  for name, examples in self.splits.evals.items()}
+        self.last = {name: Predictions(name, tuple(str(i) for i in range(len(s.target))), s.predicted, s.target,
+                                       s.correct, s.metric) for name, s in scored.items()}
+        evals = {name: s.score for name, s in scored.items()}
         return evals, {"fp_distance": fp_distance(self.model, self.task, self.fp_data, self.env.device,
                                                   self.method.autocast)}
 
@@ -224,7 +228,7 @@ class TextTrainer:
         return trainable_state(self.model) if self.trains else {}
 
     def predictions(self) -> dict[str, Predictions]:
-        return {}  # per-example text predictions: not kept yet
+        return self.last
 
 
 def fig2_readings(model: models.TextModel, task: TextTask, data: dict[str, torch.utils.data.DataLoader],

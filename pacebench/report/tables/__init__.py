@@ -33,6 +33,10 @@ def gather(name: str, store: Store, suite: str | None = None, dataset: str | Non
     if outdated:
         data.notes.append(f"{len(outdated)} finished run(s) made before a pacebench change that alters their "
                           "results are left out; run them again (their settings now give new run keys)")
+    copies = entry.reads.other_copies(store, suite, dataset)
+    if copies:
+        data.notes.append(f"{len(copies)} finished run(s) made on another copy of their data set (another fingerprint: "
+                          "`pacebench data check` prints each copy's) are left out, never averaged with these")
     excluded = excluded_points(store.runs(phase="tune", suite=suite))
     if excluded:
         data.notes.append(f"{len(excluded)} phase-1 grid point(s) failed all their attempts and were left out of the "
