@@ -3,11 +3,13 @@
     import pacebench
     runs = pacebench.load_runs(db="sqlite:///results/pacebench.db", suite="demo")
     epochs = pacebench.load_epochs(runs=runs)
+    predictions = pacebench.load_predictions(runs=runs)
 
 Nested fields become flat columns: training settings `train.lr`, method hyperparameters `hp.lam`, data options
 `data.shots`, metrics as they are (`test_acc`, `val_acc`, ...) with evaluation sets `eval.imagenet_r`, library
 versions `version.torch`. Epoch frames carry each run's identity columns (key, suite, dataset, method, seed, phase,
-backbone) beside the epoch's numbers; the gradient norm the optimizer saw is `grad_norm_step` there.
+backbone) beside the epoch's numbers; the gradient norm the optimizer saw is `grad_norm_step` there. Prediction
+frames hold one row per (run, evaluation set, example) of each run's last evaluation.
 """
 
 from __future__ import annotations
@@ -81,12 +83,36 @@ def load_epochs(db: str | Storage | None = None, runs: pd.DataFrame | None = Non
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
+PREDICTION_COLUMNS = ["eval_set", "example", "predicted", "target", "correct", "metric"]
+
+
+def load_predictions(db: str | Storage | None = None, runs: pd.DataFrame | None = None, **filters: Any
+                     ) -> pd.DataFrame:
+    """One row per (run, evaluation set, example) of each run's last evaluation: the example's id (its image's
+    path inside the image folder, or its index in the split), the predicted class / score / number, the gold one,
+    whether it was right (empty for a regression) and the set's metric, beside the run's identity columns. Runs
+    stored before predictions were kept have no rows. `runs` (a frame from `load_runs`) picks the runs; else
+    `filters` do."""
+    store = _store(db)
+    if runs is None:
+        runs = load_runs(store, **filters)
+    ids = [int(i) for i in runs.get("run_id", [])]
+    frames = [pd.DataFrame({"run_id": run_id, "eval_set": eval_set, "example": list(p.ids), "predicted": p.predicted,
+                            "target": p.target, "correct": p.correct if p.correct is not None else None,
+                            "metric": p.metric})
+              for (run_id, eval_set), p in sorted(store.predictions(ids).items())]
+    if not frames:
+        return pd.DataFrame(columns=[*RUN_IDENTITY, *PREDICTION_COLUMNS])
+    frame = pd.concat(frames, ignore_index=True).join(runs[RUN_IDENTITY].set_index("run_id"), on="run_id")
+    return frame[[*RUN_IDENTITY, *PREDICTION_COLUMNS]]
+
+
 EXPORT_FORMATS = ("csv", "parquet", "json")
 
 
 def export(db: str | Storage | None, out: Path, fmt: str, **filters: Any) -> list[Path]:
-    """Writes runs.FMT and epochs.FMT into the folder `out`; returns the paths. JSON is records-oriented, one
-    object per row; parquet needs pyarrow (`pip install pacebench[parquet]`)."""
+    """Writes runs.FMT, epochs.FMT and predictions.FMT into the folder `out`; returns the paths. JSON is
+    records-oriented, one object per row; parquet needs pyarrow (`pip install pacebench[parquet]`)."""
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     if fmt == "parquet":
@@ -97,7 +123,7 @@ def export(db: str | Storage | None, out: Path, fmt: str, **filters: Any) -> lis
                              "csv") from None
     store = _store(db)
     runs = load_runs(store, **filters)
-    frames = {"runs": runs, "epochs": load_epochs(store, runs=runs)}
+    frames = {"runs": runs, "epochs": load_epochs(store, runs=runs), "predictions": load_predictions(store, runs=runs)}
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, frame in frames.items():

@@ -255,12 +255,16 @@ def test_results_out_load_export_and_a_plain_timm_model(tmp_path, results):
     epochs = pacebench.load_epochs(db=db)
     assert list(epochs["epoch"]) == [0, 1] and (epochs["grad_norm_step"] > 0).all()
     assert (epochs["grad_norm_task_heldout"] > 0).all() and (epochs["method"] == "pace").all()
+    predictions = pacebench.load_predictions(runs=runs, db=db)  # the last evaluation, example by example
+    test = predictions[predictions["eval_set"] == "test"]
+    assert 100 * test["correct"].mean() == pytest.approx(runs.loc[0, "test_acc"]) and test["example"].is_unique
     for fmt, read in (("csv", pd.read_csv), ("json", pd.read_json), ("parquet", pd.read_parquet)):
         result = invoke("export", "--format", fmt, "--out", str(tmp_path / fmt), db=db)
         assert result.exit_code == 0, result.output
         back = read(tmp_path / fmt / f"epochs.{fmt}")
         assert list(back["grad_norm_step"]) == pytest.approx(list(epochs["grad_norm_step"]))
         assert read(tmp_path / fmt / f"runs.{fmt}")["key"].tolist() == runs["key"].tolist()
+        assert len(read(tmp_path / fmt / f"predictions.{fmt}")) == len(predictions)
     assert invoke("export", "--format", "xlsx", db=db).exit_code == 2
 
     out = tmp_path / "model.safetensors"

@@ -91,3 +91,58 @@ def test_nothing_in_common_is_one_clear_error():
         compare(store.runs(), lambda ids: {}, Side("pace"), Side("baseline"))
     with pytest.raises(UsageError, match="unknown method"):
         parse_side("nosuch")
+
+
+def stored_world(score: dict[str, float], datasets=("cifar", "dtd", "eurosat"), seeds=3) -> MemoryStore:
+    """Runs with their predictions kept in the store, as a worker keeps them: method m is right on an example with
+    probability score[m]."""
+    store = MemoryStore()
+    for i, (m, d, s) in enumerate((m, d, s) for m in score for d in datasets for s in range(seeds)):
+        hits = sim(i, score[m] - 0.02 * datasets.index(d), 400)
+        acc = 100.0 * hits.mean()
+        kept = Predictions("test", tuple(f"{d}/{k}" for k in range(len(hits))), hits.astype(int),
+                           np.ones(len(hits), int), hits)
+        config = {} if m == "baseline" else PACE if m == "pace" else {"lam": 1.0}
+        written_run(store, spec(m, s, d, **config), {"evals": {"test": acc}, "test_acc": acc},
+                    predictions={"test": kept})
+    return store
+
+
+def test_plot_compare_draws_each_dataset_and_the_suite_line(tmp_path):
+    from pacebench.report.figures import gather_figure, plot
+
+    store = stored_world({"pace": 0.85, "baseline": 0.6})
+    frame = gather_figure("compare", store, suite="vtab")
+    assert list(frame["label"]) == ["vtab/cifar", "vtab/dtd", "vtab/eurosat", "suite mean", "suite IQM"]
+    assert set(frame["verdict"]) == {"better"} and (frame["low"] > 0).all() and set(frame["level"]) >= {PAIRED}
+    assert "wins/ties/losses 3/0/0" in frame.attrs["data"]
+    flipped = gather_figure("compare", store, suite="vtab", methods=["baseline", "pace"])
+    assert list(flipped["estimate"]) == pytest.approx(list(-frame["estimate"]))
+    assert plot("compare", store, tmp_path / "forest").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(UsageError, match="two methods"):
+        gather_figure("compare", store, methods=["pace"])
+
+
+def test_plot_ranks_orders_the_methods_and_joins_those_within_the_critical_difference(tmp_path):
+    from pacebench.report.figures import gather_figure, plot
+
+    store = stored_world({"pace": 0.9, "pace_fast": 0.89, "baseline": 0.5}, datasets=("a", "b", "c", "d", "e", "f"),
+                         seeds=1)
+    frame = gather_figure("ranks", store, suite="vtab")
+    ranks = frame.set_index("method")["rank"]
+    assert set(ranks.index) == {"pace", "pace_fast", "baseline"} and ranks.sum() == 6  # 1 + 2 + 3 on each data set
+    assert ranks["baseline"] == 3.0  # last on every data set
+    assert frame.attrs["cd"] == pytest.approx(stats.critical_difference(3, 6))
+    assert any(set(c) == {"pace", "pace_fast"} for c in frame.attrs["cliques"]), "1.5 apart at most: one clique"
+    assert plot("ranks", store, tmp_path / "cd.svg").read_text().startswith("<?xml")
+    with pytest.raises(PacebenchError, match="3 or more methods"):
+        gather_figure("ranks", store, suite="vtab", methods=["pace", "baseline"])
+
+
+def test_report_all_shows_the_evidence_figures_once_per_suite():
+    from pacebench.report.page import figure_sections
+
+    sections = figure_sections(stored_world({"pace": 0.85, "pace_fast": 0.8, "baseline": 0.6}))
+    headings = [s.heading for s in sections]
+    assert headings.count("Is PACE's gain real: vtab") == 1 and headings.count("Critical-difference diagram: vtab") == 1
+    assert "pacebench plot ranks --suite vtab" in next(s.body for s in sections if "Critical" in s.heading)

@@ -196,7 +196,7 @@ CASES: dict[str, tuple[Args, int, str]] = {
                                                                        "--out", f"{t}/m.safetensors", "--db", d], 2,
                                                    "no run '99999999999999999999' in"),
     "export --out onto a file": (lambda t, m, p, d: ["export", "--out", _file(t), "--db", d], 2,
-                                 "is a file; export writes runs.csv and epochs.csv into a folder"),
+                                 "is a file; export writes runs.csv, epochs.csv and predictions.csv into a folder"),
     "export --out where nothing can be written": (lambda t, m, p, d: ["export", "--out", "/proc/x", "--db", d], 1,
                                                   "cannot write /proc/x"),
     "--seeds with no number": (lambda t, m, p, d: ["run", "demo", "--seeds", ",,,", "--db", d], 2,

@@ -419,7 +419,8 @@ def test_lambda_sweep_gather(curves):
     assert "phase tune" in frame.attrs["data"]
 
 
-@pytest.mark.parametrize("name", [n for n in FIGURES.names() if n not in ("efficiency", "sensitivity")])  # see below
+@pytest.mark.parametrize("name", [n for n in FIGURES.names() if n not in ("efficiency", "sensitivity")  # see below
+                                  and not FIGURES.get(n).suite_wide])  # test_compare.py draws those over a suite
 def test_each_figure_writes_a_png(curves, tmp_path, name):
     path = plot(name, curves, tmp_path / "figs" / f"{name}.png", suite="demo", dataset="digits5-9")
     assert path == tmp_path / "figs" / f"{name}.png"
@@ -589,7 +590,7 @@ def test_html_page_structure(curves, tmp_path):
     assert parser.provenance == len(tables) and parser.paper_rows >= 2
     figures = [s for s in parser.sections if s.startswith("figure-")]
     assert {re.sub(r"-\d+$", "", s) for s in figures} == {"figure-grad-norm", "figure-fp-distance", "figure-accuracy",
-                                                            "figure-lambda-sweep"}
+                                                            "figure-lambda-sweep", "figure-compare"}
     assert len(parser.images) == len(figures) and all(src.startswith("data:image/png;base64,")
                                                       for src in parser.images)
     assert "http://" not in page and "https://" not in page

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def export(
         fmt: Annotated[str, typer.Option("--format", "-f", help="csv | parquet | json")] = "csv",
-        out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write runs.FMT and epochs.FMT into.")]
+        out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write runs.FMT, epochs.FMT and "
+                                          "predictions.FMT into.")]
         = Path("results/export"),
         suite: Annotated[str | None, typer.Option("--suite")] = None,
         dataset: Annotated[str | None, typer.Option("--dataset")] = None,
@@ -26,12 +27,13 @@ def register(app: typer.Typer) -> None:
         status: Annotated[str | None, typer.Option("--status", help="queued | running | done | failed")] = None,
         db: DbOption = None,
     ) -> None:
-        """Write every matching run (hyperparameters, metrics, provenance) and its epochs as flat tables."""
+        """Write every matching run (hyperparameters, metrics, provenance), its epochs and its per-example predictions
+        as flat tables."""
         from pacebench.results import export as write  # lazy: pandas and SQLAlchemy
 
         if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out} is a file; export writes runs.{fmt} and epochs.{fmt} into a folder: name "
-                             "a folder")
+            raise UsageError(f"--out {out} is a file; export writes runs.{fmt}, epochs.{fmt} and "
+                             f"predictions.{fmt} into a folder: name a folder")
         with writing(out):
             paths = write(db_url(db), out, fmt, suite=suite, dataset=dataset, method=method, phase=phase,
                           status=status)

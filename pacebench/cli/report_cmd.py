@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from pacebench.choices import Format, GradKind, Phase, Split, Status
-from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, err_console, writing
+from pacebench.cli.common import DbOption, RegistryHelp, console, db_url, err_console, split_list, writing
 from pacebench.errors import UsageError
 from pacebench.plan.suites import all_suites
 from pacebench.report import select
@@ -76,9 +76,13 @@ def plot(
     = GradKind.task,
     on: Annotated[Split | None, typer.Option("--on", help="Held-out split (val in tune, test in final: the "
                                              "paper's) or train split.")] = None,
+    methods: Annotated[str | None, typer.Option("--methods", help="compare: A,B (default pace,baseline; "
+                                                "`pace:lam=0.5` names a setting); ranks: the methods to rank "
+                                                "(default: all on every data set).")] = None,
     db: DbOption = None,
 ) -> None:
-    """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread)."""
+    """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread), or the evidence
+    ones: `compare` (Δ per data set with its 95% interval) and `ranks` (the critical-difference diagram)."""
     from pacebench.report.figures import plot as draw_figure  # lazy: pandas, matplotlib
     from pacebench.store import Store  # lazy: sqlalchemy
 
@@ -86,7 +90,8 @@ def plot(
     store, out = Store(db_url(db), readonly=True), out or results_dir() / f"{figure}.png"
     with writing(out):
         path = draw_figure(figure, store, out, suite=suite, dataset=dataset, phase=phase,
-                           options=options or None, backbone=backbone, kind=kind, on=on)
+                           options=options or None, backbone=backbone, kind=kind, on=on,
+                           methods=split_list(methods))
     console.print(f"wrote {path}")
 
 

@@ -28,6 +28,7 @@ from pacebench.core.methods import METHODS
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.plan.sweeps import SWEEPS, Sweep
 from pacebench.registry import Registry
+from pacebench.report.evidence import compare_data, draw_compare, draw_ranks, ranks_data
 from pacebench.report.labels import (
     READINGS,
     Reading,
@@ -427,6 +428,8 @@ for _name, _drawing in (
     ("lambda-sweep", Drawing(lambda_sweep_data, _draw_lambda_sweep)),
     ("efficiency", Drawing(efficiency_data, _draw_efficiency, size=(10, 4.2))),
     ("sensitivity", Drawing(sensitivity_data, _draw_sensitivity, size=(13, 3.6))),
+    ("compare", Drawing(compare_data, draw_compare)),
+    ("ranks", Drawing(ranks_data, draw_ranks)),
 ):
     DRAWINGS.register(_name)(_drawing)
 

@@ -99,14 +99,18 @@ def table_sections(store: Storage) -> list[Section]:
 
 
 def figure_sections(store: Storage) -> list[Section]:
+    """Each figure once per data set it can draw (a suite-wide figure once per suite), none drawn empty."""
     runs = store.runs(status=Status.done)
     datas = {data_label(r): r for r in runs}
+    suites = {r.suite: r for r in runs}
     sections: list[Section] = []
     seen: set[str] = set()
     for name in FIGURES.names():
-        for label, run in sorted(datas.items()):
-            filters: dict[str, Any] = {"suite": run.suite, "dataset": run.dataset}
-            if not FIGURES.get(name).spans_options:
+        entry = FIGURES.get(name)
+        for label, run in sorted((suites if entry.suite_wide else datas).items()):
+            filters: dict[str, Any] = {"suite": run.suite} if entry.suite_wide else {"suite": run.suite,
+                                                                                      "dataset": run.dataset}
+            if not entry.spans_options and not entry.suite_wide:
                 filters["options"] = dict(run.data_options) or None
             try:
                 frame = gather_figure(name, store, **filters)
@@ -117,11 +121,12 @@ def figure_sections(store: Storage) -> list[Section]:
                 continue
             seen.add(title)
             png = base64.b64encode(render_figure(name, frame)).decode()
+            made = " ".join(f"--{k} {v}" for k, v in filters.items() if k in ("suite", "dataset"))
+            notes = "".join(f" {escape(note)}." for note in frame.attrs.get("notes", []))
             body = (f'<figure><img alt="{escape(title)}" src="data:image/png;base64,{png}">'
-                    "<figcaption>Lines: mean over seeds; bands: min to max over seeds. Made by `pacebench plot "
-                    f"{escape(name)} --suite {escape(run.suite)} --dataset {escape(run.dataset)}`.</figcaption>"
-                    "</figure>")
-            sections.append(Section(f"figure-{name}-{len(sections)}", f"{FIGURES.get(name).title}: {label}", body))
+                    f"<figcaption>{escape(entry.caption)}{notes} Made by `pacebench plot {escape(name)} "
+                    f"{escape(made)}`.</figcaption></figure>")
+            sections.append(Section(f"figure-{name}-{len(sections)}", f"{entry.title}: {label}", body))
     return sections
 
 

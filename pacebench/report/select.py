@@ -183,13 +183,16 @@ def table_names() -> list[str]:
 
 @dataclass(frozen=True)
 class FigureEntry:
-    """A figure: its name for `pacebench plot`, the paper's figure numbers, which runs it reads, and whether it spans
-    a dataset's data variants (a panel per shot count) rather than showing one."""
+    """A figure: its name for `pacebench plot`, the paper's figure numbers (or what it shows), which runs it reads,
+    whether it spans a dataset's data variants (a panel per shot count) rather than showing one, whether it spans a
+    whole suite (one figure per suite, not per data set), and the caption `report --all` gives it."""
 
     name: str
     title: str
     reads: Reads = Reads()
     spans_options: bool = False
+    suite_wide: bool = False
+    caption: str = "Lines: mean over seeds; bands: min to max over seeds."
 
 
 FIGURES: Registry[FigureEntry] = Registry("figure")
@@ -200,5 +203,11 @@ for _figure in (
     FigureEntry("lambda-sweep", "Fig. 4, App. Figs. 7-8", Reads(sweep="figure4")),
     FigureEntry("efficiency", "Fig. 5", Reads(sweep="figure5")),
     FigureEntry("sensitivity", "Fig. 6", Reads(sweep="figure6"), spans_options=True),
+    FigureEntry("compare", "Is PACE's gain real", suite_wide=True,
+                caption="Δ = PACE - baseline per data set with its 95% interval (paired on the test examples where "
+                        "predictions are stored), then the suite's mean and IQM with stratified intervals."),
+    FigureEntry("ranks", "Critical-difference diagram", suite_wide=True,
+                caption="Average rank over the suite's data sets (1 = best); methods joined by a bar are not told "
+                        "apart by the Nemenyi test (Demšar, 2006)."),
 ):
     FIGURES.register(_figure.name)(_figure)
