@@ -37,7 +37,7 @@ def installed(tmp_path_factory) -> Path:
 
 
 def pacebench(venv: Path, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PACEBENCH_")} | env
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PACEBENCH_") and k != "PYTHONPATH"} | env
     return subprocess.run([str(venv / "bin" / "pacebench"), *args], cwd=cwd, capture_output=True, text=True,
                           env={**environ, "COLUMNS": "200"}, timeout=600)
 
