@@ -85,3 +85,18 @@ def test_the_demo_has_a_fixed_fingerprint_of_its_built_in_data():
     suite = load_suite("demo")
     value = fp.dataset_fingerprint(suite, suite.dataset("digits"), Path("nowhere"))
     assert len(value) == 16 and value == fp.dataset_fingerprint(suite, suite.dataset("digits"), Path("elsewhere"))
+
+
+def test_text_suites_fingerprint_their_files(tmp_path):
+    """GLUE's TSVs and GSM-8K's JSON lines: one changed line is another copy."""
+    import text_fixtures as tf
+
+    tf.write_rte(tmp_path)
+    tf.write_gsm8k(tmp_path)
+    glue, gsm = load_suite("glue"), load_suite("gsm8k")
+    rte = fp.dataset_fingerprint(glue, glue.dataset("rte"), tmp_path)
+    maths = fp.dataset_fingerprint(gsm, gsm.dataset("gsm8k"), tmp_path)
+    assert len({rte, maths}) == 2 and all(len(f) == 16 for f in (rte, maths))
+    [dev] = [p for p in tmp_path.rglob("dev.tsv") if "RTE" in str(p)]
+    dev.write_text(dev.read_text().replace("entailment", "not_entailment", 1))
+    assert fp.dataset_fingerprint(glue, glue.dataset("rte"), tmp_path) != rte

@@ -12,7 +12,9 @@ import torch
 from conftest import written_run
 from fake_trees import make_vtab
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from pacebench.cli import app
 from pacebench.data import READERS, DataRequest
 from pacebench.errors import DataError
 from pacebench.execution.sweep import with_fingerprints
@@ -21,6 +23,7 @@ from pacebench.plan.planner import PlanRequest, plan
 from pacebench.plan.runkey import run_key
 from pacebench.plan.spec import RunSpec, TrainConfig
 from pacebench.report.compare import Side, compare
+from pacebench.report.page import provenance
 from pacebench.report.tables import gather
 from pacebench.store import MemoryStore, Store
 from pacebench.store.records import Predictions
@@ -106,6 +109,10 @@ def test_runs_on_two_copies_of_the_data_are_neither_skipped_pooled_nor_paired(tm
     [row] = result.rows
     assert row.seeds_b == 2 and row.difference.mean_b == 81.0  # B's run is in another group, left out
     assert any("no finished final-phase runs of pace" in n for n in result.notes)
+    listed = CliRunner().invoke(app, ["runs", "--wide", "--db", f"sqlite:///{tmp_path}/c.db"],
+                                env={"COLUMNS": "250"})
+    assert listed.exit_code == 0 and "aaaaaaaaaaaaaaaa" in listed.output and "bbbbbbbbbbbbbbbb" in listed.output
+    assert "demo/digits aaaaaaaaaaaaaaaa (4)" in provenance(store.runs(status="done"))
 
 
 def test_a_worker_refuses_a_run_planned_on_another_copy_of_its_data(results, tmp_path):

@@ -24,8 +24,9 @@ def runs(
     status: Annotated[Status | None, typer.Option("--status")] = None,
     phase: Annotated[Phase | None, typer.Option("--phase")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Show the newest N.")] = 50,
-    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device (each run as "
-                                       "a list of its fields where they do not fit the terminal).")] = False,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also key, suite, config, params, device and the data "
+                                       "copy's fingerprint (each run as a list of its fields where they do not fit "
+                                       "the terminal).")] = False,
     db: DbOption = None,
 ) -> None:
     """List runs with their status and headline metrics."""
@@ -37,7 +38,7 @@ def runs(
     names = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
     if wide:
         names[1:1] = ["key", "suite"]
-        names += ["config", "params", "device"]
+        names += ["config", "params", "device", "data copy"]
     numbers = {"id", "seed", "train", "val", "test", "params"}
     columns = [Column(n, numeric=n in numbers, headline=n != "train") for n in names]
     rows = []
@@ -47,7 +48,8 @@ def runs(
         row = {"id": str(r.id), "key": r.key, "suite": r.suite, "dataset": _dataset_label(r), "method": r.method,
                "config": _config(r.method_config), "seed": str(r.seed), "phase": r.phase,
                "status": r.status + error, "train": _num(m.get("train_acc")), "val": _num(m.get("val_acc")),
-               "test": _num(m.get("test_acc")), "params": f"{r.trainable_params or 0:,}", "device": r.device or ""}
+               "test": _num(m.get("test_acc")), "params": f"{r.trainable_params or 0:,}", "device": r.device or "",
+               "data copy": r.data_fingerprint or "–"}
         rows.append([row[n] for n in names])
     console.print(Fit(columns, rows, title=f"{len(records)} runs in {url}", wide=wide))
 

@@ -59,6 +59,7 @@ def provenance(runs: list[RunRecord]) -> str:
     items = {
         "runs": f"{len(runs)} finished phase-2 runs; methods: {counted([r.method for r in runs])}",
         "weights": counted([weights_key(r) for r in runs]),
+        "data copies": counted([f"{r.suite}/{r.dataset} {r.data_fingerprint or 'not recorded'}" for r in runs]),
         "git commit": counted([(r.git_commit or "unknown")[:10] for r in runs]),
         "versions": counted([" ".join(f"{k} {v}" for k, v in sorted(r.versions.items()) if v) or "unknown"
                              for r in runs]),
