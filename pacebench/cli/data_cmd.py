@@ -40,7 +40,7 @@ def check(
     root = root or data_root()
     suites = [load_suite(suite)] if suite else list(all_suites().values())
     results = [(s, result) for s in suites for result in check_suite(s, root, full)]
-    rows = []
+    rows: list[list[str | Text]] = []
     for s, r in results:
         first = r.problems[0] + (f" (+{len(r.problems) - 1} more)" if len(r.problems) > 1 else "") if r.problems else ""
         sizes = " ".join(f"{name}={n}" for name, n in r.sizes.items()) or "-"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from pacebench.errors import UsageError
 from pacebench.plan.suites import all_suites
 from pacebench.report import select
 from pacebench.settings import results_dir
+
+if TYPE_CHECKING:
+    from pacebench.store import Storage
 
 
 def report(
@@ -95,11 +98,11 @@ def plot(
     console.print(f"wrote {path}")
 
 
-def _write_page(store: object, out: Path) -> None:
+def _write_page(store: Storage, out: Path) -> None:
     """`report --all`: every table with runs and every figure whose runs exist, as one self-contained HTML page."""
     from pacebench.report.page import build_page  # lazy: pandas, matplotlib
 
-    page = build_page(store)  # type: ignore[arg-type]
+    page = build_page(store)
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(page, encoding="utf-8")
@@ -111,7 +114,7 @@ def register(app: typer.Typer) -> None:
         app.command(cls=RegistryHelp)(command)
 
 
-def _coverage_note(store: object, table: str, suite: str | None, dataset: str | None) -> None:
+def _coverage_note(store: Storage, table: str, suite: str | None, dataset: str | None) -> None:
     """On stderr (so md/csv output stays clean): how many phase-2 runs of the table's suite are not done."""
     from pacebench.cli.progress import counts_line  # lazy: sqlalchemy
 
@@ -119,7 +122,7 @@ def _coverage_note(store: object, table: str, suite: str | None, dataset: str | 
     name = suite or entry.suite or entry.name
     if name not in all_suites():
         return
-    counts = store.status_counts(suite=name, dataset=dataset, phase=Phase.final)  # type: ignore[attr-defined]
+    counts = store.status_counts(suite=name, dataset=dataset, phase=Phase.final)
     missing = sum(n for status, n in counts.items() if status != Status.done)
     if missing:
         err_console.print(f"[yellow]{missing} run(s) of this table are missing or failed[/] ({counts_line(counts)}); "

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from statistics import fmean
+from typing import cast
 
 import timm
 import torch
@@ -111,7 +112,8 @@ def _count(kind: str, rank: str, head: str) -> float:
     else:
         count = float(_adapter_count(kind, int(rank) if rank else None))
     if head == "vtab-mean":
-        features = timm.create_model(PRINTED_ON, pretrained=False, num_classes=0, device="meta").num_features
+        model = timm.create_model(PRINTED_ON, pretrained=False, num_classes=0, device="meta")
+        features = cast(int, model.num_features)  # every timm model has it
         count += fmean((features + 1) * ds.classes for ds in datasets)
     return count
 

@@ -136,7 +136,7 @@ class CachedImages(Dataset):
         digest = hashlib.blake2b(digest_size=16)
         view = pixels.numpy() if isinstance(pixels, Tensor) else pixels
         for start in range(0, total, 1 << 26):  # in 64 MB pieces: a memory-mapped cache is never read whole
-            digest.update(memoryview(view[start:start + (1 << 26)]))
+            digest.update(view[start:start + (1 << 26)].data)  # the slice's bytes, as a memoryview
         if digest.hexdigest() != expected:
             return "its bytes are not those written"
         return shapes, offsets, pixels

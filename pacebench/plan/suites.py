@@ -307,7 +307,8 @@ def all_suites() -> dict[str, Suite]:
     return _suites(user_suites_dir())
 
 
-all_suites.cache_clear = _suites.cache_clear  # type: ignore[attr-defined]  (tests reset it after changing the folder)
+# tests reset it after changing the folder; mypy cannot type an attribute set on a function (python/mypy#2087)
+all_suites.cache_clear = _suites.cache_clear  # type: ignore[attr-defined]
 
 
 def load_suite(name: str) -> Suite:

@@ -247,8 +247,9 @@ def efficiency_data(store: Storage, suite: str | None = None, dataset: str | Non
     panels = {m: f"{m}: {name} {symbol(m, name)}" for m, name in variants.items()}
     places: dict[str, list[tuple[str, float]]] = {}  # method -> its (panel, x) points
     for m, name in variants.items():
-        other, at = METHODS.get(m).equivalents().get(name, (None, None))
-        if other is not None:
+        equivalent = METHODS.get(m).equivalents().get(name)
+        if equivalent is not None:
+            other, at = equivalent
             places.setdefault(other, []).append((panels[m], float(at)))
     runs = select_runs(store, "efficiency", suite, dataset, phase, options, backbone=backbone)
     if not any(r.method in variants for r in runs):

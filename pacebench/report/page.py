@@ -87,9 +87,11 @@ def table_sections(store: Storage) -> list[Section]:
     for name, entry in tables().items():
         if name != entry.name:
             continue  # an alias
-        runs = entry.reads.runs(store) if entry.reads is not None else None
-        if runs is not None and (not runs or (entry.reads.sweep and {r.method for r in runs} <= set(DEFAULT_METHODS))):
-            continue  # no runs; or a table of a method group holding only the default methods, which the summary shows
+        runs: list[RunRecord] | None = None
+        if entry.reads is not None:
+            runs = entry.reads.runs(store)
+            if not runs or (entry.reads.sweep and {r.method for r in runs} <= set(DEFAULT_METHODS)):
+                continue  # no runs; or a table of a method group holding only the default methods (the summary's)
         try:
             data = gather(name, store)
         except PacebenchError:

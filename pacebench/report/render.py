@@ -19,7 +19,7 @@ import pandas as pd
 from pacebench.choices import Format
 from pacebench.registry import Registry
 from pacebench.report.tables import TableData, gather
-from pacebench.store import Store
+from pacebench.store import Storage
 from pacebench.terminal import Column, Fit
 
 MISSING = "–"
@@ -143,7 +143,7 @@ def render(data: TableData, fmt: str, wide: bool = False) -> Any:
     return FORMATS.get(fmt)(data, wide=wide)
 
 
-def render_table(name: str, store: Store, fmt: str = "rich", suite: str | None = None, dataset: str | None = None,
+def render_table(name: str, store: Storage, fmt: str = "rich", suite: str | None = None, dataset: str | None = None,
                  wide: bool = False, ci: bool = False) -> Any:
     """Gathers table `name` (or an alias) and renders it as `render` does; `ci`: measured means with 95% intervals."""
     return render(gather(name, store, suite=suite, dataset=dataset, ci=ci), fmt, wide=wide)

@@ -21,7 +21,7 @@ from pacebench.registry import Registry
 
 if TYPE_CHECKING:
     from pacebench.plan.sweeps import Sweep
-    from pacebench.store import RunRecord, Store
+    from pacebench.store import RunRecord, Storage
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Reads:
             pairs.append((name, datasets))
         return pairs
 
-    def runs(self, store: Store, suite: str | None = None, dataset: str | None = None,
+    def runs(self, store: Storage, suite: str | None = None, dataset: str | None = None,
              phase: str | None = None) -> list[RunRecord]:
         """The finished runs read, optionally of one suite and dataset (an alias names its canonical dataset; without
         a suite, in whichever suites define it), in `phase` (default: `self.phase()`)."""
@@ -84,19 +84,19 @@ class Reads:
 
         return one_copy([r for r in self._stored(store, suite, dataset, phase) if is_current(r)])[0]
 
-    def other_copies(self, store: Store, suite: str | None = None, dataset: str | None = None) -> list[RunRecord]:
+    def other_copies(self, store: Storage, suite: str | None = None, dataset: str | None = None) -> list[RunRecord]:
         """The finished runs it leaves out because they were made on another copy of their data set's files."""
         from pacebench.plan.runkey import is_current  # lazy: torch (run keys read the method registry)
 
         return one_copy([r for r in self._stored(store, suite, dataset) if is_current(r)])[1]
 
-    def outdated(self, store: Store, suite: str | None = None, dataset: str | None = None) -> list[RunRecord]:
+    def outdated(self, store: Storage, suite: str | None = None, dataset: str | None = None) -> list[RunRecord]:
         """The finished runs it would read but leaves out: made before a pacebench change that alters their results."""
         from pacebench.plan.runkey import is_current  # lazy: torch (run keys read the method registry)
 
         return [r for r in self._stored(store, suite, dataset) if not is_current(r)]
 
-    def _stored(self, store: Store, suite: str | None, dataset: str | None, phase: str | None = None
+    def _stored(self, store: Storage, suite: str | None, dataset: str | None, phase: str | None = None
                 ) -> list[RunRecord]:
         methods = self.methods()
         runs = [r for name, datasets in self.scope(suite, dataset)
@@ -163,8 +163,8 @@ def tables() -> Registry[TableEntry]:
     declared = [TableEntry(s.paper_table.name, s.paper_table.description, Reads(suites=(s.name,)),
                            s.paper_table.aliases, s.paper_table, s.name)
                 for s in all_suites().values() if s.paper_table is not None]
-    numbered = sorted((e for e in declared if e.paper and e.paper.number is not None),
-                      key=lambda e: e.paper.number)  # type: ignore[union-attr]
+    by_number = [(e.paper.number, e) for e in declared if e.paper and e.paper.number is not None]
+    numbered = [e for _, e in sorted(by_number, key=lambda pair: pair[0])]
     others = [e for e in declared if e.paper and e.paper.number is None]
     found = Registry[TableEntry]("table")
     for entry in [*numbered, *CODE_TABLES, *others]:

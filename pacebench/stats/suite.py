@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from pacebench.errors import UsageError
@@ -69,7 +70,7 @@ def stratified_bootstrap(diffs: Sequence[Difference], statistic: str | Statistic
     return Interval(estimate=estimate, low=estimate - half, high=estimate + half, level=level)
 
 
-def probability_of_improvement(scores_a: Sequence[np.ndarray], scores_b: Sequence[np.ndarray], n_boot: int = 2000,
+def probability_of_improvement(scores_a: Sequence[ArrayLike], scores_b: Sequence[ArrayLike], n_boot: int = 2000,
                                seed: int = 0, level: float = 0.95) -> Interval:
     """P(A > B): the probability that a run of A beats a run of B on a dataset, averaged over datasets (Agarwal et
     al., 2021). Per dataset it is the Mann-Whitney U statistic over (runs of A × runs of B), divided by their

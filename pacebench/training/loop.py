@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,10 +138,13 @@ class Trainer(Protocol):
     """What a kind of task supplies to the loop. Built from (spec, environment, setup callback), after which the
     model, method, optimizer and data exist and the setup callback has been told the parameter counts."""
 
-    model: nn.Module
     method: Method
     state: TrainState  # what a checkpoint captures
     trains: bool  # False for a method that is only evaluated ("pretrained")
+
+    @property
+    def model(self) -> nn.Module:
+        """The model trained (read-only here, so that a kind may hold a narrower one: the text kind's TextModel)."""
 
     def batches(self) -> Iterable[Batch]:
         """One epoch of training batches, on the device."""
@@ -189,7 +192,7 @@ def run_epochs(trainer: Trainer, t: TrainConfig, env: Environment, on_epoch: Epo
     if not trainer.trains:  # only scored: one record at epoch 0, no training numbers
         start = time.perf_counter()
         evals, extra = trainer.evaluate()
-        on_epoch(0, EpochRecord(epoch=0, evals=evals, **trainer.headline(evals), **extra,
+        on_epoch(0, EpochRecord(epoch=0, evals=evals, **_fields(trainer.headline(evals)), **_fields(extra),
                                 wall_time=time.perf_counter() - start))
         return trainer.final(evals, extra, None, 0)
     optimizer = trainer.state.optimizer
@@ -213,12 +216,18 @@ def run_epochs(trainer: Trainer, t: TrainConfig, env: Environment, on_epoch: Epo
             final = {**trainer.final(evals, extra, row["train_acc"], epoch), **readings}
         on_epoch(epoch, EpochRecord(
             epoch=epoch, lr=lr, loss=row["loss"], parts=row["parts"], train_acc=row["train_acc"], evals=evals,
-            **trainer.headline(evals), grad_norm_mean=row["grad_norm_mean"], grad_norm_max=row["grad_norm_max"],
-            **{**readings, **extra}, wall_time=time.perf_counter() - start))
+            **_fields(trainer.headline(evals)), grad_norm_mean=row["grad_norm_mean"],
+            grad_norm_max=row["grad_norm_max"], **_fields({**readings, **extra}),
+            wall_time=time.perf_counter() - start))
         trainer.end_epoch(epoch)
         # after the schedule step: the checkpoint holds the lr the next epoch starts with
         control.epoch_done(epoch, lambda epoch=epoch, final=final: trainer.state.capture(epoch, final))
     return final
+
+
+def _fields(named: Mapping[str, float | None]) -> dict[str, Any]:
+    """A trainer's named values as `EpochRecord` keywords: their names are its fields, which mypy cannot check."""
+    return dict(named)
 
 
 def trainer_kind(spec: RunSpec) -> str:

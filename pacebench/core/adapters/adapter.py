@@ -17,6 +17,7 @@ mergeable: the activation sits between the two projections.
 from __future__ import annotations
 
 from functools import partial
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -48,7 +49,7 @@ class SerialAdapter(Noisy, Adapter):
 
 def build(where: tuple[str, ...], model: nn.Module, layout: Layout, settings: Settings) -> None:
     for block, position in layout.blocks:
-        dim = block.norm2.normalized_shape[0]
+        dim = cast(nn.LayerNorm, block.norm2).normalized_shape[0]
         for name in where:
             setattr(block, name, SerialAdapter(getattr(block, name), dim, settings.size, position, settings.dropout))
 

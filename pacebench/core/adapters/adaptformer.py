@@ -20,6 +20,7 @@ the adapter, whose module sits in place of the block's second drop path; timm's 
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -70,7 +71,7 @@ class StreamTap(nn.Module):
 
 def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
     for block, position in layout.blocks:
-        dim = block.norm2.normalized_shape[0]
+        dim = cast(nn.LayerNorm, block.norm2).normalized_shape[0]
         adapter = ParallelAdapter(block.drop_path2, dim, settings.size, settings.scale, position, settings.dropout)
         block.drop_path2 = adapter
         block.norm2 = StreamTap(block.norm2, adapter)

@@ -28,6 +28,7 @@ class BiasTuned(Noisy, Adapter):
     """An op whose bias is trained, with a frozen copy of the pre-trained bias."""
 
     mergeable = True
+    pretrained_bias: Tensor  # a buffer (typed here: torch's Module.__getattr__ gives `Tensor | Module`)
 
     def __init__(self, op: nn.Module, position: int) -> None:
         super().__init__(position)

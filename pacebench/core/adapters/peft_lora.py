@@ -17,7 +17,7 @@ restores W0 from a copy. peft is imported when a model gets this kind, not befor
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +66,7 @@ class LoRA(Noisy, Adapter):
     def merge(self) -> None:
         if self.merged:
             return
-        self._kept: Kept = keep([self.layer.base_layer.weight])
+        self._kept: Kept = keep([cast(nn.Linear, self.layer.base_layer).weight])
         self.layer.merge()
         self.merged = True
 
@@ -80,7 +80,7 @@ class LoRA(Noisy, Adapter):
         self.merged = False
 
     def unwrapped(self) -> nn.Module:
-        return self.layer.base_layer
+        return cast(nn.Linear, self.layer.base_layer)
 
 
 def build(model: nn.Module, layout: Layout, settings: Settings) -> None:

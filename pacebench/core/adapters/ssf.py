@@ -16,6 +16,8 @@ W' = diag(γ) W, b' = γ ⊙ b + β; a LayerNorm γ_LN' = γ ⊙ γ_LN, β_LN' =
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -34,7 +36,7 @@ class ScaleShift(Noisy, Adapter):
         super().__init__(position)
         self.op = op
         self.channels_first = isinstance(op, nn.Conv2d)  # the patch embedding's projection: [B, C, H, W]
-        channels = op.normalized_shape[0] if isinstance(op, nn.LayerNorm) else op.weight.shape[0]
+        channels = op.normalized_shape[0] if isinstance(op, nn.LayerNorm) else cast(Tensor, op.weight).shape[0]
         self.scale = nn.Parameter(torch.empty(channels).normal_(1.0, 0.02))
         self.shift = nn.Parameter(torch.empty(channels).normal_(0.0, 0.02))
 
@@ -52,7 +54,7 @@ class ScaleShift(Noisy, Adapter):
         if self.merged:
             return
         target = self.op
-        weight, bias = target.weight, target.bias
+        weight, bias = cast(Tensor, target.weight), cast(Tensor | None, target.bias)
         if bias is None:  # a bias-free target gets one that holds β (zero again after unmerge)
             bias = target.bias = nn.Parameter(torch.zeros_like(self.shift), requires_grad=False)
         self._kept: Kept = keep([weight, bias])

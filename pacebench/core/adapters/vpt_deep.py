@@ -22,6 +22,7 @@ extra tokens cost at inference. ViT only (VPT's Swin variant replicates prompts 
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -60,7 +61,7 @@ def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
     dim = model.embed_dim
     patch = math.prod(model.patch_embed.patch_size)
     bound = math.sqrt(6.0 / (3 * patch + dim))
-    blocks = model.blocks
+    blocks = cast(nn.Sequential, model.blocks)
     for i, (block, position) in enumerate(layout.blocks):
         blocks[i] = PromptedBlock(block, settings.size, dim, position, model.num_prefix_tokens, i == 0,
                                   i == len(layout.blocks) - 1, bound, settings.dropout)

@@ -17,10 +17,10 @@ from pacebench.report.select import tables
 from pacebench.report.tables import speed, summary  # noqa: F401  (registration of the code's gather steps)
 from pacebench.report.tables.base import GATHERS, TableData, finish
 from pacebench.report.tables.paper import paper_table
-from pacebench.store import Store
+from pacebench.store import Storage
 
 
-def gather(name: str, store: Store, suite: str | None = None, dataset: str | None = None, ci: bool = False
+def gather(name: str, store: Storage, suite: str | None = None, dataset: str | None = None, ci: bool = False
            ) -> TableData:
     """The table `name` (or an alias: "1", "vtab", "table1", ...) gathered from `store`, with what it left out;
     with `ci`, each measured mean with its 95% interval over seeds (`base.intervals`)."""

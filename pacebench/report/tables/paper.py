@@ -24,7 +24,7 @@ from pacebench.report.reference import group_means, reference_table
 from pacebench.report.select import TableEntry
 from pacebench.report.tables.base import TableData, gatherer, one_weights_file, phase_notes, sort_rows
 from pacebench.report.tables.cells import NAN, mean, metric, rows, std
-from pacebench.store import RunRecord, Store
+from pacebench.store import RunRecord, Storage
 
 LABELS = ["method", "adapter", "source", "weights", "seeds"]  # a measured or paper row's label columns, in order
 Values = Callable[[RunRecord], dict[str, float]]  # a run -> its numbers by column
@@ -35,7 +35,7 @@ LAYOUTS: Registry[Layout] = Registry("table layout")  # keyed by `choices.TableL
 test_acc = metric("test_acc")
 
 
-def paper_table(store: Store, entry: TableEntry, suite: str | None = None, dataset: str | None = None) -> TableData:
+def paper_table(store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None) -> TableData:
     """A suite file's table from the runs of `suite` (default: the suite that declares it), laid out as that suite's
     own table says (the declaring suite's where it has none)."""
     assert entry.paper is not None and entry.reads is not None and entry.suite is not None
@@ -109,14 +109,15 @@ def _wide(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord], co
     known = [r for r in runs if r.dataset in suite.datasets]
     if len(known) < len(runs):
         notes.append(f"{len(runs) - len(known)} runs on datasets not in suite {suite.name} left out")
-    records = []
+    records: list[dict[str, Any]] = []
     spread = spread_columns(columns)
+    spread_of: tuple[Callable[[list[float]], float], ...] = (std, len)  # a column's values -> its `spread` columns
     label = adapter_label(suite, table)
     for row in rows(known, lambda r: (weights_key(r), label(r), r.method), notes):
         wkey, adapter, method = row.key
         got = row.columns(values)
         cells = {c: mean(got.get(c, [])) for c in columns}
-        extra = {n: f(got.get(c, [])) for c, names in spread.items() for n, f in zip(names, (std, len), strict=True)}
+        extra = {n: f(got.get(c, [])) for c, names in spread.items() for n, f in zip(names, spread_of, strict=True)}
         records.append({"method": method, "adapter": adapter, "source": "measured", "weights": wkey,
                         "seeds": row.seeds, **cells, **summary(cells), **extra})
     records += _paper_rows(suite, table, columns, summary, {r["adapter"] for r in records})
@@ -215,9 +216,9 @@ def by_shots(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord])
     if not runs:
         notes.append(_no_runs(suite))
     frame = drop_alike_adapter(one_weights_file(frame))
-    labels = [c for c in ("dataset", *LABELS) if c in frame.columns and c != "seeds"]
+    shown = [c for c in ("dataset", *LABELS) if c in frame.columns and c != "seeds"]
     return TableData(title, frame, [*phase_notes(runs), *table.notes, *notes],
-                     formats={"seeds": "d"}, headline=(*labels, *columns))
+                     formats={"seeds": "d"}, headline=(*shown, *columns))
 
 
 # ---- Table 5: other backbones -----------------------------------------------------------------------------------
@@ -247,11 +248,11 @@ def _targets(entry: TableEntry) -> tuple[str, tuple[str, ...]]:
 
 
 @gatherer("backbones")
-def backbones_table(store: Store, entry: TableEntry, suite: str | None = None, dataset: str | None = None
+def backbones_table(store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None
                     ) -> TableData:
     """Rows (backbone, method) from phase-2 runs of vtab/cifar and of the domain suite; the paper's rows of the same
     backbone and method beside (all three backbones' LoRA+VPT and +PACE while nothing is measured)."""
-    assert entry.reads is not None
+    assert entry.reads is not None and entry.reads.suites is not None
     runs = entry.reads.runs(store, suite, dataset)
     domain, targets = _targets(entry)
     columns = (CIFAR, *targets)
@@ -262,14 +263,14 @@ def backbones_table(store: Store, entry: TableEntry, suite: str | None = None, d
         return by_evals(run) if run.suite == domain else {} if acc is None else {CIFAR: acc}
 
     notes: list[str] = []
-    records = []
+    records: list[dict[str, Any]] = []
     for row in rows(runs, lambda r: (r.backbone, weights_key(r), table5_label(r)), notes,
                     where=lambda r: f"{table5_label(r)} on {weights_key(r)}"):
         backbone, wkey, label = row.key
         got = row.columns(values)
         records.append({"backbone": backbone, "method": label, "source": "measured", "weights": wkey,
                         "seeds": row.seeds, **{c: mean(got.get(c, [])) for c in columns}})
-    ref = reference_table(load_suite(entry.reads.suites[0]), "backbones")  # type: ignore[index]
+    ref = reference_table(load_suite(entry.reads.suites[0]), "backbones")
     if ref is not None:
         measured = {(PAPER_BACKBONES.get(r["backbone"], r["backbone"]), r["method"]) for r in records}
         wanted = measured or {(b, label) for b in ref["backbone"] for label in ("LoRA_mul+VPT_add", "+PACE")}
@@ -298,7 +299,7 @@ def backbones_table(store: Store, entry: TableEntry, suite: str | None = None, d
 
 
 @gatherer("params")
-def params_table(store: Store, entry: TableEntry, suite: str | None = None, dataset: str | None = None
+def params_table(store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None
                  ) -> TableData:
     assert entry.reads is not None
     names = [suite] if suite else [n for n, s in all_suites().items() if s.reference.get("params")]

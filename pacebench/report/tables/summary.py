@@ -29,13 +29,13 @@ from pacebench.report.reference import reference_table
 from pacebench.report.select import TableEntry
 from pacebench.report.tables.base import TableData, gatherer, phase_notes, sort_rows
 from pacebench.report.tables.cells import NAN, mean, metric, rows, std
-from pacebench.store import RunRecord, Store
+from pacebench.store import RunRecord, Storage
 
 TEST, TEST_STD, TRAIN, GAP = "test acc", "test acc std", "train acc", "gap (train - test)"
 SUMMARY_FORMATS = {"seeds": "d", **{r.name(): ".4g" for r in READINGS}}
 
 
-def _final_grad_norms(store: Store, runs: list[RunRecord]) -> dict[int, float]:
+def _final_grad_norms(store: Storage, runs: list[RunRecord]) -> dict[int, float]:
     """Per run: the step's gradient norm in its last epoch (a finished run's metrics do not keep it)."""
     last: dict[int, float] = {}
     for e in store.epochs_of([r.id for r in runs]):  # ordered by epoch, so the last one wins
@@ -45,7 +45,7 @@ def _final_grad_norms(store: Store, runs: list[RunRecord]) -> dict[int, float]:
     return last
 
 
-def _summary_rows(store: Store, runs: list[RunRecord], notes: list[str]) -> pd.DataFrame:
+def _summary_rows(store: Storage, runs: list[RunRecord], notes: list[str]) -> pd.DataFrame:
     """One row per (data, weights, method, setting): seeds, test/train accuracy, gap, the readings; the column "_run"
     holds one run of the row (for callers that add columns from it)."""
     labels = config_labels(runs, scope=lambda r: (data_key(r), r.method))
@@ -71,7 +71,7 @@ HEADLINE = ("data", "method", "config", "weights", "seeds", TEST, GAP, reading(G
 
 
 @gatherer("demo")
-def demo_table(store: Store, entry: TableEntry, suite: str | None = None, dataset: str | None = None) -> TableData:
+def demo_table(store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None) -> TableData:
     assert entry.reads is not None and entry.reads.suites is not None
     name = suite or entry.reads.suites[0]
     runs = entry.reads.runs(store, suite, dataset)
@@ -102,7 +102,7 @@ PAPER_TABLE6 = "paper (Table 6)"
 VS_PACE = "vs pace (95%)"
 
 
-def _vs_pace(store: Store, runs: list[RunRecord], first: RunRecord) -> str:
+def _vs_pace(store: Storage, runs: list[RunRecord], first: RunRecord) -> str:
     """Whether the row's method (the runs of `first`'s data, weights, method and setting) differs from pace's runs
     on the same data and weights: a verdict, or "–" where there is nothing to compare (pace itself, no pace runs,
     one seed without predictions)."""
@@ -135,7 +135,7 @@ def _paper_ablations(runs: list[RunRecord]) -> dict[str, tuple[dict[str, float],
 
 
 @gatherer("ablations")
-def ablations_table(store: Store, entry: TableEntry, suite: str | None = None, dataset: str | None = None
+def ablations_table(store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None
                     ) -> TableData:
     assert entry.reads is not None
     runs = entry.reads.runs(store, suite, dataset)
