@@ -96,7 +96,8 @@ def test_table_names_and_aliases():
         assert tables().get(alias).name == name
     titles = " ".join(entry.title for _, entry in FIGURES.items())
     assert all(f"Fig. {n}" in titles for n in ("2a/3a", "2b/3b", "2c/3c", "4", "5", "6")) and "Figs. 7-8" in titles
-    assert set(FIGURES.names()) == {"grad-norm", "fp-distance", "accuracy", "lambda-sweep", "efficiency", "sensitivity"}
+    assert set(FIGURES.names()) == {"grad-norm", "fp-distance", "accuracy", "lambda-sweep", "efficiency", "sensitivity",
+                                    "compare", "ranks"}  # the last two: the evidence figures, over a suite
 
 
 def test_each_table_and_figure_has_one_gather_step_and_reads_what_its_sweep_makes():
