@@ -79,7 +79,7 @@ def export_model(store: Storage, run_ref: str, out: Path, weights: Path | None =
         raise UsageError(f"--out {out}: export-model writes a .safetensors file; end the name in .safetensors")
     run = store.get_run(int(run_ref) if run_ref.isdigit() else run_ref)
     if run is None:
-        raise UsageError(f"no run {run_ref!r} in {store.url}; see `pacebench runs`")
+        raise UsageError(f"no run {run_ref!r} in {store.display_url}; see `pacebench runs`")
     model = fold(run_model(store, run, weights))
     resolved = backbones.resolve(run.backbone, weights)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}

@@ -26,14 +26,13 @@ def runs(
     """List runs with their status and headline metrics."""
     from pacebench.store import Store
 
-    url = db_url(db)
-    store = Store(url, readonly=True)
+    store = Store(db_url(db), readonly=True)
     records = store.runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
     columns = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
     if wide:
         columns[1:1] = ["key", "suite"]
         columns += ["config", "params", "device"]
-    table = Table(*columns, title=f"{len(records)} runs in {url}")
+    table = Table(*columns, title=f"{len(records)} runs in {store.display_url}")
     for r in records[-limit:]:
         m = r.metrics or {}
         error = f": {r.error.splitlines()[0][:60]}" if r.error else ""

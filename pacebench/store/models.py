@@ -62,6 +62,8 @@ class RunRow(Base):
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     lease_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the kind of device (cpu, cuda) the run was planned for: only workers on that kind claim it (None: any)
+    planned_device: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class EpochRow(Base):

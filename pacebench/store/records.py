@@ -46,6 +46,7 @@ class RunRecord:
     pid: int | None = None
     lease_s: float | None = None
     attempts: int = 0
+    planned_device: str | None = None  # cpu or cuda: only a worker on that kind of device trains it (None: any)
 
 
 @dataclass(frozen=True)
