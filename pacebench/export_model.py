@@ -84,7 +84,7 @@ def export_model(store: Storage, run_ref: str, out: Path, weights: Path | None =
     number = int(run_ref) if run_ref.isdigit() else None
     run = None if number is not None and number > INT_MAX else store.get_run(run_ref if number is None else number)
     if run is None:
-        raise UsageError(f"no run {run_ref!r} in {store.url}; see `pacebench runs`")
+        raise UsageError(f"no run {run_ref!r} in {store.display_url}; see `pacebench runs`")
     check_mergeable(run)
     model = fold(run_model(store, run, weights))
     resolved = backbones.resolve(run.backbone, weights)

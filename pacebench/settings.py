@@ -60,12 +60,14 @@ def checkout() -> Path | None:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """How workers keep and give up claims. Each can be set by an environment variable (tests shorten them).
+    """How workers keep and give up claims. Each can be set by an environment variable, PACEBENCH_ and the name in
+    capitals (tests shorten them).
 
     A claim goes stale after `missed_beats` heartbeats of `heartbeat_s` are missed (the lease); a run whose
     attempts all failed or vanished `max_attempts` times stays failed; a checkpoint is written every
     `checkpoint_every` epochs (and on SIGTERM/SIGINT); an idle worker that waits for runs held elsewhere looks
-    again every `poll_s` seconds.
+    again every `poll_s` seconds. A database that goes away (a restart, dropped connections, a locked or
+    read-only SQLite file) is waited for up to `db_grace_s` seconds by every store call, then the worker stops.
     """
 
     heartbeat_s: float = 5.0
@@ -73,6 +75,7 @@ class WorkerSettings:
     max_attempts: int = 3
     checkpoint_every: int = 10
     poll_s: float = 2.0
+    db_grace_s: float = 300.0
 
     @property
     def lease_s(self) -> float:
@@ -88,7 +91,7 @@ class WorkerSettings:
                 values[f.name] = parse_value(float if f.type == "float" else int, raw, f"${name}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
-        if min(settings.heartbeat_s, settings.poll_s) <= 0 or min(settings.missed_beats, settings.max_attempts,
-                                                                      settings.checkpoint_every) < 1:
-            raise UsageError(f"invalid worker settings {settings}: times > 0, counts >= 1")
+        if min(settings.heartbeat_s, settings.poll_s) <= 0 or settings.db_grace_s < 0 or min(
+                settings.missed_beats, settings.max_attempts, settings.checkpoint_every) < 1:
+            raise UsageError(f"invalid worker settings {settings}: times > 0 (db_grace_s >= 0), counts >= 1")
         return settings

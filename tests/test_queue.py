@@ -195,3 +195,53 @@ def test_concurrent_enqueues_of_one_plan_give_each_run_once(store):
         t.join()
     assert not errors and len(plans) == 4 and all(p == [run_key(spec(i)) for i in range(24)] for p in plans)
     assert sorted(r.key for r in store.runs()) == sorted(run_key(spec(i)) for i in range(24))
+
+
+def test_a_worker_is_handed_only_runs_planned_for_its_kind_of_device(store):
+    cuda, cpu, old = spec(0), spec(1), spec(2)
+    store.enqueue([cuda], planned_device="cuda")
+    store.enqueue([cpu], planned_device="cpu")
+    store.enqueue([old])  # a row from before the planned device was kept: any worker may train it
+    on_cpu = Claimant(LONG, host="host-a", pid=1, device_type="cpu")
+    assert {store.claim_next(on_cpu).key, store.claim_next(on_cpu).key} == {run_key(cpu), run_key(old)}
+    assert store.claim_next(on_cpu) is None and store.get_run(run_key(cuda)).status == "queued"
+    taken = store.claim_next(Claimant(LONG, host="host-b", pid=1, device_type="cuda"))
+    assert taken.key == run_key(cuda) and taken.planned_device == "cuda"
+    store.release(taken.id, taken.claim)
+    store.enqueue([cuda], planned_device="cpu")  # planned again here: the plan that queues a run says where
+    assert store.claim_next(on_cpu).key == run_key(cuda)
+
+
+def test_a_finish_repeated_after_a_lost_reply_is_not_a_lost_claim(store):
+    store.enqueue([spec()])
+    run = store.claim_next(elsewhere("a"))
+    store.finish_claimed(run.id, run.claim, {"test_acc": 1.0}, None)
+    store.finish_claimed(run.id, run.claim, {"test_acc": 1.0}, None)  # the commit went through, its reply did not
+    with pytest.raises(ClaimLost):
+        store.finish_claimed(run.id, "another-token", {"test_acc": 2.0}, None)
+    assert store.get_run(run.id).metrics == {"test_acc": 1.0} and store.get_run(run.id).status == "done"
+
+
+def test_dropping_an_unreadable_checkpoint_restarts_the_run_from_scratch(store):
+    store.enqueue([spec()])
+    run = store.claim_next(elsewhere("a"))
+    for epoch in range(2):
+        store.write_epoch(run.id, run.claim, EpochRecord(epoch=epoch, loss=1.0))
+    store.save_checkpoint(run.id, run.claim, 1, b"unreadable")
+    store.drop_checkpoint(run.id, run.claim)
+    assert store.checkpoint_epoch(run.id) is None and store.epochs(run.id) == []
+    assert store.resume_point(run.id, run.claim) is None
+    with pytest.raises(ClaimLost):
+        store.drop_checkpoint(run.id, "another-token")
+
+
+def test_after_an_outage_every_holder_gets_a_full_lease_before_its_run_is_taken_over():
+    from types import SimpleNamespace
+
+    from pacebench.store.base import holder_gone
+
+    now = utcnow()
+    silent = SimpleNamespace(host="host-a", pid=1, lease_s=30.0, heartbeat_at=now - timedelta(seconds=60))
+    assert holder_gone(silent, now, "host-b")  # silent for two leases
+    assert not holder_gone(silent, now, "host-b", watched_since=now - timedelta(seconds=10))  # but the database
+    assert holder_gone(silent, now, "host-b", watched_since=now - timedelta(seconds=31))  # was back 10 s ago only

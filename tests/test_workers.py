@@ -190,6 +190,7 @@ def test_submitit_job_array_drains_the_plan(tmp_path, results):
     runs = Store(db).runs()
     assert [(r.status, r.attempts) for r in runs] == [("done", 1)] * 4
     assert len(list((tmp_path / "slurm").glob("*_log.out"))) == 2
+    assert (tmp_path / "slurm").stat().st_mode & 0o077 == 0, "the pickled arguments hold the database URL"
 
 
 def test_slurm_with_sqlite_is_refused_unless_forced(tmp_path):

@@ -15,8 +15,8 @@ def upgrade(db: DbOption = None) -> None:
     from pacebench.store import Store  # lazy: SQLAlchemy and Alembic
 
     url = db_url(db)
-    Store(url)
-    console.print(f"database {url} is at the newest revision ({current_revision(url)})")
+    store = Store(url)
+    console.print(f"database {store.display_url} is at the newest revision ({current_revision(url)})")
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """What `pacebench run` shows while workers train (the plan and one line per worker) and `pacebench status`.
 
 Everything is read from the database, so the same view works for a worker in this process, one process per GPU,
-or a Slurm job array on other machines.
+or a Slurm job array on other machines. While the database is away the live view says so in one line and keeps
+refreshing (it never waits for the database, and never raises: it runs in rich's refresh thread).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from rich.text import Text
 
 from pacebench.choices import Phase, Status
 from pacebench.data.base import phase_line
+from pacebench.errors import one_line
 from pacebench.plan.spec import PHASES
 from pacebench.plan.suites import load_suite
 from pacebench.settings import WorkerSettings
 from pacebench.store import Storage, WorkerRecord
-from pacebench.store.base import utcnow
+from pacebench.store.base import utcnow, worker_alive
 from pacebench.terminal import Column, Fit
 
 ORDER = (Status.done, Status.running, Status.queued, Status.failed)
@@ -56,7 +58,9 @@ def workers_table(workers: list[WorkerRecord], lease_s: float) -> Fit:
     rows = []
     for w in workers:
         age = (now - w.heartbeat_at).total_seconds()
-        state = Text(w.state) if w.state == "stopped" or age < lease_s else Text(f"silent {age:.0f}s", style="red")
+        alive = w.state == "stopped" or worker_alive(w, now, lease_s)
+        state = Text(w.state) if alive else Text(f"silent {age:.0f}s" if age >= lease_s else "gone (its process ended)",
+                                                 style="red")
         info = w.info or {}
         training = w.state == "training" and w.run_id is not None
         epochs: int = info.get("epochs") or 0
@@ -72,17 +76,30 @@ class SweepDisplay:
     """A live view of one plan: a bar over its runs and one line per worker; refreshed from the database."""
 
     def __init__(self, console: Console, store: Storage, keys: list[str]) -> None:
-        self.console, self.store, self.keys = console, store, keys
+        self.console, self.store, self.keys = console, store.without_retries(), keys
         self.since = utcnow() - timedelta(seconds=1)
-        self.lease_s = WorkerSettings.from_env().lease_s
+        settings = WorkerSettings.from_env()
+        self.lease_s, self.grace_s = settings.lease_s, settings.db_grace_s
+        self.last: Any = None  # the last view the database gave
+        self.away_since: Any = None  # when the database stopped answering the view
         self.live = Live(console=console, get_renderable=self.render, refresh_per_second=1, transient=True)
 
     def render(self) -> Any:
-        counts = self.store.status_counts(self.keys)
-        finished = counts.get(Status.done, 0) + counts.get(Status.failed, 0)
-        bar = ProgressBar(total=max(len(self.keys), 1), completed=finished, width=40)
-        workers = self.store.workers(active_since=self.since)
-        return Group(_grid(bar, counts_line(counts)), workers_table(workers, self.lease_s))
+        """The view, or while the database is away the last one with a line saying so: never raises."""
+        try:
+            counts = self.store.status_counts(self.keys)
+            finished = counts.get(Status.done, 0) + counts.get(Status.failed, 0)
+            bar = ProgressBar(total=max(len(self.keys), 1), completed=finished, width=40)
+            workers = self.store.workers(active_since=self.since)
+            self.last = Group(_grid(bar, counts_line(counts)), workers_table(workers, self.lease_s))
+            self.away_since = None
+            return self.last
+        except Exception as exc:  # whatever the database says, the view goes on
+            self.away_since = self.away_since or utcnow()
+            away = (utcnow() - self.away_since).total_seconds()
+            line = (f"[yellow]database unreachable for {away:.0f}s ({one_line(exc)[:120]}); the workers wait for it "
+                    f"up to {self.grace_s:g}s[/]")
+            return line if self.last is None else Group(self.last, line)
 
     def __enter__(self) -> SweepDisplay:
         self.live.__enter__()
@@ -108,7 +125,8 @@ class ConsoleReporter:
         self.bar: Progress | None = None
 
     def planned(self, specs: list[Any], keys: list[str], done: set[str], store: Storage, origin: str) -> None:
-        self.console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {self.where} -> {store.url}")
+        self.console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {self.where} -> "
+                           f"{store.display_url}")
         several = len({s.suite for s in specs}) > 1
         for suite, phase in sorted({(s.suite, s.phase) for s in specs}):
             note = " (settings given directly, not tuned)" if origin == "direct" and phase == Phase.final else ""
@@ -179,7 +197,7 @@ def status_view(store: Storage, suite: str | None, phase: str | None) -> Group:
     lease = WorkerSettings.from_env().lease_s
     now = utcnow()
     workers = store.workers(active_since=now - timedelta(hours=1))
-    alive = [w for w in workers if w.state != "stopped" and (now - w.heartbeat_at).total_seconds() < lease]
+    alive = [w for w in workers if worker_alive(w, now, lease)]
     epoch_s = store.mean_epoch_seconds(suite=suite, phase=phase)
     remaining = sum((r.hparams.get("epochs", 0) for r in store.runs(suite=suite, phase=phase, status=Status.queued)), 0)
     running = store.runs(suite=suite, phase=phase, status=Status.running)

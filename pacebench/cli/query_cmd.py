@@ -32,8 +32,7 @@ def runs(
     """List runs with their status and headline metrics."""
     from pacebench.store import Store  # lazy: sqlalchemy
 
-    url = db_url(db)
-    store = Store(url, readonly=True)
+    store = Store(db_url(db), readonly=True)
     records = store.runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
     names = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
     if wide:
@@ -51,7 +50,7 @@ def runs(
                "test": _num(m.get("test_acc")), "params": f"{r.trainable_params or 0:,}", "device": r.device or "",
                "data copy": r.data_fingerprint or "–"}
         rows.append([row[n] for n in names])
-    console.print(Fit(columns, rows, title=f"{len(records)} runs in {url}", wide=wide))
+    console.print(Fit(columns, rows, title=f"{len(records)} runs in {store.display_url}", wide=wide))
 
 
 def methods() -> None:

@@ -325,7 +325,8 @@ def worker(
 ) -> None:
     """Drain the queue: claim queued runs from the database and train them one at a time until none is left.
 
-    What a cluster job runs; start as many as there are devices, on any machine that reaches the database.
+    What a cluster job runs; start as many as there are devices, on any machine that reaches the database. It
+    trains only runs planned for its kind of device, and exits 1 when a run it trained failed or it was stopped.
     """
     from pacebench.execution.worker import Worker, environment  # lazy: torch
     from pacebench.store import Store
@@ -338,7 +339,7 @@ def worker(
     outcomes = w.work(wait)
     console.print(f"worker {w.who.name} on {device}: " + (", ".join(f"{n} {k}" for k, n in outcomes.items())
                                                           or "nothing to do"))
-    if outcomes.get("stopped"):
+    if outcomes.get("stopped") or outcomes.get("failed"):  # a Slurm array or a shell loop must see it
         raise typer.Exit(1)
 
 

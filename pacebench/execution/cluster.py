@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from pacebench.errors import PacebenchError, UsageError
@@ -32,7 +33,10 @@ def submit(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> Counter
     check_database(db, c)
     if c.tasks < 1:
         raise UsageError(f"--array must be >= 1, got {c.tasks}")
-    executor = submitit.AutoExecutor(folder=c.folder, cluster=c.executor)
+    folder = Path(c.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)  # submitit pickles each task's arguments here, the database URL with any password among them
+    executor = submitit.AutoExecutor(folder=folder, cluster=c.executor)
     params: dict[str, Any] = dict(timeout_min=c.time_min, cpus_per_task=c.cpus_per_task, tasks_per_node=1,
                                   gpus_per_node=c.gpus_per_task, slurm_array_parallelism=c.tasks,
                                   slurm_additional_parameters=dict(c.extra))

@@ -15,7 +15,7 @@ from pacebench.execution.devices import worker_devices
 from pacebench.execution.options import WorkerOptions
 from pacebench.execution.signals import stop_on_signals
 from pacebench.execution.worker import Worker, environment
-from pacebench.settings import results_dir
+from pacebench.settings import DB_ENV, results_dir
 from pacebench.store import Storage
 
 
@@ -33,7 +33,9 @@ def run_workers(store: Storage, keys: list[str], opts: WorkerOptions, wait: bool
 
 def run_processes(db: str, keys: list[str], opts: WorkerOptions, devices: list[str], wait: bool) -> None:
     """One `pacebench worker` process per device, each in its own session (a terminal's Ctrl-C reaches only this
-    process, which forwards one SIGTERM to each worker so that they checkpoint and release their runs)."""
+    process, which forwards one SIGTERM to each worker so that they checkpoint and release their runs). The
+    database URL goes through the environment (PACEBENCH_DB), never the command line: any local user reads a
+    command line (`ps`), only the owner a process's environment."""
     logs = results_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=logs, delete=False) as f:
@@ -41,11 +43,11 @@ def run_processes(db: str, keys: list[str], opts: WorkerOptions, devices: list[s
     procs = []
     try:
         for i, device in enumerate(devices):
-            command = [sys.executable, "-m", "pacebench", "worker", "--db", db, "--keys-file", f.name,
+            command = [sys.executable, "-m", "pacebench", "worker", "--keys-file", f.name,
                        *opts.worker_args(device), *(["--wait"] if wait else [])]
             log = open(logs / f"worker-{i}.log", "w")  # noqa: SIM115 (closed with the process below)
             procs.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                           env=os.environ.copy()), log))
+                                           env={**os.environ, DB_ENV: db}), log))
         stop = threading.Event()
         with stop_on_signals(stop):
             while any(p.poll() is None for p, _ in procs):

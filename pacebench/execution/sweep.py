@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ class SweepResult:
     runs: list[RunRecord]  # every run of the phase, as it stands at the end
     done_before: set[str]  # keys that were done before it started
     held: list[RunRecord]  # runs that live workers elsewhere held when it started
+    live: set[str] = field(default_factory=set)  # keys of runs still held at the end by workers that are alive
 
     def status(self, status: str) -> list[RunRecord]:
         return [r for r in self.runs if r.status == status]
@@ -120,26 +121,28 @@ def with_fingerprints(specs: list[RunSpec], data_root: Path, strict: bool = True
 
 
 def execute(specs: list[RunSpec], store: Storage, opts: WorkerOptions, origin: str = "direct", wait: bool = False,
-            display: Any = None) -> SweepResult:
-    """Queues `specs` and runs workers until every run is done, failed, or held by a live worker elsewhere (with
-    `wait`, until those finish too). `display(keys)` is entered while the workers run."""
+            display: Any = None, device_type: str | None = None) -> SweepResult:
+    """Queues `specs`, planned for `device_type` (only workers on that kind of device train them), and runs
+    workers until every run is done, failed, or held by a live worker elsewhere (with `wait`, until those finish
+    too). `display(keys)` is entered while the workers run."""
     keys = list(dict.fromkeys(run_key(s) for s in specs))
     done_before = {r.key for r in store.runs(key=keys, status=Status.done)}
     preflight([s for s, k in zip(specs, map(run_key, specs), strict=True) if k not in done_before], opts.data_root)
-    store.enqueue(specs, origin)
+    store.enqueue(specs, origin, device_type)
     held = store.held_by_live_workers(keys)
     if display is None:
         run_workers(store, keys, opts, wait)
     else:
         with display(keys):
             run_workers(store, keys, opts, wait)
-    return SweepResult(store.runs(key=keys), done_before, held)
+    live = {r.key for r in store.held_by_live_workers(keys)}  # a dead worker's run is unfinished, not held
+    return SweepResult(store.runs(key=keys), done_before, held, live)
 
 
 def incomplete(result: SweepResult, tolerate_failures: bool) -> str | None:
     """Why a phase did not end well, as one line (None when every run is done, or only failures were tolerated)."""
     unfinished = [r for r in result.runs if r.status in (Status.queued, Status.running)]
-    held = [r for r in unfinished if r.status == Status.running]
+    held = [r for r in unfinished if r.key in result.live]
     problems = []
     if held:
         workers = ", ".join(sorted({r.worker or "?" for r in held}))
@@ -172,7 +175,7 @@ def run_phase(specs: list[RunSpec], store: Storage, opts: WorkerOptions, reporte
         store.enqueue(specs, origin)
         return SweepResult(store.runs(key=list(dict.fromkeys(keys))), done, [])
     result = execute(specs, store, opts, origin=origin, wait=wait,
-                     display=lambda keys: reporter.watching(store, keys))
+                     display=lambda keys: reporter.watching(store, keys), device_type=device_type)
     reporter.finished(result)
     problem = incomplete(result, tolerate_failures)
     if problem:

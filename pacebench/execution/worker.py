@@ -5,15 +5,21 @@ what each task of a Slurm job array runs. While a run trains, a heartbeat thread
 seconds (also during evaluation and checkpointing, which can take longer than an epoch). The first SIGTERM or
 SIGINT asks the run to stop at the next step: its newest checkpoint is saved and the run goes back to the queue,
 so a rerun (or a resubmitted Slurm task) continues where it stopped. A second one exits at once.
+
+A failure of the store is never the run's: while the database is away every store call waits for it (up to
+PACEBENCH_DB_GRACE_S, see store/database.py), and a `StoreError` (still away after that, a full disk, a deleted
+file) stops the worker with that one line, the run neither failed nor counted, left to the next worker or rerun.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import torch
@@ -29,12 +35,12 @@ from pacebench.plan.runkey import spec_of
 from pacebench.plan.spec import RunSpec
 from pacebench.plan.suites import load_suite
 from pacebench.settings import WorkerSettings, results_dir
-from pacebench.store import Claimant, ClaimLost, EpochRecord, RunRecord, Storage
+from pacebench.store import Claimant, ClaimLost, EpochRecord, RunRecord, Storage, StoreError
 from pacebench.store.records import PARAMETER_COUNTS
 from pacebench.training import Environment, train_run
-from pacebench.training.checkpoint import Control, Stopped
+from pacebench.training.checkpoint import Control, Stopped, unreadable
 
-TERMINAL = (Status.done, Status.failed)
+log = logging.getLogger(__name__)
 
 
 def check_data(spec: RunSpec, env: Environment) -> None:
@@ -51,12 +57,14 @@ def check_data(spec: RunSpec, env: Environment) -> None:
 
 
 class Heartbeat(threading.Thread):
-    """Refreshes the claim every `interval` seconds; sets `lost` when the run was taken over meanwhile."""
+    """Refreshes the claim every `interval` seconds; sets `lost` when the run was taken over meanwhile, and keeps
+    in `broken` the `StoreError` that ended it when the database stayed away past its grace."""
 
     def __init__(self, store: Storage, run_id: int, claim: str, worker: str, interval: float) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.store, self.run_id, self.claim, self.worker, self.interval = store, run_id, claim, worker, interval
         self.lost, self.done = threading.Event(), threading.Event()
+        self.broken: StoreError | None = None
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
@@ -65,7 +73,11 @@ class Heartbeat(threading.Thread):
                     self.lost.set()
                     return
                 self.store.worker_update(self.worker)
-            except Exception:  # a database hiccup: the next beat tries again; the lease allows several misses
+            except StoreError as exc:  # the store waited out what it could: the run stops, the worker with it
+                self.broken = exc
+                self.lost.set()
+                return
+            except Exception:  # anything else: the next beat tries again; the lease allows several misses
                 continue
 
 
@@ -103,13 +115,15 @@ class Worker:
                  keys: list[str] | None = None) -> None:
         self.store, self.env, self.keys = store, env, keys
         self.settings = settings or WorkerSettings.from_env()
-        self.who = Claimant(self.settings.lease_s)
+        self.who = Claimant(self.settings.lease_s, device_type=env.device.type)
         self.stop = threading.Event()
         self.outcomes: Counter[str] = Counter()
+        self.broken = False  # the store failed: what is left to write is tried once, without waiting for it
 
     def work(self, wait: bool = False) -> Counter[str]:
         """Trains runs until none is claimable. With `wait`, also waits for runs of `keys` that other live
-        workers hold (and takes them over if their holders vanish). Returns how each attempt ended."""
+        workers hold (and takes them over if their holders vanish). Returns how each attempt ended; a
+        `StoreError` ends the worker (after giving back what it can)."""
         self.store.worker_started(self.who, str(self.env.device))
         try:
             with stop_on_signals(self.stop):
@@ -122,25 +136,53 @@ class Worker:
                         self.stop.wait(self.settings.poll_s)
                     else:
                         break
+        except StoreError:
+            self.broken = True
+            raise
         finally:
-            self.store.worker_update(self.who.name, state="stopped", run_id=None)
+            self._quietly(lambda store: store.worker_update(self.who.name, state="stopped", run_id=None))
         return self.outcomes
 
+    def _quietly(self, write: Callable[[Storage], Any]) -> None:
+        """A closing write (a release, the worker row's state) that must not hide the error in flight, nor wait out
+        the grace a second time once the store has failed."""
+        with suppress(StoreError):
+            write(self.store.without_retries() if self.broken else self.store)
+
     def _unfinished(self) -> bool:
-        counts = self.store.status_counts(self.keys)
-        return any(n for status, n in counts.items() if status not in TERMINAL)
+        """Runs of `keys` another worker holds, or queued ones this worker could claim (others are planned for
+        another kind of device, and no waiting here trains them)."""
+        mine = (None, self.env.device.type)
+        return any(r.status == Status.running or r.planned_device in mine
+                   for r in self.store.runs(key=self.keys, status=[Status.queued, Status.running]))
 
     def train(self, run: RunRecord) -> str:
         """One claimed run, start (or resume) to finish; returns done, retry, failed, stopped or lost."""
         claim = run.claim
         assert claim is not None
         beat = Heartbeat(self.store, run.id, claim, self.who.name, self.settings.heartbeat_s)
-        control: RunControl | None = None
         beat.start()
+        try:
+            return self._attempt(run, claim, beat)
+        except StoreError:  # not the run's fault: given back (not counted) if the store still answers at all
+            self.broken = True
+            self._quietly(lambda store: store.release(run.id, claim))
+            raise
+        finally:
+            beat.done.set()
+            self._quietly(lambda store: store.worker_update(self.who.name, state="idle", run_id=None))
+
+    def _attempt(self, run: RunRecord, claim: str, beat: Heartbeat) -> str:
+        control: RunControl | None = None
         try:
             spec = spec_of(run)
             check_data(spec, self.env)
             resume = self.store.resume_point(run.id, claim)
+            if resume is not None and (why := unreadable(resume[1])) is not None:
+                self.store.drop_checkpoint(run.id, claim)
+                log.warning(f"warning: run {run.id} ({spec.label()}): its checkpoint after epoch {resume[0] + 1} "
+                            f"cannot be read ({why}); dropped it, the run starts again from epoch 0")
+                resume = None
             control = RunControl(self.store, run, claim, self.settings.checkpoint_every, self.stop, beat.lost, resume)
             self.store.set_run_facts(run.id, claim, device=str(self.env.device), versions=versions(),
                                      git_commit=git_commit())
@@ -152,6 +194,8 @@ class Worker:
             self.store.finish_claimed(run.id, claim, result.metrics, result.weights, result.predictions)
             return "done"
         except Stopped:
+            if beat.broken is not None:
+                raise beat.broken from None
             if beat.lost.is_set():
                 return "lost"
             assert control is not None
@@ -160,6 +204,8 @@ class Worker:
             return "stopped"
         except ClaimLost:
             return "lost"
+        except StoreError:
+            raise
         except PacebenchError as exc:  # bad data, missing weights: the same next time, and likely for the next run
             self.store.fail_claimed(run.id, claim, one_line(exc), self.settings.max_attempts, retry=False)
             raise  # so this worker stops with the error as one line
@@ -167,9 +213,6 @@ class Worker:
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
             status = self.store.fail_claimed(run.id, claim, error, self.settings.max_attempts)
             return "retry" if status == "queued" else status
-        finally:
-            beat.done.set()
-            self.store.worker_update(self.who.name, state="idle", run_id=None)
 
     def _on_epoch(self, run: RunRecord, claim: str) -> Callable[[int, EpochRecord], None]:
         start = time.perf_counter()

@@ -137,7 +137,7 @@ def build_page(store: Storage) -> str:
     """The whole report as one HTML string."""
     shown, figures = table_sections(store), figure_sections(store)
     if not shown and not figures:
-        raise PacebenchError(f"{store.url} holds no finished runs to report; run `pacebench run demo` first")
+        raise PacebenchError(f"{store.display_url} holds no finished runs to report; run `pacebench run demo` first")
 
     def toc(items: list[Section]) -> str:
         return "".join(f'<li><a href="#{s.anchor}">{escape(s.heading)}</a></li>' for s in items) or "<li>none</li>"
@@ -147,7 +147,7 @@ def build_page(store: Storage) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>pacebench report</title>'
             f"<style>{STYLE}</style></head><body>\n<h1>pacebench report</h1>"
-            f'<p class="meta">{escape(store.url)}, made {now}. Measured rows in black; the paper\'s numbers in grey '
-            "italics beside them. Every number comes from the runs in this database.</p>"
+            f'<p class="meta">{escape(store.display_url)}, made {now}. Measured rows in black; the paper\'s numbers '
+            "in grey italics beside them. Every number comes from the runs in this database.</p>"
             f"<nav><h3>Tables</h3><ul>{toc(shown)}</ul><h3>Figures</h3><ul>{toc(figures)}</ul></nav>\n"
             f"{body}\n</body></html>\n")

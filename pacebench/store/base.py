@@ -48,11 +48,13 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class Claimant:
-    """Who claims: a worker process on a host, and how long it may stay silent before its claims go stale."""
+    """Who claims: a worker process on a host, how long it may stay silent before its claims go stale, and the kind
+    of device it trains on (it is handed only runs planned for that kind; None: any, for tests and tools)."""
 
     lease_s: float
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+    device_type: str | None = None
 
     @property
     def name(self) -> str:
@@ -74,12 +76,28 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def holder_gone(run: Any, now: datetime, host: str) -> bool:
-    """A running claim may be taken over: its pid is dead on this host, or its heartbeat is older than its lease."""
+def holder_gone(run: Any, now: datetime, host: str, watched_since: datetime | None = None) -> bool:
+    """A running claim may be taken over: its pid is dead on this host, or its heartbeat is older than its lease.
+
+    `watched_since`: when this process last saw the database come back after an outage. Silence is only counted
+    over time the database was up: a holder could not write its heartbeat while it was away, so after an outage
+    every holder has a full lease to beat again before its run is taken over."""
     if run.host == host and run.pid is not None and not pid_alive(run.pid):
         return True
     lease = timedelta(seconds=run.lease_s or DEFAULT_LEASE_S)
+    if watched_since is not None and watched_since > now - lease:
+        return False
     return run.heartbeat_at is None or run.heartbeat_at < now - lease
+
+
+def worker_alive(worker: WorkerRecord, now: datetime, lease_s: float, host: str | None = None) -> bool:
+    """A worker row is a live worker: not stopped, its pid alive when it is on this host, and a heartbeat younger
+    than `lease_s` (a worker killed before it could write "stopped" is not taken for a live one)."""
+    if worker.state == "stopped":
+        return False
+    if worker.host == (host or socket.gethostname()) and not pid_alive(worker.pid):
+        return False
+    return (now - worker.heartbeat_at).total_seconds() < lease_s
 
 
 def after_failure(attempts: int, max_attempts: int, retry: bool) -> Status:
@@ -100,7 +118,17 @@ class Storage(Protocol):
 
     @property
     def url(self) -> str:
-        """The URL another process opens this store by."""
+        """The URL another process opens this store by. It may hold a password: never show it (`display_url`)."""
+        ...
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked: what is printed, logged, stored and rendered."""
+        ...
+
+    def without_retries(self) -> Storage:
+        """The same store, failing at once with `StoreError` instead of waiting out an outage (for a display that
+        must keep refreshing)."""
         ...
 
     # ---- runs -------------------------------------------------------------------------------------------------
@@ -132,9 +160,11 @@ class Storage(Protocol):
         ...
 
     # ---- planning ---------------------------------------------------------------------------------------------
-    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct") -> list[RunRecord]:
-        """Writes each spec as a queued run; a run that failed all its attempts is queued again with fresh
-        attempts. Done and running runs are left as they are. Returns each spec's run."""
+    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
+                ) -> list[RunRecord]:
+        """Writes each spec as a queued run planned for `planned_device` (a kind of device: cpu, cuda; None: any);
+        a run that failed all its attempts is queued again with fresh attempts, and a queued one is planned anew.
+        Done and running runs are left as they are. Returns each spec's run."""
         ...
 
     def held_by_live_workers(self, keys: list[str], host: str | None = None) -> list[RunRecord]:
@@ -143,9 +173,9 @@ class Storage(Protocol):
 
     # ---- claims (every write below names the claim token and raises ClaimLost once it was taken over) ----------
     def claim_next(self, who: Claimant, keys: list[str] | None = None, max_attempts: int = 3) -> RunRecord | None:
-        """Claims one run: first a running run whose holder is gone, else the oldest queued run (of `keys` if
-        given); None when nothing is claimable. A run whose holders vanished `max_attempts` times is marked failed
-        instead."""
+        """Claims one run planned for `who`'s kind of device: first a running run whose holder is gone, else the
+        oldest queued run (of `keys` if given); None when nothing is claimable. A run whose holders vanished
+        `max_attempts` times is marked failed instead."""
         ...
 
     def beat(self, run_id: int, claim: str) -> bool:
@@ -161,6 +191,10 @@ class Storage(Protocol):
 
     def save_checkpoint(self, run_id: int, claim: str, epoch: int, data: bytes) -> None: ...
 
+    def drop_checkpoint(self, run_id: int, claim: str) -> None:
+        """Deletes the run's checkpoint and epoch rows: the checkpoint cannot be read, the run starts again."""
+        ...
+
     def write_epoch(self, run_id: int, claim: str, record: EpochRecord) -> None:
         """One epoch row, replacing a row for the same epoch left by an interrupted attempt."""
         ...
@@ -172,7 +206,8 @@ class Storage(Protocol):
     def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
                        predictions: Mapping[str, Predictions] | None = None) -> None:
         """Done, with its weights and per-example predictions, and its checkpoint deleted: all at once, and only
-        while the claim holds."""
+        while the claim holds (a done run keeps the token that finished it, so a finish repeated after a lost reply
+        is not a lost claim)."""
         ...
 
     def fail_claimed(self, run_id: int, claim: str, error: str, max_attempts: int, retry: bool = True) -> str:

@@ -10,16 +10,32 @@ lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so a failed first 
 schema and several processes opening a fresh database at once create it exactly once. A database that is not
 pacebench's (tables but no schema revision), or whose revision this version does not know, is refused untouched.
 Read-only opens (`runs`, `report`, `plot`, `db current`) never create or migrate anything.
+
+Outages. A database that was reached once and then goes away for a moment (a PostgreSQL restart, connections
+dropped by a proxy or an administrator, a SQLite file locked or made read-only) is waited out: every store call is
+retried with back-off (`retried`) for up to the grace (`PACEBENCH_DB_GRACE_S`), counted from the outage's start,
+and only then fails with a one-line `StoreError`. A database that cannot be reached when it is opened is an error at
+once (a typo in --db must not wait minutes). Before every transaction a SQLite file is looked at: made read-only
+(chmod, `chattr +i`) it is waited for like an outage, instead of being written through a handle opened before;
+deleted or replaced, it is a `StoreError` at once, never a run reported done into a file nobody can open.
+Every URL shown, logged or stored is `display_url`'s: its password masked.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import logging
+import os
+import re
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -28,12 +44,25 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacebench.errors import PacebenchError, UsageError
-from pacebench.store.base import StoreError
+from pacebench.settings import WorkerSettings
+from pacebench.store.base import StoreError, utcnow
 from pacebench.store.models import Base
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -93,7 +122,7 @@ def _check_tables(conn: Connection, url: str) -> None:
 def upgrade(engine: Engine, url: str = "") -> str | None:
     """Brings the schema to the newest revision in one transaction under the write lock, so a failure leaves the
     database as it was and concurrent first opens create it once; returns the revision it was at (None: empty)."""
-    url = url or engine.url.render_as_string(hide_password=True)
+    url = url or display_url(engine.url)
     with engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE") as conn, conn.begin():
         _lock_schema(conn)
         current = check_schema(conn, url)
@@ -128,12 +157,25 @@ def _use_wal(engine: Engine, wait_s: float = 30.0) -> None:
 def schema_revision(url: str) -> tuple[str | None, str]:
     """(the revision of the database at `url`, the newest revision), read-only; a missing SQLite file, a foreign
     database or an unknown revision is a `PacebenchError`."""
+    shown = display_url(url)
     try:
         engine = _make_engine(url, readonly=True)
         with engine.connect() as conn:
-            return check_schema(conn, url), head_revision()
+            return check_schema(conn, shown), head_revision()
     except (SQLAlchemyError, OSError) as exc:
-        raise database_error(url, exc, "cannot open ") from None
+        raise database_error(shown, exc, "cannot open ") from None
+
+
+def display_url(url: str | URL) -> str:
+    """`url` with its password masked (also one given as a `password=` query parameter): the only form of a
+    database URL that is printed, logged, stored or rendered."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy reads: mask anything between "user:" and "@"
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", str(url))
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": "***"})
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 def _sqlite_file(url: URL) -> Path | None:
@@ -144,18 +186,25 @@ def _sqlite_file(url: URL) -> Path | None:
 def _make_engine(url: str, readonly: bool = False) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise UsageError(f"cannot parse database URL {url!r}; use e.g. sqlite:///results/pacebench.db "
+    except (ArgumentError, ValueError):
+        raise UsageError(f"cannot parse database URL {display_url(url)!r}; use e.g. sqlite:///results/pacebench.db "
                          "or postgresql://user@host/db") from None
     path = _sqlite_file(parsed)
-    if path is None:
-        return create_engine(parsed, pool_pre_ping=True)
+    if parsed.get_backend_name() == "sqlite" and path is None:
+        raise UsageError(f"--db {url} is an in-memory database: its results would vanish when the "
+                         "command exits; name a file, e.g. sqlite:///results/pacebench.db")
+    if path is None:  # a server: stale pooled connections are replaced before use; an unreachable one fails fast
+        timeout = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+        return create_engine(parsed, pool_pre_ping=True, connect_args=timeout)
     if readonly:
         if not path.is_file():
-            raise PacebenchError(f"no database at {path} ({url}); {FIX}, or make one with `pacebench run`")
-        parsed = parsed.set(database=path.resolve().as_uri(), query={"mode": "ro", "uri": "true"})
+            raise PacebenchError(f"no database at {path} ({display_url(url)}); {FIX}, or make one with "
+                                 "`pacebench run`")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))  # an empty file is an empty database
+    # "rw"/"ro": never create a file, so a database deleted while in use is noticed instead of made again, empty
+    parsed = parsed.set(database=path.resolve().as_uri(), query={"mode": "ro" if readonly else "rw", "uri": "true"})
     engine = create_engine(parsed, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -173,9 +222,35 @@ def _make_engine(url: str, readonly: bool = False) -> Engine:
     return engine
 
 
+def _reason(exc: BaseException) -> str:
+    """The driver's message as one line (SQLAlchemy's wrapper adds the statement and a link)."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "readonly", "read-only", "disk i/o error")
+
+
+class FileReadOnly(Exception):
+    """The SQLite file of a store opened for writing cannot be written now (its mode, or `chattr +i`)."""
+
+
+def is_transient(exc: BaseException, dialect: str) -> bool:
+    """Whether `exc` is the database being away for a moment (a restart, a dropped or refused connection, a lock,
+    a SQLite file made read-only) rather than a fault that would come back on every try (a full disk, a missing
+    table, a constraint)."""
+    if isinstance(exc, DisconnectionError | PoolTimeout | FileReadOnly):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    return dialect != "sqlite" or any(word in _reason(exc).lower() for word in SQLITE_TRANSIENT)
+
+
 def database_error(url: str, exc: BaseException, doing: str = "") -> StoreError:
-    """A database failure as one line with its likely fix (disk full, read-only file, missing table)."""
-    reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    """A database failure as one line with its likely fix (disk full, read-only file, missing table); `url` is
+    the one shown (`display_url`)."""
+    reason = _reason(exc)
     hints = {"disk is full": "free disk space, then run again (finished runs are kept)",
              "readonly": "the database file or its folder is read-only; fix the permissions or " + FIX,
              "read-only": "the database file or its folder is read-only; fix the permissions or " + FIX,
@@ -188,56 +263,160 @@ def database_error(url: str, exc: BaseException, doing: str = "") -> StoreError:
 
 
 
-class Database:
-    """An open database: its engine and one short transaction at a time. Opening it for writing creates or
-    upgrades its schema; `readonly` opens an existing database at the newest revision and changes nothing (a
-    missing SQLite file is an error, not a new empty database)."""
+def retried(method: Callable[..., T]) -> Callable[..., T]:
+    """A store method that waits out an outage: called again after a transient error (`Database.retrying`). The
+    methods of the store's parts carry it; each is short and safe to repeat."""
 
-    def __init__(self, url: str, readonly: bool = False) -> None:
-        self.url = url
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+        return self.db.retrying(lambda: method(self, *args, **kwargs))
+
+    return wrapper
+
+
+class Database:
+    """An open database: its engine, one short transaction at a time, and the patience to wait out an outage.
+
+    Opening it for writing creates or upgrades its schema; `readonly` opens an existing database at the newest
+    revision and changes nothing (a missing SQLite file is an error, not a new empty database). `grace_s`: how long
+    an outage is waited out (default `PACEBENCH_DB_GRACE_S`)."""
+
+    BACKOFF_MAX_S = 2.0  # the longest wait between two tries: well under any lease, so a holder beats in time
+
+    def __init__(self, url: str, readonly: bool = False, grace_s: float | None = None) -> None:
+        self.url, self.display_url = url, display_url(url)
+        self.grace_s = WorkerSettings.from_env().db_grace_s if grace_s is None else grace_s
+        self.watched_since: datetime | None = None  # the end of this process's last outage (`base.holder_gone`)
+        self._outage_lock = threading.Lock()
+        self._outage_start: float | None = None  # monotonic time of the current outage's first failure
         try:
             self.engine = _make_engine(url, readonly)
             if readonly:
                 self._check_readable()
             else:
-                upgrade(self.engine, url)
+                upgrade(self.engine, self.display_url)
         except PacebenchError:
             raise
         except (SQLAlchemyError, ImportError, OSError) as exc:
-            raise database_error(url, exc, "cannot open ") from None
+            raise database_error(self.display_url, exc, "cannot open ") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._file = _sqlite_file(make_url(url))
+        self._identity = self._file_identity()
+        self._writes = not readonly
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def with_grace(self, grace_s: float) -> Database:
+        """The same database (engine, file) with another grace: 0 fails at once, for a display."""
+        other = copy.copy(self)
+        other.grace_s = grace_s
+        return other
+
     def _check_readable(self) -> None:
+        shown = self.display_url
         with self.engine.connect() as conn:
-            current = check_schema(conn, self.url)
+            current = check_schema(conn, shown)
             head = head_revision()
             if current is None:
-                raise PacebenchError(f"{self.url} holds no pacebench results (empty database); {FIX}, or make "
+                raise PacebenchError(f"{shown} holds no pacebench results (empty database); {FIX}, or make "
                                      "one with `pacebench run`")
             if current != head:
-                raise PacebenchError(f"database {self.url} is at schema revision {current}, older than this "
-                                     f"pacebench's {head}; run `pacebench db upgrade --db {self.url}` first")
-            _check_tables(conn, self.url)
+                raise PacebenchError(f"database {shown} is at schema revision {current}, older than this "
+                                     f"pacebench's {head}; run `pacebench db upgrade --db {shown}` first")
+            _check_tables(conn, shown)
 
+    # ---- a SQLite file that vanishes or is made read-only ---------------------------------------------------------
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self._file is None:
+            return None
+        try:
+            stat = self._file.stat()
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def _check_file(self) -> None:
+        """Raises when the SQLite file was deleted or replaced since it was opened: what was written since went to a
+        file nobody can open again, so the run must not be reported done."""
+        if self._identity is not None and self._file_identity() != self._identity:
+            raise StoreError(f"database {self.display_url}: the file was deleted or replaced while pacebench was "
+                             "using it, and what was written since is lost; restore it from a backup (or start a "
+                             "new one) and rerun")
+
+    def _check_writable(self) -> None:
+        """A file its owner made read-only is not written to, though pooled connections opened before still could:
+        the store waits for it like for an outage (`os.access` sees `chattr +i` even as root)."""
+        if self._file is not None and self._writes and not os.access(self._file, os.W_OK):
+            raise FileReadOnly(f"the file {self._file} is read-only")
+
+    # ---- transactions ---------------------------------------------------------------------------------------------
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: commit on success, roll back on any error, always close. A database failure (disk
-        full, read-only file, damaged schema) becomes a one-line `StoreError`; an IntegrityError is the caller's."""
+        """One transaction: commit on success, roll back on any error, always close. A transient error (see
+        `is_transient`) is raised as it is, for `retrying`; an IntegrityError is the caller's; any other database
+        failure (disk full, damaged schema) becomes a one-line `StoreError`."""
+        self._check_file()
+        self._check_writable()
         session = self._sessions()
         try:
             yield session
             session.commit()
         except DBAPIError as exc:
-            session.rollback()
-            if isinstance(exc, IntegrityError):
+            with suppress(Exception):  # the connection may be gone with the server
+                session.rollback()
+            if isinstance(exc, IntegrityError) or is_transient(exc, self.dialect):
                 raise
-            raise database_error(self.url, exc) from None
+            raise database_error(self.display_url, exc) from None
         except BaseException:
-            session.rollback()
+            with suppress(Exception):
+                session.rollback()
             raise
         finally:
-            session.close()
+            with suppress(Exception):
+                session.close()
+        self._check_file()
+
+    def retrying(self, work: Callable[[], T]) -> T:
+        """`work()`, tried again with back-off while it fails with a transient error, until the outage has lasted
+        `grace_s`; then a one-line `StoreError`. The first failure of an outage and its end are logged."""
+        delay = 0.1
+        while True:
+            try:
+                result = work()
+            except Exception as exc:
+                if not is_transient(exc, self.dialect):
+                    raise
+                self._check_file()  # a deleted file is no outage: it will not come back
+                started = self._outage_began(exc)
+                waited = time.monotonic() - started
+                if waited + delay > self.grace_s:
+                    raise StoreError(f"database {self.display_url}: {_reason(exc)}, for {waited:.0f} s (longer than "
+                                     f"PACEBENCH_DB_GRACE_S={self.grace_s:g}); rerun once it is back: finished runs "
+                                     "and checkpoints are kept") from None
+                time.sleep(delay)
+                delay = min(2 * delay, self.BACKOFF_MAX_S)
+            else:
+                self._outage_ended()
+                return result
+
+    def _outage_began(self, exc: BaseException) -> float:
+        """When the outage that `exc` belongs to began (now, for its first failure, which is logged)."""
+        with self._outage_lock:
+            if self._outage_start is None:
+                self._outage_start = time.monotonic()
+                if self.grace_s > 0:
+                    log.warning(f"warning: database {self.display_url} unreachable ({_reason(exc)}); waiting for it "
+                                f"for up to {self.grace_s:g} s (PACEBENCH_DB_GRACE_S)")
+            return self._outage_start
+
+    def _outage_ended(self) -> None:
+        if self._outage_start is None:
+            return
+        with self._outage_lock:
+            if self._outage_start is not None:
+                if self.grace_s > 0:
+                    log.warning(f"database {self.display_url} is back after "
+                                f"{time.monotonic() - self._outage_start:.0f} s")
+                self._outage_start, self.watched_since = None, utcnow()

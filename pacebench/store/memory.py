@@ -48,7 +48,7 @@ def _matches(run: RunRecord, filters: dict[str, Any]) -> bool:
 class MemoryStore:
     """Runs, epochs, checkpoints, weights, worker rows and bench rows in dictionaries behind one lock."""
 
-    url = "memory://"
+    url = display_url = "memory://"
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -61,17 +61,24 @@ class MemoryStore:
         self._workers: dict[str, WorkerRecord] = {}
         self._speed: list[dict[str, Any]] = []
 
+    def without_retries(self) -> MemoryStore:
+        return self  # memory never goes away
+
     # ---- runs -----------------------------------------------------------------------------------------------------
-    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct") -> list[RunRecord]:
+    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
+                ) -> list[RunRecord]:
         with self._lock:
             out = []
             for spec in specs:
                 key = run_key(spec)
                 run = self._by_key(key)
                 if run is None:
-                    run = RunRecord(**{**_BLANK, "setup": {}, **run_values(spec, origin, key), "id": next(self._ids)})
-                elif run.status == Status.failed:
+                    values = run_values(spec, origin, key, planned_device)
+                    run = RunRecord(**{**_BLANK, "setup": {}, **values, "id": next(self._ids)})
+                if run.status == Status.failed:
                     run = dataclasses.replace(run, status=Status.queued, attempts=0, claim=None)
+                if run.status == Status.queued and planned_device is not None:
+                    run = dataclasses.replace(run, planned_device=planned_device)
                 self._runs[run.id] = run
                 out.append(copy.deepcopy(run))
             return out
@@ -129,7 +136,9 @@ class MemoryStore:
     def claim_next(self, who: Claimant, keys: list[str] | None = None, max_attempts: int = 3) -> RunRecord | None:
         now = utcnow()
         with self._lock:
-            for run in self.runs(key=keys, status=Status.running):
+            mine = [r for r in self.runs(key=keys) if who.device_type is None
+                    or r.planned_device in (None, who.device_type)]
+            for run in (r for r in mine if r.status == Status.running):
                 if not holder_gone(run, now, who.host):
                     continue
                 if run.attempts >= max_attempts:
@@ -137,7 +146,7 @@ class MemoryStore:
                                                              error=vanished_error(run.attempts, run.worker))
                 else:
                     return self._take(run, who, now)
-            queued = self.runs(key=keys, status=Status.queued)
+            queued = [r for r in mine if r.status == Status.queued]
             return self._take(queued[0], who, now) if queued else None
 
     def _take(self, run: RunRecord, who: Claimant, now: datetime) -> RunRecord:
@@ -179,6 +188,12 @@ class MemoryStore:
             self._held(run_id, claim)
             self._checkpoints[run_id] = (epoch, bytes(data))
 
+    def drop_checkpoint(self, run_id: int, claim: str) -> None:
+        with self._lock:
+            self._held(run_id, claim)
+            self._checkpoints.pop(run_id, None)
+            self._epochs.pop(run_id, None)
+
     def write_epoch(self, run_id: int, claim: str, record: EpochRecord) -> None:
         with self._lock:
             self._held(run_id, claim)
@@ -192,8 +207,10 @@ class MemoryStore:
     def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
                        predictions: Mapping[str, Predictions] | None = None) -> None:
         with self._lock:
-            self._held(run_id, claim, status=Status.done, metrics=metrics, finished_at=utcnow(), error=None,
-                       claim=None)
+            run = self._runs.get(run_id)
+            if run is not None and run.claim == claim and run.status == Status.done:
+                return
+            self._held(run_id, claim, status=Status.done, metrics=metrics, finished_at=utcnow(), error=None)
             self._checkpoints.pop(run_id, None)
             if weights is not None:
                 self._weights[run_id] = {name: t.detach().cpu().clone() for name, t in weights.items()}

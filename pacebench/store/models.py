@@ -63,6 +63,8 @@ class RunRow(Base):
     lease_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     data_fingerprint: Mapped[str] = mapped_column(String(32), default="", server_default="")  # data.fingerprint
+    # the kind of device (cpu, cuda) the run was planned for: only workers on that kind claim it (None: any)
+    planned_device: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class EpochRow(Base):

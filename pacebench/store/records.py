@@ -49,6 +49,7 @@ class RunRecord:
     lease_s: float | None = None
     attempts: int = 0
     data_fingerprint: str = ""  # which copy of the data it trained and was scored on (data.fingerprint)
+    planned_device: str | None = None  # cpu or cuda: only a worker on that kind of device trains it (None: any)
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,11 @@ def epoch_record(row: EpochRow) -> EpochRecord:
     return EpochRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(EpochRecord)})
 
 
-def run_values(spec: RunSpec, origin: str, key: str | None = None) -> dict[str, Any]:
-    """What a new queued run starts as: its whole spec, no results (the columns both stores fill in)."""
-    return dict(
+def run_values(spec: RunSpec, origin: str, key: str | None = None, planned_device: str | None = None
+               ) -> dict[str, Any]:
+    """What a new queued run starts as: its whole spec and where it was planned to train, no results (the columns
+    both stores fill in)."""
+    return dict(planned_device=planned_device,
         key=key or run_key(spec), suite=spec.suite, dataset=spec.dataset, data_options=dict(spec.data_options),
         backbone=spec.backbone, weights_sha256=spec.weights_sha256, adapter=spec.train.adapter,
         rank=spec.train.rank, method=spec.method, method_config=dict(spec.method_config), seed=spec.seed,
@@ -103,8 +105,8 @@ def run_values(spec: RunSpec, origin: str, key: str | None = None) -> dict[str, 
     )
 
 
-def new_run_row(spec: RunSpec, origin: str, key: str | None = None) -> RunRow:
-    return RunRow(**run_values(spec, origin, key))
+def new_run_row(spec: RunSpec, origin: str, key: str | None = None, planned_device: str | None = None) -> RunRow:
+    return RunRow(**run_values(spec, origin, key, planned_device))
 
 
 def worker_record(row: WorkerRow) -> WorkerRecord:

@@ -6,6 +6,7 @@ them; each method says which part answers it.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -23,24 +24,36 @@ from pacebench.store.runs import Runs
 
 class Store:
     """Opens the database at `url`: for writing, creating or upgrading its schema; `readonly`, an existing database
-    at the newest revision, changing nothing."""
+    at the newest revision, changing nothing. An outage is waited out for `grace_s` (default
+    `PACEBENCH_DB_GRACE_S`)."""
 
-    def __init__(self, url: str, readonly: bool = False) -> None:
-        self.db = Database(url, readonly)
-        self._runs = Runs(self.db)
-        self._queue = Queue(self.db)
+    def __init__(self, url: str, readonly: bool = False, grace_s: float | None = None) -> None:
+        self._compose(Database(url, readonly, grace_s))
+
+    def _compose(self, db: Database) -> None:
+        self.db, self._runs, self._queue = db, Runs(db), Queue(db)
 
     @property
     def url(self) -> str:
         return self.db.url
 
     @property
+    def display_url(self) -> str:
+        return self.db.display_url
+
+    def without_retries(self) -> Store:
+        other = copy.copy(self)
+        other._compose(self.db.with_grace(0.0))
+        return other
+
+    @property
     def engine(self) -> Engine:
         return self.db.engine
 
     # ---- runs (runs.Runs) -----------------------------------------------------------------------------------------
-    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct") -> list[RunRecord]:
-        return self._runs.enqueue(specs, origin)
+    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
+                ) -> list[RunRecord]:
+        return self._runs.enqueue(specs, origin, planned_device)
 
     def get_run(self, key_or_id: str | int) -> RunRecord | None:
         return self._runs.get_run(key_or_id)
@@ -90,6 +103,9 @@ class Store:
 
     def save_checkpoint(self, run_id: int, claim: str, epoch: int, data: bytes) -> None:
         self._queue.save_checkpoint(run_id, claim, epoch, data)
+
+    def drop_checkpoint(self, run_id: int, claim: str) -> None:
+        self._queue.drop_checkpoint(run_id, claim)
 
     def write_epoch(self, run_id: int, claim: str, record: EpochRecord) -> None:
         self._queue.write_epoch(run_id, claim, record)

@@ -9,12 +9,15 @@ random augmentation's state lives in those processes and is not captured; the su
 deterministic, so this does not change results today.
 
 The bytes are `torch.save` output read back with `weights_only=True` (no code runs on load), stored in the
-database (table `checkpoints`) because the database is the one place every worker of a cluster shares.
+database (table `checkpoints`) because the database is the one place every worker of a cluster shares. Bytes that
+load refuses (anything but tensors and plain values: never loaded otherwise) or that are damaged are `unreadable`:
+the worker drops them and the run starts again from epoch 0.
 """
 
 from __future__ import annotations
 
 import io
+import pickle
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +97,23 @@ class TrainState:
             return 0, {}
         last, final = self.restore(control.resume, device)
         return last + 1, final
+
+
+STATE_KEYS = frozenset({"epoch", "final", "weights", "optimizer", "schedule", "method", "rng"})  # what `capture` saves
+
+
+def unreadable(data: bytes) -> str | None:
+    """Why a checkpoint cannot be restored, in a few words (None: it can). Only tensors and plain values are ever
+    unpickled (`weights_only=True`); bytes that need more were not written by `TrainState.capture` and are never
+    loaded any other way."""
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's refusal, or truncated bytes, not a torch file at all: damaged either way
+        if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in str(exc).lower():
+            return "it holds objects other than tensors and plain values, which are never unpickled"
+        return f"it is damaged: {type(exc).__name__}"
+    missing = STATE_KEYS - set(state) if isinstance(state, dict) else STATE_KEYS
+    return f"it lacks {', '.join(sorted(missing))}" if missing else None
 
 
 class Stopped(Exception):  # noqa: N818 (a request, not an error)
