@@ -30,9 +30,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy over the package."""
+    """ruff (lint rules and the formatter's layout) and mypy over the package."""
     install(session)
-    session.run("ruff", "check", "pacebench", "tests", "noxfile.py")
+    paths = ("pacebench", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     session.run("mypy")
 
 

@@ -29,8 +29,14 @@ from pacebench.core.prepare import attach
 
 def make_model(args: argparse.Namespace) -> torch.nn.Module:
     torch.manual_seed(0)
-    return timm.create_model(args.arch, pretrained=False, num_classes=args.classes, drop_path_rate=0.1,
-                             img_size=args.image_size, patch_size=args.patch_size)
+    return timm.create_model(
+        args.arch,
+        pretrained=False,
+        num_classes=args.classes,
+        drop_path_rate=0.1,
+        img_size=args.image_size,
+        patch_size=args.patch_size,
+    )
 
 
 def authors_setup(model: torch.nn.Module, method: str, rank: int, sigma: float, lam: float):
@@ -80,8 +86,7 @@ def authors_step(args: argparse.Namespace, method: str, x: torch.Tensor, y: torc
 
 def our_step(args: argparse.Namespace, method: str, x: torch.Tensor, y: torch.Tensor):
     config = {"sigma": args.sigma, "lam": args.lam} if method == "pace" else {}
-    ready = attach(make_model(args), method, SetupInfo(x.shape[0], args.classes), "lora_mul+vpt_add", args.rank,
-                   config)
+    ready = attach(make_model(args), method, SetupInfo(x.shape[0], args.classes), "lora_mul+vpt_add", args.rank, config)
     opt = torch.optim.AdamW(ready.params, lr=1e-3, weight_decay=1e-4)
     idx = torch.arange(x.shape[0])
     return lambda: ready.method.step(ready.model, (x, y, idx), opt, ready.params)
@@ -107,20 +112,27 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, args.image_size, args.image_size, generator=g)
     y = torch.randint(0, args.classes, (args.batch,), generator=g)
-    steps = {f"{side} {m}": make(args, m, x, y) for m in ("baseline", "pace")
-             for side, make in (("authors", authors_step), ("pacebench", our_step))}
+    steps = {
+        f"{side} {m}": make(args, m, x, y)
+        for m in ("baseline", "pace")
+        for side, make in (("authors", authors_step), ("pacebench", our_step))
+    }
     times = interleaved(steps, args.warmup, args.steps, torch.device("cpu"))
     ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
-    print(f"{args.arch} {args.image_size}px patch {args.patch_size}, batch {args.batch}, rank {args.rank}, "
-          f"{args.threads} thread(s), median of {args.steps} interleaved rounds after {args.warmup} warm-up, "
-          f"torch {torch.__version__}, timm {timm.__version__}")
+    print(
+        f"{args.arch} {args.image_size}px patch {args.patch_size}, batch {args.batch}, rank {args.rank}, "
+        f"{args.threads} thread(s), median of {args.steps} interleaved rounds after {args.warmup} warm-up, "
+        f"torch {torch.__version__}, timm {timm.__version__}"
+    )
     print("| method | authors ms | pacebench ms | ratio of medians | median paired ratio (min-max) |")
     print("|---|---:|---:|---:|---:|")
     for m in ("baseline", "pace"):
         a, p = ms[f"authors {m}"], ms[f"pacebench {m}"]
         paired = [q / r for q, r in zip(times[f"pacebench {m}"], times[f"authors {m}"], strict=True)]
-        print(f"| {m} | {a:.1f} | {p:.1f} | {p / a:.2f} | {statistics.median(paired):.2f} "
-              f"({min(paired):.2f}-{max(paired):.2f}) |")
+        print(
+            f"| {m} | {a:.1f} | {p:.1f} | {p / a:.2f} | {statistics.median(paired):.2f} "
+            f"({min(paired):.2f}-{max(paired):.2f}) |"
+        )
 
 
 if __name__ == "__main__":

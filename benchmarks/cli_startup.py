@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 
-HELP = ("import sys\nsys.argv = ['pacebench', '--help']\nfrom pacebench.cli import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass")
+HELP = (
+    "import sys\nsys.argv = ['pacebench', '--help']\nfrom pacebench.cli import main\n"
+    "try:\n    main()\nexcept SystemExit:\n    pass"
+)
 
 
 def best(code: str, repeat: int) -> float:
@@ -30,8 +32,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     help_s, torch_s, python_s = (best(c, args.repeat) for c in (HELP, "import torch", "pass"))
-    print(f"python alone {python_s:.3f} s, pacebench --help {help_s:.3f} s, import torch {torch_s:.3f} s: "
-          f"help / torch = {help_s / torch_s:.2f} (goal < 0.5)")
+    print(
+        f"python alone {python_s:.3f} s, pacebench --help {help_s:.3f} s, import torch {torch_s:.3f} s: "
+        f"help / torch = {help_s / torch_s:.2f} (goal < 0.5)"
+    )
 
 
 if __name__ == "__main__":

@@ -56,10 +56,40 @@ def main() -> None:
         pg = pgserver.start(pgserver.find_bin())
         db = pg.create_database("pacebench")
         start = time.monotonic()
-        subprocess.run(["timeout", "900", *PACEBENCH, "run", "demo", "--methods", "baseline,pace", "--seeds",
-                        "0,1,2,3,4,5", "--epochs", "2", "-t", "batch_size=16", "--device", "cpu", "--executor",
-                        "slurm", "--array", "3", "--partition", "debug", "--cpus-per-task", "1", "--time", "30",
-                        "--slurm-folder", str(work / "submitit"), "--db", db], check=True)
+        subprocess.run(
+            [
+                "timeout",
+                "900",
+                *PACEBENCH,
+                "run",
+                "demo",
+                "--methods",
+                "baseline,pace",
+                "--seeds",
+                "0,1,2,3,4,5",
+                "--epochs",
+                "2",
+                "-t",
+                "batch_size=16",
+                "--device",
+                "cpu",
+                "--executor",
+                "slurm",
+                "--array",
+                "3",
+                "--partition",
+                "debug",
+                "--cpus-per-task",
+                "1",
+                "--time",
+                "30",
+                "--slurm-folder",
+                str(work / "submitit"),
+                "--db",
+                db,
+            ],
+            check=True,
+        )
         seconds = time.monotonic() - start
         subprocess.run([*PACEBENCH, "status", "--db", db], check=True)
         summary = cluster_summary(db, seconds)
@@ -86,10 +116,15 @@ def cluster_summary(db: str, seconds: float) -> dict:
         rows = conn.execute(text("select status, attempts, worker from runs")).all()
         epochs = conn.execute(text("select count(*), count(distinct (run_id, epoch)) from epochs")).one()
         tasks = conn.execute(text("select count(*) from workers")).scalar()
-    return {"runs": len(rows), "done_once": sum(r.status == "done" and r.attempts == 1 for r in rows),
-            "array_tasks_seen": tasks, "tasks_that_trained": len({r.worker for r in rows}),
-            "epoch_rows": epochs[0], "distinct_epoch_rows": epochs[1],
-            "wall_seconds": round(seconds, 1)}
+    return {
+        "runs": len(rows),
+        "done_once": sum(r.status == "done" and r.attempts == 1 for r in rows),
+        "array_tasks_seen": tasks,
+        "tasks_that_trained": len({r.worker for r in rows}),
+        "epoch_rows": epochs[0],
+        "distinct_epoch_rows": epochs[1],
+        "wall_seconds": round(seconds, 1),
+    }
 
 
 SLURM_CONF = """\

@@ -61,8 +61,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     classes = 10
-    model = timm.create_model(args.arch, pretrained=False, num_classes=classes, img_size=args.image_size,
-                              patch_size=args.patch_size, drop_path_rate=0.1)
+    model = timm.create_model(
+        args.arch,
+        pretrained=False,
+        num_classes=classes,
+        img_size=args.image_size,
+        patch_size=args.patch_size,
+        drop_path_rate=0.1,
+    )
     ready = attach(model, args.method, SetupInfo(args.images, classes), device=device)
     optimizer = make_optimizer(ready.params, 1e-3, 1e-4, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -72,8 +78,11 @@ def main() -> None:
         sync()
         start = time.perf_counter()
         for x, y, idx in batches:
-            batch = (normalise(x.to(device, non_blocking=True)), y.to(device, non_blocking=True),
-                     idx.to(device, non_blocking=True))
+            batch = (
+                normalise(x.to(device, non_blocking=True)),
+                y.to(device, non_blocking=True),
+                idx.to(device, non_blocking=True),
+            )
             ready.method.step(ready.model, batch, optimizer, ready.params)
         sync()
         return time.perf_counter() - start
@@ -85,8 +94,14 @@ def main() -> None:
         generator = torch.Generator().manual_seed(0)
 
         def splits(cache: bool):
-            request = DataRequest(root, "synthetic", "final", classes, image_size=args.image_size,
-                                  cache_dir=Path(tmp) / "cache" if cache else None)
+            request = DataRequest(
+                root,
+                "synthetic",
+                "final",
+                classes,
+                image_size=args.image_size,
+                cache_dir=Path(tmp) / "cache" if cache else None,
+            )
             return READERS.get("vtab")(request).train
 
         start = time.perf_counter()
@@ -95,9 +110,14 @@ def main() -> None:
         decode = cached.base.decode_seconds
         steps = len(cached) // args.batch
         # a different batch every step, already on the device, as normalised floats: what a free data path would give
-        synthetic = [(torch.randn(args.batch, 3, args.image_size, args.image_size, device=device),
-                      torch.randint(0, classes, (args.batch,), device=device),
-                      torch.arange(args.batch, device=device)) for _ in range(steps)]
+        synthetic = [
+            (
+                torch.randn(args.batch, 3, args.image_size, args.image_size, device=device),
+                torch.randint(0, classes, (args.batch,), device=device),
+                torch.arange(args.batch, device=device),
+            )
+            for _ in range(steps)
+        ]
         times: dict[str, list[float]] = {"cached": [], "decoded": [], "synthetic": [], "loader": []}
         for _ in range(args.repeats):  # interleaved, so a busy machine slows all three alike
             times["cached"].append(epoch(loader(cached, args.batch, env, True, generator)))
@@ -110,9 +130,11 @@ def main() -> None:
             sync()
             times["loader"].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{args.arch} {args.image_size}px patch {args.patch_size}, {args.method}, {args.images} images of "
-          f"{args.source_px}px JPEG, batch {args.batch}, {steps} steps/epoch, {args.device}, {args.threads} thread(s),"
-          f" median of {args.repeats} interleaved epochs")
+    print(
+        f"{args.arch} {args.image_size}px patch {args.patch_size}, {args.method}, {args.images} images of "
+        f"{args.source_px}px JPEG, batch {args.batch}, {steps} steps/epoch, {args.device}, {args.threads} thread(s),"
+        f" median of {args.repeats} interleaved epochs"
+    )
     print("| epoch | seconds | vs synthetic |\n|---|---:|---:|")
     print(f"| first (builds the cache; decode {decode:.2f} s) | {first:.2f} | {first / med['synthetic']:.2f} |")
     for name in ("cached", "decoded", "synthetic"):

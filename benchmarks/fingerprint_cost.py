@@ -55,8 +55,10 @@ def main() -> None:
         start = time.perf_counter()
         assert dataset_fingerprint(suite, ds, root, cache) == first
         memo = time.perf_counter() - start
-    print(f"{args.images} JPEGs of {args.size} px, {total / 1e6:.0f} MB: first fingerprint {cold:.2f} s "
-          f"({total / 1e6 / cold:.0f} MB/s, {args.images / cold:.0f} images/s); from the memo {memo:.2f} s")
+    print(
+        f"{args.images} JPEGs of {args.size} px, {total / 1e6:.0f} MB: first fingerprint {cold:.2f} s "
+        f"({total / 1e6 / cold:.0f} MB/s, {args.images / cold:.0f} images/s); from the memo {memo:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -39,14 +39,17 @@ def suite_data(metric: str, datasets: int, seeds: int, examples: int, seed: int 
             out.append((runs[0].astype(np.int8), runs[1].astype(np.int8), None))
         else:
             gold = rng.uniform(0, 5, examples)
-            out.append((gold + rng.normal(0, 0.9, (seeds, examples)), gold + rng.normal(0, 1.0, (seeds, examples)),
-                        gold))
+            out.append(
+                (gold + rng.normal(0, 0.9, (seeds, examples)), gold + rng.normal(0, 1.0, (seeds, examples)), gold)
+            )
     return out
 
 
 def compare(data: list[tuple], metric: str, n_boot: int) -> None:
-    diffs = [stats.paired_bootstrap(a, b, metric, labels, n_boot=n_boot, seed=(0, i))
-             for i, (a, b, labels) in enumerate(data)]
+    diffs = [
+        stats.paired_bootstrap(a, b, metric, labels, n_boot=n_boot, seed=(0, i))
+        for i, (a, b, labels) in enumerate(data)
+    ]
     if metric == "accuracy":
         [stats.sign_flip_test(a, b, seed=i) for i, (a, b, _) in enumerate(data)]
     [stats.seeds_needed(d.scores_a, d.scores_b) for d in diffs]
@@ -68,8 +71,10 @@ def main() -> None:
     data = suite_data(args.metric, args.datasets, args.seeds, args.examples)
     start = time.perf_counter()
     compare(data, args.metric, args.n_boot)
-    print(f"{time.perf_counter() - start:.2f} s  ({args.metric}, {args.datasets} datasets x 2 methods x {args.seeds} "
-          f"seeds x {args.examples} examples, {args.n_boot} resamples)")
+    print(
+        f"{time.perf_counter() - start:.2f} s  ({args.metric}, {args.datasets} datasets x 2 methods x {args.seeds} "
+        f"seeds x {args.examples} examples, {args.n_boot} resamples)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,16 +35,21 @@ def per_call_ms(call: Callable[[int], object], calls: int) -> float:
 
 def measure(url: str, calls: int) -> dict[str, float]:
     store = Store(url)
-    specs = [RunSpec(suite="demo", dataset="digits", method="baseline", seed=s, train=TrainConfig(epochs=3),
-                     backbone="vit_demo") for s in range(5 * calls + 1)]
+    specs = [
+        RunSpec(
+            suite="demo", dataset="digits", method="baseline", seed=s, train=TrainConfig(epochs=3), backbone="vit_demo"
+        )
+        for s in range(5 * calls + 1)
+    ]
     store.enqueue(specs)
     who = Claimant(3600.0, host="bench", pid=1)
     run = store.claim_next(who)
     assert run is not None and run.claim is not None
-    return {"beat": per_call_ms(lambda i: store.beat(run.id, run.claim), calls),
-            "epoch row": per_call_ms(lambda i: store.write_epoch(run.id, run.claim, EpochRecord(epoch=i, loss=1.0)),
-                                     calls),
-            "claim": per_call_ms(lambda i: store.claim_next(who), calls)}
+    return {
+        "beat": per_call_ms(lambda i: store.beat(run.id, run.claim), calls),
+        "epoch row": per_call_ms(lambda i: store.write_epoch(run.id, run.claim, EpochRecord(epoch=i, loss=1.0)), calls),
+        "claim": per_call_ms(lambda i: store.claim_next(who), calls),
+    }
 
 
 def main() -> None:

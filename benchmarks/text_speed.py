@@ -29,8 +29,9 @@ def build(name: str) -> tuple[torch.nn.Module, object, int]:
         net = models.add_lora(RobertaForSequenceClassification(config), "classify", ["query", "value"], 8, 8.0)
         return models.Classifier(net, config.num_hidden_layers), "classify", config.vocab_size
     config = Phi3Config()  # the defaults are Phi-3-mini-4k's shape
-    net = models.add_lora(Phi3ForCausalLM(config), "generate", ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
-                          16, 32.0)
+    net = models.add_lora(
+        Phi3ForCausalLM(config), "generate", ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], 16, 32.0
+    )
     return models.CausalLM(net, config.num_hidden_layers), "generate", config.vocab_size
 
 
@@ -76,9 +77,16 @@ def measure(name: str, method_name: str, args: argparse.Namespace, device: torch
     float(out.loss.detach())  # waits for the last step
     seconds = (time.perf_counter() - start) / args.steps
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    return {"model": name, "method": method_name, "precision": args.precision, "batch": args.batch, "seq": args.seq,
-            "ms_per_step": round(1000 * seconds, 1), "sequences_per_s": round(args.batch / seconds, 1),
-            "peak_gib": round(peak, 2)}
+    return {
+        "model": name,
+        "method": method_name,
+        "precision": args.precision,
+        "batch": args.batch,
+        "seq": args.seq,
+        "ms_per_step": round(1000 * seconds, 1),
+        "sequences_per_s": round(args.batch / seconds, 1),
+        "peak_gib": round(peak, 2),
+    }
 
 
 def main() -> None:
@@ -98,8 +106,10 @@ def main() -> None:
     print("| model | method | precision | batch x seq | ms/step | sequences/s | peak GiB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['method']} | {r['precision']} | {r['batch']} x {r['seq']} | {r['ms_per_step']} | "
-              f"{r['sequences_per_s']} | {r['peak_gib']} |")
+        print(
+            f"| {r['model']} | {r['method']} | {r['precision']} | {r['batch']} x {r['seq']} | {r['ms_per_step']} | "
+            f"{r['sequences_per_s']} | {r['peak_gib']} |"
+        )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
 

@@ -35,10 +35,27 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-CLASSES = {"cifar": 100, "caltech101": 102, "dtd": 47, "oxford_flowers102": 102, "oxford_iiit_pet": 37, "svhn": 10,
-           "sun397": 397, "patch_camelyon": 2, "eurosat": 10, "resisc45": 45, "diabetic_retinopathy": 5,
-           "clevr_count": 8, "clevr_dist": 6, "dmlab": 6, "kitti": 4, "dsprites_loc": 16, "dsprites_ori": 16,
-           "smallnorb_azi": 18, "smallnorb_ele": 9}
+CLASSES = {
+    "cifar": 100,
+    "caltech101": 102,
+    "dtd": 47,
+    "oxford_flowers102": 102,
+    "oxford_iiit_pet": 37,
+    "svhn": 10,
+    "sun397": 397,
+    "patch_camelyon": 2,
+    "eurosat": 10,
+    "resisc45": 45,
+    "diabetic_retinopathy": 5,
+    "clevr_count": 8,
+    "clevr_dist": 6,
+    "dmlab": 6,
+    "kitti": 4,
+    "dsprites_loc": 16,
+    "dsprites_ori": 16,
+    "smallnorb_azi": 18,
+    "smallnorb_ele": 9,
+}
 
 
 class ListImages(Dataset):
@@ -47,8 +64,13 @@ class ListImages(Dataset):
     def __init__(self, root: Path, listfile: str, size: int, with_index: bool) -> None:
         lines = (root / listfile).read_text().split("\n")
         self.items = [(root / p, int(y)) for p, y in (line.strip().rsplit(" ", 1) for line in lines if line.strip())]
-        self.transform = T.Compose([T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(),
-                                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+        self.transform = T.Compose(
+            [
+                T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC),
+                T.ToTensor(),
+                T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+            ]
+        )
         self.with_index = with_index
 
     def __len__(self) -> int:
@@ -76,18 +98,34 @@ def authors_run(args: argparse.Namespace) -> tuple[float, float]:
     device = torch.device(args.device)
     root = args.data_root / "vtab-1k" / args.dataset
     pin = device.type == "cuda"
-    train = DataLoader(ListImages(root, "train800val200.txt", args.image_size, True), batch_size=args.batch,
-                       shuffle=True, drop_last=True, num_workers=args.workers, pin_memory=pin)
-    test = DataLoader(ListImages(root, "test.txt", args.image_size, False), batch_size=256, shuffle=False,
-                      num_workers=args.workers, pin_memory=pin)
-    model = timm.create_model(args.arch, checkpoint_path=str(args.weights), drop_path_rate=0.1,
-                              **({"img_size": args.image_size} if args.image_size != 224 else {}))
+    train = DataLoader(
+        ListImages(root, "train800val200.txt", args.image_size, True),
+        batch_size=args.batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        pin_memory=pin,
+    )
+    test = DataLoader(
+        ListImages(root, "test.txt", args.image_size, False),
+        batch_size=256,
+        shuffle=False,
+        num_workers=args.workers,
+        pin_memory=pin,
+    )
+    model = timm.create_model(
+        args.arch,
+        checkpoint_path=str(args.weights),
+        drop_path_rate=0.1,
+        **({"img_size": args.image_size} if args.image_size != 224 else {}),
+    )
     model.reset_classifier(CLASSES[args.dataset])
     compute_loss, trainable = authors_setup(model, args.method, args.rank, args.sigma, args.lam)
     criterion = torch.nn.CrossEntropyLoss()
     opt = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.wd)
-    scheduler = CosineLRScheduler(opt, t_initial=args.epochs, warmup_t=10, lr_min=1e-5, warmup_lr_init=1e-6,
-                                  cycle_decay=0.1)
+    scheduler = CosineLRScheduler(
+        opt, t_initial=args.epochs, warmup_t=10, lr_min=1e-5, warmup_lr_init=1e-6, cycle_decay=0.1
+    )
     model.to(device)
     acc, itr, log = 0.0, 0, []
     epochs = args.authors_epochs or args.epochs
@@ -129,12 +167,45 @@ def pacebench_run(args: argparse.Namespace, precision: str) -> tuple[float, floa
     with tempfile.TemporaryDirectory() as tmp:
         db = f"sqlite:///{tmp}/e2e.db"
         env = {**os.environ, "PACEBENCH_RESULTS": tmp, "PACEBENCH_DB": db}
-        cmd = [sys.executable, "-m", "pacebench", "run", "vtab", "--datasets", args.dataset, "--methods", args.method,
-               "--seeds", str(args.seed), "--backbone", args.arch, "--weights", str(args.weights), "--data-root",
-               str(args.data_root), "--device", args.device, "--workers", str(args.workers), "--epochs",
-               str(args.epochs), "-t", f"eval_every={args.test_every}", "-t", f"precision={precision}", "-t",
-               f"image_size={args.image_size}", "-t", f"batch_size={args.batch}", "-t", f"lr={args.lr}", "-t",
-               f"weight_decay={args.wd}", "-t", f"rank={args.rank}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pacebench",
+            "run",
+            "vtab",
+            "--datasets",
+            args.dataset,
+            "--methods",
+            args.method,
+            "--seeds",
+            str(args.seed),
+            "--backbone",
+            args.arch,
+            "--weights",
+            str(args.weights),
+            "--data-root",
+            str(args.data_root),
+            "--device",
+            args.device,
+            "--workers",
+            str(args.workers),
+            "--epochs",
+            str(args.epochs),
+            "-t",
+            f"eval_every={args.test_every}",
+            "-t",
+            f"precision={precision}",
+            "-t",
+            f"image_size={args.image_size}",
+            "-t",
+            f"batch_size={args.batch}",
+            "-t",
+            f"lr={args.lr}",
+            "-t",
+            f"weight_decay={args.wd}",
+            "-t",
+            f"rank={args.rank}",
+        ]
         if args.method == "pace":
             cmd += ["--hp", f"sigma={args.sigma}", "--hp", f"lam={args.lam}"]
         start = time.perf_counter()
@@ -171,9 +242,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--also-fp32", action="store_true", help="also run pacebench in fp32 (accuracy check)")
-    parser.add_argument("--authors-epochs", type=int, default=0,
-                        help="run only this many of the authors' epochs (a multiple of --test-every) and scale their "
-                        "time to --epochs: for a machine lent too briefly for their whole fp32 run")
+    parser.add_argument(
+        "--authors-epochs",
+        type=int,
+        default=0,
+        help="run only this many of the authors' epochs (a multiple of --test-every) and scale their "
+        "time to --epochs: for a machine lent too briefly for their whole fp32 run",
+    )
     args = parser.parse_args()
     if args.authors_epochs and (args.authors_epochs % args.test_every or args.authors_epochs > args.epochs):
         parser.error("--authors-epochs must be a multiple of --test-every and at most --epochs")
@@ -182,8 +257,10 @@ def main() -> None:
     rows.append(("pacebench run", "auto", *pacebench_run(args, "auto")))
     if args.also_fp32:
         rows.append(("pacebench run", "fp32", *pacebench_run(args, "fp32")))
-    print(f"{args.arch} on vtab-1k/{args.dataset}, {args.method}, {args.epochs} epochs, test every {args.test_every},"
-          f" batch {args.batch}, {args.image_size}px, {args.device}, seed {args.seed}")
+    print(
+        f"{args.arch} on vtab-1k/{args.dataset}, {args.method}, {args.epochs} epochs, test every {args.test_every},"
+        f" batch {args.batch}, {args.image_size}px, {args.device}, seed {args.seed}"
+    )
     print("| code | precision | wall s | speed-up | test acc % |\n|---|---|---:|---:|---:|")
     for code, precision, seconds, acc in rows:
         print(f"| {code} | {precision} | {seconds:.1f} | {rows[0][2] / seconds:.2f} | {acc:.2f} |")

@@ -60,15 +60,16 @@ class Tuner:
     def __repr__(self) -> str:
         config = ", ".join(f"{k}={v}" for k, v in self.method.cfg.as_dict().items())
         adapter = ", ".join(f"{k}={v}" for k, v in self.signature.items() if k != "kind")
-        return (f"{type(self).__name__}({type(self.model).__name__}, method={self.method.name}({config}), {adapter}, "
-                f"trainable={sum(p.numel() for p in self.params)}, device={self.device})")
+        return (
+            f"{type(self).__name__}({type(self.model).__name__}, method={self.method.name}({config}), {adapter}, "
+            f"trainable={sum(p.numel() for p in self.params)}, device={self.device})"
+        )
 
     def parameters(self) -> list[nn.Parameter]:
         """The trainable parameters (adapters and head), in the order a run gives them to its optimizer."""
         return list(self.params)
 
-    def step(self, x: Tensor, y: Tensor, idx: Tensor | None = None, *, optimizer: torch.optim.Optimizer
-             ) -> StepOutput:
+    def step(self, x: Tensor, y: Tensor, idx: Tensor | None = None, *, optimizer: torch.optim.Optimizer) -> StepOutput:
         """One training step on a batch, the very call the trainers make: zero_grad, the method's loss (under the
         precision's autocast), backward, the gradient norm, `optimizer.step()`. `idx` holds each sample's position in
         the training set (pace_fast keeps a history row per sample; other methods ignore it). Returns the total
@@ -82,8 +83,10 @@ class Tuner:
         advanced): call it once per optimizer step. Methods that need several backward passes (SAM) refuse it."""
         cls = type(self.method)
         if cls.backward is not Method.backward or cls.step is not Method.step:
-            raise UsageError(f"method {self.method.name} takes more than one backward pass per step, so it has no "
-                             "single loss to return; use tuner.step(x, y, idx, optimizer=...)")
+            raise UsageError(
+                f"method {self.method.name} takes more than one backward pass per step, so it has no "
+                "single loss to return; use tuner.step(x, y, idx, optimizer=...)"
+            )
         self.model.train()
         x, y, idx = self._batch(x, y, idx)
         with self.method.autocast():
@@ -117,8 +120,13 @@ class Tuner:
         path = Path(path)
         if path.suffix != ".safetensors":
             raise UsageError(f"{path}: adapters are saved as safetensors; end the file name in .safetensors")
-        meta = {"format": FORMAT, **self.signature, "method": self.method.name,
-                "method_config": json.dumps(self.method.cfg.as_dict()), "pacebench": __version__}
+        meta = {
+            "format": FORMAT,
+            **self.signature,
+            "method": self.method.name,
+            "method_config": json.dumps(self.method.cfg.as_dict()),
+            "pacebench": __version__,
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.state().items()}, str(path), metadata=meta)
         return path
@@ -133,8 +141,10 @@ class Tuner:
         if made != self.signature:
             theirs = ", ".join(f"{k}={v}" for k, v in made.items())
             ours = ", ".join(f"{k}={v}" for k, v in self.signature.items())
-            raise DataError(f"{path} holds an adapter with {theirs}, but this model has {ours}; attach with the "
-                            "file's settings to load it")
+            raise DataError(
+                f"{path} holds an adapter with {theirs}, but this model has {ours}; attach with the "
+                "file's settings to load it"
+            )
         own = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         if set(tensors) != set(own):
             odd = sorted(set(tensors) ^ set(own))[0]
@@ -142,8 +152,10 @@ class Tuner:
             raise DataError(f"{path} does not fit this model: {odd} is only in {where}; is it the same architecture?")
         for name, tensor in tensors.items():
             if tensor.shape != own[name].shape:
-                raise DataError(f"{path} does not fit this model: {name} has shape {tuple(tensor.shape)} there and "
-                                f"{tuple(own[name].shape)} here (another class count?)")
+                raise DataError(
+                    f"{path} does not fit this model: {name} has shape {tuple(tensor.shape)} there and "
+                    f"{tuple(own[name].shape)} here (another class count?)"
+                )
         with torch.no_grad():
             for name, tensor in tensors.items():
                 own[name].copy_(tensor)
@@ -151,11 +163,16 @@ class Tuner:
     def _batch(self, x: Tensor, y: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         if idx is None:
             if self.method.needs_index:
-                raise UsageError(f"method {self.method.name} needs each sample's position in the training set: pass "
-                                 "idx (e.g. a TensorDataset with torch.arange(len(train_set)) as its last tensor)")
+                raise UsageError(
+                    f"method {self.method.name} needs each sample's position in the training set: pass "
+                    "idx (e.g. a TensorDataset with torch.arange(len(train_set)) as its last tensor)"
+                )
             idx = torch.arange(x.shape[0])
-        return (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True),
-                idx.to(self.device, non_blocking=True))
+        return (
+            x.to(self.device, non_blocking=True),
+            y.to(self.device, non_blocking=True),
+            idx.to(self.device, non_blocking=True),
+        )
 
 
 class TextTuner(Tuner):
@@ -177,8 +194,10 @@ def read_adapter_file(path: Path) -> tuple[dict[str, str], dict[str, Tensor]]:
     except (SafetensorError, OSError) as exc:
         raise DataError(f"cannot read adapter file {path}: {str(exc).splitlines()[0]}") from None
     if meta.get("format") != FORMAT:
-        raise DataError(f"{path} is not an adapter file saved by pacebench (no format={FORMAT} in its metadata); "
-                        "save one with tuner.save(path)")
+        raise DataError(
+            f"{path} is not an adapter file saved by pacebench (no format={FORMAT} in its metadata); "
+            "save one with tuner.save(path)"
+        )
     return meta, tensors
 
 
@@ -202,15 +221,24 @@ def _device(model: nn.Module | str | Path, device: torch.device | str | None) ->
     return first.device if first is not None else torch.device("cpu")
 
 
-def _tuner(cls: type[Tuner], ready: Prepared, device: torch.device, precision: Precision, signature: dict[str, str]
-           ) -> Tuner:
+def _tuner(
+    cls: type[Tuner], ready: Prepared, device: torch.device, precision: Precision, signature: dict[str, str]
+) -> Tuner:
     ready.method.autocast = autocast_for(precision, device)  # the trainers' own choice of autocast
     return cls(ready.model, ready.method, device, signature, ready.params, ready.facts)
 
 
-def attach(model: nn.Module, method: str = "pace", *, adapter: str = DEFAULT_ADAPTER, rank: int = 10,
-           num_train: int | None = None, device: torch.device | str | None = None, precision: str = "fp32",
-           **hyperparameters: Any) -> Tuner:
+def attach(
+    model: nn.Module,
+    method: str = "pace",
+    *,
+    adapter: str = DEFAULT_ADAPTER,
+    rank: int = 10,
+    num_train: int | None = None,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+    **hyperparameters: Any,
+) -> Tuner:
     """Puts adapters with PACE's noise on every Linear of every block of a timm ViT or Swin and attaches `method`.
 
     The model is adapted in place: frozen, adapters injected, its head trained in full (and noised, as the
@@ -237,10 +265,19 @@ def attach(model: nn.Module, method: str = "pace", *, adapter: str = DEFAULT_ADA
     return _tuner(Tuner, ready, where, mixed, {"kind": IMAGE, "adapter": adapter, "rank": str(rank)})
 
 
-def attach_text(model: nn.Module | str | Path, method: str = "pace", *, num_labels: int | None = None,
-                adapter: str = "lora:query,value", rank: int = 8, alpha: float = 8.0, num_train: int | None = None,
-                device: torch.device | str | None = None, precision: str = "fp32", **hyperparameters: Any
-                ) -> TextTuner:
+def attach_text(
+    model: nn.Module | str | Path,
+    method: str = "pace",
+    *,
+    num_labels: int | None = None,
+    adapter: str = "lora:query,value",
+    rank: int = 8,
+    alpha: float = 8.0,
+    num_train: int | None = None,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+    **hyperparameters: Any,
+) -> TextTuner:
     """Puts peft's LoRA with PACE's noise on a Hugging Face sequence classifier and attaches `method`, as the text
     trainer does for GLUE: the LoRA branch output is noised per sample and channel, dropout masks are shared by
     PACE's copies, the head is trained in full; the loss is cross-entropy (MSE for one label: regression).
@@ -266,8 +303,10 @@ def attach_text(model: nn.Module | str | Path, method: str = "pace", *, num_labe
         net = text_models.build(Path(model), Glue.kind, adapter, rank, alpha, num_labels)
     else:
         if not type(model).__name__.endswith("ForSequenceClassification"):
-            raise UsageError(f"attach_text takes a Hugging Face sequence classifier (AutoModelForSequence"
-                             f"Classification) or its folder, not a {type(model).__name__}")
+            raise UsageError(
+                f"attach_text takes a Hugging Face sequence classifier (AutoModelForSequence"
+                f"Classification) or its folder, not a {type(model).__name__}"
+            )
         net = text_models.adapt(model, Glue.kind, adapter, rank, alpha)
     labels = net.num_labels
     objective = REGRESSION if labels == 1 else CLASSIFICATION

@@ -36,8 +36,12 @@ from pacebench.training.image import compile_blocks
 from pacebench.training.loop import autocast_for, make_optimizer
 
 # Dense peak FLOP/s by GPU model and precision (vendor data sheets; fp32 without TF32, which pacebench keeps off).
-PEAK_FLOPS = {"H100": {"bf16": 989e12, "fp32": 67e12}, "H200": {"bf16": 989e12, "fp32": 67e12},
-              "A100": {"bf16": 312e12, "fp32": 19.5e12}, "L40S": {"bf16": 362e12, "fp32": 91.6e12}}
+PEAK_FLOPS = {
+    "H100": {"bf16": 989e12, "fp32": 67e12},
+    "H200": {"bf16": 989e12, "fp32": 67e12},
+    "A100": {"bf16": 312e12, "fp32": 19.5e12},
+    "L40S": {"bf16": 362e12, "fp32": 91.6e12},
+}
 
 
 @dataclass(frozen=True)
@@ -92,13 +96,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(steps: dict[str, Callable[[], Any]], warmup: int, repeats: int, device: torch.device
-                ) -> dict[str, list[float]]:
+def interleaved(
+    steps: dict[str, Callable[[], Any]], warmup: int, repeats: int, device: torch.device
+) -> dict[str, list[float]]:
     """Seconds per call of each function, calls interleaved round by round (every other round in reverse order, so
     no function always follows the same one); warm-up rounds are dropped. Lists are aligned by round."""
     times: dict[str, list[float]] = {name: [] for name in steps}
     for round_ in range(warmup + repeats):
-        for name, step in (reversed(steps.items()) if round_ % 2 else steps.items()):
+        for name, step in reversed(steps.items()) if round_ % 2 else steps.items():
             sync(device)
             start = time.perf_counter()
             step()
@@ -112,8 +117,9 @@ def build(cfg: BenchConfig, method: str, device: torch.device) -> Callable[[], A
     """One training step of `method` on a fresh model, as a closure over its model, optimizer and batch."""
     torch.manual_seed(0)
     extra: dict[str, Any] = {"patch_size": cfg.patch_size} if cfg.patch_size else {}
-    model = timm.create_model(cfg.backbone, pretrained=False, num_classes=cfg.classes, drop_path_rate=0.1,
-                              img_size=cfg.image_size, **extra)
+    model = timm.create_model(
+        cfg.backbone, pretrained=False, num_classes=cfg.classes, drop_path_rate=0.1, img_size=cfg.image_size, **extra
+    )
     ready = attach(model, method, SetupInfo(cfg.batch * 4, cfg.classes), cfg.adapter, cfg.rank, device=device)
     if cfg.compile:
         compile_blocks(ready.model)
@@ -158,10 +164,14 @@ def build_steps(cfg: BenchConfig) -> dict[str, Callable[[], Any]]:
     for m in cfg.methods:
         METHODS.get(m)
     if not timm.is_model(cfg.backbone):
-        named = f" ({cfg.backbone} is a named backbone: bench builds timm architectures with random weights)" \
-            if cfg.backbone in BACKBONES else ""
-        raise UsageError(f"unknown timm architecture {cfg.backbone!r}{named}; use e.g. vit_base_patch16_224 or "
-                         "vit_tiny_patch16_224")
+        named = (
+            f" ({cfg.backbone} is a named backbone: bench builds timm architectures with random weights)"
+            if cfg.backbone in BACKBONES
+            else ""
+        )
+        raise UsageError(
+            f"unknown timm architecture {cfg.backbone!r}{named}; use e.g. vit_base_patch16_224 or vit_tiny_patch16_224"
+        )
     device = torch.device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
@@ -182,8 +192,17 @@ def run(cfg: BenchConfig, steps: dict[str, Callable[[], Any]] | None = None) -> 
     rows = []
     for m in cfg.methods:
         seconds = statistics.median(times[m])
-        rows.append(BenchRow(m, 1000 * seconds, cfg.batch / seconds, flops[m] / 1e9, memory[m],
-                             mfu=flops[m] / seconds / peak if peak else None, times_ms=[1000 * t for t in times[m]]))
+        rows.append(
+            BenchRow(
+                m,
+                1000 * seconds,
+                cfg.batch / seconds,
+                flops[m] / 1e9,
+                memory[m],
+                mfu=flops[m] / seconds / peak if peak else None,
+                times_ms=[1000 * t for t in times[m]],
+            )
+        )
     ref = rows[0]
     for r in rows:
         r.time_ratio, r.flop_ratio = r.ms_per_step / ref.ms_per_step, r.gflop_per_step / ref.gflop_per_step
@@ -198,8 +217,10 @@ def profile_tables(cfg: BenchConfig, steps: dict[str, Callable[[], Any]], rows: 
     cuda = device.type == "cuda"
     tables = {}
     for method, step in steps.items():
-        with training_paths(cfg.paths), profile(
-                activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        with (
+            training_paths(cfg.paths),
+            profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof,
+        ):
             step()
             sync(device)
         sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
@@ -218,5 +239,14 @@ def as_records(cfg: BenchConfig, rows: list[BenchRow]) -> list[dict[str, Any]]:
     """Rows for the store's `speed` table: the setting, the device and versions, the measurement."""
     setting = {k: v for k, v in asdict(cfg).items() if k not in ("methods", "device")}
     device = torch.device(cfg.device)
-    return [{**setting, "device": str(device), "device_name": device_name(device), "versions": versions(),
-             **{k: v for k, v in asdict(r).items() if k != "times_ms"}, "times_ms": r.times_ms} for r in rows]
+    return [
+        {
+            **setting,
+            "device": str(device),
+            "device_name": device_name(device),
+            "versions": versions(),
+            **{k: v for k, v in asdict(r).items() if k != "times_ms"},
+            "times_ms": r.times_ms,
+        }
+        for r in rows
+    ]

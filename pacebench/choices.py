@@ -17,7 +17,6 @@ class Phase(StrEnum):
     final = "final"  # phase 2: train on train+val, score on the test split
 
 
-
 class Status(StrEnum):
     queued = "queued"
     running = "running"

@@ -42,9 +42,11 @@ def check_mergeable(run: RunRecord) -> None:
         return  # not an image adapter kind (a text run's LoRA): its backbone is no timm model either
     kind = adapters.kind_of(run.adapter)
     if not kind.mergeable:
-        raise UsageError(f"run {run.id} trained adapter {run.adapter}, which export-model cannot write as a plain timm "
-                         f"checkpoint: {kind.why_not_mergeable}; its trained tensors stay in the database "
-                         "(`pacebench export`)")
+        raise UsageError(
+            f"run {run.id} trained adapter {run.adapter}, which export-model cannot write as a plain timm "
+            f"checkpoint: {kind.why_not_mergeable}; its trained tensors stay in the database "
+            "(`pacebench export`)"
+        )
 
 
 def run_model(store: Storage, run: RunRecord, weights: Path | None = None) -> nn.Module:
@@ -54,14 +56,17 @@ def run_model(store: Storage, run: RunRecord, weights: Path | None = None) -> nn
         raise UsageError(f"run {run.id} is {run.status}; only a finished run can be exported")
     trained = store.run_weights(run.id)
     if trained is None:
-        raise PacebenchError(f"run {run.id} kept no trained weights (made before pacebench stored them); run it "
-                             "again to export it")
+        raise PacebenchError(
+            f"run {run.id} kept no trained weights (made before pacebench stored them); run it again to export it"
+        )
     spec = RunSpec.from_record(run)
     resolved = backbones.resolve(run.backbone, weights)
     sha = backbones.sha256(resolved.weights) if resolved.weights else ""
     if sha != run.weights_sha256:
-        raise UsageError(f"the weights file {resolved.weights} (sha256 {sha[:8]}) is not the one run {run.id} was "
-                         f"trained from ({run.weights_sha256[:8]}); give that file with --weights")
+        raise UsageError(
+            f"the weights file {resolved.weights} (sha256 {sha[:8]}) is not the one run {run.id} was "
+            f"trained from ({run.weights_sha256[:8]}); give that file with --weights"
+        )
     classes = load_suite(run.suite).dataset(run.dataset).classes
     model = prepare(spec, SetupInfo(num_train=1, num_classes=classes), weights=weights).model
     missing = set(trained) - {n for n, _ in model.named_parameters()}
@@ -90,10 +95,17 @@ def export_model(store: Storage, run_ref: str, out: Path, weights: Path | None =
     resolved = backbones.resolve(run.backbone, weights)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     head: nn.Linear = model.get_classifier()  # type: ignore[operator]
-    meta = {"timm_arch": resolved.arch, "timm_kwargs": json.dumps(resolved.kwargs),
-            "num_classes": str(head.out_features), "img_size": str(run.hparams["image_size"]),
-            "pacebench_run": run.key, "method": run.method, "data": f"{run.suite}/{run.dataset}",
-            "test_acc": str(run.metrics.get("test_acc")), "format": "pt"}
+    meta = {
+        "timm_arch": resolved.arch,
+        "timm_kwargs": json.dumps(resolved.kwargs),
+        "num_classes": str(head.out_features),
+        "img_size": str(run.hparams["image_size"]),
+        "pacebench_run": run.key,
+        "method": run.method,
+        "data": f"{run.suite}/{run.dataset}",
+        "test_acc": str(run.metrics.get("test_acc")),
+        "format": "pt",
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out), metadata=meta)
     return out

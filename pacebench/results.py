@@ -86,8 +86,7 @@ def load_epochs(db: str | Storage | None = None, runs: pd.DataFrame | None = Non
 PREDICTION_COLUMNS = ["eval_set", "example", "predicted", "target", "correct", "metric"]
 
 
-def load_predictions(db: str | Storage | None = None, runs: pd.DataFrame | None = None, **filters: Any
-                     ) -> pd.DataFrame:
+def load_predictions(db: str | Storage | None = None, runs: pd.DataFrame | None = None, **filters: Any) -> pd.DataFrame:
     """One row per (run, evaluation set, example) of each run's last evaluation: the example's id (its image's
     path inside the image folder, or its index in the split), the predicted class / score / number, the gold one,
     whether it was right (empty for a regression) and the set's metric, beside the run's identity columns. Runs
@@ -97,10 +96,20 @@ def load_predictions(db: str | Storage | None = None, runs: pd.DataFrame | None 
     if runs is None:
         runs = load_runs(store, **filters)
     ids = [int(i) for i in runs.get("run_id", [])]
-    frames = [pd.DataFrame({"run_id": run_id, "eval_set": eval_set, "example": list(p.ids), "predicted": p.predicted,
-                            "target": p.target, "correct": p.correct if p.correct is not None else None,
-                            "metric": p.metric})
-              for (run_id, eval_set), p in sorted(store.predictions(ids).items())]
+    frames = [
+        pd.DataFrame(
+            {
+                "run_id": run_id,
+                "eval_set": eval_set,
+                "example": list(p.ids),
+                "predicted": p.predicted,
+                "target": p.target,
+                "correct": p.correct if p.correct is not None else None,
+                "metric": p.metric,
+            }
+        )
+        for (run_id, eval_set), p in sorted(store.predictions(ids).items())
+    ]
     if not frames:
         return pd.DataFrame(columns=[*RUN_IDENTITY, *PREDICTION_COLUMNS])
     frame = pd.concat(frames, ignore_index=True).join(runs[RUN_IDENTITY].set_index("run_id"), on="run_id")
@@ -119,8 +128,9 @@ def export(db: str | Storage | None, out: Path, fmt: str, **filters: Any) -> lis
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise UsageError("parquet export needs pyarrow: pip install 'pacebench[parquet]', or use --format "
-                             "csv") from None
+            raise UsageError(
+                "parquet export needs pyarrow: pip install 'pacebench[parquet]', or use --format csv"
+            ) from None
     store = _store(db)
     runs = load_runs(store, **filters)
     frames = {"runs": runs, "epochs": load_epochs(store, runs=runs), "predictions": load_predictions(store, runs=runs)}

@@ -91,7 +91,10 @@ class WorkerSettings:
                 values[f.name] = parse_value(float if f.type == "float" else int, raw, f"${name}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
-        if min(settings.heartbeat_s, settings.poll_s) <= 0 or settings.db_grace_s < 0 or min(
-                settings.missed_beats, settings.max_attempts, settings.checkpoint_every) < 1:
+        if (
+            min(settings.heartbeat_s, settings.poll_s) <= 0
+            or settings.db_grace_s < 0
+            or min(settings.missed_beats, settings.max_attempts, settings.checkpoint_every) < 1
+        ):
             raise UsageError(f"invalid worker settings {settings}: times > 0 (db_grace_s >= 0), counts >= 1")
         return settings

@@ -142,8 +142,11 @@ def widths(spans: Sequence[Span], headers: Sequence[str], room: int) -> list[int
         top = max(heights, default=1)
         if top == 1:
             break
-        lower = {i: next(w for w in range(out[i] + 1, wide[i] + 2) if _height(headers[i], w) < top or w > wide[i])
-                 for i, h in enumerate(heights) if h == top}
+        lower = {
+            i: next(w for w in range(out[i] + 1, wide[i] + 2) if _height(headers[i], w) < top or w > wide[i])
+            for i, h in enumerate(heights)
+            if h == top
+        }
         if any(w > wide[i] for i, w in lower.items()) or sum(w - out[i] for i, w in lower.items()) > room - sum(out):
             break
         out = [lower.get(i, w) for i, w in enumerate(out)]
@@ -199,11 +202,18 @@ class Fit:
     def _hidden_note(self, keep: list[int]) -> Iterator[Text]:
         hidden = [c.header for i, c in enumerate(self.columns) if i not in keep]
         if hidden:
-            yield Text(f"{len(hidden)} column{'s' if len(hidden) > 1 else ''} hidden ({', '.join(hidden)}); "
-                       f"{self.hidden}", style="italic")
+            yield Text(
+                f"{len(hidden)} column{'s' if len(hidden) > 1 else ''} hidden ({', '.join(hidden)}); {self.hidden}",
+                style="italic",
+            )
 
-    def _table(self, keep: list[int], room: int, columns: Sequence[Column] | None = None,
-               rows: Sequence[Sequence[Cell]] | None = None) -> Table | None:
+    def _table(
+        self,
+        keep: list[int],
+        room: int,
+        columns: Sequence[Column] | None = None,
+        rows: Sequence[Sequence[Cell]] | None = None,
+    ) -> Table | None:
         columns = [self.columns[i] for i in keep] if columns is None else columns
         rows = [[row[i] for i in keep] for row in self.rows] if rows is None else rows
         spans = [_span(c, [row[j] for row in rows]) for j, c in enumerate(columns)]
@@ -212,11 +222,17 @@ class Fit:
             return None
         table = Table(**STYLE)  # type: ignore[arg-type]
         for column, size in zip(columns, sizes, strict=True):
-            table.add_column(Text(wrap(column.header, size)), width=size, no_wrap=column.numeric,
-                             justify="right" if column.numeric else "left", overflow="fold")
+            table.add_column(
+                Text(wrap(column.header, size)),
+                width=size,
+                no_wrap=column.numeric,
+                justify="right" if column.numeric else "left",
+                overflow="fold",
+            )
         for row in rows:
-            table.add_row(*(_text(wrap(c, size) if isinstance(c, str) else c) for c, size in zip(row, sizes,
-                                                                                               strict=True)))
+            table.add_row(
+                *(_text(wrap(c, size) if isinstance(c, str) else c) for c, size in zip(row, sizes, strict=True))
+            )
         return table
 
     def _transposed(self, keep: list[int], room: int) -> Table | None:

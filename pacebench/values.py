@@ -76,8 +76,9 @@ def parse_value(kind: Any, value: Any, what: str) -> Any:
     return whole
 
 
-def parse_fields(cls: type, values: Mapping[str, Any], what: str, aliases: Mapping[str, str] | None = None
-                 ) -> dict[str, Any]:
+def parse_fields(
+    cls: type, values: Mapping[str, Any], what: str, aliases: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Keyword arguments for dataclass `cls` from `values` (names may be `aliases`); `what` names the kind of
     setting in errors ("training setting", "method pace hyperparameter").
 

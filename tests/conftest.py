@@ -27,16 +27,34 @@ torch.set_num_threads(1)
 def tiny_vit(depth: int = 3, num_classes: int = 5, drop_path_rate: float = 0.1, seed: int = 0) -> nn.Module:
     """A 3-block ViT on 32 px images with 8 px patches (16 tokens + cls), embed dim 32."""
     torch.manual_seed(seed)
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=32,
-                             depth=depth, num_heads=2, num_classes=num_classes, drop_path_rate=drop_path_rate)
+    return timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        embed_dim=32,
+        depth=depth,
+        num_heads=2,
+        num_classes=num_classes,
+        drop_path_rate=drop_path_rate,
+    )
 
 
 def tiny_swin(num_classes: int = 5, drop_path_rate: float = 0.1, seed: int = 0) -> nn.Module:
     """A 4-stage Swin (1, 1, 2, 1 blocks) on 32 px images, window 4: stage 0 has 4 windows per image."""
     torch.manual_seed(seed)
-    return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=32, patch_size=4,
-                             window_size=4, embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2),
-                             num_classes=num_classes, drop_path_rate=drop_path_rate)
+    return timm.create_model(
+        "swin_tiny_patch4_window7_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=4,
+        window_size=4,
+        embed_dim=16,
+        depths=(1, 1, 2, 1),
+        num_heads=(1, 1, 2, 2),
+        num_classes=num_classes,
+        drop_path_rate=drop_path_rate,
+    )
 
 
 @pytest.fixture
@@ -98,10 +116,19 @@ def store(request, tmp_path) -> Storage:
 TESTER = Claimant(3600.0, host="test-host", pid=1)  # a worker elsewhere that never goes silent
 
 
-def written_run(store: Storage, spec: RunSpec, metrics: dict[str, Any] | None = None, *,
-                status: str = Status.done, epochs: Sequence[EpochRecord] = (), weights: dict[str, Any] | None = None,
-                origin: str = "direct", error: str = "boom", facts: dict[str, Any] | None = None,
-                predictions: dict[str, Any] | None = None) -> RunRecord:
+def written_run(
+    store: Storage,
+    spec: RunSpec,
+    metrics: dict[str, Any] | None = None,
+    *,
+    status: str = Status.done,
+    epochs: Sequence[EpochRecord] = (),
+    weights: dict[str, Any] | None = None,
+    origin: str = "direct",
+    error: str = "boom",
+    facts: dict[str, Any] | None = None,
+    predictions: dict[str, Any] | None = None,
+) -> RunRecord:
     """A run written the way a worker writes one, through a claim: queued, claimed, its epochs and `facts` (what the
     trainer reports: parameter counts, setup), then done (or, for `failed`, its numbers kept and then failed, so a
     test can check that a failed run's numbers never show up; `running` stays claimed; `queued` is only enqueued)."""

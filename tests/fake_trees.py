@@ -13,8 +13,15 @@ import numpy as np
 from PIL import Image
 
 KINDS = ("rgb", "gray", "palette", "palette_alpha", "rgba", "gray16", "cmyk")
-SUFFIX = {"rgb": ".jpg", "gray": ".jpg", "palette": ".png", "palette_alpha": ".png", "rgba": ".png",
-          "gray16": ".png", "cmyk": ".jpg"}
+SUFFIX = {
+    "rgb": ".jpg",
+    "gray": ".jpg",
+    "palette": ".png",
+    "palette_alpha": ".png",
+    "rgba": ".png",
+    "gray16": ".png",
+    "cmyk": ".jpg",
+}
 VTAB_SIZES = {"train800": 800, "val200": 200, "train800val200": 1000, "test": 30}
 WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475")
 A_WNIDS, R_WNIDS = ("n01443537", "n01491361"), ("n01440764", "n01484850", "n01494475")
@@ -63,17 +70,27 @@ def make_vtab(root: Path, classes: int = 3, sizes: dict[str, int] | None = None)
     """`root/{train800,val200,train800val200,test}.txt` with `sizes` lines each, cycling over 7 train and 7 test
     images; label of line i is i % classes."""
     sizes = {**VTAB_SIZES, **(sizes or {})}
-    files = {split: _images(root / "images" / split, [f"{split}{i}" for i in range(len(KINDS))])
-             for split in ("train", "test")}
+    files = {
+        split: _images(root / "images" / split, [f"{split}{i}" for i in range(len(KINDS))])
+        for split in ("train", "test")
+    }
     for stem, n in sizes.items():
         split = "test" if stem == "test" else "train"
-        _write_list(root / f"{stem}.txt",
-                    [(f"images/{split}/{files[split][i % len(files[split])]}", i % classes) for i in range(n)])
+        _write_list(
+            root / f"{stem}.txt",
+            [(f"images/{split}/{files[split][i % len(files[split])]}", i % classes) for i in range(n)],
+        )
     return root
 
 
-def make_fewshot(root: Path, classes: int = 3, shots: tuple[int, ...] = (1, 2), seeds: tuple[int, ...] = (0, 1),
-                 val: int = 1, test: int = 2) -> Path:
+def make_fewshot(
+    root: Path,
+    classes: int = 3,
+    shots: tuple[int, ...] = (1, 2),
+    seeds: tuple[int, ...] = (0, 1),
+    val: int = 1,
+    test: int = 2,
+) -> Path:
     """`root/images/c<k>/*` plus the annotations lists: K images per class in each K-shot list, `val` and `test`
     per class in val_meta.list and test_meta.list."""
     per_class = max(shots) + val + test
@@ -85,13 +102,13 @@ def make_fewshot(root: Path, classes: int = 3, shots: tuple[int, ...] = (1, 2), 
             _write_list(ann / f"train_meta.list.num_shot_{k}.seed_{seed}", picks)
     first = max(shots)
     _write_list(ann / "val_meta.list", [(f"c{c}/{names[c][first + i]}", c) for c in range(classes) for i in range(val)])
-    _write_list(ann / "test_meta.list",
-                [(f"c{c}/{names[c][first + val + i]}", c) for c in range(classes) for i in range(test)])
+    _write_list(
+        ann / "test_meta.list", [(f"c{c}/{names[c][first + val + i]}", c) for c in range(classes) for i in range(test)]
+    )
     return root
 
 
-def make_fgvc(root: Path, classes: int = 3, image_dir: str = "images",
-              sizes: tuple[int, int, int] = (3, 1, 2)) -> Path:
+def make_fgvc(root: Path, classes: int = 3, image_dir: str = "images", sizes: tuple[int, int, int] = (3, 1, 2)) -> Path:
     """`root/{train,val,test}.json` mapping `<class>/<file>` (relative to `root/image_dir`) to labels; `sizes` are
     images per class in train, val and test."""
     splits = dict(zip(("train", "val", "test"), sizes, strict=True))
@@ -110,14 +127,23 @@ def make_domain(root: Path, shots: int = 16, seed: int = 0) -> Path:
     val_meta.list a third one (held out from train, so that phase "tune" reads no target image)."""
     imagenet = root / "imagenet" / "images"
     counts = {"train": 3, "val": 2}
-    files = {(split, wnid): _images(imagenet / split / wnid, [f"{wnid}_{split}{i}" for i in range(n)])
-             for split, n in counts.items() for wnid in WNIDS}
+    files = {
+        (split, wnid): _images(imagenet / split / wnid, [f"{wnid}_{split}{i}" for i in range(n)])
+        for split, n in counts.items()
+        for wnid in WNIDS
+    }
     ann = root / "imagenet" / "annotations"
     for stem, picks in ((f"train_meta.list.num_shot_{shots}.seed_{seed}", slice(0, 2)), ("val_meta.list", slice(2, 3))):
-        _write_list(ann / stem, [(f"train/{wnid}/{name}", c) for c, wnid in enumerate(WNIDS)
-                                 for name in files["train", wnid][picks]])
-    folders = {"imagenet-sketch": WNIDS, "imagenet-a": A_WNIDS, "imagenet-r": R_WNIDS,
-               "imagenetv2": tuple(str(i) for i in range(len(WNIDS)))}
+        _write_list(
+            ann / stem,
+            [(f"train/{wnid}/{name}", c) for c, wnid in enumerate(WNIDS) for name in files["train", wnid][picks]],
+        )
+    folders = {
+        "imagenet-sketch": WNIDS,
+        "imagenet-a": A_WNIDS,
+        "imagenet-r": R_WNIDS,
+        "imagenetv2": tuple(str(i) for i in range(len(WNIDS))),
+    }
     for folder, classes in folders.items():
         for name in classes:
             _images(root / folder / name, [f"{folder}_{name}_{i}" for i in range(2)])
@@ -125,16 +151,21 @@ def make_domain(root: Path, shots: int = 16, seed: int = 0) -> Path:
 
 
 SUITES = {
-    "vtab": ('reader = "vtab"\ndata_dir = "vtab-1k"\n', '[datasets.cifar]\nclasses = 3\n'),
-    "fewshot": ('reader = "fewshot"\ndata_dir = "few-shot"\n',
-                '[datasets.flowers]\nclasses = 3\nfolder = "oxford-flowers102"\n'
-                'options = { shots = [1, 2], split_seed = [0, 1] }\n'),
-    "fgvc": ('reader = "fgvc"\ndata_dir = "fgvc"\n',
-             '[datasets.cub]\nclasses = 3\nfolder = "CUB_200_2011"\ndata = { image_dir = "images" }\n'
-             '[datasets.dogs]\nclasses = 3\nfolder = "Stanford-dogs"\ndata = { image_dir = "Images" }\n'),
-    "domain": ('reader = "imagenet"\ndata_dir = "domain"\n',
-               f'[datasets.imagenet]\nclasses = {len(WNIDS)}\nfolder = "."\n'
-               'options = { shots = [16], split_seed = [0] }\n'),
+    "vtab": ('reader = "vtab"\ndata_dir = "vtab-1k"\n', "[datasets.cifar]\nclasses = 3\n"),
+    "fewshot": (
+        'reader = "fewshot"\ndata_dir = "few-shot"\n',
+        '[datasets.flowers]\nclasses = 3\nfolder = "oxford-flowers102"\n'
+        "options = { shots = [1, 2], split_seed = [0, 1] }\n",
+    ),
+    "fgvc": (
+        'reader = "fgvc"\ndata_dir = "fgvc"\n',
+        '[datasets.cub]\nclasses = 3\nfolder = "CUB_200_2011"\ndata = { image_dir = "images" }\n'
+        '[datasets.dogs]\nclasses = 3\nfolder = "Stanford-dogs"\ndata = { image_dir = "Images" }\n',
+    ),
+    "domain": (
+        'reader = "imagenet"\ndata_dir = "domain"\n',
+        f'[datasets.imagenet]\nclasses = {len(WNIDS)}\nfolder = "."\noptions = {{ shots = [16], split_seed = [0] }}\n',
+    ),
 }
 
 
@@ -142,8 +173,9 @@ def write_suites(folder: Path) -> Path:
     """One small suite file per reader, named like the paper's suites; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, (head, datasets) in SUITES.items():
-        (folder / f"{name}.toml").write_text(f'name = "{name}"\ndescription = "fake {name}"\n{head}'
-                                             f'backbone = "vit_tiny"\n\n{datasets}')
+        (folder / f"{name}.toml").write_text(
+            f'name = "{name}"\ndescription = "fake {name}"\n{head}backbone = "vit_tiny"\n\n{datasets}'
+        )
     return folder
 
 

@@ -54,14 +54,17 @@ class PgServer:
     def create_database(self, name: str) -> str:
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def _pg_ctl(self, *args: str) -> None:
-        subprocess.run([*self.prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.folder / "data"), *args],
-                       check=True, capture_output=True, cwd=self.folder)
+        subprocess.run(
+            [*self.prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.folder / "data"), *args],
+            check=True,
+            capture_output=True,
+            cwd=self.folder,
+        )
 
     def pause(self) -> None:
         """Fast shutdown, data kept: every client connection is dropped and new ones are refused until `resume`."""
@@ -80,10 +83,11 @@ class PgServer:
         """Drops every other client connection, as an administrator or a proxy failover would; how many."""
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
-            rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
-                                "pg_backend_pid() AND backend_type = 'client backend'").fetchall()
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+                "pg_backend_pid() AND backend_type = 'client backend'"
+            ).fetchall()
         return len(rows)
 
     def stop(self) -> None:
@@ -111,8 +115,23 @@ def start(bin_dir: Path) -> PgServer:
         os.chown(folder, entry.pw_uid, entry.pw_gid)
         prefix = ["runuser", "-u", user, "--"]
     port = _free_port()
-    subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
-                    "UTF8", "--no-sync"], check=True, capture_output=True, cwd=folder)
+    subprocess.run(
+        [
+            *prefix,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=folder,
+    )
     server = PgServer(folder, port, 0, bin_dir, prefix)
     server.resume()
     return server

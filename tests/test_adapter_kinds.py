@@ -179,8 +179,11 @@ def test_trained_tensors_reload_into_a_fresh_model_of_the_same_kind(make_vit, ki
 
 D, L = 768, 12
 FORMULAS = {  # trainable backbone parameters on ViT-B/16 at each kind's default size (the head excluded)
-    "lora_add+vpt_add": 212_016 * 10 + 82_944, "lora_mul+vpt_add": 212_016 * 10 + 82_944,
-    "lora_add": 147_456 * 10 + 82_944, "lora_mul": 147_456 * 10 + 82_944, "vpt_add": 64_560 * 10,
+    "lora_add+vpt_add": 212_016 * 10 + 82_944,
+    "lora_mul+vpt_add": 212_016 * 10 + 82_944,
+    "lora_add": 147_456 * 10 + 82_944,
+    "lora_mul": 147_456 * 10 + 82_944,
+    "vpt_add": 64_560 * 10,
     "full": 85_798_656,
     "linear": 0,
     "vpt_deep": 10 * D * L,  # p = 10
@@ -317,8 +320,11 @@ def test_pace_noise_is_per_sample_on_the_adapter_output_only(make_vit, kind):
     """z = (1, 0, 1): sample 0 and 2 are the clean model's, sample 1 is the model without its adapters' Δh. Noise
     that touched the frozen path (PACE_h's target, checked below) would zero sample 1 instead; noise shared across
     the batch could not give the samples different factors; every tensor it sees is [batch, tokens, channels]."""
-    _, model = adapted(lambda: make_vit(drop_path_rate=0.0), kind, **(
-        {"dropout": 0.0} if "adapter_dropout" in ADAPTERS.get(kind).defaults else {}))
+    _, model = adapted(
+        lambda: make_vit(drop_path_rate=0.0),
+        kind,
+        **({"dropout": 0.0} if "adapter_dropout" in ADAPTERS.get(kind).defaults else {}),
+    )
     randomise(model, noisy_only=True)
     x = images()
     with torch.no_grad():
@@ -329,8 +335,15 @@ def test_pace_noise_is_per_sample_on_the_adapter_output_only(make_vit, kind):
         noisy = model(x)
     torch.testing.assert_close(noisy[[0, 2]], clean[[0, 2]], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(noisy[1], reference[1], rtol=1e-10, atol=1e-10)
-    widths = {w for m in model.modules() for w in (getattr(m, "out_features", None), getattr(m, "out_channels", None),
-                                                     *getattr(m, "normalized_shape", ()))}
+    widths = {
+        w
+        for m in model.modules()
+        for w in (
+            getattr(m, "out_features", None),
+            getattr(m, "out_channels", None),
+            *getattr(m, "normalized_shape", ()),
+        )
+    }
     assert all(shape[0] == B and shape[-1] in widths and len(shape) >= 3 for shape in seen), seen  # channels last
     if kind == "linear":
         assert seen == []  # no adapter in the backbone: PACE's noise is on the head alone
@@ -355,7 +368,7 @@ def test_vpt_deep_prompts_are_the_noisy_tokens(make_vit):
     with torch.no_grad():
         model(images())
     for block, tokens in zip(model.blocks, inputs, strict=True):
-        prompts = tokens[:, 1:1 + RANK]  # after the class token
+        prompts = tokens[:, 1 : 1 + RANK]  # after the class token
         for b, z in enumerate([2.0, 0.0, 1.0]):
             torch.testing.assert_close(prompts[b], z * block.prompts, rtol=0, atol=0)
     assert inputs[0].shape[1] == 1 + RANK + 16 and model(images()).shape == (B, CLASSES)
@@ -382,5 +395,15 @@ def test_vpt_deep_is_vit_only(make_swin):
 
 def test_the_paper_family_is_a_registry_member_among_others():
     assert set(PART_KINDS) == {"lora_add+vpt_add", "lora_mul+vpt_add", "lora_add", "lora_mul", "vpt_add"}
-    assert set(KINDS) - set(PART_KINDS) == {"full", "linear", "vpt_deep", "adapter", "houlsby", "adaptformer", "lora",
-                                           "ssf", "bitfit", "repadapter"}
+    assert set(KINDS) - set(PART_KINDS) == {
+        "full",
+        "linear",
+        "vpt_deep",
+        "adapter",
+        "houlsby",
+        "adaptformer",
+        "lora",
+        "ssf",
+        "bitfit",
+        "repadapter",
+    }

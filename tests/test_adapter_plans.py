@@ -27,14 +27,24 @@ def planned(**request) -> list:
 
 
 def test_table2_is_one_request_with_table8s_rank_per_adapter():
-    specs = planned(suite="fewshot", datasets=["oxford_pets", "stanford_cars"],
-                    adapters=["lora_add", "vpt_add", "lora_mul+vpt_add"], methods=["baseline", "pace"], seeds=[0, 1],
-                    options={"shots": [1], "split_seed": [0]})
+    specs = planned(
+        suite="fewshot",
+        datasets=["oxford_pets", "stanford_cars"],
+        adapters=["lora_add", "vpt_add", "lora_mul+vpt_add"],
+        methods=["baseline", "pace"],
+        seeds=[0, 1],
+        options={"shots": [1], "split_seed": [0]},
+    )
     assert len(specs) == 2 * 3 * 2 * 2
     ranks = {(s.dataset, s.train.adapter): s.train.rank for s in specs}
-    assert ranks == {("oxford_pets", "lora_add"): 4, ("oxford_pets", "vpt_add"): 1,
-                     ("oxford_pets", "lora_mul+vpt_add"): 18, ("stanford_cars", "lora_add"): 10,
-                     ("stanford_cars", "vpt_add"): 1, ("stanford_cars", "lora_mul+vpt_add"): 24}
+    assert ranks == {
+        ("oxford_pets", "lora_add"): 4,
+        ("oxford_pets", "vpt_add"): 1,
+        ("oxford_pets", "lora_mul+vpt_add"): 18,
+        ("stanford_cars", "lora_add"): 10,
+        ("stanford_cars", "vpt_add"): 1,
+        ("stanford_cars", "lora_mul+vpt_add"): 24,
+    }
     with open(load_suite("fewshot").path.parent / "reference/table8_fewshot_hparams.csv") as f:
         table8 = {r["dataset"]: r for r in csv.DictReader(f)}
     for (dataset, adapter), rank in ranks.items():
@@ -42,14 +52,23 @@ def test_table2_is_one_request_with_table8s_rank_per_adapter():
         assert rank == int(table8[dataset][column])
     assert {s.train.lr for s in specs if s.dataset == "oxford_pets"} == {2e-3}, "Table 8's lr is shared"
     order = [(s.train.adapter, s.method, s.seed) for s in specs if s.dataset == "oxford_pets"]
-    assert order[:4] == [("lora_add", "baseline", 0), ("lora_add", "baseline", 1), ("lora_add", "pace", 0),
-                         ("lora_add", "pace", 1)]
+    assert order[:4] == [
+        ("lora_add", "baseline", 0),
+        ("lora_add", "baseline", 1),
+        ("lora_add", "pace", 0),
+        ("lora_add", "pace", 1),
+    ]
 
 
 def test_the_suites_own_adapter_plans_the_same_runs_with_or_without_adapters():
     own = planned(suite="fewshot", datasets=["oxford_pets"], methods=["pace"], options={"shots": [1]})
-    named = planned(suite="fewshot", datasets=["oxford_pets"], methods=["pace"], options={"shots": [1]},
-                    adapters=["lora_mul+vpt_add"])
+    named = planned(
+        suite="fewshot",
+        datasets=["oxford_pets"],
+        methods=["pace"],
+        options={"shots": [1]},
+        adapters=["lora_mul+vpt_add"],
+    )
     assert [run_key(s) for s in own] == [run_key(s) for s in named]
     assert all(s.train.adapter_scale is None and s.train.adapter_dropout is None for s in own)
 
@@ -66,16 +85,27 @@ def test_another_kind_takes_its_own_defaults_not_the_suites_rank():
 
 
 def test_vtab_takes_vpts_prompt_length_and_repadapters_scale_per_dataset():
-    specs = planned(suite="vtab", datasets=["cifar", "smallnorb_azi"], adapters=["vpt_deep", "repadapter"],
-                    methods=["baseline"])
+    specs = planned(
+        suite="vtab", datasets=["cifar", "smallnorb_azi"], adapters=["vpt_deep", "repadapter"], methods=["baseline"]
+    )
     got = {(s.dataset, s.train.adapter): (s.train.rank, s.train.adapter_scale) for s in specs}
-    assert got == {("cifar", "vpt_deep"): (10, None), ("cifar", "repadapter"): (8, 0.1),
-                   ("smallnorb_azi", "vpt_deep"): (200, None), ("smallnorb_azi", "repadapter"): (8, 10.0)}
+    assert got == {
+        ("cifar", "vpt_deep"): (10, None),
+        ("cifar", "repadapter"): (8, 0.1),
+        ("smallnorb_azi", "vpt_deep"): (200, None),
+        ("smallnorb_azi", "repadapter"): (8, 10.0),
+    }
 
 
 def test_the_users_rank_wins_and_a_kind_without_a_size_refuses_one():
-    specs = planned(suite="fewshot", datasets=["oxford_pets"], adapters=["lora_add"], methods=["baseline"],
-                    train={"rank": "6"}, options={"shots": [1], "split_seed": [0]})
+    specs = planned(
+        suite="fewshot",
+        datasets=["oxford_pets"],
+        adapters=["lora_add"],
+        methods=["baseline"],
+        train={"rank": "6"},
+        options={"shots": [1], "split_seed": [0]},
+    )
     assert specs[0].train.rank == 6
     with pytest.raises(UsageError, match="adapter ssf has no size"):
         planned(suite="demo", adapters=["ssf"], train={"rank": "4"})
@@ -112,9 +142,13 @@ def test_suite_adapter_tables_and_report_rows_name_registered_kinds_and_real_pap
 def test_table2_rows_by_adapter_are_its_six_rows():
     rows = load_suite("fewshot").paper_table.rows_by_adapter
     assert {(a, m): r for a, methods in rows.items() for m, r in methods.items()} == {
-        ("lora_add", "baseline"): "LoRA", ("lora_add", "pace"): "LoRA+PACE", ("vpt_add", "baseline"): "VPT",
-        ("vpt_add", "pace"): "VPT+PACE", ("lora_mul+vpt_add", "baseline"): "LoRA+VPT",
-        ("lora_mul+vpt_add", "pace"): "LoRA+VPT+PACE"}
+        ("lora_add", "baseline"): "LoRA",
+        ("lora_add", "pace"): "LoRA+PACE",
+        ("vpt_add", "baseline"): "VPT",
+        ("vpt_add", "pace"): "VPT+PACE",
+        ("lora_mul+vpt_add", "baseline"): "LoRA+VPT",
+        ("lora_mul+vpt_add", "pace"): "LoRA+VPT+PACE",
+    }
 
 
 # ------------------------------------------------------------------------------------------------- commands
@@ -122,32 +156,56 @@ def test_table2_rows_by_adapter_are_its_six_rows():
 
 def test_demo_trains_two_kinds_with_and_without_pace_end_to_end(tmp_path, results):
     db = f"sqlite:///{tmp_path}/k.db"
-    result = runner.invoke(app, ["run", "demo", "--adapters", "lora,adaptformer", "--methods", "baseline,pace",
-                                 "--epochs", "1", "-t", "batch_size=16", "--device", "cpu", "--seeds", "0",
-                                 "--db", db])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "demo",
+            "--adapters",
+            "lora,adaptformer",
+            "--methods",
+            "baseline,pace",
+            "--epochs",
+            "1",
+            "-t",
+            "batch_size=16",
+            "--device",
+            "cpu",
+            "--seeds",
+            "0",
+            "--db",
+            db,
+        ],
+    )
     assert_ok(result)
     from pacebench.store import Store
 
     runs = Store(db).runs(suite="demo")
     assert sorted((r.adapter, r.method, r.status) for r in runs) == [
-        ("adaptformer", "baseline", "done"), ("adaptformer", "pace", "done"), ("lora", "baseline", "done"),
-        ("lora", "pace", "done")]
+        ("adaptformer", "baseline", "done"),
+        ("adaptformer", "pace", "done"),
+        ("lora", "baseline", "done"),
+        ("lora", "pace", "done"),
+    ]
     by = {(r.adapter, r.method): r for r in runs}
     assert by[("lora", "pace")].hparams["rank"] == 8 and by[("adaptformer", "pace")].hparams["adapter_scale"] == 0.1
     assert by[("lora", "baseline")].adapter_params == 6 * 8 * (64 + 3 * 64), "r = 8 on each of 6 blocks' qkv"
     assert all(r.metrics.get("test_acc") is not None for r in runs)
-    refused = runner.invoke(app, ["export-model", str(by[("adaptformer", "pace")].id), "--out",
-                                  str(tmp_path / "m.safetensors"), "--db", db])
+    refused = runner.invoke(
+        app, ["export-model", str(by[("adaptformer", "pace")].id), "--out", str(tmp_path / "m.safetensors"), "--db", db]
+    )
     assert_one_line_error(refused, 2, "export-model cannot write as a plain timm checkpoint")
     assert "ReLU" in refused.output and not (tmp_path / "m.safetensors").exists()
-    exported = runner.invoke(app, ["export-model", str(by[("lora", "pace")].id), "--out",
-                                   str(tmp_path / "m.safetensors"), "--db", db])
+    exported = runner.invoke(
+        app, ["export-model", str(by[("lora", "pace")].id), "--out", str(tmp_path / "m.safetensors"), "--db", db]
+    )
     assert_ok(exported)
 
 
-@pytest.mark.parametrize(("kind", "printed", "verdict"), [("lora", "0.29", "reproduced"),
-                                                          ("repadapter", "0.22", "NOT reproduced"),
-                                                          ("ssf", "0.24", "reproduced")])
+@pytest.mark.parametrize(
+    ("kind", "printed", "verdict"),
+    [("lora", "0.29", "reproduced"), ("repadapter", "0.22", "NOT reproduced"), ("ssf", "0.24", "reproduced")],
+)
 def test_inspect_shows_the_printed_count_beside_the_counted_one(kind, printed, verdict):
     result = runner.invoke(app, ["inspect", "--adapter", kind, "--classes", "100"], terminal_width=250)
     assert_ok(result)
@@ -163,15 +221,45 @@ def test_inspect_counts_a_kind_at_its_own_size():
 
 def test_bench_measures_every_kind_named_with_and_without_pace(tmp_path):
     db = f"sqlite:///{tmp_path}/b.db"
-    result = runner.invoke(app, ["bench", "--backbone", "test_vit", "--image-size", "16", "--patch-size", "8",
-                                 "--batch", "2", "--classes", "3", "--adapter", "ssf,vpt_deep,full",
-                                 "--methods", "pace", "--warmup", "0", "--steps", "1", "--device", "cpu", "--db", db])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--backbone",
+            "test_vit",
+            "--image-size",
+            "16",
+            "--patch-size",
+            "8",
+            "--batch",
+            "2",
+            "--classes",
+            "3",
+            "--adapter",
+            "ssf,vpt_deep,full",
+            "--methods",
+            "pace",
+            "--warmup",
+            "0",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--db",
+            db,
+        ],
+    )
     assert_ok(result)
     from pacebench.store import Store
 
     rows = Store(db).speed()
     assert [(r["adapter"], r["method"]) for r in rows] == [
-        ("ssf", "baseline"), ("ssf", "pace"), ("vpt_deep", "baseline"), ("vpt_deep", "pace"), ("full", "baseline"),
-        ("full", "pace")]
+        ("ssf", "baseline"),
+        ("ssf", "pace"),
+        ("vpt_deep", "baseline"),
+        ("vpt_deep", "pace"),
+        ("full", "baseline"),
+        ("full", "pace"),
+    ]
     assert [r["rank"] for r in rows[::2]] == [1, 10, 1], "each kind at its own size"
     assert all(r["flop_ratio"] > 1.5 for r in rows if r["method"] == "pace"), "PACE runs two copies"

@@ -68,8 +68,9 @@ def test_steps_through_the_api_are_the_image_runs_steps(results, method):
 
     seed_everything(spec.seed)  # as the trainer does first
     model, _ = backbones.build(spec.backbone, trainer.splits.num_classes, t.image_size, t.drop_path)
-    tuner = pacebench.attach(model, method, adapter=t.adapter, rank=t.rank, num_train=len(trainer.splits.train),
-                             **spec.method_config)
+    tuner = pacebench.attach(
+        model, method, adapter=t.adapter, rank=t.rank, num_train=len(trainer.splits.train), **spec.method_config
+    )
     assert tuner.state().keys() == start.keys() and all(torch.equal(tuner.state()[k], v) for k, v in start.items())
     optimizer = torch.optim.AdamW(tuner.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
@@ -93,19 +94,34 @@ def test_steps_through_the_text_api_are_the_glue_runs_steps(glue, method):
     linear schedule's learning rates; the API's model loaded from the same folder."""
     from pacebench.training.text import TextTrainer, decay_groups
 
-    [spec] = plan(PlanRequest("glue", ["rte"], [method], train={"epochs": 2, "batch_size": 8, "eval_batch_size": 4},
-                              weights=glue["roberta"]))
+    [spec] = plan(
+        PlanRequest(
+            "glue",
+            ["rte"],
+            [method],
+            train={"epochs": 2, "batch_size": 8, "eval_batch_size": 4},
+            weights=glue["roberta"],
+        )
+    )
     t = spec.train
     trainer = TextTrainer(spec, Environment(CPU, glue["data"], weights=glue["roberta"], diagnostics="off"))
     start = adapters.trainable_state(trainer.model)
 
     seed_everything(spec.seed)
-    tuner = pacebench.attach_text(glue["roberta"], method, num_labels=2, adapter=t.adapter, rank=t.rank,
-                                  alpha=trainer.task.settings.lora_alpha, num_train=len(trainer.splits.train),
-                                  **spec.method_config)
+    tuner = pacebench.attach_text(
+        glue["roberta"],
+        method,
+        num_labels=2,
+        adapter=t.adapter,
+        rank=t.rank,
+        alpha=trainer.task.settings.lora_alpha,
+        num_train=len(trainer.splits.train),
+        **spec.method_config,
+    )
     assert all(torch.equal(tuner.state()[k], v) for k, v in start.items()) and tuner.state().keys() == start.keys()
-    optimizer = torch.optim.AdamW(decay_groups(tuner.parameters(), t.weight_decay), lr=t.lr,
-                                  weight_decay=t.weight_decay)
+    optimizer = torch.optim.AdamW(
+        decay_groups(tuner.parameters(), t.weight_decay), lr=t.lr, weight_decay=t.weight_decay
+    )
 
     run, api = run_and_api_losses(trainer, tuner, optimizer)
     assert api == run
@@ -119,7 +135,7 @@ def test_steps_through_the_text_api_are_the_glue_runs_steps(glue, method):
 def readme_example() -> str:
     text = README.read_text()
     assert HEADING in text, f"README.md has no section {HEADING!r}"
-    block = re.search(r"```python\n(.*?)```", text[text.index(HEADING):], re.S)
+    block = re.search(r"```python\n(.*?)```", text[text.index(HEADING) :], re.S)
     assert block is not None, f"no python block under {HEADING!r}"
     return block.group(1)
 
@@ -132,18 +148,26 @@ def test_the_readme_example_runs_as_written(tmp_path):
     script = tmp_path / "example.py"
     script.write_text(code)
     env = {"PYTHONPATH": str(README.parent), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "adapter.safetensors").is_file()
     assert "loss" in done.stdout
 
 
 def test_import_pacebench_loads_torch_only_when_attach_is_used():
-    code = ("import sys, pacebench\nprint('torch' in sys.modules)\npacebench.attach\nprint('torch' in sys.modules, "
-            "'transformers' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                         env={"PYTHONPATH": str(README.parent), "PATH": "/usr/bin:/bin"}).stdout.split()
+    code = (
+        "import sys, pacebench\nprint('torch' in sys.modules)\npacebench.attach\nprint('torch' in sys.modules, "
+        "'transformers' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(README.parent), "PATH": "/usr/bin:/bin"},
+    ).stdout.split()
     assert out == ["False", "True", "False"]
 
 
@@ -228,13 +252,21 @@ def test_save_and_load_round_trip_with_metadata(tmp_path):
         assert torch.equal(tuner.model(x), other.model(x))
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda: pacebench.attach(tiny_vit(), "pace", rank=8), "rank=4, but this model has .*rank=8"),
-    (lambda: pacebench.attach(tiny_vit(), "pace", rank=4, adapter="lora_add"), "adapter=lora_mul\\+vpt_add, .*"
-                                                                               "adapter=lora_add"),
-    (lambda: pacebench.attach(tiny_vit(num_classes=7), "pace", rank=4), "head.linear.bias has shape \\(5,\\) there"),
-    (lambda: pacebench.attach(tiny_vit(depth=2), "pace", rank=4), "only in the file"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: pacebench.attach(tiny_vit(), "pace", rank=8), "rank=4, but this model has .*rank=8"),
+        (
+            lambda: pacebench.attach(tiny_vit(), "pace", rank=4, adapter="lora_add"),
+            "adapter=lora_mul\\+vpt_add, .*adapter=lora_add",
+        ),
+        (
+            lambda: pacebench.attach(tiny_vit(num_classes=7), "pace", rank=4),
+            "head.linear.bias has shape \\(5,\\) there",
+        ),
+        (lambda: pacebench.attach(tiny_vit(depth=2), "pace", rank=4), "only in the file"),
+    ],
+)
 def test_load_refuses_a_file_for_another_adapter_with_one_line_and_copies_nothing(tmp_path, make, message):
     path = pacebench.attach(tiny_vit(), "pace", rank=4).save(tmp_path / "a.safetensors")
     tuner = make()
@@ -268,18 +300,21 @@ def test_swin_attaches_too():
     assert out.parts["consistency"] > 0
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda m: pacebench.attach(m, "pace", lamda=1), "unknown method pace hyperparameter 'lamda'; known: .*lam"),
-    (lambda m: pacebench.attach(m, "pase"), "unknown method 'pase'; choose one of: baseline, "),
-    (lambda m: pacebench.attach(m, "pace", sigma=-1), "sigma=-1.0: needs σ >= 0"),
-    (lambda m: pacebench.attach(m, "pace_fast"), "give num_train=len\\(train_set\\)"),
-    (lambda m: pacebench.attach(m, "pretrained"), "trains nothing"),
-    (lambda m: pacebench.attach(m, "pace", adapter="nosuch"), "unknown adapter 'nosuch'"),
-    (lambda m: pacebench.attach(m, "pace", rank=0), "rank must be >= 1"),
-    (lambda m: pacebench.attach(m, "pace", precision="fp16"), "precision must be one of auto, fp32, bf16"),
-    (lambda m: pacebench.attach(torch.nn.Linear(2, 2), "pace"), "not on Linear"),
-    (lambda m: pacebench.attach(m, "pace", device="gpu"), "invalid --device 'gpu'"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: pacebench.attach(m, "pace", lamda=1), "unknown method pace hyperparameter 'lamda'; known: .*lam"),
+        (lambda m: pacebench.attach(m, "pase"), "unknown method 'pase'; choose one of: baseline, "),
+        (lambda m: pacebench.attach(m, "pace", sigma=-1), "sigma=-1.0: needs σ >= 0"),
+        (lambda m: pacebench.attach(m, "pace_fast"), "give num_train=len\\(train_set\\)"),
+        (lambda m: pacebench.attach(m, "pretrained"), "trains nothing"),
+        (lambda m: pacebench.attach(m, "pace", adapter="nosuch"), "unknown adapter 'nosuch'"),
+        (lambda m: pacebench.attach(m, "pace", rank=0), "rank must be >= 1"),
+        (lambda m: pacebench.attach(m, "pace", precision="fp16"), "precision must be one of auto, fp32, bf16"),
+        (lambda m: pacebench.attach(torch.nn.Linear(2, 2), "pace"), "not on Linear"),
+        (lambda m: pacebench.attach(m, "pace", device="gpu"), "invalid --device 'gpu'"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors_and_leave_the_model_as_it_was(call, message):
     model = tiny_vit()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -343,18 +378,25 @@ def test_text_regression_takes_mse(glue):
     assert out.loss.item() == pytest.approx(expected.item())
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda folder: pacebench.attach_text(folder, "sam", num_labels=2), "does not run on text models; choose from "
-                                                                         "baseline, pace, pace_lazy, pace_fast"),
-    (lambda folder: pacebench.attach_text(folder, "pace"), "give num_labels="),
-    (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, adapter="lora"), "adapter=lora:MODULE"),
-    (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, adapter="lora:nothing"),
-     "cannot put LoRA on \\['nothing'\\]"),
-    (lambda folder: pacebench.attach_text(tiny_vit(), "pace"), "takes a Hugging Face sequence classifier"),
-    (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, lam="big"), "must be float"),
-    (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, rank=0), "rank must be >= 1"),
-    (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, device="tpu"), "invalid --device"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda folder: pacebench.attach_text(folder, "sam", num_labels=2),
+            "does not run on text models; choose from baseline, pace, pace_lazy, pace_fast",
+        ),
+        (lambda folder: pacebench.attach_text(folder, "pace"), "give num_labels="),
+        (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, adapter="lora"), "adapter=lora:MODULE"),
+        (
+            lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, adapter="lora:nothing"),
+            "cannot put LoRA on \\['nothing'\\]",
+        ),
+        (lambda folder: pacebench.attach_text(tiny_vit(), "pace"), "takes a Hugging Face sequence classifier"),
+        (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, lam="big"), "must be float"),
+        (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, rank=0), "rank must be >= 1"),
+        (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, device="tpu"), "invalid --device"),
+    ],
+)
 def test_text_bad_arguments_are_one_line_errors(glue, call, message):
     with pytest.raises(UsageError, match=message) as info:
         call(glue["roberta"])

@@ -39,8 +39,11 @@ def imports(path: Path) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
             inside |= {id(child) for child in ast.walk(node) if child is not node}
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             typing_only |= {id(child) for child in ast.walk(node)}
-    return [(n, id(n) in inside) for n in ast.walk(tree)
-            if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in typing_only]
+    return [
+        (n, id(n) in inside)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in typing_only
+    ]
 
 
 def graph() -> dict[str, set[str]]:
@@ -120,7 +123,7 @@ def comment(lines: list[str], first: int, last: int) -> str:
     above = lines[first - 2].strip() if first > 1 else ""
     if above.startswith("#"):
         return above.lstrip("# ")
-    for line in lines[first - 1:last]:
+    for line in lines[first - 1 : last]:
         if "#" in line and line.split("#", 1)[1].strip():
             return line.split("#", 1)[1].strip()
     return ""
@@ -159,8 +162,11 @@ def test_imports_inside_functions_are_few_and_each_says_why():
 def test_plan_and_the_cli_do_not_import_torch_at_module_level():
     """`pacebench --help` and planning's pure parts start without torch; only function bodies may reach it."""
     heavy = {"torch", "timm", "transformers", "peft", "matplotlib"}
-    light = [p for name, p in modules().items()
-             if name.startswith("pacebench.cli") or name in ("pacebench.plan.spec", "pacebench.plan.suites")]
+    light = [
+        p
+        for name, p in modules().items()
+        if name.startswith("pacebench.cli") or name in ("pacebench.plan.spec", "pacebench.plan.suites")
+    ]
     for path in light:
         for node, inside in imports(path):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
@@ -171,9 +177,11 @@ def test_help_never_imports_torch_pandas_or_sqlalchemy():
     """What keeps `pacebench --help` under half the time of `import torch` (benchmarks/cli_startup.py measures it):
     the command line's own modules load no heavy package (a command's help that lists a registry, `run --help`'s
     methods say, loads that registry when it is shown)."""
-    code = ("import sys\nfrom pacebench.cli import main\n"
-            "for argv in (['--help'], ['status', '--help'], ['db', '--help']):\n"
-            "    sys.argv = ['pacebench', *argv]\n    try:\n        main()\n    except SystemExit:\n        pass\n"
-            "print(sorted(m for m in ('torch', 'pandas', 'sqlalchemy', 'timm', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys\nfrom pacebench.cli import main\n"
+        "for argv in (['--help'], ['status', '--help'], ['db', '--help']):\n"
+        "    sys.argv = ['pacebench', *argv]\n    try:\n        main()\n    except SystemExit:\n        pass\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'sqlalchemy', 'timm', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

@@ -40,8 +40,9 @@ def _transforms(dataset) -> list:
 @pytest.mark.parametrize("augment", ["strong", "standard"])
 def test_imagenet_reader_builds_noahs_transform_with_timm_or_crop_flip(tmp_path, augment):
     make_domain(tmp_path)
-    request = DataRequest(tmp_path, "imagenet", "final", len(WNIDS), image_size=32, mean=CLIP[0], std=CLIP[1],
-                          augment=augment)
+    request = DataRequest(
+        tmp_path, "imagenet", "final", len(WNIDS), image_size=32, mean=CLIP[0], std=CLIP[1], augment=augment
+    )
     splits = READERS.get("imagenet")(request)
     train = _transforms(splits.train)
     norm = next(t for t in train if isinstance(t, T.Normalize))
@@ -65,8 +66,9 @@ def test_imagenet_reader_builds_noahs_transform_with_timm_or_crop_flip(tmp_path,
 
 def test_strong_transform_is_random_per_call(tmp_path):
     make_domain(tmp_path)
-    splits = READERS.get("imagenet")(DataRequest(tmp_path, "imagenet", "final", len(WNIDS), image_size=32,
-                                                 augment="strong"))
+    splits = READERS.get("imagenet")(
+        DataRequest(tmp_path, "imagenet", "final", len(WNIDS), image_size=32, augment="strong")
+    )
     torch.manual_seed(0)
     draws = torch.stack([splits.train[0][0] for _ in range(20)])
     assert (draws - draws[:1]).abs().amax(dim=(1, 2, 3)).gt(1e-3).sum() >= 15
@@ -160,15 +162,41 @@ def test_normalisation_per_backbone():
 
 
 def test_demo_reader_normalises_with_the_requested_stats():
-    a = READERS.get("demo")(DataRequest(None, "digits", "final", 5, image_size=8,  # type: ignore[arg-type]
-                                        mean=(0.5,) * 3, std=(0.5,) * 3))
-    b = READERS.get("demo")(DataRequest(None, "digits", "final", 5, image_size=8,  # type: ignore[arg-type]
-                                        mean=(0.5,) * 3, std=(0.25,) * 3))
+    a = READERS.get("demo")(
+        DataRequest(
+            None,
+            "digits",
+            "final",
+            5,
+            image_size=8,  # type: ignore[arg-type]
+            mean=(0.5,) * 3,
+            std=(0.5,) * 3,
+        )
+    )
+    b = READERS.get("demo")(
+        DataRequest(
+            None,
+            "digits",
+            "final",
+            5,
+            image_size=8,  # type: ignore[arg-type]
+            mean=(0.5,) * 3,
+            std=(0.25,) * 3,
+        )
+    )
     xa, xb = a.train[0][0], b.train[0][0]
     torch.testing.assert_close(xb, 2 * xa)  # (p - 0.5) / 0.25 = 2 (p - 0.5) / 0.5
     with pytest.raises(UsageError, match="augment"):
-        READERS.get("demo")(DataRequest(None, "digits", "final", 5, image_size=8,  # type: ignore[arg-type]
-                                        augment="strong"))
+        READERS.get("demo")(
+            DataRequest(
+                None,
+                "digits",
+                "final",
+                5,
+                image_size=8,  # type: ignore[arg-type]
+                augment="strong",
+            )
+        )
 
 
 def test_strong_augmentation_posterizes_to_zero_bits_instead_of_crashing():
@@ -179,8 +207,9 @@ def test_strong_augmentation_posterizes_to_zero_bits_instead_of_crashing():
 
     from pacebench.data.transforms import _walk, strong_train_transform
 
-    ops = [op for op in _walk(strong_train_transform(32)) if isinstance(op, AugmentOp) and op.name ==
-           "PosterizeIncreasing"]
+    ops = [
+        op for op in _walk(strong_train_transform(32)) if isinstance(op, AugmentOp) and op.name == "PosterizeIncreasing"
+    ]
     image = Image.new("RGB", (8, 8), (200, 100, 50))
     assert ops and all(op.aug_fn(image, 0).getextrema() == ((0, 0),) * 3 for op in ops)
     assert ops[0].aug_fn(image, 4).getpixel((0, 0)) == (192, 96, 48)

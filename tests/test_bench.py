@@ -21,9 +21,33 @@ runner = CliRunner()
 
 def test_bench_stores_rows_and_report_renders_them(tmp_path):
     db = f"sqlite:///{tmp_path}/b.db"
-    args = ["bench", "--backbone", "test_vit", "--image-size", "16", "--patch-size", "8", "--batch", "2",
-            "--classes", "3", "--rank", "2", "--methods", "pace,noise", "--warmup", "0", "--steps", "2",
-            "--device", "cpu", "--db", db, "--profile", "5"]
+    args = [
+        "bench",
+        "--backbone",
+        "test_vit",
+        "--image-size",
+        "16",
+        "--patch-size",
+        "8",
+        "--batch",
+        "2",
+        "--classes",
+        "3",
+        "--rank",
+        "2",
+        "--methods",
+        "pace,noise",
+        "--warmup",
+        "0",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--db",
+        db,
+        "--profile",
+        "5",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     from pacebench.store import Store
@@ -49,8 +73,15 @@ def test_bench_rejects_bad_settings(tmp_path):
 def test_prepare_checks_the_weights_against_the_runs_hash(tmp_path):
     path = tmp_path / "w.safetensors"
     save_file(timm.create_model("test_vit", num_classes=0).state_dict(), str(path))
-    spec = RunSpec(suite="demo", dataset="digits", method="pace", seed=0, backbone="test_vit",
-                   train=TrainConfig(image_size=32, rank=2), weights_sha256="0" * 64)
+    spec = RunSpec(
+        suite="demo",
+        dataset="digits",
+        method="pace",
+        seed=0,
+        backbone="test_vit",
+        train=TrainConfig(image_size=32, rank=2),
+        weights_sha256="0" * 64,
+    )
     with pytest.raises(DataError, match="changed since planning"):
         prepare(spec, SetupInfo(10, 3), weights=path)
     from pacebench.core.backbones import sha256
@@ -78,8 +109,10 @@ def test_planning_never_pretrains_the_demo_backbone(tmp_path, monkeypatch):
         fixed = specs[0].with_(weights_sha256="ab", train=replace(specs[0].train, precision="auto"))
         assert materialise([fixed], "cuda")[0].train.precision == "bf16"
         assert materialise([fixed], "cpu")[0].train.precision == "fp32"
-        assert materialise([fixed.with_(train=replace(fixed.train, precision="fp32"))], "cuda")[0].train.precision \
-            == "fp32", "an explicit precision is kept"
+        assert (
+            materialise([fixed.with_(train=replace(fixed.train, precision="fp32"))], "cuda")[0].train.precision
+            == "fp32"
+        ), "an explicit precision is kept"
     finally:
         weights_sha256.cache_clear()
 
@@ -93,9 +126,33 @@ def test_bench_paths_switch_the_fast_paths_off_and_say_so(tmp_path, paths):
     from pacebench.store import Store
 
     db = f"sqlite:///{tmp_path}/b.db"
-    args = ["bench", "--backbone", "test_vit", "--image-size", "16", "--patch-size", "8", "--batch", "2",
-            "--classes", "3", "--rank", "2", "--methods", "noise", "--warmup", "0", "--steps", "1",
-            "--device", "cpu", "--db", db, "--paths", paths]
+    args = [
+        "bench",
+        "--backbone",
+        "test_vit",
+        "--image-size",
+        "16",
+        "--patch-size",
+        "8",
+        "--batch",
+        "2",
+        "--classes",
+        "3",
+        "--rank",
+        "2",
+        "--methods",
+        "noise",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+        "--db",
+        db,
+        "--paths",
+        paths,
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     base, noise = Store(db).speed()

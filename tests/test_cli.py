@@ -47,35 +47,40 @@ def test_suites_lists_the_demo():
     assert_ok(result)
     files, datasets = result.output.split("suites (folders under")
     assert "demo.toml (built in)" in " ".join(files.split())  # where each suite comes from
-    demo = datasets[datasets.index("\ndemo "):].split("\ndomain")[0]  # its row, however it wraps
+    demo = datasets[datasets.index("\ndemo ") :].split("\ndomain")[0]  # its row, however it wraps
     assert "digits" in demo and demo.split()[-2:] == ["built", "in"]
 
 
 def test_inspect_counts_vit_b16_exactly():
-    result = runner.invoke(app, ["inspect", "--backbone", "vit_b16_in21k", "--adapter", "lora_mul+vpt_add",
-                                 "--rank", "10", "--classes", "100"])
+    result = runner.invoke(
+        app,
+        ["inspect", "--backbone", "vit_b16_in21k", "--adapter", "lora_mul+vpt_add", "--rank", "10", "--classes", "100"],
+    )
     assert_ok(result)
     assert "2,203,104" in result.output and "76,900" in result.output and "2,280,004" in result.output
     assert "0.1" in result.output and "1.2" in result.output
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["run", "nosuchsuite"], 2, "unknown suite 'nosuchsuite'; choose one of"),
-    (["run", "demo", "--methods", "baseline,nosuch"], 2, "unknown method 'nosuch'"),
-    (["run", "demo", "--datasets", "nosuch"], 2, "unknown dataset 'nosuch' in suite demo"),
-    (["run", "demo", "--hp", "lam"], 2, "--hp takes NAME=VALUE"),
-    (["run", "demo", "--hp", "lam=-1"], 2, "λ >= 0"),
-    (["run", "demo", "--hp", "nosuch=1"], 2, "no selected method has hyperparameter 'nosuch'"),
-    (["run", "demo", "-t", "lr=abc"], 2, "training setting lr must be float"),
-    (["run", "demo", "-t", "colour=1"], 2, "unknown training setting 'colour'"),
-    (["run", "demo", "--seeds", "0,x"], 2, "--seeds takes comma-separated integers"),
-    (["run", "demo", "--device", "tpu"], 2, "--device"),
-    (["run", "demo", "--phase", "test"], 2, "'test' is not one of 'tune', 'final'"),  # StrEnum choices: click says
-    (["runs", "--status", "nope"], 2, "'nope' is not one of 'queued', 'running', 'done', 'failed'"),
-    (["report", "--format", "pdf"], 2, "'pdf' is not one of 'rich', 'md', 'latex', 'csv', 'html'"),
-    (["report", "--all"], 2, "--all writes one HTML page: add --format html --out report.html"),
-    (["plot", "grad-norm", "--kind", "both"], 2, "'both' is not one of 'task', 'step'"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["run", "nosuchsuite"], 2, "unknown suite 'nosuchsuite'; choose one of"),
+        (["run", "demo", "--methods", "baseline,nosuch"], 2, "unknown method 'nosuch'"),
+        (["run", "demo", "--datasets", "nosuch"], 2, "unknown dataset 'nosuch' in suite demo"),
+        (["run", "demo", "--hp", "lam"], 2, "--hp takes NAME=VALUE"),
+        (["run", "demo", "--hp", "lam=-1"], 2, "λ >= 0"),
+        (["run", "demo", "--hp", "nosuch=1"], 2, "no selected method has hyperparameter 'nosuch'"),
+        (["run", "demo", "-t", "lr=abc"], 2, "training setting lr must be float"),
+        (["run", "demo", "-t", "colour=1"], 2, "unknown training setting 'colour'"),
+        (["run", "demo", "--seeds", "0,x"], 2, "--seeds takes comma-separated integers"),
+        (["run", "demo", "--device", "tpu"], 2, "--device"),
+        (["run", "demo", "--phase", "test"], 2, "'test' is not one of 'tune', 'final'"),  # StrEnum choices: click says
+        (["runs", "--status", "nope"], 2, "'nope' is not one of 'queued', 'running', 'done', 'failed'"),
+        (["report", "--format", "pdf"], 2, "'pdf' is not one of 'rich', 'md', 'latex', 'csv', 'html'"),
+        (["report", "--all"], 2, "--all writes one HTML page: add --format html --out report.html"),
+        (["plot", "grad-norm", "--kind", "both"], 2, "'both' is not one of 'task', 'step'"),
+    ],
+)
 def test_bad_input_is_one_clear_line(args, code, message, tmp_path, results):
     result = invoke(*args, db=f"sqlite:///{tmp_path}/x.db")
     assert_one_line_error(result, code, message)
@@ -116,8 +121,10 @@ def test_tiny_demo_run_end_to_end(tmp_path, results):
     assert setups["baseline"] == {"attention": "fused", "normalize": normalize, "image_cache": no_cache}
     assert setups["pace"]["attention"] == "fused" and setups["pace"]["normalize"] == normalize
     assert setups["pace"]["sigmas"][0] == 0 and setups["pace"]["sigmas"][1] == pytest.approx(1.2)
-    epochs = con.execute("select run_id, epoch, lr, loss, train_acc, test_acc, grad_norm_mean, grad_norm_max, "
-                         "fp_distance, wall_time, parts from epochs order by run_id, epoch").fetchall()
+    epochs = con.execute(
+        "select run_id, epoch, lr, loss, train_acc, test_acc, grad_norm_mean, grad_norm_max, "
+        "fp_distance, wall_time, parts from epochs order by run_id, epoch"
+    ).fetchall()
     assert [(e[0], e[1]) for e in epochs] == [(1, 0), (1, 1), (2, 0), (2, 1)]
     for e in epochs:
         assert all(v is not None for v in e[2:10]), e
@@ -161,8 +168,25 @@ def test_report_without_runs_says_what_to_run(tmp_path):
 
 def test_tune_runs_phase_one_on_val_then_phase_two_on_test(tmp_path, results):
     db = f"sqlite:///{tmp_path}/tune.db"
-    result = invoke("tune", "demo", "--methods", "pace", "--grid", "lam=0.1,1", "--seeds", "0", "--tune-seeds", "0",
-                    "--epochs", "1", "-t", "batch_size=16", "--device", "cpu", db=db)
+    result = invoke(
+        "tune",
+        "demo",
+        "--methods",
+        "pace",
+        "--grid",
+        "lam=0.1,1",
+        "--seeds",
+        "0",
+        "--tune-seeds",
+        "0",
+        "--epochs",
+        "1",
+        "-t",
+        "batch_size=16",
+        "--device",
+        "cpu",
+        db=db,
+    )
     assert_ok(result)
     con = sqlite3.connect(tmp_path / "tune.db")
     rows = con.execute("select phase, origin, status, method_config, metrics from runs order by id").fetchall()
@@ -175,8 +199,23 @@ def test_ablate_no_tune_runs_every_table6_variant_and_the_efficiency_settings(tm
     from pacebench.core.methods import ABLATIONS, EFFICIENCY
 
     db = f"sqlite:///{tmp_path}/ablate.db"
-    result = invoke("ablate", "digits", "--suite", "demo", "--efficiency", "--no-tune", "--epochs", "1", "-t",
-                    "batch_size=16", "--device", "cpu", "--diagnostics", "off", db=db)  # readings: tested elsewhere
+    result = invoke(
+        "ablate",
+        "digits",
+        "--suite",
+        "demo",
+        "--efficiency",
+        "--no-tune",
+        "--epochs",
+        "1",
+        "-t",
+        "batch_size=16",
+        "--device",
+        "cpu",
+        "--diagnostics",
+        "off",
+        db=db,
+    )  # readings: tested elsewhere
     assert_ok(result)
     con = sqlite3.connect(tmp_path / "ablate.db")
     rows = con.execute("select method, status from runs").fetchall()
@@ -199,8 +238,23 @@ def test_ablate_tunes_each_method_over_its_grid_then_retrains_the_winner(tmp_pat
     for name in ABLATIONS:  # every reader of a method's grid (planning, Table 6's "tuned" label) sees these
         monkeypatch.setattr(METHODS.get(name), "search_grid", classmethod(lambda cls, g=grids.get(name, {}): g))
     db = f"sqlite:///{tmp_path}/tuned.db"
-    result = invoke("ablate", "digits", "--suite", "demo", "--epochs", "1", "-t", "batch_size=16", "--device", "cpu",
-                    "--grid", "lam=0.5,2", "--diagnostics", "off", db=db)  # --grid: λ's values wherever λ is searched
+    result = invoke(
+        "ablate",
+        "digits",
+        "--suite",
+        "demo",
+        "--epochs",
+        "1",
+        "-t",
+        "batch_size=16",
+        "--device",
+        "cpu",
+        "--grid",
+        "lam=0.5,2",
+        "--diagnostics",
+        "off",
+        db=db,
+    )  # --grid: λ's values wherever λ is searched
     assert result.exit_code == 0, result.output
     con = sqlite3.connect(tmp_path / "tuned.db")
     rows = con.execute("select method, phase, origin, method_config, metrics from runs").fetchall()
@@ -216,11 +270,14 @@ def test_ablate_tunes_each_method_over_its_grid_then_retrains_the_winner(tmp_pat
     assert table.exit_code == 0 and f"pace,tuned,lam={best:g}," in table.output
 
 
-@pytest.mark.parametrize(("name", "grid"), [
-    ("figure4", ["--grid", "lam=0.01,100"]),
-    ("figure5", ["--grid", "interval=3", "--grid", "copies=3", "--diagnostics", "off"]),
-    ("figure6", ["--suite", "demo", "--grid", "sigma=0.5,1", "--grid", "lam=0.1,1", "--diagnostics", "off"]),
-])
+@pytest.mark.parametrize(
+    ("name", "grid"),
+    [
+        ("figure4", ["--grid", "lam=0.01,100"]),
+        ("figure5", ["--grid", "interval=3", "--grid", "copies=3", "--diagnostics", "off"]),
+        ("figure6", ["--suite", "demo", "--grid", "sigma=0.5,1", "--grid", "lam=0.1,1", "--diagnostics", "off"]),
+    ],
+)
 def test_sweep_makes_a_figure_from_an_empty_database(tmp_path, results, name, grid):
     db = f"sqlite:///{tmp_path}/{name}.db"
     args = ["sweep", name, *grid, *TINY, "--out", str(tmp_path / f"{name}.svg")]
@@ -271,8 +328,12 @@ def test_results_out_load_export_and_a_plain_timm_model(tmp_path, results):
     result = invoke("export-model", str(runs.loc[0, "run_id"]), "--out", str(out), db=db)
     assert result.exit_code == 0, result.output
     meta = safe_open(str(out), "pt").metadata()  # from here on: timm and safetensors only
-    model = timm.create_model(meta["timm_arch"], num_classes=int(meta["num_classes"]), img_size=int(meta["img_size"]),
-                              **json.loads(meta["timm_kwargs"]))
+    model = timm.create_model(
+        meta["timm_arch"],
+        num_classes=int(meta["num_classes"]),
+        img_size=int(meta["img_size"]),
+        **json.loads(meta["timm_kwargs"]),
+    )
     model.load_state_dict(load_file(str(out)))  # strict: exactly the plain architecture's keys
     test = read_demo(DataRequest(Path("."), "digits", "final", 5, int(meta["img_size"]), {"shots": 20})).evals["test"]
     x, y = test.base.tensors
@@ -305,8 +366,26 @@ def test_help_lists_what_the_registries_hold():
 def test_lr_steps_after_each_epoch_like_the_authors(tmp_path, results):
     """Epoch 0 trains at the warm-up start lr, epoch e at the schedule's value for e - 1 (hand-computed here)."""
     db = f"sqlite:///{tmp_path}/lr.db"
-    args = ["--epochs", "4", "-t", "batch_size=16", "-t", "eval_every=4", "-t", "warmup_epochs=2", "-t", "lr=0.1",
-            "-t", "warmup_lr=0.02", "-t", "min_lr=0.01", "--device", "cpu", "--seeds", "0"]
+    args = [
+        "--epochs",
+        "4",
+        "-t",
+        "batch_size=16",
+        "-t",
+        "eval_every=4",
+        "-t",
+        "warmup_epochs=2",
+        "-t",
+        "lr=0.1",
+        "-t",
+        "warmup_lr=0.02",
+        "-t",
+        "min_lr=0.01",
+        "--device",
+        "cpu",
+        "--seeds",
+        "0",
+    ]
     result = invoke("run", "demo", "--methods", "baseline", *args, db=db)
     assert result.exit_code == 0, result.output
     lrs = [r[0] for r in sqlite3.connect(tmp_path / "lr.db").execute("select lr from epochs order by epoch")]
@@ -329,9 +408,33 @@ def test_table5_and_figure3_from_an_empty_database_on_a_fake_vtab_tree(tmp_path)
     weights = tmp_path / "tiny.safetensors"
     save_file(timm.create_model(arch, pretrained=False, img_size=32).state_dict(), str(weights))
     db = f"sqlite:///{tmp_path}/t5.db"
-    result = invoke("run", "vtab", "--datasets", "cifar100", "--methods", "pace", "--backbone", arch, "--weights",
-                    str(weights), "--data-root", str(tmp_path / "data"), "--workers", "0", "--epochs", "1", "-t",
-                    "image_size=32", "-t", "batch_size=16", "-t", "eval_batch_size=64", "--device", "cpu", db=db)
+    result = invoke(
+        "run",
+        "vtab",
+        "--datasets",
+        "cifar100",
+        "--methods",
+        "pace",
+        "--backbone",
+        arch,
+        "--weights",
+        str(weights),
+        "--data-root",
+        str(tmp_path / "data"),
+        "--workers",
+        "0",
+        "--epochs",
+        "1",
+        "-t",
+        "image_size=32",
+        "-t",
+        "batch_size=16",
+        "-t",
+        "eval_batch_size=64",
+        "--device",
+        "cpu",
+        db=db,
+    )
     assert result.exit_code == 0, result.output
     table = invoke("report", "--table", "5", "--format", "csv", db=db)
     assert table.exit_code == 0, table.output
@@ -343,11 +446,14 @@ def test_table5_and_figure3_from_an_empty_database_on_a_fake_vtab_tree(tmp_path)
     assert out.read_bytes().startswith(b"%PDF")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["runs", "--phase", "nosuch"], "'nosuch' is not one of 'tune', 'final'"),
-    (["runs", "--nosuch"], "No such option: --nosuch"),
-    (["nosuchcmd"], "No such command 'nosuchcmd'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["runs", "--phase", "nosuch"], "'nosuch' is not one of 'tune', 'final'"),
+        (["runs", "--nosuch"], "No such option: --nosuch"),
+        (["nosuchcmd"], "No such command 'nosuchcmd'"),
+    ],
+)
 def test_click_usage_errors_are_one_line_too(args, message, tmp_path):
     result = CliRunner().invoke(app, [*args], env={"PACEBENCH_DB": f"sqlite:///{tmp_path}/x.db"})
     assert_one_line_error(result, 2, message)

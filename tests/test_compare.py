@@ -19,9 +19,16 @@ PACE = {"lam": 1.0, "sigma": 1.2}
 
 
 def spec(method: str, seed: int, dataset: str = "cifar", **config) -> RunSpec:
-    return RunSpec(suite="vtab", dataset=dataset, method=method, seed=seed, train=TrainConfig(epochs=1),
-                   backbone="vit_b16_in21k", weights_sha256="ab", method_config=config or ({} if method ==
-                                                                                            "baseline" else PACE))
+    return RunSpec(
+        suite="vtab",
+        dataset=dataset,
+        method=method,
+        seed=seed,
+        train=TrainConfig(epochs=1),
+        backbone="vit_b16_in21k",
+        weights_sha256="ab",
+        method_config=config or ({} if method == "baseline" else PACE),
+    )
 
 
 def world(correct: dict[tuple[str, str, int], np.ndarray]) -> tuple[MemoryStore, dict]:
@@ -40,15 +47,24 @@ def sim(seed: int, p: float, n: int = 500) -> np.ndarray:
 
 
 def test_a_real_gain_is_better_on_each_dataset_and_over_the_suite():
-    store, preds = world({(m, d, s): sim(i, 0.9 if m == "pace" else 0.6) for i, (m, d, s) in enumerate(
-        (m, d, s) for m in ("pace", "baseline") for d in ("cifar", "dtd") for s in range(3))})
+    store, preds = world(
+        {
+            (m, d, s): sim(i, 0.9 if m == "pace" else 0.6)
+            for i, (m, d, s) in enumerate(
+                (m, d, s) for m in ("pace", "baseline") for d in ("cifar", "dtd") for s in range(3)
+            )
+        }
+    )
     result = compare(store.runs(), lambda ids: preds, parse_side("pace"), parse_side("baseline"))
-    assert [(r.data, r.eval_set, r.level) for r in result.rows] == [("vtab/cifar", "test", PAIRED),
-                                                                    ("vtab/dtd", "test", PAIRED)]
+    assert [(r.data, r.eval_set, r.level) for r in result.rows] == [
+        ("vtab/cifar", "test", PAIRED),
+        ("vtab/dtd", "test", PAIRED),
+    ]
     assert all(r.verdict == stats.Verdict.better and r.p_holm >= r.difference.p_value for r in result.rows)
     assert result.suite is not None and result.suite.mean.low > 0 and result.suite.tally == (2, 0, 0)
-    assert result.rows[0].difference.mean_a == pytest.approx(np.mean([
-        100 * preds[(r.id, "test")].correct.mean() for r in store.runs(method="pace", dataset="cifar")]))
+    assert result.rows[0].difference.mean_a == pytest.approx(
+        np.mean([100 * preds[(r.id, "test")].correct.mean() for r in store.runs(method="pace", dataset="cifar")])
+    )
     table, suite = as_tables(result)
     assert list(table.frame["verdict"]) == ["better", "better"] and "P(pace > baseline)" in list(suite.frame.iloc[:, 0])
 
@@ -100,11 +116,13 @@ def stored_world(score: dict[str, float], datasets=("cifar", "dtd", "eurosat"), 
     for i, (m, d, s) in enumerate((m, d, s) for m in score for d in datasets for s in range(seeds)):
         hits = sim(i, score[m] - 0.02 * datasets.index(d), 400)
         acc = 100.0 * hits.mean()
-        kept = Predictions("test", tuple(f"{d}/{k}" for k in range(len(hits))), hits.astype(int),
-                           np.ones(len(hits), int), hits)
+        kept = Predictions(
+            "test", tuple(f"{d}/{k}" for k in range(len(hits))), hits.astype(int), np.ones(len(hits), int), hits
+        )
         config = {} if m == "baseline" else PACE if m == "pace" else {"lam": 1.0}
-        written_run(store, spec(m, s, d, **config), {"evals": {"test": acc}, "test_acc": acc},
-                    predictions={"test": kept})
+        written_run(
+            store, spec(m, s, d, **config), {"evals": {"test": acc}, "test_acc": acc}, predictions={"test": kept}
+        )
     return store
 
 
@@ -126,8 +144,9 @@ def test_plot_compare_draws_each_dataset_and_the_suite_line(tmp_path):
 def test_plot_ranks_orders_the_methods_and_joins_those_within_the_critical_difference(tmp_path):
     from pacebench.report.figures import gather_figure, plot
 
-    store = stored_world({"pace": 0.9, "pace_fast": 0.89, "baseline": 0.5}, datasets=("a", "b", "c", "d", "e", "f"),
-                         seeds=1)
+    store = stored_world(
+        {"pace": 0.9, "pace_fast": 0.89, "baseline": 0.5}, datasets=("a", "b", "c", "d", "e", "f"), seeds=1
+    )
     frame = gather_figure("ranks", store, suite="vtab")
     ranks = frame.set_index("method")["rank"]
     assert set(ranks.index) == {"pace", "pace_fast", "baseline"} and ranks.sum() == 6  # 1 + 2 + 3 on each data set

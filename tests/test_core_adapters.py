@@ -160,8 +160,10 @@ def test_adapted_linear_forward_is_base_plus_summed_deltas(linear, kind):
     layer = AdaptedLinear(linear, [PARTS.get(n)(linear, 2).double() for n in parse_kind(kind)], position=0)
     for i, part in enumerate(layer.parts):
         _fill(part, seed=10 + i)
-    dw = sum((p.delta_weight(linear) for p in layer.parts if p.delta_weight(linear) is not None),
-             torch.zeros_like(linear.weight))
+    dw = sum(
+        (p.delta_weight(linear) for p in layer.parts if p.delta_weight(linear) is not None),
+        torch.zeros_like(linear.weight),
+    )
     db = sum(p.delta_bias(linear) for p in layer.parts)
     x = torch.randn(3, 5, 6, dtype=torch.float64)
     expected = x @ (linear.weight + dw).T + linear.bias + db
@@ -209,8 +211,9 @@ def test_merged_equals_unmerged_and_unmerge_restores_base(make_vit, make_swin, f
         assert (unmerged - plain(x)).abs().max() > 1e-3, "random adapters must change the output"
         with adapters.merged(model):
             assert all(layer.merged for layer in adapters.adapted_layers(model))
-            changed = [n for n, t in model.state_dict().items() if n in base_before
-                       and not torch.equal(t, base_before[n])]
+            changed = [
+                n for n, t in model.state_dict().items() if n in base_before and not torch.equal(t, base_before[n])
+            ]
             assert changed, "merge must fold the adapter into the base weights"
             merged_out = model(x)
         again = model(x)
@@ -324,8 +327,11 @@ def test_vit_positions_are_block_indices_and_head_is_depth(make_vit):
         assert isinstance(block.attn.qkv, AdaptedLinear) and isinstance(block.mlp.fc2, AdaptedLinear)
     assert isinstance(model.head, NoisyHead) and model.head.position == 3
     # no Linear is left unadapted outside the head
-    bare = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)
-            and not n.endswith(".base") and n != "head.linear"]
+    bare = [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and not n.endswith(".base") and n != "head.linear"
+    ]
     assert bare == []
 
 

@@ -43,11 +43,19 @@ def batch(seed: int = 0, n: int = B) -> tuple[Tensor, Tensor, Tensor]:
     return x, y, idx
 
 
-def build(make_vit, name: str, kind: str = "lora_mul+vpt_add", rank: int = 2, config: dict | None = None,
-          drop_path_rate: float = 0.1, depth: int = 2):
+def build(
+    make_vit,
+    name: str,
+    kind: str = "lora_mul+vpt_add",
+    rank: int = 2,
+    config: dict | None = None,
+    drop_path_rate: float = 0.1,
+    depth: int = 2,
+):
     """What the trainer builds (pacebench.core.prepare.attach) on a tiny ViT; returns (model, method, params)."""
-    ready = attach(make_vit(depth=depth, drop_path_rate=drop_path_rate), name, SetupInfo(NUM_TRAIN, CLASSES), kind,
-                   rank, config)
+    ready = attach(
+        make_vit(depth=depth, drop_path_rate=drop_path_rate), name, SetupInfo(NUM_TRAIN, CLASSES), kind, rank, config
+    )
     return ready.model, ready.method, ready.params
 
 
@@ -118,7 +126,8 @@ def test_search_grids_fit_the_noise_kind():
 def test_every_method_trains_two_steps_and_touches_only_trainable_parameters(make_vit, name):
     model, method, params = build(make_vit, name)
     assert {id(p) for p in params} == {id(p) for p in adapters.adapter_parameters(model)} | {
-        id(p) for p in adapters.head_parameters(model)}
+        id(p) for p in adapters.head_parameters(model)
+    }
     frozen, trainable = frozen_and_trainable(model)
     optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
     for step in range(2):
@@ -205,7 +214,7 @@ def test_pace_trains_on_swin_with_shared_drop_path(make_swin):
 
 
 def _pace_by_hand(logits: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
-    l1, l2 = logits[: len(y)], logits[len(y):]
+    l1, l2 = logits[: len(y)], logits[len(y) :]
     ce = F.cross_entropy(l1, y)
     cons = ((l1 - l2) ** 2).sum(dim=1).mean()
     return ce, ce + lam * cons
@@ -223,13 +232,12 @@ def test_pace_loss_equals_hand_computation_and_both_halves_get_gradient():
     assert torch.equal(seen, torch.cat([x, x])), "one forward over the batch concatenated with itself"
     ce, total = _pace_by_hand(logits, y, 0.7)
     assert num(out.parts["ce"]) == pytest.approx(num(ce), rel=1e-6)
-    assert num(out.parts["consistency"]) == pytest.approx(num(((logits[:B] - logits[B:]) ** 2).sum(1).mean()),
-                                                            rel=1e-6)
+    assert num(out.parts["consistency"]) == pytest.approx(num(((logits[:B] - logits[B:]) ** 2).sum(1).mean()), rel=1e-6)
     assert num(out.loss) == pytest.approx(num(total), rel=1e-6)
     assert torch.equal(out.logits.detach(), logits[:B].to(out.logits.dtype))
 
     out.loss.backward()
-    diff = (logits[:B] - logits[B:])
+    diff = logits[:B] - logits[B:]
     grad_ce = (torch.softmax(logits[:B], -1) - F.one_hot(y, CLASSES)) / B
     torch.testing.assert_close(stub.logits.grad[:B], grad_ce + 0.7 * 2 * diff / B, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(stub.logits.grad[B:], -0.7 * 2 * diff / B, rtol=1e-5, atol=1e-6)
@@ -249,7 +257,8 @@ def test_pace_cross_entropy_uses_the_first_half_only():
     assert num(method.loss(Stub(other_first), x, y, idx).parts["ce"]) != num(base.parts["ce"])
     y2 = (y + 1) % CLASSES
     assert num(method.loss(Stub(logits), x, y2, idx).parts["ce"]) == pytest.approx(
-        float(F.cross_entropy(logits[:B], y2)))
+        float(F.cross_entropy(logits[:B], y2))
+    )
 
 
 def test_consistency_helper():
@@ -350,8 +359,9 @@ def test_pace_lazy_runs_pace_on_the_duplicated_first_half_every_nth_step(make_vi
             assert torch.equal(inp, torch.cat([x[:half], x[:half]])), step
             assert num(out.parts["consistency"]) > 0, step
             assert out.logits.shape[0] == half
-            assert num(out.loss) == pytest.approx(num(out.parts["ce"] + method.cfg.lam * out.parts["consistency"]),
-                                                    rel=1e-6)
+            assert num(out.loss) == pytest.approx(
+                num(out.parts["ce"] + method.cfg.lam * out.parts["consistency"]), rel=1e-6
+            )
         else:
             assert torch.equal(inp, x), step
             assert num(out.parts["consistency"]) == 0.0, step
@@ -437,8 +447,10 @@ def test_pace_multi_with_three_copies_averages_the_pairwise_terms():
 
 def _ce_grads(model: nn.Module, params: list[nn.Parameter], x: Tensor, y: Tensor) -> list[Tensor]:
     loss = F.cross_entropy(model(x).float(), y)
-    return [g if g is not None else torch.zeros_like(p)
-            for g, p in zip(torch.autograd.grad(loss, params, allow_unused=True), params, strict=True)]
+    return [
+        g if g is not None else torch.zeros_like(p)
+        for g, p in zip(torch.autograd.grad(loss, params, allow_unused=True), params, strict=True)
+    ]
 
 
 def test_sam_steps_from_the_original_weights_with_the_perturbed_gradient(make_vit):
@@ -546,12 +558,26 @@ def test_gp_method_penalises_the_norm_of_the_ce_gradient_on_vit(make_vit):
 # ---------------------------------------------------------------------------------------- (j) config validation
 
 
-@pytest.mark.parametrize("name, values", [
-    ("pace", {"sigma": -0.1}), ("pace", {"lam": -1}), ("pace", {"schedule": "nope"}), ("noise", {"sigma": -1}),
-    ("pace_lazy", {"interval": 0}), ("pace_multi", {"copies": 1}), ("pace_drop", {"p": 1.0}),
-    ("pace_drop", {"p": -0.1}), ("sam", {"rho": -0.01}), ("fpa", {"lam": -1}), ("gp", {"lam": -1}),
-    ("fpa_gp", {"lam_gp": -1}), ("fpa_gp", {"lam_fpa": -1}), ("l1", {"lam": -1}), ("pace_fast", {"sigma": -2}),
-])
+@pytest.mark.parametrize(
+    "name, values",
+    [
+        ("pace", {"sigma": -0.1}),
+        ("pace", {"lam": -1}),
+        ("pace", {"schedule": "nope"}),
+        ("noise", {"sigma": -1}),
+        ("pace_lazy", {"interval": 0}),
+        ("pace_multi", {"copies": 1}),
+        ("pace_drop", {"p": 1.0}),
+        ("pace_drop", {"p": -0.1}),
+        ("sam", {"rho": -0.01}),
+        ("fpa", {"lam": -1}),
+        ("gp", {"lam": -1}),
+        ("fpa_gp", {"lam_gp": -1}),
+        ("fpa_gp", {"lam_fpa": -1}),
+        ("l1", {"lam": -1}),
+        ("pace_fast", {"sigma": -2}),
+    ],
+)
 def test_invalid_hyperparameters_raise_usage_error(name, values):
     with pytest.raises(UsageError):
         METHODS.get(name).make_config(values)

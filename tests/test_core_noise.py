@@ -136,8 +136,9 @@ def test_const_schedule():
 
 
 def test_increasing_schedule_reverses_the_perturbed_positions():
-    assert schedule("increasing", "vit", 12, 1.2) == pytest.approx([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
-                                                                   1.0, 1.1, 1.2], abs=1e-12)
+    assert schedule("increasing", "vit", 12, 1.2) == pytest.approx(
+        [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2], abs=1e-12
+    )
     assert schedule("increasing", "swin", 24, 1.0) == pytest.approx([(pos + 1) / 25 for pos in range(25)], abs=1e-12)
 
 
@@ -305,6 +306,7 @@ def _swin_noise_draws(make_swin, group: str, batch: int = 8) -> dict[str, torch.
             z = (out - layer.base(x)) / layer.delta(x)
             z = z.reshape(z.shape[0], -1, z.shape[-1])  # rows as the layer sees them, tokens, channels
             draws[name] = z.reshape(batch, -1, *z.shape[1:])  # timm orders windows sample by sample
+
         return hook
 
     for name, layer in model.named_modules():
@@ -336,7 +338,7 @@ def test_swin_noise_is_per_window_by_default_and_per_sample_as_an_option(make_sw
         assert abs(float(values.mean()) - 1.0) < 0.1 and abs(float(values.std()) - 1.0) < 0.1
         # two independent N(1, 1) draws differ by N(0, 2): their difference has std sqrt(2)
         diffs = spread[:, 1:].flatten()
-        assert abs(float(diffs.std()) - 2 ** 0.5) < 0.15
+        assert abs(float(diffs.std()) - 2**0.5) < 0.15
 
 
 def test_noise_group_is_validated_and_stored_in_the_method_config():

@@ -21,8 +21,11 @@ CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711
 
 
 def read(root, cache_dir=None, phase="final", stats=(IMAGENET_MEAN, IMAGENET_STD), augment="standard"):
-    return READERS.get("vtab")(DataRequest(root, "cifar", phase, 3, image_size=SIZE, cache_dir=cache_dir,
-                                           mean=stats[0], std=stats[1], augment=augment))
+    return READERS.get("vtab")(
+        DataRequest(
+            root, "cifar", phase, 3, image_size=SIZE, cache_dir=cache_dir, mean=stats[0], std=stats[1], augment=augment
+        )
+    )
 
 
 @pytest.mark.parametrize("stats", [(IMAGENET_MEAN, IMAGENET_STD), CLIP], ids=["imagenet", "clip"])
@@ -45,8 +48,15 @@ def test_cached_crop_suite_equals_decoded_under_the_same_seed(tmp_path):
     make_fewshot(tmp_path / "fs")
 
     def fewshot(cache_dir=None):
-        request = DataRequest(tmp_path / "fs", "flowers", "final", 3, image_size=SIZE, cache_dir=cache_dir,
-                              options={"shots": 2, "split_seed": 0})
+        request = DataRequest(
+            tmp_path / "fs",
+            "flowers",
+            "final",
+            3,
+            image_size=SIZE,
+            cache_dir=cache_dir,
+            options={"shots": 2, "split_seed": 0},
+        )
         return READERS.get("fewshot")(request)
 
     plain, cached = fewshot(), fewshot(tmp_path / "cache")
@@ -117,13 +127,20 @@ def test_training_from_the_cache_equals_training_from_decoded_files(tmp_path):
     make_vtab(tmp_path / "data" / "vtab-1k" / "cifar", classes=100, sizes={"test": 8})
     weights = tmp_path / "w.safetensors"
     save_file(timm.create_model("test_vit", num_classes=0).state_dict(), str(weights))
-    spec = RunSpec(suite="vtab", dataset="cifar", method="pace", seed=0, backbone="test_vit",
-                   train=TrainConfig(epochs=1, image_size=16, rank=2, precision="fp32"))
+    spec = RunSpec(
+        suite="vtab",
+        dataset="cifar",
+        method="pace",
+        seed=0,
+        backbone="test_vit",
+        train=TrainConfig(epochs=1, image_size=16, rank=2, precision="fp32"),
+    )
 
     def run(cache_dir):
         epochs = []
-        env = Environment(device=torch.device("cpu"), data_root=tmp_path / "data", weights=weights, num_workers=0,
-                          cache_dir=cache_dir)
+        env = Environment(
+            device=torch.device("cpu"), data_root=tmp_path / "data", weights=weights, num_workers=0, cache_dir=cache_dir
+        )
         facts: dict = {}
         metrics = train_run(spec, env, lambda epoch, record: epochs.append(record), facts.update).metrics
         assert facts["image_cache"]["used"] == facts["image_cache"]["on_device"] == (cache_dir is not None)
@@ -133,7 +150,8 @@ def test_training_from_the_cache_equals_training_from_decoded_files(tmp_path):
     assert list((tmp_path / "cache").glob("cifar-train-*.u8")) and list((tmp_path / "cache").glob("cifar-test-*.u8"))
     assert cached[1] == pytest.approx(decoded[1], rel=1e-5)
     assert cached[0]["test_acc"] == decoded[0]["test_acc"] and cached[0]["fp_distance"] == pytest.approx(
-        decoded[0]["fp_distance"], rel=1e-5)
+        decoded[0]["fp_distance"], rel=1e-5
+    )
 
 
 class ItemByItem(torch.utils.data.Dataset):
@@ -173,9 +191,17 @@ def test_device_batches_equal_item_by_item_batches_under_the_same_seed(tmp_path,
         splits = read(make_vtab(tmp_path / "cifar", sizes={"train800val200": 8, "test": 5}), tmp_path / "cache")
     else:
         make_fewshot(tmp_path / "fs")
-        splits = READERS.get("fewshot")(DataRequest(tmp_path / "fs", "flowers", "final", 3, image_size=SIZE,
-                                                    cache_dir=tmp_path / "cache",
-                                                    options={"shots": 2, "split_seed": 0}))
+        splits = READERS.get("fewshot")(
+            DataRequest(
+                tmp_path / "fs",
+                "flowers",
+                "final",
+                3,
+                image_size=SIZE,
+                cache_dir=tmp_path / "cache",
+                options={"shots": 2, "split_seed": 0},
+            )
+        )
     for dataset, train in ((splits.train, True), (splits.evals["test"], False)):
         for seed in (0, 1):
             built, fetched = batches(dataset, True, seed, train), batches(dataset, False, seed, train)
@@ -183,8 +209,10 @@ def test_device_batches_equal_item_by_item_batches_under_the_same_seed(tmp_path,
             for a, b in zip(built, fetched, strict=True):
                 assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
     if suite == "fewshot":  # the random crop and flip really vary: two seeds give other pixels
-        assert not all(torch.equal(a[0], b[0]) for a, b in zip(batches(splits.train, True, 0),
-                                                                batches(splits.train, True, 1), strict=True))
+        assert not all(
+            torch.equal(a[0], b[0])
+            for a, b in zip(batches(splits.train, True, 0), batches(splits.train, True, 1), strict=True)
+        )
 
 
 def test_device_batches_serve_a_subset_and_skip_what_is_not_in_memory(tmp_path, monkeypatch):
@@ -195,8 +223,11 @@ def test_device_batches_serve_a_subset_and_skip_what_is_not_in_memory(tmp_path, 
     subset = torch.utils.data.Subset(splits.train, [4, 1])
     built = device_batches(subset, torch.device("cpu"))
     x, y, idx = built([0, 1])
-    assert idx.tolist() == [4, 1] and torch.equal(x[0], splits.train[4][0]) and y.tolist() == [splits.train[4][1],
-                                                                                                splits.train[1][1]]
+    assert (
+        idx.tolist() == [4, 1]
+        and torch.equal(x[0], splits.train[4][0])
+        and y.tolist() == [splits.train[4][1], splits.train[1][1]]
+    )
     assert device_batches(read(root).train, torch.device("cpu")) is None, "decoded images: the DataLoader fetches"
     monkeypatch.setattr(cache, "IN_MEMORY", 0)  # a cache this large stays memory-mapped on the host
     assert device_batches(read(root, tmp_path / "cache").train, torch.device("cpu")) is None

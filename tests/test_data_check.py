@@ -41,11 +41,24 @@ def test_good_trees_are_clean(suites, data):
         for result in check_suite(suite, data, full=True):
             assert (result.status, result.problems) == ("found", []), (suite.name, result)
     assert only("vtab", data).sizes == {"train800": 800, "val200": 200, "train800val200": 1000, "test": 30}
-    assert only("fewshot", data).sizes == {"train_1shot_seed0": 3, "train_1shot_seed1": 3, "train_2shot_seed0": 6,
-                                           "train_2shot_seed1": 6, "val": 3, "test": 6}
+    assert only("fewshot", data).sizes == {
+        "train_1shot_seed0": 3,
+        "train_1shot_seed1": 3,
+        "train_2shot_seed0": 6,
+        "train_2shot_seed1": 6,
+        "val": 3,
+        "test": 6,
+    }
     assert only("fgvc", data).sizes == {"train": 9, "val": 3, "test": 6}
-    assert only("domain", data).sizes == {"train_16shot_seed0": 10, "val": 5, "imagenet": 10, "imagenet_sketch": 10,
-                                          "imagenet_v2": 10, "imagenet_a": 4, "imagenet_r": 6}
+    assert only("domain", data).sizes == {
+        "train_16shot_seed0": 10,
+        "val": 5,
+        "imagenet": 10,
+        "imagenet_sketch": 10,
+        "imagenet_v2": 10,
+        "imagenet_a": 4,
+        "imagenet_r": 6,
+    }
 
 
 # each fault: (suite, what to break, relative to the data root; text the problem must contain)
@@ -53,17 +66,28 @@ FAULTS = {
     "missing folder": ("fgvc", lambda d: shutil.rmtree(d / "fgvc/CUB_200_2011"), "missing data folder"),
     "missing list": ("vtab", lambda d: (d / "vtab-1k/cifar/val200.txt").unlink(), "vtab-1k/cifar/val200.txt"),
     "missing test list": ("vtab", lambda d: (d / "vtab-1k/cifar/test.txt").unlink(), "vtab-1k/cifar/test.txt"),
-    "missing shot list": ("fewshot",
-                          lambda d: (d / "few-shot/oxford-flowers102/annotations/train_meta.list.num_shot_2.seed_1")
-                          .unlink(), "annotations/train_meta.list.num_shot_2.seed_1"),
-    "missing image": ("fewshot", lambda d: (d / "few-shot/oxford-flowers102/images/c1/img4.png").unlink(),
-                      "missing image"),
+    "missing shot list": (
+        "fewshot",
+        lambda d: (d / "few-shot/oxford-flowers102/annotations/train_meta.list.num_shot_2.seed_1").unlink(),
+        "annotations/train_meta.list.num_shot_2.seed_1",
+    ),
+    "missing image": (
+        "fewshot",
+        lambda d: (d / "few-shot/oxford-flowers102/images/c1/img4.png").unlink(),
+        "missing image",
+    ),
     "missing json": ("fgvc", lambda d: (d / "fgvc/CUB_200_2011/test.json").unlink(), "CUB_200_2011/test.json"),
     "missing target": ("domain", lambda d: shutil.rmtree(d / "domain/imagenet-a"), "domain/imagenet-a"),
-    "bad label": ("vtab", lambda d: _append(d / "vtab-1k/cifar/test.txt", "images/test/test0.jpg 7"),
-                  "test.txt:31: label 7 is outside [0, 3)"),
-    "wrong size": ("vtab", lambda d: _drop_last_line(d / "vtab-1k/cifar/train800.txt"),
-                   "lists 799 images, the protocol needs exactly 800"),
+    "bad label": (
+        "vtab",
+        lambda d: _append(d / "vtab-1k/cifar/test.txt", "images/test/test0.jpg 7"),
+        "test.txt:31: label 7 is outside [0, 3)",
+    ),
+    "wrong size": (
+        "vtab",
+        lambda d: _drop_last_line(d / "vtab-1k/cifar/train800.txt"),
+        "lists 799 images, the protocol needs exactly 800",
+    ),
 }
 
 
@@ -87,8 +111,10 @@ def test_each_fault_is_reported_with_its_path(suites, data, fault):
 def test_missing_image_names_the_image_and_the_list(suites, data):
     (data / "few-shot/oxford-flowers102/images/c1/img4.png").unlink()
     (problem,) = only("fewshot", data).problems
-    assert problem == (f"missing image {data}/few-shot/oxford-flowers102/images/c1/img4.png listed in "
-                       f"{data}/few-shot/oxford-flowers102/annotations/test_meta.list")
+    assert problem == (
+        f"missing image {data}/few-shot/oxford-flowers102/images/c1/img4.png listed in "
+        f"{data}/few-shot/oxford-flowers102/annotations/test_meta.list"
+    )
 
 
 def test_many_missing_images_are_counted_not_listed(suites, data):

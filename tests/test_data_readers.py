@@ -218,8 +218,10 @@ def test_imagenet_domain_targets(tmp_path):
     final = read("imagenet", tmp_path, "final", classes)
     assert len(final.train) == 2 * classes
     assert set(final.evals) == {"imagenet", "imagenet_sketch", "imagenet_v2", "imagenet_a", "imagenet_r"}
-    assert final.eval_classes == {"imagenet_a": [WNIDS.index(w) for w in A_WNIDS],
-                                  "imagenet_r": [WNIDS.index(w) for w in R_WNIDS]}
+    assert final.eval_classes == {
+        "imagenet_a": [WNIDS.index(w) for w in A_WNIDS],
+        "imagenet_r": [WNIDS.index(w) for w in R_WNIDS],
+    }
     for name in ("imagenet", "imagenet_sketch", "imagenet_v2"):
         assert labels(final.evals[name]) == [c for c in range(classes) for _ in range(2)], name
     for dataset in final.evals.values():
@@ -253,8 +255,7 @@ TUNE_CASES = {  # reader: (tree builder, options, test data the tune phase must 
     "vtab": (make_vtab, {}, ["test.txt", "images/test"]),
     "fewshot": (make_fewshot, {"shots": 1, "split_seed": 0}, ["annotations/test_meta.list"]),
     "fgvc": (make_fgvc, {}, ["test.json"]),
-    "imagenet": (make_domain, {}, ["imagenet/images/val", "imagenet-sketch", "imagenetv2", "imagenet-a",
-                                   "imagenet-r"]),
+    "imagenet": (make_domain, {}, ["imagenet/images/val", "imagenet-sketch", "imagenetv2", "imagenet-a", "imagenet-r"]),
 }
 
 

@@ -74,8 +74,9 @@ def test_readings_never_change_training_and_tune_never_reads_test(demo_weights, 
     from pacebench.plan.planner import PlanRequest, plan
     from pacebench.training import Environment, train_run
 
-    spec = plan(PlanRequest(suite="demo", methods=["pace"], phase=phase,
-                            train={"epochs": 3, "eval_every": 2, "batch_size": 32}))[0]
+    spec = plan(
+        PlanRequest(suite="demo", methods=["pace"], phase=phase, train={"epochs": 3, "eval_every": 2, "batch_size": 32})
+    )[0]
     opened = []
     import pacebench.training.image as train
 
@@ -90,8 +91,11 @@ def test_readings_never_change_training_and_tune_never_reads_test(demo_weights, 
     outs = {}
     for mode in ("off", "eval", "every"):
         records: list = []
-        result = train_run(spec, Environment(CPU, Path("."), num_workers=0, diagnostics=mode),
-                           lambda e, r, records=records: records.append(r))
+        result = train_run(
+            spec,
+            Environment(CPU, Path("."), num_workers=0, diagnostics=mode),
+            lambda e, r, records=records: records.append(r),
+        )
         outs[mode] = (result, records)
     off, ev, every = (outs[m] for m in ("off", "eval", "every"))
     for mode in ("eval", "every"):

@@ -96,7 +96,7 @@ class Extension:
     check: str
 
 
-PRELUDE = '''
+PRELUDE = """
 def finished(store, spec, **metrics):
     from pacebench.store import Claimant
     (run,) = store.enqueue([spec])
@@ -110,7 +110,7 @@ def tiny_vit():
     import torch
     torch.manual_seed(0)
     return timm.create_model("test_vit", num_classes=3, img_size=32, patch_size=8)  # 6 blocks, width 64
-'''
+"""
 
 # ---- a method --------------------------------------------------------------------------------------------------
 
@@ -147,18 +147,21 @@ class MyMethod(Method[MyConfig]):
 '''
 
 
-
 def table6_method() -> str:
     """The method as a Table-6 ablation: tagged for `pacebench ablate`, with its row name in the paper's table."""
     module = METHOD_MODULE.replace("import Method,", "import TABLE6, Method,")
-    return module.replace('    parts = ("ce", "logits")\n',
-                          '    parts = ("ce", "logits")\n    tags = frozenset({TABLE6})\n    paper_row = "+Mine"\n')
+    return module.replace(
+        '    parts = ("ce", "logits")\n',
+        '    parts = ("ce", "logits")\n    tags = frozenset({TABLE6})\n    paper_row = "+Mine"\n',
+    )
 
 
-METHOD = Extension({
-    "pacebench/core/methods/mymethod.py": New(METHOD_MODULE),
-    "pacebench/core/methods/__init__.py": edit((r"^MODULES = \([^)]*", ', "mymethod"')),
-}, '''
+METHOD = Extension(
+    {
+        "pacebench/core/methods/mymethod.py": New(METHOD_MODULE),
+        "pacebench/core/methods/__init__.py": edit((r"^MODULES = \([^)]*", ', "mymethod"')),
+    },
+    """
 import torch
 from pacebench.core.methods import METHODS, SetupInfo
 from pacebench.core.prepare import attach
@@ -172,13 +175,16 @@ ready = attach(tiny_vit(), "mymethod", SetupInfo(4, 3), rank=2, method_config=sp
 batch = (torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0]), torch.arange(4))
 out = ready.method.step(ready.model, batch, torch.optim.SGD(ready.params, lr=0.1), ready.params)
 assert set(out.parts) == {"ce", "logits"} and out.loss > out.parts["ce"] and out.grad_norm > 0
-''')
+""",
+)
 
-TABLE6_METHOD = Extension({
-    "pacebench/core/methods/mymethod.py": New(table6_method()),
-    "pacebench/core/methods/__init__.py": edit((r"^MODULES = \([^)]*", ', "mymethod"')),
-    "benchmarks/reference/table6_ablations.csv": append("+Mine,75.5,78.0,31.0,68.0,14.0,33.0\n"),
-}, '''
+TABLE6_METHOD = Extension(
+    {
+        "pacebench/core/methods/mymethod.py": New(table6_method()),
+        "pacebench/core/methods/__init__.py": edit((r"^MODULES = \([^)]*", ', "mymethod"')),
+        "benchmarks/reference/table6_ablations.csv": append("+Mine,75.5,78.0,31.0,68.0,14.0,33.0\n"),
+    },
+    """
 import pandas as pd
 from pacebench.core.methods import ABLATIONS, METHODS
 from pacebench.plan.planner import PlanRequest, plan
@@ -195,12 +201,14 @@ frame = gather("6", store).frame.set_index("method")
 assert frame.loc["mymethod", ["test acc", "paper (Table 6)"]].tolist() == [76.0, 75.5], frame
 paper = list(pd.read_csv(builtin_suites_dir() / "reference" / "table6_ablations.csv")["method"])
 assert [METHODS.get(m).paper_row for m in ABLATIONS] == paper, "Table 6's rows, in the paper's order"
-''')
+""",
+)
 
 # ---- an adapter kind -------------------------------------------------------------------------------------------
 
-KIND = Extension({
-    "pacebench/core/adapters/mykind.py": New('''"""`mykind`: a bottleneck after each block's MLP, h = rank."""
+KIND = Extension(
+    {
+        "pacebench/core/adapters/mykind.py": New('''"""`mykind`: a bottleneck after each block's MLP, h = rank."""
 
 from __future__ import annotations
 
@@ -235,8 +243,9 @@ register(Kind("mykind", "a bottleneck after each block's MLP, h = rank", "an exa
               "the bottleneck's output", build, size="bottleneck width h", default_size=8,
               why_not_mergeable="its ReLU sits between two projections"))
 '''),
-    "pacebench/core/adapters/__init__.py": edit((r"^MODULES = \([^)]*", ', "mykind"')),
-}, '''
+        "pacebench/core/adapters/__init__.py": edit((r"^MODULES = \([^)]*", ', "mykind"')),
+    },
+    """
 import torch
 from pacebench.core import adapters
 from pacebench.core.methods import SetupInfo
@@ -254,12 +263,14 @@ batch = (torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0]), torch.arange(4))
 ready.method.step(ready.model, batch, torch.optim.SGD(ready.params, lr=0.1), ready.params)
 [spec] = plan(PlanRequest(suite="demo", adapters=["mykind"], methods=["pace"]))
 assert (spec.train.adapter, spec.train.rank) == ("mykind", 8), spec.train  # demo's rank 4 is its own adapter's
-''')
+""",
+)
 
 # ---- a part of the paper's adapter family ----------------------------------------------------------------------
 
-PART = Extension({
-    "pacebench/core/adapters/mypart.py": New('''"""`mypart`: ΔW = diag(s) W0, Δb = s ⊙ b0."""
+PART = Extension(
+    {
+        "pacebench/core/adapters/mypart.py": New('''"""`mypart`: ΔW = diag(s) W0, Δb = s ⊙ b0."""
 
 from __future__ import annotations
 
@@ -284,10 +295,14 @@ class MyPart(AdapterPart):
     def delta_bias(self, base: nn.Linear) -> Tensor | None:
         return None if base.bias is None else self.scale * base.bias
 '''),
-    "pacebench/core/adapters/parts.py": edit((
-        r"^from pacebench\.core\.adapters import .*\n",
-        "from pacebench.core.adapters import mypart  # noqa: F401  (registration)\n")),
-}, '''
+        "pacebench/core/adapters/parts.py": edit(
+            (
+                r"^from pacebench\.core\.adapters import .*\n",
+                "from pacebench.core.adapters import mypart  # noqa: F401  (registration)\n",
+            )
+        ),
+    },
+    """
 import torch
 from pacebench.core import adapters
 
@@ -303,12 +318,14 @@ with torch.no_grad():
     with adapters.merged(model):
         merged = model(x)
 torch.testing.assert_close(merged, unmerged, rtol=1e-4, atol=1e-4)
-''')
+""",
+)
 
 # ---- a suite and its paper table -------------------------------------------------------------------------------
 
-SUITE = Extension({
-    "benchmarks/mysuite.toml": New('''# My suite: two data sets in VTAB-1k's layout, ViT-B/16 (ImageNet-21k).
+SUITE = Extension(
+    {
+        "benchmarks/mysuite.toml": New("""# My suite: two data sets in VTAB-1k's layout, ViT-B/16 (ImageNet-21k).
 name = "mysuite"
 description = "My suite: two VTAB-1k-style data sets, ViT-B/16 (IN-21k)"
 reader = "vtab"
@@ -336,10 +353,12 @@ aliases = ["a"]
 
 [datasets.beta]
 classes = 5
-'''),
-    "benchmarks/reference/table11_mysuite.csv": New("method,alpha,beta,mean\nLoRA+VPT,70.0,80.0,75.0\n"
-                                                    "+PACE,72.0,83.0,77.5\n"),
-}, '''
+"""),
+        "benchmarks/reference/table11_mysuite.csv": New(
+            "method,alpha,beta,mean\nLoRA+VPT,70.0,80.0,75.0\n+PACE,72.0,83.0,77.5\n"
+        ),
+    },
+    """
 from pacebench.plan.planner import PlanRequest, plan
 from pacebench.plan.suites import all_suites
 from pacebench.report.select import tables
@@ -358,16 +377,21 @@ for spec, acc in zip(specs, [71.0, 73.0, 81.0, 84.0]):
 frame = gather("mysuite", store).frame.set_index(["method", "source"])
 assert frame.loc[("pace", "measured"), ["alpha", "beta", "mean"]].tolist() == [73.0, 84.0, 78.5], frame
 assert frame.loc[("pace", "paper (+PACE)"), ["alpha", "beta", "mean"]].tolist() == [72.0, 83.0, 77.5], frame
-''')
+""",
+)
 
 # ---- a table over any suite ------------------------------------------------------------------------------------
 
-TABLE = Extension({
-    "pacebench/report/select.py": edit((
-        r"^CODE_TABLES = \((?:\n    .*)*",
-        '\n    TableEntry("mytable", "Per data set and method: test accuracy, mean ± std over seeds", Reads(),'
-        '\n               aliases=("mine",)),')),
-    "pacebench/report/tables/summary.py": append('''
+TABLE = Extension(
+    {
+        "pacebench/report/select.py": edit(
+            (
+                r"^CODE_TABLES = \((?:\n    .*)*",
+                '\n    TableEntry("mytable", "Per data set and method: test accuracy, mean ± std over seeds", Reads(),'
+                '\n               aliases=("mine",)),',
+            )
+        ),
+        "pacebench/report/tables/summary.py": append('''
 
 @gatherer("mytable")
 def my_table(store: Store, entry: TableEntry, suite: str | None = None, dataset: str | None = None) -> TableData:
@@ -386,7 +410,8 @@ def my_table(store: Store, entry: TableEntry, suite: str | None = None, dataset:
     return TableData("Test accuracy per method", pd.DataFrame(records), [*phase_notes(runs), *notes],
                      pm={TEST: TEST_STD}, formats=SUMMARY_FORMATS, headline=("data", "method", TEST))
 '''),
-}, '''
+    },
+    """
 from pacebench.plan.planner import PlanRequest, plan
 from pacebench.report.render import render
 from pacebench.report.select import CODE_TABLES, tables
@@ -402,7 +427,8 @@ data = gather("mine", store)
 assert data.frame[["method", "seeds", "test acc"]].values.tolist() == [["baseline", 2, 82.0]], data.frame
 assert "82.00 ± 2.83" in render(data, "md")
 assert sorted(GATHERS.names()) == sorted(t.name for t in CODE_TABLES), "every code table has one gather step"
-''')
+""",
+)
 
 # ---- a figure --------------------------------------------------------------------------------------------------
 
@@ -426,11 +452,14 @@ def _draw_final_accuracy(frame: pd.DataFrame, fig: Any) -> None:
 DRAWINGS.register("final-accuracy")(Drawing(final_accuracy_data, _draw_final_accuracy))
 '''
 
-FIGURE = Extension({
-    "pacebench/report/select.py": edit((r"^for _figure in \((?:\n    .*)*",
-                                        '\n    FigureEntry("final-accuracy", "Fig. 9"),')),
-    "pacebench/report/figures.py": append(FIGURE_DRAWING),
-}, '''
+FIGURE = Extension(
+    {
+        "pacebench/report/select.py": edit(
+            (r"^for _figure in \((?:\n    .*)*", '\n    FigureEntry("final-accuracy", "Fig. 9"),')
+        ),
+        "pacebench/report/figures.py": append(FIGURE_DRAWING),
+    },
+    """
 from pacebench.plan.planner import PlanRequest, plan
 from pacebench.report.figures import DRAWINGS, gather_figure, render_figure
 from pacebench.report.select import FIGURES
@@ -443,14 +472,17 @@ frame = gather_figure("final-accuracy", store, suite="demo")
 assert frame[["method", "mean"]].values.tolist() == [["baseline", 81.0], ["pace", 86.0]], frame
 assert render_figure("final-accuracy", frame).startswith(b"\\x89PNG")
 assert DRAWINGS.names() == FIGURES.names(), "every figure has one drawing, in the same order"
-''')
+""",
+)
 
 # ---- a figure with its own sweep -------------------------------------------------------------------------------
 
-SWEEP = Extension({
-    "pacebench/report/select.py": edit((r"^for _figure in \((?:\n    .*)*",
-                                        '\n    FigureEntry("sigma-sweep", "Fig. 10", Reads(sweep="mysweep")),')),
-    "pacebench/report/figures.py": append('''
+SWEEP = Extension(
+    {
+        "pacebench/report/select.py": edit(
+            (r"^for _figure in \((?:\n    .*)*", '\n    FigureEntry("sigma-sweep", "Fig. 10", Reads(sweep="mysweep")),')
+        ),
+        "pacebench/report/figures.py": append('''
 
 def sigma_sweep_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
                      options: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -476,11 +508,12 @@ def _draw_sigma_sweep(frame: pd.DataFrame, fig: Any) -> None:
 
 DRAWINGS.register("sigma-sweep")(Drawing(sigma_sweep_data, _draw_sigma_sweep))
 '''),
-    "pacebench/plan/sweeps.py": append('''
+        "pacebench/plan/sweeps.py": append("""
 SWEEPS.register("mysweep")(Sweep("mysweep", "pace over σ 0.5-2, the baseline beside (tune phase)",
                                  {"baseline": {}, "pace": {"sigma": [0.5, 1.0, 2.0]}}, "tune", "sigma-sweep"))
-'''),
-}, '''
+"""),
+    },
+    """
 from typer.testing import CliRunner
 
 from pacebench.choices import Phase
@@ -505,14 +538,19 @@ assert frame[frame["method"] == "pace"][["sigma", "mean"]].values.tolist() == [[
                                                                                  [2.0, 72.0]], frame
 assert render_figure("sigma-sweep", frame).startswith(b"\\x89PNG")
 assert DRAWINGS.names() == FIGURES.names()
-''')
+""",
+)
 
 # ---- a text task -----------------------------------------------------------------------------------------------
 
-TEXT = Extension({
-    "pacebench/text/tasks.py": Edit((
-        (r"^from pacebench\.data\.text import \(\n", "    mytask_files,\n"),
-        ("", '''
+TEXT = Extension(
+    {
+        "pacebench/text/tasks.py": Edit(
+            (
+                (r"^from pacebench\.data\.text import \(\n", "    mytask_files,\n"),
+                (
+                    "",
+                    '''
 
 @TASKS.register("mytask")
 class MyTask(TextTask):
@@ -546,11 +584,16 @@ class MyTask(TextTask):
         predicted, gold = torch.cat([p for p, _ in pairs]), torch.cat([y for _, y in pairs])
         right = (predicted == gold).numpy()
         return Scored(100.0 * float(right.mean()), predicted.numpy(), gold.numpy(), right, "accuracy")
-'''),
-    )),
-    "pacebench/data/text.py": Edit((
-        (r"^REPORTED = \{[^}]*", ', "mytask": "dev"'),
-        (r"^REPORTED = .*\n", '''
+''',
+                ),
+            )
+        ),
+        "pacebench/data/text.py": Edit(
+            (
+                (r"^REPORTED = \{[^}]*", ', "mytask": "dev"'),
+                (
+                    r"^REPORTED = .*\n",
+                    '''
 
 def read_sentences(path: Path) -> list[Example]:
     """mytask's files: one {"text": ..., "label": class id} object a line."""
@@ -567,10 +610,12 @@ def mytask_files(root: Path) -> dict[str, tuple[Path, Callable[[Path], list[Exam
 def mytask_layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     return _layout(mytask_files(root), REPORTED["mytask"], phase)
 
-'''),
-        (r"^LAYOUTS: dict\[str, LayoutFn\] = \{[^}]*", ', "mytask": mytask_layout'),
-    )),
-    "benchmarks/mytext.toml": New('''# My sentences with RoBERTa-base + LoRA (q, v): dev accuracy.
+''',
+                ),
+                (r"^LAYOUTS: dict\[str, LayoutFn\] = \{[^}]*", ', "mytask": mytask_layout'),
+            )
+        ),
+        "benchmarks/mytext.toml": New("""# My sentences with RoBERTa-base + LoRA (q, v): dev accuracy.
 name = "mytext"
 description = "My sentences: dev accuracy; RoBERTa-base + LoRA (q, v)"
 reader = "mytask"
@@ -588,8 +633,9 @@ drop_path = 0.0    # unused by text runs
 [datasets.sentences]
 classes = 2
 options = { max_seq_len = [128] }
-'''),
-}, '''
+"""),
+    },
+    """
 import json
 import torch
 from pacebench.data.base import data_options
@@ -616,12 +662,14 @@ assert len(task.splits(root, "tune").train) == 18  # phase 1 holds out 10% of tr
 items = task.encode(splits.train[:2], lambda texts, **kw: {"input_ids": [[1, 2, 3] for _ in texts]})
 assert items == [([1, 2, 3], 0), ([1, 2, 3], 1)] and task.settings.max_seq_len == 128
 assert "pace" in task.methods() and task.objective().loss(torch.zeros(2, 2), torch.tensor([0, 1])) > 0
-''')
+""",
+)
 
 # ---- the other registries --------------------------------------------------------------------------------------
 
-NOISE = Extension({
-    "pacebench/core/noise.py": append('''
+NOISE = Extension(
+    {
+        "pacebench/core/noise.py": append('''
 
 @NOISES.register("uniform_mul")
 def uniform_mul(t: Tensor, sigma: float) -> Tensor:
@@ -629,7 +677,8 @@ def uniform_mul(t: Tensor, sigma: float) -> Tensor:
     u = torch.rand(noise_shape(t), device=t.device, dtype=t.dtype)
     return t * (1 + sigma * 3 ** 0.5 * (2 * u - 1))
 '''),
-}, '''
+    },
+    """
 import torch
 from pacebench.core import adapters
 from pacebench.core.noise import NOISES, Noise
@@ -646,18 +695,21 @@ with torch.no_grad():
 sigmas = adapters.apply_noise(model.train(), "uniform_mul", 1.0)
 x = torch.randn(2, 3, 32, 32)
 assert len(sigmas) == 7 and not torch.equal(model(x), model(x)), "the noise is drawn in training"
-''')
+""",
+)
 
-SCHEDULE = Extension({
-    "pacebench/choices.py": enum_member("Schedule", 'head_only = "head_only"  # σ on the head only'),
-    "pacebench/core/noise.py": append('''
+SCHEDULE = Extension(
+    {
+        "pacebench/choices.py": enum_member("Schedule", 'head_only = "head_only"  # σ on the head only'),
+        "pacebench/core/noise.py": append('''
 
 @SCHEDULES.register(Schedule.head_only)
 def head_only_schedule(family: str, depth: int, sigma: float) -> list[float]:
     """σ on the classification head only, none on the blocks."""
     return [0.0] * depth + [sigma]
 '''),
-}, '''
+    },
+    """
 from pacebench.choices import Schedule
 from pacebench.core.methods import METHODS
 from pacebench.core.noise import SCHEDULES, schedule
@@ -665,18 +717,21 @@ from pacebench.core.noise import SCHEDULES, schedule
 assert schedule("head_only", "vit", 3, 1.5) == [0.0, 0.0, 0.0, 1.5]
 assert METHODS.get("pace").make_config({"schedule": "head_only"}).schedule == "head_only"
 assert list(SCHEDULES.names()) == list(Schedule), "every schedule has one implementation, in the enum's order"
-''')
+""",
+)
 
-FORMAT = Extension({
-    "pacebench/choices.py": enum_member("Format", 'tsv = "tsv"'),
-    "pacebench/report/render.py": append('''
+FORMAT = Extension(
+    {
+        "pacebench/choices.py": enum_member("Format", 'tsv = "tsv"'),
+        "pacebench/report/render.py": append('''
 
 @FORMATS.register(Format.tsv)
 def to_tsv(data: TableData, wide: bool = True) -> str:
     """Tab-separated values, std columns kept separate, missing values as "–"."""
     return data.frame.to_csv(sep="\\t", index=False, na_rep=MISSING, float_format="%.6g", lineterminator="\\n")
 '''),
-}, '''
+    },
+    """
 from pacebench.choices import Format
 from pacebench.plan.planner import PlanRequest, plan
 from pacebench.report.render import FORMATS, render_table
@@ -688,11 +743,15 @@ finished(store, spec, test_acc=80.0, train_acc=90.0)
 text = render_table("demo", store, Format("tsv"))
 assert text.splitlines()[0].startswith("method\\t") and "\\t80\\t" in text, text
 assert sorted(FORMATS.names()) == sorted(Format), "every format has one renderer"
-''')
+""",
+)
 
-TABLE_LAYOUT = Extension({
-    "pacebench/choices.py": enum_member("TableLayout", 'gap = "gap"  # a column per dataset: train - test accuracy'),
-    "pacebench/report/tables/paper.py": append('''
+TABLE_LAYOUT = Extension(
+    {
+        "pacebench/choices.py": enum_member(
+            "TableLayout", 'gap = "gap"  # a column per dataset: train - test accuracy'
+        ),
+        "pacebench/report/tables/paper.py": append('''
 
 @LAYOUTS.register(TableLayout.gap)
 def by_gap(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord]) -> TableData:
@@ -704,7 +763,8 @@ def by_gap(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord]) -
 
     return _wide(title, suite, table, runs, list(suite.datasets), values, lambda row: {"mean": mean(row.values())})
 '''),
-}, '''
+    },
+    """
 import os
 from pacebench.choices import TableLayout
 from pacebench.plan.planner import PlanRequest, plan
@@ -723,10 +783,12 @@ finished(store, spec, test_acc=80.0, train_acc=95.0)
 frame = gather("gaps", store).frame
 assert frame[["method", "digits", "mean"]].values.tolist() == [["baseline", 15.0, 15.0]], frame
 assert sorted(LAYOUTS.names()) == sorted(TableLayout), "every layout has one function"
-''')
+""",
+)
 
-DATA_LAYOUT = Extension({
-    "pacebench/data/mylayout.py": New('''"""Reader "mylayout": a folder per split, a sub-folder per class.
+DATA_LAYOUT = Extension(
+    {
+        "pacebench/data/mylayout.py": New('''"""Reader "mylayout": a folder per split, a sub-folder per class.
 
     <data root>/<data_dir>/<dataset>/
         train/<class>/*.png     the class sub-folders in sorted order are classes 0..K-1
@@ -771,9 +833,14 @@ def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int)
     return Layout(tuple(_source(root, s, num_classes) for s in train),
                   {name: _source(root, s, num_classes) for name, s in evals.items()})
 '''),
-    "pacebench/data/__init__.py": edit((r"^from pacebench\.data import .*\n",
-                                        "from pacebench.data import mylayout  # noqa: F401  (registration)\n")),
-}, '''
+        "pacebench/data/__init__.py": edit(
+            (
+                r"^from pacebench\.data import .*\n",
+                "from pacebench.data import mylayout  # noqa: F401  (registration)\n",
+            )
+        ),
+    },
+    """
 from PIL import Image
 from pacebench.data import READERS, DataRequest
 from pacebench.data.check import check_dataset
@@ -793,7 +860,8 @@ splits = READERS.get("mylayout")(DataRequest(root, "shapes", "final", 2, image_s
 assert (len(splits.train), len(splits.evals["test"])) == (8, 4)
 image, label, index = splits.train[7]
 assert tuple(image.shape) == (3, 16, 16) and (label, index) == (1, 7)
-''')
+""",
+)
 
 EXTENSIONS: dict[str, Extension] = {  # doc heading -> the extension its line describes
     "A method": METHOD,
@@ -839,9 +907,11 @@ def build(copy: Path, files: dict[str, New | Edit]) -> Path:
                 text += insert
                 continue
             found = list(re.finditer(after, text, flags=re.M))
-            assert len(found) == 1, (f"{path}: {len(found)} matches of {after!r}, expected one (the code changed: "
-                                     "update this test and docs/extending.md together)")
-            text = text[:found[0].end()] + insert + text[found[0].end():]
+            assert len(found) == 1, (
+                f"{path}: {len(found)} matches of {after!r}, expected one (the code changed: "
+                "update this test and docs/extending.md together)"
+            )
+            text = text[: found[0].end()] + insert + text[found[0].end() :]
         target.write_text(text, encoding="utf-8")
     return copy
 
@@ -894,16 +964,24 @@ print("RESULT " + json.dumps(result))
 
 
 def run_checks(tmp: Path, extension: Extension) -> dict[str, str]:
-    """"live" or the traceback, for the copy with every file of `extension` ("all") and for each copy without one
+    """ "live" or the traceback, for the copy with every file of `extension` ("all") and for each copy without one
     of them (by that file's path), all from one interpreter that finds the full copy through PYTHONPATH."""
     full = build(tmp / "all", extension.files)
-    without = {path: str(build(tmp / f"without{i}", {p: c for p, c in extension.files.items() if p != path}))
-               for i, path in enumerate(extension.files)}
-    job = {"all": str(full), "without": without, "prelude": PRELUDE, "check": extension.check,
-           "tmp": str(tmp / "check")}
+    without = {
+        path: str(build(tmp / f"without{i}", {p: c for p, c in extension.files.items() if p != path}))
+        for i, path in enumerate(extension.files)
+    }
+    job = {
+        "all": str(full),
+        "without": without,
+        "prelude": PRELUDE,
+        "check": extension.check,
+        "tmp": str(tmp / "check"),
+    }
     env = {k: v for k, v in os.environ.items() if k != "PACEBENCH_SUITES"} | {"PYTHONPATH": str(full)}
-    done = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(job)], cwd=tmp, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(job)], cwd=tmp, env=env, capture_output=True, text=True, timeout=300
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, f"the checking interpreter failed:\n{done.stdout}\n{done.stderr}"
     return json.loads(lines[-1].removeprefix("RESULT "))
@@ -923,8 +1001,9 @@ def test_the_files_the_doc_names_make_the_extension_live_and_each_is_needed(head
     extension = EXTENSIONS[heading]
     paths = [path for path, _ in entries]
     assert count == len(paths), f"{heading}: the line says {count} files and names {len(paths)}"
-    assert sorted(paths) == sorted(extension.files), f"{heading}: the doc names {paths}, the extension writes " \
-                                                     f"{sorted(extension.files)}"
+    assert sorted(paths) == sorted(extension.files), (
+        f"{heading}: the doc names {paths}, the extension writes {sorted(extension.files)}"
+    )
     for path, what in entries:
         is_new = isinstance(extension.files[path], New)
         assert (what == "new") == is_new, f"{heading}: {path} is {'new' if is_new else 'edited'}, the doc says {what!r}"

@@ -113,8 +113,9 @@ def test_pace_runs_the_noise_free_prefix_once(make_vit):
     rows: dict[int, int] = {}
     for i, block in enumerate(ready.model.blocks):
         block.register_forward_hook(lambda m, args, out, i=i: rows.__setitem__(i, out.shape[0]))
-    logits = ready.method.loss(ready.model, torch.randn(B, 3, 32, 32), torch.zeros(B, dtype=torch.long),
-                               torch.arange(B)).logits
+    logits = ready.method.loss(
+        ready.model, torch.randn(B, 3, 32, 32), torch.zeros(B, dtype=torch.long), torch.arange(B)
+    ).logits
     assert rows == {0: B, 1: 2 * B, 2: 2 * B} and logits.shape[0] == B
     assert not any(b._forward_pre_hooks for b in ready.model.blocks), "the duplicating hook is removed"
 
@@ -135,6 +136,7 @@ def test_no_prefix_when_the_stem_or_first_block_is_stochastic(make_vit):
 def test_compiled_blocks_equal_eager(make_vit, name):
     """Dynamo traces the blocks (hooks, shared DropPath, noise) with AOT autograd; random ops use eager's
     generator, so the same seed gives the same loss and gradients."""
+
     def run(compiled: bool) -> tuple[Tensor, list[Tensor]]:
         ready = attach(make_vit(depth=2, drop_path_rate=0.2), name, SetupInfo(10, CLASSES), "lora_mul+vpt_add", 2)
         randomise_adapters(ready.model)
@@ -148,8 +150,9 @@ def test_compiled_blocks_equal_eager(make_vit, name):
 
 @pytest.mark.parametrize("group", ["window", "sample"])
 def test_swin_fast_equals_plain_for_both_noise_groups(make_swin, group):
-    ready = attach(make_swin(drop_path_rate=0.2), "pace", SetupInfo(10, CLASSES), "lora_mul+vpt_add", 2,
-                   {"noise_group": group})
+    ready = attach(
+        make_swin(drop_path_rate=0.2), "pace", SetupInfo(10, CLASSES), "lora_mul+vpt_add", 2, {"noise_group": group}
+    )
     randomise_adapters(ready.model)
     x, y = torch.randn(B, 3, 32, 32, generator=torch.Generator().manual_seed(2)), torch.arange(B) % CLASSES
     fast = grads_and_loss(lambda: ready.method.loss(ready.model, x, y, torch.arange(B)).loss, ready.params, seed=4)
@@ -194,17 +197,22 @@ def test_a_training_step_never_reads_a_tensor_on_the_host(make_vit, name, monkey
     ready = attach(make_vit(depth=2, drop_path_rate=0.2), name, SetupInfo(10, CLASSES), "lora_mul+vpt_add", 2)
     optimizer = torch.optim.AdamW(ready.params, lr=1e-3)
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(B, 3, 32, 32, generator=g), torch.randint(0, CLASSES, (B,), generator=g), torch.arange(B))
-               for _ in range(3)]
+    batches = [
+        (torch.randn(B, 3, 32, 32, generator=g), torch.randint(0, CLASSES, (B,), generator=g), torch.arange(B))
+        for _ in range(3)
+    ]
     guarded = {"on": True}
-    originals = {name: getattr(torch.Tensor, name) for name in
-                 ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy")}
+    originals = {
+        name: getattr(torch.Tensor, name)
+        for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy")
+    }
 
     def refusing(original):
         def read(*args, **kwargs):
             if guarded["on"]:
                 raise HostRead(f"a tensor was read on the host ({original.__name__}) inside a training step")
             return original(*args, **kwargs)
+
         return read
 
     for attr, original in originals.items():

@@ -42,10 +42,15 @@ def test_a_changed_label_order_or_list_changes_the_fingerprint(suites, tmp_path,
     before = vtab_fingerprint(data)
     path = data / "vtab-1k/cifar/test.txt"
     lines = path.read_text().splitlines()
-    edits = {"label": lambda ls: [ls[0].rsplit(" ", 1)[0] + " 2", *ls[1:]] if not ls[0].endswith(" 2")
-             else [ls[0].rsplit(" ", 1)[0] + " 1", *ls[1:]],
-             "list order": lambda ls: [ls[1], ls[0], *ls[2:]],
-             "list": lambda ls: ls[:-1]}
+    edits = {
+        "label": lambda ls: (
+            [ls[0].rsplit(" ", 1)[0] + " 2", *ls[1:]]
+            if not ls[0].endswith(" 2")
+            else [ls[0].rsplit(" ", 1)[0] + " 1", *ls[1:]]
+        ),
+        "list order": lambda ls: [ls[1], ls[0], *ls[2:]],
+        "list": lambda ls: ls[:-1],
+    }
     path.write_text("\n".join(edits[change](lines)) + "\n")
     assert vtab_fingerprint(data) != before
 
@@ -54,10 +59,15 @@ def test_every_split_of_both_phases_and_every_variant_is_covered(suites, tmp_pat
     data = make_all(tmp_path / "d")
     suite = load_suite("fewshot")
     names = {src.path.name for src in fp.sources(suite, suite.dataset("flowers"), data)}
-    assert {"train_meta.list.num_shot_1.seed_0", "train_meta.list.num_shot_2.seed_1", "val_meta.list",
-            "test_meta.list"} <= names
-    assert len({src.path.name for src in fp.sources(load_suite("vtab"), load_suite("vtab").dataset("cifar"),
-                                                    data)}) == 4  # train800, val200, train800val200, test
+    assert {
+        "train_meta.list.num_shot_1.seed_0",
+        "train_meta.list.num_shot_2.seed_1",
+        "val_meta.list",
+        "test_meta.list",
+    } <= names
+    assert (
+        len({src.path.name for src in fp.sources(load_suite("vtab"), load_suite("vtab").dataset("cifar"), data)}) == 4
+    )  # train800, val200, train800val200, test
 
 
 def test_a_folder_and_its_pack_of_the_same_files_agree(suites, tmp_path):

@@ -44,8 +44,12 @@ def pack_vtab_like_authors(images: Path, target: Path) -> None:
 def pack_fewshot_like_authors(images: Path, target: Path, annotations: Path) -> None:
     """As convert_to_hdf5.py (task fs) writes it: one dataset per image named in any annotation list, keyed by
     its path relative to images/ (h5py makes the class folder a group)."""
-    names = {line.strip().rsplit(" ", 1)[0] for ann in annotations.iterdir() for line in ann.read_text().splitlines()
-             if line.strip()}
+    names = {
+        line.strip().rsplit(" ", 1)[0]
+        for ann in annotations.iterdir()
+        for line in ann.read_text().splitlines()
+        if line.strip()
+    }
     with h5py.File(target, "w") as h5:
         for name in sorted(names):
             h5.create_dataset(name, data=np.asarray((images / name).read_bytes()))
@@ -64,8 +68,9 @@ def test_vtab_reads_the_authors_pack_exactly_as_the_folder(tmp_path):
     packed = read("vtab", tmp_path, "final")
     for name, dataset in [("train", packed.train), *packed.evals.items()]:
         got = tensors(dataset)
-        assert len(got) == len(expected[name]) and all(torch.equal(a, b) for a, b in zip(got, expected[name],
-                                                                                          strict=True))
+        assert len(got) == len(expected[name]) and all(
+            torch.equal(a, b) for a, b in zip(got, expected[name], strict=True)
+        )
 
 
 def test_pack_is_opened_per_dataloader_worker(tmp_path):
@@ -117,8 +122,9 @@ def test_domain_targets_and_class_order_read_from_packs(tmp_path):
         assert dataset.base.items == expected.evals[name].base.items, name
         assert torch.equal(dataset[len(dataset) - 1][0], expected.evals[name][len(dataset) - 1][0]), name
     suite = Suite("d", "", "imagenet", "", "vit", {})
-    result = check_dataset(suite, DatasetDef("imagenet", len(WNIDS), ".", options={"shots": [16], "split_seed": [0]}),
-                           tmp_path, full=True)
+    result = check_dataset(
+        suite, DatasetDef("imagenet", len(WNIDS), ".", options={"shots": [16], "split_seed": [0]}), tmp_path, full=True
+    )
     assert (result.status, result.problems) == ("found", []) and len(result.notes) == 5
 
 
@@ -193,8 +199,9 @@ def test_data_check_shows_the_fgvc_mapping(tmp_path):
     one_based(tmp_path / "fgvc" / "CUB")
     suite = Suite("f", "", "fgvc", "fgvc", "vit", {})
     result = check_dataset(suite, DatasetDef("cub", 3, "CUB"), tmp_path)
-    assert result.status == "found" and result.notes == ["labels renumbered (sorted train ids -> class index): "
-                                                         "1->0, 2->1, 3->2"]
+    assert result.status == "found" and result.notes == [
+        "labels renumbered (sorted train ids -> class index): 1->0, 2->1, 3->2"
+    ]
 
 
 # ------------------------------------------------------------------------------------------------------ Google .npz
@@ -294,10 +301,35 @@ def test_pack_one_based_labels_and_npz_through_data_check_and_run(tmp_path, monk
     runner, db = CliRunner(), f"sqlite:///{tmp_path}/r.db"
     try:
         check = runner.invoke(app, ["data", "check", "fgvc", "--root", str(tmp_path / "data")])
-        run = runner.invoke(app, ["run", "fgvc", "--datasets", "cub", "-m", "pace", "--backbone", ARCH, "--weights",
-                                  str(google_npz[1]), "-t", f"image_size={SIZE}", "-t", "batch_size=4", "--epochs",
-                                  "1", "--device", "cpu", "--workers", "2", "--data-root", str(tmp_path / "data"),
-                                  "--db", db])
+        run = runner.invoke(
+            app,
+            [
+                "run",
+                "fgvc",
+                "--datasets",
+                "cub",
+                "-m",
+                "pace",
+                "--backbone",
+                ARCH,
+                "--weights",
+                str(google_npz[1]),
+                "-t",
+                f"image_size={SIZE}",
+                "-t",
+                "batch_size=4",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--workers",
+                "2",
+                "--data-root",
+                str(tmp_path / "data"),
+                "--db",
+                db,
+            ],
+        )
     finally:
         all_suites.cache_clear()
     assert "cub: labels renumbered (sorted train ids -> class index): 1->0, 2->1, 3->2" in check.output

@@ -46,8 +46,9 @@ runner = CliRunner()
 
 
 def specs(seeds=(0,), epochs: int = 2, methods=("baseline",)):
-    return plan(PlanRequest(suite="demo", methods=list(methods), seeds=list(seeds),
-                            train={"epochs": epochs, "batch_size": 16}))
+    return plan(
+        PlanRequest(suite="demo", methods=list(methods), seeds=list(seeds), train={"epochs": epochs, "batch_size": 16})
+    )
 
 
 def dead_pid() -> int:
@@ -63,17 +64,23 @@ def sqlite_error(message: str) -> OperationalError:
     return OperationalError("INSERT ...", {}, sqlite3.OperationalError(message))
 
 
-@pytest.mark.parametrize(("dialect", "error", "transient"), [
-    ("sqlite", sqlite_error("database is locked"), True),
-    ("sqlite", sqlite_error("attempt to write a readonly database"), True),
-    ("sqlite", sqlite_error("unable to open database file"), True),
-    ("sqlite", sqlite_error("database or disk is full"), False),
-    ("sqlite", sqlite_error("no such table: runs"), False),
-    ("postgresql", OperationalError("SELECT 1", {}, Exception("terminating connection due to administrator "
-                                                               "command")), True),
-    ("postgresql", IntegrityError("INSERT ...", {}, Exception("duplicate key")), False),
-    ("postgresql", ValueError("not a database error"), False),
-])
+@pytest.mark.parametrize(
+    ("dialect", "error", "transient"),
+    [
+        ("sqlite", sqlite_error("database is locked"), True),
+        ("sqlite", sqlite_error("attempt to write a readonly database"), True),
+        ("sqlite", sqlite_error("unable to open database file"), True),
+        ("sqlite", sqlite_error("database or disk is full"), False),
+        ("sqlite", sqlite_error("no such table: runs"), False),
+        (
+            "postgresql",
+            OperationalError("SELECT 1", {}, Exception("terminating connection due to administrator command")),
+            True,
+        ),
+        ("postgresql", IntegrityError("INSERT ...", {}, Exception("duplicate key")), False),
+        ("postgresql", ValueError("not a database error"), False),
+    ],
+)
 def test_transient_database_errors_are_told_from_faults(dialect, error, transient):
     assert is_transient(error, dialect) is transient
 
@@ -223,8 +230,17 @@ def test_a_worker_exits_1_when_a_run_it_trained_failed(tmp_path, results, monkey
     monkeypatch.setenv("PACEBENCH_MAX_ATTEMPTS", "1")
     db = f"sqlite:///{tmp_path}/r.db"
     store = Store(db)
-    store.enqueue(plan(PlanRequest(suite="demo", methods=["pace"], seeds=[0], method={"sigma": "1e30"},
-                                   train={"epochs": 1, "batch_size": 16})))
+    store.enqueue(
+        plan(
+            PlanRequest(
+                suite="demo",
+                methods=["pace"],
+                seeds=[0],
+                method={"sigma": "1e30"},
+                train={"epochs": 1, "batch_size": 16},
+            )
+        )
+    )
     result = runner.invoke(app, ["worker", "--device", "cpu", "--workers", "0", "--db", db])
     assert result.exit_code == 1 and "1 failed" in result.output, result.output
     assert [r.status for r in store.runs()] == [Status.failed]
@@ -268,17 +284,38 @@ def results_folder(tmp_path: Path, results: Path) -> Path:
 def environment(folder: Path, **extra: str) -> dict[str, str]:
     """Short heartbeats (lease 10 s: well over the store's longest back-off, even on a loaded machine), a grace that
     bounds a failing test."""
-    return {**os.environ, "PACEBENCH_RESULTS": str(folder), "PYTHONPATH": str(REPO), "PACEBENCH_HEARTBEAT_S": "0.2",
-            "PACEBENCH_MISSED_BEATS": "50", "PACEBENCH_POLL_S": "0.2", "PACEBENCH_DB_GRACE_S": "120", **extra}
+    return {
+        **os.environ,
+        "PACEBENCH_RESULTS": str(folder),
+        "PYTHONPATH": str(REPO),
+        "PACEBENCH_HEARTBEAT_S": "0.2",
+        "PACEBENCH_MISSED_BEATS": "50",
+        "PACEBENCH_POLL_S": "0.2",
+        "PACEBENCH_DB_GRACE_S": "120",
+        **extra,
+    }
 
 
 def pacebench(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pacebench", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pacebench", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
-SWEEP = ["run", "demo", "--methods", "baseline,pace", "--epochs", "2", "-t", "batch_size=16", "--device", "cpu",
-         "--jobs", "2"]
+SWEEP = [
+    "run",
+    "demo",
+    "--methods",
+    "baseline,pace",
+    "--epochs",
+    "2",
+    "-t",
+    "batch_size=16",
+    "--device",
+    "cpu",
+    "--jobs",
+    "2",
+]
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 300.0) -> None:
@@ -367,8 +404,15 @@ def test_a_two_worker_sweep_rides_out_a_restart_a_stop_and_dropped_connections(p
     workers = [line for line in lines.seen.values() if " worker " in line]
     assert len(workers) >= 2 and not any(SECRET in line for line in workers), workers
     page = tmp_path / "report.html"
-    shown = [runner.invoke(app, [*command, "--db", url]) for command in (
-        ["status"], ["runs"], ["db", "upgrade"], ["report", "--all", "--format", "html", "--out", str(page)])]
+    shown = [
+        runner.invoke(app, [*command, "--db", url])
+        for command in (
+            ["status"],
+            ["runs"],
+            ["db", "upgrade"],
+            ["report", "--all", "--format", "html", "--out", str(page)],
+        )
+    ]
     assert all(r.exit_code == 0 for r in shown), [r.output for r in shown]
     assert "postgres:***@" in page.read_text() and "postgres:***@" in shown[1].output
     with connect() as conn:
@@ -384,8 +428,9 @@ def test_past_its_grace_a_worker_stops_cleanly_and_a_rerun_finishes(pg_server, t
     env = environment(results_folder(tmp_path, results), PACEBENCH_DB_GRACE_S="2", PACEBENCH_CHECKPOINT_EVERY="1")
     worker = ["worker", "--device", "cpu", "--workers", "0", "--db", url]
     proc = pacebench(*worker, env=env)
-    wait_for(lambda: count("select count(*) from epochs", lambda: psycopg.connect(url.replace("+psycopg", ""))) >= 2,
-             proc)
+    wait_for(
+        lambda: count("select count(*) from epochs", lambda: psycopg.connect(url.replace("+psycopg", ""))) >= 2, proc
+    )
     pg_server.pause()
     try:
         output = proc.communicate(timeout=120)[0]

@@ -56,8 +56,9 @@ def store(request, tmp_path):
 
 
 def test_a_worker_stores_the_predictions_with_the_runs_finish(store, results):
-    [spec] = with_fingerprints(plan(PlanRequest(suite="demo", methods=["baseline"],
-                                                train={"epochs": 1, "batch_size": 32})), Path("data"))
+    [spec] = with_fingerprints(
+        plan(PlanRequest(suite="demo", methods=["baseline"], train={"epochs": 1, "batch_size": 32})), Path("data")
+    )
     store.enqueue([spec])
     assert Worker(store, CPU, keys=None).work() == Counter({"done": 1})
     [run] = store.runs()
@@ -72,10 +73,20 @@ def test_predictions_round_trip_compactly_and_share_their_ids(store):
     rng = np.random.default_rng(0)
     for seed in (0, 1):
         pred, target = rng.integers(0, 5, 1000), rng.integers(0, 5, 1000)
-        spec = RunSpec(suite="demo", dataset="digits", method="baseline", seed=seed, train=TrainConfig(epochs=1),
-                       backbone="vit_demo")
-        run = written_run(store, spec, {"test_acc": 50.0},
-                          predictions={"test": Predictions("test", ids, pred, target, pred == target)})
+        spec = RunSpec(
+            suite="demo",
+            dataset="digits",
+            method="baseline",
+            seed=seed,
+            train=TrainConfig(epochs=1),
+            backbone="vit_demo",
+        )
+        run = written_run(
+            store,
+            spec,
+            {"test_acc": 50.0},
+            predictions={"test": Predictions("test", ids, pred, target, pred == target)},
+        )
         got = store.predictions([run.id])[(run.id, "test")]
         assert got.ids == ids and np.array_equal(got.predicted, pred) and np.array_equal(got.correct, pred == target)
     if isinstance(store, Store):
@@ -90,8 +101,9 @@ def test_runs_on_two_copies_of_the_data_are_neither_skipped_pooled_nor_paired(tm
     the B run is not taken for the done A run, a table shows one copy and says it left the other out, and compare
     never pairs them."""
     store = Store(f"sqlite:///{tmp_path}/c.db")
-    base = RunSpec(suite="demo", dataset="digits", method="baseline", seed=0, train=TrainConfig(epochs=1),
-                   backbone="vit_demo")
+    base = RunSpec(
+        suite="demo", dataset="digits", method="baseline", seed=0, train=TrainConfig(epochs=1), backbone="vit_demo"
+    )
     a, b = base.with_(data_fingerprint="aaaaaaaaaaaaaaaa"), base.with_(data_fingerprint="bbbbbbbbbbbbbbbb")
     assert run_key(a) != run_key(b) != run_key(base)
     written_run(store, a, {"test_acc": 80.0, "evals": {"test": 80.0}})
@@ -103,14 +115,16 @@ def test_runs_on_two_copies_of_the_data_are_neither_skipped_pooled_nor_paired(tm
     assert list(table.frame["test acc"]) == [81.0]  # copy A's two runs, never averaged with B's
     assert any("another copy of their data set" in n for n in table.notes)
     for seed in (0, 1):
-        written_run(store, a.with_(method="pace", seed=seed, method_config={"lam": 1.0}),
-                    {"test_acc": 90.0 + seed, "evals": {"test": 90.0 + seed}})
+        written_run(
+            store,
+            a.with_(method="pace", seed=seed, method_config={"lam": 1.0}),
+            {"test_acc": 90.0 + seed, "evals": {"test": 90.0 + seed}},
+        )
     result = compare(store.runs(status="done"), lambda ids: {}, Side("pace"), Side("baseline"))
     [row] = result.rows
     assert row.seeds_b == 2 and row.difference.mean_b == 81.0  # B's run is in another group, left out
     assert any("no finished final-phase runs of pace" in n for n in result.notes)
-    listed = CliRunner().invoke(app, ["runs", "--wide", "--db", f"sqlite:///{tmp_path}/c.db"],
-                                env={"COLUMNS": "250"})
+    listed = CliRunner().invoke(app, ["runs", "--wide", "--db", f"sqlite:///{tmp_path}/c.db"], env={"COLUMNS": "250"})
     assert listed.exit_code == 0 and "aaaaaaaaaaaaaaaa" in listed.output and "bbbbbbbbbbbbbbbb" in listed.output
     assert "demo/digits aaaaaaaaaaaaaaaa (4)" in provenance(store.runs(status="done"))
 

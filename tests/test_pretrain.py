@@ -38,8 +38,9 @@ def test_two_concurrent_first_runs_train_it_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pretrain, "_train", slow_train)
     results: list = []
-    threads = [threading.Thread(target=lambda: results.append(pretrain.pretrain_demo_backbone(epochs=1)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(pretrain.pretrain_demo_backbone(epochs=1))) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -45,14 +45,36 @@ def guarded(runs: list[RunRecord]) -> list[RunRecord]:
     return [dataclasses.replace(r, metrics=ValOnly(r.metrics)) for r in runs]
 
 
-def make_run(store: Store, *, method: str = "pace", config: dict | None = None, seed: int = 0, val: float | None = 50.0,
-             test: float | None = None, phase: str = "tune", status: str = "done", weights: str = W1,
-             options: dict | None = None, train: TrainConfig | None = None, dataset: str = "digits") -> RunRecord:
-    spec = RunSpec(suite="demo", dataset=dataset, method=method, seed=seed, train=train or TrainConfig(epochs=3),
-                   backbone="vit_demo", weights_sha256=weights, method_config=config or {},
-                   data_options={"shots": 10} if options is None else options, phase=phase)  # type: ignore[arg-type]
-    return written_run(store, spec, {"val_acc": val, "test_acc": test, "train_acc": 99.0, "evals": {"val": val}},
-                       status=status)
+def make_run(
+    store: Store,
+    *,
+    method: str = "pace",
+    config: dict | None = None,
+    seed: int = 0,
+    val: float | None = 50.0,
+    test: float | None = None,
+    phase: str = "tune",
+    status: str = "done",
+    weights: str = W1,
+    options: dict | None = None,
+    train: TrainConfig | None = None,
+    dataset: str = "digits",
+) -> RunRecord:
+    spec = RunSpec(
+        suite="demo",
+        dataset=dataset,
+        method=method,
+        seed=seed,
+        train=train or TrainConfig(epochs=3),
+        backbone="vit_demo",
+        weights_sha256=weights,
+        method_config=config or {},
+        data_options={"shots": 10} if options is None else options,
+        phase=phase,
+    )  # type: ignore[arg-type]
+    return written_run(
+        store, spec, {"val_acc": val, "test_acc": test, "train_acc": 99.0, "evals": {"val": val}}, status=status
+    )
 
 
 @pytest.fixture
@@ -75,7 +97,7 @@ def test_selects_the_highest_mean_val_acc_and_never_reads_test(store):
     assert list(best) == [DIGITS]
     chosen = best[DIGITS]
     assert chosen.method_config["lam"] == 1.0
-    assert chosen.val_acc == pytest.approx(84.0) and chosen.val_std == pytest.approx(2 ** 0.5)
+    assert chosen.val_acc == pytest.approx(84.0) and chosen.val_std == pytest.approx(2**0.5)
     assert (chosen.seeds, chosen.candidates) == ((0, 1), 3)
 
 
@@ -85,8 +107,12 @@ def test_one_choice_per_dataset_options_and_method(store):
     make_run(store, method="fpa", config={"lam": 2.0}, val=65)
     make_run(store, method="baseline", val=55)
     best = select_best(store.runs())
-    assert sorted((k[2], k[3]) for k in best) == [('{"shots":10}', "baseline"), ('{"shots":10}', "fpa"),
-                                                  ('{"shots":10}', "pace"), ('{"shots":5}', "pace")]
+    assert sorted((k[2], k[3]) for k in best) == [
+        ('{"shots":10}', "baseline"),
+        ('{"shots":10}', "fpa"),
+        ('{"shots":10}', "pace"),
+        ('{"shots":5}', "pace"),
+    ]
     assert best[("demo", "digits", '{"shots":5}', "pace")].method_config["lam"] == 0.5
     assert all(key_of(c) == k for k, c in best.items())  # a Choice carries its own key
 
@@ -133,7 +159,11 @@ def test_runs_on_different_weights_are_refused(store):
 
 def test_grid():
     assert grid({"lam": [0.1, 1.0], "sigma": [0.8, 1.2, 1.6]})[:4] == [
-        {"lam": 0.1, "sigma": 0.8}, {"lam": 0.1, "sigma": 1.2}, {"lam": 0.1, "sigma": 1.6}, {"lam": 1.0, "sigma": 0.8}]
+        {"lam": 0.1, "sigma": 0.8},
+        {"lam": 0.1, "sigma": 1.2},
+        {"lam": 0.1, "sigma": 1.6},
+        {"lam": 1.0, "sigma": 0.8},
+    ]
     assert len(grid({"lam": [0.1, 1.0], "sigma": [0.8, 1.2, 1.6], "lr": ["1e-3"]})) == 6
     assert grid({}) == [{}]
     with pytest.raises(UsageError, match="'sigma' is empty"):
@@ -147,20 +177,35 @@ def test_final_specs_keep_everything_but_phase_and_seed(store):
     best = select_best(store.runs())
     specs = final_specs(best, [0, 1, 2])
     assert [(s.dataset, s.method, s.seed) for s in specs] == [
-        ("digits", "pace", 0), ("digits", "pace", 1), ("digits", "pace", 2),
-        ("digits5-9-copy", "baseline", 0), ("digits5-9-copy", "baseline", 1), ("digits5-9-copy", "baseline", 2)]
+        ("digits", "pace", 0),
+        ("digits", "pace", 1),
+        ("digits", "pace", 2),
+        ("digits5-9-copy", "baseline", 0),
+        ("digits5-9-copy", "baseline", 1),
+        ("digits5-9-copy", "baseline", 2),
+    ]
     pace = specs[0]
     assert pace.phase == "final" and pace.train == train
     assert (pace.suite, pace.backbone, pace.weights_sha256) == ("demo", "vit_demo", W1)
     assert pace.method_config == {"lam": 0.5, "sigma": 1.0} and pace.data_options == {"shots": 10}
-    tune_spec = RunSpec(suite="demo", dataset="digits", method="pace", seed=0, train=train, backbone="vit_demo",
-                        weights_sha256=W1, method_config={"lam": 0.5, "sigma": 1.0}, data_options={"shots": 10},
-                        phase="tune")
+    tune_spec = RunSpec(
+        suite="demo",
+        dataset="digits",
+        method="pace",
+        seed=0,
+        train=train,
+        backbone="vit_demo",
+        weights_sha256=W1,
+        method_config={"lam": 0.5, "sigma": 1.0},
+        data_options={"shots": 10},
+        phase="tune",
+    )
     assert pace == tune_spec.with_(phase="final") and run_key(pace) != run_key(tune_spec)
     assert store.enqueue([pace])[0].status == "queued"  # a new run, not the tune run again
 
 
 def test_choice_is_plain_data():
-    c = Choice("demo", "digits", {}, "pace", {"lam": 1.0}, TrainConfig(epochs=3), "vit_demo", W1, 80.0, math.nan,
-               (0,), (1,), 1)
+    c = Choice(
+        "demo", "digits", {}, "pace", {"lam": 1.0}, TrainConfig(epochs=3), "vit_demo", W1, 80.0, math.nan, (0,), (1,), 1
+    )
     assert json.loads(c.config_json())["train"]["epochs"] == 3

@@ -21,8 +21,9 @@ LONG = 3600.0
 
 
 def spec(seed: int = 0) -> RunSpec:
-    return RunSpec(suite="demo", dataset="digits", method="baseline", seed=seed, train=TrainConfig(epochs=3),
-                   backbone="vit_demo")
+    return RunSpec(
+        suite="demo", dataset="digits", method="baseline", seed=seed, train=TrainConfig(epochs=3), backbone="vit_demo"
+    )
 
 
 def elsewhere(name: str, lease_s: float = LONG) -> Claimant:

@@ -30,34 +30,78 @@ W1, W2 = "1" * 64, "2" * 64
 TRAIN = TrainConfig(epochs=3)
 
 
-def make_run(store: Store, *, suite: str = "demo", dataset: str = "digits", method: str = "baseline", seed: int = 0,
-             phase: str = "final", status: str = "done", weights: str = W1, options: dict | None = None,
-             config: dict | None = None, train_cfg: TrainConfig = TRAIN, test: float | None = None,
-             train: float | None = None, val: float | None = None, fp: float | None = None,
-             evals: dict | None = None, epochs: Sequence[EpochRecord] = (), extra: dict | None = None,
-             origin: str = "direct") -> RunRecord:
+def make_run(
+    store: Store,
+    *,
+    suite: str = "demo",
+    dataset: str = "digits",
+    method: str = "baseline",
+    seed: int = 0,
+    phase: str = "final",
+    status: str = "done",
+    weights: str = W1,
+    options: dict | None = None,
+    config: dict | None = None,
+    train_cfg: TrainConfig = TRAIN,
+    test: float | None = None,
+    train: float | None = None,
+    val: float | None = None,
+    fp: float | None = None,
+    evals: dict | None = None,
+    epochs: Sequence[EpochRecord] = (),
+    extra: dict | None = None,
+    origin: str = "direct",
+) -> RunRecord:
     """A run written the way the scheduler writes one: add, claim, epochs, then finish (or fail after finishing, so
     a failed run still carries numbers that must not show up)."""
-    spec = RunSpec(suite=suite, dataset=dataset, method=method, seed=seed, train=train_cfg, backbone="vit_demo",
-                   weights_sha256=weights, method_config=config or {}, data_options=options or {},
-                   phase=phase)  # type: ignore[arg-type]
-    metrics = {"train_acc": train, "val_acc": val, "test_acc": test, "evals": evals or {}, "fp_distance": fp,
-               "epoch": 2, **(extra or {})}
+    spec = RunSpec(
+        suite=suite,
+        dataset=dataset,
+        method=method,
+        seed=seed,
+        train=train_cfg,
+        backbone="vit_demo",
+        weights_sha256=weights,
+        method_config=config or {},
+        data_options=options or {},
+        phase=phase,
+    )  # type: ignore[arg-type]
+    metrics = {
+        "train_acc": train,
+        "val_acc": val,
+        "test_acc": test,
+        "evals": evals or {},
+        "fp_distance": fp,
+        "epoch": 2,
+        **(extra or {}),
+    }
     return written_run(store, spec, metrics, status=status, epochs=epochs, origin=origin)
 
 
-def epochs(grad: Sequence[float], train: Sequence[float] = (50.0, 60.0, 70.0), test: float | None = None,
-           fp: dict[int, float] | None = None) -> list[EpochRecord]:
+def epochs(
+    grad: Sequence[float],
+    train: Sequence[float] = (50.0, 60.0, 70.0),
+    test: float | None = None,
+    fp: dict[int, float] | None = None,
+) -> list[EpochRecord]:
     """Three epochs; the last one is an evaluation epoch with `test` (and FP-distances where `fp` says). Fig. 2's
     readings, known numbers: the task gradient norm is 10 x the step's on train and 100 x on held-out (read at the
     evaluation epoch only), the held-out FP-distance 10 x the train one."""
     fp = fp or {}
-    return [EpochRecord(epoch=i, grad_norm_mean=g, train_acc=t, test_acc=test if i == 2 else None,
-                        fp_distance=fp.get(i), evals={"test": test} if i == 2 and test is not None else {},
-                        grad_norm_task_train=10 * g if i == 2 else None,
-                        grad_norm_task_heldout=100 * g if i == 2 else None,
-                        fp_distance_heldout=10 * fp[i] if i in fp else None)
-            for i, (g, t) in enumerate(zip(grad, train, strict=True))]
+    return [
+        EpochRecord(
+            epoch=i,
+            grad_norm_mean=g,
+            train_acc=t,
+            test_acc=test if i == 2 else None,
+            fp_distance=fp.get(i),
+            evals={"test": test} if i == 2 and test is not None else {},
+            grad_norm_task_train=10 * g if i == 2 else None,
+            grad_norm_task_heldout=100 * g if i == 2 else None,
+            fp_distance_heldout=10 * fp[i] if i in fp else None,
+        )
+        for i, (g, t) in enumerate(zip(grad, train, strict=True))
+    ]
 
 
 def row(frame: pd.DataFrame, **where: object) -> pd.Series:
@@ -73,11 +117,26 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """demo/digits: baseline x3 and pace x2 on weights W1, pace x1 on W2, plus a tune run and a failed run."""
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('demo')}/r.db")
     for seed, (test, train, fp, last) in enumerate([(80, 90, 0.1, 1.0), (82, 91, 0.2, 2.0), (84, 92, 0.3, 3.0)]):
-        make_run(store, seed=seed, test=test, train=train, fp=fp, epochs=epochs([9.0, 5.0, last], test=test),
-                 extra={"grad_norm_task_heldout": 10 * last, "fp_distance_heldout": 100 * fp})
+        make_run(
+            store,
+            seed=seed,
+            test=test,
+            train=train,
+            fp=fp,
+            epochs=epochs([9.0, 5.0, last], test=test),
+            extra={"grad_norm_task_heldout": 10 * last, "fp_distance_heldout": 100 * fp},
+        )
     for seed, (test, last) in enumerate([(85, 0.5), (87, 1.5)]):
-        make_run(store, method="pace", seed=seed, test=test, train=88, fp=0.05, config={"lam": 1.0},
-                 epochs=epochs([4.0, 2.0, last], test=test))
+        make_run(
+            store,
+            method="pace",
+            seed=seed,
+            test=test,
+            train=88,
+            fp=0.05,
+            config={"lam": 1.0},
+            epochs=epochs([4.0, 2.0, last], test=test),
+        )
     make_run(store, method="pace", seed=0, weights=W2, test=50, train=60, fp=1.0, config={"lam": 1.0})
     make_run(store, method="pace", seed=7, phase="tune", test=99, train=99, val=99, config={"lam": 1.0})
     make_run(store, method="pace", seed=8, status="failed", test=1, train=1, config={"lam": 1.0})
@@ -89,15 +148,41 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def test_table_names_and_aliases():
-    assert table_names() == ["vtab", "fewshot", "fgvc", "domain", "demo", "ablations", "backbones", "params",
-                             "speed", "glue", "gsm8k"]  # paper tables first, then the code's (the slides' text last)
-    for alias, name in [("1", "vtab"), ("table1", "vtab"), ("2", "fewshot"), ("3", "fgvc"), ("4", "domain"),
-                        ("6", "ablations"), ("demo", "demo")]:
+    assert table_names() == [
+        "vtab",
+        "fewshot",
+        "fgvc",
+        "domain",
+        "demo",
+        "ablations",
+        "backbones",
+        "params",
+        "speed",
+        "glue",
+        "gsm8k",
+    ]  # paper tables first, then the code's (the slides' text last)
+    for alias, name in [
+        ("1", "vtab"),
+        ("table1", "vtab"),
+        ("2", "fewshot"),
+        ("3", "fgvc"),
+        ("4", "domain"),
+        ("6", "ablations"),
+        ("demo", "demo"),
+    ]:
         assert tables().get(alias).name == name
     titles = " ".join(entry.title for _, entry in FIGURES.items())
     assert all(f"Fig. {n}" in titles for n in ("2a/3a", "2b/3b", "2c/3c", "4", "5", "6")) and "Figs. 7-8" in titles
-    assert set(FIGURES.names()) == {"grad-norm", "fp-distance", "accuracy", "lambda-sweep", "efficiency", "sensitivity",
-                                    "compare", "ranks"}  # the last two: the evidence figures, over a suite
+    assert set(FIGURES.names()) == {
+        "grad-norm",
+        "fp-distance",
+        "accuracy",
+        "lambda-sweep",
+        "efficiency",
+        "sensitivity",
+        "compare",
+        "ranks",
+    }  # the last two: the evidence figures, over a suite
 
 
 def test_each_table_and_figure_has_one_gather_step_and_reads_what_its_sweep_makes():
@@ -223,11 +308,26 @@ def test_fewshot_table_means_over_seeds_then_splits(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/r.db")
     runs = [(0, 0, 10.0), (0, 1, 20.0), (1, 0, 30.0)]  # (split seed, seed, test): split means 15 and 30
     for split, seed, test in runs:
-        make_run(store, suite="fewshot", dataset="fgvc_aircraft", seed=seed, test=test,
-                 options={"shots": 1, "split_seed": split})
+        make_run(
+            store,
+            suite="fewshot",
+            dataset="fgvc_aircraft",
+            seed=seed,
+            test=test,
+            options={"shots": 1, "split_seed": split},
+        )
     frame = gather("fewshot", store).frame
-    assert list(frame.columns) == ["dataset", "method", "source", "seeds", "1-shot", "2-shot", "4-shot", "8-shot",
-                                   "16-shot"]
+    assert list(frame.columns) == [
+        "dataset",
+        "method",
+        "source",
+        "seeds",
+        "1-shot",
+        "2-shot",
+        "4-shot",
+        "8-shot",
+        "16-shot",
+    ]
     cell = row(frame, dataset="fgvc_aircraft", method="baseline", source="measured")
     assert cell["1-shot"] == pytest.approx(22.5)  # not 20.0, the flat mean over three runs
     assert math.isnan(cell["2-shot"])
@@ -245,12 +345,32 @@ def test_fgvc_and_domain_tables(tmp_path):
     assert row(fgvc, source="measured")["mean"] == pytest.approx(85.0)
     assert row(fgvc, source="paper (+PACE)")["mean"] == 91.5
     targets = {"imagenet": 79.0, "imagenet_sketch": 31.0, "imagenet_v2": 69.0, "imagenet_a": 16.0, "imagenet_r": 35.0}
-    make_run(store, suite="domain", dataset="imagenet", method="pace", seed=0, evals=targets,
-             options={"shots": 16, "split_seed": 0})
-    make_run(store, suite="domain", dataset="imagenet", method="pace", seed=1, evals={**targets, "imagenet_a": 18.0},
-             options={"shots": 16, "split_seed": 0})
-    make_run(store, suite="domain", dataset="imagenet", method="baseline", evals={"imagenet": 78.0},
-             options={"shots": 16, "split_seed": 0})
+    make_run(
+        store,
+        suite="domain",
+        dataset="imagenet",
+        method="pace",
+        seed=0,
+        evals=targets,
+        options={"shots": 16, "split_seed": 0},
+    )
+    make_run(
+        store,
+        suite="domain",
+        dataset="imagenet",
+        method="pace",
+        seed=1,
+        evals={**targets, "imagenet_a": 18.0},
+        options={"shots": 16, "split_seed": 0},
+    )
+    make_run(
+        store,
+        suite="domain",
+        dataset="imagenet",
+        method="baseline",
+        evals={"imagenet": 78.0},
+        options={"shots": 16, "split_seed": 0},
+    )
     domain = gather("domain", store).frame
     pace = row(domain, method="pace", source="measured")
     assert (pace["imagenet_a"], pace["mean"]) == (17.0, pytest.approx(46.2))
@@ -276,7 +396,7 @@ def test_ablations_table(tmp_path):
     frame = data.frame
     assert list(frame["method"]) == ["baseline", "pace", "fpa"]  # Table-6 order; pace_lazy is not an ablation
     base = row(frame, method="baseline")
-    assert (base["test acc"], base["test acc std"], base["paper (Table 6)"]) == (75.0, pytest.approx(2 ** 0.5), 74.9)
+    assert (base["test acc"], base["test acc std"], base["paper (Table 6)"]) == (75.0, pytest.approx(2**0.5), 74.9)
     assert row(frame, method="fpa")["paper (Table 6)"] == 76.6
     assert gather("ablations", store, dataset="cifar-100").frame.equals(frame)  # alias, no suite named
     both = gather("ablations", store).frame  # any suite: one row per data set, paper values only beside vtab/cifar
@@ -310,10 +430,22 @@ def test_ablations_table_shows_tuned_winners_with_their_values(tmp_path, monkeyp
 
 @pytest.fixture
 def small() -> TableData:
-    frame = pd.DataFrame({"method": ["baseline", "pace_h"], "seeds": [2, 1], "test acc": [81.0, math.nan],
-                          "test acc std": [1.0, math.nan], "grad norm": [0.012345, 2.5]})
-    return TableData("Demo: 5% of x_y", frame, ["phase-2 runs only (train+val -> test)"],
-                     pm={"test acc": "test acc std"}, formats={"seeds": "d", "grad norm": ".3g"})
+    frame = pd.DataFrame(
+        {
+            "method": ["baseline", "pace_h"],
+            "seeds": [2, 1],
+            "test acc": [81.0, math.nan],
+            "test acc std": [1.0, math.nan],
+            "grad norm": [0.012345, 2.5],
+        }
+    )
+    return TableData(
+        "Demo: 5% of x_y",
+        frame,
+        ["phase-2 runs only (train+val -> test)"],
+        pm={"test acc": "test acc std"},
+        formats={"seeds": "d", "grad norm": ".3g"},
+    )
 
 
 def test_markdown(small):
@@ -323,13 +455,14 @@ def test_markdown(small):
         "| --- | ---: | ---: | ---: |\n"
         "| baseline | 2 | 81.00 ± 1.00 | 0.0123 |\n"
         "| pace_h | 1 | – | 2.5 |\n\n"
-        "- phase-2 runs only (train+val -> test)\n")
+        "- phase-2 runs only (train+val -> test)\n"
+    )
 
 
 def test_csv(small):
-    assert to_csv(small) == ("method,seeds,test acc,test acc std,grad norm\n"
-                             "baseline,2,81,1,0.012345\n"
-                             "pace_h,1,–,–,2.5\n")
+    assert to_csv(small) == (
+        "method,seeds,test acc,test acc std,grad norm\nbaseline,2,81,1,0.012345\npace_h,1,–,–,2.5\n"
+    )
 
 
 def test_latex(small):
@@ -337,9 +470,14 @@ def test_latex(small):
     assert r"\begin{tabular}{lrrr}" in text
     assert r"\caption{Demo: 5\% of x\_y}" in text
     lines = [line.strip() for line in text.splitlines()]
-    assert lines.index(r"\toprule") < lines.index(r"method & seeds & test acc & grad norm \\") \
-        < lines.index(r"\midrule") < lines.index(r"baseline & 2 & 81.00 $\pm$ 1.00 & 0.0123 \\") \
-        < lines.index(r"pace\_h & 1 & -- & 2.5 \\") < lines.index(r"\bottomrule")
+    assert (
+        lines.index(r"\toprule")
+        < lines.index(r"method & seeds & test acc & grad norm \\")
+        < lines.index(r"\midrule")
+        < lines.index(r"baseline & 2 & 81.00 $\pm$ 1.00 & 0.0123 \\")
+        < lines.index(r"pace\_h & 1 & -- & 2.5 \\")
+        < lines.index(r"\bottomrule")
+    )
     assert r"train+val $\rightarrow$ test" in text
 
 
@@ -352,7 +490,7 @@ def test_rich_and_render_table(small, demo):
     with pytest.raises(PacebenchError, match="unknown format"):
         render(small, "docx")
     html = render(small, "html")
-    assert html.startswith("<table>") and "<td class=\"num\">81.00 ± 1.00</td>" in html and "-&gt; test" in html
+    assert html.startswith("<table>") and '<td class="num">81.00 ± 1.00</td>' in html and "-&gt; test" in html
 
 
 # ---- figures --------------------------------------------------------------------------------------------------
@@ -365,11 +503,23 @@ def curves(tmp_path_factory: pytest.TempPathFactory) -> Store:
     make_run(store, seed=0, test=80, epochs=epochs([3, 2, 1], train=(50, 60, 70), test=80, fp={2: 0.2}))
     make_run(store, seed=1, test=84, epochs=epochs([5, 4, 3], train=(52, 62, 74), test=84, fp={2: 0.4}))
     make_run(store, method="pace", config={"lam": 1.0}, test=90, epochs=epochs([1, 1, 1], test=90, fp={2: 0.1}))
-    sweep = [("pace", 0.1, 0, [2, 2, 2]), ("pace", 0.1, 1, [4, 4, 4]), ("pace", 1.0, 0, [1, 1, 1]),
-             ("fpa", 1.0, 0, [3, 3, 3]), ("baseline", None, 0, [6, 6, 6])]
+    sweep = [
+        ("pace", 0.1, 0, [2, 2, 2]),
+        ("pace", 0.1, 1, [4, 4, 4]),
+        ("pace", 1.0, 0, [1, 1, 1]),
+        ("fpa", 1.0, 0, [3, 3, 3]),
+        ("baseline", None, 0, [6, 6, 6]),
+    ]
     for method, lam, seed, grad in sweep:
-        make_run(store, method=method, seed=seed, phase="tune", val=50, config={} if lam is None else {"lam": lam},
-                 epochs=epochs(grad))
+        make_run(
+            store,
+            method=method,
+            seed=seed,
+            phase="tune",
+            val=50,
+            config={} if lam is None else {"lam": lam},
+            epochs=epochs(grad),
+        )
     return store
 
 
@@ -420,8 +570,15 @@ def test_lambda_sweep_gather(curves):
     assert "phase tune" in frame.attrs["data"]
 
 
-@pytest.mark.parametrize("name", [n for n in FIGURES.names() if n not in ("efficiency", "sensitivity")  # see below
-                                  and not FIGURES.get(n).suite_wide])  # test_compare.py draws those over a suite
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n in FIGURES.names()
+        if n not in ("efficiency", "sensitivity")  # see below
+        and not FIGURES.get(n).suite_wide
+    ],
+)  # test_compare.py draws those over a suite
 def test_each_figure_writes_a_png(curves, tmp_path, name):
     path = plot(name, curves, tmp_path / "figs" / f"{name}.png", suite="demo", dataset="digits5-9")
     assert path == tmp_path / "figs" / f"{name}.png"
@@ -468,14 +625,36 @@ def figure_store(tmp_path) -> Store:
     for shots in (1, 2):
         for sigma in (0.5, 1.0):
             for lam in (0.1, 1.0):
-                make_run(store, suite="fewshot", dataset="oxford_pets", method="pace", phase="tune",
-                         options={"shots": shots, "split_seed": 0}, config={"sigma": sigma, "lam": lam},
-                         val=10 * shots + sigma + lam)
-    make_run(store, suite="fewshot", dataset="oxford_pets", method="pace", phase="tune",
-             options={"shots": 1, "split_seed": 1}, config={"sigma": 0.5, "lam": 0.1}, val=0.0)
+                make_run(
+                    store,
+                    suite="fewshot",
+                    dataset="oxford_pets",
+                    method="pace",
+                    phase="tune",
+                    options={"shots": shots, "split_seed": 0},
+                    config={"sigma": sigma, "lam": lam},
+                    val=10 * shots + sigma + lam,
+                )
+    make_run(
+        store,
+        suite="fewshot",
+        dataset="oxford_pets",
+        method="pace",
+        phase="tune",
+        options={"shots": 1, "split_seed": 1},
+        config={"sigma": 0.5, "lam": 0.1},
+        val=0.0,
+    )
     # Fig. 3: a Swin run beside the ViT ones on other data
-    spec = RunSpec(suite="vtab", dataset="patch_camelyon", method="pace", seed=0, train=TRAIN, backbone="swin_b_in22k",
-                   weights_sha256=W1)
+    spec = RunSpec(
+        suite="vtab",
+        dataset="patch_camelyon",
+        method="pace",
+        seed=0,
+        train=TRAIN,
+        backbone="swin_b_in22k",
+        weights_sha256=W1,
+    )
     written_run(store, spec, {"test_acc": 80}, epochs=[EpochRecord(epoch=0, grad_norm_task_heldout=7.0)])
     return store
 
@@ -519,8 +698,11 @@ def test_figure3_filters_by_backbone_and_titles_from_the_data(figure_store):
 def test_new_figures_draw_in_each_format(figure_store, tmp_path, name, filters, suffix):
     path = plot(name, figure_store, tmp_path / f"{name}{suffix}", **filters)
     head = path.read_bytes()[:8]
-    assert {".png": head.startswith(b"\x89PNG"), ".pdf": head.startswith(b"%PDF"),
-            ".svg": b"<?xml" in head or b"<svg" in head}[suffix]
+    assert {
+        ".png": head.startswith(b"\x89PNG"),
+        ".pdf": head.startswith(b"%PDF"),
+        ".svg": b"<?xml" in head or b"<svg" in head,
+    }[suffix]
 
 
 def test_figure_format_is_refused_unless_png_pdf_svg(curves, tmp_path):
@@ -537,13 +719,36 @@ def test_backbones_table(tmp_path):
     assert set(empty["source"]) == {"paper"} and len(empty) == 6  # LoRA+VPT and +PACE on three backbones
     swin = dataclasses.replace(TRAIN, adapter="lora_mul+vpt_add")
     for seed, acc in enumerate([70.0, 72.0]):
-        spec = RunSpec(suite="vtab", dataset="cifar", method="pace", seed=seed, train=swin, backbone="swin_b_in22k",
-                       weights_sha256=W1)
+        spec = RunSpec(
+            suite="vtab",
+            dataset="cifar",
+            method="pace",
+            seed=seed,
+            train=swin,
+            backbone="swin_b_in22k",
+            weights_sha256=W1,
+        )
         written_run(store, spec, {"test_acc": acc})
-    spec = RunSpec(suite="domain", dataset="imagenet", method="pace", seed=0, train=swin, backbone="swin_b_in22k",
-                   weights_sha256=W1)
-    written_run(store, spec, {"test_acc": 0, "evals": {t: 10.0 + i for i, t in enumerate(
-        ["imagenet", "imagenet_sketch", "imagenet_v2", "imagenet_a", "imagenet_r"])}})
+    spec = RunSpec(
+        suite="domain",
+        dataset="imagenet",
+        method="pace",
+        seed=0,
+        train=swin,
+        backbone="swin_b_in22k",
+        weights_sha256=W1,
+    )
+    written_run(
+        store,
+        spec,
+        {
+            "test_acc": 0,
+            "evals": {
+                t: 10.0 + i
+                for i, t in enumerate(["imagenet", "imagenet_sketch", "imagenet_v2", "imagenet_a", "imagenet_r"])
+            },
+        },
+    )
     data = gather("table5", store)
     measured = row(data.frame, source="measured")
     assert (measured["backbone"], measured["method"], measured["seeds"]) == ("swin_b_in22k", "+PACE", 1)
@@ -590,10 +795,14 @@ def test_html_page_structure(curves, tmp_path):
     assert tables == ["table-vtab", "table-demo", "table-ablations", "table-backbones"]  # not fgvc, params: no runs
     assert parser.provenance == len(tables) and parser.paper_rows >= 2
     figures = [s for s in parser.sections if s.startswith("figure-")]
-    assert {re.sub(r"-\d+$", "", s) for s in figures} == {"figure-grad-norm", "figure-fp-distance", "figure-accuracy",
-                                                            "figure-lambda-sweep", "figure-compare"}
-    assert len(parser.images) == len(figures) and all(src.startswith("data:image/png;base64,")
-                                                      for src in parser.images)
+    assert {re.sub(r"-\d+$", "", s) for s in figures} == {
+        "figure-grad-norm",
+        "figure-fp-distance",
+        "figure-accuracy",
+        "figure-lambda-sweep",
+        "figure-compare",
+    }
+    assert len(parser.images) == len(figures) and all(src.startswith("data:image/png;base64,") for src in parser.images)
     assert "http://" not in page and "https://" not in page
     assert page.count('href="#') == len(parser.sections)  # the contents list links every section
     old = make_run(curves, suite="vtab", dataset="cifar", test=10.0, method="sam", seed=9)
@@ -622,8 +831,15 @@ def test_params_table_shows_counted_measured_and_printed(tmp_path):
     # fc2 39,168 + 30,730 (D, U, δb + P_d, P_u) = 183,592; x 12 blocks = 2,203,104; head 768 x 1000 + 1000
     assert empty["code (M)"] == pytest.approx((12 * 183_592 + 769_000) / 1e6, rel=1e-12)
     assert empty["paper (M)"] == pytest.approx(2.39) and math.isnan(empty["measured (M)"])
-    spec = RunSpec(suite="domain", dataset="imagenet", method="baseline", seed=0, train=TrainConfig(epochs=3),
-                   backbone="vit_b16_in21k", data_options={"shots": 16, "split_seed": 0})
+    spec = RunSpec(
+        suite="domain",
+        dataset="imagenet",
+        method="baseline",
+        seed=0,
+        train=TrainConfig(epochs=3),
+        backbone="vit_b16_in21k",
+        data_options={"shots": 16, "split_seed": 0},
+    )
     written_run(store, spec, {"test_acc": 1.0}, facts={"trainable_params": 3_000_000})
     assert gather("params", store, suite="domain").frame.iloc[0]["measured (M)"] == pytest.approx(3.0)
 
@@ -659,11 +875,33 @@ def test_the_page_shows_the_speed_table_when_bench_rows_exist(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/r.db")
     make_run(store, test=80.0)
     assert "table-speed" not in [s.anchor for s in table_sections(store)]
-    row = {"device": "cpu", "device_name": "CPU", "versions": {"torch": "2"}, "backbone": "test_vit",
-           "adapter": "lora_mul+vpt_add", "rank": 2, "batch": 2, "image_size": 16, "patch_size": 8, "classes": 3,
-           "precision": "fp32", "compile": False, "paths": "fast", "threads": 1, "warmup": 0, "steps": 2,
-           "method": "baseline", "ms_per_step": 10.0, "images_per_s": 200.0, "gflop_per_step": 0.1,
-           "time_ratio": 1.0, "flop_ratio": 1.0, "peak_mib": None, "mfu": None, "times_ms": [10.0, 10.0]}
+    row = {
+        "device": "cpu",
+        "device_name": "CPU",
+        "versions": {"torch": "2"},
+        "backbone": "test_vit",
+        "adapter": "lora_mul+vpt_add",
+        "rank": 2,
+        "batch": 2,
+        "image_size": 16,
+        "patch_size": 8,
+        "classes": 3,
+        "precision": "fp32",
+        "compile": False,
+        "paths": "fast",
+        "threads": 1,
+        "warmup": 0,
+        "steps": 2,
+        "method": "baseline",
+        "ms_per_step": 10.0,
+        "images_per_s": 200.0,
+        "gflop_per_step": 0.1,
+        "time_ratio": 1.0,
+        "flop_ratio": 1.0,
+        "peak_mib": None,
+        "mfu": None,
+        "times_ms": [10.0, 10.0],
+    }
     store.add_speed([row])
     sections = {s.anchor: s.body for s in table_sections(store)}
-    assert "table-speed" in sections and "<td class=\"num\">10.0</td>" in sections["table-speed"]
+    assert "table-speed" in sections and '<td class="num">10.0</td>' in sections["table-speed"]

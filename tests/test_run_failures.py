@@ -24,9 +24,27 @@ def rows(path) -> list[tuple]:
 
 
 def test_a_nan_run_is_stored_as_failed_and_the_plan_goes_on(tmp_path, results):
-    result = runner.invoke(app, ["run", "demo", "-m", "pace,baseline", "--hp", "sigma=1e30", "--epochs", "1",
-                                 "-t", "batch_size=16", "--device", "cpu", "--attempts", "1", "--db",
-                                 f"sqlite:///{tmp_path}/r.db"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "demo",
+            "-m",
+            "pace,baseline",
+            "--hp",
+            "sigma=1e30",
+            "--epochs",
+            "1",
+            "-t",
+            "batch_size=16",
+            "--device",
+            "cpu",
+            "--attempts",
+            "1",
+            "--db",
+            f"sqlite:///{tmp_path}/r.db",
+        ],
+    )
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
     assert "1 run(s) failed" in result.output
     (pace, pace_status, error), (baseline, baseline_status, _) = rows(tmp_path / "r.db")
@@ -68,13 +86,28 @@ def test_preflight_data_check_stops_the_run_before_training(tmp_path, monkeypatc
     from pacebench.plan.suites import all_suites
 
     all_suites.cache_clear()
-    monkeypatch.setattr("pacebench.execution.worker.train_run",
-                        lambda *a, **k: pytest.fail("trained despite missing data"))
+    monkeypatch.setattr(
+        "pacebench.execution.worker.train_run", lambda *a, **k: pytest.fail("trained despite missing data")
+    )
     (tmp_path / "w.safetensors").write_bytes(b"")  # planning hashes the file; nothing may load it
     try:
-        result = runner.invoke(app, ["run", "vtab", "--backbone", "vit_tiny_patch16_224", "--weights",
-                                     str(tmp_path / "w.safetensors"), "--device", "cpu", "--data-root",
-                                     str(tmp_path / "data"), "--db", f"sqlite:///{tmp_path}/r.db"])
+        result = runner.invoke(
+            app,
+            [
+                "run",
+                "vtab",
+                "--backbone",
+                "vit_tiny_patch16_224",
+                "--weights",
+                str(tmp_path / "w.safetensors"),
+                "--device",
+                "cpu",
+                "--data-root",
+                str(tmp_path / "data"),
+                "--db",
+                f"sqlite:///{tmp_path}/r.db",
+            ],
+        )
     finally:
         all_suites.cache_clear()
     assert_one_line_error(result, 1, "missing data folder")

@@ -45,8 +45,14 @@ SIMULATIONS = 400
 KINDS, SHARES = np.array([5.0, -4.0, 0.0]), [0.75, 0.15, 0.10]  # easy, hard and borderline examples (logits)
 
 
-def simulate(rng: np.random.Generator, seeds: int = 3, examples: int = 300, shift: float = 0.0,
-             seed_sd: float = 0.2, method_sd: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def simulate(
+    rng: np.random.Generator,
+    seeds: int = 3,
+    examples: int = 300,
+    shift: float = 0.0,
+    seed_sd: float = 0.2,
+    method_sd: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
     """0/1 correctness of A and B, (seeds, examples) each, about 80% right. Each example has a difficulty shared by
     both methods (so their errors are correlated; most examples are easy or hard for every run, one in ten is
     borderline) and an effect per method; each run a seed offset; A's logits are B's + `shift`."""
@@ -157,9 +163,11 @@ def test_one_seed_each_leaves_only_the_example_bootstrap():
 
 def _reference(name: str, values: np.ndarray, labels: np.ndarray) -> float:
     """Each registered metric computed the usual way, on explicitly resampled arrays."""
-    return {"accuracy": lambda: 100 * np.mean(values == labels),
-            "mcc": lambda: 100 * matthews_corrcoef(labels, values),
-            "pearson": lambda: 100 * stats.pearsonr(values, labels)[0]}[name]()
+    return {
+        "accuracy": lambda: 100 * np.mean(values == labels),
+        "mcc": lambda: 100 * matthews_corrcoef(labels, values),
+        "pearson": lambda: 100 * stats.pearsonr(values, labels)[0],
+    }[name]()
 
 
 @pytest.mark.parametrize("name", list(METRICS))
@@ -218,8 +226,9 @@ def test_resampling_merges_identical_examples_only_where_it_pays_and_keeps_their
     continuous = rng.random((6, 5000))
     assert len(distinct_columns(continuous, None).counts) == 5000
     for counts in (cols.counts, np.ones(5000)):
-        weights = np.vstack([np.asarray(w.todense() if sparse.issparse(w) else w)
-                             for w in example_weights(counts, 3000, rng)])
+        weights = np.vstack(
+            [np.asarray(w.todense() if sparse.issparse(w) else w) for w in example_weights(counts, 3000, rng)]
+        )
         assert weights.shape == (3000, len(counts)) and (weights.sum(1) == 5000).all()
         np.testing.assert_allclose(weights.mean(0), counts, atol=5 * np.sqrt(counts.max() / 3000) + 0.2)
 
@@ -233,7 +242,8 @@ def test_seed_level_difference_is_welchs_t_test():
     welch = stats.ttest_ind(a, b, equal_var=False)
     ci = welch.confidence_interval(0.95)
     assert (d.estimate, d.low, d.high, d.p_value, d.df) == pytest.approx(
-        (a.mean() - b.mean(), ci.low, ci.high, welch.pvalue, welch.df))
+        (a.mean() - b.mean(), ci.low, ci.high, welch.pvalue, welch.df)
+    )
     assert d.replicates.var() == pytest.approx(d.se**2, rel=0.05)
     with pytest.raises(UsageError, match="two finite seed scores"):
         seed_level_difference([70.0], b)
@@ -325,8 +335,12 @@ def test_stratified_intervals_shrink_with_datasets_and_the_iqm_is_wider_than_the
 
 
 def test_verdicts_and_their_tally():
-    intervals = [Interval(1.0, 0.2, 1.8, 0.95), Interval(-1.0, -1.8, -0.2, 0.95), Interval(0.1, -0.5, 0.7, 0.95),
-                 Interval(0.0, 0.0, 0.0, 0.95)]
+    intervals = [
+        Interval(1.0, 0.2, 1.8, 0.95),
+        Interval(-1.0, -1.8, -0.2, 0.95),
+        Interval(0.1, -0.5, 0.7, 0.95),
+        Interval(0.0, 0.0, 0.0, 0.95),
+    ]
     assert [verdict(i) for i in intervals] == ["better", "worse", "within noise", "within noise"]
     assert wins_ties_losses(intervals) == (1, 2, 1)
 
@@ -401,9 +415,12 @@ def test_the_compare_recipe_mixes_per_example_and_seed_level_datasets():
 
 
 def test_the_package_imports_only_numpy_scipy_and_pacebench_errors():
-    code = ("import json, sys, pacebench.stats; print(json.dumps(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('torch', 'pandas', 'sklearn', 'pacebench'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).parents[1]).stdout
+    code = (
+        "import json, sys, pacebench.stats; print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('torch', 'pandas', 'sklearn', 'pacebench'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]
+    ).stdout
     loaded = [m for m in json.loads(out) if not m.startswith("pacebench.stats")]
     assert loaded == ["pacebench", "pacebench.errors", "pacebench.version"], loaded  # version: the package's own

@@ -21,8 +21,16 @@ from pacebench.store.database import head_revision
 
 
 def spec(**changes) -> RunSpec:
-    base = RunSpec(suite="demo", dataset="digits", method="pace", seed=0, train=TrainConfig(epochs=3),
-                   backbone="vit_demo", method_config={"lam": 1.0, "sigma": 1.2}, data_options={"shots": 20})
+    base = RunSpec(
+        suite="demo",
+        dataset="digits",
+        method="pace",
+        seed=0,
+        train=TrainConfig(epochs=3),
+        backbone="vit_demo",
+        method_config={"lam": 1.0, "sigma": 1.2},
+        data_options={"shots": 20},
+    )
     return base.with_(**changes)
 
 
@@ -37,11 +45,26 @@ def test_migration_to_head_on_an_empty_file(tmp_path):
 
 
 def test_epoch_round_trip_keeps_nan_and_infinities(store):
-    values = dict(lr=1e-3, loss=math.nan, train_acc=math.inf, val_acc=-math.inf, test_acc=None,
-                  grad_norm_mean=0.5, grad_norm_max=math.nan, fp_distance=2.5, wall_time=0.1)
-    run = written_run(store, spec(), epochs=[EpochRecord(epoch=0, parts={"ce": math.nan, "consistency": math.inf,
-                                                                        "x": 1.0}, evals={"val": -math.inf},
-                                                         **values)])
+    values = dict(
+        lr=1e-3,
+        loss=math.nan,
+        train_acc=math.inf,
+        val_acc=-math.inf,
+        test_acc=None,
+        grad_norm_mean=0.5,
+        grad_norm_max=math.nan,
+        fp_distance=2.5,
+        wall_time=0.1,
+    )
+    run = written_run(
+        store,
+        spec(),
+        epochs=[
+            EpochRecord(
+                epoch=0, parts={"ce": math.nan, "consistency": math.inf, "x": 1.0}, evals={"val": -math.inf}, **values
+            )
+        ],
+    )
     (back,) = store.epochs(run.id)
     assert math.isnan(back.loss) and back.train_acc == math.inf and back.val_acc == -math.inf
     assert back.test_acc is None and back.grad_norm_mean == 0.5 and math.isnan(back.grad_norm_max)
@@ -71,8 +94,15 @@ def test_run_key_is_stable_and_sensitive():
     a = run_key(spec())
     assert a == run_key(spec(method_config={"sigma": 1.2, "lam": 1.0}))  # dict order is irrelevant
     assert re.fullmatch(r"[0-9a-f]{16}", a), a  # 16 lower-case hex digits, nothing else
-    for change in (dict(seed=1), dict(method="baseline"), dict(train=TrainConfig(epochs=4)), dict(phase="tune"),
-                   dict(weights_sha256="ab"), dict(data_options={"shots": 10}), dict(dataset="other")):
+    for change in (
+        dict(seed=1),
+        dict(method="baseline"),
+        dict(train=TrainConfig(epochs=4)),
+        dict(phase="tune"),
+        dict(weights_sha256="ab"),
+        dict(data_options={"shots": 10}),
+        dict(dataset="other"),
+    ):
         assert run_key(spec(**change)) != a, change
 
 
@@ -92,20 +122,36 @@ PACE = {"sigma": 1.2, "schedule": "code", "lam": 1.0}  # pace's full config in 0
 
 def spec_010(**kw) -> RunSpec:
     # precision "auto" is resolved (fp32 on a CPU, bf16 on CUDA) before a run key is taken: specs say what ran
-    base = dict(suite="vtab", dataset="cifar", method="pace", seed=0, train=TrainConfig(epochs=1, precision="fp32"),
-                backbone="vit_b16_in21k", method_config=PACE)
+    base = dict(
+        suite="vtab",
+        dataset="cifar",
+        method="pace",
+        seed=0,
+        train=TrainConfig(epochs=1, precision="fp32"),
+        backbone="vit_b16_in21k",
+        method_config=PACE,
+    )
     return RunSpec(**{**base, **kw})  # type: ignore[arg-type]
 
 
 # Runs that no later change touches: (the spec in 0.1.0, what today's spec adds, the key 0.1.0 gave it)
 UNCHANGED = {
-    "demo, 1 epoch": (dict(suite="demo", dataset="digits", method="baseline", method_config={}, backbone="vit_demo"),
-                      {}, "1f10c285654376e2"),
+    "demo, 1 epoch": (
+        dict(suite="demo", dataset="digits", method="baseline", method_config={}, backbone="vit_demo"),
+        {},
+        "1f10c285654376e2",
+    ),
     "ViT pace, 1 epoch": ({}, {}, "d3d934e9fe07edf7"),
-    "Swin pace per sample": (dict(backbone="swin_b_in22k"), dict(method_config={**PACE, "noise_group": "sample"}),
-                             "b5fe78f4bebcb05b"),
-    "domain, crop/flip": (dict(suite="domain", dataset="imagenet", method="baseline", method_config={}),
-                          dict(train=TrainConfig(epochs=1, augment="standard", precision="fp32")), "e92503b08c8609f7"),
+    "Swin pace per sample": (
+        dict(backbone="swin_b_in22k"),
+        dict(method_config={**PACE, "noise_group": "sample"}),
+        "b5fe78f4bebcb05b",
+    ),
+    "domain, crop/flip": (
+        dict(suite="domain", dataset="imagenet", method="baseline", method_config={}),
+        dict(train=TrainConfig(epochs=1, augment="standard", precision="fp32")),
+        "e92503b08c8609f7",
+    ),
 }
 
 

@@ -98,10 +98,16 @@ def test_foreign_database_is_refused_untouched(tmp_path):
     assert path.read_bytes() == before and tables(path) == {"runs"}  # no stray alembic_version, no WAL switch
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    ("update alembic_version set version_num = '0099_future'", "revision '0099_future', which this pacebench does not"),
-    ("drop table epochs", "lacks the table.s. epochs"),
-])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            "update alembic_version set version_num = '0099_future'",
+            "revision '0099_future', which this pacebench does not",
+        ),
+        ("drop table epochs", "lacks the table.s. epochs"),
+    ],
+)
 def test_unknown_revision_or_missing_table_is_refused(tmp_path, damage, message):
     path = tmp_path / "r.db"
     Store(f"sqlite:///{path}")
@@ -133,8 +139,12 @@ def test_upgrade_from_the_first_release_keeps_every_value(tmp_path):
     with sqlite3.connect(path) as con:
         assert con.execute("select version_num from alembic_version").fetchall() == [(head(),)]
     (run,) = store.runs()
-    assert (run.key, run.status, run.method, run.method_config) == ("100004b6d5d7309d", "done", "pace",
-                                                                    {"lam": 1.0, "sigma": 1.2})
+    assert (run.key, run.status, run.method, run.method_config) == (
+        "100004b6d5d7309d",
+        "done",
+        "pace",
+        {"lam": 1.0, "sigma": 1.2},
+    )
     assert run.metrics["test_acc"] == 87.5 and run.metrics["fp_distance"] == math.inf
     first, last = store.epochs(run.id)
     assert math.isnan(first.loss) and last.fp_distance == math.inf and last.evals == {"test": 87.5}
@@ -176,8 +186,10 @@ def postgres_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     as_user = ["su", "nobody", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
-    start = (f"{bindir}/initdb -D {folder}/data -A trust -U postgres >{folder}/init.log 2>&1 && {bindir}/pg_ctl -w "
-             f"-D {folder}/data -o '-p {port} -k {folder} -c listen_addresses=127.0.0.1' -l {folder}/log start")
+    start = (
+        f"{bindir}/initdb -D {folder}/data -A trust -U postgres >{folder}/init.log 2>&1 && {bindir}/pg_ctl -w "
+        f"-D {folder}/data -o '-p {port} -k {folder} -c listen_addresses=127.0.0.1' -l {folder}/log start"
+    )
     if subprocess.run([*as_user, start], capture_output=True).returncode != 0:
         pytest.skip(f"could not start PostgreSQL: {(folder / 'init.log').read_text()[-300:]}")
     yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"

@@ -94,15 +94,22 @@ def test_missing_reference_file_is_a_data_error(tmp_path: Path):
 SUITE_HEAD = 'reader = "demo"\nbackbone = "vit_demo"\n'
 
 
-@pytest.mark.parametrize("text, where, key", [
-    (SUITE_HEAD + "bakbone = 1\n", "suite file", "bakbone"),
-    (SUITE_HEAD + "[datasets.d]\nclasses = 3\nclases = 4\n", "[datasets.d]", "clases"),
-    (SUITE_HEAD + "[datasets.d]\nclasses = 3\ntrain = { learning_rate = 1 }\n", "[datasets.d.train]", "learning_rate"),
-    (SUITE_HEAD + "[train]\nepoch = 3\n", "[train]", "epoch"),
-    (SUITE_HEAD + "[reference]\ntabel = 'x.csv'\n", "[reference]", "tabel"),
-    (SUITE_HEAD + "[reference.report]\nname = 't'\nnumber = 9\nrows = {}\nrow = {}\n", "[reference.report]", "row"),
-    (SUITE_HEAD + "[reference]\nablation_columns = { nope = 'c' }\n", "[reference.ablation_columns]", "nope"),
-])
+@pytest.mark.parametrize(
+    "text, where, key",
+    [
+        (SUITE_HEAD + "bakbone = 1\n", "suite file", "bakbone"),
+        (SUITE_HEAD + "[datasets.d]\nclasses = 3\nclases = 4\n", "[datasets.d]", "clases"),
+        (
+            SUITE_HEAD + "[datasets.d]\nclasses = 3\ntrain = { learning_rate = 1 }\n",
+            "[datasets.d.train]",
+            "learning_rate",
+        ),
+        (SUITE_HEAD + "[train]\nepoch = 3\n", "[train]", "epoch"),
+        (SUITE_HEAD + "[reference]\ntabel = 'x.csv'\n", "[reference]", "tabel"),
+        (SUITE_HEAD + "[reference.report]\nname = 't'\nnumber = 9\nrows = {}\nrow = {}\n", "[reference.report]", "row"),
+        (SUITE_HEAD + "[reference]\nablation_columns = { nope = 'c' }\n", "[reference.ablation_columns]", "nope"),
+    ],
+)
 def test_an_unknown_key_anywhere_in_a_suite_file_is_an_error_naming_it(tmp_path: Path, text, where, key):
     path = tmp_path / "s.toml"
     path.write_text(text)
@@ -115,8 +122,13 @@ def test_an_unknown_key_anywhere_in_a_suite_file_is_an_error_naming_it(tmp_path:
 def test_paper_tables_are_declared_by_the_suite_files():
     layouts = {name: s.paper_table for name, s in all_suites().items() if s.paper_table}
     assert {n: (t.name, t.number, t.layout) for n, t in layouts.items()} == {
-        "vtab": ("vtab", 1, "datasets"), "fewshot": ("fewshot", 2, "shots"), "fgvc": ("fgvc", 3, "datasets"),
-        "domain": ("domain", 4, "evals"), "glue": ("glue", None, "datasets"), "gsm8k": ("gsm8k", None, "datasets")}
+        "vtab": ("vtab", 1, "datasets"),
+        "fewshot": ("fewshot", 2, "shots"),
+        "fgvc": ("fgvc", 3, "datasets"),
+        "domain": ("domain", 4, "evals"),
+        "glue": ("glue", None, "datasets"),
+        "gsm8k": ("gsm8k", None, "datasets"),
+    }
     for name, t in layouts.items():
         ref = csv(name, "table")
         assert set(t.rows.values()) <= set(ref["method"]), f"{name}: a paper row name is not in its reference CSV"
@@ -132,10 +144,12 @@ def test_a_new_suite_file_adds_its_paper_table(tmp_path: Path, monkeypatch):
 
     (tmp_path / "reference").mkdir()
     (tmp_path / "reference" / "t.csv").write_text("method,a,b,mean\nOurs,1.0,3.0,2.0\n")
-    (tmp_path / "new.toml").write_text(SUITE_HEAD + '[reference]\ntable = "reference/t.csv"\n'
-                                       '[reference.report]\nname = "newtab"\nnumber = 7\naliases = ["7"]\n'
-                                       'description = "Table 7: new"\nrows = { baseline = "Ours" }\nnotes = ["n"]\n'
-                                       '[datasets.a]\nclasses = 2\n[datasets.b]\nclasses = 2\n')
+    (tmp_path / "new.toml").write_text(
+        SUITE_HEAD + '[reference]\ntable = "reference/t.csv"\n'
+        '[reference.report]\nname = "newtab"\nnumber = 7\naliases = ["7"]\n'
+        'description = "Table 7: new"\nrows = { baseline = "Ours" }\nnotes = ["n"]\n'
+        "[datasets.a]\nclasses = 2\n[datasets.b]\nclasses = 2\n"
+    )
     monkeypatch.setenv("PACEBENCH_SUITES", str(tmp_path))
     all_suites.cache_clear()
     try:

@@ -32,12 +32,33 @@ runner = CliRunner()
 
 
 def speed_row(method: str, ratio: float) -> dict:
-    return {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "versions": {"torch": "2.4", "timm": "1.0"},
-            "backbone": "vit_b16_in21k", "adapter": "lora_mul+vpt_add", "rank": 10, "batch": 64, "image_size": 224,
-            "patch_size": None, "classes": 100, "precision": "bf16", "compile": True, "paths": "fast", "threads": 1,
-            "warmup": 2, "steps": 6, "method": method, "ms_per_step": 101.5 * ratio, "images_per_s": 630.5 / ratio,
-            "gflop_per_step": 2210.0 * ratio, "time_ratio": ratio, "flop_ratio": ratio * 0.9, "peak_mib": 12345.0,
-            "mfu": 0.41, "times_ms": [101.0]}
+    return {
+        "device": "cuda",
+        "device_name": "NVIDIA H100 80GB HBM3",
+        "versions": {"torch": "2.4", "timm": "1.0"},
+        "backbone": "vit_b16_in21k",
+        "adapter": "lora_mul+vpt_add",
+        "rank": 10,
+        "batch": 64,
+        "image_size": 224,
+        "patch_size": None,
+        "classes": 100,
+        "precision": "bf16",
+        "compile": True,
+        "paths": "fast",
+        "threads": 1,
+        "warmup": 2,
+        "steps": 6,
+        "method": method,
+        "ms_per_step": 101.5 * ratio,
+        "images_per_s": 630.5 / ratio,
+        "gflop_per_step": 2210.0 * ratio,
+        "time_ratio": ratio,
+        "flop_ratio": ratio * 0.9,
+        "peak_mib": 12345.0,
+        "mfu": 0.41,
+        "times_ms": [101.0],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +68,24 @@ def everything(tmp_path_factory) -> tuple[Store, str]:
     url = f"sqlite:///{tmp_path_factory.mktemp('all')}/r.db"
     store = Store(url)
     for seed, test in enumerate([88.37, 90.9]):
-        make_run(store, seed=seed, test=test, train=99.1, fp=0.1234, epochs=epochs([9.0, 5.0, 1.0], test=test),
-                 extra={"grad_norm_task_heldout": 0.2345, "fp_distance_heldout": 1.2345})
-        make_run(store, method="pace", seed=seed, test=test + 2, train=95.0, config={"lam": 1.0},
-                 epochs=epochs([4.0, 2.0, 0.5], test=test + 2))
+        make_run(
+            store,
+            seed=seed,
+            test=test,
+            train=99.1,
+            fp=0.1234,
+            epochs=epochs([9.0, 5.0, 1.0], test=test),
+            extra={"grad_norm_task_heldout": 0.2345, "fp_distance_heldout": 1.2345},
+        )
+        make_run(
+            store,
+            method="pace",
+            seed=seed,
+            test=test + 2,
+            train=95.0,
+            config={"lam": 1.0},
+            epochs=epochs([4.0, 2.0, 0.5], test=test + 2),
+        )
     make_run(store, method="pace", seed=0, weights=W2, test=50.0, train=60.0, config={"lam": 1.0})
     for ds in list(load_suite("vtab").datasets)[:5]:
         for method in ("baseline", "pace", "fpa"):
@@ -61,8 +96,9 @@ def everything(tmp_path_factory) -> tuple[Store, str]:
     for ds in load_suite("fgvc").datasets:
         make_run(store, suite="fgvc", dataset=ds, method="pace", test=88.8)
     targets = {"imagenet": 79.0, "imagenet_sketch": 31.0, "imagenet_v2": 69.0, "imagenet_a": 16.0, "imagenet_r": 35.0}
-    make_run(store, suite="domain", dataset="imagenet", method="pace", evals=targets,
-             options={"shots": 16, "split_seed": 0})
+    make_run(
+        store, suite="domain", dataset="imagenet", method="pace", evals=targets, options={"shots": 16, "split_seed": 0}
+    )
     for ds in ("rte", "stsb", "mrpc"):
         for method in ("baseline", "pace"):
             make_run(store, suite="glue", dataset=ds, method=method, test=86.6)
@@ -113,15 +149,21 @@ def test_the_demo_table_at_80_columns_keeps_its_headline_and_names_what_it_hides
     assert "test acc" in text and "89.64 ± 1.79" in text and "--wide shows all" in text
     assert "column" in text and "hidden (train acc" in text
     wide = plain(render(gather("demo", store), "rich", wide=True), 80)
-    assert "hidden" not in wide and "train acc" in wide and "FP-distance (train)" in wide.replace("\n", " ") or \
-        all(p in wide for p in ("FP-", "distance", "(train)"))
+    assert (
+        "hidden" not in wide
+        and "train acc" in wide
+        and "FP-distance (train)" in wide.replace("\n", " ")
+        or all(p in wide for p in ("FP-", "distance", "(train)"))
+    )
 
 
 def test_vtab_at_80_columns_shows_the_group_means_and_transposes_with_wide(everything):
     store, _ = everything
     compact = plain(render(gather("vtab", store), "rich"), 80)
-    assert all(g in compact for g in ("Natural", "Specialized", "Structured", "mean")) and "caltech101" not in \
-        compact.split("hidden")[0]
+    assert (
+        all(g in compact for g in ("Natural", "Specialized", "Structured", "mean"))
+        and "caltech101" not in compact.split("hidden")[0]
+    )
     full = plain(render(gather("vtab", store), "rich", wide=True), 80)
     assert_clean(full, 80)
     lines = {line.split()[0] for line in full.splitlines() if line.strip()}
@@ -143,15 +185,18 @@ def test_widths_never_go_below_a_columns_longest_piece_and_keep_names_whole_wher
     spans = [(8, 12, 20, 20), (12, 12, 12, 12), (5, 9, 30, 30)]  # (narrowest, longest word, cells, widest)
     assert widths(spans, ["a", "b", "c"], 100) == [20, 12, 30]
     narrow = widths(spans, ["a", "b", "c"], 30)
-    assert narrow is not None and sum(narrow) == 30 and all(w >= lo for w, (lo, *_) in zip(narrow, spans,
-                                                                                          strict=True))
+    assert narrow is not None and sum(narrow) == 30 and all(w >= lo for w, (lo, *_) in zip(narrow, spans, strict=True))
     assert widths(spans, ["a", "b", "c"], 33)[:2] == [12, 12], "whole words first"
     assert widths(spans, ["a", "b", "c"], 24) is None
-    assert widths([(5, 5, 22, 22), (8, 8, 12, 26)], ["", "baseline vit_demo@11111111"], 40) == [22, 18], \
+    assert widths([(5, 5, 22, 22), (8, 8, 12, 26)], ["", "baseline vit_demo@11111111"], 40) == [22, 18], (
         "cells before headers"
+    )
     even = widths([(6, 6, 6, 21), (9, 11, 6, 21)], ["grad norm task (test)", "FP-distance (test)"], 26)
-    assert even is not None and max(wrap("grad norm task (test)", even[0]).count("\n"),
-                                    wrap("FP-distance (test)", even[1]).count("\n")) <= 1
+    assert (
+        even is not None
+        and max(wrap("grad norm task (test)", even[0]).count("\n"), wrap("FP-distance (test)", even[1]).count("\n"))
+        <= 1
+    )
 
 
 def test_a_table_that_cannot_fit_becomes_a_list_never_a_cut_table():
@@ -174,10 +219,22 @@ def terminal(monkeypatch):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("args", [["runs"], ["runs", "--wide"], ["suites"], ["suites", "--wide"], ["methods"],
-                                  ["inspect"], ["report", "--table", "demo"], ["report", "--table", "1"],
-                                  ["report", "--table", "2", "--wide"], ["report", "--table", "speed"],
-                                  ["data", "check", "vtab", "--root", "/nonexistent/data"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs"],
+        ["runs", "--wide"],
+        ["suites"],
+        ["suites", "--wide"],
+        ["methods"],
+        ["inspect"],
+        ["report", "--table", "demo"],
+        ["report", "--table", "1"],
+        ["report", "--table", "2", "--wide"],
+        ["report", "--table", "speed"],
+        ["data", "check", "vtab", "--root", "/nonexistent/data"],
+    ],
+)
 def test_cli_tables_fit(everything, terminal, width, args):
     _, url = everything
     terminal(width)
@@ -194,8 +251,9 @@ def test_runs_keep_every_id_and_key_whole_at_80_columns(everything, terminal):
     records = store.runs()
     text = runner.invoke(app, ["runs", "--db", url, "--limit", "100"]).output
     assert_clean(text, 80)
-    assert {int(line.split()[0]) for line in text.splitlines() if line.split() and line.split()[0].isdigit()} == \
-        {r.id for r in records}
+    assert {int(line.split()[0]) for line in text.splitlines() if line.split() and line.split()[0].isdigit()} == {
+        r.id for r in records
+    }
     wide = runner.invoke(app, ["runs", "--db", url, "--limit", "100", "--wide"]).output
     assert_clean(wide, 80)
     assert all(r.key in wide for r in records), "a key is never split"
@@ -203,17 +261,33 @@ def test_runs_keep_every_id_and_key_whole_at_80_columns(everything, terminal):
 
 def test_workers_fit_at_80_columns():
     now = utcnow()
-    workers = [WorkerRecord(f"gpu-node-{i:03d}.cluster.example.org-12345-{i}", "myhost", 12345, f"cuda:{i}",
-                            "training", i + 1, 3, {"epochs": 300, "epoch_s": 12.5, "loss": 0.123456,
-                                                   "label": "vtab/diabetic_retinopathy pace lam=1 sigma=1.2 seed=0"},
-                            now - timedelta(hours=1), now - timedelta(seconds=2 + i))
-               for i in range(3)]
+    workers = [
+        WorkerRecord(
+            f"gpu-node-{i:03d}.cluster.example.org-12345-{i}",
+            "myhost",
+            12345,
+            f"cuda:{i}",
+            "training",
+            i + 1,
+            3,
+            {
+                "epochs": 300,
+                "epoch_s": 12.5,
+                "loss": 0.123456,
+                "label": "vtab/diabetic_retinopathy pace lam=1 sigma=1.2 seed=0",
+            },
+            now - timedelta(hours=1),
+            now - timedelta(seconds=2 + i),
+        )
+        for i in range(3)
+    ]
     for width in WIDTHS:
         text = plain(workers_table(workers, 60.0), width)
         assert_clean(text, width)
         assert "1:01:40" in text and "diabetic_" in text  # (300 - 3 - 1) epochs x 12.5 s
-    assert "silent" in plain(workers_table([dataclasses.replace(workers[0], heartbeat_at=now - timedelta(hours=1))],
-                                           60.0), 80)
+    assert "silent" in plain(
+        workers_table([dataclasses.replace(workers[0], heartbeat_at=now - timedelta(hours=1))], 60.0), 80
+    )
 
 
 # ---- help texts --------------------------------------------------------------------------------------------------
@@ -258,8 +332,9 @@ def test_the_command_list_does_not_break_where_the_docstring_did(monkeypatch):
     text = help_text([], 80, monkeypatch)
     assert any("train -> val (phase 1)" in line for line in text.splitlines()), text
     wide = help_text([], 400, monkeypatch)
-    assert any("declared search grid on train -> val (phase 1), then each winner" in line
-               for line in wide.splitlines()), wide
+    assert any(
+        "declared search grid on train -> val (phase 1), then each winner" in line for line in wide.splitlines()
+    ), wide
 
 
 def test_the_plan_speaks_of_the_suite_being_run(tmp_path, monkeypatch):

@@ -27,8 +27,12 @@ def world(tmp_path_factory) -> dict[str, Path]:
     tf.write_rte(data)
     tf.write_stsb(data)
     tf.write_gsm8k(data)
-    return {"data": data, "roberta": tf.tiny_roberta(root / "roberta", data), "phi3": tf.tiny_phi3(root / "phi3", data),
-            "db": root / "text.db"}
+    return {
+        "data": data,
+        "roberta": tf.tiny_roberta(root / "roberta", data),
+        "phi3": tf.tiny_phi3(root / "phi3", data),
+        "db": root / "text.db",
+    }
 
 
 def invoke(*args: str) -> object:
@@ -38,16 +42,29 @@ def invoke(*args: str) -> object:
 # ---- readers ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("task", "header", "row", "texts", "label"), [
-    ("cola", None, "gj04\t1\t\tThe sailors rode the breeze .", ("The sailors rode the breeze .",), 1),
-    ("sst2", "sentence\tlabel", "a fine film \t1", ("a fine film ",), 1),
-    ("mrpc", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String", "0\t1\t2\tHe left .\tHe went .", ("He left .", "He went ."),
-     0),
-    ("qnli", "index\tquestion\tsentence\tlabel", "0\tWho ?\tHim .\tnot_entailment", ("Who ?", "Him ."), 1),
-    ("rte", "index\tsentence1\tsentence2\tlabel", "0\tA b .\tA .\tentailment", ("A b .", "A ."), 0),
-    ("stsb", "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
-     "0\tmain\tf\t2012\t1\tnone\tnone\tA man .\tA guy .\t4.250", ("A man .", "A guy ."), 4.25),
-])
+@pytest.mark.parametrize(
+    ("task", "header", "row", "texts", "label"),
+    [
+        ("cola", None, "gj04\t1\t\tThe sailors rode the breeze .", ("The sailors rode the breeze .",), 1),
+        ("sst2", "sentence\tlabel", "a fine film \t1", ("a fine film ",), 1),
+        (
+            "mrpc",
+            "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+            "0\t1\t2\tHe left .\tHe went .",
+            ("He left .", "He went ."),
+            0,
+        ),
+        ("qnli", "index\tquestion\tsentence\tlabel", "0\tWho ?\tHim .\tnot_entailment", ("Who ?", "Him ."), 1),
+        ("rte", "index\tsentence1\tsentence2\tlabel", "0\tA b .\tA .\tentailment", ("A b .", "A ."), 0),
+        (
+            "stsb",
+            "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
+            "0\tmain\tf\t2012\t1\tnone\tnone\tA man .\tA guy .\t4.250",
+            ("A man .", "A guy ."),
+            4.25,
+        ),
+    ],
+)
 def test_glue_tsv_columns_and_labels_per_task(tmp_path, task, header, row, texts, label):
     path = tmp_path / "dev.tsv"
     path.write_text("\n".join(([header] if header else []) + [row]) + "\n")
@@ -68,7 +85,8 @@ def test_glue_parquet_export_and_tsv_give_the_same_ids(tmp_path):
     import pandas as pd
 
     pd.DataFrame({"sentence1": ["A b ."], "sentence2": ["A ."], "label": [1], "idx": [0]}).to_parquet(
-        tmp_path / "validation-00000-of-00001.parquet")
+        tmp_path / "validation-00000-of-00001.parquet"
+    )
     path = tdata.glue_file(tmp_path, "dev")
     assert path.suffix == ".parquet"
     assert tdata.read_glue(path, "rte", 2)[0] == tdata.Example(("A b .", "A ."), 1)  # 1 = not_entailment in both
@@ -171,8 +189,11 @@ def test_noise_multiplies_the_lora_branch_per_sample_and_channel_shared_over_tok
     seen = {}
 
     def capture(module, inputs, output):
-        seen["clean"], seen["noisy"] = module.weight.new_tensor(0) + torch.nn.functional.linear(inputs[0],
-                                                                                                module.weight), output
+        seen["clean"], seen["noisy"] = (
+            module.weight.new_tensor(0) + torch.nn.functional.linear(inputs[0], module.weight),
+            output,
+        )
+
     layer.lora_B["default"].register_forward_hook(capture)  # runs after the noise hook, so it sees the noisy output
     x, _, _ = _batch(world)
     model.train()
@@ -199,13 +220,15 @@ def test_merged_evaluation_equals_the_unmerged_model_and_pretrained_turns_lora_o
         with model.pretrained():
             before = model(x)
         model.net.base_model.model.classifier.modules_to_save["default"].load_state_dict(
-            model.net.base_model.model.classifier.original_module.state_dict())
+            model.net.base_model.model.classifier.original_module.state_dict()
+        )
         with model.pretrained():
             base_logits = model(x)
     assert torch.allclose(plain, merged, atol=1e-5) and torch.allclose(plain, after, atol=1e-6)
     assert not torch.allclose(plain, before, atol=1e-3)  # LoRA (B != 0) is what changes the logits
-    reference = AutoModelForSequenceClassification.from_pretrained(world["roberta"], num_labels=2,
-                                                                   local_files_only=True).eval()
+    reference = AutoModelForSequenceClassification.from_pretrained(
+        world["roberta"], num_labels=2, local_files_only=True
+    ).eval()
     reference.classifier.load_state_dict(model.net.base_model.model.classifier.original_module.state_dict())
     with torch.no_grad():
         expected = reference(input_ids=x[:, 0], attention_mask=x[:, 1]).logits
@@ -248,8 +271,9 @@ def test_token_objective_scores_only_answer_tokens():
 def test_text_options_are_checked():
     from pacebench.text.tasks import Glue, Settings
 
-    assert Settings.of({"task": "rte", "lora_alpha": 16, "max_seq_len": 128}) == Settings(max_seq_len=128,
-                                                                                          lora_alpha=16.0)
+    assert Settings.of({"task": "rte", "lora_alpha": 16, "max_seq_len": 128}) == Settings(
+        max_seq_len=128, lora_alpha=16.0
+    )
     with pytest.raises(UsageError, match="unknown text option 'max_seq_length'"):
         Glue("rte", 2, {"task": "rte", "max_seq_length": [128]})
     with pytest.raises(UsageError, match="invalid text settings"):
@@ -320,11 +344,31 @@ def _db(world) -> list[str]:
 
 
 def test_glue_and_gsm8k_run_end_to_end_and_report_beside_the_slides(world, tmp_path):
-    result = invoke("run", "glue", "--datasets", "rte,stsb", "--methods", "baseline,pace", "--weights",
-                    str(world["roberta"]), *FAST, *_db(world))
+    result = invoke(
+        "run",
+        "glue",
+        "--datasets",
+        "rte,stsb",
+        "--methods",
+        "baseline,pace",
+        "--weights",
+        str(world["roberta"]),
+        *FAST,
+        *_db(world),
+    )
     assert result.exit_code == 0, result.output
-    result = invoke("run", "gsm8k", "--methods", "pretrained,baseline,pace", "--weights", str(world["phi3"]),
-                    *FAST, "-t", "precision=fp32", *_db(world))
+    result = invoke(
+        "run",
+        "gsm8k",
+        "--methods",
+        "pretrained,baseline,pace",
+        "--weights",
+        str(world["phi3"]),
+        *FAST,
+        "-t",
+        "precision=fp32",
+        *_db(world),
+    )
     assert result.exit_code == 0, result.output
     with sqlite3.connect(world["db"]) as con:
         runs = con.execute("select id, suite, dataset, method, status, metrics from runs").fetchall()
@@ -352,8 +396,18 @@ def test_glue_and_gsm8k_run_end_to_end_and_report_beside_the_slides(world, tmp_p
     assert "| 63.40 |" in glue.output and "| 66.20 |" in glue.output and "measured" in glue.output
     gsm = invoke("report", "--table", "gsm8k", "--format", "csv", "--db", f"sqlite:///{world['db']}")
     assert "62.01" in gsm.output and "78.77" in gsm.output and gsm.output.count("measured") == 3
-    plot = invoke("plot", "grad-norm", "--suite", "glue", "--dataset", "rte", "--out", str(tmp_path / "g.png"),
-                  "--db", f"sqlite:///{world['db']}")
+    plot = invoke(
+        "plot",
+        "grad-norm",
+        "--suite",
+        "glue",
+        "--dataset",
+        "rte",
+        "--out",
+        str(tmp_path / "g.png"),
+        "--db",
+        f"sqlite:///{world['db']}",
+    )
     assert plot.exit_code == 0, plot.output
     assert (tmp_path / "g.png").stat().st_size > 1000
 
@@ -367,16 +421,28 @@ def test_data_check_text_suites(world, tmp_path):
     assert "glue/cola: missing data folder" in result.output
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["gsm8k", "--methods", "pace_fast"], "method pace_fast does not run on suite gsm8k"),
-    (["glue", "--datasets", "rte", "--methods", "sam"], "method sam does not run on suite glue"),
-    (["glue", "--datasets", "rte", "-t", "adapter=lora_mul"], "text suites take adapter=lora:MODULE"),
-    (["glue", "--datasets", "rte", "-t", "adapter=lora:nothing"], "cannot put LoRA on ['nothing']"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["gsm8k", "--methods", "pace_fast"], "method pace_fast does not run on suite gsm8k"),
+        (["glue", "--datasets", "rte", "--methods", "sam"], "method sam does not run on suite glue"),
+        (["glue", "--datasets", "rte", "-t", "adapter=lora_mul"], "text suites take adapter=lora:MODULE"),
+        (["glue", "--datasets", "rte", "-t", "adapter=lora:nothing"], "cannot put LoRA on ['nothing']"),
+    ],
+)
 def test_text_errors_are_one_line(world, tmp_path, args, message):
     weights = world["phi3"] if args[0] == "gsm8k" else world["roberta"]
-    result = invoke("run", *args, "--weights", str(weights), *FAST, "--db", f"sqlite:///{tmp_path}/e.db",
-                    "--data-root", str(world["data"]))
+    result = invoke(
+        "run",
+        *args,
+        "--weights",
+        str(weights),
+        *FAST,
+        "--db",
+        f"sqlite:///{tmp_path}/e.db",
+        "--data-root",
+        str(world["data"]),
+    )
     assert result.exit_code != 0
     assert message in " ".join(result.output.split()), result.output
 
@@ -410,8 +476,9 @@ def test_pretrained_never_trains_an_image_model(make_vit):
     cls = METHODS.get("pretrained")
     assert not cls.trains
     with pytest.raises(UsageError, match="trains nothing"):
-        cls(cls.make_config({})).loss(make_vit(), torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long),
-                                      torch.zeros(1, dtype=torch.long))
+        cls(cls.make_config({})).loss(
+            make_vit(), torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
+        )
 
 
 def test_gsm8k_learns_only_the_answer_and_scores_the_final_number(world):
@@ -424,8 +491,9 @@ def test_gsm8k_learns_only_the_answer_and_scores_the_final_number(world):
     task = Gsm8k("gsm8k", 1, {"prompt": "chat"})
     example = tdata.read_gsm8k(world["data"] / "gsm8k/train.jsonl")[0]
     [(ids, labels)] = task.encode([example], tok)
-    prompt = tok.apply_chat_template([{"role": "user", "content": example.texts[0]}], add_generation_prompt=True,
-                                     tokenize=False)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": example.texts[0]}], add_generation_prompt=True, tokenize=False
+    )
     n_prompt = len(tok(prompt)["input_ids"])
     assert labels[:n_prompt] == [IGNORE] * n_prompt and IGNORE not in labels[n_prompt:]
     assert labels[n_prompt:] == ids[n_prompt:] and ids[-1] == tok.eos_token_id
@@ -449,8 +517,25 @@ def test_gsm8k_learns_only_the_answer_and_scores_the_final_number(world):
 
 def test_text_tune_scores_phase_one_on_held_out_train(world, tmp_path):
     db = f"sqlite:///{tmp_path}/tune.db"
-    result = invoke("tune", "glue", "--datasets", "rte", "--grid", "lam=0.5,1", "--seeds", "0", "--tune-seeds", "0",
-                    "--weights", str(world["roberta"]), *FAST, "--db", db, "--data-root", str(world["data"]))
+    result = invoke(
+        "tune",
+        "glue",
+        "--datasets",
+        "rte",
+        "--grid",
+        "lam=0.5,1",
+        "--seeds",
+        "0",
+        "--tune-seeds",
+        "0",
+        "--weights",
+        str(world["roberta"]),
+        *FAST,
+        "--db",
+        db,
+        "--data-root",
+        str(world["data"]),
+    )
     assert result.exit_code == 0, result.output
     with sqlite3.connect(f"{tmp_path}/tune.db") as con:
         rows = con.execute("select phase, metrics from runs where status = 'done'").fetchall()
@@ -529,22 +614,44 @@ def test_a_copied_suite_file_starts_rte_from_a_lora_file(world, tmp_path, monkey
     from pacebench.text import models
 
     source = _classifier(world, rank=8)
-    torch.save({f"{n.removeprefix('base_model.model.')}.lora_{p}": getattr(m, f"lora_{p}")["default"].weight.detach()
-                for n, m in models.named_lora_layers(source.net) for p in "AB"}, tmp_path / "mnli.bin")
+    torch.save(
+        {
+            f"{n.removeprefix('base_model.model.')}.lora_{p}": getattr(m, f"lora_{p}")["default"].weight.detach()
+            for n, m in models.named_lora_layers(source.net)
+            for p in "AB"
+        },
+        tmp_path / "mnli.bin",
+    )
     suites = tmp_path / "suites"
     shutil.copytree(suites_dir() / "reference", suites / "reference")
     text = (suites_dir() / "glue.toml").read_text()
     rte = 'data = { task = "rte" }\ntrain = { lr = 5e-4, batch_size = 32, epochs = 80 }\n'
     assert rte in text
-    (suites / "glue.toml").write_text(text.replace(rte + "options = { max_seq_len = [512], lora_alpha = [8]",
-                                                   rte + f'options = {{ init_lora = ["{tmp_path / "mnli.bin"}"], '
-                                                         "max_seq_len = [512], lora_alpha = [16]"))
+    (suites / "glue.toml").write_text(
+        text.replace(
+            rte + "options = { max_seq_len = [512], lora_alpha = [8]",
+            rte + f'options = {{ init_lora = ["{tmp_path / "mnli.bin"}"], max_seq_len = [512], lora_alpha = [16]',
+        )
+    )
     monkeypatch.setenv("PACEBENCH_SUITES", str(suites))
     all_suites.cache_clear()
     try:
         db = f"sqlite:///{tmp_path}/init.db"
-        result = invoke("run", "glue", "--datasets", "rte", "--methods", "baseline", "--weights",
-                        str(world["roberta"]), *FAST, "--db", db, "--data-root", str(world["data"]))
+        result = invoke(
+            "run",
+            "glue",
+            "--datasets",
+            "rte",
+            "--methods",
+            "baseline",
+            "--weights",
+            str(world["roberta"]),
+            *FAST,
+            "--db",
+            db,
+            "--data-root",
+            str(world["data"]),
+        )
         assert result.exit_code == 0, result.output
         from pacebench.store import Store
 
@@ -563,8 +670,15 @@ def test_a_resumed_text_run_ends_as_an_uninterrupted_one(world, method):
     from pacebench.training import Environment, train_run
     from pacebench.training.checkpoint import Control
 
-    [spec] = plan(PlanRequest("glue", ["rte"], [method], train={"epochs": 3, "batch_size": 8, "eval_batch_size": 4},
-                              weights=world["roberta"]))
+    [spec] = plan(
+        PlanRequest(
+            "glue",
+            ["rte"],
+            [method],
+            train={"epochs": 3, "batch_size": 8, "eval_batch_size": 4},
+            weights=world["roberta"],
+        )
+    )
     env = Environment(device=torch.device("cpu"), data_root=world["data"], weights=world["roberta"])
 
     class Keep(Control):
@@ -590,12 +704,20 @@ def test_text_runs_take_fig2_readings_and_they_never_change_training(world):
     from pacebench.plan.planner import PlanRequest, plan
     from pacebench.training import Environment, train_run
 
-    [spec] = plan(PlanRequest("glue", ["rte"], ["pace"], train={"epochs": 2, "batch_size": 8, "eval_batch_size": 4},
-                              weights=world["roberta"]))
+    [spec] = plan(
+        PlanRequest(
+            "glue",
+            ["rte"],
+            ["pace"],
+            train={"epochs": 2, "batch_size": 8, "eval_batch_size": 4},
+            weights=world["roberta"],
+        )
+    )
     runs = {}
     for mode in ("off", "eval"):
-        env = Environment(device=torch.device("cpu"), data_root=world["data"], weights=world["roberta"],
-                          diagnostics=mode)
+        env = Environment(
+            device=torch.device("cpu"), data_root=world["data"], weights=world["roberta"], diagnostics=mode
+        )
         records: list = []
         runs[mode] = (train_run(spec, env, lambda e, r, records=records: records.append(r)), records)
     (off, off_epochs), (on, on_epochs) = runs["off"], runs["eval"]

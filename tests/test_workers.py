@@ -34,8 +34,9 @@ FAST = {"PACEBENCH_HEARTBEAT_S": "0.5", "PACEBENCH_MISSED_BEATS": "4", "PACEBENC
 def specs(methods=("baseline",), seeds=(0,), **train):
     """Demo runs as `pacebench run` queues them: planned, with the fingerprint of the data they train on."""
     settings = {"epochs": 3, "batch_size": 16, "eval_every": 1, **train}
-    return with_fingerprints(plan(PlanRequest(suite="demo", methods=list(methods), seeds=list(seeds), train=settings)),
-                             Path("data"))
+    return with_fingerprints(
+        plan(PlanRequest(suite="demo", methods=list(methods), seeds=list(seeds), train=settings)), Path("data")
+    )
 
 
 def rows(store: Store, run_id: int) -> list[dict]:
@@ -76,11 +77,20 @@ def test_a_run_resumed_from_a_checkpoint_ends_bit_for_bit_as_an_uninterrupted_on
 
 
 def worker_process(db: str, results: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    environ = {**os.environ, "PACEBENCH_RESULTS": str(results), "PYTHONPATH": str(Path(__file__).parents[1]),
-               **FAST, **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "pacebench", "worker", "--db", db, "--device", "cpu",
-                             "--workers", "0", *extra], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    environ = {
+        **os.environ,
+        "PACEBENCH_RESULTS": str(results),
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        **FAST,
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "pacebench", "worker", "--db", db, "--device", "cpu", "--workers", "0", *extra],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for(condition, timeout: float = 120.0) -> None:
@@ -182,9 +192,28 @@ def test_submitit_job_array_drains_the_plan(tmp_path, results):
     from pacebench.cli import app
 
     db = f"sqlite:///{tmp_path}/q.db"
-    args = ["run", "demo", "--methods", "baseline,pace", "--seeds", "0,1", "--epochs", "1", "-t", "batch_size=16",
-            "--device", "cpu", "--executor", "submitit-local", "--array", "2", "--slurm-folder",
-            str(tmp_path / "slurm"), "--db", db]
+    args = [
+        "run",
+        "demo",
+        "--methods",
+        "baseline,pace",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "1",
+        "-t",
+        "batch_size=16",
+        "--device",
+        "cpu",
+        "--executor",
+        "submitit-local",
+        "--array",
+        "2",
+        "--slurm-folder",
+        str(tmp_path / "slurm"),
+        "--db",
+        db,
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     runs = Store(db).runs()
@@ -198,8 +227,9 @@ def test_slurm_with_sqlite_is_refused_unless_forced(tmp_path):
 
     from pacebench.cli import app
 
-    result = CliRunner().invoke(app, ["run", "demo", "--executor", "slurm", "--device", "cpu",
-                                      "--db", f"sqlite:///{tmp_path}/q.db"])
+    result = CliRunner().invoke(
+        app, ["run", "demo", "--executor", "slurm", "--device", "cpu", "--db", f"sqlite:///{tmp_path}/q.db"]
+    )
     assert result.exit_code == 2 and "needs a database every node reaches" in result.output
 
 
@@ -233,17 +263,36 @@ def test_enqueue_only_writes_the_plan_and_two_plain_workers_drain_it(tmp_path, r
     assert queued.exit_code == 0 and "queued: 4 run(s) wait for workers" in " ".join(queued.output.split())
     assert {r.status for r in Store(db).runs()} == {"queued"}
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "PACEBENCH_RESULTS": str(results)}
-    workers = [subprocess.Popen([sys.executable, "-m", "pacebench", "worker", "--db", db, "--device", "cpu",
-                                 "--workers", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-               for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pacebench", "worker", "--db", db, "--device", "cpu", "--workers", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
     assert [w.wait(timeout=600) for w in workers] == [0, 0], [w.stdout.read() for w in workers]  # type: ignore
     runs = Store(db).runs()
     assert [(r.status, r.attempts) for r in runs] == [("done", 1)] * 4
-    tune = ["tune", "demo", "--methods", "pace", "--grid", "lam=0.5,1", "--seeds", "0", *TINY, "--db", db,
-            "--enqueue-only"]
+    tune = [
+        "tune",
+        "demo",
+        "--methods",
+        "pace",
+        "--grid",
+        "lam=0.5,1",
+        "--seeds",
+        "0",
+        *TINY,
+        "--db",
+        db,
+        "--enqueue-only",
+    ]
     first = cli(*tune)
     assert first.exit_code == 0 and "run this command again once the workers have finished phase 1" in " ".join(
-        first.output.split())
+        first.output.split()
+    )
     assert Worker(Store(db), ENV, keys=None).work() == Counter({"done": 2})
     second = cli(*tune)
     assert second.exit_code == 0 and "queued: 1 run(s) wait for workers" in " ".join(second.output.split())
@@ -269,8 +318,28 @@ def test_a_rerun_that_finds_runs_held_by_live_workers_says_so_unless_it_waits(tm
 
 def test_tune_leaves_out_a_grid_point_that_fails_every_attempt(tmp_path, results):
     db = f"sqlite:///{tmp_path}/q.db"
-    result = cli("tune", "demo", "--methods", "pace", "--grid", "sigma=1.2,1e30", "--seeds", "0", "--tune-seeds", "0",
-                 "--epochs", "2", "-t", "batch_size=16", "--device", "cpu", "--attempts", "2", "--db", db)
+    result = cli(
+        "tune",
+        "demo",
+        "--methods",
+        "pace",
+        "--grid",
+        "sigma=1.2,1e30",
+        "--seeds",
+        "0",
+        "--tune-seeds",
+        "0",
+        "--epochs",
+        "2",
+        "-t",
+        "batch_size=16",
+        "--device",
+        "cpu",
+        "--attempts",
+        "2",
+        "--db",
+        db,
+    )
     assert result.exit_code == 0, result.output
     assert "excluded digits pace" in result.output and '"sigma":1e+30' in result.output
     runs = Store(db).runs()

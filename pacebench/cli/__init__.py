@@ -27,7 +27,10 @@ from pacebench.cli.common import Group
 from pacebench.settings import SUITES_ENV
 
 app = typer.Typer(
-    cls=Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    cls=Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="PACE and its baselines and ablations over the paper's benchmark suites, every run kept in a database.",
 )
 for module in (run_cmd, sweep_cmd, query_cmd, report_cmd, compare_cmd, export_cmd, bench_cmd):
@@ -37,10 +40,19 @@ app.add_typer(db_cmd.app, name="db")
 
 
 @app.callback()
-def _root(suites: Annotated[Path | None, typer.Option(
-        "--suites", envvar=SUITES_ENV, show_default=False, file_okay=False,
-        help="A folder of your own suite files: they add to the built-in suites, and one with a built-in's name "
-             "replaces it.")] = None) -> None:
+def _root(
+    suites: Annotated[
+        Path | None,
+        typer.Option(
+            "--suites",
+            envvar=SUITES_ENV,
+            show_default=False,
+            file_okay=False,
+            help="A folder of your own suite files: they add to the built-in suites, and one with a built-in's name "
+            "replaces it.",
+        ),
+    ] = None,
+) -> None:
     """PACE and its baselines and ablations over the paper's benchmark suites, every run kept in a database."""
     if suites is not None:
         os.environ[SUITES_ENV] = str(suites)  # worker processes and Slurm tasks inherit it

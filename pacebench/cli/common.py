@@ -34,8 +34,9 @@ def flow(text: str | None) -> str | None:
     if not text:
         return text
     paragraphs = inspect.cleandoc(text).split("\n\n")
-    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
-                       for p in paragraphs)
+    return "\n\n".join(
+        p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines()) for p in paragraphs
+    )
 
 
 def flow_help(command: Any) -> None:
@@ -84,10 +85,14 @@ def writing(path: Path) -> Iterator[None]:
 def _method_lists() -> dict[str, str]:
     from pacebench.core.methods import ABLATIONS, EFFICIENCY, METHODS  # lazy: torch, only when a help shows them
 
-    return {"methods": ", ".join(METHODS.names()), "table6": ", ".join(ABLATIONS),
-            "efficiency": ", ".join(EFFICIENCY),
-            "hyperparameters": ", ".join(dict.fromkeys(n for _, cls in METHODS.items()
-                                                       for n, _, _ in cls.hyperparameters()))}
+    return {
+        "methods": ", ".join(METHODS.names()),
+        "table6": ", ".join(ABLATIONS),
+        "efficiency": ", ".join(EFFICIENCY),
+        "hyperparameters": ", ".join(
+            dict.fromkeys(n for _, cls in METHODS.items() for n, _, _ in cls.hyperparameters())
+        ),
+    }
 
 
 def _sweep_lists() -> dict[str, str]:
@@ -104,16 +109,23 @@ def _adapter_lists() -> dict[str, str]:
 
 def _light_lists() -> dict[str, str]:
     entries = {entry.name: entry for _, entry in select.tables().items()}
-    return {"suites": ", ".join(all_suites()), "training_settings": ", ".join(TRAIN_FIELDS),
-            "tables": ", ".join("/".join((*e.aliases[:1], e.name)) for e in entries.values()),
-            "figures": ", ".join(select.FIGURES.names())}
+    return {
+        "suites": ", ".join(all_suites()),
+        "training_settings": ", ".join(TRAIN_FIELDS),
+        "tables": ", ".join("/".join((*e.aliases[:1], e.name)) for e in entries.values()),
+        "figures": ", ".join(select.FIGURES.names()),
+    }
 
 
 LISTS: dict[str, Callable[[], dict[str, str]]] = {
-    name: source for source, names in (
+    name: source
+    for source, names in (
         (_method_lists, ("methods", "table6", "efficiency", "hyperparameters")),
-        (_sweep_lists, ("sweeps",)), (_adapter_lists, ("adapters",)),
-        (_light_lists, ("suites", "training_settings", "tables", "figures"))) for name in names
+        (_sweep_lists, ("sweeps",)),
+        (_adapter_lists, ("adapters",)),
+        (_light_lists, ("suites", "training_settings", "tables", "figures")),
+    )
+    for name in names
 }  # what `{name}` in an option's help stands for: a list read from its registry when the help is shown
 
 
@@ -137,16 +149,25 @@ class RegistryHelp(TyperCommand):
         super().format_help(ctx, formatter)
 
 
-DbOption = Annotated[str | None, typer.Option("--db", envvar=DB_ENV, show_default=False,
-                                              help="SQLAlchemy database URL (default: the SQLite file "
-                                                   "results/pacebench.db).")]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar=DB_ENV,
+        show_default=False,
+        help="SQLAlchemy database URL (default: the SQLite file results/pacebench.db).",
+    ),
+]
 
 
 def db_url(db: str | None) -> str:
     """The --db value, else $PACEBENCH_DB, else results/pacebench.db (under $PACEBENCH_RESULTS if set)."""
     return db or default_db_url()
-DataOption = Annotated[Path | None, typer.Option("--data-root", envvar=DATA_ENV,
-                                                 help="Data root (default ./data).", show_default=False)]
+
+
+DataOption = Annotated[
+    Path | None, typer.Option("--data-root", envvar=DATA_ENV, help="Data root (default ./data).", show_default=False)
+]
 
 
 def split_list(value: str | None) -> list[str] | None:

@@ -20,8 +20,7 @@ def compare(
     phase: Annotated[Phase, typer.Option("--phase", help="final (test) or tune (val).")] = Phase.final,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.rich,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")] = None,
-    delta: Annotated[float, typer.Option("--delta", help="The difference (points) 'seeds for Δ' is sized for.")]
-    = 0.5,
+    delta: Annotated[float, typer.Option("--delta", help="The difference (points) 'seeds for Δ' is sized for.")] = 0.5,
     boot: Annotated[int, typer.Option("--boot", help="Bootstrap resamples.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the resampling.")] = 0,
     db: DbOption = None,

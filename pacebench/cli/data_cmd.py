@@ -47,8 +47,14 @@ def check(
         found = r.status == "found"
         fingerprint = dataset_fingerprint(s, s.dataset(r.dataset), root, results_dir() / "cache") if found else "-"
         rows.append([r.suite, r.dataset, Text(r.status, style=STATUS_STYLE[r.status]), fingerprint, sizes, first])
-    columns = [Column("suite"), Column("dataset"), Column("status"), Column("fingerprint"), Column("sizes"),
-               Column("first problem", headline=False)]  # never cut: the path in it is what to fix
+    columns = [
+        Column("suite"),
+        Column("dataset"),
+        Column("status"),
+        Column("fingerprint"),
+        Column("sizes"),
+        Column("first problem", headline=False),
+    ]  # never cut: the path in it is what to fix
     console = Console()
     console.print(Fit(columns, rows, title=f"Data under {root}", hidden="each problem is listed in full below"))
     for _, r in results:

@@ -17,9 +17,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def export(
         fmt: Annotated[str, typer.Option("--format", "-f", help="csv | parquet | json")] = "csv",
-        out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write runs.FMT, epochs.FMT and "
-                                          "predictions.FMT into.")]
-        = Path("results/export"),
+        out: Annotated[
+            Path, typer.Option("--out", "-o", help="Folder to write runs.FMT, epochs.FMT and predictions.FMT into.")
+        ] = Path("results/export"),
         suite: Annotated[str | None, typer.Option("--suite")] = None,
         dataset: Annotated[str | None, typer.Option("--dataset")] = None,
         method: Annotated[str | None, typer.Option("--method")] = None,
@@ -32,23 +32,31 @@ def register(app: typer.Typer) -> None:
         from pacebench.results import export as write  # lazy: pandas and SQLAlchemy
 
         if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out} is a file; export writes runs.{fmt}, epochs.{fmt} and "
-                             f"predictions.{fmt} into a folder: name a folder")
+            raise UsageError(
+                f"--out {out} is a file; export writes runs.{fmt}, epochs.{fmt} and "
+                f"predictions.{fmt} into a folder: name a folder"
+            )
         with writing(out):
-            paths = write(db_url(db), out, fmt, suite=suite, dataset=dataset, method=method, phase=phase,
-                          status=status)
+            paths = write(db_url(db), out, fmt, suite=suite, dataset=dataset, method=method, phase=phase, status=status)
         for path in paths:
             console.print(f"wrote {path}")
 
     @app.command("export-model")
     def export_model(
         run: Annotated[str, typer.Argument(help="Run id or key (`pacebench runs`).")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="The .safetensors file to write.")]
-        = Path("model.safetensors"),
-        weights: Annotated[Path | None, typer.Option("--weights", help="The pre-trained file the run started "
-                                                     "from, if not the backbone's standard one.")] = None,
-        weights_dir: Annotated[Path | None, typer.Option("--weights-dir", envvar=WEIGHTS_ENV, help="Folder "
-                                                         "of the named backbones' standard files.")] = None,
+        out: Annotated[Path, typer.Option("--out", "-o", help="The .safetensors file to write.")] = Path(
+            "model.safetensors"
+        ),
+        weights: Annotated[
+            Path | None,
+            typer.Option(
+                "--weights", help="The pre-trained file the run started from, if not the backbone's standard one."
+            ),
+        ] = None,
+        weights_dir: Annotated[
+            Path | None,
+            typer.Option("--weights-dir", envvar=WEIGHTS_ENV, help="Folder of the named backbones' standard files."),
+        ] = None,
         db: DbOption = None,
     ) -> None:
         """Write a finished run as a plain timm checkpoint: adapters folded into the backbone (Eq. 13), head kept."""

@@ -47,9 +47,16 @@ def counts_line(counts: Any) -> str:
     return f"{total} runs: " + ", ".join(parts)
 
 
-WORKER_COLUMNS = [Column("worker"), Column("device", headline=False), Column("state"), Column("run"),
-                  Column("epoch", numeric=True), Column("loss", numeric=True, headline=False),
-                  Column("heartbeat", headline=False), Column("run ETA", numeric=True)]
+WORKER_COLUMNS = [
+    Column("worker"),
+    Column("device", headline=False),
+    Column("state"),
+    Column("run"),
+    Column("epoch", numeric=True),
+    Column("loss", numeric=True, headline=False),
+    Column("heartbeat", headline=False),
+    Column("run ETA", numeric=True),
+]
 
 
 def workers_table(workers: list[WorkerRecord], lease_s: float) -> Fit:
@@ -59,16 +66,28 @@ def workers_table(workers: list[WorkerRecord], lease_s: float) -> Fit:
     for w in workers:
         age = (now - w.heartbeat_at).total_seconds()
         alive = w.state == "stopped" or worker_alive(w, now, lease_s)
-        state = Text(w.state) if alive else Text(f"silent {age:.0f}s" if age >= lease_s else "gone (its process ended)",
-                                                 style="red")
+        state = (
+            Text(w.state)
+            if alive
+            else Text(f"silent {age:.0f}s" if age >= lease_s else "gone (its process ended)", style="red")
+        )
         info = w.info or {}
         training = w.state == "training" and w.run_id is not None
         epochs: int = info.get("epochs") or 0
         epoch = w.epoch
         eta = (epochs - epoch - 1) * info["epoch_s"] if training and epoch is not None and "epoch_s" in info else None
-        rows.append([w.name, w.device, state, info.get("label", "") if training else "",
-                     f"{epoch + 1}/{epochs}" if training and epoch is not None else "",
-                     _fmt(info.get("loss"), 3) if training else "", f"{age:.0f}s ago", _duration(eta)])
+        rows.append(
+            [
+                w.name,
+                w.device,
+                state,
+                info.get("label", "") if training else "",
+                f"{epoch + 1}/{epochs}" if training and epoch is not None else "",
+                _fmt(info.get("loss"), 3) if training else "",
+                f"{age:.0f}s ago",
+                _duration(eta),
+            ]
+        )
     return Fit(WORKER_COLUMNS, rows, hidden="a wider terminal shows them")
 
 
@@ -97,8 +116,10 @@ class SweepDisplay:
         except Exception as exc:  # whatever the database says, the view goes on
             self.away_since = self.away_since or utcnow()
             away = (utcnow() - self.away_since).total_seconds()
-            line = (f"[yellow]database unreachable for {away:.0f}s ({one_line(exc)[:120]}); the workers wait for it "
-                    f"up to {self.grace_s:g}s[/]")
+            line = (
+                f"[yellow]database unreachable for {away:.0f}s ({one_line(exc)[:120]}); the workers wait for it "
+                f"up to {self.grace_s:g}s[/]"
+            )
             return line if self.last is None else Group(self.last, line)
 
     def __enter__(self) -> SweepDisplay:
@@ -125,8 +146,9 @@ class ConsoleReporter:
         self.bar: Progress | None = None
 
     def planned(self, specs: list[Any], keys: list[str], done: set[str], store: Storage, origin: str) -> None:
-        self.console.print(f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {self.where} -> "
-                           f"{store.display_url}")
+        self.console.print(
+            f"[bold]{len(specs)} runs[/] ({len(done)} already done) on {self.where} -> {store.display_url}"
+        )
         several = len({s.suite for s in specs}) > 1
         for suite, phase in sorted({(s.suite, s.phase) for s in specs}):
             note = " (settings given directly, not tuned)" if origin == "direct" and phase == Phase.final else ""
@@ -146,8 +168,13 @@ class ConsoleReporter:
         """A bar on a terminal, a line every 10 epochs elsewhere (a log file, CI)."""
         if self.console.is_terminal:
             if self.bar is None:
-                self.bar = Progress(TextColumn("pre-training the demo backbone (once)"), BarColumn(),
-                                    MofNCompleteColumn(), TextColumn("epochs"), console=self.console)
+                self.bar = Progress(
+                    TextColumn("pre-training the demo backbone (once)"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("epochs"),
+                    console=self.console,
+                )
                 self.bar.start()
                 self.bar.add_task("pretrain", total=epochs)
             self.bar.update(self.bar.task_ids[0], completed=done)
@@ -159,22 +186,27 @@ class ConsoleReporter:
 
     def queued(self, result: Any, then: str | None) -> None:
         waiting = sum(r.status in (Status.queued, Status.running) for r in result.runs)
-        self.console.print(f"queued: {waiting} run(s) wait for workers ({len(result.runs) - waiting} done or failed)"
-                           "; start `pacebench worker --db URL` on any machine that reaches the database")
+        self.console.print(
+            f"queued: {waiting} run(s) wait for workers ({len(result.runs) - waiting} done or failed)"
+            "; start `pacebench worker --db URL` on any machine that reaches the database"
+        )
         if then:
             self.console.print(then)
 
     def searching(self) -> None:
-        self.console.print(f"[bold]{PHASES[Phase.tune]}[/]: grid search, scored on held-out data (test data is never "
-                           "read)")
+        self.console.print(
+            f"[bold]{PHASES[Phase.tune]}[/]: grid search, scored on held-out data (test data is never read)"
+        )
 
     def chosen(self, excluded: list[str], best: Mapping[Any, Any], fixed: int) -> None:
         for point in excluded:
             self.console.print(f"[yellow]excluded[/] {point}")
         self.console.print(f"[bold]{PHASES[Phase.final]}[/]: {len(best)} chosen setting(s) and {fixed} fixed run(s)")
         for c in best.values():
-            self.console.print(f"  {c.dataset} {c.method}: {c.method_config} (val {c.val_acc:.2f} over "
-                               f"{len(c.seeds)} seed(s), best of {c.candidates})")
+            self.console.print(
+                f"  {c.dataset} {c.method}: {c.method_config} (val {c.val_acc:.2f} over "
+                f"{len(c.seeds)} seed(s), best of {c.candidates})"
+            )
 
 
 def print_outcomes(console: Console, result: Any) -> None:
@@ -185,8 +217,13 @@ def print_outcomes(console: Console, result: Any) -> None:
         metrics = r.metrics or {}
         score = metrics.get("test_acc") if r.phase == "final" else metrics.get("val_acc")
         style = {Status.done: "green", Status.failed: "red", "skipped-done": "dim"}.get(status, "yellow")
-        detail = (f"{'test' if r.phase == Phase.final else 'val'} {_fmt(score)}" if r.status == Status.done
-                  else (r.error or "").splitlines()[0] if r.error else r.worker or "")
+        detail = (
+            f"{'test' if r.phase == Phase.final else 'val'} {_fmt(score)}"
+            if r.status == Status.done
+            else (r.error or "").splitlines()[0]
+            if r.error
+            else r.worker or ""
+        )
         adapter = f" {r.adapter}" if several else ""
         console.print(f"[{style}]{status:>15}[/] {r.key} {r.dataset}{adapter} {r.method} seed {r.seed}: {detail}")
 
@@ -207,13 +244,17 @@ def status_view(store: Storage, suite: str | None, phase: str | None) -> Group:
         remaining += r.hparams.get("epochs", 0) - ((w.epoch or 0) + 1 if w and w.epoch is not None else 0)
     eta = remaining * epoch_s / max(len(alive), 1) if epoch_s is not None and remaining else None
     scope = " ".join(x for x in (suite, phase) if x) or "all suites"
-    lines: list[Any] = [f"[bold]{scope}[/]: {counts_line(counts)}",
-                        f"{len(alive)} live worker(s); ETA {_duration(eta) if eta else '–'}"
-                        + (f" ({remaining} epochs left at {epoch_s:.2f}s each)" if eta else "")]
+    lines: list[Any] = [
+        f"[bold]{scope}[/]: {counts_line(counts)}",
+        f"{len(alive)} live worker(s); ETA {_duration(eta) if eta else '–'}"
+        + (f" ({remaining} epochs left at {epoch_s:.2f}s each)" if eta else ""),
+    ]
     if workers:
         lines.append(workers_table(workers, lease))
     failed = store.runs(suite=suite, phase=phase, status=Status.failed)
     for r in failed[-10:]:
-        lines.append(f"[red]failed[/] {r.key} {r.dataset} {r.method} seed {r.seed} after {r.attempts} attempt(s): "
-                     f"{(r.error or '').splitlines()[0][:100] if r.error else ''}")
+        lines.append(
+            f"[red]failed[/] {r.key} {r.dataset} {r.method} seed {r.seed} after {r.attempts} attempt(s): "
+            f"{(r.error or '').splitlines()[0][:100] if r.error else ''}"
+        )
     return Group(*lines)

@@ -23,16 +23,33 @@ if TYPE_CHECKING:
 def report(
     table: Annotated[str, typer.Option("--table", "-t", help="Table (number/name): {tables}.")] = "demo",
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.rich,
-    every: Annotated[bool, typer.Option("--all", help="Every table that has runs and every figure whose runs exist, "
-                                        "as one self-contained page (with --format html --out FILE).")] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")]
-    = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every table that has runs and every figure whose runs exist, "
+            "as one self-contained page (with --format html --out FILE).",
+        ),
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")] = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
-    wide: Annotated[bool, typer.Option("--wide", "-w", help="Every column in the terminal (transposed where they do "
-                                       "not fit), not only the headline ones.")] = False,
-    ci: Annotated[bool, typer.Option("--ci", help="Each measured mean as mean ± the half-width of its 95% interval "
-                                     "over seeds; paper rows say how many of their numbers lie inside it.")] = False,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            "-w",
+            help="Every column in the terminal (transposed where they do not fit), not only the headline ones.",
+        ),
+    ] = False,
+    ci: Annotated[
+        bool,
+        typer.Option(
+            "--ci",
+            help="Each measured mean as mean ± the half-width of its 95% interval "
+            "over seeds; paper rows say how many of their numbers lie inside it.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Print or write one of the paper's tables from phase-2 (train+val -> test) runs, paper values beside.
@@ -62,26 +79,52 @@ def report(
         out.write_text(rendered if isinstance(rendered, str) else _plain(rendered))
     console.print(f"wrote {out}")
 
+
 def plot(
     figure: Annotated[str, typer.Argument(help="Figure: {figures}.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file: .png, .pdf or .svg (.png is added to a "
-                                             "name without one), or a folder (default results/FIGURE.png).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Figure file: .png, .pdf or .svg (.png is added to a "
+            "name without one), or a folder (default results/FIGURE.png).",
+        ),
+    ] = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Restrict to one dataset.")] = None,
-    backbone: Annotated[str | None, typer.Option("--backbone", help="Restrict to one backbone (Fig. 3: "
-                                                 "swin_b_in22k).")] = None,
+    backbone: Annotated[
+        str | None, typer.Option("--backbone", help="Restrict to one backbone (Fig. 3: swin_b_in22k).")
+    ] = None,
     shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
     split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
-    phase: Annotated[str | None, typer.Option("--phase", help="final or tune runs (default: the figure's own: "
-                                              "tune for lambda-sweep and sensitivity).")] = None,
-    kind: Annotated[GradKind, typer.Option("--kind", help="Gradient norm of the task loss (CE of the clean model: "
-                                           "the paper's) or of the whole objective at each optimizer step.")]
-    = GradKind.task,
-    on: Annotated[Split | None, typer.Option("--on", help="Held-out split (val in tune, test in final: the "
-                                             "paper's) or train split.")] = None,
-    methods: Annotated[str | None, typer.Option("--methods", help="compare: A,B (default pace,baseline; "
-                                                "`pace:lam=0.5` names a setting); ranks: the methods to rank "
-                                                "(default: all on every data set).")] = None,
+    phase: Annotated[
+        str | None,
+        typer.Option(
+            "--phase", help="final or tune runs (default: the figure's own: tune for lambda-sweep and sensitivity)."
+        ),
+    ] = None,
+    kind: Annotated[
+        GradKind,
+        typer.Option(
+            "--kind",
+            help="Gradient norm of the task loss (CE of the clean model: "
+            "the paper's) or of the whole objective at each optimizer step.",
+        ),
+    ] = GradKind.task,
+    on: Annotated[
+        Split | None,
+        typer.Option("--on", help="Held-out split (val in tune, test in final: the paper's) or train split."),
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            "--methods",
+            help="compare: A,B (default pace,baseline; "
+            "`pace:lam=0.5` names a setting); ranks: the methods to rank "
+            "(default: all on every data set).",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Draw one of the paper's figures (per-epoch curves: mean over seeds, band for the spread), or the evidence
@@ -92,9 +135,19 @@ def plot(
     options = {k: v for k, v in {"shots": shots, "split_seed": split_seed}.items() if v is not None}
     store, out = Store(db_url(db), readonly=True), out or results_dir() / f"{figure}.png"
     with writing(out):
-        path = draw_figure(figure, store, out, suite=suite, dataset=dataset, phase=phase,
-                           options=options or None, backbone=backbone, kind=kind, on=on,
-                           methods=split_list(methods))
+        path = draw_figure(
+            figure,
+            store,
+            out,
+            suite=suite,
+            dataset=dataset,
+            phase=phase,
+            options=options or None,
+            backbone=backbone,
+            kind=kind,
+            on=on,
+            methods=split_list(methods),
+        )
     console.print(f"wrote {path}")
 
 
@@ -125,8 +178,10 @@ def _coverage_note(store: Storage, table: str, suite: str | None, dataset: str |
     counts = store.status_counts(suite=name, dataset=dataset, phase=Phase.final)
     missing = sum(n for status, n in counts.items() if status != Status.done)
     if missing:
-        err_console.print(f"[yellow]{missing} run(s) of this table are missing or failed[/] ({counts_line(counts)}); "
-                          "see `pacebench status`")
+        err_console.print(
+            f"[yellow]{missing} run(s) of this table are missing or failed[/] ({counts_line(counts)}); "
+            "see `pacebench status`"
+        )
 
 
 def _plain(renderable: object) -> str:

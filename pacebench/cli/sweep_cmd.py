@@ -28,18 +28,27 @@ from pacebench.settings import results_dir
 def sweep(
     o: Any,
     name: Annotated[str, typer.Argument(help="What to produce: {sweeps}.")],
-    suite: Annotated[str | None, typer.Option("--suite", help="Suite (default: the sweep's own, else demo).",
-                                              rich_help_panel=SELECT)] = None,
+    suite: Annotated[
+        str | None, typer.Option("--suite", help="Suite (default: the sweep's own, else demo).", rich_help_panel=SELECT)
+    ] = None,
     datasets: Datasets = None,
-    grid: Annotated[list[str] | None, typer.Option("--grid", rich_help_panel=SELECT, help="NAME=V1,V2,... replaces "
-                                                   "the sweep's values of that hyperparameter; repeatable.")] = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            rich_help_panel=SELECT,
+            help="NAME=V1,V2,... replaces the sweep's values of that hyperparameter; repeatable.",
+        ),
+    ] = None,
     seeds: Seeds = "0",
-    tune_seeds: Annotated[str, typer.Option("--tune-seeds", help="table6: phase-1 seeds per grid point.",
-                                            rich_help_panel=SELECT)] = "0",
+    tune_seeds: Annotated[
+        str, typer.Option("--tune-seeds", help="table6: phase-1 seeds per grid point.", rich_help_panel=SELECT)
+    ] = "0",
     shots: Shots = None,
     split_seeds: SplitSeeds = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file (.png, .pdf, .svg) or folder "
-                                             "(default results/).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Figure file (.png, .pdf, .svg) or folder (default results/).")
+    ] = None,
 ) -> None:
     """Plan exactly the runs a figure or Table 6 needs (methods x grid x seeds), skip those done, then draw it.
 
@@ -61,11 +70,17 @@ def sweep(
         base = request(o, s, datasets, list(grids), tune_seeds, shots, split_seeds, one_adapter="sweep")
         todo = two_phase_plan(base, grids, int_list(seeds, "--seeds") or [0], planner(o))
     else:
-        base = request(o, s, datasets or (",".join(spec.datasets) if own and spec.datasets else None),
-                       list(grids), seeds,
-                       shots or (",".join(map(str, spec.options.get("shots", []))) if own else None) or None,
-                       split_seeds or (",".join(map(str, spec.options.get("split_seed", []))) if own else None)
-                       or None, phase=Phase(spec.phase), one_adapter="sweep")
+        base = request(
+            o,
+            s,
+            datasets or (",".join(spec.datasets) if own and spec.datasets else None),
+            list(grids),
+            seeds,
+            shots or (",".join(map(str, spec.options.get("shots", []))) if own else None) or None,
+            split_seeds or (",".join(map(str, spec.options.get("split_seed", []))) if own else None) or None,
+            phase=Phase(spec.phase),
+            one_adapter="sweep",
+        )
         todo = Plan(runs=plan_grids(base, grids, planner(o)), origin="sweep")
     console.print(f"[bold]{name}[/]: {spec.description}")
     if execute(o, opts, todo) is None:

@@ -35,20 +35,36 @@ class SetupDescription:
     size: str | None  # what the kind's rank sets ("rank r", "bottleneck width h", ...), None for no size
 
 
-def describe(backbone: str, adapter: str, rank: int | None, classes: int, sigma: float, schedule: str,
-             image_size: int = 224, scale: float | None = None, dropout: float | None = None) -> SetupDescription:
+def describe(
+    backbone: str,
+    adapter: str,
+    rank: int | None,
+    classes: int,
+    sigma: float,
+    schedule: str,
+    image_size: int = 224,
+    scale: float | None = None,
+    dropout: float | None = None,
+) -> SetupDescription:
     """Builds the architecture on the meta device (no memory, no weights) and counts; `rank` None is the kind's
     own size."""
-    checks = {"--classes": (classes, classes >= 1), "--rank": (rank, rank is None or rank >= 1),
-              "--image-size": (image_size, image_size >= 1), "--sigma": (sigma, 0 <= sigma < float("inf"))}
+    checks = {
+        "--classes": (classes, classes >= 1),
+        "--rank": (rank, rank is None or rank >= 1),
+        "--image-size": (image_size, image_size >= 1),
+        "--sigma": (sigma, 0 <= sigma < float("inf")),
+    }
     for option, (value, ok) in checks.items():
         if not ok:
             raise UsageError(f"{option} must be {'finite and >= 0' if option == '--sigma' else '>= 1'}, got {value}")
     if backbone in BACKBONES and BACKBONES.get(backbone).folder:
-        raise UsageError(f"{backbone} is a text model: this counts image adapters; a text run stores its LoRA and "
-                         "head counts (`pacebench runs`, setup)")
-    arch, kwargs = (BACKBONES.get(backbone).arch, BACKBONES.get(backbone).kwargs) if backbone in BACKBONES else (
-        backbone, {})
+        raise UsageError(
+            f"{backbone} is a text model: this counts image adapters; a text run stores its LoRA and "
+            "head counts (`pacebench runs`, setup)"
+        )
+    arch, kwargs = (
+        (BACKBONES.get(backbone).arch, BACKBONES.get(backbone).kwargs) if backbone in BACKBONES else (backbone, {})
+    )
     if not timm.is_model(arch):
         raise UsageError(f"unknown backbone {backbone!r}; use one of {', '.join(BACKBONES.names())} or a timm name")
     kind = adapters.kind_of(adapter)
@@ -59,8 +75,16 @@ def describe(backbone: str, adapter: str, rank: int | None, classes: int, sigma:
     count = adapters.count_parameters(model)
     sigmas = noise.schedule(schedule, layout.family, layout.depth, sigma)
     per_position = Counter(layer.position for layer in adapters.noisy_layers(model))
-    return SetupDescription(layout.family, layout.depth, count.adapter, count.head, sigmas,
-                            [per_position[p] for p in range(layout.depth + 1)], size, kind.size)
+    return SetupDescription(
+        layout.family,
+        layout.depth,
+        count.adapter,
+        count.head,
+        sigmas,
+        [per_position[p] for p in range(layout.depth + 1)],
+        size,
+        kind.size,
+    )
 
 
 # ---- printed counts --------------------------------------------------------------------------------------------
@@ -135,8 +159,12 @@ def printed_counts(kind: str) -> list[PrintedCount]:
     bad = [r["head"] for r in rows if r["head"] not in HEADS]
     if bad:
         raise DataError(f"{path}: head must be one of {', '.join(HEADS)}, got {bad[0]!r}")
-    return [PrintedCount(kind, r["rank"], r["params_m"], r["head"], r["source"], r["note"],
-                         _count(kind, r["rank"], r["head"])) for r in rows]
+    return [
+        PrintedCount(
+            kind, r["rank"], r["params_m"], r["head"], r["source"], r["note"], _count(kind, r["rank"], r["head"])
+        )
+        for r in rows
+    ]
 
 
 def counts_printed_for(backbone: str) -> bool:

@@ -28,8 +28,12 @@ STEM = ("patch_embed", "pos_drop", "patch_drop", "norm_pre")  # what a timm ViT 
 def _stochastic(module: nn.Module) -> bool:
     """Whether two copies of a sample could leave `module` with different values."""
     for m in module.modules():
-        if ((isinstance(m, Noisy) and m.noisy) or (isinstance(m, nn.Dropout) and m.p > 0)
-                or (isinstance(m, DropPath) and m.drop_prob > 0) or (isinstance(m, PatchDropout) and m.prob > 0)):
+        if (
+            (isinstance(m, Noisy) and m.noisy)
+            or (isinstance(m, nn.Dropout) and m.p > 0)
+            or (isinstance(m, DropPath) and m.drop_prob > 0)
+            or (isinstance(m, PatchDropout) and m.prob > 0)
+        ):
             return True
     return False
 

@@ -31,9 +31,16 @@ class Prepared:
     weights_sha256: str = ""
 
 
-def attach(model: nn.Module, method: str, info: SetupInfo, adapter: str = DEFAULT_ADAPTER, rank: int | None = 10,
-           method_config: dict[str, Any] | None = None, device: torch.device | str = "cpu",
-           adapter_options: dict[str, float | None] | None = None) -> Prepared:
+def attach(
+    model: nn.Module,
+    method: str,
+    info: SetupInfo,
+    adapter: str = DEFAULT_ADAPTER,
+    rank: int | None = 10,
+    method_config: dict[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+    adapter_options: dict[str, float | None] | None = None,
+) -> Prepared:
     """Freezes `model`, injects adapters (`rank` None: the kind's size; `adapter_options`: its `adapter_scale` and
     `adapter_dropout`, None for the kind's defaults), shares DropPath if the method asks, moves it to `device`, sets
     it up. The method and its hyperparameters are checked before the model is touched: a typo leaves it as it was."""
@@ -49,16 +56,32 @@ def attach(model: nn.Module, method: str, info: SetupInfo, adapter: str = DEFAUL
     return Prepared(model, m, [p for p in model.parameters() if p.requires_grad], facts)
 
 
-def prepare(spec: RunSpec, info: SetupInfo, device: torch.device | str = "cpu", weights: Path | None = None,
-            weights_dir: Path | None = None) -> Prepared:
+def prepare(
+    spec: RunSpec,
+    info: SetupInfo,
+    device: torch.device | str = "cpu",
+    weights: Path | None = None,
+    weights_dir: Path | None = None,
+) -> Prepared:
     """The run's backbone from its local weights file, checked against the spec's hash, then `attach`."""
     t = spec.train
-    model, sha = backbones.build(spec.backbone, info.num_classes, t.image_size, t.drop_path, weights,
-                                 weights_dir=weights_dir)
+    model, sha = backbones.build(
+        spec.backbone, info.num_classes, t.image_size, t.drop_path, weights, weights_dir=weights_dir
+    )
     if spec.weights_sha256 and sha != spec.weights_sha256:
-        raise DataError(f"the weights file for {spec.backbone} has SHA-256 {sha[:12]}..., but this run was planned "
-                        f"with {spec.weights_sha256[:12]}...; the file changed since planning: plan the runs again")
-    out = attach(model, spec.method, info, t.adapter, t.rank, spec.method_config, device,
-                 {"adapter_scale": t.adapter_scale, "adapter_dropout": t.adapter_dropout})
+        raise DataError(
+            f"the weights file for {spec.backbone} has SHA-256 {sha[:12]}..., but this run was planned "
+            f"with {spec.weights_sha256[:12]}...; the file changed since planning: plan the runs again"
+        )
+    out = attach(
+        model,
+        spec.method,
+        info,
+        t.adapter,
+        t.rank,
+        spec.method_config,
+        device,
+        {"adapter_scale": t.adapter_scale, "adapter_dropout": t.adapter_dropout},
+    )
     out.weights_sha256 = sha
     return out

@@ -99,8 +99,13 @@ class Layout:
     def sources(self) -> list[Source]:
         return [*self.train, *self.evals.values()]
 
-    def splits(self, num_classes: int, train_transform: Callable, eval_transform: Callable,
-               cached: Callable[[list[Item], ImageDir, str], Dataset] | None = None) -> Splits:
+    def splits(
+        self,
+        num_classes: int,
+        train_transform: Callable,
+        eval_transform: Callable,
+        cached: Callable[[list[Item], ImageDir, str], Dataset] | None = None,
+    ) -> Splits:
         """Datasets decoding each image when fetched, or, with `cached` (items, images, name) -> dataset, read
         from a cache of decoded images (data.cache)."""
         if len({src.images for src in self.train}) != 1:
@@ -110,8 +115,9 @@ class Layout:
         ids = self.label_ids() if self.label_ids else None
         if cached is None:
             train_set: Dataset = ListDataset(train, train_transform, self.train[0].images)
-            eval_sets: dict[str, Dataset] = {name: ListDataset(items, eval_transform, self.evals[name].images)
-                                             for name, items in evals.items()}
+            eval_sets: dict[str, Dataset] = {
+                name: ListDataset(items, eval_transform, self.evals[name].images) for name, items in evals.items()
+            }
         else:
             train_set = cached(train, self.train[0].images, "train")
             eval_sets = {name: cached(items, self.evals[name].images, name) for name, items in evals.items()}
@@ -121,15 +127,18 @@ class Layout:
             num_classes=num_classes,
             eval_classes={name: sorted({y for _, y in evals[name]}) for name, src in self.evals.items() if src.subset},
             label_ids=None if ids == list(range(len(ids or []))) else ids,
-            example_ids={name: [self.evals[name].images.relative(path) for path, _ in items]
-                         for name, items in evals.items()},
+            example_ids={
+                name: [self.evals[name].images.relative(path) for path, _ in items] for name, items in evals.items()
+            },
         )
 
 
 LayoutFn = Callable[[Path, str, Mapping[str, Any], int], Layout]
 SplitNames = Mapping[str, tuple[str, tuple[str, ...]]]  # phase -> (what it trains on, what it scores on)
-GENERIC_SPLITS: SplitNames = {"tune": ("the train split", ("the validation split",)),
-                              "final": ("train+val", ("the test split",))}
+GENERIC_SPLITS: SplitNames = {
+    "tune": ("the train split", ("the validation split",)),
+    "final": ("train+val", ("the test split",)),
+}
 TransformFn = Callable[..., Callable]  # (image size, mean, std) -> transform
 CacheFn = Callable[[int], CachePlan]  # image size -> how its transforms split around the cached resize
 
@@ -158,8 +167,9 @@ class Reader:
 READERS: Registry[Reader] = Registry("data reader")
 
 
-def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn, plan: CacheFn | None,
-                 request: DataRequest) -> Splits:
+def _read_layout(
+    layout: LayoutFn, standard: TransformFn, evaluate: TransformFn, plan: CacheFn | None, request: DataRequest
+) -> Splits:
     size, mean, std = request.image_size, request.mean, request.std
     cached = None
     if plan is not None and request.cache_dir is not None and request.augment == "standard":
@@ -169,13 +179,20 @@ def _read_layout(layout: LayoutFn, standard: TransformFn, evaluate: TransformFn,
             return CachedImages(items, steps, name == "train", cache_dir, f"{prefix}-{name}", images)
 
     return layout(request.root, request.phase, request.options, request.num_classes).splits(
-        request.num_classes, train_transform(request.augment, size, mean, std, standard), evaluate(size, mean, std),
-        cached)
+        request.num_classes,
+        train_transform(request.augment, size, mean, std, standard),
+        evaluate(size, mean, std),
+        cached,
+    )
 
 
-def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | None = None,
-                    cache: CacheFn | None = None, splits: SplitNames = GENERIC_SPLITS
-                    ) -> Callable[[LayoutFn], LayoutFn]:
+def register_layout(
+    name: str,
+    standard: TransformFn,
+    evaluate: TransformFn | None = None,
+    cache: CacheFn | None = None,
+    splits: SplitNames = GENERIC_SPLITS,
+) -> Callable[[LayoutFn], LayoutFn]:
     """Registers a layout function as the reader `name`, training with its `standard` transform (unless the run
     asks for another augmentation) and evaluating with `evaluate` (the same one when not given, as VTAB's protocol
     has it). Each is called as `transform(image size, mean, std)`. `cache(image size)` splits those transforms into
@@ -190,9 +207,12 @@ def register_layout(name: str, standard: TransformFn, evaluate: TransformFn | No
     return decorator
 
 
-def register_builtin(name: str, fingerprint: Callable[[DatasetDef], str],
-                     check: Callable[[Mapping[str, Any]], None] | None = None, splits: SplitNames = GENERIC_SPLITS
-                     ) -> Callable[[Callable[[DataRequest], Splits]], Callable[[DataRequest], Splits]]:
+def register_builtin(
+    name: str,
+    fingerprint: Callable[[DatasetDef], str],
+    check: Callable[[Mapping[str, Any]], None] | None = None,
+    splits: SplitNames = GENERIC_SPLITS,
+) -> Callable[[Callable[[DataRequest], Splits]], Callable[[DataRequest], Splits]]:
     """Registers a reader whose data is built into the package (nothing under the data root); `fingerprint` says
     which data it builds (`data.fingerprint`), `check` refuses data options it cannot honour."""
 
@@ -213,8 +233,10 @@ def for_phase(table: Mapping[str, T], phase: str) -> T:
 def option(options: Mapping[str, Any], name: str, default: int | None = None) -> int:
     """An integer data option (shots, split_seed); without a default a missing one is a `DataError` naming it."""
     if name not in options and default is None:
-        raise DataError(f"this data set needs the option {name!r}; set it in the suite's [datasets.NAME.options] "
-                        "or on the command line")
+        raise DataError(
+            f"this data set needs the option {name!r}; set it in the suite's [datasets.NAME.options] "
+            "or on the command line"
+        )
     value = options.get(name, default)
     try:
         return int(value)
@@ -254,8 +276,16 @@ def load_splits(spec: RunSpec, data_root: Path, cache_dir: Path | None = None) -
     suite = load_suite(spec.suite)
     ds = suite.dataset(spec.dataset)
     mean, std = normalization(spec.backbone)
-    request = DataRequest(root=dataset_root(suite, ds, data_root), dataset=ds.name, phase=spec.phase,
-                          num_classes=ds.classes, image_size=spec.train.image_size,
-                          options=data_options(ds, spec.data_options), mean=mean, std=std, augment=spec.train.augment,
-                          cache_dir=cache_dir)
+    request = DataRequest(
+        root=dataset_root(suite, ds, data_root),
+        dataset=ds.name,
+        phase=spec.phase,
+        num_classes=ds.classes,
+        image_size=spec.train.image_size,
+        options=data_options(ds, spec.data_options),
+        mean=mean,
+        std=std,
+        augment=spec.train.augment,
+        cache_dir=cache_dir,
+    )
     return READERS.get(suite.reader)(request)

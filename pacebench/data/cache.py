@@ -44,8 +44,9 @@ def _stat(path: Path) -> str:
     try:
         st = os.stat(path)
     except OSError:
-        raise DataError(f"cannot read image {path}: no such file; restore it or remove it from its split list"
-                        ) from None
+        raise DataError(
+            f"cannot read image {path}: no such file; restore it or remove it from its split list"
+        ) from None
     return f"{st.st_size}\0{st.st_mtime_ns}"
 
 
@@ -63,8 +64,16 @@ class CachedImages(Dataset):
 
     in_memory = True  # no loader workers needed: an item is a slice of one buffer
 
-    def __init__(self, items: list[Item], plan: CachePlan, train: bool, cache_dir: Path, name: str = "split",
-                 images: ImageDir | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        items: list[Item],
+        plan: CachePlan,
+        train: bool,
+        cache_dir: Path,
+        name: str = "split",
+        images: ImageDir | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.labels = [label for _, label in items]
         self.crop, self.train, self.images = plan.crop, train, images
         self.ops = plan.ops(train)
@@ -82,8 +91,10 @@ class CachedImages(Dataset):
             self.decode_seconds = self._build(items, plan.resize, threads)
             loaded = self._load(len(items))
             if isinstance(loaded, str):
-                raise DataError(f"image cache {self.path} fails its check right after being built ({loaded}); "
-                                f"check the disk, then delete {self.path.parent}")
+                raise DataError(
+                    f"image cache {self.path} fails its check right after being built ({loaded}); "
+                    f"check the disk, then delete {self.path.parent}"
+                )
         self.shapes, self.offsets, self.pixels = loaded
         self.resident: dict[torch.device, Tensor | list[Tensor]] = {}  # DeviceBatches' copies, per device
         self.stack: Tensor | None = None  # one shape for all (VTAB's square): [n, C, H, W], an item is a view
@@ -96,8 +107,9 @@ class CachedImages(Dataset):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         threads = threads or min(32, os.cpu_count() or 4)  # Pillow decodes and resizes without the GIL
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            arrays = list(pool.map(lambda item: np.asarray(resize(load_image(item[0], self.images)), dtype=np.uint8),
-                                   items))
+            arrays = list(
+                pool.map(lambda item: np.asarray(resize(load_image(item[0], self.images)), dtype=np.uint8), items)
+            )
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         digest = hashlib.blake2b(digest_size=16)
         with open(tmp, "wb") as f:
@@ -131,12 +143,15 @@ class CachedImages(Dataset):
         size = self.path.stat().st_size if self.path.is_file() else -1
         if size != total:
             return f"{size} bytes where {total} were written"
-        pixels = (torch.from_numpy(np.fromfile(self.path, dtype=np.uint8, count=total)) if total <= IN_MEMORY
-                  else np.memmap(self.path, dtype=np.uint8, mode="r", shape=(max(total, 1),)))
+        pixels = (
+            torch.from_numpy(np.fromfile(self.path, dtype=np.uint8, count=total))
+            if total <= IN_MEMORY
+            else np.memmap(self.path, dtype=np.uint8, mode="r", shape=(max(total, 1),))
+        )
         digest = hashlib.blake2b(digest_size=16)
         view = pixels.numpy() if isinstance(pixels, Tensor) else pixels
         for start in range(0, total, 1 << 26):  # in 64 MB pieces: a memory-mapped cache is never read whole
-            digest.update(view[start:start + (1 << 26)].data)  # the slice's bytes, as a memoryview
+            digest.update(view[start : start + (1 << 26)].data)  # the slice's bytes, as a memoryview
         if digest.hexdigest() != expected:
             return "its bytes are not those written"
         return shapes, offsets, pixels
@@ -149,7 +164,7 @@ class CachedImages(Dataset):
         if pixels is None and self.stack is not None:
             return self.stack[i]
         h, w, c = (int(v) for v in self.shapes[i])
-        flat = (self.pixels if pixels is None else pixels)[self.offsets[i]:self.offsets[i + 1]]
+        flat = (self.pixels if pixels is None else pixels)[self.offsets[i] : self.offsets[i + 1]]
         return (flat if isinstance(flat, Tensor) else torch.from_numpy(np.array(flat))).view(h, w, c).permute(2, 0, 1)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
@@ -186,7 +201,7 @@ class DeviceBatches:
         for r in rows:
             image = self.resident[r]
             top, left, h, w = RandomCrop.get_params(image, size)  # type: ignore[arg-type]
-            crops.append(image[:, top:top + h, left:left + w])
+            crops.append(image[:, top : top + h, left : left + w])
             flips.append(bool(torch.rand(1) < 0.5))
         x = torch.stack(crops)
         flip = torch.tensor(flips).to(self.device, non_blocking=True).view(-1, 1, 1, 1)
@@ -232,7 +247,9 @@ class Normalise:
         if x.dtype != torch.uint8:
             return x
         if x.device not in self._on:  # copied to the device once, not every step (a host-to-device copy waits)
-            self._on[x.device] = (torch.tensor(self.mean, device=x.device).view(-1, 1, 1),
-                                  torch.tensor(self.std, device=x.device).view(-1, 1, 1))
+            self._on[x.device] = (
+                torch.tensor(self.mean, device=x.device).view(-1, 1, 1),
+                torch.tensor(self.std, device=x.device).view(-1, 1, 1),
+            )
         mean, std = self._on[x.device]
         return x.float().div(255).sub(mean).div(std)

@@ -46,8 +46,9 @@ def _decode_problem(src: Source, path: Path) -> str | None:
     return None
 
 
-def find_problems(sources: Iterable[Source], full: bool = False,
-                  sizes: bool = True) -> tuple[list[str], dict[str, int]]:
+def find_problems(
+    sources: Iterable[Source], full: bool = False, sizes: bool = True
+) -> tuple[list[str], dict[str, int]]:
     """Problems of the given sources (each once, each image decoded once) and their item counts. Cheap unless `full`
     (which decodes every image); `sizes` also compares counts with the sizes the protocol fixes."""
     problems: list[str] = []
@@ -65,8 +66,10 @@ def find_problems(sources: Iterable[Source], full: bool = False,
             continue
         counts[src.name] = len(items)
         if sizes and src.size is not None and len(items) != src.size:
-            problems.append(f"{src.path} lists {len(items)} images, the protocol needs exactly {src.size}; "
-                            "use the benchmark's original split files")
+            problems.append(
+                f"{src.path} lists {len(items)} images, the protocol needs exactly {src.size}; "
+                "use the benchmark's original split files"
+            )
         absent = src.images.missing()
         if absent:  # one line for the folder (and its pack), not one per image
             problems.append(absent)
@@ -77,8 +80,9 @@ def find_problems(sources: Iterable[Source], full: bool = False,
         except DataError as exc:  # an unreadable pack, or a listed path outside the image folder
             problems.append(str(exc))
             continue
-        missing = [f"missing image {src.images.where(path)} listed in {src.path}" for path, ok in present.items()
-                   if not ok]
+        missing = [
+            f"missing image {src.images.where(path)} listed in {src.path}" for path, ok in present.items() if not ok
+        ]
         problems += _capped(missing, "missing images", src.path)
         if full:
             todo = [path for path in paths if path not in decoded and present[path]]
@@ -90,8 +94,10 @@ def find_problems(sources: Iterable[Source], full: bool = False,
 
 
 def _missing_folder(suite: Suite, ds: DatasetDef, root: Path) -> str:
-    return (f"missing data folder {root}; put {ds.name} there, or point --root / PACEBENCH_DATA at the folder "
-            f"that holds {suite.data_dir or ds.folder}")
+    return (
+        f"missing data folder {root}; put {ds.name} there, or point --root / PACEBENCH_DATA at the folder "
+        f"that holds {suite.data_dir or ds.folder}"
+    )
 
 
 def check_dataset(suite: Suite, ds: DatasetDef, data_root: Path, full: bool = False) -> CheckResult:
@@ -115,8 +121,9 @@ def check_dataset(suite: Suite, ds: DatasetDef, data_root: Path, full: bool = Fa
     found, sizes = find_problems(sources, full)
     problems = list(dict.fromkeys(problems + found))
     notes += [f"images from the HDF5 pack {src.images.pack}" for src in sources if src.images.packed]
-    return CheckResult(ds.name, "broken" if problems else "found", problems, sizes, suite.name,
-                       list(dict.fromkeys(notes)))
+    return CheckResult(
+        ds.name, "broken" if problems else "found", problems, sizes, suite.name, list(dict.fromkeys(notes))
+    )
 
 
 def _label_note(label_ids: Callable[[], list[int]] | None) -> list[str]:

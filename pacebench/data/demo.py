@@ -24,8 +24,12 @@ from pacebench.errors import UsageError
 SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 
-def digits_tensors(classes: tuple[int, ...], image_size: int, mean: tuple[float, ...] = (0.5, 0.5, 0.5),
-                   std: tuple[float, ...] = (0.5, 0.5, 0.5)) -> tuple[torch.Tensor, torch.Tensor]:
+def digits_tensors(
+    classes: tuple[int, ...],
+    image_size: int,
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+    std: tuple[float, ...] = (0.5, 0.5, 0.5),
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images of the given digits as [N, 3, S, S] float tensors in [0, 1] normalised by mean/std (the demo
     backbone's 0.5/0.5 by default), labels renumbered 0..len(classes)-1."""
     from sklearn.datasets import load_digits  # lazy: scikit-learn loads only when the demo's data is used
@@ -46,8 +50,8 @@ def split_indices(y: torch.Tensor, shots: int, split_seed: int) -> dict[str, lis
     for c in sorted(set(y.tolist())):
         idx = rng.permutation(np.flatnonzero(y.numpy() == c)).tolist()
         out["train"] += idx[:shots]
-        out["val"] += idx[shots:shots + n_val]
-        out["test"] += idx[shots + n_val:]
+        out["val"] += idx[shots : shots + n_val]
+        out["test"] += idx[shots + n_val :]
     out["train+val"] = out["train"] + out["val"]
     return out
 
@@ -78,19 +82,26 @@ def check_options(options: Mapping[str, Any]) -> None:
     shots = options.get("shots", 10)
     most = max(s for s in range(1, SMALLEST_CLASS) if s + max(1, s // 4) + 1 <= SMALLEST_CLASS)
     if not isinstance(shots, int) or isinstance(shots, bool) or not 1 <= shots <= most:
-        raise UsageError(f"demo option shots={shots!r} does not fit the digits: use a whole number from 1 to {most} "
-                         f"(each class has at least {SMALLEST_CLASS} images)")
+        raise UsageError(
+            f"demo option shots={shots!r} does not fit the digits: use a whole number from 1 to {most} "
+            f"(each class has at least {SMALLEST_CLASS} images)"
+        )
     split_seed = options.get("split_seed", 0)
     if not isinstance(split_seed, int) or isinstance(split_seed, bool) or split_seed < 0:
         raise UsageError(f"demo option split_seed={split_seed!r} must be a whole number >= 0")
 
 
-@register_builtin("demo", fingerprint, check_options,
-                  splits={phase: (train, (score,)) for phase, (train, score) in PHASE_PARTS.items()})
+@register_builtin(
+    "demo",
+    fingerprint,
+    check_options,
+    splits={phase: (train, (score,)) for phase, (train, score) in PHASE_PARTS.items()},
+)
 def read_demo(request: DataRequest) -> Splits:
     if request.augment != "standard":
-        raise UsageError(f"the demo's digits are tensors in memory and take no image augmentation; drop "
-                         f"augment={request.augment}")
+        raise UsageError(
+            f"the demo's digits are tensors in memory and take no image augmentation; drop augment={request.augment}"
+        )
     x, y = digits_tensors(TARGET_CLASSES, request.image_size, request.mean, request.std)
     parts = split_indices(y, int(request.options.get("shots", 10)), int(request.options.get("split_seed", 0)))
 
@@ -99,5 +110,9 @@ def read_demo(request: DataRequest) -> Splits:
         return InMemory(TensorDataset(x[i], y[i]))
 
     train, score = for_phase(PHASE_PARTS, request.phase)
-    return Splits(subset(train), {score: subset(score)}, len(TARGET_CLASSES),
-                  example_ids={score: [f"digit-{i}" for i in parts[score]]})  # i: among digits 5-9
+    return Splits(
+        subset(train),
+        {score: subset(score)},
+        len(TARGET_CLASSES),
+        example_ids={score: [f"digit-{i}" for i in parts[score]]},
+    )  # i: among digits 5-9

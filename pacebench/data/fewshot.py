@@ -33,14 +33,21 @@ def meta_source(root: Path, name: str, filename: str, num_classes: int) -> Sourc
 
 
 def train_source(root: Path, shots: int, seed: int, num_classes: int) -> Source:
-    return meta_source(root, f"train_{shots}shot_seed{seed}", f"train_meta.list.num_shot_{shots}.seed_{seed}",
-                       num_classes)
+    return meta_source(
+        root, f"train_{shots}shot_seed{seed}", f"train_meta.list.num_shot_{shots}.seed_{seed}", num_classes
+    )
 
 
-@register_layout("fewshot", crop_train_transform, crop_eval_transform, cache=crop_cache,
-                 splits={phase: ("the K-shot train list", tuple(evals.values())) for phase, evals in EVALS.items()})
+@register_layout(
+    "fewshot",
+    crop_train_transform,
+    crop_eval_transform,
+    cache=crop_cache,
+    splits={phase: ("the K-shot train list", tuple(evals.values())) for phase, evals in EVALS.items()},
+)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     train = train_source(root, option(options, "shots"), option(options, "split_seed"), num_classes)
-    return Layout((train,), {name: meta_source(root, name, filename, num_classes)
-                             for name, filename in for_phase(EVALS, phase).items()})
-
+    return Layout(
+        (train,),
+        {name: meta_source(root, name, filename, num_classes) for name, filename in for_phase(EVALS, phase).items()},
+    )

@@ -52,8 +52,10 @@ def read_json(path: Path) -> dict[str, int]:
 def _label_ids(train: Path, mtime_ns: int, num_classes: int) -> tuple[int, ...]:
     ids = tuple(sorted(set(read_json(train).values())))
     if len(ids) > num_classes:
-        raise DataError(f"{train} has {len(ids)} distinct labels, the suite says {num_classes} classes; fix the "
-                        "dataset's 'classes' in the suite file")
+        raise DataError(
+            f"{train} has {len(ids)} distinct labels, the suite says {num_classes} classes; fix the "
+            "dataset's 'classes' in the suite file"
+        )
     return ids
 
 
@@ -73,8 +75,10 @@ def read_json_split(path: Path, image_dir: Path, train: Path, num_classes: int) 
     unknown = sorted({label for label in raw.values() if label not in index})
     if unknown:
         name = next(n for n, label in raw.items() if label == unknown[0])
-        raise DataError(f"{path}: label {unknown[0]} (of {name!r}) does not occur in {train}, so it has no class "
-                        "index; fix that entry or restore the original split files")
+        raise DataError(
+            f"{path}: label {unknown[0]} (of {name!r}) does not occur in {train}, so it has no class "
+            "index; fix that entry or restore the original split files"
+        )
     return [(image_dir / name, index[label]) for name, label in raw.items()]
 
 
@@ -83,12 +87,19 @@ def _source(root: Path, split: str, images: ImageDir, num_classes: int) -> Sourc
     return Source(split, path, partial(read_json_split, path, images.folder, root / "train.json", num_classes), images)
 
 
-@register_layout("fgvc", crop_train_transform, crop_eval_transform, cache=crop_cache,
-                 splits={phase: ("+".join(train), tuple(evals.values())) for phase, (train, evals) in SPLITS.items()})
+@register_layout(
+    "fgvc",
+    crop_train_transform,
+    crop_eval_transform,
+    cache=crop_cache,
+    splits={phase: ("+".join(train), tuple(evals.values())) for phase, (train, evals) in SPLITS.items()},
+)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     train, evals = for_phase(SPLITS, phase)
     folder = str(options.get("image_dir", "images"))
     images = ImageDir(root / folder, root / f"{folder or 'images'}.hdf5")
-    return Layout(tuple(_source(root, split, images, num_classes) for split in train),
-                  {name: _source(root, split, images, num_classes) for name, split in evals.items()},
-                  label_ids=partial(label_ids, root / "train.json", num_classes))
+    return Layout(
+        tuple(_source(root, split, images, num_classes) for split in train),
+        {name: _source(root, split, images, num_classes) for name, split in evals.items()},
+        label_ids=partial(label_ids, root / "train.json", num_classes),
+    )

@@ -78,8 +78,9 @@ def _file_digests(items: list[tuple[Path, ImageDir]], threads: int) -> dict[Path
 
 def compute(root: Path, splits: list[tuple[Source, list[tuple[Path, int]]]], threads: int | None = None) -> str:
     """The fingerprint of the given splits (each with its items), read in full."""
-    files = _file_digests([(path, src.images) for src, items in splits for path, _ in items],
-                          threads or min(8, os.cpu_count() or 1))
+    files = _file_digests(
+        [(path, src.images) for src, items in splits for path, _ in items], threads or min(8, os.cpu_count() or 1)
+    )
     lines = [VERSION]
     for src, items in splits:
         listing = src.path.read_bytes() if src.path.is_file() else b""
@@ -96,8 +97,9 @@ def dataset_fingerprint(suite: Suite, ds: DatasetDef, data_root: Path, cache_dir
         return reader.fingerprint(ds)
     root = dataset_root(suite, ds, data_root)
     splits = [(src, src.read()) for src in sources(suite, ds, data_root)]
-    memo = None if cache_dir is None else \
-        cache_dir / "fingerprints" / f"{suite.name}-{ds.name}-{_memo_key(root, splits)}"
+    memo = (
+        None if cache_dir is None else cache_dir / "fingerprints" / f"{suite.name}-{ds.name}-{_memo_key(root, splits)}"
+    )
     if memo is not None and memo.is_file():
         return memo.read_text().strip()
     value = compute(root, splits)

@@ -48,11 +48,11 @@ class ClassOrder:
         elif self.train.is_dir() or self.images.packed:
             wnids, source = sorted(self.images.class_folders("train")), self.train
         else:
-            raise DataError(f"cannot tell the ImageNet class order: neither {self.listed} nor {self.train} exists; "
-                            "add one of them")
+            raise DataError(
+                f"cannot tell the ImageNet class order: neither {self.listed} nor {self.train} exists; add one of them"
+            )
         if len(wnids) != self.num_classes:
-            raise DataError(f"{source} gives {len(wnids)} classes, the suite says {self.num_classes}; "
-                            "fix one of them")
+            raise DataError(f"{source} gives {len(wnids)} classes, the suite says {self.num_classes}; fix one of them")
         return {wnid: i for i, wnid in enumerate(wnids)}
 
     def by_wnid(self, folder: Path) -> int:
@@ -86,16 +86,28 @@ def folder_items(images: ImageDir, sub: str, label_of: Callable[[Path], int]) ->
     return items
 
 
-@register_layout("imagenet", crop_train_transform, crop_eval_transform, cache=crop_cache,
-                 splits={"tune": ("the K-shot ImageNet train list", ("val_meta.list",)),
-                         "final": ("the K-shot ImageNet train list", tuple(TARGETS))})
+@register_layout(
+    "imagenet",
+    crop_train_transform,
+    crop_eval_transform,
+    cache=crop_cache,
+    splits={
+        "tune": ("the K-shot ImageNet train list", ("val_meta.list",)),
+        "final": ("the K-shot ImageNet train list", tuple(TARGETS)),
+    },
+)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     imagenet, classes = root / "imagenet", ClassOrder(root / "imagenet", num_classes)
     train = train_source(imagenet, option(options, "shots", 16), option(options, "split_seed", 0), num_classes)
-    targets = {name: Source(name, root / folder / sub, partial(folder_items, ImageDir(root / folder), sub,
-                                                               partial(label_of, classes)),
-                            ImageDir(root / folder), subset=subset)
-               for name, (folder, sub, label_of, subset) in TARGETS.items()}
+    targets = {
+        name: Source(
+            name,
+            root / folder / sub,
+            partial(folder_items, ImageDir(root / folder), sub, partial(label_of, classes)),
+            ImageDir(root / folder),
+            subset=subset,
+        )
+        for name, (folder, sub, label_of, subset) in TARGETS.items()
+    }
     evals = {"tune": {"val": meta_source(imagenet, "val", "val_meta.list", num_classes)}, "final": targets}
     return Layout((train,), for_phase(evals, phase))
-

@@ -87,8 +87,10 @@ def load_rgb(path: Path | str, data: io.BytesIO | None = None) -> Image.Image:
 def check_label(label: int, num_classes: int, where: str) -> int:
     """Returns `label` if it lies in [0, num_classes); `where` (file and line) goes into the error."""
     if not 0 <= label < num_classes:
-        raise DataError(f"{where}: label {label} is outside [0, {num_classes}); fix the label or the dataset's "
-                        "'classes' in the suite file")
+        raise DataError(
+            f"{where}: label {label} is outside [0, {num_classes}); fix the label or the dataset's "
+            "'classes' in the suite file"
+        )
     return label
 
 
@@ -160,8 +162,9 @@ class ImageDir:
         try:
             return Path(path).relative_to(self.folder).as_posix()
         except ValueError:
-            raise DataError(f"image {path} lies outside {self.folder}, so the pack {self.pack} cannot hold it; "
-                            "fix the split list") from None
+            raise DataError(
+                f"image {path} lies outside {self.folder}, so the pack {self.pack} cannot hold it; fix the split list"
+            ) from None
 
     def _file(self) -> Any:
         with self._lock:
@@ -169,8 +172,10 @@ class ImageDir:
                 try:
                     self._h5 = h5py.File(self.pack, "r")
                 except OSError as exc:
-                    raise DataError(f"cannot open HDF5 pack {self.pack}: {_one_line(exc)}; re-create it with the "
-                                    "authors' convert_to_hdf5.py or use the image folder") from None
+                    raise DataError(
+                        f"cannot open HDF5 pack {self.pack}: {_one_line(exc)}; re-create it with the "
+                        "authors' convert_to_hdf5.py or use the image folder"
+                    ) from None
                 self._pid = os.getpid()
             return self._h5
 
@@ -181,15 +186,21 @@ class ImageDir:
         if not self.packed:
             if not base.is_dir():
                 raise DataError(f"missing data folder {base}; put that data set there (or its HDF5 pack {self.pack})")
-            return {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-                    for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+            return {
+                d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                for d in sorted(base.iterdir())
+                if d.is_dir() and not d.name.startswith(".")
+            }
 
         pack = self._file()
         group = pack[sub] if sub else pack
         if sub and (sub not in pack or not isinstance(group, h5py.Group)):
             raise DataError(f"missing data folder {base}: the pack {self.pack} has no group {sub!r}; re-create it")
-        return {name: [base / name / key for key in sorted(group[name]) if Path(key).suffix.lower() in IMAGE_SUFFIXES]
-                for name in sorted(group) if isinstance(group[name], h5py.Group) and not name.startswith(".")}
+        return {
+            name: [base / name / key for key in sorted(group[name]) if Path(key).suffix.lower() in IMAGE_SUFFIXES]
+            for name in sorted(group)
+            if isinstance(group[name], h5py.Group) and not name.startswith(".")
+        }
 
     def exists(self, path: Path) -> bool:
         if not self.packed:
@@ -219,13 +230,16 @@ class ImageDir:
             try:
                 return Path(path).read_bytes()
             except OSError as exc:
-                raise DataError(f"cannot read {path}: {exc.strerror or exc}; restore it or remove it from its split "
-                                "list") from None
+                raise DataError(
+                    f"cannot read {path}: {exc.strerror or exc}; restore it or remove it from its split list"
+                ) from None
         key = self.key(path)
         pack = self._file()
         if key not in pack:
-            raise DataError(f"cannot read image {key} in {self.pack}: no such entry; re-create the pack or remove "
-                            "the image from its split list")
+            raise DataError(
+                f"cannot read image {key} in {self.pack}: no such entry; re-create the pack or remove "
+                "the image from its split list"
+            )
         try:
             return np.asarray(pack[key]).tobytes()  # uint8 array or the authors' 0-d bytes scalar: raw bytes
         except (OSError, TypeError, ValueError, AttributeError) as exc:

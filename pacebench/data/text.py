@@ -120,8 +120,10 @@ def _parquet_rows(path: Path, task: GlueTask) -> list[Example]:
     try:
         frame = pd.read_parquet(path, columns=[*task.text, "label"])
     except (OSError, ValueError, KeyError, ImportError) as exc:
-        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0]} (needs pyarrow: pip install "
-                        f"'pacebench[text]'; columns {', '.join([*task.text, 'label'])})") from None
+        raise DataError(
+            f"cannot read {path}: {str(exc).splitlines()[0]} (needs pyarrow: pip install "
+            f"'pacebench[text]'; columns {', '.join([*task.text, 'label'])})"
+        ) from None
     texts = zip(*(frame[c].astype(str) for c in task.text), strict=True)
     labels = frame["label"].tolist()
     return [Example(tuple(t), _label(task, labels[i], f"{path} row {i}")) for i, t in enumerate(texts)]
@@ -136,8 +138,10 @@ def _label(task: GlueTask, raw: Any, where: str) -> Any:
         return int(raw)
     except (TypeError, ValueError):
         known = f" (or one of {', '.join(task.labels)})" if task.labels else ""
-        raise DataError(f"{where}: label {raw!r} is not a {'number' if task.regression else 'class id'}{known}; "
-                        "GLUE's test split has no labels: the reported split is dev") from None
+        raise DataError(
+            f"{where}: label {raw!r} is not a {'number' if task.regression else 'class id'}{known}; "
+            "GLUE's test split has no labels: the reported split is dev"
+        ) from None
 
 
 def read_glue(path: Path, dataset: str, num_classes: int) -> list[Example]:
@@ -221,8 +225,9 @@ class TextSplits:
 Files = Callable[[Path], dict[str, tuple[Path, Callable[[Path], list[Example]]]]]  # root -> split -> (file, read)
 
 
-def text_splits(files: dict[str, tuple[Path, Callable[[Path], list[Example]]]], reported: str,
-                phase: str) -> TextSplits:
+def text_splits(
+    files: dict[str, tuple[Path, Callable[[Path], list[Example]]]], reported: str, phase: str
+) -> TextSplits:
     """Reads the splits a phase needs (see the module docstring)."""
     train_file, read = files["train"]
     if for_phase({"final": "final", "tune": "tune"}, phase) == "tune":
@@ -281,14 +286,21 @@ def _image_reader(request: DataRequest) -> Splits:
 LAYOUTS: dict[str, LayoutFn] = {"glue": glue_layout, "gsm8k": gsm8k_layout}
 HELD_OUT = f"a fixed {HOLDOUT:.0%} of train"
 for _name, _layout_fn in LAYOUTS.items():
-    READERS.register(_name)(Reader(_image_reader, _layout_fn, kind="text", splits={
-        "tune": (f"train less {HELD_OUT}", (f"val ({HELD_OUT})",)), "final": ("train", (REPORTED[_name],))}))
+    READERS.register(_name)(
+        Reader(
+            _image_reader,
+            _layout_fn,
+            kind="text",
+            splits={"tune": (f"train less {HELD_OUT}", (f"val ({HELD_OUT})",)), "final": ("train", (REPORTED[_name],))},
+        )
+    )
 
 
 def glue_dataset(options: Mapping[str, Any], root: Path) -> str:
     """The GLUE task a folder holds: the suite passes it as the fixed data option `task`."""
     task = options.get("task")
     if task is None:
-        raise DataError(f"{root}: the suite's dataset needs data = {{ task = \"rte\" }} "
-                        f"(one of {', '.join(GLUE_TASKS)})")
+        raise DataError(
+            f'{root}: the suite\'s dataset needs data = {{ task = "rte" }} (one of {", ".join(GLUE_TASKS)})'
+        )
     return str(task)

@@ -29,10 +29,22 @@ from pacebench.choices import Augment
 from pacebench.core.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 Stats = tuple[float, ...]
-STRONG_TRANSFORM: dict[str, Any] = {"auto_augment": "rand-m9-mstd0.5-inc1", "color_jitter": 0.4, "re_prob": 0.25,
-                                    "re_mode": "pixel", "re_count": 1, "interpolation": "bicubic"}
-STRONG_MIXUP: dict[str, Any] = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "prob": 1.0, "switch_prob": 0.5,
-                                "mode": "batch", "label_smoothing": 0.1}
+STRONG_TRANSFORM: dict[str, Any] = {
+    "auto_augment": "rand-m9-mstd0.5-inc1",
+    "color_jitter": 0.4,
+    "re_prob": 0.25,
+    "re_mode": "pixel",
+    "re_count": 1,
+    "interpolation": "bicubic",
+}
+STRONG_MIXUP: dict[str, Any] = {
+    "mixup_alpha": 0.8,
+    "cutmix_alpha": 1.0,
+    "prob": 1.0,
+    "switch_prob": 0.5,
+    "mode": "batch",
+    "label_smoothing": 0.1,
+}
 
 
 def _to_normalized_tensor(mean: Stats, std: Stats) -> list:
@@ -86,8 +98,9 @@ def _identity(x: Any) -> Any:
 
 def crop_train_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> T.Compose:
     """Resize the short side to size*256/224, random size x size crop, random horizontal flip."""
-    return T.Compose([T.Resize(_resize_size(size)), T.RandomCrop(size), T.RandomHorizontalFlip(),
-                      *_to_normalized_tensor(mean, std)])
+    return T.Compose(
+        [T.Resize(_resize_size(size)), T.RandomCrop(size), T.RandomHorizontalFlip(), *_to_normalized_tensor(mean, std)]
+    )
 
 
 def crop_eval_transform(size: int, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> T.Compose:

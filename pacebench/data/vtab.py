@@ -32,10 +32,14 @@ def _source(root: Path, stem: str, num_classes: int) -> Source:
     return Source(stem, path, partial(read_list, path, root, num_classes), ImageDir(root / "images"), SIZES.get(stem))
 
 
-@register_layout("vtab", vtab_transform, cache=vtab_cache,  # no augmentation: the same transform for train and eval
-                 splits={phase: (train, tuple(evals.values())) for phase, (train, evals) in SPLITS.items()})
+@register_layout(
+    "vtab",
+    vtab_transform,
+    cache=vtab_cache,  # no augmentation: the same transform for train and eval
+    splits={phase: (train, tuple(evals.values())) for phase, (train, evals) in SPLITS.items()},
+)
 def layout(root: Path, phase: str, options: Mapping[str, Any], num_classes: int) -> Layout:
     train, evals = for_phase(SPLITS, phase)
-    return Layout((_source(root, train, num_classes),),
-                  {name: _source(root, stem, num_classes) for name, stem in evals.items()})
-
+    return Layout(
+        (_source(root, train, num_classes),), {name: _source(root, stem, num_classes) for name, stem in evals.items()}
+    )

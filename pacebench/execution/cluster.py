@@ -37,9 +37,14 @@ def submit(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> Counter
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)  # submitit pickles each task's arguments here, the database URL with any password among them
     executor = submitit.AutoExecutor(folder=folder, cluster=c.executor)
-    params: dict[str, Any] = dict(timeout_min=c.time_min, cpus_per_task=c.cpus_per_task, tasks_per_node=1,
-                                  gpus_per_node=c.gpus_per_task, slurm_array_parallelism=c.tasks,
-                                  slurm_additional_parameters=dict(c.extra))
+    params: dict[str, Any] = dict(
+        timeout_min=c.time_min,
+        cpus_per_task=c.cpus_per_task,
+        tasks_per_node=1,
+        gpus_per_node=c.gpus_per_task,
+        slurm_array_parallelism=c.tasks,
+        slurm_additional_parameters=dict(c.extra),
+    )
     if c.partition:
         params["slurm_partition"] = c.partition
     executor.update_parameters(**params)
@@ -51,6 +56,8 @@ def submit(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> Counter
         try:
             outcomes.update(job.result())
         except Exception as exc:  # a task that died (node failure, time limit): its runs stay queued or go stale
-            raise PacebenchError(f"Slurm task {job.job_id} failed: {str(exc).strip().splitlines()[-1]}; its "
-                                 f"log is under {c.folder}; rerun to continue the unfinished runs") from None
+            raise PacebenchError(
+                f"Slurm task {job.job_id} failed: {str(exc).strip().splitlines()[-1]}; its "
+                f"log is under {c.folder}; rerun to continue the unfinished runs"
+            ) from None
     return outcomes

@@ -43,11 +43,29 @@ def run_processes(db: str, keys: list[str], opts: WorkerOptions, devices: list[s
     procs = []
     try:
         for i, device in enumerate(devices):
-            command = [sys.executable, "-m", "pacebench", "worker", "--keys-file", f.name,
-                       *opts.worker_args(device), *(["--wait"] if wait else [])]
+            command = [
+                sys.executable,
+                "-m",
+                "pacebench",
+                "worker",
+                "--keys-file",
+                f.name,
+                *opts.worker_args(device),
+                *(["--wait"] if wait else []),
+            ]
             log = open(logs / f"worker-{i}.log", "w")  # noqa: SIM115 (closed with the process below)
-            procs.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                           env={**os.environ, DB_ENV: db}), log))
+            procs.append(
+                (
+                    subprocess.Popen(
+                        command,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        env={**os.environ, DB_ENV: db},
+                    ),
+                    log,
+                )
+            )
         stop = threading.Event()
         with stop_on_signals(stop):
             while any(p.poll() is None for p, _ in procs):

@@ -50,8 +50,16 @@ class WorkerOptions:
 
     def worker_args(self, device: str) -> list[str]:
         """The `pacebench worker` options that reproduce these options for one device."""
-        args = ["--device", device, "--threads", str(self.threads), "--workers", str(self.loader_workers),
-                "--data-root", str(self.data_root)]
+        args = [
+            "--device",
+            device,
+            "--threads",
+            str(self.threads),
+            "--workers",
+            str(self.loader_workers),
+            "--data-root",
+            str(self.data_root),
+        ]
         args += ["--weights", str(self.weights)] if self.weights else []
         args += ["--weights-dir", str(self.weights_dir)] if self.weights_dir else []
         args += ["--compile"] if self.compile else []
@@ -60,6 +68,8 @@ class WorkerOptions:
 
 def check_database(url: str, opts: SlurmOptions) -> None:
     if url.startswith("sqlite") and not opts.force_sqlite and opts.executor == "slurm":
-        raise UsageError("a Slurm job array needs a database every node reaches: use --db postgresql+psycopg://"
-                         "USER@HOST/DB (pip install 'pacebench[postgres]'); --force-sqlite if every task runs on "
-                         "this machine's disk")
+        raise UsageError(
+            "a Slurm job array needs a database every node reaches: use --db postgresql+psycopg://"
+            "USER@HOST/DB (pip install 'pacebench[postgres]'); --force-sqlite if every task runs on "
+            "this machine's disk"
+        )

@@ -28,5 +28,10 @@ def git_commit() -> str | None:
 
 
 def versions() -> dict[str, str]:
-    return {"pacebench": __version__, "torch": torch.__version__, "timm": timm.__version__,
-            "python": platform.python_version(), "cuda": torch.version.cuda or ""}
+    return {
+        "pacebench": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda or "",
+    }

@@ -83,8 +83,9 @@ def preflight(specs: list[RunSpec], data_root: Path) -> None:
             require_data(suite, suite.dataset(spec.dataset), data_root, spec.phase, spec.data_options)
 
 
-def materialise(specs: list[RunSpec], device_type: str, threads: int = 1,
-                progress: Callable[[int, int], None] | None = None) -> list[RunSpec]:
+def materialise(
+    specs: list[RunSpec], device_type: str, threads: int = 1, progress: Callable[[int, int], None] | None = None
+) -> list[RunSpec]:
     """What must be settled before run keys are final: precision 'auto' becomes bf16 on CUDA and fp32 elsewhere,
     and a demo backbone planned before it existed is pre-trained now (with `threads`, reporting to `progress`) and
     its hash filled in."""
@@ -110,8 +111,9 @@ def with_fingerprints(specs: list[RunSpec], data_root: Path, strict: bool = True
         if where not in found:
             suite = load_suite(spec.suite)
             try:
-                found[where] = dataset_fingerprint(suite, suite.dataset(spec.dataset), data_root,
-                                                   results_dir() / "cache")
+                found[where] = dataset_fingerprint(
+                    suite, suite.dataset(spec.dataset), data_root, results_dir() / "cache"
+                )
             except DataError:
                 if strict:
                     raise
@@ -120,8 +122,15 @@ def with_fingerprints(specs: list[RunSpec], data_root: Path, strict: bool = True
     return out
 
 
-def execute(specs: list[RunSpec], store: Storage, opts: WorkerOptions, origin: str = "direct", wait: bool = False,
-            display: Any = None, device_type: str | None = None) -> SweepResult:
+def execute(
+    specs: list[RunSpec],
+    store: Storage,
+    opts: WorkerOptions,
+    origin: str = "direct",
+    wait: bool = False,
+    display: Any = None,
+    device_type: str | None = None,
+) -> SweepResult:
     """Queues `specs`, planned for `device_type` (only workers on that kind of device train them), and runs
     workers until every run is done, failed, or held by a live worker elsewhere (with `wait`, until those finish
     too). `display(keys)` is entered while the workers run."""
@@ -146,19 +155,31 @@ def incomplete(result: SweepResult, tolerate_failures: bool) -> str | None:
     problems = []
     if held:
         workers = ", ".join(sorted({r.worker or "?" for r in held}))
-        problems.append(f"{len(held)} run(s) are held by live workers ({workers}); rerun with --wait to wait for "
-                        "them, or see `pacebench status`")
+        problems.append(
+            f"{len(held)} run(s) are held by live workers ({workers}); rerun with --wait to wait for "
+            "them, or see `pacebench status`"
+        )
     if len(unfinished) > len(held):
-        problems.append(f"{len(unfinished) - len(held)} run(s) not finished (the workers stopped; worker processes "
-                        "log to results/logs/); rerun to continue them from their checkpoints")
+        problems.append(
+            f"{len(unfinished) - len(held)} run(s) not finished (the workers stopped; worker processes "
+            "log to results/logs/); rerun to continue them from their checkpoints"
+        )
     if not unfinished and result.status(Status.failed) and not tolerate_failures:
         problems.append(f"{len(result.status(Status.failed))} run(s) failed; see `pacebench runs --status failed`")
     return "; ".join(problems) or None
 
 
-def run_phase(specs: list[RunSpec], store: Storage, opts: WorkerOptions, reporter: Reporter, origin: str,
-              device_type: str, wait: bool = False, mode: Mode = Mode.train, tolerate_failures: bool = False
-              ) -> SweepResult | None:
+def run_phase(
+    specs: list[RunSpec],
+    store: Storage,
+    opts: WorkerOptions,
+    reporter: Reporter,
+    origin: str,
+    device_type: str,
+    wait: bool = False,
+    mode: Mode = Mode.train,
+    tolerate_failures: bool = False,
+) -> SweepResult | None:
     """One phase: settle the specs, show the plan, then train it and show the outcome (`Mode.train`), or queue it
     for workers elsewhere (`Mode.enqueue`: the runs as they stand). None on a dry run."""
     if mode != Mode.dry_run:  # pre-trains the demo backbone if a run needs it and it is not there yet
@@ -174,8 +195,15 @@ def run_phase(specs: list[RunSpec], store: Storage, opts: WorkerOptions, reporte
         preflight([s for s, k in zip(specs, keys, strict=True) if k not in done], opts.data_root)
         store.enqueue(specs, origin)
         return SweepResult(store.runs(key=list(dict.fromkeys(keys))), done, [])
-    result = execute(specs, store, opts, origin=origin, wait=wait,
-                     display=lambda keys: reporter.watching(store, keys), device_type=device_type)
+    result = execute(
+        specs,
+        store,
+        opts,
+        origin=origin,
+        wait=wait,
+        display=lambda keys: reporter.watching(store, keys),
+        device_type=device_type,
+    )
     reporter.finished(result)
     problem = incomplete(result, tolerate_failures)
     if problem:
@@ -183,8 +211,15 @@ def run_phase(specs: list[RunSpec], store: Storage, opts: WorkerOptions, reporte
     return result
 
 
-def execute_plan(plan: protocol.Plan, store: Storage, opts: WorkerOptions, reporter: Reporter, device_type: str,
-                 wait: bool = False, mode: Mode = Mode.train) -> SweepResult | None:
+def execute_plan(
+    plan: protocol.Plan,
+    store: Storage,
+    opts: WorkerOptions,
+    reporter: Reporter,
+    device_type: str,
+    wait: bool = False,
+    mode: Mode = Mode.train,
+) -> SweepResult | None:
     """Phase 1 (if the plan searches anything), then phase 2; the last phase's result once trained (None on a dry
     run or when the plan was only queued).
 
@@ -195,20 +230,23 @@ def execute_plan(plan: protocol.Plan, store: Storage, opts: WorkerOptions, repor
     best: dict[protocol.Key, protocol.Choice] = {}
     if plan.search:
         reporter.searching()
-        result = run_phase(plan.search, store, opts, reporter, "tune", device_type, wait, mode,
-                           tolerate_failures=True)
+        result = run_phase(plan.search, store, opts, reporter, "tune", device_type, wait, mode, tolerate_failures=True)
         if result is None:
             return None
         if mode == Mode.enqueue and any(r.status not in (Status.done, Status.failed) for r in result.runs):
-            reporter.queued(result, "phase 2 is chosen from phase 1's results: run this command again once the "
-                                    "workers have finished phase 1, and it queues phase 2")
+            reporter.queued(
+                result,
+                "phase 2 is chosen from phase 1's results: run this command again once the "
+                "workers have finished phase 1, and it queues phase 2",
+            )
             return None
         best = protocol.select_best(result.runs)
         if not best:
             raise UsageError("every grid point failed all its attempts; see `pacebench runs --status failed`")
         reporter.chosen(protocol.excluded_points(result.runs), best, len(plan.runs))
-    result = run_phase(protocol.final_specs(best, plan.seeds) + plan.runs, store, opts, reporter, plan.origin,
-                       device_type, wait, mode)
+    result = run_phase(
+        protocol.final_specs(best, plan.seeds) + plan.runs, store, opts, reporter, plan.origin, device_type, wait, mode
+    )
     if mode == Mode.enqueue and result is not None:
         reporter.queued(result, None)
         return None

@@ -51,9 +51,11 @@ def check_data(spec: RunSpec, env: Environment) -> None:
     suite = load_suite(spec.suite)
     here = dataset_fingerprint(suite, suite.dataset(spec.dataset), env.data_root, env.cache_dir)
     if here != spec.data_fingerprint:
-        raise DataError(f"{spec.suite}/{spec.dataset} under {env.data_root} has fingerprint {here}, but this run was "
-                        f"planned on {spec.data_fingerprint}: point --data-root at the copy it was planned on "
-                        "(`pacebench data check` prints each copy's fingerprint)")
+        raise DataError(
+            f"{spec.suite}/{spec.dataset} under {env.data_root} has fingerprint {here}, but this run was "
+            f"planned on {spec.data_fingerprint}: point --data-root at the copy it was planned on "
+            "(`pacebench data check` prints each copy's fingerprint)"
+        )
 
 
 class Heartbeat(threading.Thread):
@@ -85,8 +87,16 @@ class RunControl(Control):
     """Resumes from the stored checkpoint, keeps the newest epoch-boundary state in memory, writes it every
     `every` epochs, and stops the run when the worker is asked to stop or loses its claim."""
 
-    def __init__(self, store: Storage, run: RunRecord, claim: str, every: int, stop: threading.Event,
-                 lost: threading.Event, resume: tuple[int, bytes] | None) -> None:
+    def __init__(
+        self,
+        store: Storage,
+        run: RunRecord,
+        claim: str,
+        every: int,
+        stop: threading.Event,
+        lost: threading.Event,
+        resume: tuple[int, bytes] | None,
+    ) -> None:
         self.store, self.run, self.claim, self.every, self.stop, self.lost = store, run, claim, every, stop, lost
         self.resume = resume[1] if resume else None
         self.saved = resume[0] if resume else -1
@@ -111,8 +121,9 @@ class RunControl(Control):
 class Worker:
     """Drains the queue (the runs of `keys`, or all queued runs) on one device."""
 
-    def __init__(self, store: Storage, env: Environment, settings: WorkerSettings | None = None,
-                 keys: list[str] | None = None) -> None:
+    def __init__(
+        self, store: Storage, env: Environment, settings: WorkerSettings | None = None, keys: list[str] | None = None
+    ) -> None:
         self.store, self.env, self.keys = store, env, keys
         self.settings = settings or WorkerSettings.from_env()
         self.who = Claimant(self.settings.lease_s, device_type=env.device.type)
@@ -153,8 +164,10 @@ class Worker:
         """Runs of `keys` another worker holds, or queued ones this worker could claim (others are planned for
         another kind of device, and no waiting here trains them)."""
         mine = (None, self.env.device.type)
-        return any(r.status == Status.running or r.planned_device in mine
-                   for r in self.store.runs(key=self.keys, status=[Status.queued, Status.running]))
+        return any(
+            r.status == Status.running or r.planned_device in mine
+            for r in self.store.runs(key=self.keys, status=[Status.queued, Status.running])
+        )
 
     def train(self, run: RunRecord) -> str:
         """One claimed run, start (or resume) to finish; returns done, retry, failed, stopped or lost."""
@@ -180,17 +193,25 @@ class Worker:
             resume = self.store.resume_point(run.id, claim)
             if resume is not None and (why := unreadable(resume[1])) is not None:
                 self.store.drop_checkpoint(run.id, claim)
-                log.warning(f"warning: run {run.id} ({spec.label()}): its checkpoint after epoch {resume[0] + 1} "
-                            f"cannot be read ({why}); dropped it, the run starts again from epoch 0")
+                log.warning(
+                    f"warning: run {run.id} ({spec.label()}): its checkpoint after epoch {resume[0] + 1} "
+                    f"cannot be read ({why}); dropped it, the run starts again from epoch 0"
+                )
                 resume = None
             control = RunControl(self.store, run, claim, self.settings.checkpoint_every, self.stop, beat.lost, resume)
-            self.store.set_run_facts(run.id, claim, device=str(self.env.device), versions=versions(),
-                                     git_commit=git_commit())
-            self.store.worker_update(self.who.name, state="training", run_id=run.id,
-                                     epoch=resume[0] if resume else None,
-                                     info={"label": spec.label(), "epochs": spec.train.epochs})
-            result = train_run(spec, self.env, self._on_epoch(run, claim),
-                               lambda facts: self._facts(run.id, claim, facts), control)
+            self.store.set_run_facts(
+                run.id, claim, device=str(self.env.device), versions=versions(), git_commit=git_commit()
+            )
+            self.store.worker_update(
+                self.who.name,
+                state="training",
+                run_id=run.id,
+                epoch=resume[0] if resume else None,
+                info={"label": spec.label(), "epochs": spec.train.epochs},
+            )
+            result = train_run(
+                spec, self.env, self._on_epoch(run, claim), lambda facts: self._facts(run.id, claim, facts), control
+            )
             self.store.finish_claimed(run.id, claim, result.metrics, result.weights, result.predictions)
             return "done"
         except Stopped:
@@ -222,17 +243,28 @@ class Worker:
             self.store.write_epoch(run.id, claim, record)
             first[:] = first or [epoch]
             per_epoch = (time.perf_counter() - start) / (epoch - first[0] + 1)
-            self.store.worker_update(self.who.name, epoch=epoch, info={
-                "label": f"{run.dataset} {run.method} s{run.seed}", "epochs": run.hparams["epochs"],
-                "loss": record.loss, "epoch_s": per_epoch})
+            self.store.worker_update(
+                self.who.name,
+                epoch=epoch,
+                info={
+                    "label": f"{run.dataset} {run.method} s{run.seed}",
+                    "epochs": run.hparams["epochs"],
+                    "loss": record.loss,
+                    "epoch_s": per_epoch,
+                },
+            )
 
         return on_epoch
 
     def _facts(self, run_id: int, claim: str, facts: dict[str, Any]) -> None:
         """Keeps what the trainer reports once the model is built: the parameter counts in their columns, the rest
         (σ per depth position, attention kernel, ...) in the run's `setup`."""
-        self.store.set_run_facts(run_id, claim, **{k: v for k, v in facts.items() if k in PARAMETER_COUNTS},
-                                 setup={k: v for k, v in facts.items() if k not in PARAMETER_COUNTS})
+        self.store.set_run_facts(
+            run_id,
+            claim,
+            **{k: v for k, v in facts.items() if k in PARAMETER_COUNTS},
+            setup={k: v for k, v in facts.items() if k not in PARAMETER_COUNTS},
+        )
 
 
 def environment(opts: WorkerOptions, device: str) -> Environment:
@@ -240,6 +272,13 @@ def environment(opts: WorkerOptions, device: str) -> Environment:
     resolved = resolve_device(device)
     if resolved.type == "cpu":
         torch.set_num_threads(opts.threads)
-    return Environment(device=resolved, data_root=opts.data_root, weights=opts.weights,
-                       num_workers=opts.loader_workers, weights_dir=opts.weights_dir, compile=opts.compile,
-                       cache_dir=results_dir() / "cache", diagnostics=opts.diagnostics)
+    return Environment(
+        device=resolved,
+        data_root=opts.data_root,
+        weights=opts.weights,
+        num_workers=opts.loader_workers,
+        weights_dir=opts.weights_dir,
+        compile=opts.compile,
+        cache_dir=results_dir() / "cache",
+        diagnostics=opts.diagnostics,
+    )

@@ -50,8 +50,11 @@ def pretrainable(backbone: str, weights: Path | None) -> bool:
 def weights_sha256(backbone: str, weights: Path | None, weights_dir: Path | None = None) -> str:
     """The SHA-256 of the backbone's weights file. A demo backbone that is not pre-trained yet hashes to ""
     (planning never trains anything); execution pre-trains it and fills the hash in before runs are queued."""
-    demo = backbones.demo_checkpoint_dir() / backbones.BACKBONES.get(backbone).filename \
-        if pretrainable(backbone, weights) else None
+    demo = (
+        backbones.demo_checkpoint_dir() / backbones.BACKBONES.get(backbone).filename
+        if pretrainable(backbone, weights)
+        else None
+    )
     if demo is not None and not demo.is_file():
         return ""
     resolved = backbones.resolve(backbone, weights, weights_dir)
@@ -98,8 +101,10 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
     reader = READERS.get(suite.reader)
     text = reader.kind == "text"
     if text and req.adapters:
-        raise UsageError(f"suite {suite.name} is a text suite: its adapter is LoRA on named modules "
-                         "(-t adapter=lora:NAME,NAME), not one of --adapters")
+        raise UsageError(
+            f"suite {suite.name} is a text suite: its adapter is LoRA on named modules "
+            "(-t adapter=lora:NAME,NAME), not one of --adapters"
+        )
     specs = []
     for ds in suite.select(req.datasets):
         trains = []
@@ -118,12 +123,24 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
                 reader.check(data_options(ds, options))
             for train in trains:
                 for method in req.methods:
-                    config = suite.resolve_method(ds, method, {k: v for k, v in req.method.items()
-                                                               if accepts(method, k)})
+                    config = suite.resolve_method(
+                        ds, method, {k: v for k, v in req.method.items() if accepts(method, k)}
+                    )
                     for seed in req.seeds:
-                        specs.append(RunSpec(suite=suite.name, dataset=ds.name, method=method, seed=seed,
-                                             train=train, backbone=backbone, weights_sha256=weights_hash,
-                                             method_config=config, data_options=options, phase=req.phase))
+                        specs.append(
+                            RunSpec(
+                                suite=suite.name,
+                                dataset=ds.name,
+                                method=method,
+                                seed=seed,
+                                train=train,
+                                backbone=backbone,
+                                weights_sha256=weights_hash,
+                                method_config=config,
+                                data_options=options,
+                                phase=req.phase,
+                            )
+                        )
     if not specs:
         raise UsageError("the selection names no runs; check --datasets and --shots/--split-seeds")
     return specs

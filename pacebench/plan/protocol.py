@@ -107,17 +107,26 @@ def select_best(runs: Iterable[RunRecord]) -> dict[Key, Choice]:
     for key, candidates in groups.items():
         weights = {(r.backbone, r.weights_sha256) for members in candidates.values() for r, _ in members}
         if len(weights) > 1:
-            raise PacebenchError(f"tune runs of {key[0]}/{key[1]} {key[3]} were made on {len(weights)} different "
-                                 "weights; select among runs of one weight file (filter by weights_sha256)")
+            raise PacebenchError(
+                f"tune runs of {key[0]}/{key[1]} {key[3]} were made on {len(weights)} different "
+                "weights; select among runs of one weight file (filter by weights_sha256)"
+            )
         _, members = min(candidates.items(), key=_rank)
         vals = [v for _, v in members]
         first = members[0][0]
         best[key] = Choice(
-            suite=first.suite, dataset=first.dataset, data_options=dict(first.data_options), method=first.method,
-            method_config=dict(first.method_config), train=TrainConfig(**first.hparams), backbone=first.backbone,
-            weights_sha256=first.weights_sha256, val_acc=statistics.fmean(vals),
+            suite=first.suite,
+            dataset=first.dataset,
+            data_options=dict(first.data_options),
+            method=first.method,
+            method_config=dict(first.method_config),
+            train=TrainConfig(**first.hparams),
+            backbone=first.backbone,
+            weights_sha256=first.weights_sha256,
+            val_acc=statistics.fmean(vals),
             val_std=statistics.stdev(vals) if len(vals) > 1 else math.nan,
-            seeds=tuple(sorted(r.seed for r, _ in members)), run_ids=tuple(sorted(r.id for r, _ in members)),
+            seeds=tuple(sorted(r.seed for r, _ in members)),
+            run_ids=tuple(sorted(r.id for r, _ in members)),
             candidates=len(candidates),
         )
     return dict(sorted(best.items()))
@@ -142,8 +151,10 @@ def with_point(request: PlanRequest, point: dict[str, Any]) -> PlanRequest:
     train = {k: v for k, v in point.items() if k in TRAIN_FIELDS}
     unknown = set(point) - set(method) - set(train)
     if unknown:
-        raise UsageError(f"--grid {sorted(unknown)[0]}: neither a hyperparameter of {', '.join(request.methods)} "
-                         "nor a training setting")
+        raise UsageError(
+            f"--grid {sorted(unknown)[0]}: neither a hyperparameter of {', '.join(request.methods)} "
+            "nor a training setting"
+        )
     return dataclasses.replace(request, method={**request.method, **method}, train={**request.train, **train})
 
 
@@ -157,8 +168,10 @@ def excluded_points(runs: Iterable[RunRecord]) -> list[str]:
     for r in runs:
         if r.status == "failed":
             setting = {**r.method_config, **{k: r.hparams[k] for k in sorted(varying)}}
-            lines.append(f"{r.dataset} {r.method} {canonical_json(setting)} seed {r.seed}: "
-                         f"{(r.error or 'failed').splitlines()[0][:120]}")
+            lines.append(
+                f"{r.dataset} {r.method} {canonical_json(setting)} seed {r.seed}: "
+                f"{(r.error or 'failed').splitlines()[0][:120]}"
+            )
     return lines
 
 
@@ -166,7 +179,19 @@ def final_specs(best: Mapping[Key, Choice], seeds: Iterable[int]) -> list[RunSpe
     """Phase-2 specs: each chosen setting on the same suite, dataset, data options, backbone, weights and training
     settings, with phase "final", once per seed; in key order, then seed order."""
     seeds = list(seeds)
-    return [RunSpec(suite=c.suite, dataset=c.dataset, method=c.method, seed=seed, train=c.train, backbone=c.backbone,
-                    weights_sha256=c.weights_sha256, method_config=dict(c.method_config),
-                    data_options=dict(c.data_options), phase=Phase.final)
-            for _, c in sorted(best.items()) for seed in seeds]
+    return [
+        RunSpec(
+            suite=c.suite,
+            dataset=c.dataset,
+            method=c.method,
+            seed=seed,
+            train=c.train,
+            backbone=c.backbone,
+            weights_sha256=c.weights_sha256,
+            method_config=dict(c.method_config),
+            data_options=dict(c.data_options),
+            phase=Phase.final,
+        )
+        for _, c in sorted(best.items())
+        for seed in seeds
+    ]

@@ -108,6 +108,8 @@ def spec_of(run: Any) -> RunSpec:
     hashes to the run's key (the row was written by a pacebench whose keys differ)."""
     spec = RunSpec.from_record(run)
     if run_key(spec) != run.key:
-        raise UsageError(f"run {run.id}'s stored spec no longer hashes to its key {run.key} (made by another "
-                         "pacebench version?); plan it again with this version")
+        raise UsageError(
+            f"run {run.id}'s stored spec no longer hashes to its key {run.key} (made by another "
+            "pacebench version?); plan it again with this version"
+        )
     return spec

@@ -67,10 +67,11 @@ class TrainConfig:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise UsageError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
-                             "epochs/batch sizes/rank >= 1, lr/adapter_scale > 0, weight_decay/min_lr/warmup_lr >= 0, "
-                             "0 <= drop_path/adapter_dropout < 1")
-
+            raise UsageError(
+                f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}; "
+                "epochs/batch sizes/rank >= 1, lr/adapter_scale > 0, weight_decay/min_lr/warmup_lr >= 0, "
+                "0 <= drop_path/adapter_dropout < 1"
+            )
 
     def for_device(self, device_type: str) -> TrainConfig:
         """Precision "auto" resolved: bf16 autocast on CUDA, fp32 elsewhere (what the run stores and is keyed by)."""
@@ -110,10 +111,19 @@ class RunSpec:
     @classmethod
     def from_record(cls, run: Any) -> RunSpec:
         """The spec of a stored run (a `RunRecord`), with today's defaults for settings added since it was stored."""
-        return cls(suite=run.suite, dataset=run.dataset, method=run.method, seed=run.seed,
-                   train=TrainConfig(**run.hparams), backbone=run.backbone, weights_sha256=run.weights_sha256,
-                   method_config=dict(run.method_config), data_options=dict(run.data_options), phase=run.phase,
-                   data_fingerprint=run.data_fingerprint)
+        return cls(
+            suite=run.suite,
+            dataset=run.dataset,
+            method=run.method,
+            seed=run.seed,
+            train=TrainConfig(**run.hparams),
+            backbone=run.backbone,
+            weights_sha256=run.weights_sha256,
+            method_config=dict(run.method_config),
+            data_options=dict(run.data_options),
+            phase=run.phase,
+            data_fingerprint=run.data_fingerprint,
+        )
 
     def with_(self, **changes: Any) -> RunSpec:
         return replace(self, **changes)

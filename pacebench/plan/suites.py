@@ -118,8 +118,12 @@ class Suite:
     def select(self, names: list[str] | None) -> list[DatasetDef]:
         return [self.dataset(n) for n in names] if names else list(self.datasets.values())
 
-    def resolve_train(self, ds: DatasetDef, overrides: dict[str, Any] | None = None,
-                      kind_defaults: Callable[[str], Mapping[str, Any]] | None = None) -> TrainConfig:
+    def resolve_train(
+        self,
+        ds: DatasetDef,
+        overrides: dict[str, Any] | None = None,
+        kind_defaults: Callable[[str], Mapping[str, Any]] | None = None,
+    ) -> TrainConfig:
         """The run's training settings (see the module docstring). `kind_defaults(adapter)` gives a kind's own
         defaults for the adapter settings nothing else sets (`adapters.train_defaults`; planning passes it)."""
         own = {**coerce_train(self.train), **coerce_train(ds.train)}
@@ -159,10 +163,16 @@ def _keys(cls: type, *leave_out: str) -> list[str]:
 
 
 # the type each dataset key must have in a suite file (classes is checked on its own: a positive integer)
-DATASET_TYPES: dict[str, tuple[type, str]] = {"folder": (str, "a string"), "group": (str, "a string"),
-                                              "aliases": (list, "a list of names"), "train": (dict, "a table"),
-                                              "methods": (dict, "a table"), "options": (dict, "a table"),
-                                              "data": (dict, "a table"), "adapters": (dict, "a table")}
+DATASET_TYPES: dict[str, tuple[type, str]] = {
+    "folder": (str, "a string"),
+    "group": (str, "a string"),
+    "aliases": (list, "a list of names"),
+    "train": (dict, "a table"),
+    "methods": (dict, "a table"),
+    "options": (dict, "a table"),
+    "data": (dict, "a table"),
+    "adapters": (dict, "a table"),
+}
 ADAPTER_KEYS = [k for k in TRAIN_FIELDS if k != "adapter"]  # what an [adapters.KIND] table may set
 
 
@@ -180,8 +190,10 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # suite and dataset names beco
 
 def check_name(name: str, what: str, where: str) -> None:
     if not NAME.fullmatch(name) or ".." in name:
-        raise UsageError(f"{where}: {what} name {name!r} is not a plain name; use letters, digits, '_', '-' and "
-                         "'.' (it becomes part of file names)")
+        raise UsageError(
+            f"{where}: {what} name {name!r} is not a plain name; use letters, digits, '_', '-' and "
+            "'.' (it becomes part of file names)"
+        )
 
 
 def _dataset(name: str, raw: dict[str, Any], where: str) -> DatasetDef:
@@ -227,13 +239,20 @@ def _paper_table(raw: dict[str, Any], where: str) -> PaperTable:
         raise UsageError(f"{where}: layout must be one of {', '.join(TableLayout)}, got {layout!r}")
     by_adapter = raw.get("rows_by_adapter", {})
     if not isinstance(by_adapter, dict) or not all(isinstance(v, dict) for v in by_adapter.values()):
-        raise UsageError(f"{where}: rows_by_adapter maps an adapter kind to {{method = \"paper row\"}}")
-    return PaperTable(name=raw["name"], rows=dict(raw["rows"]),
-                      rows_by_adapter={k: dict(v) for k, v in by_adapter.items()},
-                      number=int(raw["number"]) if "number" in raw else None, title=raw.get("title", ""),
-                      layout=TableLayout(layout), aliases=tuple(str(a) for a in raw.get("aliases", ())),
-                      columns=tuple(raw.get("columns", ())), dataset_columns=dict(raw.get("dataset_columns", {})),
-                      notes=tuple(raw.get("notes", ())), description=raw.get("description", ""))
+        raise UsageError(f'{where}: rows_by_adapter maps an adapter kind to {{method = "paper row"}}')
+    return PaperTable(
+        name=raw["name"],
+        rows=dict(raw["rows"]),
+        rows_by_adapter={k: dict(v) for k, v in by_adapter.items()},
+        number=int(raw["number"]) if "number" in raw else None,
+        title=raw.get("title", ""),
+        layout=TableLayout(layout),
+        aliases=tuple(str(a) for a in raw.get("aliases", ())),
+        columns=tuple(raw.get("columns", ())),
+        dataset_columns=dict(raw.get("dataset_columns", {})),
+        notes=tuple(raw.get("notes", ())),
+        description=raw.get("description", ""),
+    )
 
 
 def parse_suite(path: Path) -> Suite:
@@ -285,8 +304,10 @@ def _folder(folder: Path) -> dict[str, Suite]:
     for path in sorted(folder.glob("*.toml")):
         suite = parse_suite(path)
         if suite.name in suites:
-            raise UsageError(f"suite files {suites[suite.name].path} and {path} both define suite {suite.name!r}; "
-                             "rename one (its `name` key, or the file when it has none)")
+            raise UsageError(
+                f"suite files {suites[suite.name].path} and {path} both define suite {suite.name!r}; "
+                "rename one (its `name` key, or the file when it has none)"
+            )
         suites[suite.name] = suite
     return suites
 
@@ -296,8 +317,9 @@ def _suites(user: Path | None) -> dict[str, Suite]:
     suites = _folder(builtin_suites_dir())
     if user is not None:
         if not user.is_dir():
-            raise UsageError(f"suite folder {user} does not exist ({SUITES_ENV} or --suites); name a folder of "
-                             "suite .toml files")
+            raise UsageError(
+                f"suite folder {user} does not exist ({SUITES_ENV} or --suites); name a folder of suite .toml files"
+            )
         suites.update(_folder(user))  # a user suite with a built-in's name replaces it (`pacebench suites` says so)
     return suites
 

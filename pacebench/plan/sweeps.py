@@ -58,18 +58,40 @@ class Sweep:
 
 SWEEPS: Registry[Sweep] = Registry("sweep")
 for _sweep in (
-    Sweep("figure4", "Fig. 4 / App. Figs. 7-8: pace and fpa over λ from 1e-3 to 5e4, the baseline beside (tune "
-          "phase)", {"baseline": {}, "pace": {"lam": LAMBDAS}, "fpa": {"lam": LAMBDAS}}, "tune", "lambda-sweep"),
-    Sweep("figure5", "Fig. 5: lazy interval N = 2..12 and networks M = 3, 4 against accuracy and cost, PACE (N = 1, "
-          "M = 2) and the baseline beside (final phase)",
-          {"baseline": {}, "pace": {}, "pace_lazy": {"interval": [2, 4, 6, 8, 10, 12]},
-           "pace_multi": {"copies": [3, 4]}},
-          "final", "efficiency"),
-    Sweep("figure6", "Fig. 6: pace over σ x λ on few-shot Oxford Pets, 1/2/4/8 shots (tune phase)",
-          {"pace": {"sigma": [0.5, 1.0, 1.5, 2.0], "lam": [0.1, 0.5, 1.0, 5.0]}}, "tune", "sensitivity",
-          suite="fewshot", datasets=["oxford_pets"], options={"shots": [1, 2, 4, 8], "split_seed": [0]}),
-    Sweep("table6", "Table 6: each ablation's own search grid on train -> val, each winner on train+val -> test "
-          "(same as `pacebench ablate`)", lambda: table6_grids(list(ABLATIONS)), "final", "table:6", tuned=True),
+    Sweep(
+        "figure4",
+        "Fig. 4 / App. Figs. 7-8: pace and fpa over λ from 1e-3 to 5e4, the baseline beside (tune phase)",
+        {"baseline": {}, "pace": {"lam": LAMBDAS}, "fpa": {"lam": LAMBDAS}},
+        "tune",
+        "lambda-sweep",
+    ),
+    Sweep(
+        "figure5",
+        "Fig. 5: lazy interval N = 2..12 and networks M = 3, 4 against accuracy and cost, PACE (N = 1, "
+        "M = 2) and the baseline beside (final phase)",
+        {"baseline": {}, "pace": {}, "pace_lazy": {"interval": [2, 4, 6, 8, 10, 12]}, "pace_multi": {"copies": [3, 4]}},
+        "final",
+        "efficiency",
+    ),
+    Sweep(
+        "figure6",
+        "Fig. 6: pace over σ x λ on few-shot Oxford Pets, 1/2/4/8 shots (tune phase)",
+        {"pace": {"sigma": [0.5, 1.0, 1.5, 2.0], "lam": [0.1, 0.5, 1.0, 5.0]}},
+        "tune",
+        "sensitivity",
+        suite="fewshot",
+        datasets=["oxford_pets"],
+        options={"shots": [1, 2, 4, 8], "split_seed": [0]},
+    ),
+    Sweep(
+        "table6",
+        "Table 6: each ablation's own search grid on train -> val, each winner on train+val -> test "
+        "(same as `pacebench ablate`)",
+        lambda: table6_grids(list(ABLATIONS)),
+        "final",
+        "table:6",
+        tuned=True,
+    ),
 ):
     SWEEPS.register(_sweep.name)(_sweep)
 
@@ -80,13 +102,16 @@ def override(grids: Grids, values: dict[str, list[Any]]) -> Grids:
     for name in values:
         if not any(name in g for g in grids.values()):
             searched = sorted({n for g in grids.values() for n in g})
-            raise UsageError(f"--grid {name}: no method of this sweep searches it (searched: "
-                             f"{', '.join(searched) or 'nothing'}); set a fixed value with --hp {name}=V")
+            raise UsageError(
+                f"--grid {name}: no method of this sweep searches it (searched: "
+                f"{', '.join(searched) or 'nothing'}); set a fixed value with --hp {name}=V"
+            )
     return {m: {k: values.get(k, v) for k, v in g.items()} for m, g in grids.items()}
 
 
-def plan_grids(base: PlanRequest, grids: Grids, planner: Callable[[PlanRequest], list[RunSpec]] = plan
-               ) -> list[RunSpec]:
+def plan_grids(
+    base: PlanRequest, grids: Grids, planner: Callable[[PlanRequest], list[RunSpec]] = plan
+) -> list[RunSpec]:
     """Every (method, grid point, dataset, data variant, seed) as a spec, duplicates (same key) dropped."""
     specs: dict[str, RunSpec] = {}
     for method, values in grids.items():
@@ -96,8 +121,9 @@ def plan_grids(base: PlanRequest, grids: Grids, planner: Callable[[PlanRequest],
     return list(specs.values())
 
 
-def two_phase_plan(base: PlanRequest, grids: Grids, seeds: list[int],
-                   planner: Callable[[PlanRequest], list[RunSpec]] = plan) -> Plan:
+def two_phase_plan(
+    base: PlanRequest, grids: Grids, seeds: list[int], planner: Callable[[PlanRequest], list[RunSpec]] = plan
+) -> Plan:
     """The protocol over per-method grids: a method with several grid points is searched on train -> val first; a
     method with one point has nothing to choose and goes straight to phase 2 with `seeds`."""
     searched = {m: g for m, g in grids.items() if len(grid(g)) > 1}
@@ -112,8 +138,12 @@ def direct_plan(request: PlanRequest, planner: Callable[[PlanRequest], list[RunS
     return Plan(runs=planner(request))
 
 
-def search_plan(base: PlanRequest, values: dict[str, list[Any]], seeds: list[int],
-                planner: Callable[[PlanRequest], list[RunSpec]] = plan) -> Plan:
+def search_plan(
+    base: PlanRequest,
+    values: dict[str, list[Any]],
+    seeds: list[int],
+    planner: Callable[[PlanRequest], list[RunSpec]] = plan,
+) -> Plan:
     """`pacebench tune`: every point of a grid over method hyperparameters and training settings, searched on
     train -> val; each (dataset, method)'s best point is then trained for every seed."""
     specs = {run_key(s): s for point in grid(values) for s in planner(with_point(base, point))}

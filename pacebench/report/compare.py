@@ -42,8 +42,9 @@ class Side:
 
     @property
     def label(self) -> str:
-        return self.method + ("" if not self.values else ":" + ",".join(f"{k}={v}" for k, v in
-                                                                      sorted(self.values.items())))
+        return self.method + (
+            "" if not self.values else ":" + ",".join(f"{k}={v}" for k, v in sorted(self.values.items()))
+        )
 
     def matches(self, run: RunRecord) -> bool:
         return run.method == self.method and all(run.method_config.get(k) == v for k, v in self.values.items())
@@ -115,10 +116,14 @@ def _setting(run: RunRecord) -> str:
 def _one_setting(runs: list[RunRecord], side: Side, data: str) -> list[RunRecord]:
     settings = sorted({_setting(r) for r in runs})
     if len(settings) > 1:
-        varying = sorted({k for r in runs for k, v in r.method_config.items()
-                          if any(o.method_config.get(k) != v for o in runs)})
-        hint = f"name the values, e.g. {side.method}:{varying[0]}={runs[0].method_config[varying[0]]}" if varying \
+        varying = sorted(
+            {k for r in runs for k, v in r.method_config.items() if any(o.method_config.get(k) != v for o in runs)}
+        )
+        hint = (
+            f"name the values, e.g. {side.method}:{varying[0]}={runs[0].method_config[varying[0]]}"
+            if varying
             else "select the runs by training settings with --datasets or a separate database"
+        )
         raise UsageError(f"{side.label} has {len(settings)} settings on {data}; {hint}")
     return runs
 
@@ -147,34 +152,56 @@ def _arrays(preds: list[Predictions]) -> tuple[np.ndarray, np.ndarray | None, st
     return np.stack([np.asarray(p.predicted, dtype=float) for p in preds]), np.asarray(preds[0].target), metric
 
 
-def compare_row(data: str, eval_set: str, runs_a: list[RunRecord], runs_b: list[RunRecord],
-                predictions: dict[tuple[int, str], Predictions], delta: float, n_boot: int,
-                seed: tuple[int, ...]) -> Row | str:
+def compare_row(
+    data: str,
+    eval_set: str,
+    runs_a: list[RunRecord],
+    runs_b: list[RunRecord],
+    predictions: dict[tuple[int, str], Predictions],
+    delta: float,
+    n_boot: int,
+    seed: tuple[int, ...],
+) -> Row | str:
     """One row, or why it cannot be compared (a note)."""
     kept = [predictions.get((r.id, eval_set)) for r in (*runs_a, *runs_b)]
     scores_a, scores_b = [_score(r, eval_set) for r in runs_a], [_score(r, eval_set) for r in runs_b]
     if all(p is not None for p in kept):
         preds: list[Predictions] = kept  # type: ignore[assignment]
         if len({p.ids for p in preds}) > 1:
-            raise PacebenchError(f"{data} {eval_set}: the runs were scored on different examples (their example ids "
-                                 "differ), so they cannot be paired; check that both methods ran on one copy of the "
-                                 "data (`pacebench data check` prints its fingerprint)")
+            raise PacebenchError(
+                f"{data} {eval_set}: the runs were scored on different examples (their example ids "
+                "differ), so they cannot be paired; check that both methods ran on one copy of the "
+                "data (`pacebench data check` prints its fingerprint)"
+            )
         values, labels, metric = _arrays(preds)
-        diff = stats.paired_bootstrap(values[: len(runs_a)], values[len(runs_a):], metric, labels, n_boot, seed)
+        diff = stats.paired_bootstrap(values[: len(runs_a)], values[len(runs_a) :], metric, labels, n_boot, seed)
         level, examples = PAIRED, len(preds[0].ids)
     elif min(len(runs_a), len(runs_b)) >= 2:
         diff = stats.seed_level_difference(np.array(scores_a), np.array(scores_b), n_boot, seed)
         level, examples, metric = SEED_LEVEL, None, "seed scores"
     else:
-        return (f"{data} {eval_set}: one seed on a side and no per-example predictions stored (runs made before "
-                "they were kept): nothing to compare; train more seeds")
-    needed = stats.seeds_needed(np.array(scores_a), np.array(scores_b), delta) \
-        if len(scores_a) + len(scores_b) >= 3 else None
+        return (
+            f"{data} {eval_set}: one seed on a side and no per-example predictions stored (runs made before "
+            "they were kept): nothing to compare; train more seeds"
+        )
+    needed = (
+        stats.seeds_needed(np.array(scores_a), np.array(scores_b), delta)
+        if len(scores_a) + len(scores_b) >= 3
+        else None
+    )
     return Row(data, eval_set, level, metric, diff, len(runs_a), len(runs_b), examples, needed)
 
 
-def compare(runs: list[RunRecord], load: Loader, a: Side, b: Side, phase: str = "final", delta: float = 0.5,
-            n_boot: int = 2000, seed: int = 0) -> Comparison:
+def compare(
+    runs: list[RunRecord],
+    load: Loader,
+    a: Side,
+    b: Side,
+    phase: str = "final",
+    delta: float = 0.5,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Comparison:
     """A against B over the finished runs given (one phase's current ones: `report.select.Reads.runs`)."""
     if a == b:
         raise UsageError(f"compare needs two different sides; got {a.label} twice")
@@ -192,8 +219,10 @@ def compare(runs: list[RunRecord], load: Loader, a: Side, b: Side, phase: str = 
             continue
         pairs.append((data, _one_setting(sides["a"], a, data), _one_setting(sides["b"], b, data)))
     if not pairs:
-        raise PacebenchError(f"no data set has finished {phase}-phase runs of both {a.label} and {b.label}; train "
-                             f"them (pacebench run SUITE --methods {a.method},{b.method}) or check --suite / --phase")
+        raise PacebenchError(
+            f"no data set has finished {phase}-phase runs of both {a.label} and {b.label}; train "
+            f"them (pacebench run SUITE --methods {a.method},{b.method}) or check --suite / --phase"
+        )
     predictions = load([r.id for _, ra, rb in pairs for r in (*ra, *rb)])
     rows: list[Row] = []
     for data, runs_a, runs_b in pairs:
@@ -207,14 +236,20 @@ def compare(runs: list[RunRecord], load: Loader, a: Side, b: Side, phase: str = 
         adjusted = stats.holm([r.difference.p_value for r in rows])
         rows = [Row(**{**r.__dict__, "p_holm": float(p)}) for r, p in zip(rows, adjusted, strict=True)]
     if any(r.level == SEED_LEVEL for r in rows):
-        notes.append("seed level: runs made before per-example predictions were kept; their interval counts the "
-                     "seeds only, not which test examples were drawn")
+        notes.append(
+            "seed level: runs made before per-example predictions were kept; their interval counts the "
+            "seeds only, not which test examples were drawn"
+        )
     return Comparison(a, b, rows, suite_line(rows, n_boot, seed) if len(rows) > 1 else None, notes)
 
 
 def suite_line(rows: list[Row], n_boot: int, seed: int) -> SuiteLine:
     diffs = [r.difference for r in rows]
-    return SuiteLine(mean=stats.stratified_bootstrap(diffs, "mean"), iqm=stats.stratified_bootstrap(diffs, "iqm"),
-                     improvement=stats.probability_of_improvement([d.scores_a for d in diffs],
-                                                                  [d.scores_b for d in diffs], n_boot, seed),
-                     tally=stats.wins_ties_losses(diffs))
+    return SuiteLine(
+        mean=stats.stratified_bootstrap(diffs, "mean"),
+        iqm=stats.stratified_bootstrap(diffs, "iqm"),
+        improvement=stats.probability_of_improvement(
+            [d.scores_a for d in diffs], [d.scores_b for d in diffs], n_boot, seed
+        ),
+        tally=stats.wins_ties_losses(diffs),
+    )

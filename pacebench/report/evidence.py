@@ -42,8 +42,13 @@ def _scope(suite: str | None, phase: str) -> str:
     return f"{suite or 'every suite'}, phase {phase}"
 
 
-def compare_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
-                 methods: list[str] | None = None) -> pd.DataFrame:
+def compare_data(
+    store: Storage,
+    suite: str | None = None,
+    dataset: str | None = None,
+    phase: str | None = None,
+    methods: list[str] | None = None,
+) -> pd.DataFrame:
     """One row per data set and evaluation set (Δ, its interval, verdict, level), then the suite's mean and IQM
     rows (`part` = "suite") when there are two or more data sets."""
     a, b = _sides(methods)
@@ -51,17 +56,38 @@ def compare_data(store: Storage, suite: str | None = None, dataset: str | None =
     runs = FIGURES.get("compare").reads.runs(store, suite, dataset, phase)
     result = compare(runs, store.predictions, a, b, phase)
     several = len({r.eval_set for r in result.rows}) > 1
-    rows = [{"label": r.data + (f" [{r.eval_set}]" if several else ""), "part": "data", "estimate":
-             r.difference.estimate, "low": r.difference.low, "high": r.difference.high, "verdict": str(r.verdict),
-             "level": r.level} for r in result.rows]
+    rows = [
+        {
+            "label": r.data + (f" [{r.eval_set}]" if several else ""),
+            "part": "data",
+            "estimate": r.difference.estimate,
+            "low": r.difference.low,
+            "high": r.difference.high,
+            "verdict": str(r.verdict),
+            "level": r.level,
+        }
+        for r in result.rows
+    ]
     if result.suite is not None:
         for name, interval in (("suite mean", result.suite.mean), ("suite IQM", result.suite.iqm)):
-            rows.append({"label": name, "part": "suite", "estimate": interval.estimate, "low": interval.low,
-                         "high": interval.high, "verdict": str(stats.verdict(interval)), "level": "stratified"})
+            rows.append(
+                {
+                    "label": name,
+                    "part": "suite",
+                    "estimate": interval.estimate,
+                    "low": interval.low,
+                    "high": interval.high,
+                    "verdict": str(stats.verdict(interval)),
+                    "level": "stratified",
+                }
+            )
     frame = pd.DataFrame(rows)
     tally = f"; wins/ties/losses {'/'.join(map(str, result.suite.tally))}" if result.suite else ""
-    frame.attrs.update(what=f"{a.label} - {b.label}, {heldout_name(phase)} points, 95% intervals",
-                       data=f"{_scope(suite, phase)}, {len(result.rows)} rows{tally}", notes=result.notes)
+    frame.attrs.update(
+        what=f"{a.label} - {b.label}, {heldout_name(phase)} points, 95% intervals",
+        data=f"{_scope(suite, phase)}, {len(result.rows)} rows{tally}",
+        notes=result.notes,
+    )
     return frame
 
 
@@ -71,15 +97,23 @@ def _competitors(runs: list[RunRecord]) -> dict[int, str]:
     return {r.id: " ".join(x for x in (r.method, configs[r.id]) if x) for r in runs}
 
 
-def ranks_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
-               methods: list[str] | None = None) -> pd.DataFrame:
+def ranks_data(
+    store: Storage,
+    suite: str | None = None,
+    dataset: str | None = None,
+    phase: str | None = None,
+    methods: list[str] | None = None,
+) -> pd.DataFrame:
     """One row per method (its average rank, 1 = best, over the data sets on which every method ran), with the
     critical difference, Friedman's test and the cliques in `attrs`. A method's score on a data set is the mean over
     its seeds of the headline accuracy (`test_acc`, or `val_acc` in phase tune)."""
     phase = phase or Phase.final
     metric = "val_acc" if phase == Phase.tune else "test_acc"
-    runs = [r for r in FIGURES.get("ranks").reads.runs(store, suite, dataset, phase)
-            if (methods is None or r.method in methods) and r.metrics.get(metric) is not None]
+    runs = [
+        r
+        for r in FIGURES.get("ranks").reads.runs(store, suite, dataset, phase)
+        if (methods is None or r.method in methods) and r.metrics.get(metric) is not None
+    ]
     names = _competitors(runs)
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
@@ -87,9 +121,11 @@ def ranks_data(store: Storage, suite: str | None = None, dataset: str | None = N
     datas = sorted(set.intersection(*(set(s) for s in scores.values()))) if scores else []
     ranked = sorted((n for n in scores if datas), key=lambda n: (method_rank(n.split()[0]), n))
     if len(ranked) < 3 or len(datas) < 2:
-        raise PacebenchError(f"ranks need 3 or more methods on 2 or more common data sets; {_scope(suite, phase)} "
-                             f"has {len(scores)} method(s) on {len(datas)} common data set(s): run more methods "
-                             "(pacebench ablate SUITE) or more data sets")
+        raise PacebenchError(
+            f"ranks need 3 or more methods on 2 or more common data sets; {_scope(suite, phase)} "
+            f"has {len(scores)} method(s) on {len(datas)} common data set(s): run more methods "
+            "(pacebench ablate SUITE) or more data sets"
+        )
     table = np.array([[statistics.fmean(scores[n][d]) for n in ranked] for d in datas])
     test = stats.friedman(table)
     cd = stats.critical_difference(len(ranked), len(datas))
@@ -97,10 +133,12 @@ def ranks_data(store: Storage, suite: str | None = None, dataset: str | None = N
     left_out = sorted(set(scores) - set(ranked))
     frame.attrs.update(
         what=f"average rank of {heldout_name(phase)} accuracy (1 = best); Friedman F p = {test.f_p_value:.3g}, "
-             f"Nemenyi CD = {cd:.2f} at 0.05",
+        f"Nemenyi CD = {cd:.2f} at 0.05",
         data=f"{_scope(suite, phase)}, {len(datas)} data sets, {len(runs)} runs",
-        cd=cd, cliques=[[ranked[i] for i in group] for group in stats.cliques(test.ranks, cd)],
-        notes=[f"left out (not on every data set): {', '.join(left_out)}"] if left_out else [])
+        cd=cd,
+        cliques=[[ranked[i] for i in group] for group in stats.cliques(test.ranks, cd)],
+        notes=[f"left out (not on every data set): {', '.join(left_out)}"] if left_out else [],
+    )
     return frame
 
 
@@ -115,8 +153,15 @@ def draw_compare(frame: pd.DataFrame, fig: Any) -> None:
     y[[i for i, r in enumerate(rows) if r.part == "suite"]] -= 0.6  # the suite lines sit apart, below the data sets
     for yi, r in zip(y, rows, strict=True):
         colour = VERDICT_COLOURS.get(stats.Verdict(r.verdict), "0.45")
-        ax.errorbar(r.estimate, yi, xerr=[[r.estimate - r.low], [r.high - r.estimate]], fmt="D" if r.part == "suite"
-                    else "o", color=colour, capsize=3, markersize=5 if r.part == "suite" else 4)
+        ax.errorbar(
+            r.estimate,
+            yi,
+            xerr=[[r.estimate - r.low], [r.high - r.estimate]],
+            fmt="D" if r.part == "suite" else "o",
+            color=colour,
+            capsize=3,
+            markersize=5 if r.part == "suite" else 4,
+        )
     if any(r.part == "suite" for r in rows):
         ax.axhline(min(y[[i for i, r in enumerate(rows) if r.part == "data"]], default=0) - 0.8, color="0.8", lw=0.8)
     ax.axvline(0, color="k", lw=0.8)
@@ -147,8 +192,14 @@ def draw_ranks(frame: pd.DataFrame, fig: Any) -> None:
         level = -(i + 1 if left else k - i)
         end = low - 0.3 if left else high + 0.3
         ax.plot([row["rank"], row["rank"], end], [0, level, level], color="k", lw=0.8)
-        ax.text(end - 0.05 if left else end + 0.05, level, f"{row['method']} ({row['rank']:.2f})",
-                ha="right" if left else "left", va="center", fontsize=7)
+        ax.text(
+            end - 0.05 if left else end + 0.05,
+            level,
+            f"{row['method']} ({row['rank']:.2f})",
+            ha="right" if left else "left",
+            va="center",
+            fontsize=7,
+        )
     ranks = dict(zip(ordered["method"], ordered["rank"], strict=True))
     for j, group in enumerate(frame.attrs.get("cliques", [])):
         span = [ranks[m] for m in group]

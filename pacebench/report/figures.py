@@ -57,9 +57,16 @@ DRAWINGS: Registry[Drawing] = Registry("figure drawing")
 # ---- gather ---------------------------------------------------------------------------------------------------
 
 
-def select_runs(store: Storage, figure: str, suite: str | None = None, dataset: str | None = None,
-                phase: str | None = None, options: dict[str, Any] | None = None, backbone: str | None = None,
-                one_data: bool = True) -> list[RunRecord]:
+def select_runs(
+    store: Storage,
+    figure: str,
+    suite: str | None = None,
+    dataset: str | None = None,
+    phase: str | None = None,
+    options: dict[str, Any] | None = None,
+    backbone: str | None = None,
+    one_data: bool = True,
+) -> list[RunRecord]:
     """The runs `figure` reads (`select.FIGURES`) of one data set (of several with `one_data=False`), optionally on
     one backbone (Fig. 3: Swin-B).
 
@@ -76,13 +83,17 @@ def select_runs(store: Storage, figure: str, suite: str | None = None, dataset: 
         where = "/".join(x for x in (suite, dataset) if x) + (f" on {backbone}" if backbone else "")
         methods = reads.methods()
         which = f" of {', '.join(methods)}" if methods else ""
-        raise PacebenchError(f"no finished {phase}-phase runs{which}{f' for {where}' if where else ''}; "
-                             f"run `pacebench {'tune' if phase == Phase.tune else 'run'} {suite or 'demo'}` first")
+        raise PacebenchError(
+            f"no finished {phase}-phase runs{which}{f' for {where}' if where else ''}; "
+            f"run `pacebench {'tune' if phase == Phase.tune else 'run'} {suite or 'demo'}` first"
+        )
     datas = sorted({data_label(r) for r in runs})
     if one_data and len(datas) > 1:
         shown = ", ".join(datas[:4]) + (", ..." if len(datas) > 4 else "")
-        raise PacebenchError(f"runs of {len(datas)} data sets match ({shown}); a figure shows one: choose it with "
-                             "--suite and --dataset (and shots / split seed where the suite has them)")
+        raise PacebenchError(
+            f"runs of {len(datas)} data sets match ({shown}); a figure shows one: choose it with "
+            "--suite and --dataset (and shots / split seed where the suite has them)"
+        )
     return runs
 
 
@@ -90,35 +101,52 @@ def series_labels(runs: list[RunRecord], exclude: tuple[str, ...] = ()) -> dict[
     """Per run id: "method", plus its differing settings, plus its weights when several weight files match."""
     configs = config_labels(runs, exclude=exclude)
     several = len({weights_key(r) for r in runs}) > 1
-    return {r.id: " ".join(x for x in (r.method, configs[r.id], f"[{weights_key(r)}]" if several else "") if x)
-            for r in runs}
+    return {
+        r.id: " ".join(x for x in (r.method, configs[r.id], f"[{weights_key(r)}]" if several else "") if x)
+        for r in runs
+    }
 
 
 def _describe(runs: list[RunRecord], phase: str, data: str | None = None) -> str:
     weights = sorted({weights_key(r) for r in runs})
-    return (f"{data or data_label(runs[0])}, phase {phase}, {len(runs)} runs, "
-            f"{'weights ' + weights[0] if len(weights) == 1 else f'{len(weights)} weight files'}")
+    return (
+        f"{data or data_label(runs[0])}, phase {phase}, {len(runs)} runs, "
+        f"{'weights ' + weights[0] if len(weights) == 1 else f'{len(weights)} weight files'}"
+    )
 
 
-def _spread(rows: list[dict[str, Any]], by: list[str], runs: list[RunRecord], phase: str, what: str,
-            data: str | None = None) -> pd.DataFrame:
+def _spread(
+    rows: list[dict[str, Any]], by: list[str], runs: list[RunRecord], phase: str, what: str, data: str | None = None
+) -> pd.DataFrame:
     """Mean, std (ddof=1), min, max and count of `value` over seeds, per `by`."""
     if not rows:
         raise PacebenchError(f"the matching runs ({_describe(runs, phase, data)}) logged no {what}")
-    frame = (pd.DataFrame(rows).groupby(by, sort=True, dropna=False)["value"]
-             .agg(mean="mean", std="std", min="min", max="max", n="count").reset_index())
+    frame = (
+        pd.DataFrame(rows)
+        .groupby(by, sort=True, dropna=False)["value"]
+        .agg(mean="mean", std="std", min="min", max="max", n="count")
+        .reset_index()
+    )
     frame.attrs["data"] = _describe(runs, phase, data)
     return frame
 
 
-def _per_epoch(store: Storage, runs: list[RunRecord], phase: str, what: str,
-               values: Callable[[RunRecord, EpochRecord], dict[str, float | None]]) -> pd.DataFrame:
+def _per_epoch(
+    store: Storage,
+    runs: list[RunRecord],
+    phase: str,
+    what: str,
+    values: Callable[[RunRecord, EpochRecord], dict[str, float | None]],
+) -> pd.DataFrame:
     labels = series_labels(runs)
     by_id = {r.id: r for r in runs}
-    rows = [{"series": labels[e.run_id], "method": by_id[e.run_id].method, "metric": metric, "epoch": e.epoch,
-             "value": v}
-            for e in store.epochs_of(list(by_id)) if e.run_id is not None
-            for metric, v in values(by_id[e.run_id], e).items() if v is not None]
+    rows = [
+        {"series": labels[e.run_id], "method": by_id[e.run_id].method, "metric": metric, "epoch": e.epoch, "value": v}
+        for e in store.epochs_of(list(by_id))
+        if e.run_id is not None
+        for metric, v in values(by_id[e.run_id], e).items()
+        if v is not None
+    ]
     return _spread(rows, ["series", "method", "metric", "epoch"], runs, phase, what)
 
 
@@ -145,9 +173,16 @@ def _titled(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     return frame
 
 
-def grad_norm_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
-                   options: dict[str, Any] | None = None, backbone: str | None = None, kind: str = "task",
-                   on: str | None = None) -> pd.DataFrame:
+def grad_norm_data(
+    store: Storage,
+    suite: str | None = None,
+    dataset: str | None = None,
+    phase: str = "final",
+    options: dict[str, Any] | None = None,
+    backbone: str | None = None,
+    kind: str = "task",
+    on: str | None = None,
+) -> pd.DataFrame:
     """Fig. 2a / 3a: per series and epoch, one gradient-norm reading (`reading`), spread over seeds. The default is
     the paper's: the task loss's gradient on the held-out split."""
     column, label = reading(kind, on, phase)
@@ -155,9 +190,15 @@ def grad_norm_data(store: Storage, suite: str | None = None, dataset: str | None
     return _titled(_per_epoch(store, runs, phase, label, lambda r, e: {"grad norm": getattr(e, column)}), label)
 
 
-def fp_distance_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
-                     options: dict[str, Any] | None = None, backbone: str | None = None,
-                     on: str | None = None) -> pd.DataFrame:
+def fp_distance_data(
+    store: Storage,
+    suite: str | None = None,
+    dataset: str | None = None,
+    phase: str = "final",
+    options: dict[str, Any] | None = None,
+    backbone: str | None = None,
+    on: str | None = None,
+) -> pd.DataFrame:
     """Fig. 2b / 3b: per series and reading epoch, the FP-distance to the pre-trained model (held-out by default),
     spread over seeds."""
     column, label = _reading(None, on or Split.heldout, phase)
@@ -165,14 +206,25 @@ def fp_distance_data(store: Storage, suite: str | None = None, dataset: str | No
     return _titled(_per_epoch(store, runs, phase, label, lambda r, e: {"FP-distance": getattr(e, column)}), label)
 
 
-def accuracy_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
-                  options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
+def accuracy_data(
+    store: Storage,
+    suite: str | None = None,
+    dataset: str | None = None,
+    phase: str = "final",
+    options: dict[str, Any] | None = None,
+    backbone: str | None = None,
+) -> pd.DataFrame:
     """Fig. 2c / 3c: per series and epoch, train accuracy (every epoch) and the held-out accuracy (evaluation
     epochs; test in phase final, val in phase tune), spread over seeds. Their distance is the generalisation gap."""
     runs = select_runs(store, "accuracy", suite, dataset, phase, options, backbone=backbone)
     held_out = f"{heldout_name(phase)} acc"
-    frame = _per_epoch(store, runs, phase, "accuracies", lambda r, e: {
-        "train acc": e.train_acc, held_out: e.test_acc if phase == "final" else e.val_acc})
+    frame = _per_epoch(
+        store,
+        runs,
+        phase,
+        "accuracies",
+        lambda r, e: {"train acc": e.train_acc, held_out: e.test_acc if phase == "final" else e.val_acc},
+    )
     return _titled(frame, f"train and {held_out}uracy")
 
 
@@ -195,9 +247,16 @@ def symbol(method: str, name: str) -> str:
     return aliases[0] if aliases else name
 
 
-def lambda_sweep_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
-                      options: dict[str, Any] | None = None, backbone: str | None = None, kind: str = "task",
-                      on: str | None = None) -> pd.DataFrame:
+def lambda_sweep_data(
+    store: Storage,
+    suite: str | None = None,
+    dataset: str | None = None,
+    phase: str | None = None,
+    options: dict[str, Any] | None = None,
+    backbone: str | None = None,
+    kind: str = "task",
+    on: str | None = None,
+) -> pd.DataFrame:
     """Fig. 4 and Appendix Figs. 7-8: per series and λ, a gradient-norm reading averaged over the epochs that have
     it, spread over seeds.
 
@@ -214,26 +273,41 @@ def lambda_sweep_data(store: Storage, suite: str | None = None, dataset: str | N
     column, label = reading(kind, on, phase)
     runs = select_runs(store, "lambda-sweep", suite, dataset, phase, options, backbone=backbone)
     if len({float(r.method_config.get(axis, math.nan)) for r in runs if r.method in swept}) < 2:
-        raise PacebenchError(f"no {symbol(next(iter(swept)), axis)} sweep among the finished {phase}-phase runs of "
-                             f"{' or '.join(swept)} for "
-                             f"{data_label(runs[0])}; run `pacebench sweep {sweep.name} --suite {runs[0].suite}` "
-                             "first")
+        raise PacebenchError(
+            f"no {symbol(next(iter(swept)), axis)} sweep among the finished {phase}-phase runs of "
+            f"{' or '.join(swept)} for "
+            f"{data_label(runs[0])}; run `pacebench sweep {sweep.name} --suite {runs[0].suite}` "
+            "first"
+        )
     labels = series_labels(runs, exclude=(axis,))
     values: dict[int, list[float]] = {}
     for e in store.epochs_of([r.id for r in runs]):
         v = getattr(e, column)
         if e.run_id is not None and v is not None and math.isfinite(v):
             values.setdefault(e.run_id, []).append(v)
-    rows = [{"series": labels[r.id], "method": r.method,
-             axis: float(r.method_config.get(axis, math.nan)) if r.method in swept else math.nan,
-             "value": sum(values[r.id]) / len(values[r.id])} for r in runs if r.id in values]
+    rows = [
+        {
+            "series": labels[r.id],
+            "method": r.method,
+            axis: float(r.method_config.get(axis, math.nan)) if r.method in swept else math.nan,
+            "value": sum(values[r.id]) / len(values[r.id]),
+        }
+        for r in runs
+        if r.id in values
+    ]
     frame = _spread(rows, ["series", "method", axis], runs, phase, label)
     frame.attrs["x"] = (axis, symbol(next(iter(swept)), axis))
     return _titled(frame, f"average {label}")
 
 
-def efficiency_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str = "final",
-                    options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
+def efficiency_data(
+    store: Storage,
+    suite: str | None = None,
+    dataset: str | None = None,
+    phase: str = "final",
+    options: dict[str, Any] | None = None,
+    backbone: str | None = None,
+) -> pd.DataFrame:
     """Fig. 5: per panel (one per hyperparameter the `figure5` sweep varies: lazy interval N, networks M) and
     setting, test accuracy and relative cost, over seeds.
 
@@ -253,8 +327,10 @@ def efficiency_data(store: Storage, suite: str | None = None, dataset: str | Non
             places.setdefault(other, []).append((panels[m], float(at)))
     runs = select_runs(store, "efficiency", suite, dataset, phase, options, backbone=backbone)
     if not any(r.method in variants for r in runs):
-        raise PacebenchError(f"no finished runs of {' or '.join(variants)} for {data_label(runs[0])}; run "
-                             f"`pacebench sweep {sweep.name} --suite {runs[0].suite}` first")
+        raise PacebenchError(
+            f"no finished runs of {' or '.join(variants)} for {data_label(runs[0])}; run "
+            f"`pacebench sweep {sweep.name} --suite {runs[0].suite}` first"
+        )
     walls: dict[int, list[float]] = {}
     for e in store.epochs_of([r.id for r in runs]):
         if e.run_id is not None and e.wall_time is not None:
@@ -265,21 +341,31 @@ def efficiency_data(store: Storage, suite: str | None = None, dataset: str | Non
     rows = []
     for r in runs:
         acc = r.metrics.get("test_acc" if phase == Phase.final else "val_acc")
-        points = ([(panels[r.method], float(r.method_config[variants[r.method]]))] if r.method in variants
-                  else places.get(r.method) or [(panel, math.nan) for panel in panels.values()])
+        points = (
+            [(panels[r.method], float(r.method_config[variants[r.method]]))]
+            if r.method in variants
+            else places.get(r.method) or [(panel, math.nan) for panel in panels.values()]
+        )
         for panel, x in points:
             rows.append({"panel": panel, "method": r.method, "x": x, "metric": "accuracy", "value": acc})
             if r.id in wall:
-                rows.append({"panel": panel, "method": r.method, "x": x, "metric": "relative cost",
-                             "value": wall[r.id] / unit})
+                rows.append(
+                    {"panel": panel, "method": r.method, "x": x, "metric": "relative cost", "value": wall[r.id] / unit}
+                )
     rows = [row for row in rows if row["value"] is not None]
     frame = _spread(rows, ["panel", "method", "x", "metric"], runs, phase, "accuracies")
     frame.attrs["panels"] = list(panels.values())
     return _titled(frame, f"{heldout_name(phase)} accuracy and relative cost (epoch wall time / baseline's)")
 
 
-def sensitivity_data(store: Storage, suite: str | None = None, dataset: str | None = None, phase: str | None = None,
-                     options: dict[str, Any] | None = None, backbone: str | None = None) -> pd.DataFrame:
+def sensitivity_data(
+    store: Storage,
+    suite: str | None = None,
+    dataset: str | None = None,
+    phase: str | None = None,
+    options: dict[str, Any] | None = None,
+    backbone: str | None = None,
+) -> pd.DataFrame:
     """Fig. 6: per shots and point of the `figure6` sweep's grid (σ × λ of pace), the held-out accuracy of its runs
     (phase tune: validation), mean over seeds and split seeds.
 
@@ -296,14 +382,23 @@ def sensitivity_data(store: Storage, suite: str | None = None, dataset: str | No
     runs = select_runs(store, "sensitivity", suite, dataset, phase, options, backbone=backbone, one_data=False)
     if len({(r.suite, r.dataset) for r in runs}) > 1:
         raise PacebenchError("runs of several datasets match; choose one with --suite and --dataset")
-    rows = [{"shots": int(r.data_options.get("shots", 0)), y: float(r.method_config[y]), x: float(r.method_config[x]),
-             "value": r.metrics.get("val_acc" if phase == Phase.tune else "test_acc")}
-            for r in runs if y in r.method_config and x in r.method_config]
+    rows = [
+        {
+            "shots": int(r.data_options.get("shots", 0)),
+            y: float(r.method_config[y]),
+            x: float(r.method_config[x]),
+            "value": r.metrics.get("val_acc" if phase == Phase.tune else "test_acc"),
+        }
+        for r in runs
+        if y in r.method_config and x in r.method_config
+    ]
     rows = [row for row in rows if row["value"] is not None]
     names = f"{symbol(method, y)} × {symbol(method, x)}"
     if len({(row[y], row[x]) for row in rows}) < 2:
-        raise PacebenchError(f"no {names} grid among the {phase}-phase {method} runs of {runs[0].suite}/"
-                             f"{runs[0].dataset}; run `pacebench sweep {sweep.name}` first")
+        raise PacebenchError(
+            f"no {names} grid among the {phase}-phase {method} runs of {runs[0].suite}/"
+            f"{runs[0].dataset}; run `pacebench sweep {sweep.name}` first"
+        )
     where = f"{runs[0].suite}/{runs[0].dataset}"
     frame = _spread(rows, ["shots", y, x], runs, phase, "accuracies", data=where)
     frame.attrs["axes"] = ((y, symbol(method, y)), (x, symbol(method, x)))
@@ -328,8 +423,9 @@ def _curve(ax: Any, part: pd.DataFrame, x: str, label: str, color: Any, style: s
 def _draw_per_epoch(ylabel: str, log_if_wide: bool = False) -> Callable[[pd.DataFrame, Any], None]:
     def draw(frame: pd.DataFrame, fig: Any) -> None:
         ax = fig.add_subplot()
-        styles = dict(zip(sorted(frame["metric"].unique(), key=lambda m: m != "train acc"), ["-", "--", ":"],
-                          strict=False))
+        styles = dict(
+            zip(sorted(frame["metric"].unique(), key=lambda m: m != "train acc"), ["-", "--", ":"], strict=False)
+        )
         for i, (series, method) in enumerate(_series_order(frame)):
             for metric, style in styles.items():
                 part = frame[(frame.series == series) & (frame.method == method) & (frame.metric == metric)]
@@ -372,8 +468,11 @@ def _draw_lambda_sweep(frame: pd.DataFrame, fig: Any) -> None:
 
 def _by_x(part: pd.DataFrame, metric: str) -> pd.DataFrame:
     """`metric`'s swept points (x set) of one panel, pooled per x over the methods that share it."""
-    return part[(part.metric == metric) & part.x.notna()].groupby("x", as_index=False).agg(
-        mean=("mean", "mean"), min=("min", "min"), max=("max", "max"), n=("n", "sum"))
+    return (
+        part[(part.metric == metric) & part.x.notna()]
+        .groupby("x", as_index=False)
+        .agg(mean=("mean", "mean"), min=("min", "min"), max=("max", "max"), n=("n", "sum"))
+    )
 
 
 def _draw_efficiency(frame: pd.DataFrame, fig: Any) -> None:

@@ -46,8 +46,9 @@ def value_text(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def config_labels(runs: list[RunRecord], scope: Callable[[RunRecord], Any] = lambda r: r.method,
-                  exclude: Iterable[str] = ()) -> dict[int, str]:
+def config_labels(
+    runs: list[RunRecord], scope: Callable[[RunRecord], Any] = lambda r: r.method, exclude: Iterable[str] = ()
+) -> dict[int, str]:
     """Per run id: the settings that differ between the runs of its scope ("lam=0.5 lr=0.001"), "" where all agree."""
     groups: dict[Any, list[RunRecord]] = defaultdict(list)
     for run in runs:
@@ -74,8 +75,10 @@ def weights_note(runs: list[RunRecord]) -> list[str]:
     keys = sorted({weights_key(r) for r in runs})
     if len(keys) < 2:
         return []
-    return [f"runs on {len(keys)} different weight files ({', '.join(keys)}); each kept in its own rows, "
-            "never averaged together"]
+    return [
+        f"runs on {len(keys)} different weight files ({', '.join(keys)}); each kept in its own rows, "
+        "never averaged together"
+    ]
 
 
 def heldout_name(phase: str) -> str:
@@ -108,20 +111,34 @@ class Reading:
 # what Theorems 1-2 bound: the cross-entropy of the clean model, taken at evaluation epochs (every epoch with
 # `--diagnostics every`); the FP-distance is paper Eq. 5.
 READINGS = (
-    Reading(GradKind.step, Split.train, "grad_norm_mean",
-            "gradient norm of the training objective at each optimizer step (epoch mean)"),
-    Reading(GradKind.task, Split.heldout, "grad_norm_task_heldout",
-            "gradient norm of the task loss (CE, clean model) on the {split} split"),
-    Reading(GradKind.task, Split.train, "grad_norm_task_train",
-            "gradient norm of the task loss (CE, clean model) on the {split} split"),
+    Reading(
+        GradKind.step,
+        Split.train,
+        "grad_norm_mean",
+        "gradient norm of the training objective at each optimizer step (epoch mean)",
+    ),
+    Reading(
+        GradKind.task,
+        Split.heldout,
+        "grad_norm_task_heldout",
+        "gradient norm of the task loss (CE, clean model) on the {split} split",
+    ),
+    Reading(
+        GradKind.task,
+        Split.train,
+        "grad_norm_task_train",
+        "gradient norm of the task loss (CE, clean model) on the {split} split",
+    ),
     Reading(None, Split.heldout, "fp_distance_heldout", "FP-distance (Eq. 5) on the {split} split"),
     Reading(None, Split.train, "fp_distance", "FP-distance (Eq. 5) on the {split} split"),
 )
 STEP = READINGS[0]  # read from the last epoch's log: a finished run's metrics do not keep it
-READINGS_NOTE = (f"{STEP.name()}: the whole training objective's gradient at each optimizer step (noise, DropPath, "
-                 "regulariser included), mean over the last epoch's steps; grad norm task: the cross-entropy gradient "
-                 "of the clean model (the paper's Fig. 2a reading), mean over mini-batches of the named split; "
-                 "FP-distance: paper Eq. 5 on the named split; all at the last evaluation, mean over seeds")
+READINGS_NOTE = (
+    f"{STEP.name()}: the whole training objective's gradient at each optimizer step (noise, DropPath, "
+    "regulariser included), mean over the last epoch's steps; grad norm task: the cross-entropy gradient "
+    "of the clean model (the paper's Fig. 2a reading), mean over mini-batches of the named split; "
+    "FP-distance: paper Eq. 5 on the named split; all at the last evaluation, mean over seeds"
+)
 
 
 def reading(kind: GradKind | None, on: Split) -> Reading:

@@ -51,6 +51,7 @@ class Section:
 
 def provenance(runs: list[RunRecord]) -> str:
     """One paragraph: how many runs, on which weights, from which code and library versions, on which devices."""
+
     def counted(values: list[Any]) -> str:
         return ", ".join(f"{v} ({n})" if len(values) > 1 else str(v) for v, n in Counter(values).most_common())
 
@@ -61,8 +62,9 @@ def provenance(runs: list[RunRecord]) -> str:
         "weights": counted([weights_key(r) for r in runs]),
         "data copies": counted([f"{r.suite}/{r.dataset} {r.data_fingerprint or 'not recorded'}" for r in runs]),
         "git commit": counted([(r.git_commit or "unknown")[:10] for r in runs]),
-        "versions": counted([" ".join(f"{k} {v}" for k, v in sorted(r.versions.items()) if v) or "unknown"
-                             for r in runs]),
+        "versions": counted(
+            [" ".join(f"{k} {v}" for k, v in sorted(r.versions.items()) if v) or "unknown" for r in runs]
+        ),
         "devices": counted([r.device or "unknown" for r in runs]),
         "finished": span,
     }
@@ -111,8 +113,9 @@ def figure_sections(store: Storage) -> list[Section]:
     for name in FIGURES.names():
         entry = FIGURES.get(name)
         for label, run in sorted((suites if entry.suite_wide else datas).items()):
-            filters: dict[str, Any] = {"suite": run.suite} if entry.suite_wide else {"suite": run.suite,
-                                                                                      "dataset": run.dataset}
+            filters: dict[str, Any] = (
+                {"suite": run.suite} if entry.suite_wide else {"suite": run.suite, "dataset": run.dataset}
+            )
             if not entry.spans_options and not entry.suite_wide:
                 filters["options"] = dict(run.data_options) or None
             try:
@@ -126,9 +129,11 @@ def figure_sections(store: Storage) -> list[Section]:
             png = base64.b64encode(render_figure(name, frame)).decode()
             made = " ".join(f"--{k} {v}" for k, v in filters.items() if k in ("suite", "dataset"))
             notes = "".join(f" {escape(note)}." for note in frame.attrs.get("notes", []))
-            body = (f'<figure><img alt="{escape(title)}" src="data:image/png;base64,{png}">'
-                    f"<figcaption>{escape(entry.caption)}{notes} Made by `pacebench plot {escape(name)} "
-                    f"{escape(made)}`.</figcaption></figure>")
+            body = (
+                f'<figure><img alt="{escape(title)}" src="data:image/png;base64,{png}">'
+                f"<figcaption>{escape(entry.caption)}{notes} Made by `pacebench plot {escape(name)} "
+                f"{escape(made)}`.</figcaption></figure>"
+            )
             sections.append(Section(f"figure-{name}-{len(sections)}", f"{entry.title}: {label}", body))
     return sections
 
@@ -142,12 +147,15 @@ def build_page(store: Storage) -> str:
     def toc(items: list[Section]) -> str:
         return "".join(f'<li><a href="#{s.anchor}">{escape(s.heading)}</a></li>' for s in items) or "<li>none</li>"
 
-    body = "".join(f'<section id="{s.anchor}"><h2>{escape(s.heading)}</h2>{s.body}</section>'
-                   for s in [*shown, *figures])
+    body = "".join(
+        f'<section id="{s.anchor}"><h2>{escape(s.heading)}</h2>{s.body}</section>' for s in [*shown, *figures]
+    )
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>pacebench report</title>'
-            f"<style>{STYLE}</style></head><body>\n<h1>pacebench report</h1>"
-            f'<p class="meta">{escape(store.display_url)}, made {now}. Measured rows in black; the paper\'s numbers '
-            "in grey italics beside them. Every number comes from the runs in this database.</p>"
-            f"<nav><h3>Tables</h3><ul>{toc(shown)}</ul><h3>Figures</h3><ul>{toc(figures)}</ul></nav>\n"
-            f"{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>pacebench report</title>'
+        f"<style>{STYLE}</style></head><body>\n<h1>pacebench report</h1>"
+        f'<p class="meta">{escape(store.display_url)}, made {now}. Measured rows in black; the paper\'s numbers '
+        "in grey italics beside them. Every number comes from the runs in this database.</p>"
+        f"<nav><h3>Tables</h3><ul>{toc(shown)}</ul><h3>Figures</h3><ul>{toc(figures)}</ul></nav>\n"
+        f"{body}\n</body></html>\n"
+    )

@@ -56,8 +56,10 @@ def display(data: TableData) -> tuple[list[str], list[list[str]], list[bool]]:
         spec = data.formats.get(name, NUMBER)
         values = [cell(v, spec) for v in frame[name]]
         if name in data.pm:
-            values = [v if v == MISSING or _missing(s) else f"{v} ± {cell(s, spec)}"
-                      for v, s in zip(values, frame[data.pm[name]], strict=True)]
+            values = [
+                v if v == MISSING or _missing(s) else f"{v} ± {cell(s, spec)}"
+                for v, s in zip(values, frame[data.pm[name]], strict=True)
+            ]
         headers.append(str(name))
         columns.append(values)
         numeric.append(pd.api.types.is_numeric_dtype(frame[name]))
@@ -79,10 +81,26 @@ def to_markdown(data: TableData, wide: bool = True) -> str:
     return "\n".join(out) + "\n"
 
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-                 ">": r"\textgreater{}", "–": "--", "±": r"$\pm$", "−": "$-$", "λ": r"$\lambda$", "σ": r"$\sigma$",
-                 "×": r"$\times$"}
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "–": "--",
+    "±": r"$\pm$",
+    "−": "$-$",
+    "λ": r"$\lambda$",
+    "σ": r"$\sigma$",
+    "×": r"$\times$",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -93,9 +111,15 @@ def latex_escape(text: str) -> str:
 def to_latex(data: TableData, wide: bool = True) -> str:
     """A booktabs table (needs \\usepackage{booktabs}); the notes go under the tabular in small print."""
     headers, rows, numeric = display(data)
-    out = [r"\begin{table}[ht]", r"  \centering", rf"  \caption{{{latex_escape(data.title)}}}",
-           rf"  \begin{{tabular}}{{{''.join('r' if n else 'l' for n in numeric)}}}", r"    \toprule",
-           "    " + " & ".join(latex_escape(h) for h in headers) + r" \\", r"    \midrule"]
+    out = [
+        r"\begin{table}[ht]",
+        r"  \centering",
+        rf"  \caption{{{latex_escape(data.title)}}}",
+        rf"  \begin{{tabular}}{{{''.join('r' if n else 'l' for n in numeric)}}}",
+        r"    \toprule",
+        "    " + " & ".join(latex_escape(h) for h in headers) + r" \\",
+        r"    \midrule",
+    ]
     out += ["    " + " & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
     out += [r"    \bottomrule", r"  \end{tabular}"]
     if data.notes:
@@ -116,13 +140,18 @@ def to_html(data: TableData, wide: bool = True) -> str:
     headers, rows, numeric = display(data)
     source = list(data.frame["source"]) if "source" in data.frame.columns else [""] * len(rows)
     align = ['class="num"' if n else "" for n in numeric]
-    out = [f"<table>\n<caption>{escape(data.title)}</caption>",
-           "<thead><tr>" + "".join(f"<th {a}>{escape(h)}</th>" for h, a in zip(headers, align, strict=True))
-           + "</tr></thead>", "<tbody>"]
+    out = [
+        f"<table>\n<caption>{escape(data.title)}</caption>",
+        "<thead><tr>"
+        + "".join(f"<th {a}>{escape(h)}</th>" for h, a in zip(headers, align, strict=True))
+        + "</tr></thead>",
+        "<tbody>",
+    ]
     for row, src in zip(rows, source, strict=True):
         kind = ' class="paper"' if str(src).startswith("paper") else ""
-        out.append(f"<tr{kind}>" + "".join(f"<td {a}>{escape(c)}</td>" for c, a in zip(row, align, strict=True))
-                   + "</tr>")
+        out.append(
+            f"<tr{kind}>" + "".join(f"<td {a}>{escape(c)}</td>" for c, a in zip(row, align, strict=True)) + "</tr>"
+        )
     out.append("</tbody>\n</table>")
     if data.notes:
         out.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>")
@@ -143,7 +172,14 @@ def render(data: TableData, fmt: str, wide: bool = False) -> Any:
     return FORMATS.get(fmt)(data, wide=wide)
 
 
-def render_table(name: str, store: Storage, fmt: str = "rich", suite: str | None = None, dataset: str | None = None,
-                 wide: bool = False, ci: bool = False) -> Any:
+def render_table(
+    name: str,
+    store: Storage,
+    fmt: str = "rich",
+    suite: str | None = None,
+    dataset: str | None = None,
+    wide: bool = False,
+    ci: bool = False,
+) -> Any:
     """Gathers table `name` (or an alias) and renders it as `render` does; `ci`: measured means with 95% intervals."""
     return render(gather(name, store, suite=suite, dataset=dataset, ci=ci), fmt, wide=wide)

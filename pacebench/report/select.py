@@ -76,8 +76,9 @@ class Reads:
             pairs.append((name, datasets))
         return pairs
 
-    def runs(self, store: Storage, suite: str | None = None, dataset: str | None = None,
-             phase: str | None = None) -> list[RunRecord]:
+    def runs(
+        self, store: Storage, suite: str | None = None, dataset: str | None = None, phase: str | None = None
+    ) -> list[RunRecord]:
         """The finished runs read, optionally of one suite and dataset (an alias names its canonical dataset; without
         a suite, in whichever suites define it), in `phase` (default: `self.phase()`)."""
         from pacebench.plan.runkey import is_current  # lazy: torch (run keys read the method registry)
@@ -96,12 +97,17 @@ class Reads:
 
         return [r for r in self._stored(store, suite, dataset) if not is_current(r)]
 
-    def _stored(self, store: Storage, suite: str | None, dataset: str | None, phase: str | None = None
-                ) -> list[RunRecord]:
+    def _stored(
+        self, store: Storage, suite: str | None, dataset: str | None, phase: str | None = None
+    ) -> list[RunRecord]:
         methods = self.methods()
-        runs = [r for name, datasets in self.scope(suite, dataset)
-                for r in store.runs(phase=phase or self.phase(), status=Status.done, suite=name, dataset=datasets,
-                                    method=methods)]
+        runs = [
+            r
+            for name, datasets in self.scope(suite, dataset)
+            for r in store.runs(
+                phase=phase or self.phase(), status=Status.done, suite=name, dataset=datasets, method=methods
+            )
+        ]
         return sorted(runs, key=lambda r: r.id)
 
 
@@ -124,8 +130,9 @@ def dataset_names(suite: str | None, dataset: str | None) -> list[str] | None:
         return None
     if suite is not None:
         return [load_suite(suite).dataset(dataset).name]
-    return sorted({ds.name for s in all_suites().values() for ds in s.datasets.values()
-                   if dataset in (ds.name, *ds.aliases)}) or [dataset]
+    return sorted(
+        {ds.name for s in all_suites().values() for ds in s.datasets.values() if dataset in (ds.name, *ds.aliases)}
+    ) or [dataset]
 
 
 @dataclass(frozen=True, eq=False)  # one entry under its name and aliases: told apart by identity
@@ -142,17 +149,33 @@ class TableEntry:
 
 
 CODE_TABLES = (
-    TableEntry("demo", "Per method: seeds, test accuracy (mean ± std), train accuracy, gap, final grad norm, "
-               "FP-distance", Reads(suites=("demo",))),
-    TableEntry("ablations", "Table 6: the ablations on one dataset, measured mean ± std, the paper's column beside",
-               Reads(sweep="table6"), aliases=("6", "table6")),
-    TableEntry("backbones", "Table 5: other backbones (ViT-B IN-21k, ViT-B LAION-2B->IN-12k, Swin-B) on CIFAR-100 "
-               "and domain adaptation", Reads(suites=("vtab", "domain"), only=(("vtab", "cifar"),)),
-               aliases=("5", "table5")),
-    TableEntry("params", "Trainable parameters (M) per suite: counted on the suite's settings, measured in finished "
-               "runs, and the paper's printed 'params (M)'", Reads(), aliases=("parameters",)),
-    TableEntry("speed", "`pacebench bench` measurements: ms/step, images/s, FLOP and time ratios to the baseline, MFU",
-               None),
+    TableEntry(
+        "demo",
+        "Per method: seeds, test accuracy (mean ± std), train accuracy, gap, final grad norm, FP-distance",
+        Reads(suites=("demo",)),
+    ),
+    TableEntry(
+        "ablations",
+        "Table 6: the ablations on one dataset, measured mean ± std, the paper's column beside",
+        Reads(sweep="table6"),
+        aliases=("6", "table6"),
+    ),
+    TableEntry(
+        "backbones",
+        "Table 5: other backbones (ViT-B IN-21k, ViT-B LAION-2B->IN-12k, Swin-B) on CIFAR-100 and domain adaptation",
+        Reads(suites=("vtab", "domain"), only=(("vtab", "cifar"),)),
+        aliases=("5", "table5"),
+    ),
+    TableEntry(
+        "params",
+        "Trainable parameters (M) per suite: counted on the suite's settings, measured in finished "
+        "runs, and the paper's printed 'params (M)'",
+        Reads(),
+        aliases=("parameters",),
+    ),
+    TableEntry(
+        "speed", "`pacebench bench` measurements: ms/step, images/s, FLOP and time ratios to the baseline, MFU", None
+    ),
 )
 
 
@@ -160,9 +183,18 @@ def tables() -> Registry[TableEntry]:
     """Every table by name and alias: the suite files' paper tables in the paper's order, the code's tables, then the
     suite files' tables without a paper number (the slides' text tables). A name used twice (by two suite files, or
     a suite file and the code) is an error naming it."""
-    declared = [TableEntry(s.paper_table.name, s.paper_table.description, Reads(suites=(s.name,)),
-                           s.paper_table.aliases, s.paper_table, s.name)
-                for s in all_suites().values() if s.paper_table is not None]
+    declared = [
+        TableEntry(
+            s.paper_table.name,
+            s.paper_table.description,
+            Reads(suites=(s.name,)),
+            s.paper_table.aliases,
+            s.paper_table,
+            s.name,
+        )
+        for s in all_suites().values()
+        if s.paper_table is not None
+    ]
     by_number = [(e.paper.number, e) for e in declared if e.paper and e.paper.number is not None]
     numbered = [e for _, e in sorted(by_number, key=lambda pair: pair[0])]
     others = [e for e in declared if e.paper and e.paper.number is None]
@@ -170,8 +202,10 @@ def tables() -> Registry[TableEntry]:
     for entry in [*numbered, *CODE_TABLES, *others]:
         for key in (entry.name, *entry.aliases):
             if key in found:
-                raise PacebenchError(f"table name {key!r} is declared twice (suite files' [reference.report] and "
-                                     "report.select.CODE_TABLES); rename one")
+                raise PacebenchError(
+                    f"table name {key!r} is declared twice (suite files' [reference.report] and "
+                    "report.select.CODE_TABLES); rename one"
+                )
             found.register(key)(entry)
     return found
 
@@ -203,11 +237,19 @@ for _figure in (
     FigureEntry("lambda-sweep", "Fig. 4, App. Figs. 7-8", Reads(sweep="figure4")),
     FigureEntry("efficiency", "Fig. 5", Reads(sweep="figure5")),
     FigureEntry("sensitivity", "Fig. 6", Reads(sweep="figure6"), spans_options=True),
-    FigureEntry("compare", "Is PACE's gain real", suite_wide=True,
-                caption="Δ = PACE - baseline per data set with its 95% interval (paired on the test examples where "
-                        "predictions are stored), then the suite's mean and IQM with stratified intervals."),
-    FigureEntry("ranks", "Critical-difference diagram", suite_wide=True,
-                caption="Average rank over the suite's data sets (1 = best); methods joined by a bar are not told "
-                        "apart by the Nemenyi test (Demšar, 2006)."),
+    FigureEntry(
+        "compare",
+        "Is PACE's gain real",
+        suite_wide=True,
+        caption="Δ = PACE - baseline per data set with its 95% interval (paired on the test examples where "
+        "predictions are stored), then the suite's mean and IQM with stratified intervals.",
+    ),
+    FigureEntry(
+        "ranks",
+        "Critical-difference diagram",
+        suite_wide=True,
+        caption="Average rank over the suite's data sets (1 = best); methods joined by a bar are not told "
+        "apart by the Nemenyi test (Demšar, 2006).",
+    ),
 ):
     FIGURES.register(_figure.name)(_figure)

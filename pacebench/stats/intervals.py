@@ -62,7 +62,7 @@ class Verdict(StrEnum):
 
 
 def verdict(interval: Interval) -> Verdict:
-    """"better" when the whole interval is above 0, "worse" when it is below, else "within noise"."""
+    """ "better" when the whole interval is above 0, "worse" when it is below, else "within noise"."""
     if interval.low > 0:
         return Verdict.better
     if interval.high < 0:

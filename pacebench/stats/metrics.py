@@ -44,8 +44,9 @@ def mcc(values: np.ndarray, labels: np.ndarray | None, weights: np.ndarray) -> n
         raise UsageError("metric 'mcc' needs the gold labels (labels=...) and predicted labels as values")
     classes = np.union1d(np.unique(labels), np.unique(values))
     seeds, m = values.shape
-    n, true, pred, right = _weighted_sums(weights, labels[:, None] == classes,
-                                          (values.T[:, :, None] == classes).reshape(m, -1), (values == labels).T)
+    n, true, pred, right = _weighted_sums(
+        weights, labels[:, None] == classes, (values.T[:, :, None] == classes).reshape(m, -1), (values == labels).T
+    )
     pred = pred.reshape(-1, seeds, len(classes))  # (replicates, seeds, classes)
     cov_tp = right * n - np.einsum("rk,rsk->rs", true, pred)
     cov_pp = n**2 - (pred**2).sum(-1)
@@ -79,4 +80,3 @@ def resolve(metric: str | Metric) -> Metric:
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}, or pass a function")
     return METRICS[metric]
-

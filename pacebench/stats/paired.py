@@ -34,8 +34,15 @@ from pacebench.stats.metrics import Metric, resolve
 from pacebench.stats.resample import distinct_columns, example_weights
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, metric: str | Metric = "accuracy", labels: np.ndarray | None = None,
-                     n_boot: int = 2000, seed: int | tuple[int, ...] = 0, level: float = 0.95) -> Difference:
+def paired_bootstrap(
+    a: np.ndarray,
+    b: np.ndarray,
+    metric: str | Metric = "accuracy",
+    labels: np.ndarray | None = None,
+    n_boot: int = 2000,
+    seed: int | tuple[int, ...] = 0,
+    level: float = 0.95,
+) -> Difference:
     """A - B on one test set: the mean over seeds of each method's metric, with a t interval and p-value.
 
     se² is Welch's seed-level variance plus the paired method × example component, what a new test set could change
@@ -79,8 +86,9 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, metric: str | Metric = "accur
     return _difference(estimate, var, df, seed_var, scores_a, scores_b, level, seed, replicates)
 
 
-def seed_level_difference(scores_a: np.ndarray, scores_b: np.ndarray, n_boot: int = 2000,
-                          seed: int | tuple[int, ...] = 0, level: float = 0.95) -> Difference:
+def seed_level_difference(
+    scores_a: np.ndarray, scores_b: np.ndarray, n_boot: int = 2000, seed: int | tuple[int, ...] = 0, level: float = 0.95
+) -> Difference:
     """A - B from per-seed scores alone: for runs stored before per-example predictions were, the only comparison
     they allow. Welch's t-test (Welch, 1947) gives the interval and the p-value.
 
@@ -108,8 +116,14 @@ def seed_level_difference(scores_a: np.ndarray, scores_b: np.ndarray, n_boot: in
     return _difference(estimate, var, df, var, scores_a, scores_b, level, seed, estimate + jitter)
 
 
-def seeds_needed(scores_a: np.ndarray, scores_b: np.ndarray, delta: float = 0.5, power: float = 0.8,
-                 alpha: float = 0.05, max_seeds: int = 1000) -> int | None:
+def seeds_needed(
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    delta: float = 0.5,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    max_seeds: int = 1000,
+) -> int | None:
     """Seeds per method for a two-sided two-sample t-test at `alpha` to detect a true difference of `delta` points
     with probability `power`, given the spread of the seed scores measured so far (pooled over A and B; power from
     the noncentral t, as in Cohen, 1988). A planning aid: a spread read from 3 seeds is itself uncertain by a factor
@@ -160,21 +174,42 @@ def _seed_jitter(scores_a: np.ndarray, scores_b: np.ndarray, n_boot: int, rng: n
     return jitter
 
 
-def _difference(estimate: float, var: float, df: float, seed_var: float, scores_a: np.ndarray, scores_b: np.ndarray,
-                level: float, seed: int | tuple[int, ...], replicates: np.ndarray) -> Difference:
+def _difference(
+    estimate: float,
+    var: float,
+    df: float,
+    seed_var: float,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    level: float,
+    seed: int | tuple[int, ...],
+    replicates: np.ndarray,
+) -> Difference:
     """The `Difference` with estimate ± t · se and the matching two-sided p-value."""
     se = float(np.sqrt(var))
     half = stats.t.ppf(0.5 + level / 2, df) * se
     p = float(2 * stats.t.sf(abs(estimate) / se, df)) if se > 0 else float(estimate == 0)
-    return Difference(estimate=float(estimate), low=float(estimate - half), high=float(estimate + half), level=level,
-                      p_value=p, se=se, df=float(df), seed_share=seed_var / var if var > 0 else 0.0,
-                      mean_a=float(scores_a.mean()), mean_b=float(scores_b.mean()),
-                      scores_a=tuple(map(float, scores_a)), scores_b=tuple(map(float, scores_b)), seed=seed,
-                      replicates=replicates)
+    return Difference(
+        estimate=float(estimate),
+        low=float(estimate - half),
+        high=float(estimate + half),
+        level=level,
+        p_value=p,
+        se=se,
+        df=float(df),
+        seed_share=seed_var / var if var > 0 else 0.0,
+        mean_a=float(scores_a.mean()),
+        mean_b=float(scores_b.mean()),
+        scores_a=tuple(map(float, scores_a)),
+        scores_b=tuple(map(float, scores_b)),
+        seed=seed,
+        replicates=replicates,
+    )
 
 
-def _check_runs(a: np.ndarray, b: np.ndarray,
-                labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _check_runs(
+    a: np.ndarray, b: np.ndarray, labels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(seeds, examples) arrays of finite values on the same examples; one seed may come as a 1-D array."""
     a, b = np.atleast_2d(np.asarray(a)), np.atleast_2d(np.asarray(b))
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] < 2:

@@ -59,8 +59,13 @@ def friedman(scores: np.ndarray) -> Friedman:
     chi2, p = stats.friedmanchisquare(*scores.T)
     spread = n * (k - 1) - chi2
     f = (n - 1) * chi2 / spread if spread > 0 else np.inf
-    return Friedman(statistic=float(chi2), p_value=float(p), f_statistic=float(f),
-                    f_p_value=float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))), ranks=average_ranks(scores))
+    return Friedman(
+        statistic=float(chi2),
+        p_value=float(p),
+        f_statistic=float(f),
+        f_p_value=float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))),
+        ranks=average_ranks(scores),
+    )
 
 
 def critical_difference(methods: int, datasets: int, alpha: float = 0.05) -> float:
@@ -96,6 +101,8 @@ def cliques(ranks: np.ndarray, cd: float) -> list[tuple[int, ...]]:
 def _check_scores(scores: np.ndarray, methods: int, datasets: int) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.shape[0] < datasets or scores.shape[1] < methods or not np.isfinite(scores).all():
-        raise UsageError(f"scores must be finite (datasets, methods) with at least {datasets} datasets and {methods} "
-                         f"methods, got shape {scores.shape}")
+        raise UsageError(
+            f"scores must be finite (datasets, methods) with at least {datasets} datasets and {methods} "
+            f"methods, got shape {scores.shape}"
+        )
     return scores

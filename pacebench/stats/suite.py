@@ -30,8 +30,9 @@ def iqm(values: np.ndarray, axis: int | None = None) -> np.ndarray:
 STATISTICS: dict[str, Statistic] = {"mean": lambda x: x.mean(axis=-1), "iqm": lambda x: iqm(x, axis=-1)}
 
 
-def stratified_bootstrap(diffs: Sequence[Difference], statistic: str | Statistic = "mean",
-                         level: float | None = None) -> Interval:
+def stratified_bootstrap(
+    diffs: Sequence[Difference], statistic: str | Statistic = "mean", level: float | None = None
+) -> Interval:
     """A statistic over datasets of the per-dataset differences, with a stratified bootstrap interval.
 
     Each dataset's `replicates` come from its own resampling of its own seeds and examples (strata kept apart, as
@@ -52,8 +53,10 @@ def stratified_bootstrap(diffs: Sequence[Difference], statistic: str | Statistic
         raise UsageError("stratified_bootstrap needs at least one dataset")
     seeds = [repr(d.seed) for d in diffs]
     if len(set(seeds)) < len(seeds):
-        raise UsageError("two datasets were resampled with the same seed, so their replicates are not independent; "
-                         "give each its own, e.g. seed=(seed, index)")
+        raise UsageError(
+            "two datasets were resampled with the same seed, so their replicates are not independent; "
+            "give each its own, e.g. seed=(seed, index)"
+        )
     if len({len(d.replicates) for d in diffs}) > 1:
         raise UsageError("the datasets' replicates differ in number; use the same n_boot for every dataset")
     fn = _statistic(statistic)
@@ -70,8 +73,9 @@ def stratified_bootstrap(diffs: Sequence[Difference], statistic: str | Statistic
     return Interval(estimate=estimate, low=estimate - half, high=estimate + half, level=level)
 
 
-def probability_of_improvement(scores_a: Sequence[ArrayLike], scores_b: Sequence[ArrayLike], n_boot: int = 2000,
-                               seed: int = 0, level: float = 0.95) -> Interval:
+def probability_of_improvement(
+    scores_a: Sequence[ArrayLike], scores_b: Sequence[ArrayLike], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> Interval:
     """P(A > B): the probability that a run of A beats a run of B on a dataset, averaged over datasets (Agarwal et
     al., 2021). Per dataset it is the Mann-Whitney U statistic over (runs of A × runs of B), divided by their
     number, ties counting one half; the interval is the percentile interval of a bootstrap that resamples each

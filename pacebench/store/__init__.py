@@ -8,5 +8,15 @@ from pacebench.store.memory import MemoryStore
 from pacebench.store.records import EpochRecord, RunRecord, WorkerRecord
 from pacebench.store.sql import Store
 
-__all__ = ["ClaimLost", "Claimant", "EpochRecord", "MemoryStore", "RunRecord", "Storage", "Store", "StoreError",
-           "WorkerRecord", "upgrade"]
+__all__ = [
+    "ClaimLost",
+    "Claimant",
+    "EpochRecord",
+    "MemoryStore",
+    "RunRecord",
+    "Storage",
+    "Store",
+    "StoreError",
+    "WorkerRecord",
+    "upgrade",
+]

@@ -160,8 +160,9 @@ class Storage(Protocol):
         ...
 
     # ---- planning ---------------------------------------------------------------------------------------------
-    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
-                ) -> list[RunRecord]:
+    def enqueue(
+        self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
+    ) -> list[RunRecord]:
         """Writes each spec as a queued run planned for `planned_device` (a kind of device: cpu, cuda; None: any);
         a run that failed all its attempts is queued again with fresh attempts, and a queued one is planned anew.
         Done and running runs are left as they are. Returns each spec's run."""
@@ -203,8 +204,14 @@ class Storage(Protocol):
         """Sets run columns the worker learns while training (device, versions, parameter counts, setup)."""
         ...
 
-    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
-                       predictions: Mapping[str, Predictions] | None = None) -> None:
+    def finish_claimed(
+        self,
+        run_id: int,
+        claim: str,
+        metrics: dict[str, Any],
+        weights: dict[str, Any] | None,
+        predictions: Mapping[str, Predictions] | None = None,
+    ) -> None:
         """Done, with its weights and per-example predictions, and its checkpoint deleted: all at once, and only
         while the claim holds (a done run keeps the token that finished it, so a finish repeated after a lost reply
         is not a lost claim)."""

@@ -101,22 +101,27 @@ def check_schema(conn: Connection, url: str) -> str | None:
     tables = set(inspect(conn).get_table_names())
     if current is None:
         if tables:
-            raise PacebenchError(f"{url} is not a pacebench database (it has tables {', '.join(sorted(tables))} "
-                                 f"but no pacebench schema revision); {FIX} and name a new or pacebench file")
+            raise PacebenchError(
+                f"{url} is not a pacebench database (it has tables {', '.join(sorted(tables))} "
+                f"but no pacebench schema revision); {FIX} and name a new or pacebench file"
+            )
         return None
     try:
         _script().get_revision(current)
     except CommandError:
-        raise PacebenchError(f"database {url} has schema revision {current!r}, which this pacebench does not know "
-                             f"(made by a newer version?); upgrade pacebench or {FIX}") from None
+        raise PacebenchError(
+            f"database {url} has schema revision {current!r}, which this pacebench does not know "
+            f"(made by a newer version?); upgrade pacebench or {FIX}"
+        ) from None
     return current
 
 
 def _check_tables(conn: Connection, url: str) -> None:
     missing = sorted(set(Base.metadata.tables) - set(inspect(conn).get_table_names()))
     if missing:
-        raise PacebenchError(f"database {url} lacks the table(s) {', '.join(missing)} (damaged?); restore it from "
-                             f"a backup or {FIX}")
+        raise PacebenchError(
+            f"database {url} lacks the table(s) {', '.join(missing)} (damaged?); restore it from a backup or {FIX}"
+        )
 
 
 def upgrade(engine: Engine, url: str = "") -> str | None:
@@ -179,27 +184,33 @@ def display_url(url: str | URL) -> str:
 
 
 def _sqlite_file(url: URL) -> Path | None:
-    return Path(url.database) if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+    return (
+        Path(url.database)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
         else None
+    )
 
 
 def _make_engine(url: str, readonly: bool = False) -> Engine:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise UsageError(f"cannot parse database URL {display_url(url)!r}; use e.g. sqlite:///results/pacebench.db "
-                         "or postgresql://user@host/db") from None
+        raise UsageError(
+            f"cannot parse database URL {display_url(url)!r}; use e.g. sqlite:///results/pacebench.db "
+            "or postgresql://user@host/db"
+        ) from None
     path = _sqlite_file(parsed)
     if parsed.get_backend_name() == "sqlite" and path is None:
-        raise UsageError(f"--db {url} is an in-memory database: its results would vanish when the "
-                         "command exits; name a file, e.g. sqlite:///results/pacebench.db")
+        raise UsageError(
+            f"--db {url} is an in-memory database: its results would vanish when the "
+            "command exits; name a file, e.g. sqlite:///results/pacebench.db"
+        )
     if path is None:  # a server: stale pooled connections are replaced before use; an unreachable one fails fast
         timeout = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
         return create_engine(parsed, pool_pre_ping=True, connect_args=timeout)
     if readonly:
         if not path.is_file():
-            raise PacebenchError(f"no database at {path} ({display_url(url)}); {FIX}, or make one with "
-                                 "`pacebench run`")
+            raise PacebenchError(f"no database at {path} ({display_url(url)}); {FIX}, or make one with `pacebench run`")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))  # an empty file is an empty database
@@ -251,16 +262,16 @@ def database_error(url: str, exc: BaseException, doing: str = "") -> StoreError:
     """A database failure as one line with its likely fix (disk full, read-only file, missing table); `url` is
     the one shown (`display_url`)."""
     reason = _reason(exc)
-    hints = {"disk is full": "free disk space, then run again (finished runs are kept)",
-             "readonly": "the database file or its folder is read-only; fix the permissions or " + FIX,
-             "read-only": "the database file or its folder is read-only; fix the permissions or " + FIX,
-             "no such table": "the database is damaged or not pacebench's; " + FIX,
-             "no such column": "the database is damaged or not pacebench's; " + FIX,
-             "locked": "another process holds the database too long; retry"}
+    hints = {
+        "disk is full": "free disk space, then run again (finished runs are kept)",
+        "readonly": "the database file or its folder is read-only; fix the permissions or " + FIX,
+        "read-only": "the database file or its folder is read-only; fix the permissions or " + FIX,
+        "no such table": "the database is damaged or not pacebench's; " + FIX,
+        "no such column": "the database is damaged or not pacebench's; " + FIX,
+        "locked": "another process holds the database too long; retry",
+    }
     hint = next((h for key, h in hints.items() if key in reason.lower()), FIX)
     return StoreError(f"{doing}database {url}: {reason}; {hint}")
-
-
 
 
 def retried(method: Callable[..., T]) -> Callable[..., T]:
@@ -320,11 +331,14 @@ class Database:
             current = check_schema(conn, shown)
             head = head_revision()
             if current is None:
-                raise PacebenchError(f"{shown} holds no pacebench results (empty database); {FIX}, or make "
-                                     "one with `pacebench run`")
+                raise PacebenchError(
+                    f"{shown} holds no pacebench results (empty database); {FIX}, or make one with `pacebench run`"
+                )
             if current != head:
-                raise PacebenchError(f"database {shown} is at schema revision {current}, older than this "
-                                     f"pacebench's {head}; run `pacebench db upgrade --db {shown}` first")
+                raise PacebenchError(
+                    f"database {shown} is at schema revision {current}, older than this "
+                    f"pacebench's {head}; run `pacebench db upgrade --db {shown}` first"
+                )
             _check_tables(conn, shown)
 
     # ---- a SQLite file that vanishes or is made read-only ---------------------------------------------------------
@@ -341,9 +355,11 @@ class Database:
         """Raises when the SQLite file was deleted or replaced since it was opened: what was written since went to a
         file nobody can open again, so the run must not be reported done."""
         if self._identity is not None and self._file_identity() != self._identity:
-            raise StoreError(f"database {self.display_url}: the file was deleted or replaced while pacebench was "
-                             "using it, and what was written since is lost; restore it from a backup (or start a "
-                             "new one) and rerun")
+            raise StoreError(
+                f"database {self.display_url}: the file was deleted or replaced while pacebench was "
+                "using it, and what was written since is lost; restore it from a backup (or start a "
+                "new one) and rerun"
+            )
 
     def _check_writable(self) -> None:
         """A file its owner made read-only is not written to, though pooled connections opened before still could:
@@ -392,9 +408,11 @@ class Database:
                 started = self._outage_began(exc)
                 waited = time.monotonic() - started
                 if waited + delay > self.grace_s:
-                    raise StoreError(f"database {self.display_url}: {_reason(exc)}, for {waited:.0f} s (longer than "
-                                     f"PACEBENCH_DB_GRACE_S={self.grace_s:g}); rerun once it is back: finished runs "
-                                     "and checkpoints are kept") from None
+                    raise StoreError(
+                        f"database {self.display_url}: {_reason(exc)}, for {waited:.0f} s (longer than "
+                        f"PACEBENCH_DB_GRACE_S={self.grace_s:g}); rerun once it is back: finished runs "
+                        "and checkpoints are kept"
+                    ) from None
                 time.sleep(delay)
                 delay = min(2 * delay, self.BACKOFF_MAX_S)
             else:
@@ -407,8 +425,10 @@ class Database:
             if self._outage_start is None:
                 self._outage_start = time.monotonic()
                 if self.grace_s > 0:
-                    log.warning(f"warning: database {self.display_url} unreachable ({_reason(exc)}); waiting for it "
-                                f"for up to {self.grace_s:g} s (PACEBENCH_DB_GRACE_S)")
+                    log.warning(
+                        f"warning: database {self.display_url} unreachable ({_reason(exc)}); waiting for it "
+                        f"for up to {self.grace_s:g} s (PACEBENCH_DB_GRACE_S)"
+                    )
             return self._outage_start
 
     def _outage_ended(self) -> None:
@@ -417,6 +437,7 @@ class Database:
         with self._outage_lock:
             if self._outage_start is not None:
                 if self.grace_s > 0:
-                    log.warning(f"database {self.display_url} is back after "
-                                f"{time.monotonic() - self._outage_start:.0f} s")
+                    log.warning(
+                        f"database {self.display_url} is back after {time.monotonic() - self._outage_start:.0f} s"
+                    )
                 self._outage_start, self.watched_since = None, utcnow()

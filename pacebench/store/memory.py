@@ -28,8 +28,11 @@ from pacebench.store.records import EpochRecord, Predictions, RunRecord, WorkerR
 from pacebench.store.rows import run_values
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
-_BLANK = {f.name: None for f in dataclasses.fields(RunRecord)
-          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+_BLANK = {
+    f.name: None
+    for f in dataclasses.fields(RunRecord)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+}
 
 
 def _matches(run: RunRecord, filters: dict[str, Any]) -> bool:
@@ -65,8 +68,9 @@ class MemoryStore:
         return self  # memory never goes away
 
     # ---- runs -----------------------------------------------------------------------------------------------------
-    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
-                ) -> list[RunRecord]:
+    def enqueue(
+        self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
+    ) -> list[RunRecord]:
         with self._lock:
             out = []
             for spec in specs:
@@ -103,8 +107,7 @@ class MemoryStore:
 
     def epochs_of(self, run_ids: Iterable[int]) -> list[EpochRecord]:
         with self._lock:
-            return [copy.deepcopy(e) for i in sorted(set(run_ids))
-                    for _, e in sorted(self._epochs.get(i, {}).items())]
+            return [copy.deepcopy(e) for i in sorted(set(run_ids)) for _, e in sorted(self._epochs.get(i, {}).items())]
 
     def predictions(self, run_ids: Iterable[int]) -> dict[tuple[int, str], Predictions]:
         with self._lock:
@@ -121,8 +124,10 @@ class MemoryStore:
 
     def add_speed(self, rows: Iterable[dict[str, Any]]) -> None:
         with self._lock:
-            self._speed += [{"id": len(self._speed) + i + 1, "created_at": utcnow(), **copy.deepcopy(row)}
-                            for i, row in enumerate(rows)]
+            self._speed += [
+                {"id": len(self._speed) + i + 1, "created_at": utcnow(), **copy.deepcopy(row)}
+                for i, row in enumerate(rows)
+            ]
 
     def speed(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -136,14 +141,20 @@ class MemoryStore:
     def claim_next(self, who: Claimant, keys: list[str] | None = None, max_attempts: int = 3) -> RunRecord | None:
         now = utcnow()
         with self._lock:
-            mine = [r for r in self.runs(key=keys) if who.device_type is None
-                    or r.planned_device in (None, who.device_type)]
+            mine = [
+                r for r in self.runs(key=keys) if who.device_type is None or r.planned_device in (None, who.device_type)
+            ]
             for run in (r for r in mine if r.status == Status.running):
                 if not holder_gone(run, now, who.host):
                     continue
                 if run.attempts >= max_attempts:
-                    self._runs[run.id] = dataclasses.replace(run, status=Status.failed, claim=None, finished_at=now,
-                                                             error=vanished_error(run.attempts, run.worker))
+                    self._runs[run.id] = dataclasses.replace(
+                        run,
+                        status=Status.failed,
+                        claim=None,
+                        finished_at=now,
+                        error=vanished_error(run.attempts, run.worker),
+                    )
                 else:
                     return self._take(run, who, now)
             queued = [r for r in mine if r.status == Status.queued]
@@ -151,8 +162,18 @@ class MemoryStore:
 
     def _take(self, run: RunRecord, who: Claimant, now: datetime) -> RunRecord:
         self._runs[run.id] = dataclasses.replace(
-            run, status=Status.running, claim=uuid.uuid4().hex, host=who.host, pid=who.pid, lease_s=who.lease_s,
-            worker=who.name, heartbeat_at=now, started_at=now, finished_at=None, attempts=run.attempts + 1)
+            run,
+            status=Status.running,
+            claim=uuid.uuid4().hex,
+            host=who.host,
+            pid=who.pid,
+            lease_s=who.lease_s,
+            worker=who.name,
+            heartbeat_at=now,
+            started_at=now,
+            finished_at=None,
+            attempts=run.attempts + 1,
+        )
         return copy.deepcopy(self._runs[run.id])
 
     def _held(self, run_id: int, token: str, **values: Any) -> None:
@@ -197,15 +218,22 @@ class MemoryStore:
     def write_epoch(self, run_id: int, claim: str, record: EpochRecord) -> None:
         with self._lock:
             self._held(run_id, claim)
-            self._epochs.setdefault(run_id, {})[record.epoch] = dataclasses.replace(copy.deepcopy(record),
-                                                                                    run_id=run_id)
+            self._epochs.setdefault(run_id, {})[record.epoch] = dataclasses.replace(
+                copy.deepcopy(record), run_id=run_id
+            )
 
     def set_run_facts(self, run_id: int, claim: str, **values: Any) -> None:
         with self._lock:
             self._held(run_id, claim, **values)
 
-    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
-                       predictions: Mapping[str, Predictions] | None = None) -> None:
+    def finish_claimed(
+        self,
+        run_id: int,
+        claim: str,
+        metrics: dict[str, Any],
+        weights: dict[str, Any] | None,
+        predictions: Mapping[str, Predictions] | None = None,
+    ) -> None:
         with self._lock:
             run = self._runs.get(run_id)
             if run is not None and run.claim == claim and run.status == Status.done:
@@ -240,15 +268,25 @@ class MemoryStore:
     def worker_started(self, who: Claimant, device: str) -> None:
         now = utcnow()
         with self._lock:
-            self._workers[who.name] = WorkerRecord(name=who.name, host=who.host, pid=who.pid, device=device,
-                                                   state="idle", run_id=None, epoch=None, info={}, started_at=now,
-                                                   heartbeat_at=now)
+            self._workers[who.name] = WorkerRecord(
+                name=who.name,
+                host=who.host,
+                pid=who.pid,
+                device=device,
+                state="idle",
+                run_id=None,
+                epoch=None,
+                info={},
+                started_at=now,
+                heartbeat_at=now,
+            )
 
     def worker_update(self, name: str, **values: Any) -> None:
         with self._lock:
             if name in self._workers:
-                self._workers[name] = dataclasses.replace(self._workers[name], heartbeat_at=utcnow(),
-                                                          **copy.deepcopy(values))
+                self._workers[name] = dataclasses.replace(
+                    self._workers[name], heartbeat_at=utcnow(), **copy.deepcopy(values)
+                )
 
     def workers(self, active_since: datetime | None = None) -> list[WorkerRecord]:
         with self._lock:

@@ -37,18 +37,33 @@ def _record(s: Session, run_id: int) -> RunRecord:
 
 def _take(s: Session, condition: Any, run_id: int, who: Claimant, now: datetime, token: str) -> bool:
     """The conditional UPDATE that makes a claim: it succeeds for exactly one worker."""
-    result = s.execute(update(RunRow).where(RunRow.id == run_id, condition)
-                       .values(status=Status.running, claim=token, host=who.host, pid=who.pid,
-                               lease_s=who.lease_s, worker=who.name, heartbeat_at=now, started_at=now,
-                               finished_at=None, attempts=RunRow.attempts + 1))
+    result = s.execute(
+        update(RunRow)
+        .where(RunRow.id == run_id, condition)
+        .values(
+            status=Status.running,
+            claim=token,
+            host=who.host,
+            pid=who.pid,
+            lease_s=who.lease_s,
+            worker=who.name,
+            heartbeat_at=now,
+            started_at=now,
+            finished_at=None,
+            attempts=RunRow.attempts + 1,
+        )
+    )
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def _held(s: Session, run_id: int, token: str, **values: Any) -> None:
     """Refreshes the heartbeat (and sets `values`) if `token` still holds the run, else raises ClaimLost. Runs first
     in a transaction, so the check and the writes after it are atomic."""
-    result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.claim == token, RunRow.status == Status.running)
-                       .values(heartbeat_at=utcnow(), **values))
+    result = s.execute(
+        update(RunRow)
+        .where(RunRow.id == run_id, RunRow.claim == token, RunRow.status == Status.running)
+        .values(heartbeat_at=utcnow(), **values)
+    )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise ClaimLost(f"run {run_id} was taken over by another worker after this one missed its lease")
 
@@ -65,8 +80,9 @@ class Queue:
         token, tries = uuid.uuid4().hex, itertools.count()
         return self.db.retrying(lambda: self._claim_next(who, keys, max_attempts, token, again=next(tries) > 0))
 
-    def _claim_next(self, who: Claimant, keys: list[str] | None, max_attempts: int, token: str, again: bool
-                    ) -> RunRecord | None:
+    def _claim_next(
+        self, who: Claimant, keys: list[str] | None, max_attempts: int, token: str, again: bool
+    ) -> RunRecord | None:
         if again:
             with self.db.session() as s:
                 mine = s.scalars(select(RunRow.id).where(RunRow.claim == token)).one_or_none()
@@ -77,17 +93,33 @@ class Queue:
         if who.device_type is not None:
             scope.append(or_(RunRow.planned_device.is_(None), RunRow.planned_device == who.device_type))
         with self.db.session() as s:
-            running = s.execute(select(RunRow.id, RunRow.claim, RunRow.host, RunRow.pid, RunRow.heartbeat_at,
-                                       RunRow.lease_s, RunRow.attempts, RunRow.worker)
-                                .where(RunRow.status == Status.running, *scope)).all()
+            running = s.execute(
+                select(
+                    RunRow.id,
+                    RunRow.claim,
+                    RunRow.host,
+                    RunRow.pid,
+                    RunRow.heartbeat_at,
+                    RunRow.lease_s,
+                    RunRow.attempts,
+                    RunRow.worker,
+                ).where(RunRow.status == Status.running, *scope)
+            ).all()
         for run in running:
             if not holder_gone(run, now, who.host, self.db.watched_since):
                 continue
             with self.db.session() as s:
                 if run.attempts >= max_attempts:
-                    s.execute(update(RunRow).where(RunRow.id == run.id, RunRow.claim == run.claim)
-                              .values(status=Status.failed, claim=None, error=vanished_error(run.attempts, run.worker),
-                                      finished_at=now))
+                    s.execute(
+                        update(RunRow)
+                        .where(RunRow.id == run.id, RunRow.claim == run.claim)
+                        .values(
+                            status=Status.failed,
+                            claim=None,
+                            error=vanished_error(run.attempts, run.worker),
+                            finished_at=now,
+                        )
+                    )
                 elif _take(s, RunRow.claim == run.claim, run.id, who, now, token):
                     return _record(s, run.id)
         # PostgreSQL: pick and take in one transaction, the row locked and skipped by the others. SQLite: pick in
@@ -96,8 +128,13 @@ class Queue:
         one_transaction = self.db.dialect == "postgresql"
         while True:
             with self.db.session() as s:
-                query = (select(RunRow.id).where(RunRow.status == Status.queued, *scope).order_by(RunRow.id).limit(1)
-                         .with_for_update(skip_locked=True))
+                query = (
+                    select(RunRow.id)
+                    .where(RunRow.status == Status.queued, *scope)
+                    .order_by(RunRow.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
                 run_id = s.scalars(query).one_or_none()
                 if run_id is None:
                     return None
@@ -121,8 +158,9 @@ class Queue:
     def resume_point(self, run_id: int, claim: str) -> tuple[int, bytes] | None:
         with self.db.session() as s:
             _held(s, run_id, claim)
-            row = s.execute(select(CheckpointRow.epoch, CheckpointRow.data)
-                            .where(CheckpointRow.run_id == run_id)).one_or_none()
+            row = s.execute(
+                select(CheckpointRow.epoch, CheckpointRow.data).where(CheckpointRow.run_id == run_id)
+            ).one_or_none()
             last = -1 if row is None else row.epoch
             s.execute(delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch > last))
         return None if row is None else (row.epoch, row.data)
@@ -158,15 +196,27 @@ class Queue:
             _held(s, run_id, claim, **values)
 
     @retried
-    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
-                       predictions: Mapping[str, Predictions] | None = None) -> None:
+    def finish_claimed(
+        self,
+        run_id: int,
+        claim: str,
+        metrics: dict[str, Any],
+        weights: dict[str, Any] | None,
+        predictions: Mapping[str, Predictions] | None = None,
+    ) -> None:
         now = utcnow()
         with self.db.session() as s:
             try:
                 _held(s, run_id, claim, status=Status.done, metrics=metrics, finished_at=now, error=None)
             except ClaimLost:  # or a try before went through, and only its reply was lost with the connection
-                if s.scalars(select(RunRow.id).where(RunRow.id == run_id, RunRow.claim == claim,
-                                                     RunRow.status == Status.done)).one_or_none() is None:
+                if (
+                    s.scalars(
+                        select(RunRow.id).where(
+                            RunRow.id == run_id, RunRow.claim == claim, RunRow.status == Status.done
+                        )
+                    ).one_or_none()
+                    is None
+                ):
                     raise
                 return
             s.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id))
@@ -209,8 +259,18 @@ class Queue:
         now = utcnow()
         with self.db.session() as s:
             s.execute(delete(WorkerRow).where(WorkerRow.name == who.name))
-            s.add(WorkerRow(name=who.name, host=who.host, pid=who.pid, device=device, state="idle", info={},
-                            started_at=now, heartbeat_at=now))
+            s.add(
+                WorkerRow(
+                    name=who.name,
+                    host=who.host,
+                    pid=who.pid,
+                    device=device,
+                    state="idle",
+                    info={},
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
 
     @retried
     def worker_update(self, name: str, **values: Any) -> None:

@@ -74,14 +74,28 @@ def put_predictions(s: Any, run_id: int, predictions: Mapping[str, Predictions])
         if s.get(ExampleIdsRow, digest) is None:
             s.add(ExampleIdsRow(digest=digest, count=len(p.ids), ids=encode_ids(p.ids)))
             s.flush()
-        s.add(PredictionRow(run_id=run_id, eval_set=name, metric=p.metric, ids_digest=digest,
-                            predicted=encode_array(p.predicted), target=encode_array(p.target),
-                            correct=None if p.correct is None else encode_array(np.asarray(p.correct, dtype=bool))))
+        s.add(
+            PredictionRow(
+                run_id=run_id,
+                eval_set=name,
+                metric=p.metric,
+                ids_digest=digest,
+                predicted=encode_array(p.predicted),
+                target=encode_array(p.target),
+                correct=None if p.correct is None else encode_array(np.asarray(p.correct, dtype=bool)),
+            )
+        )
 
 
 def prediction_record(row: PredictionRow, ids: tuple[str, ...]) -> Predictions:
-    return Predictions(row.eval_set, ids, decode_array(row.predicted), decode_array(row.target),
-                       None if row.correct is None else decode_array(row.correct), row.metric)
+    return Predictions(
+        row.eval_set,
+        ids,
+        decode_array(row.predicted),
+        decode_array(row.target),
+        None if row.correct is None else decode_array(row.correct),
+        row.metric,
+    )
 
 
 def run_record(row: RunRow) -> RunRecord:
@@ -92,16 +106,30 @@ def epoch_record(row: EpochRow) -> EpochRecord:
     return EpochRecord(**{f.name: getattr(row, f.name) for f in dataclasses.fields(EpochRecord)})
 
 
-def run_values(spec: RunSpec, origin: str, key: str | None = None, planned_device: str | None = None
-               ) -> dict[str, Any]:
+def run_values(spec: RunSpec, origin: str, key: str | None = None, planned_device: str | None = None) -> dict[str, Any]:
     """What a new queued run starts as: its whole spec and where it was planned to train, no results (the columns
     both stores fill in)."""
-    return dict(planned_device=planned_device,
-        key=key or run_key(spec), suite=spec.suite, dataset=spec.dataset, data_options=dict(spec.data_options),
-        backbone=spec.backbone, weights_sha256=spec.weights_sha256, adapter=spec.train.adapter,
-        rank=spec.train.rank, method=spec.method, method_config=dict(spec.method_config), seed=spec.seed,
-        hparams=dataclasses.asdict(spec.train), phase=spec.phase, origin=origin, status=Status.queued,
-        versions={}, metrics={}, created_at=utcnow(), data_fingerprint=spec.data_fingerprint,
+    return dict(
+        planned_device=planned_device,
+        key=key or run_key(spec),
+        suite=spec.suite,
+        dataset=spec.dataset,
+        data_options=dict(spec.data_options),
+        backbone=spec.backbone,
+        weights_sha256=spec.weights_sha256,
+        adapter=spec.train.adapter,
+        rank=spec.train.rank,
+        method=spec.method,
+        method_config=dict(spec.method_config),
+        seed=spec.seed,
+        hparams=dataclasses.asdict(spec.train),
+        phase=spec.phase,
+        origin=origin,
+        status=Status.queued,
+        versions={},
+        metrics={},
+        created_at=utcnow(),
+        data_fingerprint=spec.data_fingerprint,
     )
 
 

@@ -42,8 +42,9 @@ class Runs:
         self.db = db
 
     @retried
-    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
-                ) -> list[RunRecord]:
+    def enqueue(
+        self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
+    ) -> list[RunRecord]:
         """One transaction for the whole plan (a sweep of hundreds of runs against a remote PostgreSQL is one round
         trip, not three per run); if another process inserts one of the same keys at the same moment, the plan
         falls back to adding its runs one by one. The plan that queues a run last says where it trains: queued and
@@ -78,11 +79,17 @@ class Runs:
         again is asking for a retry); queued ones (those too) are planned for `planned_device`."""
         if not keys:
             return
-        s.execute(update(RunRow).where(RunRow.key.in_(keys), RunRow.status == Status.failed)
-                  .values(status=Status.queued, attempts=0, claim=None))
+        s.execute(
+            update(RunRow)
+            .where(RunRow.key.in_(keys), RunRow.status == Status.failed)
+            .values(status=Status.queued, attempts=0, claim=None)
+        )
         if planned_device is not None:
-            s.execute(update(RunRow).where(RunRow.key.in_(keys), RunRow.status == Status.queued)
-                      .values(planned_device=planned_device))
+            s.execute(
+                update(RunRow)
+                .where(RunRow.key.in_(keys), RunRow.status == Status.queued)
+                .values(planned_device=planned_device)
+            )
 
     @retried
     def get_run(self, key_or_id: str | int) -> RunRecord | None:
@@ -112,8 +119,9 @@ class Runs:
     @retried
     def epochs_of(self, run_ids: Iterable[int]) -> list[EpochRecord]:
         with self.db.session() as s:
-            rows = s.scalars(select(EpochRow).where(EpochRow.run_id.in_(list(run_ids)))
-                             .order_by(EpochRow.run_id, EpochRow.epoch))
+            rows = s.scalars(
+                select(EpochRow).where(EpochRow.run_id.in_(list(run_ids))).order_by(EpochRow.run_id, EpochRow.epoch)
+            )
             return [epoch_record(r) for r in rows]
 
     @retried
@@ -127,8 +135,12 @@ class Runs:
         ids = list(run_ids)
         with self.db.session() as s:
             rows = list(s.scalars(select(PredictionRow).where(PredictionRow.run_id.in_(ids)))) if ids else []
-            lists = {r.digest: decode_ids(r.ids) for r in s.scalars(
-                select(ExampleIdsRow).where(ExampleIdsRow.digest.in_({row.ids_digest for row in rows})))}
+            lists = {
+                r.digest: decode_ids(r.ids)
+                for r in s.scalars(
+                    select(ExampleIdsRow).where(ExampleIdsRow.digest.in_({row.ids_digest for row in rows}))
+                )
+            }
             return {(row.run_id, row.eval_set): prediction_record(row, lists[row.ids_digest]) for row in rows}
 
     @retried

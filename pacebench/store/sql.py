@@ -51,8 +51,9 @@ class Store:
         return self.db.engine
 
     # ---- runs (runs.Runs) -----------------------------------------------------------------------------------------
-    def enqueue(self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
-                ) -> list[RunRecord]:
+    def enqueue(
+        self, specs: Iterable[RunSpec], origin: str = "direct", planned_device: str | None = None
+    ) -> list[RunRecord]:
         return self._runs.enqueue(specs, origin, planned_device)
 
     def get_run(self, key_or_id: str | int) -> RunRecord | None:
@@ -113,8 +114,14 @@ class Store:
     def set_run_facts(self, run_id: int, claim: str, **values: Any) -> None:
         self._queue.set_run_facts(run_id, claim, **values)
 
-    def finish_claimed(self, run_id: int, claim: str, metrics: dict[str, Any], weights: dict[str, Any] | None,
-                       predictions: Mapping[str, Predictions] | None = None) -> None:
+    def finish_claimed(
+        self,
+        run_id: int,
+        claim: str,
+        metrics: dict[str, Any],
+        weights: dict[str, Any] | None,
+        predictions: Mapping[str, Predictions] | None = None,
+    ) -> None:
         self._queue.finish_claimed(run_id, claim, metrics, weights, predictions)
 
     def fail_claimed(self, run_id: int, claim: str, error: str, max_attempts: int, retry: bool = True) -> str:

@@ -42,8 +42,9 @@ def lora_targets(adapter: str) -> list[str]:
     """`lora:query,value` -> ["query", "value"]: the module names peft puts LoRA on."""
     names = [n.strip() for n in adapter.removeprefix(LORA).split(",") if n.strip()] if adapter.startswith(LORA) else []
     if not names:
-        raise UsageError(f"text suites take adapter=lora:MODULE,MODULE (e.g. --train adapter=lora:query,value), "
-                         f"got {adapter!r}")
+        raise UsageError(
+            f"text suites take adapter=lora:MODULE,MODULE (e.g. --train adapter=lora:query,value), got {adapter!r}"
+        )
     return names
 
 
@@ -68,8 +69,10 @@ def load_tokenizer(folder: Path) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot load a tokenizer from {folder}: {str(exc).splitlines()[0]}; the folder needs "
-                        "tokenizer.json (or the model's tokenizer files)") from None
+        raise DataError(
+            f"cannot load a tokenizer from {folder}: {str(exc).splitlines()[0]}; the folder needs "
+            "tokenizer.json (or the model's tokenizer files)"
+        ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # decoder-only models often ship none; padding is masked anyway
     return tokenizer
@@ -84,12 +87,18 @@ def load_backbone(folder: Path, kind: str, num_labels: int = 0) -> nn.Module:
     try:
         if kind == "classify":
             return AutoModelForSequenceClassification.from_pretrained(
-                folder, num_labels=num_labels, local_files_only=True, dtype=torch.float32,
-                problem_type="regression" if num_labels == 1 else "single_label_classification")
+                folder,
+                num_labels=num_labels,
+                local_files_only=True,
+                dtype=torch.float32,
+                problem_type="regression" if num_labels == 1 else "single_label_classification",
+            )
         return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot load a model from {folder}: {str(exc).splitlines()[0]}; it needs config.json and "
-                        "the weights (model.safetensors)") from None
+        raise DataError(
+            f"cannot load a model from {folder}: {str(exc).splitlines()[0]}; it needs config.json and "
+            "the weights (model.safetensors)"
+        ) from None
 
 
 def named_lora_layers(model: nn.Module) -> list[tuple[str, Any]]:
@@ -108,16 +117,24 @@ def add_lora(model: nn.Module, kind: str, targets: list[str], rank: int, alpha: 
     classification head trained in full (peft's SEQ_CLS default), and a `BranchNoise` on every LoRA layer."""
     from peft import LoraConfig, TaskType, get_peft_model  # lazy: the text extra is optional
 
-    config = LoraConfig(task_type=TaskType.SEQ_CLS if kind == "classify" else TaskType.CAUSAL_LM, r=rank,
-                        lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, bias="none")
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS if kind == "classify" else TaskType.CAUSAL_LM,
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        target_modules=targets,
+        bias="none",
+    )
     try:
         with warnings.catch_warnings():  # peft calls a transformers helper that transformers has deprecated
             warnings.simplefilter("ignore", FutureWarning)
             net = get_peft_model(model, config)
     except ValueError as exc:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise UsageError(f"cannot put LoRA on {targets} ({str(exc).splitlines()[0][:120]}); this model's linear "
-                         f"layers are named {', '.join(linear)}") from None
+        raise UsageError(
+            f"cannot put LoRA on {targets} ({str(exc).splitlines()[0][:120]}); this model's linear "
+            f"layers are named {', '.join(linear)}"
+        ) from None
     for name, layer in named_lora_layers(net):
         block = BLOCK.search(name)
         if block is None:
@@ -184,8 +201,9 @@ class TextModel(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        adapter = sum(p.numel() for layer in lora_layers(self.net) for d in (layer.lora_A, layer.lora_B)
-                      for p in d.parameters())
+        adapter = sum(
+            p.numel() for layer in lora_layers(self.net) for d in (layer.lora_A, layer.lora_B) for p in d.parameters()
+        )
         return {"trainable_params": trainable, "adapter_params": adapter, "head_params": trainable - adapter}
 
 
@@ -205,9 +223,16 @@ class CausalLM(TextModel):
     @torch.no_grad()
     def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int, pad_id: int, eos: list[int]) -> Tensor:
         """Greedy decoding of left-padded prompts; returns only the new tokens."""
-        out = self.net.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=pad_id, eos_token_id=eos, num_beams=1)
-        return out[:, ids.shape[1]:]
+        out = self.net.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad_id,
+            eos_token_id=eos,
+            num_beams=1,
+        )
+        return out[:, ids.shape[1] :]
 
 
 LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])(?:\.default)?(?:\.weight)?$")
@@ -233,14 +258,17 @@ def load_lora(model: TextModel, path: Path) -> int:
                 continue
             target = weights["default"].weight
             if tuple(tensor.shape) != tuple(target.shape):
-                raise DataError(f"{path}: {module}.lora_{part} has shape {tuple(tensor.shape)}, this run's LoRA "
-                                f"{tuple(target.shape)}; is the rank the same?")
+                raise DataError(
+                    f"{path}: {module}.lora_{part} has shape {tuple(tensor.shape)}, this run's LoRA "
+                    f"{tuple(target.shape)}; is the rank the same?"
+                )
             with torch.no_grad():
                 target.copy_(tensor)
             done += 1
     if not done:
-        raise DataError(f"{path} holds no LoRA matrix for this model's LoRA layers (keys like "
-                        "'...attention.self.query.lora_A')")
+        raise DataError(
+            f"{path} holds no LoRA matrix for this model's LoRA layers (keys like '...attention.self.query.lora_A')"
+        )
     return done
 
 
@@ -264,8 +292,14 @@ def build(folder: Path, kind: str, adapter: str, rank: int, alpha: float, num_la
     return adapt(load_backbone(folder, kind, num_labels), kind, adapter, rank, alpha)
 
 
-def attach(model: TextModel, method: str, info: SetupInfo, objective: Objective,
-           method_config: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> Prepared:
+def attach(
+    model: TextModel,
+    method: str,
+    info: SetupInfo,
+    objective: Objective,
+    method_config: dict[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+) -> Prepared:
     """The text counterpart of `core.prepare.attach`, for the text trainer and `pacebench.attach_text` alike: moves
     the model to `device`, builds the method with the task's objective, shares dropout masks between the copies if
     the method asks (as DropPath's are for images) and sets the method up (PACE's noise on every LoRA branch)."""

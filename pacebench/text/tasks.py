@@ -126,16 +126,18 @@ class Settings:
     def of(cls, options: dict[str, Any]) -> Settings:
         unknown = sorted(set(options) - set(cls.__dataclass_fields__) - {"task"})
         if unknown:
-            raise UsageError(f"unknown text option {unknown[0]!r} in the suite file; known: "
-                             f"{', '.join(cls.__dataclass_fields__)}")
+            raise UsageError(
+                f"unknown text option {unknown[0]!r} in the suite file; known: {', '.join(cls.__dataclass_fields__)}"
+            )
         known = {k: options[k] for k in cls.__dataclass_fields__ if k in options}
         try:
             settings = cls(**{k: type(getattr(cls, k))(v) for k, v in known.items()})
         except (TypeError, ValueError) as exc:
             raise UsageError(f"invalid text setting in the suite's options: {exc}") from None
         if settings.max_seq_len < 8 or settings.max_new_tokens < 1 or not 0 <= settings.warmup_ratio < 1:
-            raise UsageError(f"invalid text settings {settings}: max_seq_len >= 8, max_new_tokens >= 1, "
-                             "0 <= warmup_ratio < 1")
+            raise UsageError(
+                f"invalid text settings {settings}: max_seq_len >= 8, max_new_tokens >= 1, 0 <= warmup_ratio < 1"
+            )
         return settings
 
 
@@ -163,8 +165,9 @@ class TextTask:
         unsupported = [m for m in methods if m not in cls.methods()]
         if unsupported:
             why = f" ({cls.excluded[unsupported[0]]})" if unsupported[0] in cls.excluded else ""
-            raise UsageError(f"method {unsupported[0]} does not run on suite {suite}{why}; choose from "
-                             f"{', '.join(cls.methods())}")
+            raise UsageError(
+                f"method {unsupported[0]} does not run on suite {suite}{why}; choose from {', '.join(cls.methods())}"
+            )
 
     def splits(self, root: Path, phase: str) -> TextSplits:
         raise NotImplementedError
@@ -197,12 +200,26 @@ class TextTask:
         """How many terms `objective().distance` averages over (samples, or answer tokens)."""
         return y.shape[0]
 
-    def evaluate(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
-                 autocast: Callable[[], Any]) -> Scored:
+    def evaluate(
+        self,
+        model: Any,
+        examples: list[Example],
+        tokenizer: Any,
+        batch_size: int,
+        device: torch.device,
+        autocast: Callable[[], Any],
+    ) -> Scored:
         raise NotImplementedError
 
-    def score(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
-              autocast: Callable[[], Any]) -> float:
+    def score(
+        self,
+        model: Any,
+        examples: list[Example],
+        tokenizer: Any,
+        batch_size: int,
+        device: torch.device,
+        autocast: Callable[[], Any],
+    ) -> float:
         """The reported number alone (the task's metric, in points)."""
         return self.evaluate(model, examples, tokenizer, batch_size, device, autocast).score
 
@@ -244,10 +261,20 @@ class Glue(TextTask):
         return [(list(i), e.label) for i, e in zip(ids, examples, strict=True)]
 
     @torch.no_grad()
-    def evaluate(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
-                 autocast: Callable[[], Any]) -> Scored:
-        loader = torch.utils.data.DataLoader(Items(self.encoded(examples, tokenizer)), batch_size=batch_size,
-                                             collate_fn=collate(tokenizer.pad_token_id, self.label_dtype()))
+    def evaluate(
+        self,
+        model: Any,
+        examples: list[Example],
+        tokenizer: Any,
+        batch_size: int,
+        device: torch.device,
+        autocast: Callable[[], Any],
+    ) -> Scored:
+        loader = torch.utils.data.DataLoader(
+            Items(self.encoded(examples, tokenizer)),
+            batch_size=batch_size,
+            collate_fn=collate(tokenizer.pad_token_id, self.label_dtype()),
+        )
         model.eval()
         outs, ys = [], []
         with autocast():
@@ -256,11 +283,11 @@ class Glue(TextTask):
                 ys.append(y)
         out, y = torch.cat(outs), torch.cat(ys)
         if self.task.regression:
-            return Scored(METRICS[self.task.metric](out, y), out.squeeze(-1).numpy(), y.numpy(), None,
-                          self.task.metric)
+            return Scored(METRICS[self.task.metric](out, y), out.squeeze(-1).numpy(), y.numpy(), None, self.task.metric)
         predicted = out.argmax(-1)
-        return Scored(METRICS[self.task.metric](out, y), predicted.numpy(), y.numpy(), (predicted == y).numpy(),
-                      self.task.metric)
+        return Scored(
+            METRICS[self.task.metric](out, y), predicted.numpy(), y.numpy(), (predicted == y).numpy(), self.task.metric
+        )
 
 
 def _mcc(out: Tensor, y: Tensor) -> float:
@@ -292,20 +319,21 @@ def _plain_prompt(question: str, answer: str | None, tokenizer: Any) -> tuple[st
 
 def _chat_prompt(question: str, answer: str | None, tokenizer: Any) -> tuple[str, str]:
     if not getattr(tokenizer, "chat_template", None):
-        raise UsageError("prompt format 'chat' needs a tokenizer with a chat template; this model folder has none "
-                         "(use a suite option prompt = [\"plain\"])")
+        raise UsageError(
+            "prompt format 'chat' needs a tokenizer with a chat template; this model folder has none "
+            '(use a suite option prompt = ["plain"])'
+        )
     user = [{"role": "user", "content": question}]
     prompt = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
     if answer is None:
         return prompt, ""
     full = tokenizer.apply_chat_template([*user, {"role": "assistant", "content": answer}], tokenize=False)
     if not full.startswith(prompt):
-        raise UsageError("the chat template does not extend the prompt with the answer; use prompt = [\"plain\"]")
-    return prompt, full[len(prompt):]
+        raise UsageError('the chat template does not extend the prompt with the answer; use prompt = ["plain"]')
+    return prompt, full[len(prompt) :]
 
 
-PROMPTS: dict[str, Callable[[str, str | None, Any], tuple[str, str]]] = {"plain": _plain_prompt,
-                                                                          "chat": _chat_prompt}
+PROMPTS: dict[str, Callable[[str, str | None, Any], tuple[str, str]]] = {"plain": _plain_prompt, "chat": _chat_prompt}
 
 
 @TASKS.register("gsm8k")
@@ -353,19 +381,26 @@ class Gsm8k(TextTask):
             ids = (p_ids + a_ids)[: self.settings.max_seq_len]
             if len(p_ids) >= len(ids):
                 raise DataError(f"a GSM-8K prompt fills max_seq_len={self.settings.max_seq_len} tokens; raise it")
-            items.append((ids, [IGNORE] * len(p_ids) + ids[len(p_ids):]))
+            items.append((ids, [IGNORE] * len(p_ids) + ids[len(p_ids) :]))
         return items
 
     @torch.no_grad()
-    def evaluate(self, model: Any, examples: list[Example], tokenizer: Any, batch_size: int, device: torch.device,
-                 autocast: Callable[[], Any]) -> Scored:
+    def evaluate(
+        self,
+        model: Any,
+        examples: list[Example],
+        tokenizer: Any,
+        batch_size: int,
+        device: torch.device,
+        autocast: Callable[[], Any],
+    ) -> Scored:
         """Exact match of the final number (its metric: accuracy over the right/wrong of each problem)."""
         model.eval()
         eos = sorted({tokenizer.eos_token_id, *_generation_eos(model)})
         answers: list[str] = []
         with autocast():
             for start in range(0, len(examples), batch_size):
-                chunk = examples[start:start + batch_size]
+                chunk = examples[start : start + batch_size]
                 prompts = [self._prompt_ids(self.prompt(e.texts[0], None, tokenizer)[0], tokenizer) for e in chunk]
                 ids = pad(prompts, tokenizer.pad_token_id, left=True).to(device)
                 mask = pad([[1] * len(p) for p in prompts], 0, left=True).to(device)

@@ -40,8 +40,13 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "cached": cached},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
         "python": {"version": version, "internal": list(internal), "gauss": gauss},
         "loader": generator.get_state(),
     }
@@ -70,9 +75,15 @@ class TrainState:
 
     def capture(self, epoch: int, final: dict[str, Any]) -> bytes:
         """The state after `epoch` finished, as bytes."""
-        state = {"epoch": epoch, "final": final, "weights": trainable_state(self.model),
-                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                 "method": method_state(self.method), "rng": rng_state(self.generator)}
+        state = {
+            "epoch": epoch,
+            "final": final,
+            "weights": trainable_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "method": method_state(self.method),
+            "rng": rng_state(self.generator),
+        }
         buffer = io.BytesIO()
         torch.save(state, buffer)
         return buffer.getvalue()

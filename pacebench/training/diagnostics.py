@@ -26,9 +26,14 @@ def wanted(diagnostics: str, is_eval: bool) -> bool:
     return diagnostics == Diagnostics.every or (is_eval and diagnostics == Diagnostics.eval)
 
 
-def clean_readings(model: nn.Module, data: DataLoader, params: list[nn.Parameter], device: torch.device,
-                   autocast: Callable[[], Any], inputs: Callable[[Tensor], Tensor] = lambda x: x
-                   ) -> tuple[float, float]:
+def clean_readings(
+    model: nn.Module,
+    data: DataLoader,
+    params: list[nn.Parameter],
+    device: torch.device,
+    autocast: Callable[[], Any],
+    inputs: Callable[[Tensor], Tensor] = lambda x: x,
+) -> tuple[float, float]:
     """Fig. 2's readings of the clean model over one loader, in one pass:
 
     - the task gradient norm, what Theorems 1-2 bound: ‖∇θ CE‖ per mini-batch, averaged over the mini-batches;
@@ -71,8 +76,14 @@ def diagnostic_subset(dataset: Dataset, size: int = DIAGNOSTIC_SAMPLES) -> Datas
     return subset
 
 
-def diagnose(model: nn.Module, data: dict[str, DataLoader], params: list[nn.Parameter], device: torch.device,
-             autocast: Callable[[], Any], inputs: Callable[[Tensor], Tensor] = lambda x: x) -> dict[str, float]:
+def diagnose(
+    model: nn.Module,
+    data: dict[str, DataLoader],
+    params: list[nn.Parameter],
+    device: torch.device,
+    autocast: Callable[[], Any],
+    inputs: Callable[[Tensor], Tensor] = lambda x: x,
+) -> dict[str, float]:
     """Fig. 2's readings on the training split and the held-out split (`data` keys "train", "heldout"): the task
     gradient norm and the FP-distance."""
     out = {}

@@ -48,17 +48,20 @@ def attention_kernel(model: nn.Module) -> str:
     return {frozenset(): "none", frozenset({True}): "fused", frozenset({False}): "math"}.get(frozenset(flags), "mixed")
 
 
-def loader(dataset: Dataset, batch_size: int, env: Environment, train: bool, generator: torch.Generator | None
-           ) -> DataLoader:
+def loader(
+    dataset: Dataset, batch_size: int, env: Environment, train: bool, generator: torch.Generator | None
+) -> DataLoader:
     size = len(dataset)  # type: ignore[arg-type]
-    order = partial(DataLoader, batch_size=batch_size, shuffle=train, drop_last=train and size >= batch_size,
-                    generator=generator)
+    order = partial(
+        DataLoader, batch_size=batch_size, shuffle=train, drop_last=train and size >= batch_size, generator=generator
+    )
     assemble = device_batches(dataset, env.device)
     if assemble is not None:  # cached images: the loader only orders positions, batches are built on the device
         return order(range(size), collate_fn=assemble)  # type: ignore[arg-type]
     workers = 0 if getattr(dataset, "in_memory", False) else env.num_workers
-    return order(dataset, num_workers=workers, pin_memory=env.device.type == "cuda",
-                 persistent_workers=train and workers > 0)
+    return order(
+        dataset, num_workers=workers, pin_memory=env.device.type == "cuda", persistent_workers=train and workers > 0
+    )
 
 
 def compile_blocks(model: nn.Module, backend: str = "inductor") -> int:
@@ -75,9 +78,14 @@ def compile_blocks(model: nn.Module, backend: str = "inductor") -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DataLoader, device: torch.device, classes: Sequence[int] | None,
-             autocast: Callable[[], Any], inputs: Callable[[Tensor], Tensor] = lambda x: x
-             ) -> tuple[float, Tensor, Tensor]:
+def evaluate(
+    model: nn.Module,
+    data: DataLoader,
+    device: torch.device,
+    classes: Sequence[int] | None,
+    autocast: Callable[[], Any],
+    inputs: Callable[[Tensor], Tensor] = lambda x: x,
+) -> tuple[float, Tensor, Tensor]:
     """Top-1 accuracy in percent on merged weights, with each example's predicted and true class (CPU tensors in
     the data set's order, from the loader's indices); `classes` restricts the logits (ImageNet-A/-R)."""
     model.eval()
@@ -101,12 +109,20 @@ def check_mixup_batch(mixup: Callable | None, batch_size: int, num_train: int) -
     """timm's Mixup pairs each sample with its mirror in the batch, so every batch must have an even size."""
     batch = batch_size if num_train >= batch_size else num_train  # a set smaller than the batch: one short step
     if mixup is not None and batch % 2:
-        raise UsageError(f"Mixup needs an even batch, but this run's batches hold {batch} images; use an even "
-                         "batch_size (or augment=standard)")
+        raise UsageError(
+            f"Mixup needs an even batch, but this run's batches hold {batch} images; use an even "
+            "batch_size (or augment=standard)"
+        )
 
 
-def train_step(method: Method, model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer,
-               params: list[nn.Parameter], mixup: Callable | None) -> tuple[StepOutput, Tensor]:
+def train_step(
+    method: Method,
+    model: nn.Module,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    mixup: Callable | None,
+) -> tuple[StepOutput, Tensor]:
     """One optimisation step; with Mixup the batch is mixed once here, before the method sees it, so both PACE
     copies get the same mixed image and the CE uses the soft targets. Returns the output and the targets used."""
     x, y, idx = batch
@@ -119,11 +135,15 @@ def train_step(method: Method, model: nn.Module, batch: Batch, optimizer: torch.
 def image_cache_facts(splits: Any) -> dict[str, Any]:
     """Whether the run's images came from the decoded-image cache, and the seconds spent decoding them this time
     (0 when every cache file already existed: the decode cost a first run pays once)."""
-    sets = [d.base for d in (splits.train, *splits.evals.values())
-            if isinstance(getattr(d, "base", None), CachedImages)]
+    sets = [
+        d.base for d in (splits.train, *splits.evals.values()) if isinstance(getattr(d, "base", None), CachedImages)
+    ]
     rebuilt = [c.rebuilt for c in sets if c.rebuilt]
-    return {"used": bool(sets), "decode_seconds": round(sum(c.decode_seconds for c in sets), 3),
-            **({"rebuilt": rebuilt} if rebuilt else {})}
+    return {
+        "used": bool(sets),
+        "decode_seconds": round(sum(c.decode_seconds for c in sets), 3),
+        **({"rebuilt": rebuilt} if rebuilt else {}),
+    }
 
 
 def reported_test(evals: dict[str, float]) -> float | None:
@@ -146,16 +166,27 @@ class ImageTrainer:
         self.splits = splits = load_splits(spec, env.data_root, env.cache_dir)
         mean, std = backbones.normalization(spec.backbone)
         self.inputs = Normalise(mean, std)  # cached uint8 images are normalised on the device; decoded ones already are
-        ready = prepare(spec, SetupInfo(len(splits.train), splits.num_classes),  # type: ignore[arg-type]
-                        env.device, env.weights, env.weights_dir)
+        ready = prepare(
+            spec,
+            SetupInfo(len(splits.train), splits.num_classes),  # type: ignore[arg-type]
+            env.device,
+            env.weights,
+            env.weights_dir,
+        )
         self.model, self.method, self.params = ready.model, ready.method, ready.params
         if env.compile:
             compile_blocks(self.model)
         facts = {**ready.facts, "attention": attention_kernel(self.model), "image_cache": image_cache_facts(splits)}
         facts["normalize"] = {"mean": list(mean), "std": list(std)}  # the mean/std the inputs were normalised with
         optimizer = make_optimizer(self.params, t.lr, t.weight_decay, env.device)
-        self.schedule = CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.min_lr, warmup_t=t.warmup_epochs,
-                                          warmup_lr_init=t.warmup_lr, t_in_epochs=True)
+        self.schedule = CosineLRScheduler(
+            optimizer,
+            t_initial=t.epochs,
+            lr_min=t.min_lr,
+            warmup_t=t.warmup_epochs,
+            warmup_lr_init=t.warmup_lr,
+            t_in_epochs=True,
+        )
         self.method.autocast = autocast_for(t.precision, env.device)
         self.mixup = batch_mixup(t.augment, splits.num_classes)
         check_mixup_batch(self.mixup, t.batch_size, len(splits.train))  # type: ignore[arg-type]
@@ -164,22 +195,32 @@ class ImageTrainer:
         # Fig. 2's readings at the training batch size, so their gradient norms compare with the optimizer's; their
         # own generator, so that taking them or not (env.diagnostics) leaves the global RNG and thus training as is
         heldout = splits.evals[heldout_split(splits.evals)]
-        self.diag_data = {on: loader(diagnostic_subset(d), t.batch_size, env, False,
-                                     torch.Generator().manual_seed(spec.seed))
-                          for on, d in (("train", splits.train), ("heldout", heldout))}
+        self.diag_data = {
+            on: loader(diagnostic_subset(d), t.batch_size, env, False, torch.Generator().manual_seed(spec.seed))
+            for on, d in (("train", splits.train), ("heldout", heldout))
+        }
         facts["image_cache"]["on_device"] = isinstance(self.train_data.collate_fn, DeviceBatches)
         counts = adapters.count_parameters(self.model)
         if setup_info:
-            setup_info({"trainable_params": counts.total, "adapter_params": counts.adapter,
-                        "head_params": counts.head, **facts})
+            setup_info(
+                {
+                    "trainable_params": counts.total,
+                    "adapter_params": counts.adapter,
+                    "head_params": counts.head,
+                    **facts,
+                }
+            )
         self.state = TrainState(self.model, optimizer, self.schedule, self.method, generator)
         self.last: dict[str, Predictions] = {}  # each evaluation set's predictions at the latest evaluation
 
     def batches(self) -> Iterator[Batch]:
         device = self.env.device
         for x, y, idx in self.train_data:
-            yield (self.inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True),
-                   idx.to(device, non_blocking=True))
+            yield (
+                self.inputs(x.to(device, non_blocking=True)),
+                y.to(device, non_blocking=True),
+                idx.to(device, non_blocking=True),
+            )
 
     def step(self, batch: Batch) -> tuple[StepOutput, Tensor]:
         return train_step(self.method, self.model, batch, self.state.optimizer, self.params, self.mixup)
@@ -193,12 +234,14 @@ class ImageTrainer:
     def evaluate(self) -> tuple[dict[str, float], dict[str, float]]:
         evals = {}
         for name, data in self.eval_data.items():
-            evals[name], predicted, target = evaluate(self.model, data, self.env.device,
-                                                      self.splits.eval_classes.get(name), self.method.autocast,
-                                                      self.inputs)
+            evals[name], predicted, target = evaluate(
+                self.model, data, self.env.device, self.splits.eval_classes.get(name), self.method.autocast, self.inputs
+            )
             ids = self.splits.example_ids.get(name) or [str(i) for i in range(len(target))]
-            self.last = {**self.last, name: Predictions(name, tuple(ids), predicted.numpy(), target.numpy(),
-                                                        (predicted == target).numpy())}
+            self.last = {
+                **self.last,
+                name: Predictions(name, tuple(ids), predicted.numpy(), target.numpy(), (predicted == target).numpy()),
+            }
         # the train-split FP-distance loader of earlier releases drew one base seed from the global RNG here (every
         # DataLoader iterator does); drawn still, so that existing run keys keep training the same
         torch.empty((), dtype=torch.int64).random_()
@@ -210,8 +253,9 @@ class ImageTrainer:
     def headline(self, evals: dict[str, float]) -> dict[str, float | None]:
         return {"val_acc": evals.get("val"), "test_acc": reported_test(evals)}
 
-    def final(self, evals: dict[str, float], extra: dict[str, float], train_acc: float | None, epoch: int
-              ) -> dict[str, Any]:
+    def final(
+        self, evals: dict[str, float], extra: dict[str, float], train_acc: float | None, epoch: int
+    ) -> dict[str, Any]:
         return {"train_acc": train_acc, "evals": evals, "epoch": epoch}
 
     def metrics(self, final: dict[str, Any]) -> dict[str, Any]:

@@ -73,8 +73,9 @@ def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
     return nullcontext
 
 
-def make_optimizer(params: list[nn.Parameter] | list[dict[str, Any]], lr: float, weight_decay: float,
-                   device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: list[nn.Parameter] | list[dict[str, Any]], lr: float, weight_decay: float, device: torch.device
+) -> torch.optim.Optimizer:
     """The authors' AdamW (parameters, or groups with their own weight decay as the text trainer's); on CUDA the
     fused kernel (one launch for all parameters, same update rule)."""
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
@@ -109,8 +110,13 @@ class EpochStats:
         seen = torch.as_tensor(self.seen, device=self.device).clamp(min=1)
         values = torch.stack([self.loss / n, self.correct * 100.0 / seen, self.gn_sum / n, self.gn_max])
         loss, acc, gn_mean, gn_max = values.tolist()
-        return {"loss": loss, "train_acc": acc, "grad_norm_mean": gn_mean, "grad_norm_max": gn_max,
-                "parts": {k: v.item() / n for k, v in self.parts.items()}}
+        return {
+            "loss": loss,
+            "train_acc": acc,
+            "grad_norm_mean": gn_mean,
+            "grad_norm_max": gn_max,
+            "parts": {k: v.item() / n for k, v in self.parts.items()},
+        }
 
 
 def check_finite(row: dict[str, Any], epoch: int) -> None:
@@ -167,8 +173,9 @@ class Trainer(Protocol):
     def headline(self, evals: dict[str, float]) -> dict[str, float | None]:
         """The epoch record's `val_acc` and `test_acc` from the evaluation sets' scores."""
 
-    def final(self, evals: dict[str, float], extra: dict[str, float], train_acc: float | None, epoch: int
-              ) -> dict[str, Any]:
+    def final(
+        self, evals: dict[str, float], extra: dict[str, float], train_acc: float | None, epoch: int
+    ) -> dict[str, Any]:
         """What an evaluation epoch leaves as the run's last evaluation (kept in checkpoints)."""
 
     def metrics(self, final: dict[str, Any]) -> dict[str, Any]:
@@ -185,15 +192,24 @@ TrainerFactory = Callable[[RunSpec, Environment, SetupCallback | None], Trainer]
 TRAINERS: Registry[TrainerFactory] = Registry("trainer")
 
 
-def run_epochs(trainer: Trainer, t: TrainConfig, env: Environment, on_epoch: EpochCallback, control: Control
-               ) -> dict[str, Any]:
+def run_epochs(
+    trainer: Trainer, t: TrainConfig, env: Environment, on_epoch: EpochCallback, control: Control
+) -> dict[str, Any]:
     """Trains from the checkpoint `control` holds (or from the start) to the last epoch; returns the last
     evaluation. `on_epoch` receives every epoch's record; `control` may stop the run between steps."""
     if not trainer.trains:  # only scored: one record at epoch 0, no training numbers
         start = time.perf_counter()
         evals, extra = trainer.evaluate()
-        on_epoch(0, EpochRecord(epoch=0, evals=evals, **_fields(trainer.headline(evals)), **_fields(extra),
-                                wall_time=time.perf_counter() - start))
+        on_epoch(
+            0,
+            EpochRecord(
+                epoch=0,
+                evals=evals,
+                **_fields(trainer.headline(evals)),
+                **_fields(extra),
+                wall_time=time.perf_counter() - start,
+            ),
+        )
         return trainer.final(evals, extra, None, 0)
     optimizer = trainer.state.optimizer
     first_epoch, final = trainer.state.start(control, env.device)  # after a checkpoint: as if never stopped
@@ -214,11 +230,22 @@ def run_epochs(trainer: Trainer, t: TrainConfig, env: Environment, on_epoch: Epo
         evals, extra = trainer.evaluate() if is_eval else ({}, {})
         if is_eval:
             final = {**trainer.final(evals, extra, row["train_acc"], epoch), **readings}
-        on_epoch(epoch, EpochRecord(
-            epoch=epoch, lr=lr, loss=row["loss"], parts=row["parts"], train_acc=row["train_acc"], evals=evals,
-            **_fields(trainer.headline(evals)), grad_norm_mean=row["grad_norm_mean"],
-            grad_norm_max=row["grad_norm_max"], **_fields({**readings, **extra}),
-            wall_time=time.perf_counter() - start))
+        on_epoch(
+            epoch,
+            EpochRecord(
+                epoch=epoch,
+                lr=lr,
+                loss=row["loss"],
+                parts=row["parts"],
+                train_acc=row["train_acc"],
+                evals=evals,
+                **_fields(trainer.headline(evals)),
+                grad_norm_mean=row["grad_norm_mean"],
+                grad_norm_max=row["grad_norm_max"],
+                **_fields({**readings, **extra}),
+                wall_time=time.perf_counter() - start,
+            ),
+        )
         trainer.end_epoch(epoch)
         # after the schedule step: the checkpoint holds the lr the next epoch starts with
         control.epoch_done(epoch, lambda epoch=epoch, final=final: trainer.state.capture(epoch, final))
@@ -235,8 +262,13 @@ def trainer_kind(spec: RunSpec) -> str:
     return READERS.get(load_suite(spec.suite).reader).kind
 
 
-def train_run(spec: RunSpec, env: Environment, on_epoch: EpochCallback, setup_info: SetupCallback | None = None,
-              control: Control | None = None) -> TrainResult:
+def train_run(
+    spec: RunSpec,
+    env: Environment,
+    on_epoch: EpochCallback,
+    setup_info: SetupCallback | None = None,
+    control: Control | None = None,
+) -> TrainResult:
     """Trains `spec` and returns its final metrics and trained weights; `on_epoch` receives every epoch's record
     (the store writes it). `control` resumes from a checkpoint, is offered one after every epoch, and may stop the
     run between steps (raising `Stopped`)."""

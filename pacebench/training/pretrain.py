@@ -24,8 +24,12 @@ from pacebench.data.demo import SOURCE_CLASSES, digits_tensors
 PRETRAIN_EPOCHS, PRETRAIN_SEED, DEMO_IMAGE_SIZE = 60, 1234, 16
 
 
-def pretrain_demo_backbone(image_size: int = DEMO_IMAGE_SIZE, epochs: int = PRETRAIN_EPOCHS, threads: int = 1,
-                           progress: Callable[[int, int], None] | None = None) -> Path:
+def pretrain_demo_backbone(
+    image_size: int = DEMO_IMAGE_SIZE,
+    epochs: int = PRETRAIN_EPOCHS,
+    threads: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Returns the demo checkpoint, training it first (about 6 s with one thread here) if it is not cached.
 
     Args:

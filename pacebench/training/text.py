@@ -70,21 +70,30 @@ class TaskStats(EpochStats):
 def decay_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only, none on biases and norm weights: the Hugging Face Trainer's rule, which the
     LoRA paper's GLUE runs used (the image trainer decays everything, as the PACE authors' code does)."""
-    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
 
 
 def model_folder(spec: RunSpec, weights: Path | None, weights_dir: Path | None = None) -> Path:
     folder = backbones.resolve(spec.backbone, weights, weights_dir).weights
     if folder is None or not folder.is_dir():
-        raise UsageError(f"backbone {spec.backbone} is not a model folder; text suites take a Hugging Face folder "
-                         "(--weights DIR, or roberta_base / phi3_mini_4k_instruct under the weights folder)")
+        raise UsageError(
+            f"backbone {spec.backbone} is not a model folder; text suites take a Hugging Face folder "
+            "(--weights DIR, or roberta_base / phi3_mini_4k_instruct under the weights folder)"
+        )
     return folder
 
 
 @torch.no_grad()
-def fp_distance(model: models.TextModel, task: TextTask, data: torch.utils.data.DataLoader, device: torch.device,
-                autocast: Callable[[], Any]) -> float:
+def fp_distance(
+    model: models.TextModel,
+    task: TextTask,
+    data: torch.utils.data.DataLoader,
+    device: torch.device,
+    autocast: Callable[[], Any],
+) -> float:
     """Paper Eq. 5 on the task outputs, in eval mode: the objective's distance between the tuned model and the
     pre-trained one (LoRA off, task head kept), averaged over samples (GSM-8K: over answer tokens)."""
     model.eval()
@@ -102,9 +111,15 @@ def fp_distance(model: models.TextModel, task: TextTask, data: torch.utils.data.
     return total / max(count, 1)
 
 
-def readings(model: models.TextModel, task: TextTask, data: torch.utils.data.DataLoader,
-             params: list[torch.nn.Parameter], device: torch.device, autocast: Callable[[], Any],
-             with_fp: bool = True) -> tuple[float, float]:
+def readings(
+    model: models.TextModel,
+    task: TextTask,
+    data: torch.utils.data.DataLoader,
+    params: list[torch.nn.Parameter],
+    device: torch.device,
+    autocast: Callable[[], Any],
+    with_fp: bool = True,
+) -> tuple[float, float]:
     """Fig. 2's readings of the clean model (eval mode: no noise, no dropout) on one loader, as for images: the norm
     of the task loss's gradient per mini-batch, averaged, and the FP-distance on the task outputs (the objective's
     distance to the pre-trained model, averaged over samples or answer tokens; NaN without `with_fp`, which skips
@@ -146,11 +161,18 @@ class TextTrainer:
         self.last: dict[str, Predictions] = {}  # each evaluation set's predictions at the latest evaluation
         folder = model_folder(spec, env.weights, env.weights_dir)
         self.tokenizer = models.load_tokenizer(folder)
-        self.model = model = models.build(folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha,
-                                          task.num_labels())
+        self.model = model = models.build(
+            folder, task.kind, t.adapter, t.rank, task.settings.lora_alpha, task.num_labels()
+        )
         started = models.load_lora(model, Path(task.settings.init_lora)) if task.settings.init_lora else 0
-        ready = models.attach(model, spec.method, SetupInfo(len(splits.train), task.num_labels()), task.objective(),
-                              spec.method_config, env.device)
+        ready = models.attach(
+            model,
+            spec.method,
+            SetupInfo(len(splits.train), task.num_labels()),
+            task.objective(),
+            spec.method_config,
+            env.device,
+        )
         self.method = method = ready.method
         self.trains = method.trains
         method.autocast = autocast_for(t.precision, env.device)
@@ -160,18 +182,24 @@ class TextTrainer:
             setup_info({**model.parameter_counts(), **facts})
         train_items = task.encode(splits.train, self.tokenizer)
         batches = collate(self.tokenizer.pad_token_id, task.label_dtype())
-        self.train_data = torch.utils.data.DataLoader(Items(train_items), batch_size=t.batch_size, shuffle=True,
-                                                      generator=generator, collate_fn=batches)
-        self.fp_data = torch.utils.data.DataLoader(Items(train_items[:FP_SAMPLES]), batch_size=t.eval_batch_size,
-                                                   collate_fn=batches)
+        self.train_data = torch.utils.data.DataLoader(
+            Items(train_items), batch_size=t.batch_size, shuffle=True, generator=generator, collate_fn=batches
+        )
+        self.fp_data = torch.utils.data.DataLoader(
+            Items(train_items[:FP_SAMPLES]), batch_size=t.eval_batch_size, collate_fn=batches
+        )
         heldout = "val" if "val" in splits.evals else task.reported  # phase tune never opens the reported split
         # Fig. 2's readings at the training batch size; their loaders have a generator of their own, so taking them
         # (or not: --diagnostics off) leaves the global RNG, and so training, untouched
-        self.diag_data = {on: torch.utils.data.DataLoader(Items(items[:FP_SAMPLES]), batch_size=t.batch_size,
-                                                          collate_fn=batches,
-                                                          generator=torch.Generator().manual_seed(0))
-                          for on, items in (("train", train_items),
-                                            ("heldout", task.encode(splits.evals[heldout], self.tokenizer)))}
+        self.diag_data = {
+            on: torch.utils.data.DataLoader(
+                Items(items[:FP_SAMPLES]),
+                batch_size=t.batch_size,
+                collate_fn=batches,
+                generator=torch.Generator().manual_seed(0),
+            )
+            for on, items in (("train", train_items), ("heldout", task.encode(splits.evals[heldout], self.tokenizer)))
+        }
         self.eval_batch_size = t.eval_batch_size
         self.params = ready.params
         if not self.trains:
@@ -181,7 +209,8 @@ class TextTrainer:
         optimizer = make_optimizer(decay_groups(self.params, t.weight_decay), t.lr, t.weight_decay, env.device)
         total_steps = t.epochs * len(self.train_data)
         self.schedule = get_linear_schedule_with_warmup(
-            optimizer, math.ceil(task.settings.warmup_ratio * total_steps), total_steps)
+            optimizer, math.ceil(task.settings.warmup_ratio * total_steps), total_steps
+        )
         self.state = TrainState(model, optimizer, self.schedule, method, generator)
 
     def batches(self) -> Iterator[Batch]:
@@ -201,24 +230,32 @@ class TextTrainer:
         """The linear schedule steps every batch (`step`), not per epoch."""
 
     def evaluate(self) -> tuple[dict[str, float], dict[str, float]]:
-        scored = {name: self.task.evaluate(self.model, examples, self.tokenizer, self.eval_batch_size,
-                                           self.env.device, self.method.autocast)
-                  for name, examples in self.splits.evals.items()}
-        self.last = {name: Predictions(name, tuple(str(i) for i in range(len(s.target))), s.predicted, s.target,
-                                       s.correct, s.metric) for name, s in scored.items()}
+        scored = {
+            name: self.task.evaluate(
+                self.model, examples, self.tokenizer, self.eval_batch_size, self.env.device, self.method.autocast
+            )
+            for name, examples in self.splits.evals.items()
+        }
+        self.last = {
+            name: Predictions(
+                name, tuple(str(i) for i in range(len(s.target))), s.predicted, s.target, s.correct, s.metric
+            )
+            for name, s in scored.items()
+        }
         evals = {name: s.score for name, s in scored.items()}
-        return evals, {"fp_distance": fp_distance(self.model, self.task, self.fp_data, self.env.device,
-                                                  self.method.autocast)}
+        return evals, {
+            "fp_distance": fp_distance(self.model, self.task, self.fp_data, self.env.device, self.method.autocast)
+        }
 
     def readings(self) -> dict[str, float]:
-        return fig2_readings(self.model, self.task, self.diag_data, self.params, self.env.device,
-                             self.method.autocast)
+        return fig2_readings(self.model, self.task, self.diag_data, self.params, self.env.device, self.method.autocast)
 
     def headline(self, evals: dict[str, float]) -> dict[str, float | None]:
         return {"val_acc": evals.get("val"), "test_acc": evals.get(self.task.reported)}
 
-    def final(self, evals: dict[str, float], extra: dict[str, float], train_acc: float | None, epoch: int
-              ) -> dict[str, Any]:
+    def final(
+        self, evals: dict[str, float], extra: dict[str, float], train_acc: float | None, epoch: int
+    ) -> dict[str, Any]:
         return _final(self.task, evals, extra["fp_distance"], train_acc, epoch)
 
     def metrics(self, final: dict[str, Any]) -> dict[str, Any]:
@@ -231,9 +268,14 @@ class TextTrainer:
         return self.last
 
 
-def fig2_readings(model: models.TextModel, task: TextTask, data: dict[str, torch.utils.data.DataLoader],
-                  params: list[torch.nn.Parameter], device: torch.device, autocast: Callable[[], Any]
-                  ) -> dict[str, float]:
+def fig2_readings(
+    model: models.TextModel,
+    task: TextTask,
+    data: dict[str, torch.utils.data.DataLoader],
+    params: list[torch.nn.Parameter],
+    device: torch.device,
+    autocast: Callable[[], Any],
+) -> dict[str, float]:
     """The task-gradient norm on the training and held-out splits and the held-out FP-distance, named as the image
     loop names them (the training split's FP-distance is the evaluation's, so it is not taken again here)."""
     out = {}
@@ -249,5 +291,12 @@ def _final(task: TextTask, evals: dict[str, float], fp: float, train_acc: float 
     """The run's metrics: `test_acc` holds the reported split's score (GLUE dev, GSM-8K test) whatever its metric,
     so the shared tools (runs list, tables, figures) read text runs like image runs; `metric` names it."""
     metric = getattr(getattr(task, "task", None), "metric", "exact_match")
-    return {"train_acc": train_acc, "evals": evals, "fp_distance": fp, "epoch": epoch, "metric": metric,
-            "val_acc": evals.get("val"), "test_acc": evals.get(task.reported)}
+    return {
+        "train_acc": train_acc,
+        "evals": evals,
+        "fp_distance": fp,
+        "epoch": epoch,
+        "metric": metric,
+        "val_acc": evals.get("val"),
+        "test_acc": evals.get(task.reported),
+    }

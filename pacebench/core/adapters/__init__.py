@@ -35,8 +35,7 @@ from pacebench.core.adapters.layout import Layout, layout_of
 from pacebench.core.noise import NOISES, Noise, schedule
 from pacebench.errors import UsageError
 
-MODULES = ("parts", "full", "linear", "vpt_deep", "adapter", "adaptformer", "peft_lora", "ssf", "bitfit",
-           "repadapter")
+MODULES = ("parts", "full", "linear", "vpt_deep", "adapter", "adaptformer", "peft_lora", "ssf", "bitfit", "repadapter")
 for _module in MODULES:
     import_module(f"pacebench.core.adapters.{_module}")
 
@@ -63,8 +62,9 @@ def train_defaults(kind: str) -> dict[str, float | int]:
     return kind_of(kind).train_defaults()
 
 
-def check_settings(kind: str, rank: int | None, scale: float | None, dropout: float | None,
-                   rank_given: bool = False) -> None:
+def check_settings(
+    kind: str, rank: int | None, scale: float | None, dropout: float | None, rank_given: bool = False
+) -> None:
     """Refuses settings `kind` cannot take, before anything is trained: an option it does not read, a size it cannot
     have, or a rank given (`rank_given`) to a kind without a size."""
     entry = kind_of(kind)
@@ -73,8 +73,9 @@ def check_settings(kind: str, rank: int | None, scale: float | None, dropout: fl
     entry.settings(rank, scale, dropout)
 
 
-def inject(model: nn.Module, kind: str, rank: int | None = None, scale: float | None = None,
-           dropout: float | None = None) -> Layout:
+def inject(
+    model: nn.Module, kind: str, rank: int | None = None, scale: float | None = None, dropout: float | None = None
+) -> Layout:
     """Freezes `model`, puts adapter `kind` into it (size `rank`, options `scale` and `dropout`; None: the kind's
     defaults) and wraps the head, trained in full, in a NoisyHead."""
     entry = kind_of(kind)
@@ -216,8 +217,14 @@ def fold(model: nn.Module) -> nn.Module:
     return model
 
 
-def apply_noise(model: nn.Module, kind: str | None, sigma: float = 0.0, schedule_name: str = "code",
-                target: str = "delta", group: str = NoiseGroup.window) -> list[float]:
+def apply_noise(
+    model: nn.Module,
+    kind: str | None,
+    sigma: float = 0.0,
+    schedule_name: str = "code",
+    target: str = "delta",
+    group: str = NoiseGroup.window,
+) -> list[float]:
     """Puts noise of `kind` on every noisy adapter module and the head, σ by position, drawn per `group` (a
     `choices.NoiseGroup`); kind None removes all noise.
 
@@ -257,9 +264,40 @@ def _set_hook(model: nn.Module, handle: object | None) -> None:
 
 
 __all__ = [
-    "ADAPTERS", "DESCRIPTIONS", "KINDS", "MODULES", "OPTIONS", "PARTS", "PART_KINDS", "AdaptedLinear", "Adapter",
-    "AdapterPart", "Kind", "Layout", "NoisyHead", "ParamCount", "adapted_layers", "adapter_modules",
-    "adapter_parameters", "apply_noise", "check_settings", "count_parameters", "disabled", "fold", "head_parameters",
-    "inject", "kind_of", "layout_of", "merge", "merged", "noisy_layers", "parse_kind", "pretrained_logits",
-    "plain_paths", "train_defaults", "trainable_state", "training_paths", "unmerge",
+    "ADAPTERS",
+    "DESCRIPTIONS",
+    "KINDS",
+    "MODULES",
+    "OPTIONS",
+    "PARTS",
+    "PART_KINDS",
+    "AdaptedLinear",
+    "Adapter",
+    "AdapterPart",
+    "Kind",
+    "Layout",
+    "NoisyHead",
+    "ParamCount",
+    "adapted_layers",
+    "adapter_modules",
+    "adapter_parameters",
+    "apply_noise",
+    "check_settings",
+    "count_parameters",
+    "disabled",
+    "fold",
+    "head_parameters",
+    "inject",
+    "kind_of",
+    "layout_of",
+    "merge",
+    "merged",
+    "noisy_layers",
+    "parse_kind",
+    "pretrained_logits",
+    "plain_paths",
+    "train_defaults",
+    "trainable_state",
+    "training_paths",
+    "unmerge",
 ]

@@ -54,20 +54,34 @@ def build(where: tuple[str, ...], model: nn.Module, layout: Layout, settings: Se
             setattr(block, name, SerialAdapter(getattr(block, name), dim, settings.size, position, settings.dropout))
 
 
-register(Kind(
-    "adapter", "Adapter (NOAH's VTAB-1k 'Adapter'): one bottleneck after each block's MLP, width h = rank",
-    "Houlsby et al. (ICML 2019) as NOAH ran it (ZhangYuanhan-AI/NOAH): one sequential adapter after the MLP, "
-    "QuickGELU, xavier init, dropout 0.1, h = 8",
-    "the adapter's branch output up(dropout(act(down(h)))) before the residual h +",
-    partial(build, ("mlp",)),
-    size="bottleneck width h", default_size=8, defaults={"adapter_dropout": 0.1}, starts_at_identity=False,
-    why_not_mergeable=WHY))
+register(
+    Kind(
+        "adapter",
+        "Adapter (NOAH's VTAB-1k 'Adapter'): one bottleneck after each block's MLP, width h = rank",
+        "Houlsby et al. (ICML 2019) as NOAH ran it (ZhangYuanhan-AI/NOAH): one sequential adapter after the MLP, "
+        "QuickGELU, xavier init, dropout 0.1, h = 8",
+        "the adapter's branch output up(dropout(act(down(h)))) before the residual h +",
+        partial(build, ("mlp",)),
+        size="bottleneck width h",
+        default_size=8,
+        defaults={"adapter_dropout": 0.1},
+        starts_at_identity=False,
+        why_not_mergeable=WHY,
+    )
+)
 
-register(Kind(
-    "houlsby", "Houlsby adapters: a bottleneck after attention and one after the MLP in each block, h = rank",
-    "Houlsby et al. (ICML 2019): two sequential adapters per block (after attention's projection and after the "
-    "MLP), built as NOAH's adapter; the LayerNorms stay frozen",
-    "each adapter's branch output, before the residual h +",
-    partial(build, ("attn", "mlp")),
-    size="bottleneck width h", default_size=8, defaults={"adapter_dropout": 0.1}, starts_at_identity=False,
-    why_not_mergeable=WHY))
+register(
+    Kind(
+        "houlsby",
+        "Houlsby adapters: a bottleneck after attention and one after the MLP in each block, h = rank",
+        "Houlsby et al. (ICML 2019): two sequential adapters per block (after attention's projection and after the "
+        "MLP), built as NOAH's adapter; the LayerNorms stay frozen",
+        "each adapter's branch output, before the residual h +",
+        partial(build, ("attn", "mlp")),
+        size="bottleneck width h",
+        default_size=8,
+        defaults={"adapter_dropout": 0.1},
+        starts_at_identity=False,
+        why_not_mergeable=WHY,
+    )
+)

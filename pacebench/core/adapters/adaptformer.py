@@ -34,8 +34,7 @@ class ParallelAdapter(Noisy, Adapter):
     """The block's second drop path (around the MLP's output) plus the scaled adapter branch of the stream that
     entered norm2 (`StreamTap` hands it over)."""
 
-    def __init__(self, drop_path: nn.Module, dim: int, width: int, scale: float, position: int,
-                 dropout: float) -> None:
+    def __init__(self, drop_path: nn.Module, dim: int, width: int, scale: float, position: int, dropout: float) -> None:
         super().__init__(position)
         self.drop_path = drop_path
         self.adapter = Bottleneck(dim, width, nn.ReLU(), dropout)
@@ -77,10 +76,17 @@ def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
         block.norm2 = StreamTap(block.norm2, adapter)
 
 
-register(Kind(
-    "adaptformer", "AdaptFormer: a scaled bottleneck beside each block's MLP (VTAB-1k 'AdaptFormer'), h = rank",
-    "AdaptFormer (Chen et al., NeurIPS 2022), official code ShoufaChen/AdaptFormer: parallel, fed before norm2, "
-    "outside the drop path, ReLU, LoRA-style init (up = 0), dropout 0.1, s = 0.1; h = 8 as in the VTAB-1k row",
-    "the scaled branch output s · up(dropout(ReLU(down(x)))) before it joins the residual stream",
-    build, size="bottleneck width h", default_size=8, defaults={"adapter_scale": 0.1, "adapter_dropout": 0.1},
-    why_not_mergeable="its ReLU sits between the down- and up-projection, so no linear layer can absorb it"))
+register(
+    Kind(
+        "adaptformer",
+        "AdaptFormer: a scaled bottleneck beside each block's MLP (VTAB-1k 'AdaptFormer'), h = rank",
+        "AdaptFormer (Chen et al., NeurIPS 2022), official code ShoufaChen/AdaptFormer: parallel, fed before norm2, "
+        "outside the drop path, ReLU, LoRA-style init (up = 0), dropout 0.1, s = 0.1; h = 8 as in the VTAB-1k row",
+        "the scaled branch output s · up(dropout(ReLU(down(x)))) before it joins the residual stream",
+        build,
+        size="bottleneck width h",
+        default_size=8,
+        defaults={"adapter_scale": 0.1, "adapter_dropout": 0.1},
+        why_not_mergeable="its ReLU sits between the down- and up-projection, so no linear layer can absorb it",
+    )
+)

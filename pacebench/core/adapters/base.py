@@ -237,8 +237,7 @@ class AdaptedLinear(Noisy, Adapter):
         """CPU only (fp32): per-sample weights built a few at a time in cache (persample.py) measured 0.69-0.74x
         of two products (forward + backward) on vit_tiny's 192- and 768-wide layers and 0.72x on test_vit's
         64-wide ones; on a GPU the two large products win."""
-        return (self.per_sample and x.ndim == 3 and x.device.type == "cpu"
-                and not torch.is_autocast_enabled("cpu"))
+        return self.per_sample and x.ndim == 3 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
 
     def _fast_noisy(self, x: Tensor) -> Tensor | None:
         """The noisy forward in its cheapest exact form, or None where the noise must see Δh itself."""

@@ -57,15 +57,24 @@ class BiasTuned(Noisy, Adapter):
 
 def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
     where = positions(layout)
-    ops = [(name, m) for name, m in outside_head(model, layout)
-           if isinstance(m, BIASED) and isinstance(getattr(m, "bias", None), nn.Parameter)]
+    ops = [
+        (name, m)
+        for name, m in outside_head(model, layout)
+        if isinstance(m, BIASED) and isinstance(getattr(m, "bias", None), nn.Parameter)
+    ]
     for name, op in ops:
         set_child(model, name, BiasTuned(op, where.get(id(op), 0)))
 
 
-register(Kind(
-    "bitfit", "BitFit: every bias of the backbone, LayerNorms' β included (VPT's VTAB-1k 'Bias'; no size)",
-    "BitFit (Ben Zaken et al., ACL 2022); VTAB-1k 'Bias' row from VPT (Jia et al., ECCV 2022): all biases, "
-    "LayerNorm β included",
-    "the learned offset δb = b - b0 that each op adds to every token",
-    build, size=None, mergeable=True))
+register(
+    Kind(
+        "bitfit",
+        "BitFit: every bias of the backbone, LayerNorms' β included (VPT's VTAB-1k 'Bias'; no size)",
+        "BitFit (Ben Zaken et al., ACL 2022); VTAB-1k 'Bias' row from VPT (Jia et al., ECCV 2022): all biases, "
+        "LayerNorm β included",
+        "the learned offset δb = b - b0 that each op adds to every token",
+        build,
+        size=None,
+        mergeable=True,
+    )
+)

@@ -100,21 +100,34 @@ class PretrainedRest(Adapter):
 
 def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
     where = positions(layout)
-    ops = [(name, m) for name, m in outside_head(model, layout)
-           if isinstance(m, AFFINE) and any(True for _ in m.parameters(recurse=False))]
+    ops = [
+        (name, m)
+        for name, m in outside_head(model, layout)
+        if isinstance(m, AFFINE) and any(True for _ in m.parameters(recurse=False))
+    ]
     for name, op in ops:
         set_child(model, name, Tuned(op, where.get(id(op), 0)))
     inside = {id(p) for _, op in ops for p in op.parameters()}
-    owners = [(m, n) for _, m in outside_head(model, layout) for n, p in m.named_parameters(recurse=False)
-              if id(p) not in inside]
+    owners = [
+        (m, n)
+        for _, m in outside_head(model, layout)
+        for n, p in m.named_parameters(recurse=False)
+        if id(p) not in inside
+    ]
     owners += [(model, n) for n, _ in model.named_parameters(recurse=False)]
     if owners:
         model.add_module("pretrained_rest", PretrainedRest(owners))
 
 
-register(Kind(
-    "full", "Full fine-tuning: every backbone parameter (VTAB-1k 'Full'); PACE perturbs W - W0's output",
-    "VPT (Jia et al., ECCV 2022): the VTAB-1k 'Full' row; ViT-B/16 85,798,656 parameters (printed 85.8 M)",
-    "Δh = f(x; θ) - f(x; θ0) of every Linear, LayerNorm and convolution (the weight update's output); class and "
-    "position embeddings unperturbed",
-    build, size=None, mergeable=True))
+register(
+    Kind(
+        "full",
+        "Full fine-tuning: every backbone parameter (VTAB-1k 'Full'); PACE perturbs W - W0's output",
+        "VPT (Jia et al., ECCV 2022): the VTAB-1k 'Full' row; ViT-B/16 85,798,656 parameters (printed 85.8 M)",
+        "Δh = f(x; θ) - f(x; θ0) of every Linear, LayerNorm and convolution (the weight update's output); class and "
+        "position embeddings unperturbed",
+        build,
+        size=None,
+        mergeable=True,
+    )
+)

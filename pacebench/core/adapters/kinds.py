@@ -89,8 +89,10 @@ class Kind:
         given = {"adapter_scale": scale, "adapter_dropout": dropout}
         unread = [name for name, value in given.items() if value is not None and name not in self.defaults]
         if unread:
-            raise UsageError(f"adapter {self.name} has no {unread[0]} setting; leave it unset (options of "
-                             f"{self.name}: {', '.join(self.defaults) or 'none'})")
+            raise UsageError(
+                f"adapter {self.name} has no {unread[0]} setting; leave it unset (options of "
+                f"{self.name}: {', '.join(self.defaults) or 'none'})"
+            )
         own = self.default_size if rank is None else rank
         size = own if self.size else 1  # a kind without a size ignores `rank`
         if size < 1:
@@ -134,5 +136,4 @@ def positions(layout: Layout) -> dict[int, int]:
 def outside_head(model: nn.Module, layout: Layout) -> list[tuple[str, nn.Module]]:
     """(path, module) of every module of the backbone, the classification head and what it holds left out."""
     head = layout.head_path
-    return [(name, m) for name, m in model.named_modules()
-            if name and name != head and not name.startswith(head + ".")]
+    return [(name, m) for name, m in model.named_modules() if name and name != head and not name.startswith(head + ".")]

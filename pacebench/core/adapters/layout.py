@@ -62,5 +62,6 @@ def layout_of(model: nn.Module) -> Layout:
     for _, (matches, build) in LAYOUTS.items():
         if matches(model):
             return build(model)
-    raise UsageError(f"pacebench can put adapters on {', '.join(LAYOUTS.names())} backbones, "
-                     f"not on {type(model).__name__}")
+    raise UsageError(
+        f"pacebench can put adapters on {', '.join(LAYOUTS.names())} backbones, not on {type(model).__name__}"
+    )

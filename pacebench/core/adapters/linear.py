@@ -21,8 +21,15 @@ def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
     """Nothing in the backbone: `adapters.inject` trains the head, as for every kind."""
 
 
-register(Kind(
-    "linear", "Linear probing: the head alone (VTAB-1k 'Linear'); PACE perturbs the logits",
-    "VPT (Jia et al., ECCV 2022): the VTAB-1k 'Linear' row; 0 backbone parameters (NOAH prints 0.04 M: the mean head)",
-    "the head's logits (there is no Δh in the backbone): PACE becomes a penalty on the logits' norm",
-    build, size=None, mergeable=True))
+register(
+    Kind(
+        "linear",
+        "Linear probing: the head alone (VTAB-1k 'Linear'); PACE perturbs the logits",
+        "VPT (Jia et al., ECCV 2022): the VTAB-1k 'Linear' row; 0 backbone parameters "
+        "(NOAH prints 0.04 M: the mean head)",
+        "the head's logits (there is no Δh in the backbone): PACE becomes a penalty on the logits' norm",
+        build,
+        size=None,
+        mergeable=True,
+    )
+)

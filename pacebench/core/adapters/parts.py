@@ -18,8 +18,10 @@ from pacebench.core.adapters.base import PARTS, AdaptedLinear
 from pacebench.core.adapters.kinds import Kind, Settings, register, set_child
 from pacebench.core.adapters.layout import Layout
 
-SOURCE = ("PACE (Ni et al., NeurIPS 2024) §3.1 and its code (`Vision/pace/residual_adapters.py`): every nn.Linear of "
-          "every block, no α/r scaling, no dropout")
+SOURCE = (
+    "PACE (Ni et al., NeurIPS 2024) §3.1 and its code (`Vision/pace/residual_adapters.py`): every nn.Linear of "
+    "every block, no α/r scaling, no dropout"
+)
 NOISE = "Δh = ΔW x + Δb of every adapted Linear, and the head's logits"
 
 
@@ -36,8 +38,9 @@ def _register_family() -> None:
     """Each weight part with each prompt part (the paper's LoRA+VPT family first), then each part alone."""
     weights = [cls for _, cls in PARTS.items() if not cls.prompt]
     prompts = [cls for _, cls in PARTS.items() if cls.prompt]
-    kinds = {f"{w.name}+{p.name}": ([w.name, p.name], f"{w.description} + {p.description}")
-             for w in weights for p in prompts}
+    kinds = {
+        f"{w.name}+{p.name}": ([w.name, p.name], f"{w.description} + {p.description}") for w in weights for p in prompts
+    }
     kinds.update({name: ([name], cls.description) for name, cls in PARTS.items()})
     for name, (names, description) in kinds.items():
         register(Kind(name, description, SOURCE, NOISE, partial(build, names), mergeable=True, family="pace"))

@@ -87,8 +87,9 @@ def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
     try:
         import peft.tuners.lora as peft_lora  # lazy: peft imports transformers (seconds)
     except ImportError:
-        raise UsageError("adapter lora uses Hugging Face peft: pip install 'pacebench[text]' (or pip install peft)"
-                         ) from None
+        raise UsageError(
+            "adapter lora uses Hugging Face peft: pip install 'pacebench[text]' (or pip install peft)"
+        ) from None
     r, alpha = settings.size, settings.scale * settings.size
     config = peft_lora.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=["qkv"], bias="none")
     for block, position in layout.blocks:
@@ -101,9 +102,17 @@ def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
         block.attn.qkv = LoRA(layer, position)
 
 
-register(Kind(
-    "lora", "LoRA (VTAB-1k 'LoRA', via peft): ΔW = (α/r) B A on each block's fused qkv, r = rank",
-    "LoRA (Hu et al., ICLR 2022) as NOAH ran it (ZhangYuanhan-AI/NOAH): fused qkv, kaiming/zero init, dropout 0.1, "
-    "r = 8, no scaling (α = r); peft's LoRA layer",
-    "the branch output B A x (a forward hook on peft's lora_B, as the text suites do)",
-    build, size="rank r", default_size=8, defaults={"adapter_scale": 1.0, "adapter_dropout": 0.1}, mergeable=True))
+register(
+    Kind(
+        "lora",
+        "LoRA (VTAB-1k 'LoRA', via peft): ΔW = (α/r) B A on each block's fused qkv, r = rank",
+        "LoRA (Hu et al., ICLR 2022) as NOAH ran it (ZhangYuanhan-AI/NOAH): fused qkv, kaiming/zero init, dropout 0.1, "
+        "r = 8, no scaling (α = r); peft's LoRA layer",
+        "the branch output B A x (a forward hook on peft's lora_B, as the text suites do)",
+        build,
+        size="rank r",
+        default_size=8,
+        defaults={"adapter_scale": 1.0, "adapter_dropout": 0.1},
+        mergeable=True,
+    )
+)

@@ -37,8 +37,7 @@ def _per_sample_products(a: Tensor, w0: Tensor, dw: Tensor, z: Tensor, transpose
 
 class PerSampleNoisyLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, w0: Tensor, b0: Tensor | None, dw: Tensor, db: Tensor | None, z: Tensor
-                ) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, w0: Tensor, b0: Tensor | None, dw: Tensor, db: Tensor | None, z: Tensor) -> Tensor:  # type: ignore[override]
         # x [B, N, in], z [B, 1, out]; the per-sample weights are rebuilt in backward rather than kept
         x = x.contiguous()
         h = _per_sample_products(x, w0, dw, z, transpose=True)

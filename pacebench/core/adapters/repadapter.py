@@ -91,21 +91,34 @@ class RepLinear(Noisy, Adapter):
 
 
 def _check(settings: Settings) -> str | None:
-    return None if settings.size % GROUPS == 0 else f"the bottleneck width (rank) must be a multiple of {GROUPS}, " \
+    return (
+        None
+        if settings.size % GROUPS == 0
+        else f"the bottleneck width (rank) must be a multiple of {GROUPS}, "
         f"the groups of its up-projection; got {settings.size}"
+    )
 
 
 def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
     for block, position in layout.blocks:
         for owner, name in ((block.attn, "qkv"), (block.mlp, "fc1")):
-            setattr(owner, name, RepLinear(getattr(owner, name), settings.size, settings.scale, position,
-                                           settings.dropout))
+            setattr(
+                owner, name, RepLinear(getattr(owner, name), settings.size, settings.scale, position, settings.dropout)
+            )
 
 
-register(Kind(
-    "repadapter", "RepAdapter: a re-parameterisable adapter in front of qkv and fc1 in each block, h = rank",
-    "RepAdapter (Luo et al., 2023), official code luogen1996/RepAdapter, 'repblock': dense A, 2-group B "
-    "(zero-init), dropout 0.1, h = 8, s per task",
-    "the adapter's output s · (B(dropout(A x + a)) + b) before it enters qkv / fc1",
-    build, size="bottleneck width h", default_size=8, defaults={"adapter_scale": 1.0, "adapter_dropout": 0.1},
-    mergeable=True, check=_check))
+register(
+    Kind(
+        "repadapter",
+        "RepAdapter: a re-parameterisable adapter in front of qkv and fc1 in each block, h = rank",
+        "RepAdapter (Luo et al., 2023), official code luogen1996/RepAdapter, 'repblock': dense A, 2-group B "
+        "(zero-init), dropout 0.1, h = 8, s per task",
+        "the adapter's output s · (B(dropout(A x + a)) + b) before it enters qkv / fc1",
+        build,
+        size="bottleneck width h",
+        default_size=8,
+        defaults={"adapter_scale": 1.0, "adapter_dropout": 0.1},
+        mergeable=True,
+        check=_check,
+    )
+)

@@ -87,9 +87,16 @@ def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
         set_child(model, name, ScaleShift(op, where.get(id(op), 0)))
 
 
-register(Kind(
-    "ssf", "SSF: a per-channel scale and shift after every op of the backbone (no size)",
-    "SSF (Lian et al., NeurIPS 2022), official code dongzelian/SSF: after patch embedding, norm1, qkv, proj, norm2, "
-    "fc1, fc2 and the final norm; γ ~ N(1, 0.02²), β ~ N(0, 0.02²)",
-    "the learned offset (γ - 1) ⊙ u + β after each op",
-    build, size=None, mergeable=True, starts_at_identity=False))
+register(
+    Kind(
+        "ssf",
+        "SSF: a per-channel scale and shift after every op of the backbone (no size)",
+        "SSF (Lian et al., NeurIPS 2022), official code dongzelian/SSF: after patch embedding, norm1, qkv, proj, "
+        "norm2, fc1, fc2 and the final norm; γ ~ N(1, 0.02²), β ~ N(0, 0.02²)",
+        "the learned offset (γ - 1) ⊙ u + β after each op",
+        build,
+        size=None,
+        mergeable=True,
+        starts_at_identity=False,
+    )
+)

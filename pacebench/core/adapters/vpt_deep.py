@@ -36,8 +36,18 @@ from pacebench.core.droppath import SharedDropout
 class PromptedBlock(Noisy, Adapter):
     """A frozen transformer block whose input carries this block's prompt tokens (see the module docstring)."""
 
-    def __init__(self, block: nn.Module, length: int, dim: int, position: int, prefix: int, first: bool, last: bool,
-                 bound: float, dropout: float) -> None:
+    def __init__(
+        self,
+        block: nn.Module,
+        length: int,
+        dim: int,
+        position: int,
+        prefix: int,
+        first: bool,
+        last: bool,
+        bound: float,
+        dropout: float,
+    ) -> None:
         super().__init__(position)
         self.block = block
         self.prompts = nn.Parameter(torch.empty(length, dim).uniform_(-bound, bound))
@@ -49,9 +59,9 @@ class PromptedBlock(Noisy, Adapter):
             return self.block(x, *args, **kwargs)
         n, length = self.prefix, self.prompts.shape[0]
         prompts = self.noise(self.dropout(self.prompts.expand(x.shape[0], -1, -1).to(x.dtype)))
-        rest = x[:, n:] if self.first else x[:, n + length:]
+        rest = x[:, n:] if self.first else x[:, n + length :]
         y = self.block(torch.cat([x[:, :n], prompts, rest], dim=1), *args, **kwargs)
-        return torch.cat([y[:, :n], y[:, n + length:]], dim=1) if self.last else y
+        return torch.cat([y[:, :n], y[:, n + length :]], dim=1) if self.last else y
 
     def extra_repr(self) -> str:
         return f"prompts={tuple(self.prompts.shape)}, position={self.position}"
@@ -63,15 +73,32 @@ def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
     bound = math.sqrt(6.0 / (3 * patch + dim))
     blocks = cast(nn.Sequential, model.blocks)
     for i, (block, position) in enumerate(layout.blocks):
-        blocks[i] = PromptedBlock(block, settings.size, dim, position, model.num_prefix_tokens, i == 0,
-                                  i == len(layout.blocks) - 1, bound, settings.dropout)
+        blocks[i] = PromptedBlock(
+            block,
+            settings.size,
+            dim,
+            position,
+            model.num_prefix_tokens,
+            i == 0,
+            i == len(layout.blocks) - 1,
+            bound,
+            settings.dropout,
+        )
 
 
-register(Kind(
-    "vpt_deep", "VPT-Deep: p prompt tokens per block after the class token (VTAB-1k 'VPT-Deep'); p = rank",
-    "VPT (Jia et al., ECCV 2022), official code KMnP/vpt: deep prompts after CLS, replaced at every block, uniform "
-    "init, prompt dropout 0.1, CLS pooling",
-    "the prompt tokens themselves (z ⊙ P per block, one z per sample and channel shared by the p tokens)",
-    build, size="prompt length p", default_size=10, defaults={"adapter_dropout": 0.1}, families=("vit",),
-    starts_at_identity=False,
-    why_not_mergeable="its prompt tokens are extra inputs of every block, which no timm ViT weight can hold"))
+register(
+    Kind(
+        "vpt_deep",
+        "VPT-Deep: p prompt tokens per block after the class token (VTAB-1k 'VPT-Deep'); p = rank",
+        "VPT (Jia et al., ECCV 2022), official code KMnP/vpt: deep prompts after CLS, replaced at every block, uniform "
+        "init, prompt dropout 0.1, CLS pooling",
+        "the prompt tokens themselves (z ⊙ P per block, one z per sample and channel shared by the p tokens)",
+        build,
+        size="prompt length p",
+        default_size=10,
+        defaults={"adapter_dropout": 0.1},
+        families=("vit",),
+        starts_at_identity=False,
+        why_not_mergeable="its prompt tokens are extra inputs of every block, which no timm ViT weight can hold",
+    )
+)

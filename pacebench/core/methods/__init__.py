@@ -35,5 +35,17 @@ def paper_rows() -> dict[str, str]:
     return {name: cls.paper_row for name, cls in METHODS.items() if cls.paper_row}
 
 
-__all__ = ["ABLATIONS", "CLASSIFICATION", "EFFICIENCY", "METHODS", "Method", "MethodConfig", "Objective", "SetupInfo",
-           "StepOutput", "method_grid", "paper_rows", "tagged"]
+__all__ = [
+    "ABLATIONS",
+    "CLASSIFICATION",
+    "EFFICIENCY",
+    "METHODS",
+    "Method",
+    "MethodConfig",
+    "Objective",
+    "SetupInfo",
+    "StepOutput",
+    "method_grid",
+    "paper_rows",
+    "tagged",
+]

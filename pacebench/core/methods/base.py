@@ -31,13 +31,19 @@ from pacebench.values import parse_fields
 TABLE6, EFFICIENCY_TAG = "table6", "efficiency"
 
 
-def hp(default: Any, help: str, grid: Sequence[Any] = (), aliases: Sequence[str] = (),
-       equals: tuple[str, Any] | None = None) -> Any:
+def hp(
+    default: Any,
+    help: str,
+    grid: Sequence[Any] = (),
+    aliases: Sequence[str] = (),
+    equals: tuple[str, Any] | None = None,
+) -> Any:
     """A hyperparameter field (peft's style): its default, help text, default search grid and accepted aliases;
     `equals` = (method, value) where the method at that value amounts to another one (pace_multi's M = 2 is pace:
     Fig. 5 draws pace's runs at that point of the variant's axis)."""
-    return field(default=default, metadata={"help": help, "grid": list(grid), "aliases": tuple(aliases),
-                                            "equals": equals})
+    return field(
+        default=default, metadata={"help": help, "grid": list(grid), "aliases": tuple(aliases), "equals": equals}
+    )
 
 
 @dataclass(frozen=True)
@@ -182,8 +188,13 @@ class Method(Generic[C]):
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
         return ce_only(model, x, y, self.objective)
 
-    def backward(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], optimizer: torch.optim.Optimizer,
-                 params: list[nn.Parameter]) -> StepOutput:
+    def backward(
+        self,
+        model: nn.Module,
+        batch: tuple[Tensor, Tensor, Tensor],
+        optimizer: torch.optim.Optimizer,
+        params: list[nn.Parameter],
+    ) -> StepOutput:
         """zero_grad, the loss under autocast, backward; the gradient norm of the result."""
         x, y, idx = batch
         optimizer.zero_grad(set_to_none=True)
@@ -193,8 +204,13 @@ class Method(Generic[C]):
         out.grad_norm = grad_norm(params)
         return out
 
-    def step(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], optimizer: torch.optim.Optimizer,
-             params: list[nn.Parameter]) -> StepOutput:
+    def step(
+        self,
+        model: nn.Module,
+        batch: tuple[Tensor, Tensor, Tensor],
+        optimizer: torch.optim.Optimizer,
+        params: list[nn.Parameter],
+    ) -> StepOutput:
         out = self.backward(model, batch, optimizer, params)
         optimizer.step()
         self.steps += 1

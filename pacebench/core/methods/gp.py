@@ -105,4 +105,3 @@ class FpaGp(PenaltyMethod[FpaGpConfig]):
 
     def penalty_weight(self) -> float:
         return self.cfg.lam_gp
-

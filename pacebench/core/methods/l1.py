@@ -13,8 +13,7 @@ from pacebench.core.methods.base import TABLE6, Method, MethodConfig, StepOutput
 
 @dataclass(frozen=True)
 class L1Config(MethodConfig):
-    lam: float = hp(1e-4, "weight λ of Σ|adapter weights|", grid=[1e-5, 1e-4, 1e-3, 1e-2],
-                    aliases=("lambda", "λ"))
+    lam: float = hp(1e-4, "weight λ of Σ|adapter weights|", grid=[1e-5, 1e-4, 1e-3, 1e-2], aliases=("lambda", "λ"))
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [("lam", self.lam >= 0, "λ >= 0")]

@@ -17,8 +17,12 @@ from pacebench.core.methods.pace import PaceBase, PaceConfig, pace_loss
 
 @dataclass(frozen=True)
 class LazyConfig(PaceConfig):
-    interval: int = hp(2, "N: the consistency term every N-th step (on the duplicated first half of the batch)",
-                       aliases=("N",), equals=("pace", 1))
+    interval: int = hp(
+        2,
+        "N: the consistency term every N-th step (on the duplicated first half of the batch)",
+        aliases=("N",),
+        equals=("pace", 1),
+    )
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [*super().validate(), ("interval", self.interval >= 1, "N >= 1")]

@@ -38,8 +38,10 @@ SIGMA_GRID = [0.5, 0.8, 1.2, 1.6]  # multiplicative noise: z ~ N(1, σ²), σ of
 LAM_GRID = [0.1, 0.5, 1.0, 2.0]
 
 
-NOISE_GROUP_HELP = ("which rows share a noise draw in Swin's window attention: window (the authors' code) or sample "
-                    "(the paper's wording); ViT draws per sample either way")
+NOISE_GROUP_HELP = (
+    "which rows share a noise draw in Swin's window attention: window (the authors' code) or sample "
+    "(the paper's wording); ViT draws per sample either way"
+)
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,10 @@ class ScheduledConfig(MethodConfig):
     noise_group: str = hp(NoiseGroup.window.value, NOISE_GROUP_HELP)
 
     def validate(self) -> list[tuple[str, bool, str]]:
-        return [("schedule", self.schedule in set(Schedule), f"one of {', '.join(Schedule)}"),
-                ("noise_group", self.noise_group in set(NoiseGroup), f"one of {', '.join(NoiseGroup)}")]
+        return [
+            ("schedule", self.schedule in set(Schedule), f"one of {', '.join(Schedule)}"),
+            ("noise_group", self.noise_group in set(NoiseGroup), f"one of {', '.join(NoiseGroup)}"),
+        ]
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,7 @@ def split_copies(logits: Tensor, n: int) -> list[Tensor]:
     return list(logits.chunk(n))
 
 
-def pace_loss(model: nn.Module, x: Tensor, y: Tensor, lam: float, objective: Objective = CLASSIFICATION
-              ) -> StepOutput:
+def pace_loss(model: nn.Module, x: Tensor, y: Tensor, lam: float, objective: Objective = CLASSIFICATION) -> StepOutput:
     """CE on the first of two noisy copies + λ·consistency between them, in one forward pass over [x; x]
     (a text task's own loss and output distance in their place)."""
     logits1, logits2 = split_copies(forward_copies(model, x, 2), 2)

@@ -20,5 +20,7 @@ class Pretrained(Method[MethodConfig]):
     trains = False
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> StepOutput:
-        raise UsageError("method pretrained trains nothing: use it with a generation suite (gsm8k), where the "
-                         "untuned model is scored as it is")
+        raise UsageError(
+            "method pretrained trains nothing: use it with a generation suite (gsm8k), where the "
+            "untuned model is scored as it is"
+        )

@@ -31,8 +31,13 @@ class Sam(Method[SamConfig]):
     tags = frozenset({TABLE6})
     paper_row = "+SAM"
 
-    def backward(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], optimizer: torch.optim.Optimizer,
-                 params: list[nn.Parameter]) -> StepOutput:
+    def backward(
+        self,
+        model: nn.Module,
+        batch: tuple[Tensor, Tensor, Tensor],
+        optimizer: torch.optim.Optimizer,
+        params: list[nn.Parameter],
+    ) -> StepOutput:
         out = super().backward(model, batch, optimizer, params)  # g at θ; out.grad_norm = ‖g‖
         assert out.grad_norm is not None
         scale = self.cfg.rho / (out.grad_norm + 1e-12)

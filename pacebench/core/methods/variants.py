@@ -43,8 +43,9 @@ class PaceH(PaceBase[PaceConfig]):
 @dataclass(frozen=True)
 class PaceDropConfig(ScheduledConfig):
     lam: float = hp(1.0, LAM_HELP, grid=LAM_GRID, aliases=("lambda", "λ"))
-    p: float = hp(0.1, "drop rate at the most perturbed position; the σ schedule scales it over depth",
-                  grid=[0.05, 0.1, 0.2, 0.3])
+    p: float = hp(
+        0.1, "drop rate at the most perturbed position; the σ schedule scales it over depth", grid=[0.05, 0.1, 0.2, 0.3]
+    )
 
     def validate(self) -> list[tuple[str, bool, str]]:
         return [("lam", self.lam >= 0, "λ >= 0"), ("p", 0 <= self.p < 1, "0 <= p < 1"), *super().validate()]

@@ -20,8 +20,9 @@ from pacebench.report.tables.paper import paper_table
 from pacebench.store import Storage
 
 
-def gather(name: str, store: Storage, suite: str | None = None, dataset: str | None = None, ci: bool = False
-           ) -> TableData:
+def gather(
+    name: str, store: Storage, suite: str | None = None, dataset: str | None = None, ci: bool = False
+) -> TableData:
     """The table `name` (or an alias: "1", "vtab", "table1", ...) gathered from `store`, with what it left out;
     with `ci`, each measured mean with its 95% interval over seeds (`base.intervals`)."""
     entry = tables().get(name)
@@ -31,15 +32,20 @@ def gather(name: str, store: Storage, suite: str | None = None, dataset: str | N
         return data
     outdated = entry.reads.outdated(store, suite, dataset)
     if outdated:
-        data.notes.append(f"{len(outdated)} finished run(s) made before a pacebench change that alters their "
-                          "results are left out; run them again (their settings now give new run keys)")
+        data.notes.append(
+            f"{len(outdated)} finished run(s) made before a pacebench change that alters their "
+            "results are left out; run them again (their settings now give new run keys)"
+        )
     copies = entry.reads.other_copies(store, suite, dataset)
     if copies:
-        data.notes.append(f"{len(copies)} finished run(s) made on another copy of their data set (another fingerprint: "
-                          "`pacebench data check` prints each copy's) are left out, never averaged with these")
+        data.notes.append(
+            f"{len(copies)} finished run(s) made on another copy of their data set (another fingerprint: "
+            "`pacebench data check` prints each copy's) are left out, never averaged with these"
+        )
     excluded = excluded_points(store.runs(phase="tune", suite=suite))
     if excluded:
-        data.notes.append(f"{len(excluded)} phase-1 grid point(s) failed all their attempts and were left out of the "
-                          "choice: " + "; ".join(excluded))
+        data.notes.append(
+            f"{len(excluded)} phase-1 grid point(s) failed all their attempts and were left out of the "
+            "choice: " + "; ".join(excluded)
+        )
     return data
-

@@ -87,13 +87,22 @@ def intervals(data: TableData) -> TableData:
         if column not in data.spread and "seeds" in frame.columns:
             frame[column + CI_SUFFIX] = [half_width(s, n) for s, n in zip(frame[std_col], frame["seeds"], strict=True)]
             pm[column] = column + CI_SUFFIX
-    notes = [*data.notes, "± is the half-width of a 95% t-interval over seeds (with one seed: none); `pacebench "
-                          "compare A B` tests a difference between two methods"]
+    notes = [
+        *data.notes,
+        "± is the half-width of a 95% t-interval over seeds (with one seed: none); `pacebench "
+        "compare A B` tests a difference between two methods",
+    ]
     if "source" in frame.columns and data.spread:
         frame[PAPER_INSIDE] = [_inside(frame, i, list(data.spread)) for i in range(len(frame))]
     dropped = {c for pair in data.spread.values() for c in pair} | set(data.pm.values())
-    return TableData(data.title, frame.drop(columns=[c for c in dropped if c in frame.columns]), notes,
-                     {k: v for k, v in pm.items() if v in frame.columns}, data.formats, data.headline)
+    return TableData(
+        data.title,
+        frame.drop(columns=[c for c in dropped if c in frame.columns]),
+        notes,
+        {k: v for k, v in pm.items() if v in frame.columns},
+        data.formats,
+        data.headline,
+    )
 
 
 def _inside(frame: pd.DataFrame, i: int, columns: list[str]) -> str:

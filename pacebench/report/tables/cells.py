@@ -74,17 +74,29 @@ class Row:
         return out
 
 
-def rows(runs: Iterable[RunRecord], key: Callable[[RunRecord], tuple[Hashable, ...]], notes: list[str],
-         where: Callable[[RunRecord], str] = lambda r: r.method) -> list[Row]:
+def rows(
+    runs: Iterable[RunRecord],
+    key: Callable[[RunRecord], tuple[Hashable, ...]],
+    notes: list[str],
+    where: Callable[[RunRecord], str] = lambda r: r.method,
+) -> list[Row]:
     """The runs grouped into rows by `key` (in the order first seen) and, within a row, into cells by data set, each
     cell kept to one setting (`where(run)` names the cell in the note that says so)."""
     grouped: dict[tuple[Hashable, ...], dict[tuple[str, str, str], list[RunRecord]]] = defaultdict(
-        lambda: defaultdict(list))
+        lambda: defaultdict(list)
+    )
     for run in runs:
         grouped[key(run)][data_key(run)].append(run)
-    return [Row(k, tuple(Cell(tuple(one_setting(members, f"{data_label(members[0])} {where(members[0])}", notes)))
-                         for members in cells.values()))
-            for k, cells in grouped.items()]
+    return [
+        Row(
+            k,
+            tuple(
+                Cell(tuple(one_setting(members, f"{data_label(members[0])} {where(members[0])}", notes)))
+                for members in cells.values()
+            ),
+        )
+        for k, cells in grouped.items()
+    ]
 
 
 def one_setting(runs: list[RunRecord], where: str, notes: list[str]) -> list[RunRecord]:

@@ -54,14 +54,21 @@ def paper_labels(table: PaperTable, measured: set[str]) -> dict[str, Mapping[str
     suite's own always, another kind's where it was measured (its paper row beside its measured one); each paper row
     once (a kind whose rows are the suite's own adapter's is that adapter)."""
     own = set(table.rows.values())
-    return {"": table.rows, **{kind: rows for kind, rows in table.rows_by_adapter.items()
-                               if kind in measured and not set(rows.values()) <= own}}
+    return {
+        "": table.rows,
+        **{
+            kind: rows
+            for kind, rows in table.rows_by_adapter.items()
+            if kind in measured and not set(rows.values()) <= own
+        },
+    }
 
 
 def adapter_label(suite: Suite, table: PaperTable) -> Callable[[RunRecord], str]:
     """A run's adapter as its table row names it: "" for the paper's own rows (the adapter the suite trains the
     dataset with, which may differ by dataset, or any other kind of the paper's family that the table gives no row
     of its own), else the kind's name (Table 1's Full, LoRA, ...; Table 2's LoRA and VPT)."""
+
     def label(run: RunRecord) -> str:
         own = run.dataset in suite.datasets and run.adapter == suite.own_adapter(suite.datasets[run.dataset])
         family = run.adapter in PART_KINDS and run.adapter not in table.rows_by_adapter
@@ -70,8 +77,9 @@ def adapter_label(suite: Suite, table: PaperTable) -> Callable[[RunRecord], str]
     return label
 
 
-def _paper_rows(suite: Suite, table: PaperTable, columns: list[str], summary: Summary, measured: set[str]
-                ) -> list[dict[str, Any]]:
+def _paper_rows(
+    suite: Suite, table: PaperTable, columns: list[str], summary: Summary, measured: set[str]
+) -> list[dict[str, Any]]:
     """The reference CSV's rows the table names, each beside the adapter and method it matches, with our summary
     columns filled in from them unless the paper prints its own (its "mean" is kept as printed)."""
     ref = reference_table(suite)
@@ -87,8 +95,16 @@ def _paper_rows(suite: Suite, table: PaperTable, columns: list[str], summary: Su
             row = {**summary(values), **values}
             if "mean" in match.columns:
                 row["mean"] = float(match.iloc[0]["mean"])
-            out.append({"method": method, "adapter": adapter, "source": f"paper ({paper_name})", "weights": "",
-                        "seeds": NAN, **row})
+            out.append(
+                {
+                    "method": method,
+                    "adapter": adapter,
+                    "source": f"paper ({paper_name})",
+                    "weights": "",
+                    "seeds": NAN,
+                    **row,
+                }
+            )
     return out
 
 
@@ -102,8 +118,15 @@ def drop_alike_adapter(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns="adapter") if (frame["adapter"] == "").all() else frame
 
 
-def _wide(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord], columns: list[str], values: Values,
-          summary: Summary) -> TableData:
+def _wide(
+    title: str,
+    suite: Suite,
+    table: PaperTable,
+    runs: list[RunRecord],
+    columns: list[str],
+    values: Values,
+    summary: Summary,
+) -> TableData:
     """Rows = (weights, method), columns = `columns` (mean over seeds of `values(run)`), then `summary(row)`."""
     notes: list[str] = []
     known = [r for r in runs if r.dataset in suite.datasets]
@@ -118,20 +141,37 @@ def _wide(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord], co
         got = row.columns(values)
         cells = {c: mean(got.get(c, [])) for c in columns}
         extra = {n: f(got.get(c, [])) for c, names in spread.items() for n, f in zip(names, spread_of, strict=True)}
-        records.append({"method": method, "adapter": adapter, "source": "measured", "weights": wkey,
-                        "seeds": row.seeds, **cells, **summary(cells), **extra})
+        records.append(
+            {
+                "method": method,
+                "adapter": adapter,
+                "source": "measured",
+                "weights": wkey,
+                "seeds": row.seeds,
+                **cells,
+                **summary(cells),
+                **extra,
+            }
+        )
     records += _paper_rows(suite, table, columns, summary, {r["adapter"] for r in records})
     if not known:
         notes.append(_no_runs(suite))
     summaries = list(summary({c: NAN for c in columns}))
     hidden = [c for pair in spread.values() for c in pair]
     frame = pd.DataFrame(records, columns=[*LABELS, *columns, *summaries, *hidden])
-    frame = sort_rows(frame, lambda r: (r["adapter"], method_rank(r["method"]), r["source"] != "measured",
-                                        r["weights"]))
+    frame = sort_rows(
+        frame, lambda r: (r["adapter"], method_rank(r["method"]), r["source"] != "measured", r["weights"])
+    )
     frame = drop_alike_adapter(one_weights_file(frame))
     labels = [c for c in LABELS if c in frame.columns]
-    return TableData(title, frame, [*phase_notes(known), *table.notes, *notes],
-                     formats={"seeds": "d"}, headline=(*labels, *summaries) if summaries else (), spread=spread)
+    return TableData(
+        title,
+        frame,
+        [*phase_notes(known), *table.notes, *notes],
+        formats={"seeds": "d"},
+        headline=(*labels, *summaries) if summaries else (),
+        spread=spread,
+    )
 
 
 @LAYOUTS.register(TableLayout.datasets)
@@ -151,8 +191,7 @@ def by_dataset(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord
         out["mean"] = mean(groups.values())
         return out
 
-    return _wide(title, suite, table, runs, list(names.values()), values,
-                 summary if len(names) > 1 else lambda row: {})
+    return _wide(title, suite, table, runs, list(names.values()), values, summary if len(names) > 1 else lambda row: {})
 
 
 def evals(columns: tuple[str, ...]) -> Values:
@@ -169,8 +208,9 @@ def evals(columns: tuple[str, ...]) -> Values:
 def by_eval(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord]) -> TableData:
     """A column per evaluation set in `columns` (one run scores them all), then their plain mean (NaN while any is
     missing)."""
-    return _wide(title, suite, table, runs, list(table.columns), evals(table.columns),
-                 lambda row: {"mean": mean(row.values())})
+    return _wide(
+        title, suite, table, runs, list(table.columns), evals(table.columns), lambda row: {"mean": mean(row.values())}
+    )
 
 
 @LAYOUTS.register(TableLayout.shots)
@@ -196,8 +236,18 @@ def by_shots(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord])
             continue
         per_ds = {ds: {c: mean(per_split.get((ds, c), [])) for c in columns} for ds in suite.datasets}
         per_ds["average"] = {c: mean(per_ds[ds][c] for ds in suite.datasets) for c in columns}
-        records += [{"dataset": ds, "method": method, "adapter": adapter, "source": "measured", "weights": wkey,
-                     "seeds": min(seeds), **values} for ds, values in per_ds.items()]
+        records += [
+            {
+                "dataset": ds,
+                "method": method,
+                "adapter": adapter,
+                "source": "measured",
+                "weights": wkey,
+                "seeds": min(seeds),
+                **values,
+            }
+            for ds, values in per_ds.items()
+        ]
     ref = reference_table(suite)
     if ref is not None:
         for adapter, labels in paper_labels(table, {label(r) for r in runs}).items():
@@ -206,25 +256,47 @@ def by_shots(title: str, suite: Suite, table: PaperTable, runs: list[RunRecord])
                 for ds in [*suite.datasets, "average"]:
                     got = paper[paper["dataset"] == ds]
                     values = {f"{int(k)}-shot": float(v) for k, v in zip(got["shots"], got["top1"], strict=True)}
-                    records.append({"dataset": ds, "method": method, "adapter": adapter,
-                                    "source": f"paper ({paper_name})", "weights": "", "seeds": NAN,
-                                    **{c: values.get(c, NAN) for c in columns}})
+                    records.append(
+                        {
+                            "dataset": ds,
+                            "method": method,
+                            "adapter": adapter,
+                            "source": f"paper ({paper_name})",
+                            "weights": "",
+                            "seeds": NAN,
+                            **{c: values.get(c, NAN) for c in columns},
+                        }
+                    )
     frame = pd.DataFrame(records, columns=["dataset", *LABELS, *columns])
     order = {ds: i for i, ds in enumerate([*suite.datasets, "average"])}
-    frame = sort_rows(frame, lambda r: (order[r["dataset"]], r["adapter"], method_rank(r["method"]),
-                                        r["source"] != "measured", r["weights"]))
+    frame = sort_rows(
+        frame,
+        lambda r: (
+            order[r["dataset"]],
+            r["adapter"],
+            method_rank(r["method"]),
+            r["source"] != "measured",
+            r["weights"],
+        ),
+    )
     if not runs:
         notes.append(_no_runs(suite))
     frame = drop_alike_adapter(one_weights_file(frame))
     shown = [c for c in ("dataset", *LABELS) if c in frame.columns and c != "seeds"]
-    return TableData(title, frame, [*phase_notes(runs), *table.notes, *notes],
-                     formats={"seeds": "d"}, headline=(*shown, *columns))
+    return TableData(
+        title, frame, [*phase_notes(runs), *table.notes, *notes], formats={"seeds": "d"}, headline=(*shown, *columns)
+    )
 
 
 # ---- Table 5: other backbones -----------------------------------------------------------------------------------
 
-PAPER_ADAPTERS = {"lora_add": "LoRA_add", "vpt_add": "VPT_add", "lora_mul": "LoRA_mul",
-                  "lora_add+vpt_add": "LoRA_add+VPT_add", "lora_mul+vpt_add": "LoRA_mul+VPT_add"}
+PAPER_ADAPTERS = {
+    "lora_add": "LoRA_add",
+    "vpt_add": "VPT_add",
+    "lora_mul": "LoRA_mul",
+    "lora_add+vpt_add": "LoRA_add+VPT_add",
+    "lora_mul+vpt_add": "LoRA_mul+VPT_add",
+}
 PAPER_BACKBONES = {"swin_b_in22k": "swin_b_in21k"}  # the paper calls Microsoft's Swin-B 22k release "ImageNet-21K"
 CIFAR = "cifar100"  # Table 5's column of the one dataset it reads of an image-classification suite
 
@@ -248,8 +320,9 @@ def _targets(entry: TableEntry) -> tuple[str, tuple[str, ...]]:
 
 
 @gatherer("backbones")
-def backbones_table(store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None
-                    ) -> TableData:
+def backbones_table(
+    store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None
+) -> TableData:
     """Rows (backbone, method) from phase-2 runs of vtab/cifar and of the domain suite; the paper's rows of the same
     backbone and method beside (all three backbones' LoRA+VPT and +PACE while nothing is measured)."""
     assert entry.reads is not None and entry.reads.suites is not None
@@ -264,12 +337,24 @@ def backbones_table(store: Storage, entry: TableEntry, suite: str | None = None,
 
     notes: list[str] = []
     records: list[dict[str, Any]] = []
-    for row in rows(runs, lambda r: (r.backbone, weights_key(r), table5_label(r)), notes,
-                    where=lambda r: f"{table5_label(r)} on {weights_key(r)}"):
+    for row in rows(
+        runs,
+        lambda r: (r.backbone, weights_key(r), table5_label(r)),
+        notes,
+        where=lambda r: f"{table5_label(r)} on {weights_key(r)}",
+    ):
         backbone, wkey, label = row.key
         got = row.columns(values)
-        records.append({"backbone": backbone, "method": label, "source": "measured", "weights": wkey,
-                        "seeds": row.seeds, **{c: mean(got.get(c, [])) for c in columns}})
+        records.append(
+            {
+                "backbone": backbone,
+                "method": label,
+                "source": "measured",
+                "weights": wkey,
+                "seeds": row.seeds,
+                **{c: mean(got.get(c, [])) for c in columns},
+            }
+        )
     ref = reference_table(load_suite(entry.reads.suites[0]), "backbones")
     if ref is not None:
         measured = {(PAPER_BACKBONES.get(r["backbone"], r["backbone"]), r["method"]) for r in records}
@@ -277,30 +362,54 @@ def backbones_table(store: Storage, entry: TableEntry, suite: str | None = None,
         ours = {v: k for k, v in PAPER_BACKBONES.items()}
         for _, paper in ref.iterrows():
             if (paper["backbone"], paper["method"]) in wanted:
-                records.append({"backbone": ours.get(paper["backbone"], paper["backbone"]), "method": paper["method"],
-                                "source": "paper", "weights": "", "seeds": NAN, CIFAR: float(paper["cifar100_vtab"]),
-                                **{c: float(paper[c]) for c in targets}})
+                records.append(
+                    {
+                        "backbone": ours.get(paper["backbone"], paper["backbone"]),
+                        "method": paper["method"],
+                        "source": "paper",
+                        "weights": "",
+                        "seeds": NAN,
+                        CIFAR: float(paper["cifar100_vtab"]),
+                        **{c: float(paper[c]) for c in targets},
+                    }
+                )
     frame = pd.DataFrame(records, columns=["backbone", "method", "source", "weights", "seeds", *columns])
     order = {label: i for i, label in enumerate([*PAPER_ADAPTERS.values(), "+PACE"])}
-    frame = sort_rows(frame, lambda r: (r["backbone"], order.get(r["method"], len(order)), r["method"],
-                                        r["source"] != "measured", r["weights"]))
+    frame = sort_rows(
+        frame,
+        lambda r: (
+            r["backbone"],
+            order.get(r["method"], len(order)),
+            r["method"],
+            r["source"] != "measured",
+            r["weights"],
+        ),
+    )
     if not runs:
-        notes.append("no finished phase-final runs of vtab/cifar or the domain suite yet; e.g. `pacebench run vtab "
-                     "--datasets cifar --backbone swin_b_in22k` and `pacebench run domain --backbone swin_b_in22k`")
-    notes[:0] = [*phase_notes(runs), f"{CIFAR}: vtab/cifar test accuracy; imagenet*: the domain suite's targets (one "
-                 "run scores all five); mean over seeds", "paper rows: Table 5, for the backbones and methods "
-                 "measured here"]
-    return TableData("Table 5: other backbones, CIFAR-100 (VTAB-1k) and domain adaptation", one_weights_file(frame),
-                     notes, formats={"seeds": "d"},
-                     headline=("backbone", "method", "source", "weights", CIFAR, *targets[:1]))
+        notes.append(
+            "no finished phase-final runs of vtab/cifar or the domain suite yet; e.g. `pacebench run vtab "
+            "--datasets cifar --backbone swin_b_in22k` and `pacebench run domain --backbone swin_b_in22k`"
+        )
+    notes[:0] = [
+        *phase_notes(runs),
+        f"{CIFAR}: vtab/cifar test accuracy; imagenet*: the domain suite's targets (one "
+        "run scores all five); mean over seeds",
+        "paper rows: Table 5, for the backbones and methods measured here",
+    ]
+    return TableData(
+        "Table 5: other backbones, CIFAR-100 (VTAB-1k) and domain adaptation",
+        one_weights_file(frame),
+        notes,
+        formats={"seeds": "d"},
+        headline=("backbone", "method", "source", "weights", CIFAR, *targets[:1]),
+    )
 
 
 # ---- trainable parameters: counted from the code, measured in runs, printed in the paper -------------------------
 
 
 @gatherer("params")
-def params_table(store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None
-                 ) -> TableData:
+def params_table(store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None) -> TableData:
     assert entry.reads is not None
     names = [suite] if suite else [n for n, s in all_suites().items() if s.reference.get("params")]
     records = []
@@ -311,23 +420,36 @@ def params_table(store: Storage, entry: TableEntry, suite: str | None = None, da
         for ds in datasets:
             t = s.resolve_train(ds)
             counted.append(describe(s.backbone, t.adapter, t.rank, ds.classes, 0.0, "code", t.image_size))
-            got = [r.trainable_params for r in entry.reads.runs(store, s.name, ds.name)
-                   if r.backbone == s.backbone and r.trainable_params]
+            got = [
+                r.trainable_params
+                for r in entry.reads.runs(store, s.name, ds.name)
+                if r.backbone == s.backbone and r.trainable_params
+            ]
             if got:
                 measured.append(mean(float(g) for g in got))
         ref = reference_table(s, "params")
         printed = [float(v) for v in ref[ref["suite"] == s.name]["params_m"]] if ref is not None else []
-        records.append({
-            "suite": s.name, "backbone": s.backbone, "datasets": len(datasets),
-            "code (M)": mean((c.adapter + c.head) / 1e6 for c in counted),
-            "measured (M)": mean(measured) / 1e6 if len(measured) == len(datasets) else NAN,
-            "paper (M)": printed[0] if printed and not dataset else NAN,
-        })
-    notes = ["code (M): adapter + head parameters counted on the suite's backbone, adapter, rank and class count per "
-             "dataset, as the authors' code builds them, averaged over the datasets",
-             "measured (M): the trainable_params of finished phase-2 runs on the suite's backbone (NaN until every "
-             "dataset has one); paper (M): the mean printed in the suite's Appendix D table",
-             "the paper's printed means are smaller than what its code trains (e.g. VTAB-1k 1.81 M printed, 2.32 M "
-             "counted); pacebench follows the code and shows both"]
-    return TableData("Trainable parameters (M): code, measured, paper", pd.DataFrame(records), notes,
-                     formats={"datasets": "d", "code (M)": ".2f", "measured (M)": ".2f", "paper (M)": ".2f"})
+        records.append(
+            {
+                "suite": s.name,
+                "backbone": s.backbone,
+                "datasets": len(datasets),
+                "code (M)": mean((c.adapter + c.head) / 1e6 for c in counted),
+                "measured (M)": mean(measured) / 1e6 if len(measured) == len(datasets) else NAN,
+                "paper (M)": printed[0] if printed and not dataset else NAN,
+            }
+        )
+    notes = [
+        "code (M): adapter + head parameters counted on the suite's backbone, adapter, rank and class count per "
+        "dataset, as the authors' code builds them, averaged over the datasets",
+        "measured (M): the trainable_params of finished phase-2 runs on the suite's backbone (NaN until every "
+        "dataset has one); paper (M): the mean printed in the suite's Appendix D table",
+        "the paper's printed means are smaller than what its code trains (e.g. VTAB-1k 1.81 M printed, 2.32 M "
+        "counted); pacebench follows the code and shows both",
+    ]
+    return TableData(
+        "Trainable parameters (M): code, measured, paper",
+        pd.DataFrame(records),
+        notes,
+        formats={"datasets": "d", "code (M)": ".2f", "measured (M)": ".2f", "paper (M)": ".2f"},
+    )

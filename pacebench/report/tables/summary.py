@@ -56,18 +56,38 @@ def _summary_rows(store: Storage, runs: list[RunRecord], notes: list[str]) -> pd
         first = cell.runs[0]
         test, train = cell.values(metric("test_acc")), cell.values(metric("train_acc"))
         readings = {r.name(): mean(cell.values(metric(r.field))) for r in READINGS if r is not STEP}
-        records.append({"data": data_label(first), "method": first.method, "config": labels[first.id],
-                        "weights": weights_key(first), "seeds": row.seeds, TEST: mean(test), TEST_STD: std(test),
-                        TRAIN: mean(train), GAP: mean(train) - mean(test),
-                        STEP.name(): mean(grad[r.id] for r in cell.runs if r.id in grad), **readings, "_run": first})
-    frame = sort_rows(pd.DataFrame(records), lambda r: (r["data"], method_rank(r["method"]), r["config"],
-                                                        r["weights"]))
+        records.append(
+            {
+                "data": data_label(first),
+                "method": first.method,
+                "config": labels[first.id],
+                "weights": weights_key(first),
+                "seeds": row.seeds,
+                TEST: mean(test),
+                TEST_STD: std(test),
+                TRAIN: mean(train),
+                GAP: mean(train) - mean(test),
+                STEP.name(): mean(grad[r.id] for r in cell.runs if r.id in grad),
+                **readings,
+                "_run": first,
+            }
+        )
+    frame = sort_rows(pd.DataFrame(records), lambda r: (r["data"], method_rank(r["method"]), r["config"], r["weights"]))
     alike = [c for c in ("data", "weights") if frame[c].nunique() <= 1]
     return frame.drop(columns=alike + ([] if (frame["config"] != "").any() else ["config"]))
 
 
-HEADLINE = ("data", "method", "config", "weights", "seeds", TEST, GAP, reading(GradKind.task, Split.heldout).name(),
-            reading(None, Split.heldout).name())  # the paper's Fig. 2 readings: on held-out data
+HEADLINE = (
+    "data",
+    "method",
+    "config",
+    "weights",
+    "seeds",
+    TEST,
+    GAP,
+    reading(GradKind.task, Split.heldout).name(),
+    reading(None, Split.heldout).name(),
+)  # the paper's Fig. 2 readings: on held-out data
 
 
 @gatherer("demo")
@@ -79,11 +99,16 @@ def demo_table(store: Storage, entry: TableEntry, suite: str | None = None, data
         raise PacebenchError(f"no finished phase-final runs for suite {name}; run `pacebench run {name}` first")
     notes: list[str] = []
     frame = _summary_rows(store, runs, notes).drop(columns="_run")
-    notes = [*phase_notes(runs), *notes, READINGS_NOTE, "train accuracy at the last evaluation; std over seeds "
-             "(ddof=1)"]
+    notes = [
+        *phase_notes(runs),
+        *notes,
+        READINGS_NOTE,
+        "train accuracy at the last evaluation; std over seeds (ddof=1)",
+    ]
     where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else f"suite {name}"
-    return TableData(f"Per-method summary: {where}", frame, notes, pm={TEST: TEST_STD}, formats=SUMMARY_FORMATS,
-                     headline=HEADLINE)
+    return TableData(
+        f"Per-method summary: {where}", frame, notes, pm={TEST: TEST_STD}, formats=SUMMARY_FORMATS, headline=HEADLINE
+    )
 
 
 def _table6_mode(run: RunRecord) -> str:
@@ -114,8 +139,9 @@ def _vs_pace(store: Storage, runs: list[RunRecord], first: RunRecord) -> str:
     if not pace or len({setting_key(r) for r in pace}) > 1:
         return "–"
     try:
-        out = compare_row(data_label(first), "test", mine, pace, store.predictions([r.id for r in (*mine, *pace)]),
-                          0.5, 2000, (0,))
+        out = compare_row(
+            data_label(first), "test", mine, pace, store.predictions([r.id for r in (*mine, *pace)]), 0.5, 2000, (0,)
+        )
     except PacebenchError:  # a run without a test score, or runs scored on different examples
         return "–"
     return "–" if isinstance(out, str) else str(out.verdict)
@@ -135,15 +161,18 @@ def _paper_ablations(runs: list[RunRecord]) -> dict[str, tuple[dict[str, float],
 
 
 @gatherer("ablations")
-def ablations_table(store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None
-                    ) -> TableData:
+def ablations_table(
+    store: Storage, entry: TableEntry, suite: str | None = None, dataset: str | None = None
+) -> TableData:
     assert entry.reads is not None
     runs = entry.reads.runs(store, suite, dataset)
     if not runs:
         where = "/".join(x for x in (suite, dataset) if x)
-        raise PacebenchError(f"no finished phase-final runs of the Table-6 methods{f' for {where}' if where else ''}; "
-                             f"run `pacebench ablate {dataset or 'cifar'} --suite {suite or 'vtab'}` first "
-                             "(offline: `pacebench ablate digits --suite demo`)")
+        raise PacebenchError(
+            f"no finished phase-final runs of the Table-6 methods{f' for {where}' if where else ''}; "
+            f"run `pacebench ablate {dataset or 'cifar'} --suite {suite or 'vtab'}` first "
+            "(offline: `pacebench ablate digits --suite demo`)"
+        )
     notes: list[str] = []
     frame = _summary_rows(store, runs, notes)
     frame = frame.drop(columns=[c for c in (TRAIN, GAP, "config") if c in frame.columns])
@@ -151,22 +180,34 @@ def ablations_table(store: Storage, entry: TableEntry, suite: str | None = None,
     frame.insert(frame.columns.get_loc("seeds"), "chosen", [_table6_values(r) for r in frame["_run"]])
     frame[VS_PACE] = [_vs_pace(store, runs, r) for r in frame["_run"]]
     frame = frame.drop(columns="_run")
-    notes += [f"{VS_PACE}: the row's method against pace on the same data and weights (`pacebench compare`): "
-              "better or worse where the 95% interval of the difference excludes 0, else within noise; paired on "
-              "the test examples where predictions are stored, else over seeds"]
-    notes += ["mode: 'tuned' rows are phase-2 winners of `pacebench ablate` (each method's search grid on train -> "
-              "val, the best retrained on train+val -> test); 'defaults (not tuned)' rows come from `ablate "
-              "--no-tune` or `run`; chosen: the row's values of the method's searched hyperparameters"]
+    notes += [
+        f"{VS_PACE}: the row's method against pace on the same data and weights (`pacebench compare`): "
+        "better or worse where the 95% interval of the difference excludes 0, else within noise; paired on "
+        "the test examples where predictions are stored, else over seeds"
+    ]
+    notes += [
+        "mode: 'tuned' rows are phase-2 winners of `pacebench ablate` (each method's search grid on train -> "
+        "val, the best retrained on train+val -> test); 'defaults (not tuned)' rows come from `ablate "
+        "--no-tune` or `run`; chosen: the row's values of the method's searched hyperparameters"
+    ]
     paper = _paper_ablations(runs)
     if paper:
         rows_by_method = methods.paper_rows()
         labels: list[Any] = list(frame["data"]) if "data" in frame.columns else [data_label(runs[0])] * len(frame)
-        frame[PAPER_TABLE6] = [paper[label][0].get(rows_by_method.get(m, ""), NAN) if label in paper else NAN
-                               for m, label in zip(frame["method"], labels, strict=True)]
+        frame[PAPER_TABLE6] = [
+            paper[label][0].get(rows_by_method.get(m, ""), NAN) if label in paper else NAN
+            for m, label in zip(frame["method"], labels, strict=True)
+        ]
         for label, (_, column) in sorted(paper.items()):
-            notes.append(f"{PAPER_TABLE6} beside {label}: Table 6's {column} column (LoRA+VPT baseline, mean of "
-                         "three seeds)")
+            notes.append(
+                f"{PAPER_TABLE6} beside {label}: Table 6's {column} column (LoRA+VPT baseline, mean of three seeds)"
+            )
     where = data_label(runs[0]) if len({data_key(r) for r in runs}) == 1 else "several datasets"
-    return TableData(f"Table 6: ablations on {where}", frame, [*phase_notes(runs), *notes], pm={TEST: TEST_STD},
-                     formats=SUMMARY_FORMATS,
-                     headline=("data", "method", "mode", "seeds", TEST, VS_PACE, PAPER_TABLE6))
+    return TableData(
+        f"Table 6: ablations on {where}",
+        frame,
+        [*phase_notes(runs), *notes],
+        pm={TEST: TEST_STD},
+        formats=SUMMARY_FORMATS,
+        headline=("data", "method", "mode", "seeds", TEST, VS_PACE, PAPER_TABLE6),
+    )
