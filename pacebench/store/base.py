@@ -60,6 +60,21 @@ class Claimant:
     def name(self) -> str:
         return f"{self.host}:{self.pid}"
 
+    def claim_values(self, token: str, now: datetime) -> dict[str, Any]:
+        """The columns a claim writes, in every store (the attempt count, which each store raises its own way,
+        aside): the run is running, held by `token`, and this worker's from `now`."""
+        return {
+            "status": Status.running,
+            "claim": token,
+            "host": self.host,
+            "pid": self.pid,
+            "lease_s": self.lease_s,
+            "worker": self.name,
+            "heartbeat_at": now,
+            "started_at": now,
+            "finished_at": None,
+        }
+
 
 def pid_alive(pid: int) -> bool:
     """Whether a process of this host is alive (a zombie, killed but not yet reaped, counts as dead)."""

@@ -162,17 +162,7 @@ class MemoryStore:
 
     def _take(self, run: RunRecord, who: Claimant, now: datetime) -> RunRecord:
         self._runs[run.id] = dataclasses.replace(
-            run,
-            status=Status.running,
-            claim=uuid.uuid4().hex,
-            host=who.host,
-            pid=who.pid,
-            lease_s=who.lease_s,
-            worker=who.name,
-            heartbeat_at=now,
-            started_at=now,
-            finished_at=None,
-            attempts=run.attempts + 1,
+            run, **who.claim_values(uuid.uuid4().hex, now), attempts=run.attempts + 1
         )
         return copy.deepcopy(self._runs[run.id])
 

@@ -40,18 +40,7 @@ def _take(s: Session, condition: Any, run_id: int, who: Claimant, now: datetime,
     result = s.execute(
         update(RunRow)
         .where(RunRow.id == run_id, condition)
-        .values(
-            status=Status.running,
-            claim=token,
-            host=who.host,
-            pid=who.pid,
-            lease_s=who.lease_s,
-            worker=who.name,
-            heartbeat_at=now,
-            started_at=now,
-            finished_at=None,
-            attempts=RunRow.attempts + 1,
-        )
+        .values(**who.claim_values(token, now), attempts=RunRow.attempts + 1)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
 
