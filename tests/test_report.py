@@ -674,6 +674,41 @@ def test_efficiency_gather(figure_store):
     assert base["x"].isna().all() and set(base["mean"]) == {70.0}
 
 
+def test_efficiency_and_sensitivity_keep_adapter_kinds_apart(figure_store, tmp_path):
+    """Fig. 5 and 6 over runs of two adapter kinds: each kind is its own curve or panel, and a kind's relative cost
+    is against its own baseline (pooling would average 70 with 60 and divide by a mixed baseline time)."""
+    from pacebench.report.figures import efficiency_data, sensitivity_data
+
+    lora = dataclasses.replace(TRAIN, adapter="lora")
+    make_run(figure_store, method="baseline", train_cfg=lora, test=60, epochs=walls(4.0))
+    make_run(figure_store, method="pace_lazy", config={"interval": 2}, train_cfg=lora, test=66, epochs=walls(6.0))
+    frame = efficiency_data(figure_store, suite="demo")
+    assert set(frame["adapter"]) == {TRAIN.adapter, "lora"}
+    lazy = frame[(frame.panel == "pace_lazy: interval N") & (frame.x == 2.0)].set_index(["adapter", "metric"])
+    assert lazy.loc[("lora", "relative cost"), "mean"] == 1.5 and lazy.loc[("lora", "accuracy"), "mean"] == 66
+    assert (
+        lazy.loc[(TRAIN.adapter, "relative cost"), "mean"] == 1.5
+        and lazy.loc[(TRAIN.adapter, "accuracy"), "mean"] == 78
+    )
+    base = frame[(frame.method == "baseline") & (frame.metric == "accuracy")].set_index("adapter")["mean"]
+    assert base.to_dict() == {TRAIN.adapter: 70.0, "lora": 60.0}
+    make_run(
+        figure_store,
+        suite="fewshot",
+        dataset="oxford_pets",
+        method="pace",
+        phase="tune",
+        options={"shots": 1, "split_seed": 0},
+        config={"sigma": 0.5, "lam": 0.1},
+        train_cfg=lora,
+        val=50.0,
+    )
+    grid = sensitivity_data(figure_store).set_index(["adapter", "shots", "sigma", "lam"])["mean"]
+    assert grid[("lora", 1, 0.5, 0.1)] == 50.0 and grid[(TRAIN.adapter, 1, 0.5, 0.1)] == pytest.approx(5.3)
+    for name in ("efficiency", "sensitivity"):
+        assert plot(name, figure_store, tmp_path / f"{name}.png", suite="demo" if name == "efficiency" else None)
+
+
 def test_sensitivity_gather_reads_tune_runs(figure_store):
     from pacebench.report.figures import sensitivity_data
 

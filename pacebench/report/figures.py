@@ -312,7 +312,8 @@ def efficiency_data(
     setting, test accuracy and relative cost, over seeds.
 
     Relative cost is a run's median epoch wall time divided by the mean of the baseline's medians on the same data
-    (NaN without baseline runs). A method a variant amounts to at some value (PACE: N = 1, M = 2; `hp(equals=...)`)
+    with the same adapter kind (NaN without such baseline runs). Each adapter kind is its own curve: runs of
+    different kinds are never pooled. A method a variant amounts to at some value (PACE: N = 1, M = 2; `hp(equals=...)`)
     is drawn at that point of each panel; the sweep's other methods (the baseline) are a reference line (rows with
     x = NaN). `pacebench ablate --efficiency` (one N, one M) or `pacebench sweep figure5` (a range) make the runs.
     """
@@ -336,8 +337,11 @@ def efficiency_data(
         if e.run_id is not None and e.wall_time is not None:
             walls.setdefault(e.run_id, []).append(e.wall_time)
     wall = {rid: statistics.median(ws) for rid, ws in walls.items()}
-    base = [wall[r.id] for r in runs if r.method == "baseline" and r.id in wall]
-    unit = statistics.fmean(base) if base else math.nan
+    base: dict[str, list[float]] = {}  # adapter kind -> its baseline runs' median epoch times
+    for r in runs:
+        if r.method == "baseline" and r.id in wall:
+            base.setdefault(r.adapter, []).append(wall[r.id])
+    unit = {kind: statistics.fmean(times) for kind, times in base.items()}
     rows = []
     for r in runs:
         acc = r.metrics.get("test_acc" if phase == Phase.final else "val_acc")
@@ -346,14 +350,21 @@ def efficiency_data(
             if r.method in variants
             else places.get(r.method) or [(panel, math.nan) for panel in panels.values()]
         )
+        cost = wall[r.id] / unit.get(r.adapter, math.nan) if r.id in wall else None
         for panel, x in points:
-            rows.append({"panel": panel, "method": r.method, "x": x, "metric": "accuracy", "value": acc})
-            if r.id in wall:
-                rows.append(
-                    {"panel": panel, "method": r.method, "x": x, "metric": "relative cost", "value": wall[r.id] / unit}
-                )
-    rows = [row for row in rows if row["value"] is not None]
-    frame = _spread(rows, ["panel", "method", "x", "metric"], runs, phase, "accuracies")
+            for metric, value in (("accuracy", acc), ("relative cost", cost)):
+                if value is not None:
+                    rows.append(
+                        {
+                            "panel": panel,
+                            "adapter": r.adapter,
+                            "method": r.method,
+                            "x": x,
+                            "metric": metric,
+                            "value": value,
+                        }
+                    )
+    frame = _spread(rows, ["panel", "adapter", "method", "x", "metric"], runs, phase, "accuracies")
     frame.attrs["panels"] = list(panels.values())
     return _titled(frame, f"{heldout_name(phase)} accuracy and relative cost (epoch wall time / baseline's)")
 
@@ -370,7 +381,8 @@ def sensitivity_data(
     (phase tune: validation), mean over seeds and split seeds.
 
     `pacebench sweep figure6` (or `pacebench tune fewshot --datasets oxford_pets --grid sigma=... --grid lam=...`)
-    makes the runs. Runs without shots (a suite without few-shot splits) form one panel. Without suite and dataset
+    makes the runs. Runs without shots (a suite without few-shot splits) form one panel; each adapter kind has its
+    own panels (runs of different kinds are never pooled). Without suite and dataset
     it reads the sweep's own data set: few-shot Oxford Pets.
     """
     sweep = sweep_of("sensitivity")
@@ -384,6 +396,7 @@ def sensitivity_data(
         raise PacebenchError("runs of several datasets match; choose one with --suite and --dataset")
     rows = [
         {
+            "adapter": r.adapter,
             "shots": int(r.data_options.get("shots", 0)),
             y: float(r.method_config[y]),
             x: float(r.method_config[x]),
@@ -400,7 +413,7 @@ def sensitivity_data(
             f"{runs[0].dataset}; run `pacebench sweep {sweep.name}` first"
         )
     where = f"{runs[0].suite}/{runs[0].dataset}"
-    frame = _spread(rows, ["shots", y, x], runs, phase, "accuracies", data=where)
+    frame = _spread(rows, ["adapter", "shots", y, x], runs, phase, "accuracies", data=where)
     frame.attrs["axes"] = ((y, symbol(method, y)), (x, symbol(method, x)))
     return _titled(frame, f"{method}: {heldout_name(phase)} accuracy over {names}")
 
@@ -476,39 +489,47 @@ def _by_x(part: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _draw_efficiency(frame: pd.DataFrame, fig: Any) -> None:
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib
+
     panels = frame.attrs["panels"]
+    kinds = sorted(frame["adapter"].unique())
     for k, panel in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
-        part = frame[frame.panel == panel]
-        acc = _by_x(part, "accuracy")
-        if not acc.empty:
-            _curve(ax, acc, "x", "PACE accuracy", "C1")
-        base = part[(part.metric == "accuracy") & part.x.isna()]
-        if not base.empty:
-            ax.axhline(float(base["mean"].mean()), color="C0", linestyle="--", label="baseline accuracy")
-        from matplotlib.ticker import MaxNLocator  # lazy: matplotlib
-
+        twin = None
+        for j, kind in enumerate(kinds):
+            part = frame[(frame.panel == panel) & (frame.adapter == kind)]
+            of = f" ({kind})" if len(kinds) > 1 else ""
+            acc = _by_x(part, "accuracy")
+            if not acc.empty:
+                _curve(ax, acc, "x", f"PACE accuracy{of}", f"C{1 + 3 * j}")
+            base = part[(part.metric == "accuracy") & part.x.isna()]
+            if not base.empty:
+                ax.axhline(
+                    float(base["mean"].mean()), color=f"C{3 * j}", linestyle="--", label=f"baseline accuracy{of}"
+                )
+            cost = _by_x(part, "relative cost")
+            if not cost.empty and cost["mean"].notna().any():
+                twin = twin or ax.twinx()
+                _curve(twin, cost, "x", f"relative cost{of}", f"C{2 + 3 * j}", "--")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(panel)
         ax.set_ylabel("accuracy (%)")
-        cost = _by_x(part, "relative cost")
-        if not cost.empty and cost["mean"].notna().any():
-            twin = ax.twinx()
-            _curve(twin, cost, "x", "relative cost", "C2", "--")
+        if twin is not None:
             twin.set_ylabel("relative cost (× baseline epoch time)")
-            twin.legend(fontsize=7, loc="lower right")
+            twin.legend(fontsize=7, loc="upper right")
         ax.legend(fontsize=7, loc="lower left")
         ax.grid(alpha=0.3)
 
 
 def _draw_sensitivity(frame: pd.DataFrame, fig: Any) -> None:
     (y, y_name), (x, x_name) = frame.attrs["axes"]
-    shots = sorted(frame["shots"].unique())
+    panels = sorted(frame[["adapter", "shots"]].drop_duplicates().itertuples(index=False))
+    several = frame["adapter"].nunique() > 1
     low, high = frame["mean"].min(), frame["mean"].max()
-    fig.set_size_inches(1.5 + 3.4 * len(shots), 3.8)  # one square-ish panel per shot count
-    for k, n in enumerate(shots):
-        ax = fig.add_subplot(1, len(shots), k + 1)
-        grid = frame[frame.shots == n].pivot_table(index=y, columns=x, values="mean")
+    fig.set_size_inches(1.5 + 3.4 * len(panels), 3.8)  # one square-ish panel per adapter kind and shot count
+    for k, (kind, n) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        grid = frame[(frame.adapter == kind) & (frame.shots == n)].pivot_table(index=y, columns=x, values="mean")
         image = ax.imshow(grid.to_numpy(), origin="lower", cmap="viridis", vmin=low, vmax=high, aspect="auto")
         ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns], fontsize=7)
         ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index], fontsize=7)
@@ -517,7 +538,7 @@ def _draw_sensitivity(frame: pd.DataFrame, fig: Any) -> None:
                 ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6, color="w")
         ax.set_xlabel(x_name)
         ax.set_ylabel(y_name if k == 0 else "")
-        ax.set_title(f"{n}-shot" if n else "all data", fontsize=9)
+        ax.set_title((f"{kind}, " if several else "") + (f"{n}-shot" if n else "all data"), fontsize=9)
     fig.colorbar(image, ax=fig.axes, shrink=0.8, label="accuracy (%)")
 
 
