@@ -19,7 +19,16 @@ THREADS_ENV, DIAGNOSTICS_ENV = "PACEBENCH_THREADS", "PACEBENCH_DIAGNOSTICS"
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get(RESULTS_ENV, "results"))
+    """The results folder. Refused at once where it cannot be a folder (it, or the nearest part of it that exists,
+    is a file): otherwise the first write, perhaps after minutes of pre-training, would fail with an OSError."""
+    path = Path(os.environ.get(RESULTS_ENV, "results"))
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UsageError(
+            f"{RESULTS_ENV}={path}: {existing} is a file, not a folder; point {RESULTS_ENV} at a folder (it holds "
+            "the database, the demo backbone, caches and figures)"
+        )
+    return path
 
 
 def default_db_url() -> str:

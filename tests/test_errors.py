@@ -72,6 +72,11 @@ def _env(monkeypatch, name: str, value: str) -> list[str]:
     return []
 
 
+def _a_file(tmp_path: Path) -> str:
+    (tmp_path / "a-file").write_text("")
+    return str(tmp_path / "a-file")
+
+
 def _user_suite(tmp_path: Path, monkeypatch, files: dict[str, bytes]) -> list[str]:
     (tmp_path / "suites").mkdir(exist_ok=True)
     for name, data in files.items():
@@ -395,6 +400,11 @@ CASES: dict[str, tuple[Args, int, str]] = {
         lambda t, m, p, d: ["status", "--db", d, *_env(m, "PACEBENCH_HEARTBEAT_S", "abc")],
         2,
         "$PACEBENCH_HEARTBEAT_S must be float, got 'abc'",
+    ),
+    "a results folder that is a file": (
+        lambda t, m, p, d: ["run", "demo", "--epochs", "1", *_env(m, "PACEBENCH_RESULTS", _a_file(t))],
+        2,
+        "is a file, not a folder; point PACEBENCH_RESULTS at a folder",
     ),
     "bench on a named backbone": (
         lambda t, m, p, d: ["bench", "--backbone", "vit_demo", "--no-store"],
