@@ -86,6 +86,26 @@ def test_runs_scored_on_different_examples_are_never_paired():
         compare(store.runs(), lambda ids: preds, Side("pace"), Side("baseline"))
 
 
+def test_each_adapter_kind_is_compared_within_itself():
+    """Table 2's question, PACE against the baseline on each adapter kind: runs of two kinds are two rows, never
+    one side at two settings, and each row pairs runs of one kind only."""
+    store, preds = MemoryStore(), {}
+    for i, (kind, method, seed) in enumerate(
+        (k, m, s) for k in ("lora", "vpt_add") for m in ("pace", "baseline") for s in range(3)
+    ):
+        hits = sim(i, {"lora": 0.8, "vpt_add": 0.5}[kind] + (0.1 if method == "pace" else 0.0))
+        run_spec = spec(method, seed)
+        run_spec = RunSpec(**{**run_spec.__dict__, "train": TrainConfig(epochs=1, adapter=kind)})
+        acc = 100.0 * hits.mean()
+        run = written_run(store, run_spec, {"evals": {"test": acc}, "test_acc": acc})
+        preds[(run.id, "test")] = Predictions("test", tuple(map(str, range(len(hits)))), hits, np.ones(500), hits)
+    result = compare(store.runs(), lambda ids: preds, parse_side("pace"), parse_side("baseline"))
+    assert [r.data for r in result.rows] == ["vtab/cifar adapter=lora", "vtab/cifar adapter=vpt_add"]
+    lora, vpt = result.rows
+    assert lora.difference.mean_b == pytest.approx(80, abs=3) and vpt.difference.mean_b == pytest.approx(50, abs=3)
+    assert (lora.seeds_a, lora.seeds_b) == (3, 3) and lora.verdict == stats.Verdict.better
+
+
 def test_a_side_at_two_settings_must_be_named_and_a_named_setting_is_used():
     store = MemoryStore()
     for seed, lam in ((0, 0.5), (1, 0.5), (0, 1.0), (1, 1.0)):

@@ -2,7 +2,8 @@
 
 Pure steps over run records and their stored predictions (`pacebench.stats` does the statistics):
 - the runs of A and of B are gathered per data set (suite, dataset, data variant, weights and data fingerprint:
-  runs on different weights or different copies of the data are never paired), each side at one setting;
+  runs on different weights or different copies of the data are never paired) and adapter kind (A on LoRA meets B
+  on LoRA; with several kinds each is its own row), each side at one setting;
 - each evaluation set the paper's table reports (test, or the domain suite's target sets; val in phase tune)
   becomes one row: A's and B's means, Δ = A - B with its 95% interval and p-value, the Holm-adjusted p over the
   rows, the verdict (better / worse / within noise), and how many seeds per method would detect a difference of
@@ -105,8 +106,9 @@ class Comparison:
 
 
 def _data_key(run: RunRecord) -> str:
-    """Which data and weights a run was made on: runs are paired only within one key."""
-    return json.dumps([data_label(run), weights_key(run), getattr(run, "data_fingerprint", "")])
+    """Which data, weights and adapter kind a run was made with: runs are paired only within one key, so A and B
+    meet on the same kind (Table 2: PACE on LoRA against the baseline on LoRA, PACE on VPT against VPT)."""
+    return json.dumps([data_label(run), weights_key(run), getattr(run, "data_fingerprint", ""), run.adapter])
 
 
 def _setting(run: RunRecord) -> str:
@@ -119,10 +121,12 @@ def _one_setting(runs: list[RunRecord], side: Side, data: str) -> list[RunRecord
         varying = sorted(
             {k for r in runs for k, v in r.method_config.items() if any(o.method_config.get(k) != v for o in runs)}
         )
+        trained = sorted({k for r in runs for k, v in r.hparams.items() if any(o.hparams.get(k) != v for o in runs)})
         hint = (
             f"name the values, e.g. {side.method}:{varying[0]}={runs[0].method_config[varying[0]]}"
             if varying
-            else "select the runs by training settings with --datasets or a separate database"
+            else f"its runs differ in training settings ({', '.join(trained)}), which compare cannot select; "
+            "keep the runs of one setting in their own database (--db)"
         )
         raise UsageError(f"{side.label} has {len(settings)} settings on {data}; {hint}")
     return runs
@@ -211,11 +215,15 @@ def compare(
             if side.matches(run):
                 groups[_data_key(run)][name].append(run)
     notes, pairs = [], []
+    several_kinds = len({json.loads(key)[3] for key in groups}) > 1
     for key, sides in sorted(groups.items()):
-        data = json.loads(key)[0]
+        data, *_, kind = json.loads(key)
+        data += f" adapter={kind}" if several_kinds else ""
         if not sides["a"] or not sides["b"]:
             missing = a.label if not sides["a"] else b.label
-            notes.append(f"{data}: no finished {phase}-phase runs of {missing} on this data and weights; left out")
+            notes.append(
+                f"{data}: no finished {phase}-phase runs of {missing} on this data, weights and adapter kind; left out"
+            )
             continue
         pairs.append((data, _one_setting(sides["a"], a, data), _one_setting(sides["b"], b, data)))
     if not pairs:
