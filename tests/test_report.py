@@ -610,6 +610,11 @@ def walls(seconds: float, n: int = 3) -> list[EpochRecord]:
     return [EpochRecord(epoch=i, wall_time=seconds) for i in range(n)]
 
 
+def pets_tune_run(store: Store, **fields) -> RunRecord:
+    """A Fig. 6 run: PACE in phase tune on few-shot Oxford Pets."""
+    return make_run(store, suite="fewshot", dataset="oxford_pets", method="pace", phase="tune", **fields)
+
+
 @pytest.fixture
 def figure_store(tmp_path) -> Store:
     """Known numbers for Figs. 3, 5 and 6."""
@@ -625,26 +630,13 @@ def figure_store(tmp_path) -> Store:
     for shots in (1, 2):
         for sigma in (0.5, 1.0):
             for lam in (0.1, 1.0):
-                make_run(
+                pets_tune_run(
                     store,
-                    suite="fewshot",
-                    dataset="oxford_pets",
-                    method="pace",
-                    phase="tune",
                     options={"shots": shots, "split_seed": 0},
                     config={"sigma": sigma, "lam": lam},
                     val=10 * shots + sigma + lam,
                 )
-    make_run(
-        store,
-        suite="fewshot",
-        dataset="oxford_pets",
-        method="pace",
-        phase="tune",
-        options={"shots": 1, "split_seed": 1},
-        config={"sigma": 0.5, "lam": 0.1},
-        val=0.0,
-    )
+    pets_tune_run(store, options={"shots": 1, "split_seed": 1}, config={"sigma": 0.5, "lam": 0.1}, val=0.0)
     # Fig. 3: a Swin run beside the ViT ones on other data
     spec = RunSpec(
         suite="vtab",
@@ -692,16 +684,8 @@ def test_efficiency_and_sensitivity_keep_adapter_kinds_apart(figure_store, tmp_p
     )
     base = frame[(frame.method == "baseline") & (frame.metric == "accuracy")].set_index("adapter")["mean"]
     assert base.to_dict() == {TRAIN.adapter: 70.0, "lora": 60.0}
-    make_run(
-        figure_store,
-        suite="fewshot",
-        dataset="oxford_pets",
-        method="pace",
-        phase="tune",
-        options={"shots": 1, "split_seed": 0},
-        config={"sigma": 0.5, "lam": 0.1},
-        train_cfg=lora,
-        val=50.0,
+    pets_tune_run(
+        figure_store, options={"shots": 1, "split_seed": 0}, config={"sigma": 0.5, "lam": 0.1}, train_cfg=lora, val=50.0
     )
     grid = sensitivity_data(figure_store).set_index(["adapter", "shots", "sigma", "lam"])["mean"]
     assert grid[("lora", 1, 0.5, 0.1)] == 50.0 and grid[(TRAIN.adapter, 1, 0.5, 0.1)] == pytest.approx(5.3)
