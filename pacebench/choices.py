@@ -33,7 +33,7 @@ class Mode(StrEnum):
 
 
 class Precision(StrEnum):
-    auto = "auto"  # bf16 on CUDA, fp32 elsewhere; resolved (`scheduler.materialise`) before a run key is taken
+    auto = "auto"  # bf16 on CUDA, fp32 elsewhere; resolved (`execution.sweep.materialise`) before a run key is taken
     fp32 = "fp32"
     bf16 = "bf16"  # autocast to bfloat16 on the forward pass; parameters and optimizer state stay fp32
 

@@ -67,6 +67,8 @@ def test_a_real_gain_is_better_on_each_dataset_and_over_the_suite():
     )
     table, suite = as_tables(result)
     assert list(table.frame["verdict"]) == ["better", "better"] and "P(pace > baseline)" in list(suite.frame.iloc[:, 0])
+    wider = compare(store.runs(), lambda ids: preds, parse_side("pace"), parse_side("baseline"), delta=2)
+    assert "seeds for Δ=2" in as_tables(wider)[0].frame and "seeds for Δ=0.5" in table.frame  # sized for --delta
 
 
 def test_runs_without_predictions_are_compared_at_the_seed_level_and_labelled_so():

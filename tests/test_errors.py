@@ -199,7 +199,7 @@ CASES: dict[str, tuple[Args, int, str]] = {
     "bad value in a suite file": (
         lambda t, m, p, d: ["suites", *_bad_suite(t, m)],
         2,
-        "classes must be a positive integer, got 'five'",
+        "[datasets.cifar]: classes must be a positive integer, got 'five'",  # brackets printed, not read as markup
     ),
     "inspect --image-size 0": (lambda t, m, p, d: ["inspect", "--image-size", "0"], 2, "--image-size must be >= 1"),
     "inspect --classes 0": (lambda t, m, p, d: ["inspect", "--classes", "0"], 2, "--classes must be >= 1"),
@@ -371,10 +371,25 @@ CASES: dict[str, tuple[Args, int, str]] = {
         2,
         "demo option shots=-3 does not fit the digits",
     ),
+    "an augmentation the data cannot take": (
+        lambda t, m, p, d: ["run", "demo", "--epochs", "1", "-t", "augment=strong", "--db", f"sqlite:///{t}/dev.db"],
+        2,
+        "suite demo's reader (demo) cannot apply augment=strong; use augment=standard",
+    ),
     "--device tpu": (
         lambda t, m, p, d: ["run", "demo", "--device", "tpu", "--db", f"sqlite:///{t}/dev.db"],
         2,
         "invalid --device 'tpu'",
+    ),
+    "--device tpu in a dry run or a plan for elsewhere": (
+        lambda t, m, p, d: ["run", "demo", "--device", "tpu", "--enqueue-only", "--db", f"sqlite:///{t}/dev.db"],
+        2,
+        "invalid --device 'tpu'",
+    ),
+    "--threads 0 in a dry run": (
+        lambda t, m, p, d: ["run", "demo", "--threads", "0", "--dry-run", "--db", f"sqlite:///{t}/dev.db"],
+        2,
+        "--jobs and --threads must be >= 1",
     ),
     "--device cuda without CUDA": (
         lambda t, m, p, d: ["run", "demo", "--device", "cuda", "--db", f"sqlite:///{t}/dev.db"],
@@ -450,7 +465,13 @@ def test_nothing_is_written_where_it_should_not_be(tmp_path, monkeypatch, sqlite
     assert not (tmp_path / "typo.db").exists()
     runner.invoke(app, CASES["unknown adapter"][0](tmp_path, monkeypatch, sqlite_pragmas, demo_db))
     assert not (tmp_path / "a.db").exists()  # refused while planning: no database, no failed run row
-    for case in ("--device tpu", "--device cuda without CUDA", "--jobs 0"):
+    for case in (
+        "an augmentation the data cannot take",
+        "--device tpu",
+        "--device tpu in a dry run or a plan for elsewhere",
+        "--device cuda without CUDA",
+        "--jobs 0",
+    ):
         runner.invoke(app, CASES[case][0](tmp_path, monkeypatch, sqlite_pragmas, demo_db))
         assert not (tmp_path / "dev.db").exists(), case  # refused before the plan is written
     runner.invoke(app, CASES["corrupt .npz"][0](tmp_path, monkeypatch, sqlite_pragmas, demo_db))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import rewrite_run
+from conftest import assert_one_line_error, rewrite_run
 
 from pacebench.execution.sweep import with_fingerprints
 from pacebench.execution.worker import Worker
@@ -231,6 +231,28 @@ def test_slurm_with_sqlite_is_refused_unless_forced(tmp_path):
         app, ["run", "demo", "--executor", "slurm", "--device", "cpu", "--db", f"sqlite:///{tmp_path}/q.db"]
     )
     assert result.exit_code == 2 and "needs a database every node reaches" in result.output
+
+
+def test_a_slurm_that_refuses_the_array_is_one_line_and_the_runs_stay_queued(tmp_path, monkeypatch, results):
+    """sbatch failing (Slurm installed but not configured here) is the error a user sees first on a new cluster."""
+    from typer.testing import CliRunner
+
+    from pacebench.cli import app
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "srun", "scontrol", "sacct", "squeue"):
+        (bin_dir / tool).write_text(
+            "#!/bin/sh\necho 'sbatch: fatal: Could not establish a configuration source' >&2\nexit 1\n"
+        )
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    db = f"sqlite:///{tmp_path}/q.db"
+    args = ["run", "demo", "--seeds", "0", "--epochs", "1", "--device", "cpu", "--executor", "slurm"]
+    result = CliRunner().invoke(app, [*args, "--force-sqlite", "--slurm-folder", str(tmp_path / "slurm"), "--db", db])
+    assert_one_line_error(result, 1, "Slurm did not take the job array (")
+    assert "Could not establish a configuration source" in result.output
+    assert {r.status for r in Store(db).runs()} == {"queued"}  # planned, kept for a rerun or any worker
 
 
 def cli(*args: str):

@@ -12,6 +12,7 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click
 from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperCommand, TyperGroup
@@ -69,7 +70,8 @@ class Group(TyperGroup):
 
 
 def _fail(message: str, code: int) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    # the message is plain text: "[postgres]" or "[datasets.cifar]" in it must print as written, not as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code) from None
 
 

@@ -29,7 +29,9 @@ def _group() -> None:
 @app.command()
 def check(
     suite: Annotated[str | None, typer.Argument(help="Suite to check (default: every suite).")] = None,
-    root: Annotated[Path | None, typer.Option("--root", help="Data root (default: $PACEBENCH_DATA or ./data).")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--data-root", "--root", help="Data root (default: $PACEBENCH_DATA or ./data).")
+    ] = None,
     full: Annotated[bool, typer.Option("--full", help="Also decode every image (slow).")] = False,
 ) -> None:
     """Check that every list, split file and image the readers need is present, with labels in range, and print

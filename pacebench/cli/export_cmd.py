@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from pacebench.choices import Phase, Status
 from pacebench.cli.common import DbOption, console, db_url, writing
 from pacebench.errors import UsageError
 from pacebench.settings import WEIGHTS_ENV
@@ -23,8 +24,8 @@ def register(app: typer.Typer) -> None:
         suite: Annotated[str | None, typer.Option("--suite")] = None,
         dataset: Annotated[str | None, typer.Option("--dataset")] = None,
         method: Annotated[str | None, typer.Option("--method")] = None,
-        phase: Annotated[str | None, typer.Option("--phase", help="tune | final")] = None,
-        status: Annotated[str | None, typer.Option("--status", help="queued | running | done | failed")] = None,
+        phase: Annotated[Phase | None, typer.Option("--phase", help="tune | final")] = None,
+        status: Annotated[Status | None, typer.Option("--status", help="queued | running | done | failed")] = None,
         db: DbOption = None,
     ) -> None:
         """Write every matching run (hyperparameters, metrics, provenance), its epochs and its per-example predictions

@@ -99,7 +99,7 @@ def plot(
     shots: Annotated[int | None, typer.Option("--shots", help="Few-shot: which shots.")] = None,
     split_seed: Annotated[int | None, typer.Option("--split-seed", help="Few-shot: which split seed.")] = None,
     phase: Annotated[
-        str | None,
+        Phase | None,
         typer.Option(
             "--phase", help="final or tune runs (default: the figure's own: tune for lambda-sweep and sensitivity)."
         ),

@@ -277,6 +277,9 @@ def worker_options(o: Any) -> WorkerOptions:
         check_database(db_url(o.db), cluster)
     if cluster is None and not (o.dry_run or o.enqueue_only):  # workers start here: their devices must exist
         devices.worker_devices(o.device, o.gpus, o.jobs, o.threads)  # refused before anything is planned
+    else:  # the plan is for workers elsewhere: the values must still make sense
+        devices.named_device(o.device)
+        devices.check_counts(o.jobs, o.threads)
     settings = WorkerSettings.from_env(checkpoint_every=o.checkpoint_every, max_attempts=o.attempts)
     return WorkerOptions(
         device=o.device,
@@ -561,7 +564,7 @@ def worker(
 
 def status(
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
-    phase: Annotated[str | None, typer.Option("--phase", help="tune | final")] = None,
+    phase: Annotated[Phase | None, typer.Option("--phase", help="tune | final")] = None,
     db: DbOption = None,
 ) -> None:
     """Queued / running / done / failed counts, the workers with their heartbeats, and an ETA."""

@@ -153,6 +153,7 @@ class Reader:
     kind: str = "image"  # which trainer reads it (`training.TRAINERS`): "image", or "text" for the text suites
     fingerprint: Callable[[DatasetDef], str] | None = None  # data built into the package: its identity
     check: Callable[[Mapping[str, Any]], None] | None = None  # refuses data options it cannot honour, at planning
+    augments: tuple[str, ...] | None = None  # the training augmentations it can apply (None: every one)
     splits: SplitNames = field(default_factory=lambda: GENERIC_SPLITS)  # the layout's names, for what users read
 
     @property
@@ -212,12 +213,14 @@ def register_builtin(
     fingerprint: Callable[[DatasetDef], str],
     check: Callable[[Mapping[str, Any]], None] | None = None,
     splits: SplitNames = GENERIC_SPLITS,
+    augments: tuple[str, ...] | None = None,
 ) -> Callable[[Callable[[DataRequest], Splits]], Callable[[DataRequest], Splits]]:
     """Registers a reader whose data is built into the package (nothing under the data root); `fingerprint` says
-    which data it builds (`data.fingerprint`), `check` refuses data options it cannot honour."""
+    which data it builds (`data.fingerprint`), `check` refuses data options it cannot honour, `augments` lists the
+    training augmentations it can apply (planning refuses the others)."""
 
     def decorator(read: Callable[[DataRequest], Splits]) -> Callable[[DataRequest], Splits]:
-        READERS.register(name)(Reader(read, fingerprint=fingerprint, check=check, splits=splits))
+        READERS.register(name)(Reader(read, fingerprint=fingerprint, check=check, splits=splits, augments=augments))
         return read
 
     return decorator

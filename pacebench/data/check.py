@@ -95,7 +95,7 @@ def find_problems(
 
 def _missing_folder(suite: Suite, ds: DatasetDef, root: Path) -> str:
     return (
-        f"missing data folder {root}; put {ds.name} there, or point --root / PACEBENCH_DATA at the folder "
+        f"missing data folder {root}; put {ds.name} there, or point --data-root / PACEBENCH_DATA at the folder "
         f"that holds {suite.data_dir or ds.folder}"
     )
 

@@ -96,12 +96,9 @@ def check_options(options: Mapping[str, Any]) -> None:
     fingerprint,
     check_options,
     splits={phase: (train, (score,)) for phase, (train, score) in PHASE_PARTS.items()},
+    augments=("standard",),  # tensors in memory: no image transforms to apply
 )
 def read_demo(request: DataRequest) -> Splits:
-    if request.augment != "standard":
-        raise UsageError(
-            f"the demo's digits are tensors in memory and take no image augmentation; drop augment={request.augment}"
-        )
     x, y = digits_tensors(TARGET_CLASSES, request.image_size, request.mean, request.std)
     parts = split_indices(y, int(request.options.get("shots", 10)), int(request.options.get("split_seed", 0)))
 

@@ -50,7 +50,14 @@ def submit(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> Counter
     executor.update_parameters(**params)
     local = dataclasses.replace(opts, cluster=None)
     n = c.tasks
-    jobs = executor.map_array(task, [db] * n, [keys] * n, [local] * n, [wait] * n)
+    try:
+        jobs = executor.map_array(task, [db] * n, [keys] * n, [local] * n, [wait] * n)
+    except Exception as exc:  # sbatch missing, refused or unconfigured: submitit raises its own errors for each
+        reason = " ".join(str(exc).split())[-300:] or type(exc).__name__
+        raise PacebenchError(
+            f"Slurm did not take the job array ({reason}); check that Slurm answers here (sinfo) and the "
+            "--partition / --slurm-opt values; the runs stay queued for a rerun or any pacebench worker"
+        ) from None
     outcomes: Counter[str] = Counter()
     for job in jobs:
         try:

@@ -7,21 +7,35 @@ import torch
 from pacebench.errors import UsageError
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto: CUDA when present, else CPU."""
+def named_device(name: str) -> torch.device | None:
+    """The device a --device value names (None for auto), checked for its form only, not for whether this machine
+    has it: a plan may be made here (--dry-run, --enqueue-only) for CUDA workers elsewhere."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"invalid --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported --device {name!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def check_counts(jobs: int, threads: int) -> None:
+    if jobs < 1 or threads < 1:
+        raise UsageError(f"--jobs and --threads must be >= 1, got {jobs} and {threads}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto: CUDA when present, else CPU."""
+    device = named_device(name)
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"--device {name} asked for, but CUDA is not available here; use --device cpu or auto")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise UsageError(f"unsupported --device {name!r}; use auto, cpu, cuda or cuda:N")
     return device
 
 
@@ -44,8 +58,7 @@ def parse_gpus(gpus: str | None, count: int) -> list[int]:
 
 def worker_devices(device: str, gpus: str | None, jobs: int, threads: int) -> list[str]:
     """One device name per worker: one per chosen GPU, or `jobs` times the CPU (or one explicit device)."""
-    if jobs < 1 or threads < 1:
-        raise UsageError(f"--jobs and --threads must be >= 1, got {jobs} and {threads}")
+    check_counts(jobs, threads)
     resolved = resolve_device(device)
     if resolved.type == "cpu":
         if gpus is not None:
@@ -59,6 +72,7 @@ def worker_devices(device: str, gpus: str | None, jobs: int, threads: int) -> li
 def device_type(device: str, slurm_gpus: int = 0) -> str:
     """What runs will train on, for precision "auto" (bf16 on CUDA): the named device, or with auto whether this
     machine (or a Slurm task given GPUs) has CUDA."""
-    if device != "auto":
-        return "cuda" if device.startswith("cuda") else "cpu"
+    named = named_device(device)
+    if named is not None:
+        return named.type
     return "cuda" if torch.cuda.is_available() or slurm_gpus > 0 else "cpu"

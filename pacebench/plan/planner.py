@@ -115,6 +115,11 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
             else:
                 train = resolve_image_train(suite, ds, overrides)
                 backbones.check_image_size(backbone, train.image_size)
+                if reader.augments is not None and train.augment not in reader.augments:
+                    raise UsageError(
+                        f"suite {suite.name}'s reader ({suite.reader}) cannot apply augment={train.augment}; "
+                        f"use augment={' or '.join(reader.augments)}"
+                    )
             trains.append(train.for_device(req.device))
         for options in ds.variants():
             if req.options and any(options.get(k) not in v for k, v in req.options.items()):

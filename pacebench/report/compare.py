@@ -103,6 +103,7 @@ class Comparison:
     rows: list[Row]
     suite: SuiteLine | None
     notes: list[str]
+    delta: float = 0.5  # the difference, in points, that `Row.seeds_needed` is for
 
 
 def _data_key(run: RunRecord) -> str:
@@ -248,7 +249,7 @@ def compare(
             "seed level: runs made before per-example predictions were kept; their interval counts the "
             "seeds only, not which test examples were drawn"
         )
-    return Comparison(a, b, rows, suite_line(rows, n_boot, seed) if len(rows) > 1 else None, notes)
+    return Comparison(a, b, rows, suite_line(rows, n_boot, seed) if len(rows) > 1 else None, notes, delta)
 
 
 def suite_line(rows: list[Row], n_boot: int, seed: int) -> SuiteLine:

@@ -13,6 +13,7 @@ from pacebench.report.tables.base import TableData
 def as_tables(c: Comparison) -> list[TableData]:
     """The per-dataset table and, with two or more rows, the suite line; numbers for every renderer."""
     a, b = c.a.label, c.b.label
+    needed = f"seeds for Δ={c.delta:g}"
     frame = pd.DataFrame(
         [
             {
@@ -26,14 +27,14 @@ def as_tables(c: Comparison) -> list[TableData]:
                 "p": r.difference.p_value,
                 "p (Holm)": r.p_holm,
                 "verdict": str(r.verdict),
-                "seeds for Δ=0.5": r.seeds_needed if r.seeds_needed is not None else np.nan,
+                needed: r.seeds_needed if r.seeds_needed is not None else np.nan,
                 "seeds": f"{r.seeds_a}+{r.seeds_b}",
                 "compared": r.level,
             }
             for r in c.rows
         ]
     )
-    formats = {"p": ".3g", "p (Holm)": ".3g", "seeds for Δ=0.5": "d"}
+    formats = {"p": ".3g", "p (Holm)": ".3g", needed: "d"}
     notes = [
         *c.notes,
         "Δ = A - B in points of the metric; verdict from the 95% interval: better (above 0), worse "
