@@ -17,6 +17,7 @@ import argparse
 import functools
 import statistics
 import sys
+from pathlib import Path
 
 import numpy as np
 import timm
@@ -92,6 +93,12 @@ def our_step(args: argparse.Namespace, method: str, x: torch.Tensor, y: torch.Te
     return lambda: ready.method.step(ready.model, (x, y, idx), opt, ready.params)
 
 
+def check_authors(parser: argparse.ArgumentParser, folder: Path) -> None:
+    """Their `pace` package must be importable from `folder`: say so in one line rather than with an ImportError."""
+    if not (folder / "pace").is_dir():
+        parser.error(f"--authors {folder}: no `pace` package there; point it at the authors' Vision folder")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--authors", required=True, help="the authors' Vision folder (holds their `pace` package)")
@@ -107,6 +114,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    check_authors(parser, Path(args.authors))
     sys.path.insert(0, args.authors)
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)

@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
     methods = ["baseline", "pace", "pace_lazy"] + (["pace_fast"] if args.model == "roberta" else [])
     rows = [measure(args.model, m, args, device) for m in methods]
     print("| model | method | precision | batch x seq | ms/step | sequences/s | peak GiB |")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from authors_compare import authors_setup  # this folder: their set-up, shared with the step comparison
+from authors_compare import authors_setup, check_authors  # this folder: their set-up, shared with the step comparison
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
@@ -250,6 +250,11 @@ def main() -> None:
         "time to --epochs: for a machine lent too briefly for their whole fp32 run",
     )
     args = parser.parse_args()
+    check_authors(parser, Path(args.authors))
+    lists = [args.data_root / "vtab-1k" / args.dataset / name for name in ("train800val200.txt", "test.txt")]
+    for path in [*lists, Path(args.weights)]:
+        if not path.is_file():
+            parser.error(f"{path} not found; see this script's docstring for the data layout and the weights")
     if args.authors_epochs and (args.authors_epochs % args.test_every or args.authors_epochs > args.epochs):
         parser.error("--authors-epochs must be a multiple of --test-every and at most --epochs")
     cut = f" ({args.authors_epochs} of {args.epochs} epochs run, time scaled)" if args.authors_epochs else ""
