@@ -88,9 +88,8 @@ def test_runs_scored_on_different_examples_are_never_paired():
         compare(store.runs(), lambda ids: preds, Side("pace"), Side("baseline"))
 
 
-def test_each_adapter_kind_is_compared_within_itself():
-    """Table 2's question, PACE against the baseline on each adapter kind: runs of two kinds are two rows, never
-    one side at two settings, and each row pairs runs of one kind only."""
+def two_kinds() -> tuple[MemoryStore, dict]:
+    """PACE and the baseline on LoRA (80 / 90 %) and on VPT (50 / 60 %), three seeds each, on one data set."""
     store, preds = MemoryStore(), {}
     for i, (kind, method, seed) in enumerate(
         (k, m, s) for k in ("lora", "vpt_add") for m in ("pace", "baseline") for s in range(3)
@@ -101,11 +100,31 @@ def test_each_adapter_kind_is_compared_within_itself():
         acc = 100.0 * hits.mean()
         run = written_run(store, run_spec, {"evals": {"test": acc}, "test_acc": acc})
         preds[(run.id, "test")] = Predictions("test", tuple(map(str, range(len(hits)))), hits, np.ones(500), hits)
+    return store, preds
+
+
+def test_each_adapter_kind_is_compared_within_itself():
+    """Table 2's question, PACE against the baseline on each adapter kind: runs of two kinds are two rows, never
+    one side at two settings, and each row pairs runs of one kind only."""
+    store, preds = two_kinds()
     result = compare(store.runs(), lambda ids: preds, parse_side("pace"), parse_side("baseline"))
     assert [r.data for r in result.rows] == ["vtab/cifar adapter=lora", "vtab/cifar adapter=vpt_add"]
     lora, vpt = result.rows
     assert lora.difference.mean_b == pytest.approx(80, abs=3) and vpt.difference.mean_b == pytest.approx(50, abs=3)
     assert (lora.seeds_a, lora.seeds_b) == (3, 3) and lora.verdict == stats.Verdict.better
+
+
+def test_sides_that_name_their_kinds_meet_across_kinds():
+    """Which PEFT method does PACE serve best: pace@lora against pace@vpt_add, paired on the same test examples."""
+    store, preds = two_kinds()
+    [row] = compare(store.runs(), lambda ids: preds, parse_side("pace@lora"), parse_side("pace@vpt_add")).rows
+    assert row.data == "vtab/cifar" and row.level == PAIRED and (row.seeds_a, row.seeds_b) == (3, 3)
+    assert row.difference.mean_a == pytest.approx(90, abs=3) and row.difference.mean_b == pytest.approx(60, abs=3)
+    assert parse_side("pace@lora:lam=0.5").label == "pace@lora:lam=0.5"
+    with pytest.raises(UsageError, match="name the adapter kind, e.g. baseline@"):
+        compare(store.runs(), lambda ids: preds, parse_side("pace@lora"), parse_side("baseline"))
+    with pytest.raises(UsageError, match="unknown adapter 'lorra'"):
+        parse_side("pace@lorra")
 
 
 def test_a_side_at_two_settings_must_be_named_and_a_named_setting_is_used():

@@ -13,7 +13,9 @@ from pacebench.errors import UsageError
 
 
 def compare(
-    a: Annotated[str, typer.Argument(help="Method A, or A at named values: pace:lam=0.5.")],
+    a: Annotated[
+        str, typer.Argument(help="Method A, on one adapter kind (pace@lora) or at named values (pace:lam=0.5).")
+    ],
     b: Annotated[str, typer.Argument(help="Method B, the one A is measured against (e.g. baseline).")],
     suite: Annotated[str | None, typer.Option("--suite", help="Restrict to one suite.")] = None,
     datasets: Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated datasets.")] = None,

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pacebench import stats
+from pacebench.core.adapters import kind_of
 from pacebench.core.methods import METHODS
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.report.labels import data_label, weights_key
@@ -36,34 +37,45 @@ Loader = Callable[[list[int]], dict[tuple[int, str], Predictions]]
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a comparison: a method, optionally at named hyperparameter values (`pace:lam=0.5`)."""
+    """One side of a comparison: a method, optionally on one adapter kind (`pace@lora`) and at named
+    hyperparameter values (`pace:lam=0.5`)."""
 
     method: str
     values: dict[str, Any] = field(default_factory=dict)
+    adapter: str | None = None  # None: each kind meets the other side's runs of the same kind
 
     @property
     def label(self) -> str:
-        return self.method + (
-            "" if not self.values else ":" + ",".join(f"{k}={v}" for k, v in sorted(self.values.items()))
+        return (
+            self.method
+            + (f"@{self.adapter}" if self.adapter else "")
+            + ("" if not self.values else ":" + ",".join(f"{k}={v}" for k, v in sorted(self.values.items())))
         )
 
     def matches(self, run: RunRecord) -> bool:
-        return run.method == self.method and all(run.method_config.get(k) == v for k, v in self.values.items())
+        return (
+            run.method == self.method
+            and self.adapter in (None, run.adapter)
+            and all(run.method_config.get(k) == v for k, v in self.values.items())
+        )
 
 
 def parse_side(text: str) -> Side:
-    """`pace` or `pace:lam=0.5,sigma=1.2`; the values are read by the method's own config (aliases, types)."""
-    name, _, rest = text.partition(":")
+    """`pace`, `pace@lora` (one adapter kind) or `pace:lam=0.5,sigma=1.2`; the values are read by the method's own
+    config (aliases, types)."""
+    head, _, rest = text.partition(":")
+    name, at, kind = head.partition("@")
+    adapter = kind_of(kind.strip()).name if at else None  # an unknown kind names the registered ones
     cls = METHODS.get(name.strip())
     raw = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
         if not sep:
-            raise UsageError(f"compare takes METHOD or METHOD:NAME=VALUE,...; got {text!r}")
+            raise UsageError(f"compare takes METHOD, METHOD@KIND or METHOD:NAME=VALUE,...; got {text!r}")
         raw[key.strip()] = value.strip()
     config = cls.make_config(raw).as_dict()  # names (aliases accepted) and values checked by the method
     named = {cls.Config.aliases().get(k, k) for k in raw}
-    return Side(cls.name, {k: v for k, v in config.items() if k in named})
+    return Side(cls.name, {k: v for k, v in config.items() if k in named}, adapter)
 
 
 @dataclass(frozen=True)
@@ -106,10 +118,13 @@ class Comparison:
     delta: float = 0.5  # the difference, in points, that `Row.seeds_needed` is for
 
 
-def _data_key(run: RunRecord) -> str:
-    """Which data, weights and adapter kind a run was made with: runs are paired only within one key, so A and B
-    meet on the same kind (Table 2: PACE on LoRA against the baseline on LoRA, PACE on VPT against VPT)."""
-    return json.dumps([data_label(run), weights_key(run), getattr(run, "data_fingerprint", ""), run.adapter])
+def _data_key(run: RunRecord, by_kind: bool) -> str:
+    """Which data, weights (and with `by_kind`, adapter kind) a run was made with: runs are paired only within one
+    key. By kind, A and B meet on the same kind (Table 2: PACE on LoRA against the baseline on LoRA, PACE on VPT
+    against VPT); sides that name their kinds (`pace@lora` against `pace@vpt_add`) meet across them."""
+    return json.dumps(
+        [data_label(run), weights_key(run), getattr(run, "data_fingerprint", ""), by_kind and run.adapter]
+    )
 
 
 def _setting(run: RunRecord) -> str:
@@ -123,12 +138,15 @@ def _one_setting(runs: list[RunRecord], side: Side, data: str) -> list[RunRecord
             {k for r in runs for k, v in r.method_config.items() if any(o.method_config.get(k) != v for o in runs)}
         )
         trained = sorted({k for r in runs for k, v in r.hparams.items() if any(o.hparams.get(k) != v for o in runs)})
-        hint = (
-            f"name the values, e.g. {side.method}:{varying[0]}={runs[0].method_config[varying[0]]}"
-            if varying
-            else f"its runs differ in training settings ({', '.join(trained)}), which compare cannot select; "
-            "keep the runs of one setting in their own database (--db)"
-        )
+        if varying:
+            hint = f"name the values, e.g. {side.method}:{varying[0]}={runs[0].method_config[varying[0]]}"
+        elif "adapter" in trained:
+            hint = f"name the adapter kind, e.g. {side.method}@{runs[0].adapter}"
+        else:
+            hint = (
+                f"its runs differ in training settings ({', '.join(trained)}), which compare cannot select; "
+                "keep the runs of one setting in their own database (--db)"
+            )
         raise UsageError(f"{side.label} has {len(settings)} settings on {data}; {hint}")
     return runs
 
@@ -211,10 +229,11 @@ def compare(
     if a == b:
         raise UsageError(f"compare needs two different sides; got {a.label} twice")
     groups: dict[str, dict[str, list[RunRecord]]] = defaultdict(lambda: {"a": [], "b": []})
+    by_kind = a.adapter is None and b.adapter is None
     for run in runs:
         for name, side in (("a", a), ("b", b)):
             if side.matches(run):
-                groups[_data_key(run)][name].append(run)
+                groups[_data_key(run, by_kind)][name].append(run)
     notes, pairs = [], []
     several_kinds = len({json.loads(key)[3] for key in groups}) > 1
     for key, sides in sorted(groups.items()):
@@ -228,9 +247,12 @@ def compare(
             continue
         pairs.append((data, _one_setting(sides["a"], a, data), _one_setting(sides["b"], b, data)))
     if not pairs:
+        kinds = ",".join(dict.fromkeys(k for k in (a.adapter, b.adapter) if k))
+        methods = ",".join(dict.fromkeys((a.method, b.method)))
         raise PacebenchError(
             f"no data set has finished {phase}-phase runs of both {a.label} and {b.label}; train "
-            f"them (pacebench run SUITE --methods {a.method},{b.method}) or check --suite / --phase"
+            f"them (pacebench run SUITE --methods {methods}{f' --adapters {kinds}' if kinds else ''}) or check "
+            "--suite / --phase"
         )
     predictions = load([r.id for _, ra, rb in pairs for r in (*ra, *rb)])
     rows: list[Row] = []
