@@ -74,6 +74,7 @@ def fingerprint(ds: object) -> str:
     return h.hexdigest()
 
 
+AUGMENTS = ("standard",)  # tensors in memory: no image transforms to apply
 SMALLEST_CLASS = 174  # images of the rarest target digit (8) in scikit-learn's digits
 
 
@@ -96,9 +97,13 @@ def check_options(options: Mapping[str, Any]) -> None:
     fingerprint,
     check_options,
     splits={phase: (train, (score,)) for phase, (train, score) in PHASE_PARTS.items()},
-    augments=("standard",),  # tensors in memory: no image transforms to apply
+    augments=AUGMENTS,
 )
 def read_demo(request: DataRequest) -> Splits:
+    if request.augment not in AUGMENTS:  # planning refuses it first; this guards a direct caller
+        raise UsageError(
+            f"the demo's digits are tensors in memory and take no image augmentation; drop augment={request.augment}"
+        )
     x, y = digits_tensors(TARGET_CLASSES, request.image_size, request.mean, request.std)
     parts = split_indices(y, int(request.options.get("shots", 10)), int(request.options.get("split_seed", 0)))
 
