@@ -177,6 +177,13 @@ def results(tmp_path_factory) -> Path:
     mp.undo()
 
 
+# `pacebench bench` on a model that steps in milliseconds: test_vit at 16 px, batch 2, CPU, no warm-up
+TINY_BENCH = [
+    "bench", "--backbone", "test_vit", "--image-size", "16", "--patch-size", "8", "--batch", "2",
+    "--classes", "3", "--warmup", "0", "--device", "cpu",
+]  # fmt: skip
+
+
 def assert_one_line_error(result, code: int, message: str) -> None:
     """A CLI result that failed as a user error should: the exit code, `message` on one `error:` line, and no
     exception kept by the runner (CliRunner swallows exceptions, so a clean-looking output proves nothing)."""

@@ -9,7 +9,7 @@ import csv
 import dataclasses
 
 import pytest
-from conftest import assert_ok, assert_one_line_error
+from conftest import TINY_BENCH, assert_ok, assert_one_line_error
 from typer.testing import CliRunner
 
 from pacebench.cli import app
@@ -221,34 +221,8 @@ def test_inspect_counts_a_kind_at_its_own_size():
 
 def test_bench_measures_every_kind_named_with_and_without_pace(tmp_path):
     db = f"sqlite:///{tmp_path}/b.db"
-    result = runner.invoke(
-        app,
-        [
-            "bench",
-            "--backbone",
-            "test_vit",
-            "--image-size",
-            "16",
-            "--patch-size",
-            "8",
-            "--batch",
-            "2",
-            "--classes",
-            "3",
-            "--adapter",
-            "ssf,vpt_deep,full",
-            "--methods",
-            "pace",
-            "--warmup",
-            "0",
-            "--steps",
-            "1",
-            "--device",
-            "cpu",
-            "--db",
-            db,
-        ],
-    )
+    args = [*TINY_BENCH, "--adapter", "ssf,vpt_deep,full", "--methods", "pace", "--steps", "1", "--db", db]
+    result = runner.invoke(app, args)
     assert_ok(result)
     from pacebench.store import Store
 

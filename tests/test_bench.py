@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from conftest import TINY_BENCH
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
@@ -21,33 +22,7 @@ runner = CliRunner()
 
 def test_bench_stores_rows_and_report_renders_them(tmp_path):
     db = f"sqlite:///{tmp_path}/b.db"
-    args = [
-        "bench",
-        "--backbone",
-        "test_vit",
-        "--image-size",
-        "16",
-        "--patch-size",
-        "8",
-        "--batch",
-        "2",
-        "--classes",
-        "3",
-        "--rank",
-        "2",
-        "--methods",
-        "pace,noise",
-        "--warmup",
-        "0",
-        "--steps",
-        "2",
-        "--device",
-        "cpu",
-        "--db",
-        db,
-        "--profile",
-        "5",
-    ]
+    args = [*TINY_BENCH, "--rank", "2", "--methods", "pace,noise", "--steps", "2", "--db", db, "--profile", "5"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     from pacebench.store import Store
@@ -126,33 +101,7 @@ def test_bench_paths_switch_the_fast_paths_off_and_say_so(tmp_path, paths):
     from pacebench.store import Store
 
     db = f"sqlite:///{tmp_path}/b.db"
-    args = [
-        "bench",
-        "--backbone",
-        "test_vit",
-        "--image-size",
-        "16",
-        "--patch-size",
-        "8",
-        "--batch",
-        "2",
-        "--classes",
-        "3",
-        "--rank",
-        "2",
-        "--methods",
-        "noise",
-        "--warmup",
-        "0",
-        "--steps",
-        "1",
-        "--device",
-        "cpu",
-        "--db",
-        db,
-        "--paths",
-        paths,
-    ]
+    args = [*TINY_BENCH, "--rank", "2", "--methods", "noise", "--steps", "1", "--db", db, "--paths", paths]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     base, noise = Store(db).speed()
