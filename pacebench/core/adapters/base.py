@@ -105,6 +105,7 @@ class Adapter(nn.Module):
     """
 
     mergeable: ClassVar[bool] = False
+    _kept: Kept  # what `merge()` changed, as `keep` copied it
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,7 +122,13 @@ class Adapter(nn.Module):
         """Folds the adapter into the frozen weights; nothing for a module that cannot fold."""
 
     def unmerge(self) -> None:
-        """Undoes `merge()` exactly."""
+        """Undoes `merge()` exactly: puts back the frozen tensors the merge `keep`s in `self._kept` (a module that
+        never merged has nothing to undo)."""
+        if not self.merged:
+            return
+        restore(self._kept)
+        del self._kept
+        self.merged = False
 
     def unwrapped(self) -> nn.Module | None:
         raise NotImplementedError(f"{type(self).__name__} does not fold into a plain module")

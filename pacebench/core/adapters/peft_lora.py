@@ -22,7 +22,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from pacebench.core.adapters.base import Adapter, Kept, Noisy, keep, restore
+from pacebench.core.adapters.base import Adapter, Kept, Noisy, keep
 from pacebench.core.adapters.kinds import Kind, Settings, register
 from pacebench.core.adapters.layout import Layout
 from pacebench.core.droppath import SharedDropout
@@ -72,12 +72,9 @@ class LoRA(Noisy, Adapter):
 
     @torch.no_grad()
     def unmerge(self) -> None:
-        if not self.merged:
-            return
-        self.layer.unmerge()
-        restore(self._kept)
-        del self._kept
-        self.merged = False
+        if self.merged:
+            self.layer.unmerge()  # peft's own unfold first, then the exact frozen tensors kept before the merge
+        super().unmerge()
 
     def unwrapped(self) -> nn.Module:
         return cast(nn.Linear, self.layer.base_layer)

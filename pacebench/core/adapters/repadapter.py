@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pacebench.core.adapters.base import Adapter, Kept, Noisy, keep, restore
+from pacebench.core.adapters.base import Adapter, Kept, Noisy, keep
 from pacebench.core.adapters.kinds import Kind, Settings, register
 from pacebench.core.adapters.layout import Layout
 from pacebench.core.droppath import SharedDropout
@@ -77,14 +77,6 @@ class RepLinear(Noisy, Adapter):
         bias.add_(weight @ c)
         weight.copy_(weight @ m)
         self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if not self.merged:
-            return
-        restore(self._kept)
-        del self._kept
-        self.merged = False
 
     def unwrapped(self) -> nn.Module:
         return self.base

@@ -21,7 +21,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from pacebench.core.adapters.base import Adapter, Kept, Noisy, keep, restore
+from pacebench.core.adapters.base import Adapter, Kept, Noisy, keep
 from pacebench.core.adapters.kinds import Kind, Settings, outside_head, positions, register, set_child
 from pacebench.core.adapters.layout import Layout
 
@@ -61,14 +61,6 @@ class ScaleShift(Noisy, Adapter):
         weight.mul_(self.scale.view(-1, *[1] * (weight.ndim - 1)))
         bias.mul_(self.scale).add_(self.shift)
         self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if not self.merged:
-            return
-        restore(self._kept)
-        del self._kept
-        self.merged = False
 
     def unwrapped(self) -> nn.Module:
         return self.op
