@@ -20,13 +20,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
 import torch
 from conftest import assert_one_line_error
 from rich.console import Console
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from typer.testing import CliRunner
 
@@ -36,6 +39,7 @@ from pacebench.execution.sweep import SweepResult, incomplete
 from pacebench.execution.worker import Worker
 from pacebench.plan.planner import PlanRequest, plan
 from pacebench.store import Claimant, MemoryStore, Store, StoreError
+from pacebench.store.base import holder_gone, utcnow
 from pacebench.store.database import display_url, is_transient
 from pacebench.training import Environment
 
@@ -83,6 +87,56 @@ def sqlite_error(message: str) -> OperationalError:
 )
 def test_transient_database_errors_are_told_from_faults(dialect, error, transient):
     assert is_transient(error, dialect) is transient
+
+
+def test_the_claim_that_rides_out_an_outage_gives_silent_holders_a_full_lease(tmp_path):
+    """The CI flake this fixes: the first claim after a 20 s outage saw every holder's heartbeat 20 s old and took
+    a run over (attempt 2), because the outage's end was recorded only after that claim returned."""
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    failures = [sqlite_error("database is locked")]
+    silent = SimpleNamespace(host="host-b", pid=1, heartbeat_at=utcnow() - timedelta(seconds=31), lease_s=30.0)
+
+    def judge() -> bool:
+        if failures:
+            raise failures.pop()
+        return holder_gone(silent, utcnow(), "host-a", store.db.watched_since)
+
+    assert store.db.retrying(judge) is False
+    assert holder_gone(silent, utcnow(), "host-a", None)  # without the outage it would have been taken over
+
+
+def test_a_transaction_that_hung_for_half_a_lease_counts_as_an_outage(tmp_path):
+    """A paused server (SIGSTOP, a stalled disk) hangs its clients instead of failing them: the holders' heartbeats
+    hung as well, so they get a full lease again before their runs are taken over (the CI flake of a 20 s pause)."""
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    store.db.stall_s = 0.2
+    with store.db.session() as s:
+        s.execute(text("select 1"))
+    assert store.db.watched_since is None  # an answer in time is no outage
+    with store.db.session() as s:
+        time.sleep(0.3)
+        s.execute(text("select 1"))
+    hung_until = store.db.watched_since
+    assert hung_until is not None
+    silent = SimpleNamespace(host="host-b", pid=1, heartbeat_at=hung_until - timedelta(seconds=31), lease_s=30.0)
+    assert not holder_gone(silent, hung_until, "host-a", store.db.watched_since)
+    assert holder_gone(silent, hung_until + timedelta(seconds=31), "host-a", store.db.watched_since)
+
+    hanging, judged = threading.Event(), threading.Event()
+
+    def heartbeat() -> None:  # another thread's transaction, still hanging while this one judges a holder
+        with store.db.session() as s:
+            hanging.set()
+            judged.wait(5)
+            s.execute(text("select 1"))
+
+    beat = threading.Thread(target=heartbeat)
+    beat.start()
+    hanging.wait(5)
+    time.sleep(0.3)
+    assert store.db.watched_since > hung_until  # "now": the outage is not over yet
+    judged.set()
+    beat.join()
 
 
 def test_a_store_call_waits_out_an_outage_and_gives_up_after_its_grace(tmp_path, caplog):
@@ -417,8 +471,8 @@ def test_a_two_worker_sweep_rides_out_a_restart_a_stop_and_dropped_connections(p
     assert "postgres:***@" in page.read_text() and "postgres:***@" in shown[1].output
     with connect() as conn:
         stored = str(conn.execute("select * from runs").fetchall() + conn.execute("select * from workers").fetchall())
-    for text in (output, logs, page.read_text(), stored, *(r.output for r in shown)):
-        assert SECRET not in text
+    for shown_text in (output, logs, page.read_text(), stored, *(r.output for r in shown)):
+        assert SECRET not in shown_text
 
 
 def test_past_its_grace_a_worker_stops_cleanly_and_a_rerun_finishes(pg_server, tmp_path, results):

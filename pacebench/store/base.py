@@ -94,7 +94,8 @@ def pid_alive(pid: int) -> bool:
 def holder_gone(run: Any, now: datetime, host: str, watched_since: datetime | None = None) -> bool:
     """A running claim may be taken over: its pid is dead on this host, or its heartbeat is older than its lease.
 
-    `watched_since`: when this process last saw the database come back after an outage. Silence is only counted
+    `watched_since`: when this process last saw the database come back after an outage (or answer after hanging
+    for half a lease: a paused server hangs its clients instead of failing them). Silence is only counted
     over time the database was up: a holder could not write its heartbeat while it was away, so after an outage
     every holder has a full lease to beat again before its run is taken over."""
     if run.host == host and run.pid is not None and not pid_alive(run.pid):

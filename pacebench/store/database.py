@@ -296,8 +296,13 @@ class Database:
 
     def __init__(self, url: str, readonly: bool = False, grace_s: float | None = None) -> None:
         self.url, self.display_url = url, display_url(url)
-        self.grace_s = WorkerSettings.from_env().db_grace_s if grace_s is None else grace_s
-        self.watched_since: datetime | None = None  # the end of this process's last outage (`base.holder_gone`)
+        settings = WorkerSettings.from_env()
+        self.grace_s = settings.db_grace_s if grace_s is None else grace_s
+        # A transaction that took longer than half a lease is counted as an outage too: a paused or overloaded
+        # server hangs its clients instead of failing them, and the holders' heartbeats hung with ours.
+        self.stall_s = settings.lease_s / 2
+        self._watched_since: datetime | None = None  # the end of this process's last outage
+        self._open: dict[int, float] = {}  # monotonic start of each transaction in flight, by its session's id
         self._outage_lock = threading.Lock()
         self._outage_start: float | None = None  # monotonic time of the current outage's first failure
         try:
@@ -372,13 +377,16 @@ class Database:
     def session(self) -> Iterator[Session]:
         """One transaction: commit on success, roll back on any error, always close. A transient error (see
         `is_transient`) is raised as it is, for `retrying`; an IntegrityError is the caller's; any other database
-        failure (disk full, damaged schema) becomes a one-line `StoreError`."""
+        failure (disk full, damaged schema) becomes a one-line `StoreError`. One that hung past `stall_s` moves
+        `watched_since`, like the end of an outage."""
         self._check_file()
         self._check_writable()
         session = self._sessions()
+        self._opened(session)
         try:
             yield session
             session.commit()
+            self._closed(session, answered=True)
         except DBAPIError as exc:
             with suppress(Exception):  # the connection may be gone with the server
                 session.rollback()
@@ -390,9 +398,32 @@ class Database:
                 session.rollback()
             raise
         finally:
+            self._closed(session, answered=False)
             with suppress(Exception):
                 session.close()
         self._check_file()
+
+    def _opened(self, session: Session) -> None:
+        with self._outage_lock:
+            self._open[id(session)] = time.monotonic()
+
+    def _closed(self, session: Session, answered: bool) -> None:
+        with self._outage_lock:
+            started = self._open.pop(id(session), None)
+            if answered and started is not None and time.monotonic() - started > self.stall_s:
+                self._watched_since = utcnow()
+
+    @property
+    def watched_since(self) -> datetime | None:
+        """When this process last saw the database come back after an outage, or answer after hanging past
+        `stall_s`; now, while an outage lasts or one of its transactions hangs (the call that rides out an outage
+        judges holders before its end is recorded, and another thread may judge a holder whose heartbeat hangs the
+        same way). `base.holder_gone` counts a holder's silence only from then."""
+        with self._outage_lock:
+            oldest = min(self._open.values(), default=None)
+            if self._outage_start is not None or (oldest is not None and time.monotonic() - oldest > self.stall_s):
+                return utcnow()
+            return self._watched_since
 
     def retrying(self, work: Callable[[], T]) -> T:
         """`work()`, tried again with back-off while it fails with a transient error, until the outage has lasted
@@ -440,4 +471,4 @@ class Database:
                     log.warning(
                         f"database {self.display_url} is back after {time.monotonic() - self._outage_start:.0f} s"
                     )
-                self._outage_start, self.watched_since = None, utcnow()
+                self._outage_start, self._watched_since = None, utcnow()
