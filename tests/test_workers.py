@@ -222,6 +222,26 @@ def test_submitit_job_array_drains_the_plan(tmp_path, results):
     assert (tmp_path / "slurm").stat().st_mode & 0o077 == 0, "the pickled arguments hold the database URL"
 
 
+def test_an_array_task_whose_run_failed_fails_in_slurms_accounting_and_the_sweep_says_which(tmp_path, results):
+    """Like `pacebench worker`'s exit 1: sacct must not show COMPLETED for a task whose run diverged. The parent
+    still reports the failed run itself (not as a dead task) and keeps the baseline that finished."""
+    import pickle
+
+    from typer.testing import CliRunner
+
+    from pacebench.cli import app
+
+    db = f"sqlite:///{tmp_path}/q.db"
+    args = ["run", "demo", "--methods", "pace,baseline", "--hp", "sigma=1e30", "--epochs", "1", "-t", "batch_size=16"]
+    args += ["--device", "cpu", "--attempts", "1", "--executor", "submitit-local", "--array", "1"]
+    result = CliRunner().invoke(app, [*args, "--slurm-folder", str(tmp_path / "slurm"), "--db", db])
+    assert result.exit_code == 1 and "1 run(s) failed" in result.output, result.output
+    assert "Slurm task" not in result.output, result.output
+    assert [(r.method, r.status) for r in Store(db).runs()] == [("pace", "failed"), ("baseline", "done")]
+    (outcome,) = [pickle.loads(p.read_bytes()) for p in (tmp_path / "slurm").glob("*_result.pkl")]
+    assert outcome[0] == "error" and "RunsFailed: 1 failed, 1 done" in outcome[1], outcome
+
+
 def test_slurm_with_sqlite_is_refused_unless_forced(tmp_path):
     from typer.testing import CliRunner
 

@@ -539,7 +539,7 @@ def worker(
     What a cluster job runs; start as many as there are devices, on any machine that reaches the database. It
     trains only runs planned for its kind of device, and exits 1 when a run it trained failed or it was stopped.
     """
-    from pacebench.execution.worker import Worker, environment  # lazy: torch
+    from pacebench.execution.worker import Worker, described, ended_badly, environment  # lazy: torch
     from pacebench.store import Store
 
     keys = read_keys(keys_file) if keys_file else None
@@ -555,10 +555,8 @@ def worker(
     )
     w = Worker(Store(db_url(db)), environment(opts, device), opts.settings, keys)
     outcomes = w.work(wait)
-    console.print(
-        f"worker {w.who.name} on {device}: " + (", ".join(f"{n} {k}" for k, n in outcomes.items()) or "nothing to do")
-    )
-    if outcomes.get("stopped") or outcomes.get("failed"):  # a Slurm array or a shell loop must see it
+    console.print(f"worker {w.who.name} on {device}: {described(outcomes)}")
+    if ended_badly(outcomes):
         raise typer.Exit(1)
 
 

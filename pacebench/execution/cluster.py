@@ -9,22 +9,29 @@ Slurm's own accounting is not needed: the database records what ran.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from pacebench.errors import PacebenchError, UsageError
 from pacebench.execution.options import WorkerOptions, check_database
-from pacebench.execution.worker import Worker, environment
+from pacebench.execution.worker import Worker, described, ended_badly, environment
 from pacebench.store import Store
+
+
+class RunsFailed(PacebenchError):
+    """Raised by an array task whose worker had a run fail or was stopped, so that Slurm's accounting (sacct) shows
+    the task FAILED, as `pacebench worker` exits 1. The runs' own errors are in the database."""
 
 
 def task(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> dict[str, int]:
     """One array task: a worker on the device the task was given (CUDA when Slurm assigned a GPU)."""
-    return dict(Worker(Store(db), environment(opts, opts.device), opts.settings, keys).work(wait))
+    outcomes = Worker(Store(db), environment(opts, opts.device), opts.settings, keys).work(wait)
+    if ended_badly(outcomes):
+        raise RunsFailed(described(outcomes))
+    return dict(outcomes)
 
 
-def submit(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> Counter[str]:
+def submit(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> None:
     """Submits `opts.cluster.tasks` workers as one job array and waits for all of them."""
     import submitit  # lazy: only a Slurm sweep needs it
 
@@ -58,13 +65,13 @@ def submit(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> Counter
             f"Slurm did not take the job array ({reason}); check that Slurm answers here (sinfo) and the "
             "--partition / --slurm-opt values; the runs stay queued for a rerun or any pacebench worker"
         ) from None
-    outcomes: Counter[str] = Counter()
     for job in jobs:
         try:
-            outcomes.update(job.result())
+            job.result()
         except Exception as exc:  # a task that died (node failure, time limit): its runs stay queued or go stale
+            if RunsFailed.__name__ in str(exc):  # submitit hands back the task's traceback as text only
+                continue  # the task ran to its end; the sweep reports its failed runs from the database
             raise PacebenchError(
                 f"Slurm task {job.job_id} failed: {str(exc).strip().splitlines()[-1]}; its "
                 f"log is under {c.folder}; rerun to continue the unfinished runs"
             ) from None
-    return outcomes

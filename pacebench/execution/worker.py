@@ -267,6 +267,16 @@ class Worker:
         )
 
 
+def described(outcomes: Counter[str]) -> str:
+    """How a worker's attempts ended, for its last line ("2 done, 1 failed")."""
+    return ", ".join(f"{n} {k}" for k, n in outcomes.items()) or "nothing to do"
+
+
+def ended_badly(outcomes: Counter[str]) -> bool:
+    """A run failed or the worker was stopped: what a shell loop or Slurm's accounting must see as a failure."""
+    return bool(outcomes.get("failed") or outcomes.get("stopped"))
+
+
 def environment(opts: WorkerOptions, device: str) -> Environment:
     """The training environment of one worker in this process (sets torch's CPU threads)."""
     resolved = resolve_device(device)
