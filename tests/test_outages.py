@@ -36,7 +36,7 @@ from typer.testing import CliRunner
 from pacebench.choices import Status
 from pacebench.cli import app
 from pacebench.execution.sweep import SweepResult, incomplete
-from pacebench.execution.worker import Worker
+from pacebench.execution.worker import Worker, give_back_unreleased, unreleased_note
 from pacebench.plan.planner import PlanRequest, plan
 from pacebench.store import Claimant, MemoryStore, Store, StoreError
 from pacebench.store.base import holder_gone, utcnow
@@ -475,6 +475,21 @@ def test_a_two_worker_sweep_rides_out_a_restart_a_stop_and_dropped_connections(p
         assert SECRET not in shown_text
 
 
+def test_a_noted_claim_is_given_back_without_counting_and_a_stale_note_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PACEBENCH_RESULTS", str(tmp_path))
+    store = MemoryStore()
+    first, second = store.enqueue(specs(seeds=(0, 1)))
+    held, taken = store.claim_next(Claimant(30.0)), store.claim_next(Claimant(30.0))
+    assert (held.id, taken.id, held.attempts) == (first.id, second.id, 1)
+    for note in (unreleased_note(held.id, held.claim), unreleased_note(taken.id, "a-claim-taken-over-since")):
+        note.parent.mkdir(exist_ok=True)
+        note.touch()
+    give_back_unreleased(store)
+    assert (store.get_run(first.id).status, store.get_run(first.id).attempts) == (Status.queued, 0)
+    assert (store.get_run(second.id).status, store.get_run(second.id).claim) == (Status.running, taken.claim)
+    assert not list((tmp_path / "unreleased").iterdir())
+
+
 def test_past_its_grace_a_worker_stops_cleanly_and_a_rerun_finishes(pg_server, tmp_path, results):
     url = pg_server.create_database("grace")
     store = Store(url)
@@ -494,11 +509,15 @@ def test_past_its_grace_a_worker_stops_cleanly_and_a_rerun_finishes(pg_server, t
     assert proc.returncode == 1 and len(errors) == 1 and "longer than PACEBENCH_DB_GRACE_S=2" in errors[0], output
     assert "Traceback" not in output
     stopped = store.get_run(run.id)
-    assert stopped.status != Status.failed and stopped.error is None, "an outage is never the run's failure"
+    assert stopped.status == Status.running and stopped.error is None, "an outage is never the run's failure"
+    assert list((tmp_path / "results" / "unreleased").iterdir()), "the claim it could not give back is noted"
     rerun = pacebench(*worker, env=env)
     output = rerun.communicate(timeout=300)[0]
     assert rerun.returncode == 0 and "1 done" in output, output
-    assert [e.epoch for e in store.epochs(run.id)] == list(range(10)) and store.get_run(run.id).status == Status.done
+    finished = store.get_run(run.id)
+    assert [e.epoch for e in store.epochs(run.id)] == list(range(10)) and finished.status == Status.done
+    assert finished.attempts == 1, "the rerun gave the claim back first: the outage cost the run no attempt"
+    assert not list((tmp_path / "results" / "unreleased").iterdir())
 
 
 def read_only(path: Path, on: bool) -> None:

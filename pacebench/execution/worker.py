@@ -20,6 +20,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -137,6 +138,7 @@ class Worker:
         `StoreError` ends the worker (after giving back what it can)."""
         self.store.worker_started(self.who, str(self.env.device))
         try:
+            give_back_unreleased(self.store)
             with stop_on_signals(self.stop):
                 while not self.stop.is_set():
                     run = self.store.claim_next(self.who, self.keys, self.settings.max_attempts)
@@ -177,9 +179,17 @@ class Worker:
         beat.start()
         try:
             return self._attempt(run, claim, beat)
-        except StoreError:  # not the run's fault: given back (not counted) if the store still answers at all
+        except StoreError:  # not the run's fault: given back (not counted) now, or by the next worker (a note)
             self.broken = True
-            self._quietly(lambda store: store.release(run.id, claim))
+            note = unreleased_note(run.id, claim)
+            note.parent.mkdir(parents=True, exist_ok=True)
+            note.touch()
+
+            def give_back(store: Storage) -> None:
+                store.release(run.id, claim)
+                note.unlink()  # the store answered: released, or no longer this worker's to release
+
+            self._quietly(give_back)
             raise
         finally:
             beat.done.set()
@@ -265,6 +275,22 @@ class Worker:
             **{k: v for k, v in facts.items() if k in PARAMETER_COUNTS},
             setup={k: v for k, v in facts.items() if k not in PARAMETER_COUNTS},
         )
+
+
+def unreleased_note(run_id: int, claim: str) -> Path:
+    """The note a worker leaves when the database went away for good while it held a run: the run was not the
+    problem, so the next worker releases the claim first and takes the run over without counting an attempt."""
+    return results_dir() / "unreleased" / f"{run_id}-{claim}"
+
+
+def give_back_unreleased(store: Storage) -> None:
+    """Releases the claims of the notes left in this results folder (a fenced write: a claim that was taken over or
+    finished meanwhile is left as it is) and removes the notes."""
+    for note in sorted((results_dir() / "unreleased").glob("*-*")):
+        run_id, claim = note.name.split("-", 1)
+        if run_id.isdigit():
+            store.release(int(run_id), claim)
+        note.unlink(missing_ok=True)
 
 
 def described(outcomes: Counter[str]) -> str:
