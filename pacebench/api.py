@@ -11,6 +11,7 @@ the trainers make every batch. So for the same weights, batch and random state a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -212,6 +213,15 @@ def _method(name: str, num_train: int | None, hyperparameters: dict[str, Any]) -
     return cls
 
 
+def _check_rank(rank: Any, required: bool) -> None:
+    """A rank is a whole number >= 1 (None, where `required` is False: the kind's own), checked before the model is
+    touched: a float would fail half-way through building the adapters."""
+    if rank is None and not required:
+        return
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise UsageError(f"rank must be a whole number >= 1, got {rank!r}")
+
+
 def _device(model: nn.Module | str | Path, device: torch.device | str | None) -> torch.device:
     """`device` checked as the command line's --device (auto, cpu, cuda, cuda:N); None: where the model is (the CPU
     for a model still to be loaded from a folder)."""
@@ -233,7 +243,9 @@ def attach(
     method: str = "pace",
     *,
     adapter: str = DEFAULT_ADAPTER,
-    rank: int = 10,
+    rank: int | None = None,
+    adapter_scale: float | None = None,
+    adapter_dropout: float | None = None,
     num_train: int | None = None,
     device: torch.device | str | None = None,
     precision: str = "fp32",
@@ -249,20 +261,32 @@ def attach(
         model: a timm VisionTransformer or SwinTransformer with its classification head for your task.
         method: a registered method (`pacebench methods`): pace, pace_lazy, pace_fast, baseline, or an ablation.
         adapter: the adapter kind, '+'-joined parts ('lora_mul+vpt_add' is the paper's LoRA+VPT).
-        rank: the adapters' rank.
+        rank: the adapters' size (LoRA's rank r, a bottleneck's width, the number of prompts); None: the kind's own
+            default (`pacebench methods`); a kind without a size (ssf, bitfit, full, linear) takes none.
+        adapter_scale, adapter_dropout: the options of the kinds that read them (adaptformer's scale s, the
+            bottleneck adapters' dropout); None: the kind's defaults.
         num_train: the size of the training set; needed by pace_fast (a logit row per sample).
         device: where to train: cpu, cuda, cuda:N or auto (CUDA when present); None keeps the model's device.
         precision: fp32, bf16 (autocast on the forward pass) or auto (bf16 on CUDA, what `pacebench run` uses).
         **hyperparameters: the method's own (lam, sigma, interval, ...), checked by its config; an unknown name is
             an error listing the known ones.
     """
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"attach takes a timm ViT or Swin model (an nn.Module), not a {type(model).__name__}")
     cls = _method(method, num_train, hyperparameters)
     mixed = parse_value(Precision, precision, "precision")
+    _check_rank(rank, required=False)
+    settings = adapters.check_settings(adapter, rank, adapter_scale, adapter_dropout, rank_given=rank is not None)
+    kind = adapters.kind_of(adapter)
     head = model.get_submodule(layout_of(model).head_path)
     info = SetupInfo(num_train or 0, int(getattr(head, "out_features", 0)))
     where = _device(model, device)
-    ready = attach_backbone(model, cls.name, info, adapter, rank, hyperparameters, where)
-    return _tuner(Tuner, ready, where, mixed, {"kind": IMAGE, "adapter": adapter, "rank": str(rank)})
+    options = {"adapter_scale": adapter_scale, "adapter_dropout": adapter_dropout}
+    ready = attach_backbone(model, cls.name, info, adapter, rank, hyperparameters, where, options)
+    signature = {"kind": IMAGE, "adapter": adapter, "rank": str(settings.size) if kind.size else "none"}
+    if "adapter_scale" in kind.defaults:  # it changes what the trained tensors compute
+        signature["adapter_scale"] = str(settings.scale)
+    return _tuner(Tuner, ready, where, mixed, signature)
 
 
 def attach_text(
@@ -292,6 +316,9 @@ def attach_text(
         num_train, device, precision, **hyperparameters: as for `attach`.
     """
     text_models.require_text_extra()
+    _check_rank(rank, required=True)
+    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and alpha > 0):
+        raise UsageError(f"alpha (LoRA's scale) must be a finite number > 0, got {alpha!r}")
     if method not in Glue.methods():
         raise UsageError(f"method {method} does not run on text models; choose from {', '.join(Glue.methods())}")
     cls = _method(method, num_train, hyperparameters)

@@ -87,9 +87,13 @@ def parse_fields(
     """
     types = field_types(cls)
     out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for raw, value in values.items():
         name = (aliases or {}).get(raw, raw)
         if name not in types:
             raise UsageError(f"unknown {what} {raw!r}; known: {', '.join(types) or 'none'}")
+        if name in spelled:
+            raise UsageError(f"{what} {name} is given twice ({spelled[name]!r} and {raw!r}); give it once")
+        spelled[name] = raw
         out[name] = parse_value(types[name], value, f"{what} {name}")
     return out

@@ -309,7 +309,13 @@ def test_swin_attaches_too():
         (lambda m: pacebench.attach(m, "pace_fast"), "give num_train=len\\(train_set\\)"),
         (lambda m: pacebench.attach(m, "pretrained"), "trains nothing"),
         (lambda m: pacebench.attach(m, "pace", adapter="nosuch"), "unknown adapter 'nosuch'"),
-        (lambda m: pacebench.attach(m, "pace", rank=0), "rank must be >= 1"),
+        (lambda m: pacebench.attach(m, "pace", rank=0), "rank must be a whole number >= 1, got 0"),
+        (lambda m: pacebench.attach(m, "pace", rank=2.5), "rank must be a whole number >= 1, got 2.5"),
+        (lambda m: pacebench.attach(m, "pace", rank="4"), "rank must be a whole number >= 1, got '4'"),
+        (lambda m: pacebench.attach(m, "pace", adapter="ssf", rank=4), "adapter ssf has no size: leave rank unset"),
+        (lambda m: pacebench.attach(m, "pace", adapter="ssf", adapter_scale=0.5), "ssf has no adapter_scale"),
+        (lambda m: pacebench.attach(m, "pace", lam=1, **{"lambda": 0.5}), r"lam is given twice \('lam' and 'lambda'\)"),
+        (lambda m: pacebench.attach("vit"), r"takes a timm ViT or Swin model \(an nn.Module\), not a str"),
         (lambda m: pacebench.attach(m, "pace", precision="fp16"), "precision must be one of auto, fp32, bf16"),
         (lambda m: pacebench.attach(torch.nn.Linear(2, 2), "pace"), "not on Linear"),
         (lambda m: pacebench.attach(m, "pace", device="gpu"), "invalid --device 'gpu'"),
@@ -318,11 +324,25 @@ def test_swin_attaches_too():
 def test_bad_arguments_are_one_line_errors_and_leave_the_model_as_it_was(call, message):
     model = tiny_vit()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    kinds, trained = [type(m) for m in model.modules()], [p.requires_grad for p in model.parameters()]
     with pytest.raises(UsageError, match=message) as info:
         call(model)
     assert "\n" not in str(info.value)
     assert not any(isinstance(m, AdaptedLinear) for m in model.modules())
     assert model.state_dict().keys() == before.keys()
+    assert [type(m) for m in model.modules()] == kinds and [p.requires_grad for p in model.parameters()] == trained
+
+
+def test_a_kind_gets_its_own_size_and_options_unless_given(tmp_path):
+    """As `pacebench run` resolves them: no rank means the kind's own default, not the paper's family's 10."""
+    assert pacebench.attach(tiny_vit(), "pace").signature["rank"] == "10"
+    assert pacebench.attach(tiny_vit(), "pace", adapter="adaptformer").signature["rank"] == "8"
+    assert pacebench.attach(tiny_vit(), "pace", adapter="ssf").signature["rank"] == "none"
+    scaled = pacebench.attach(tiny_vit(), "pace", adapter="adaptformer", rank=4, adapter_scale=0.5)
+    assert {m.scale for m in scaled.model.modules() if type(m).__name__ == "ParallelAdapter"} == {0.5}
+    path = scaled.save(tmp_path / "a.safetensors")
+    with pytest.raises(DataError, match="adapter_scale=0.5, but this model has .*adapter_scale=0.1"):
+        pacebench.attach(tiny_vit(), "pace", adapter="adaptformer", rank=4).load(path)
 
 
 def test_attaching_twice_and_pace_fast_without_positions_are_errors():
@@ -393,7 +413,12 @@ def test_text_regression_takes_mse(glue):
         ),
         (lambda folder: pacebench.attach_text(tiny_vit(), "pace"), "takes a Hugging Face sequence classifier"),
         (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, lam="big"), "must be float"),
-        (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, rank=0), "rank must be >= 1"),
+        (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, rank=0), "rank must be a whole number"),
+        (
+            lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, alpha=float("nan")),
+            "alpha .* > 0, got nan",
+        ),
+        (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, alpha=-1), "alpha .* > 0, got -1"),
         (lambda folder: pacebench.attach_text(folder, "pace", num_labels=2, device="tpu"), "invalid --device"),
     ],
 )

@@ -205,6 +205,8 @@ def key_values(pairs: list[str] | None, option: str) -> dict[str, str]:
             name, sep, value = item.partition("=")
             if not sep or not name.strip() or not value.strip():
                 raise UsageError(f"{option} takes NAME=VALUE, e.g. {option} lam=1; got {item!r}")
+            if name.strip() in out:
+                raise UsageError(f"{option} {name.strip()} is given twice; give it once")
             out[name.strip()] = value.strip()
     return out
 

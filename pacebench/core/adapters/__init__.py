@@ -30,7 +30,7 @@ from pacebench.core.adapters.base import (
     plain_paths,
     training_paths,
 )
-from pacebench.core.adapters.kinds import ADAPTERS, OPTIONS, Kind, set_child
+from pacebench.core.adapters.kinds import ADAPTERS, OPTIONS, Kind, Settings, set_child
 from pacebench.core.adapters.layout import Layout, layout_of
 from pacebench.core.noise import NOISES, Noise, schedule
 from pacebench.errors import UsageError
@@ -64,13 +64,13 @@ def train_defaults(kind: str) -> dict[str, float | int]:
 
 def check_settings(
     kind: str, rank: int | None, scale: float | None, dropout: float | None, rank_given: bool = False
-) -> None:
-    """Refuses settings `kind` cannot take, before anything is trained: an option it does not read, a size it cannot
-    have, or a rank given (`rank_given`) to a kind without a size."""
+) -> Settings:
+    """The settings `kind` resolves to; refuses those it cannot take, before anything is trained: an option it does
+    not read, a size it cannot have, or a rank given (`rank_given`) to a kind without a size."""
     entry = kind_of(kind)
     if rank_given and entry.size is None:
         raise UsageError(f"adapter {kind} has no size: leave rank unset")
-    entry.settings(rank, scale, dropout)
+    return entry.settings(rank, scale, dropout)
 
 
 def inject(
