@@ -117,6 +117,24 @@ def test_the_users_rank_wins_and_a_kind_without_a_size_refuses_one():
         planned(suite="demo", adapters=["nosuch"])
 
 
+def test_a_suite_table_that_gives_a_kind_without_a_size_a_rank_is_refused_too(tmp_path, monkeypatch):
+    """It would change the run's key (and so never match a finished run) without changing what trains."""
+    demo = load_suite("demo").path.read_text()
+    for where, table in [
+        ("suite", "[adapters.ssf]\nrank = 6\n"),
+        ("dataset", "[datasets.digits.adapters.ssf]\nrank = 6\n"),
+    ]:
+        (tmp_path / "demo.toml").write_text(demo + "\n" + table)
+        monkeypatch.setenv("PACEBENCH_SUITES", str(tmp_path))
+        all_suites.cache_clear()
+        try:
+            with pytest.raises(UsageError, match="adapter ssf has no size: leave rank unset"):
+                planned(suite="demo", adapters=["ssf"])
+            assert planned(suite="demo", adapters=["bitfit"]), f"the {where} table is only ssf's"
+        finally:
+            all_suites.cache_clear()
+
+
 def test_the_new_adapter_settings_enter_a_key_only_when_set():
     legacy = planned(suite="demo", methods=["baseline"])[0]
     assert not {"adapter_scale", "adapter_dropout"} & set(key_payload(legacy)["train"])

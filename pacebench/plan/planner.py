@@ -84,9 +84,12 @@ def adapter_overrides(req: PlanRequest) -> list[dict[str, Any]]:
 
 def resolve_image_train(suite: Suite, ds: DatasetDef, overrides: dict[str, Any]) -> TrainConfig:
     """An image run's training settings, the adapter kind's own defaults filled in and its settings checked (an
-    unknown kind or a setting it cannot take fails here, not as a failed run)."""
+    unknown kind or a setting it cannot take fails here, not as a failed run). A rank set anywhere (the user, the
+    suite's or the data set's [adapters.KIND] table) for a kind without a size is refused: it would change the run's
+    key without changing what trains."""
     train = suite.resolve_train(ds, overrides, kinds.train_defaults)
-    kinds.check_settings(train.adapter, train.rank, train.adapter_scale, train.adapter_dropout, "rank" in overrides)
+    given = "rank" in suite.train_layers(ds, overrides)[1]
+    kinds.check_settings(train.adapter, train.rank, train.adapter_scale, train.adapter_dropout, given)
     return train
 
 

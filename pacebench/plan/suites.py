@@ -126,15 +126,20 @@ class Suite:
     ) -> TrainConfig:
         """The run's training settings (see the module docstring). `kind_defaults(adapter)` gives a kind's own
         defaults for the adapter settings nothing else sets (`adapters.train_defaults`; planning passes it)."""
+        adapter, layers = self.train_layers(ds, overrides)
+        defaults = kind_defaults(adapter) if kind_defaults else {}
+        return TrainConfig(**{**coerce_train({k: v for k, v in defaults.items() if k not in layers}), **layers})
+
+    def train_layers(self, ds: DatasetDef, overrides: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """(the run's adapter kind, the training settings that the suite, `ds` or the user set explicitly for it),
+        before the kind's own defaults fill in the rest."""
         own = {**coerce_train(self.train), **coerce_train(ds.train)}
         user = coerce_train(overrides or {})
         adapter = user.get("adapter", own.get("adapter", DEFAULT_ADAPTER))
         if adapter != own.get("adapter", DEFAULT_ADAPTER):  # the suite's size and options are its adapter's
             own = {k: v for k, v in own.items() if k not in ADAPTER_SETTINGS}
         per_kind = {**coerce_train(self.adapters.get(adapter, {})), **coerce_train(ds.adapters.get(adapter, {}))}
-        layers = {**own, **per_kind, **user}
-        defaults = kind_defaults(adapter) if kind_defaults else {}
-        return TrainConfig(**{**coerce_train({k: v for k, v in defaults.items() if k not in layers}), **layers})
+        return adapter, {**own, **per_kind, **user}
 
     def own_adapter(self, ds: DatasetDef) -> str:
         """The adapter kind the suite itself trains `ds` with (the paper's baseline for it)."""
