@@ -271,6 +271,27 @@ CASES: dict[str, tuple[Args, int, str]] = {
         2,
         "unknown adapter 'nosuch'",
     ),
+    "a suite's name given as ablate's data set": (
+        lambda t, m, p, d: ["ablate", "glue", "--db", f"sqlite:///{t}/a.db"],  # told before vtab's missing weights
+        2,
+        "unknown dataset 'glue' in suite vtab (glue is a suite: pass --suite glue)",
+    ),
+    "a hyperparameter given twice": (
+        lambda t, m, p, d: [
+            "run",
+            "demo",
+            "-m",
+            "pace",
+            "--hp",
+            "lam=1",
+            "--hp",
+            "lambda=0.5",
+            "--db",
+            f"sqlite:///{t}/a.db",
+        ],
+        2,
+        "method pace hyperparameter lam is given twice ('lam' and 'lambda'); give it once",
+    ),
     "rank for a kind without a size": (
         lambda t, m, p, d: ["run", "demo", "--adapters", "ssf", "-t", "rank=4", "--db", f"sqlite:///{t}/a.db"],
         2,

@@ -99,6 +99,7 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
     suite = load_suite(req.suite)
     for m in req.methods:
         METHODS.get(m)
+    datasets = suite.select(req.datasets)  # a wrong name is told before the weights (which may be missing too)
     backbone = req.backbone or suite.backbone
     weights_hash = sha(backbone, req.weights)
     reader = READERS.get(suite.reader)
@@ -109,7 +110,7 @@ def plan(req: PlanRequest, sha: Callable[[str, Path | None], str] = weights_sha2
             "(-t adapter=lora:NAME,NAME), not one of --adapters"
         )
     specs = []
-    for ds in suite.select(req.datasets):
+    for ds in datasets:
         trains = []
         for overrides in adapter_overrides(req):
             if text:  # LoRA target names and the methods its task runs

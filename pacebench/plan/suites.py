@@ -113,7 +113,10 @@ class Suite:
         for ds in self.datasets.values():
             if name == ds.name or name in ds.aliases:
                 return ds
-        raise UsageError(f"unknown dataset {name!r} in suite {self.name}; choose from: {', '.join(self.datasets)}")
+        hint = f" ({name} is a suite: pass --suite {name})" if name in all_suites() else ""
+        raise UsageError(
+            f"unknown dataset {name!r} in suite {self.name}{hint}; choose from: {', '.join(self.datasets)}"
+        )
 
     def select(self, names: list[str] | None) -> list[DatasetDef]:
         return [self.dataset(n) for n in names] if names else list(self.datasets.values())
