@@ -257,6 +257,9 @@ def test_mcnemar_matches_the_binomial_test_on_the_discordant_pairs():
     assert result.p_value == pytest.approx(2 * (36 + 9 + 1) / 2**9)  # P(X >= 7) + P(X <= 2), X ~ Bin(9, 1/2)
     assert result.p_value == pytest.approx(stats.binomtest(7, 9, 0.5).pvalue)
     assert mcnemar_exact(a, a).p_value == 1.0
+    assert mcnemar_exact(a[None], b).p_value == result.p_value  # one seed may come as a (1, examples) row
+    with pytest.raises(UsageError, match=r"got shapes \(2, \d+\) and \(2, \d+\); with several seeds use paired"):
+        mcnemar_exact(np.stack([a, a]), np.stack([b, b]))  # flattened, two seeds would read as twice the examples
 
 
 def test_sign_flip_enumerates_small_cases_exactly():
@@ -386,6 +389,8 @@ def test_bad_input_is_refused_with_the_fix():
         paired_bootstrap(a, a, metric="f1")
     with pytest.raises(UsageError, match="same examples"):
         paired_bootstrap(a, np.zeros((3, 11)))
+    with pytest.raises(UsageError, match="at least one seed each"):
+        paired_bootstrap(np.zeros((0, 10)), a)
     with pytest.raises(UsageError, match="needs the gold labels"):
         paired_bootstrap(a, a, metric="mcc")
     with pytest.raises(UsageError, match="NaN"):

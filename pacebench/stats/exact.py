@@ -86,9 +86,16 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> McNemar:
         a_correct: 0/1 correctness of A per example, (examples,).
         b_correct: The same for B.
     """
-    a_correct, b_correct = np.asarray(a_correct).ravel(), np.asarray(b_correct).ravel()
-    if a_correct.shape != b_correct.shape or not np.isin(np.r_[a_correct, b_correct], (0, 1)).all():
-        raise UsageError("mcnemar_exact needs 0/1 correctness of one run of each method on the same examples")
+    a_correct, b_correct = (x[0] if x.ndim == 2 and len(x) == 1 else x for x in map(np.asarray, (a_correct, b_correct)))
+    if (
+        a_correct.ndim != 1  # several seeds flattened would read as more examples
+        or a_correct.shape != b_correct.shape
+        or not np.isin(np.r_[a_correct, b_correct], (0, 1)).all()
+    ):
+        raise UsageError(
+            f"mcnemar_exact needs 0/1 correctness of one run of each method on the same examples, (examples,) "
+            f"each, got shapes {np.shape(a_correct)} and {np.shape(b_correct)}; with several seeds use paired_bootstrap"
+        )
     a_only = int(((a_correct == 1) & (b_correct == 0)).sum())
     b_only = int(((a_correct == 0) & (b_correct == 1)).sum())
     p = stats.binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0

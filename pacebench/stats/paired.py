@@ -212,8 +212,11 @@ def _check_runs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(seeds, examples) arrays of finite values on the same examples; one seed may come as a 1-D array."""
     a, b = np.atleast_2d(np.asarray(a)), np.atleast_2d(np.asarray(b))
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] < 2:
-        raise UsageError(f"a and b must be (seeds, examples) on the same examples, got shapes {a.shape} and {b.shape}")
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] < 2 or min(len(a), len(b)) < 1:
+        raise UsageError(
+            f"a and b must be (seeds, examples) with at least one seed each on the same examples, got shapes "
+            f"{a.shape} and {b.shape}"
+        )
     if labels is not None:
         labels = np.asarray(labels).ravel()
         if len(labels) != a.shape[1]:
