@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,16 @@ WEIGHTS = ["--backbone", "vit_tiny_patch16_224", "-t", "image_size=16"]
 
 # name: (args(tmp_path, monkeypatch, pragmas, demo_db) -> CLI arguments, exit code, message on the error line)
 Args = Callable[..., list[str]]
+
+
+def _without_peft(monkeypatch) -> list[str]:
+    """The optional peft as if it were not installed (the base install has no [text] extra)."""
+    from pacebench.core.adapters import kinds
+
+    monkeypatch.setattr(kinds, "find_spec", lambda name: None if name == "peft" else find_spec(name))
+    return []
+
+
 CASES: dict[str, tuple[Args, int, str]] = {
     "revision newer or unknown": (
         lambda t, m, p, d: ["runs", "--db", _db(t, "update alembic_version set version_num = '0099_future'")],
@@ -291,6 +302,20 @@ CASES: dict[str, tuple[Args, int, str]] = {
         ],
         2,
         "method pace hyperparameter lam is given twice ('lam' and 'lambda'); give it once",
+    ),
+    "a kind whose library is missing": (
+        lambda t, m, p, d: [
+            *_without_peft(m),
+            "run",
+            "demo",
+            "--adapters",
+            "lora",
+            *TINY,
+            "--db",
+            f"sqlite:///{t}/a.db",
+        ],
+        2,
+        "adapter lora needs peft, which is not installed: pip install 'pacebench[text]' (or pip install peft)",
     ),
     "rank for a kind without a size": (
         lambda t, m, p, d: ["run", "demo", "--adapters", "ssf", "-t", "rank=4", "--db", f"sqlite:///{t}/a.db"],
@@ -484,8 +509,9 @@ def test_nothing_is_written_where_it_should_not_be(tmp_path, monkeypatch, sqlite
     for command in (["runs"], ["report"], ["db", "current"], ["plot", "grad-norm"]):
         runner.invoke(app, [*command, "--db", f"sqlite:///{tmp_path}/typo.db"])
     assert not (tmp_path / "typo.db").exists()
-    runner.invoke(app, CASES["unknown adapter"][0](tmp_path, monkeypatch, sqlite_pragmas, demo_db))
-    assert not (tmp_path / "a.db").exists()  # refused while planning: no database, no failed run row
+    for case in ("unknown adapter", "a kind whose library is missing"):
+        runner.invoke(app, CASES[case][0](tmp_path, monkeypatch, sqlite_pragmas, demo_db))
+        assert not (tmp_path / "a.db").exists(), case  # refused while planning: no database, no failed run row
     for case in (
         "an augmentation the data cannot take",
         "--device tpu",

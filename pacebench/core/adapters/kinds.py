@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 
 from torch import nn
 
@@ -54,6 +55,8 @@ class Kind:
         starts_at_identity: whether the adapted model equals the pre-trained one before training.
         family: "pace" for the paper's own parts family (`parts.py`), "" for the others.
         check: a message when a size it cannot take is asked for, else None.
+        requires: (module, how to install it) of the optional libraries it builds on, checked with its settings
+            (while planning), so a missing one is refused before a run is written, not failed in the worker.
     """
 
     name: str
@@ -70,6 +73,7 @@ class Kind:
     starts_at_identity: bool = True
     family: str = ""
     check: Callable[[Settings], str | None] = lambda settings: None
+    requires: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.defaults) - set(OPTIONS)
@@ -107,6 +111,9 @@ class Kind:
         problem = self.check(out)
         if problem:
             raise UsageError(f"adapter {self.name}: {problem}")
+        for module, install in self.requires:
+            if find_spec(module) is None:
+                raise UsageError(f"adapter {self.name} needs {module}, which is not installed: {install}")
         return out
 
 

@@ -81,12 +81,7 @@ class LoRA(Noisy, Adapter):
 
 
 def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
-    try:
-        import peft.tuners.lora as peft_lora  # lazy: peft imports transformers (seconds)
-    except ImportError:
-        raise UsageError(
-            "adapter lora uses Hugging Face peft: pip install 'pacebench[text]' (or pip install peft)"
-        ) from None
+    import peft.tuners.lora as peft_lora  # lazy: peft imports transformers (seconds); `requires` checked it is there
     r, alpha = settings.size, settings.scale * settings.size
     config = peft_lora.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=["qkv"], bias="none")
     for block, position in layout.blocks:
@@ -111,5 +106,6 @@ register(
         default_size=8,
         defaults={"adapter_scale": 1.0, "adapter_dropout": 0.1},
         mergeable=True,
+        requires=(("peft", "pip install 'pacebench[text]' (or pip install peft)"),),
     )
 )
