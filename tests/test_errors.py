@@ -317,6 +317,16 @@ CASES: dict[str, tuple[Args, int, str]] = {
         2,
         "adapter lora needs peft, which is not installed: pip install 'pacebench[text]' (or pip install peft)",
     ),
+    "inspect a kind without a size at a rank": (
+        lambda t, m, p, d: ["inspect", "--adapter", "ssf", "--rank", "4"],
+        2,
+        "adapter ssf has no size",
+    ),
+    "compare sized for no difference": (
+        lambda t, m, p, d: ["compare", "pace", "baseline", "--delta", "nan", "--db", d],
+        2,
+        "--delta must be a finite number > 0 and --boot at least 100, got nan and 2000",
+    ),
     "rank for a kind without a size": (
         lambda t, m, p, d: ["run", "demo", "--adapters", "ssf", "-t", "rank=4", "--db", f"sqlite:///{t}/a.db"],
         2,

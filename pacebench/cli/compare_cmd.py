@@ -42,8 +42,8 @@ def compare(
     from pacebench.report.tables.compare import as_tables
     from pacebench.store import Store
 
-    if delta <= 0 or boot < 100:
-        raise UsageError(f"--delta must be > 0 and --boot at least 100, got {delta} and {boot}")
+    if not (0 < delta < float("inf")) or boot < 100:  # `not (...)`: NaN fails every comparison
+        raise UsageError(f"--delta must be a finite number > 0 and --boot at least 100, got {delta} and {boot}")
     if out is not None and fmt == Format.rich:
         raise UsageError("--out writes a file: add --format md, csv, latex or html")
     store = Store(db_url(db), readonly=True)

@@ -67,8 +67,7 @@ def describe(
     )
     if not timm.is_model(arch):
         raise UsageError(f"unknown backbone {backbone!r}; use one of {', '.join(BACKBONES.names())} or a timm name")
-    kind = adapters.kind_of(adapter)
-    size = kind.settings(rank, scale, dropout).size
+    size = adapters.check_settings(adapter, rank, scale, dropout, rank_given=rank is not None).size
     with torch.device("meta"):
         model = timm.create_model(arch, pretrained=False, num_classes=classes, img_size=image_size, **kwargs)
         layout = adapters.inject(model, adapter, size, scale, dropout)
@@ -83,7 +82,7 @@ def describe(
         sigmas,
         [per_position[p] for p in range(layout.depth + 1)],
         size,
-        kind.size,
+        adapters.kind_of(adapter).size,
     )
 
 
