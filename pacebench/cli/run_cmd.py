@@ -81,7 +81,12 @@ LoaderWorkers = Annotated[
     int, typer.Option("--workers", help="Data-loader worker processes per worker.", rich_help_panel=WORKERS)
 ]
 WeightsFile = Annotated[
-    Path | None, typer.Option("--weights", help="Weights file (.npz, .pth/.pt, .safetensors).", rich_help_panel=TRAIN)
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="Weights file (.npz, .pth/.pt, .safetensors); a text suite: the model folder.",
+        rich_help_panel=TRAIN,
+    ),
 ]
 WeightsDir = Annotated[
     Path | None,

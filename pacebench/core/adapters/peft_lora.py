@@ -82,6 +82,7 @@ class LoRA(Noisy, Adapter):
 
 def build(model: nn.Module, layout: Layout, settings: Settings) -> None:
     import peft.tuners.lora as peft_lora  # lazy: peft imports transformers (seconds); `requires` checked it is there
+
     r, alpha = settings.size, settings.scale * settings.size
     config = peft_lora.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=["qkv"], bias="none")
     for block, position in layout.blocks:
