@@ -41,7 +41,7 @@ def runs(
 
     store = Store(db_url(db), readonly=True)
     records = store.runs(suite=suite, dataset=dataset, method=method, status=status, phase=phase)
-    names = ["id", "dataset", "method", "seed", "phase", "status", "train", "val", "test"]
+    names = ["id", "dataset", "method", "adapter", "seed", "phase", "status", "train", "val", "test"]
     if wide:
         names[1:1] = ["key", "suite"]
         names += ["config", "params", "device", "data copy"]
@@ -57,6 +57,7 @@ def runs(
             "suite": r.suite,
             "dataset": _dataset_label(r),
             "method": r.method,
+            "adapter": r.adapter,
             "config": _config(r.method_config),
             "seed": str(r.seed),
             "phase": r.phase,
