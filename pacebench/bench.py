@@ -70,6 +70,11 @@ class BenchConfig:
         if min(self.batch, self.image_size, self.rank, self.steps) < 1 or self.warmup < 0:
             raise UsageError("--batch, --image-size, --rank and --steps must be >= 1 and --warmup >= 0")
 
+    @property
+    def adapter_label(self) -> str:
+        """"lora r8", or "ssf" alone for a kind without a size (its `rank` is a placeholder)."""
+        return f"{self.adapter} r{self.rank}" if adapters.kind_of(self.adapter).size else self.adapter
+
 
 def bench_config(adapter: str, rank: int | None, **settings: Any) -> BenchConfig:
     """A BenchConfig for adapter kind `adapter`, `rank` None meaning the kind's own size (an unknown kind, or a

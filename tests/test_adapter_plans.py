@@ -254,4 +254,5 @@ def test_bench_measures_every_kind_named_with_and_without_pace(tmp_path):
         ("full", "pace"),
     ]
     assert [r["rank"] for r in rows[::2]] == [1, 10, 1], "each kind at its own size"
+    assert " ssf, batch" in result.output and " vpt_deep r10, batch" in result.output, "no rank for a sizeless kind"
     assert all(r["flop_ratio"] > 1.5 for r in rows if r["method"] == "pace"), "PACE runs two copies"

@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
                 cfg.precision + (", compiled" if compile_ else "") + ("" if paths == "fast" else f", {paths} paths")
             )
             console.print(
-                f"{backbone} {cfg.adapter} r{cfg.rank}, batch {batch}, {image_size}px, {setting} on "
+                f"{backbone} {cfg.adapter_label}, batch {batch}, {image_size}px, {setting} on "
                 f"{device_name(resolved)}: {warmup} warm-up + {steps} timed rounds, methods interleaved"
             )
             built = build_steps(cfg)
