@@ -426,3 +426,9 @@ def test_text_bad_arguments_are_one_line_errors(glue, call, message):
     with pytest.raises(UsageError, match=message) as info:
         call(glue["roberta"])
     assert "\n" not in str(info.value)
+
+
+def test_a_text_model_folder_that_does_not_exist_is_named_as_such(tmp_path):
+    pytest.importorskip("transformers")
+    with pytest.raises(DataError, match="no model folder at .*nothing; give the folder that holds config.json"):
+        pacebench.attach_text(tmp_path / "nothing", "pace", num_labels=2)

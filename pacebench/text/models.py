@@ -84,6 +84,8 @@ def load_backbone(folder: Path, kind: str, num_labels: int = 0) -> nn.Module:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # lazy: optional extra
 
     _quiet_transformers()
+    if not Path(folder).is_dir():  # else Hugging Face reads the path as a hub repo id and complains about its spelling
+        raise DataError(f"no model folder at {folder}; give the folder that holds config.json and model.safetensors")
     try:
         if kind == "classify":
             return AutoModelForSequenceClassification.from_pretrained(
