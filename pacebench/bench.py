@@ -72,7 +72,7 @@ class BenchConfig:
 
     @property
     def adapter_label(self) -> str:
-        """"lora r8", or "ssf" alone for a kind without a size (its `rank` is a placeholder)."""
+        """The kind and its size (lora r8), or the name alone for a kind without a size (its rank is a placeholder)."""
         return f"{self.adapter} r{self.rank}" if adapters.kind_of(self.adapter).size else self.adapter
 
 
