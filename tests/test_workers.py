@@ -303,7 +303,7 @@ def test_enqueue_only_writes_the_plan_and_two_plain_workers_drain_it(tmp_path, r
     db = f"sqlite:///{tmp_path}/q.db"
     queued = cli("run", "demo", "--methods", "baseline,pace", "--seeds", "0,1", *TINY, "--db", db, "--enqueue-only")
     assert queued.exit_code == 0 and "queued: 4 run(s) wait for workers" in " ".join(queued.output.split())
-    assert {r.status for r in Store(db).runs()} == {"queued"}
+    assert {(r.status, r.planned_device) for r in Store(db).runs()} == {("queued", "cpu")}
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "PACEBENCH_RESULTS": str(results)}
     workers = [
         subprocess.Popen(
@@ -339,6 +339,18 @@ def test_enqueue_only_writes_the_plan_and_two_plain_workers_drain_it(tmp_path, r
     second = cli(*tune)
     assert second.exit_code == 0 and "queued: 1 run(s) wait for workers" in " ".join(second.output.split())
     assert [r.phase for r in Store(db).runs(status="queued")] == ["final"]
+
+
+def test_runs_queued_for_cuda_elsewhere_are_left_to_cuda_workers(tmp_path, results):
+    """`--enqueue-only --device cuda` plans bf16 runs for GPU workers elsewhere: a CPU worker must not train them."""
+    db = f"sqlite:///{tmp_path}/q.db"
+    args = ["run", "demo", "--methods", "baseline", "--epochs", "1", "-t", "batch_size=16", "--seeds", "0"]
+    queued = cli(*args, "--device", "cuda", "--db", db, "--enqueue-only")
+    assert queued.exit_code == 0, queued.output
+    (run,) = Store(db).runs()
+    assert (run.status, run.planned_device, run.hparams["precision"]) == ("queued", "cuda", "bf16")
+    assert Worker(Store(db), ENV, keys=None).work() == Counter()
+    assert Store(db).get_run(run.id).status == "queued"
 
 
 def test_a_rerun_that_finds_runs_held_by_live_workers_says_so_unless_it_waits(tmp_path, results, monkeypatch):

@@ -193,7 +193,7 @@ def run_phase(
         return None
     if mode == Mode.enqueue:
         preflight([s for s, k in zip(specs, keys, strict=True) if k not in done], opts.data_root)
-        store.enqueue(specs, origin)
+        store.enqueue(specs, origin, device_type)  # only workers on that kind of device train them
         return SweepResult(store.runs(key=list(dict.fromkeys(keys))), done, [])
     result = execute(
         specs,
