@@ -90,6 +90,11 @@ class WorkerSettings:
     def lease_s(self) -> float:
         return self.heartbeat_s * self.missed_beats
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment variables `from_env` reads: how `run --jobs/--gpus` hands its
+        --checkpoint-every and --attempts to the worker processes it starts."""
+        return {f"PACEBENCH_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
     @classmethod
     def from_env(cls, **overrides: Any) -> WorkerSettings:
         values: dict[str, Any] = {}

@@ -341,6 +341,33 @@ def test_enqueue_only_writes_the_plan_and_two_plain_workers_drain_it(tmp_path, r
     assert [r.phase for r in Store(db).runs(status="queued")] == ["final"]
 
 
+def test_worker_processes_get_the_runs_checkpoint_and_attempt_settings(tmp_path, monkeypatch):
+    """`run --jobs 2 --checkpoint-every 1 --attempts 5` must reach the `pacebench worker` processes it starts (they
+    fell back to every 10 epochs and 3 attempts)."""
+    from pacebench.execution import launch
+    from pacebench.execution.options import WorkerOptions
+    from pacebench.settings import WorkerSettings
+
+    monkeypatch.setenv("PACEBENCH_RESULTS", str(tmp_path))
+    started: list[dict[str, str]] = []
+
+    class Finished:
+        def __init__(self, command, env, **_):
+            started.append(env)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(launch.subprocess, "Popen", Finished)
+    settings = WorkerSettings.from_env(checkpoint_every=1, max_attempts=5)
+    opts = WorkerOptions(device="cpu", settings=settings)
+    launch.run_processes(f"sqlite:///{tmp_path}/q.db", ["k"], opts, ["cpu", "cpu"], wait=False)
+    assert len(started) == 2
+    for env in started:
+        monkeypatch.setattr(os, "environ", env)
+        assert WorkerSettings.from_env() == settings
+
+
 def test_runs_queued_for_cuda_elsewhere_are_left_to_cuda_workers(tmp_path, results):
     """`--enqueue-only --device cuda` plans bf16 runs for GPU workers elsewhere: a CPU worker must not train them."""
     db = f"sqlite:///{tmp_path}/q.db"

@@ -35,7 +35,8 @@ def run_processes(db: str, keys: list[str], opts: WorkerOptions, devices: list[s
     """One `pacebench worker` process per device, each in its own session (a terminal's Ctrl-C reaches only this
     process, which forwards one SIGTERM to each worker so that they checkpoint and release their runs). The
     database URL goes through the environment (PACEBENCH_DB), never the command line: any local user reads a
-    command line (`ps`), only the owner a process's environment."""
+    command line (`ps`), only the owner a process's environment. So do the worker settings (`run
+    --checkpoint-every`, `--attempts`), which `pacebench worker` reads from there."""
     logs = results_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=logs, delete=False) as f:
@@ -61,7 +62,7 @@ def run_processes(db: str, keys: list[str], opts: WorkerOptions, devices: list[s
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
-                        env={**os.environ, DB_ENV: db},
+                        env={**os.environ, DB_ENV: db, **opts.settings.as_env()},
                     ),
                     log,
                 )
