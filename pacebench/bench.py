@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pacebench.choices import Paths
 from pacebench.core import adapters
 from pacebench.core.adapters import training_paths
-from pacebench.core.backbones import BACKBONES
+from pacebench.core.backbones import BACKBONES, check_image_size
 from pacebench.core.methods import METHODS, SetupInfo
 from pacebench.core.prepare import attach
 from pacebench.errors import UsageError
@@ -67,8 +67,10 @@ class BenchConfig:
             raise UsageError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.paths not in set(Paths):
             raise UsageError(f"--paths must be one of {', '.join(Paths)}, got {self.paths!r}")
-        if min(self.batch, self.image_size, self.rank, self.steps) < 1 or self.warmup < 0:
-            raise UsageError("--batch, --image-size, --rank and --steps must be >= 1 and --warmup >= 0")
+        if min(self.batch, self.image_size, self.rank, self.steps, self.threads) < 1 or self.warmup < 0:
+            raise UsageError("--batch, --image-size, --rank, --steps and --threads must be >= 1 and --warmup >= 0")
+        if self.patch_size is not None and self.patch_size < 1:
+            raise UsageError(f"--patch-size must be >= 1 (or left out: the architecture's own), got {self.patch_size}")
 
     @property
     def adapter_label(self) -> str:
@@ -80,7 +82,11 @@ def bench_config(adapter: str, rank: int | None, **settings: Any) -> BenchConfig
     """A BenchConfig for adapter kind `adapter`, `rank` None meaning the kind's own size (an unknown kind, or a
     size it cannot take, is a UsageError here, before anything is built)."""
     size = adapters.kind_of(adapter).settings(rank).size
-    return BenchConfig(adapter=adapter, rank=size, **settings)
+    cfg = BenchConfig(adapter=adapter, rank=size, **settings)
+    patch = {"patch_size": cfg.patch_size} if cfg.patch_size else {}
+    if timm.is_model(cfg.backbone):  # else the build names the architecture
+        check_image_size(cfg.backbone, cfg.image_size, "--image-size (and --patch-size)", **patch)
+    return cfg
 
 
 @dataclass

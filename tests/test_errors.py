@@ -327,6 +327,22 @@ CASES: dict[str, tuple[Args, int, str]] = {
         2,
         "--delta must be a finite number > 0 and --boot at least 100, got nan and 2000",
     ),
+    "a worker with no threads": (
+        lambda t, m, p, d: ["worker", "--device", "cpu", "--threads", "0", "--db", f"sqlite:///{t}/w0.db"],
+        2,
+        "--jobs and --threads must be >= 1, got 1 and 0",
+    ),
+    "a worker with negative loader processes": (
+        lambda t, m, p, d: ["worker", "--device", "cpu", "--workers", "-1", "--db", f"sqlite:///{t}/w0.db"],
+        2,
+        "--workers (data-loading processes) must be >= 0, got -1",
+    ),
+    "bench at an image size its patches do not divide": (
+        lambda t, m, p, d: ["bench", "--backbone", "test_vit", "--image-size", "30", "--patch-size", "4", "--no-store"],
+        2,
+        "image_size=30 does not fit backbone test_vit (Input height (30) should be divisible by patch size (4).); "
+        "set --image-size (and --patch-size)",
+    ),
     "rank for a kind without a size": (
         lambda t, m, p, d: ["run", "demo", "--adapters", "ssf", "-t", "rank=4", "--db", f"sqlite:///{t}/a.db"],
         2,

@@ -31,7 +31,7 @@ from pacebench.cli.common import (
     split_list,
 )
 from pacebench.errors import UsageError
-from pacebench.execution.options import EXECUTORS, SlurmOptions, WorkerOptions, check_database
+from pacebench.execution.options import EXECUTORS, SlurmOptions, WorkerOptions, check_counts, check_database
 from pacebench.plan.spec import DEFAULT_METHODS
 from pacebench.settings import DIAGNOSTICS_ENV, THREADS_ENV, WEIGHTS_ENV, WorkerSettings
 from pacebench.settings import data_root as default_data_root
@@ -284,7 +284,7 @@ def worker_options(o: Any) -> WorkerOptions:
         devices.worker_devices(o.device, o.gpus, o.jobs, o.threads)  # refused before anything is planned
     else:  # the plan is for workers elsewhere: the values must still make sense
         devices.named_device(o.device)
-        devices.check_counts(o.jobs, o.threads)
+        check_counts(o.jobs, o.threads)
     settings = WorkerSettings.from_env(checkpoint_every=o.checkpoint_every, max_attempts=o.attempts)
     return WorkerOptions(
         device=o.device,

@@ -262,9 +262,10 @@ def load_npz(model: nn.Module, path: Path) -> None:
 
 
 @cache
-def check_image_size(name: str, image_size: int) -> None:
+def check_image_size(name: str, image_size: int, option: str = "-t image_size", **overrides: Any) -> None:
     """Refuses an image size the backbone cannot take (smaller than a patch, say) while planning, not as a failed
-    run: one forward pass on the meta device (no memory, no weights; under a second for ViT-B)."""
+    run: one forward pass on the meta device (no memory, no weights; under a second for ViT-B). `overrides`: timm
+    arguments the caller changes (`bench --patch-size`); `option`: what the user sets the size with."""
     if name in BACKBONES and BACKBONES.get(name).folder:
         return  # a text model: no images
     arch, kwargs = (BACKBONES.get(name).arch, BACKBONES.get(name).kwargs) if name in BACKBONES else (name, {})
@@ -272,12 +273,14 @@ def check_image_size(name: str, image_size: int) -> None:
         return  # `resolve` names the problem
     try:
         with torch.device("meta"):
-            model = timm.create_model(arch, pretrained=False, num_classes=2, img_size=image_size, **kwargs)
+            model = timm.create_model(
+                arch, pretrained=False, num_classes=2, img_size=image_size, **{**kwargs, **overrides}
+            )
             model(torch.empty(1, 3, image_size, image_size))
     except (RuntimeError, ValueError, AssertionError, TypeError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UsageError(
-            f"image_size={image_size} does not fit backbone {name} ({reason}); set -t image_size to a "
+            f"image_size={image_size} does not fit backbone {name} ({reason}); set {option} to a "
             "size the backbone takes (at least one patch)"
         ) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from pacebench.errors import UsageError
+from pacebench.execution.options import check_counts
 
 
 def named_device(name: str) -> torch.device | None:
@@ -19,11 +20,6 @@ def named_device(name: str) -> torch.device | None:
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"unsupported --device {name!r}; use auto, cpu, cuda or cuda:N")
     return device
-
-
-def check_counts(jobs: int, threads: int) -> None:
-    if jobs < 1 or threads < 1:
-        raise UsageError(f"--jobs and --threads must be >= 1, got {jobs} and {threads}")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -31,6 +31,14 @@ class SlurmOptions:
     force_sqlite: bool = False
 
 
+def check_counts(jobs: int, threads: int, loader_workers: int = 0) -> None:
+    """Counts torch and the data loader would refuse later, with a traceback, in a worker process."""
+    if jobs < 1 or threads < 1:
+        raise UsageError(f"--jobs and --threads must be >= 1, got {jobs} and {threads}")
+    if loader_workers < 0:
+        raise UsageError(f"--workers (data-loading processes) must be >= 0, got {loader_workers}")
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     """Where and how the workers of a sweep run."""
@@ -47,6 +55,9 @@ class WorkerOptions:
     cluster: SlurmOptions | None = None  # run the workers as a Slurm job array instead
     compile: bool = False  # torch.compile every block (same values as eager)
     diagnostics: str = Diagnostics.eval  # when runs take Fig. 2's readings (training.Environment.diagnostics)
+
+    def __post_init__(self) -> None:
+        check_counts(self.jobs, self.threads, self.loader_workers)
 
     def worker_args(self, device: str) -> list[str]:
         """The `pacebench worker` options that reproduce these options for one device."""
