@@ -58,12 +58,19 @@ def _root(
         os.environ[SUITES_ENV] = str(suites)  # worker processes and Slurm tasks inherit it
 
 
+class _Lines(logging.Formatter):
+    """A warning as one `warning:` line; a note (a database back after an outage) as its own line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return ("warning: " if record.levelno >= logging.WARNING else "") + record.getMessage()
+
+
 def main() -> None:
     """The console entry point: pacebench's own warnings (a rebuilt cache, ...) print as one `warning:` line."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setFormatter(_Lines())
     logger = logging.getLogger("pacebench")
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.INFO)
     logger.propagate = False
     app()

@@ -204,7 +204,7 @@ class Worker:
             if resume is not None and (why := unreadable(resume[1])) is not None:
                 self.store.drop_checkpoint(run.id, claim)
                 log.warning(
-                    f"warning: run {run.id} ({spec.label()}): its checkpoint after epoch {resume[0] + 1} "
+                    f"run {run.id} ({spec.label()}): its checkpoint after epoch {resume[0] + 1} "
                     f"cannot be read ({why}); dropped it, the run starts again from epoch 0"
                 )
                 resume = None

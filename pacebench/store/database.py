@@ -438,13 +438,13 @@ class Database:
                 self._check_file()  # a deleted file is no outage: it will not come back
                 started = self._outage_began(exc)
                 waited = time.monotonic() - started
-                if waited + delay > self.grace_s:
+                if waited >= self.grace_s:
                     raise StoreError(
-                        f"database {self.display_url}: {_reason(exc)}, for {waited:.0f} s (longer than "
-                        f"PACEBENCH_DB_GRACE_S={self.grace_s:g}); rerun once it is back: finished runs "
+                        f"database {self.display_url}: {_reason(exc)}, for {waited:.0f} s (the grace, "
+                        f"PACEBENCH_DB_GRACE_S={self.grace_s:g}, is over); rerun once it is back: finished runs "
                         "and checkpoints are kept"
                     ) from None
-                time.sleep(delay)
+                time.sleep(min(delay, self.grace_s - waited))  # the last try falls on the grace's end
                 delay = min(2 * delay, self.BACKOFF_MAX_S)
             else:
                 self._outage_ended()
@@ -457,7 +457,7 @@ class Database:
                 self._outage_start = time.monotonic()
                 if self.grace_s > 0:
                     log.warning(
-                        f"warning: database {self.display_url} unreachable ({_reason(exc)}); waiting for it "
+                        f"database {self.display_url} unreachable ({_reason(exc)}); waiting for it "
                         f"for up to {self.grace_s:g} s (PACEBENCH_DB_GRACE_S)"
                     )
             return self._outage_start
@@ -468,7 +468,5 @@ class Database:
         with self._outage_lock:
             if self._outage_start is not None:
                 if self.grace_s > 0:
-                    log.warning(
-                        f"database {self.display_url} is back after {time.monotonic() - self._outage_start:.0f} s"
-                    )
+                    log.info(f"database {self.display_url} is back after {time.monotonic() - self._outage_start:.0f} s")
                 self._outage_start, self._watched_since = None, utcnow()
