@@ -481,13 +481,15 @@ def test_a_noted_claim_is_given_back_without_counting_and_a_stale_note_changes_n
     first, second = store.enqueue(specs(seeds=(0, 1)))
     held, taken = store.claim_next(Claimant(30.0)), store.claim_next(Claimant(30.0))
     assert (held.id, taken.id, held.attempts) == (first.id, second.id, 1)
-    for note in (unreleased_note(held.id, held.claim), unreleased_note(taken.id, "a-claim-taken-over-since")):
-        note.parent.mkdir(exist_ok=True)
+    elsewhere = unreleased_note("sqlite:///another.db", held.id, held.claim)
+    notes = [unreleased_note(store.url, held.id, held.claim), unreleased_note(store.url, taken.id, "taken-since")]
+    for note in [*notes, elsewhere]:
+        note.parent.mkdir(parents=True, exist_ok=True)
         note.touch()
     give_back_unreleased(store)
     assert (store.get_run(first.id).status, store.get_run(first.id).attempts) == (Status.queued, 0)
     assert (store.get_run(second.id).status, store.get_run(second.id).claim) == (Status.running, taken.claim)
-    assert not list((tmp_path / "unreleased").iterdir())
+    assert not any(note.exists() for note in notes) and elsewhere.exists(), "another database's notes are its own"
 
 
 def test_past_its_grace_a_worker_stops_cleanly_and_a_rerun_finishes(pg_server, tmp_path, results):
@@ -511,14 +513,14 @@ def test_past_its_grace_a_worker_stops_cleanly_and_a_rerun_finishes(pg_server, t
     assert "Traceback" not in output
     stopped = store.get_run(run.id)
     assert stopped.status == Status.running and stopped.error is None, "an outage is never the run's failure"
-    assert list((tmp_path / "results" / "unreleased").iterdir()), "the claim it could not give back is noted"
+    assert list((tmp_path / "results" / "unreleased").rglob("*-*")), "the claim it could not give back is noted"
     rerun = pacebench(*worker, env=env)
     output = rerun.communicate(timeout=300)[0]
     assert rerun.returncode == 0 and "1 done" in output, output
     finished = store.get_run(run.id)
     assert [e.epoch for e in store.epochs(run.id)] == list(range(10)) and finished.status == Status.done
     assert finished.attempts == 1, "the rerun gave the claim back first: the outage cost the run no attempt"
-    assert not list((tmp_path / "results" / "unreleased").iterdir())
+    assert not list((tmp_path / "results" / "unreleased").rglob("*-*"))
 
 
 def read_only(path: Path, on: bool) -> None:

@@ -13,6 +13,7 @@ file) stops the worker with that one line, the run neither failed nor counted, l
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -181,7 +182,7 @@ class Worker:
             return self._attempt(run, claim, beat)
         except StoreError:  # not the run's fault: given back (not counted) now, or by the next worker (a note)
             self.broken = True
-            note = unreleased_note(run.id, claim)
+            note = unreleased_note(self.store.url, run.id, claim)
             note.parent.mkdir(parents=True, exist_ok=True)
             note.touch()
 
@@ -277,16 +278,21 @@ class Worker:
         )
 
 
-def unreleased_note(run_id: int, claim: str) -> Path:
+def unreleased_note(url: str, run_id: int, claim: str) -> Path:
     """The note a worker leaves when the database went away for good while it held a run: the run was not the
-    problem, so the next worker releases the claim first and takes the run over without counting an attempt."""
-    return results_dir() / "unreleased" / f"{run_id}-{claim}"
+    problem, so the next worker on that database releases the claim first and takes the run over without counting
+    an attempt. Notes are kept per database (a hash of its URL, password and all, which no file shows)."""
+    return _notes(url) / f"{run_id}-{claim}"
+
+
+def _notes(url: str) -> Path:
+    return results_dir() / "unreleased" / hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def give_back_unreleased(store: Storage) -> None:
     """Releases the claims of the notes left in this results folder (a fenced write: a claim that was taken over or
     finished meanwhile is left as it is) and removes the notes."""
-    for note in sorted((results_dir() / "unreleased").glob("*-*")):
+    for note in sorted(_notes(store.url).glob("*-*")):
         run_id, claim = note.name.split("-", 1)
         if run_id.isdigit():
             store.release(int(run_id), claim)
