@@ -343,6 +343,20 @@ CASES: dict[str, tuple[Args, int, str]] = {
         "image_size=30 does not fit backbone test_vit (Input height (30) should be divisible by patch size (4).); "
         "set --image-size (and --patch-size)",
     ),
+    "a job array of no tasks": (
+        lambda t, m, p, d: [
+            "run",
+            "demo",
+            "--executor",
+            "submitit-local",
+            "--array",
+            "0",
+            "--db",
+            f"sqlite:///{t}/dev.db",
+        ],
+        2,
+        "--array must be >= 1, got 0",
+    ),
     "rank for a kind without a size": (
         lambda t, m, p, d: ["run", "demo", "--adapters", "ssf", "-t", "rank=4", "--db", f"sqlite:///{t}/a.db"],
         2,
@@ -544,6 +558,7 @@ def test_nothing_is_written_where_it_should_not_be(tmp_path, monkeypatch, sqlite
         "--device tpu in a dry run or a plan for elsewhere",
         "--device cuda without CUDA",
         "--jobs 0",
+        "a job array of no tasks",
     ):
         runner.invoke(app, CASES[case][0](tmp_path, monkeypatch, sqlite_pragmas, demo_db))
         assert not (tmp_path / "dev.db").exists(), case  # refused before the plan is written

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from pacebench.errors import PacebenchError, UsageError
+from pacebench.errors import PacebenchError
 from pacebench.execution.options import WorkerOptions, check_database
 from pacebench.execution.worker import Worker, described, ended_badly, environment
 from pacebench.store import Store
@@ -38,8 +38,6 @@ def submit(db: str, keys: list[str], opts: WorkerOptions, wait: bool) -> None:
     c = opts.cluster
     assert c is not None
     check_database(db, c)
-    if c.tasks < 1:
-        raise UsageError(f"--array must be >= 1, got {c.tasks}")
     folder = Path(c.folder)
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)  # submitit pickles each task's arguments here, the database URL with any password among them

@@ -30,6 +30,10 @@ class SlurmOptions:
     folder: Path = Path("results/slurm")
     force_sqlite: bool = False
 
+    def __post_init__(self) -> None:  # refused while the command line is read, before anything is planned
+        if self.tasks < 1:
+            raise UsageError(f"--array must be >= 1, got {self.tasks}")
+
 
 def check_counts(jobs: int, threads: int, loader_workers: int = 0) -> None:
     """Counts torch and the data loader would refuse later, with a traceback, in a worker process."""

@@ -162,7 +162,7 @@ def incomplete(result: SweepResult, tolerate_failures: bool) -> str | None:
     if len(unfinished) > len(held):
         problems.append(
             f"{len(unfinished) - len(held)} run(s) not finished (the workers stopped; worker processes "
-            "log to results/logs/); rerun to continue them from their checkpoints"
+            f"log to {results_dir() / 'logs'}); rerun to continue them from their checkpoints"
         )
     if not unfinished and result.status(Status.failed) and not tolerate_failures:
         problems.append(f"{len(result.status(Status.failed))} run(s) failed; see `pacebench runs --status failed`")
